@@ -1,0 +1,250 @@
+//! Metric families in memory and their text expositions.
+//!
+//! Owns [`MetricSet`], the reusable buffer that collectors (and later scrape and push) fill
+//! with families and samples, and the encoders for text format 0.0.4 and OpenMetrics 1.0.
+//! Must not touch: files, sockets, the TSDB. Encoding is a pure function of a `MetricSet`.
+//!
+//! `MetricSet` keeps every name, help text and label in one string arena, so after the first
+//! cycle a collection allocates nothing: `clear()` keeps the capacity.
+
+mod encode;
+
+pub use encode::{
+    encode_openmetrics, encode_text, format_float, CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT,
+};
+
+use std::fmt::{Display, Write};
+use std::ops::Range;
+
+/// The metric types of the exposition formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MetricType {
+    Counter,
+    Gauge,
+    Summary,
+    Histogram,
+    Untyped,
+}
+
+impl MetricType {
+    /// The keyword used by text format 0.0.4.
+    pub fn as_text(self) -> &'static str {
+        match self {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+            MetricType::Summary => "summary",
+            MetricType::Histogram => "histogram",
+            MetricType::Untyped => "untyped",
+        }
+    }
+}
+
+/// Index of a family inside one [`MetricSet`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FamilyId(u32);
+
+#[derive(Clone, Debug)]
+struct Family {
+    name: Range<u32>,
+    help: Range<u32>,
+    typ: MetricType,
+}
+
+#[derive(Clone, Debug)]
+struct SampleRec {
+    family: u32,
+    /// Suffix appended to the family name (`_sum`, `_count`, `_bucket`), or empty.
+    suffix: Range<u32>,
+    /// Label pairs, as a range into `MetricSet::labels`.
+    labels: Range<u32>,
+    value: f64,
+    /// Explicit timestamp in ms, if the source carried one.
+    timestamp: Option<i64>,
+}
+
+/// A borrowed view of one sample.
+#[derive(Clone, Copy, Debug)]
+pub struct SampleRef<'a> {
+    set: &'a MetricSet,
+    rec: &'a SampleRec,
+}
+
+impl<'a> SampleRef<'a> {
+    pub fn family_name(&self) -> &'a str {
+        self.set
+            .str(&self.set.families[self.rec.family as usize].name)
+    }
+    /// The suffix after the family name (`""`, `"_sum"`, `"_count"`, `"_bucket"`, ...).
+    pub fn suffix(&self) -> &'a str {
+        self.set.str(&self.rec.suffix)
+    }
+    pub fn typ(&self) -> MetricType {
+        self.set.families[self.rec.family as usize].typ
+    }
+    pub fn value(&self) -> f64 {
+        self.rec.value
+    }
+    pub fn timestamp(&self) -> Option<i64> {
+        self.rec.timestamp
+    }
+    /// Label pairs in the order they were given.
+    pub fn labels(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        let set = self.set;
+        set.labels[self.rec.labels.start as usize..self.rec.labels.end as usize]
+            .iter()
+            .map(move |(n, v)| (set.str(n), set.str(v)))
+    }
+}
+
+/// A borrowed view of one family.
+#[derive(Clone, Copy, Debug)]
+pub struct FamilyRef<'a> {
+    pub name: &'a str,
+    pub help: &'a str,
+    pub typ: MetricType,
+}
+
+/// Families and samples of one collection, in one arena. See the module docs.
+#[derive(Clone, Debug, Default)]
+pub struct MetricSet {
+    text: String,
+    families: Vec<Family>,
+    samples: Vec<SampleRec>,
+    labels: Vec<(Range<u32>, Range<u32>)>,
+}
+
+impl MetricSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Empties the set but keeps its capacity, so the next cycle does not allocate.
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.families.clear();
+        self.samples.clear();
+        self.labels.clear();
+    }
+
+    fn push_str(&mut self, s: &str) -> Range<u32> {
+        let start = self.text.len() as u32;
+        self.text.push_str(s);
+        start..self.text.len() as u32
+    }
+
+    fn push_display(&mut self, d: &dyn Display) -> Range<u32> {
+        let start = self.text.len() as u32;
+        let _ = write!(self.text, "{d}");
+        start..self.text.len() as u32
+    }
+
+    fn str(&self, r: &Range<u32>) -> &str {
+        &self.text[r.start as usize..r.end as usize]
+    }
+
+    /// Declares a family. Declaring the same name again (e.g. once per collector) is allowed:
+    /// the encoders merge families of equal name, keeping the first HELP and TYPE.
+    pub fn family(&mut self, name: &str, help: &str, typ: MetricType) -> FamilyId {
+        let name = self.push_str(name);
+        let help = self.push_str(help);
+        self.families.push(Family { name, help, typ });
+        FamilyId(self.families.len() as u32 - 1)
+    }
+
+    /// Adds a sample to `family`. Label values are written straight into the arena, so numbers
+    /// (`&cpu_index`) need no temporary `String`.
+    pub fn sample(&mut self, family: FamilyId, labels: &[(&str, &dyn Display)], value: f64) {
+        self.sample_full(family, "", labels, value, None);
+    }
+
+    /// Adds a sample whose name is the family name plus `suffix` (`_sum`, `_count`, `_bucket`).
+    pub fn sample_suffixed(
+        &mut self,
+        family: FamilyId,
+        suffix: &str,
+        labels: &[(&str, &dyn Display)],
+        value: f64,
+    ) {
+        self.sample_full(family, suffix, labels, value, None);
+    }
+
+    /// The general form: suffix and optional explicit timestamp (ms).
+    pub fn sample_full(
+        &mut self,
+        family: FamilyId,
+        suffix: &str,
+        labels: &[(&str, &dyn Display)],
+        value: f64,
+        timestamp: Option<i64>,
+    ) {
+        let suffix = self.push_str(suffix);
+        let first = self.labels.len() as u32;
+        for (n, v) in labels {
+            let n = self.push_str(n);
+            let v = self.push_display(*v);
+            self.labels.push((n, v));
+        }
+        let labels = first..self.labels.len() as u32;
+        self.samples.push(SampleRec {
+            family: family.0,
+            suffix,
+            labels,
+            value,
+            timestamp,
+        });
+    }
+
+    /// Convenience: a family with exactly one unlabelled sample.
+    pub fn single(&mut self, name: &str, help: &str, typ: MetricType, value: f64) {
+        let f = self.family(name, help, typ);
+        self.sample(f, &[], value);
+    }
+
+    pub fn family_ref(&self, id: FamilyId) -> FamilyRef<'_> {
+        let f = &self.families[id.0 as usize];
+        FamilyRef {
+            name: self.str(&f.name),
+            help: self.str(&f.help),
+            typ: f.typ,
+        }
+    }
+
+    pub fn families(&self) -> impl Iterator<Item = FamilyRef<'_>> {
+        (0..self.families.len() as u32).map(|i| self.family_ref(FamilyId(i)))
+    }
+
+    pub fn samples(&self) -> impl Iterator<Item = SampleRef<'_>> {
+        self.samples.iter().map(|rec| SampleRef { set: self, rec })
+    }
+
+    pub fn sample_count(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty() && self.families.is_empty()
+    }
+
+    /// Appends everything of `other` (used to merge per-collector sets).
+    pub fn extend_from(&mut self, other: &MetricSet) {
+        let base_fam = self.families.len() as u32;
+        let off = self.text.len() as u32;
+        let base_lab = self.labels.len() as u32;
+        self.text.push_str(&other.text);
+        let shift = |r: &Range<u32>| r.start + off..r.end + off;
+        self.families.extend(other.families.iter().map(|f| Family {
+            name: shift(&f.name),
+            help: shift(&f.help),
+            typ: f.typ,
+        }));
+        self.labels
+            .extend(other.labels.iter().map(|(n, v)| (shift(n), shift(v))));
+        self.samples.extend(other.samples.iter().map(|s| SampleRec {
+            family: s.family + base_fam,
+            suffix: shift(&s.suffix),
+            labels: s.labels.start + base_lab..s.labels.end + base_lab,
+            value: s.value,
+            timestamp: s.timestamp,
+        }));
+    }
+}

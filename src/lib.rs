@@ -1,0 +1,51 @@
+//! promlet: a Prometheus-class monitoring agent for one small device.
+//!
+//! # Layout
+//!
+//! ```text
+//!  /proc, /sys ──► collect ─┐
+//!  local /metrics ► scrape ─┼─► tsdb (fixed-size ring, persisted) ◄── promql ◄── http: /api/v1, web UI
+//!  pushes ───────► push ────┘        │                       ▲
+//!                                    ├──► /metrics, /federate (upstream Prometheus pulls)
+//!                                    ├──► remote_write (store-and-forward, upstream push)
+//!                                    └──► rules ──► ALERTS ──► notify: local receivers + Alertmanager
+//! ```
+//!
+//! | module    | owns                                                                   |
+//! |-----------|------------------------------------------------------------------------|
+//! | [`model`] | time, labels, samples, the `Clock` trait; no I/O                        |
+//! | [`log`]   | leveled logfmt/JSON logging to stderr                                   |
+//! | [`expo`]  | `MetricSet` (families in one arena) and the text/OpenMetrics encoders   |
+//! | [`collect`] | node_exporter-compatible readers of /proc and /sys, driven by `Roots` |
+//! | [`config`] | the YAML config: parsing, validation, positioned errors               |
+//! | [`cli`]   | the flag table (source of `--help`), argument parsing, subcommands      |
+//! | [`http`]  | the HTTP/1.1 server (limits, timeouts) and routing                      |
+//! | [`agent`] | the main loop: wiring, schedules, self-metrics, reload, shutdown        |
+//! | [`tsdb`]  | the fixed-size ring-buffer store and its on-disk format                 |
+//! | [`promql`] | PromQL lexer, parser and engine over the TSDB                          |
+//! | [`rules`] | recording and alerting rule groups                                      |
+//! | [`notify`] | alert routing, local receivers, the Alertmanager queue                 |
+//! | [`scrape`] | scraping local targets and parsing what they expose                    |
+//! | [`push`]  | the Pushgateway-compatible API                                          |
+//!
+//! Dependencies point one way: toward `model`, `expo` and `tsdb`. Only `agent` and `main`
+//! know every module. Time is passed in; no module below `agent` reads the clock for
+//! scheduling.
+
+pub mod agent;
+pub mod cli;
+pub mod collect;
+pub mod config;
+pub mod expo;
+pub mod http;
+pub mod log;
+pub mod model;
+pub mod notify;
+pub mod promql;
+pub mod push;
+pub mod rules;
+pub mod scrape;
+pub mod tsdb;
+
+/// The version printed by `--version` and exposed in `promlet_build_info`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
