@@ -198,3 +198,105 @@ mod tests {
         );
     }
 }
+
+/// How a label matcher compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MatchOp {
+    Equal,
+    NotEqual,
+    Regex,
+    NotRegex,
+}
+
+impl MatchOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchOp::Equal => "=",
+            MatchOp::NotEqual => "!=",
+            MatchOp::Regex => "=~",
+            MatchOp::NotRegex => "!~",
+        }
+    }
+}
+
+/// A label matcher as in PromQL selectors. Regexes are fully anchored (`^(?:…)$`), like
+/// Prometheus's, and use regex-lite: linear time, but no `\p{..}` classes.
+#[derive(Clone, Debug)]
+pub struct Matcher {
+    pub name: String,
+    pub op: MatchOp,
+    pub value: String,
+    regex: Option<regex_lite::Regex>,
+}
+
+impl Matcher {
+    /// Builds a matcher; fails only for an invalid regex.
+    pub fn new(
+        op: MatchOp,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<Matcher, regex_lite::Error> {
+        let value = value.into();
+        let regex = match op {
+            MatchOp::Regex | MatchOp::NotRegex => {
+                Some(regex_lite::Regex::new(&format!("^(?s:{value})$"))?)
+            }
+            _ => None,
+        };
+        Ok(Matcher {
+            name: name.into(),
+            op,
+            value,
+            regex,
+        })
+    }
+
+    /// Does a label value match? A missing label is the empty string, as in Prometheus.
+    pub fn matches(&self, value: &str) -> bool {
+        match self.op {
+            MatchOp::Equal => value == self.value,
+            MatchOp::NotEqual => value != self.value,
+            MatchOp::Regex => self.regex.as_ref().is_some_and(|r| r.is_match(value)),
+            MatchOp::NotRegex => !self.regex.as_ref().is_some_and(|r| r.is_match(value)),
+        }
+    }
+
+    /// True if this matcher accepts the empty string (so it also selects series without the label).
+    pub fn matches_empty(&self) -> bool {
+        self.matches("")
+    }
+}
+
+impl PartialEq for Matcher {
+    fn eq(&self, o: &Matcher) -> bool {
+        self.name == o.name && self.op == o.op && self.value == o.value
+    }
+}
+
+impl std::fmt::Display for Matcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}{}\"{}\"",
+            self.name,
+            self.op.as_str(),
+            self.value.escape_default()
+        )
+    }
+}
+
+#[cfg(test)]
+mod matcher_tests {
+    use super::*;
+
+    #[test]
+    fn regex_matchers_are_fully_anchored() {
+        let m = Matcher::new(MatchOp::Regex, "job", "api|web").unwrap();
+        assert!(m.matches("api"));
+        assert!(!m.matches("apiserver"));
+        let n = Matcher::new(MatchOp::NotRegex, "job", "a.*").unwrap();
+        assert!(n.matches("ba"));
+        assert!(!n.matches("abc"));
+        assert!(n.matches_empty());
+    }
+}

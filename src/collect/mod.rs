@@ -9,6 +9,8 @@
 //! A source that does not exist on this device (no hwmon on a VM, no conntrack module) makes its
 //! collector fail with [`CollectError::NotFound`]: success 0, logged once at debug, not per scrape.
 
+pub mod util;
+
 use crate::expo::{MetricSet, MetricType};
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -1,0 +1,3 @@
+//! promlet's integration tests, built as one binary. Each module's doc says what it covers.
+
+mod common;
