@@ -100,11 +100,45 @@ pub trait Collector {
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError>;
 }
 
-/// One row of the collector table: name, on by default, constructor.
+/// A collector option, named as node_exporter's flag without the `--collector.` prefix
+/// (`filesystem.mount-points-exclude`); the flag table turns each into `--collector.<name>`.
+pub struct CollectorOption {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+/// Option values given by flags or the config file, keyed by [`CollectorOption::name`].
+#[derive(Clone, Debug, Default)]
+pub struct CollectorOptions {
+    values: std::collections::BTreeMap<String, String>,
+}
+
+impl CollectorOptions {
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.values.insert(name.to_string(), value.to_string());
+    }
+    /// The value of `name`, or the default declared in the collector table.
+    pub fn get(&self, name: &str) -> &str {
+        if let Some(v) = self.values.get(name) {
+            return v;
+        }
+        COLLECTORS
+            .iter()
+            .flat_map(|d| d.options.iter())
+            .find(|o| o.name == name)
+            .map(|o| o.default)
+            .unwrap_or("")
+    }
+}
+
+/// One row of the collector table: name, on by default, options, constructor. The constructor
+/// validates options (e.g. compiles regexes) and fails with a message naming the option.
 pub struct CollectorDef {
     pub name: &'static str,
     pub default_enabled: bool,
-    pub new: fn() -> Box<dyn Collector>,
+    pub options: &'static [CollectorOption],
+    pub new: fn(&CollectorOptions) -> Result<Box<dyn Collector>, String>,
 }
 
 /// Every collector promlet has, in `--help` order. Collectors are added here as they land.
