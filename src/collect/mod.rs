@@ -153,17 +153,19 @@ pub struct Driver {
 
 impl Driver {
     /// Builds the collectors whose names `enabled` says yes to.
-    pub fn new(enabled: impl Fn(&CollectorDef) -> bool) -> Self {
-        let collectors: Vec<_> = COLLECTORS
-            .iter()
-            .filter(|d| enabled(d))
-            .map(|d| (d.new)())
-            .collect();
+    pub fn new(
+        enabled: impl Fn(&CollectorDef) -> bool,
+        opts: &CollectorOptions,
+    ) -> Result<Self, String> {
+        let mut collectors = Vec::new();
+        for d in COLLECTORS.iter().filter(|d| enabled(d)) {
+            collectors.push((d.new)(opts).map_err(|e| format!("collector {}: {e}", d.name))?);
+        }
         let missing = vec![false; collectors.len()];
-        Driver {
+        Ok(Driver {
             collectors,
             missing,
-        }
+        })
     }
 
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
