@@ -25,12 +25,14 @@ impl Drop for TestServer {
 fn router() -> Router {
     let mut r = Router::new();
     r.get("/hello", |_| Response::text(200, "hi"));
-    r.route(&["GET", "POST"], "/echo", |req: &Request| match req.params() {
-        Ok(p) => {
-            let s: Vec<String> = p.iter().map(|(n, v)| format!("{n}={v}")).collect();
-            Response::text(200, s.join("|"))
+    r.route(&["GET", "POST"], "/echo", |req: &Request| {
+        match req.params() {
+            Ok(p) => {
+                let s: Vec<String> = p.iter().map(|(n, v)| format!("{n}={v}")).collect();
+                Response::text(200, s.join("|"))
+            }
+            Err(e) => Response::text(400, e.to_string()),
         }
-        Err(e) => Response::text(400, e.to_string()),
     });
     r.get("/big", |_| Response::text(200, "x".repeat(8 << 20)));
     r
@@ -99,7 +101,8 @@ fn read_one(s: &mut TcpStream) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-const HI: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 2\r\n\r\nhi";
+const HI: &str =
+    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 2\r\n\r\nhi";
 
 /// A plain GET with `Connection: close` gets exactly one response and the close.
 #[test]
@@ -153,7 +156,10 @@ fn unknown_path_is_404_and_wrong_method_is_405() {
     let srv = start(Limits::default());
     let r = exchange(srv.port, b"GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n");
     assert!(r.starts_with("HTTP/1.1 404 Not Found\r\n"), "{r}");
-    let r = exchange(srv.port, b"DELETE /hello HTTP/1.1\r\nConnection: close\r\n\r\n");
+    let r = exchange(
+        srv.port,
+        b"DELETE /hello HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
     assert!(r.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"), "{r}");
     assert!(r.contains("\r\nAllow: GET, HEAD\r\n"), "{r}");
 }
@@ -196,7 +202,10 @@ fn expect_continue_gets_interim_reply_before_body() {
 #[test]
 fn garbage_gets_400_and_close() {
     let srv = start(Limits::default());
-    let r = exchange(srv.port, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n");
+    let r = exchange(
+        srv.port,
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n",
+    );
     assert!(r.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{r}");
     assert!(r.contains("Connection: close\r\n"));
     let r = exchange(srv.port, b"GET /he llo HTTP/1.1\r\n\r\n");
@@ -225,7 +234,10 @@ fn oversized_header_gets_431() {
         "{r}"
     );
     let too_many: String = (0..100).map(|i| format!("X-{i}: v\r\n")).collect();
-    let r = exchange(srv.port, format!("GET /hello HTTP/1.1\r\n{too_many}\r\n").as_bytes());
+    let r = exchange(
+        srv.port,
+        format!("GET /hello HTTP/1.1\r\n{too_many}\r\n").as_bytes(),
+    );
     assert!(r.starts_with("HTTP/1.1 431 "), "{r}");
     assert!(exchange(srv.port, b"GET /hello HTTP/1.0\r\n\r\n").ends_with("hi"));
 }
@@ -236,14 +248,20 @@ fn oversized_body_gets_413_and_chunked_body_gets_411() {
         max_body_bytes: 100,
         ..Limits::default()
     });
-    let r = exchange(srv.port, b"POST /echo HTTP/1.1\r\nContent-Length: 101\r\n\r\n");
+    let r = exchange(
+        srv.port,
+        b"POST /echo HTTP/1.1\r\nContent-Length: 101\r\n\r\n",
+    );
     assert!(r.starts_with("HTTP/1.1 413 Content Too Large\r\n"), "{r}");
     let r = exchange(
         srv.port,
         b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\na=b\r\n0\r\n\r\n",
     );
     assert!(r.starts_with("HTTP/1.1 411 Length Required\r\n"), "{r}");
-    let r = exchange(srv.port, b"POST /echo HTTP/1.1\r\nContent-Length: x\r\n\r\n");
+    let r = exchange(
+        srv.port,
+        b"POST /echo HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+    );
     assert!(r.starts_with("HTTP/1.1 400 "), "{r}");
 }
 
@@ -266,9 +284,16 @@ fn read_and_idle_timeouts_close_connections() {
     assert_eq!(read_one(&mut s), HI);
     let t0 = Instant::now();
     let mut b = [0u8; 1];
-    assert_eq!(s.read(&mut b).unwrap(), 0, "server should close the idle connection");
+    assert_eq!(
+        s.read(&mut b).unwrap(),
+        0,
+        "server should close the idle connection"
+    );
     let idle = t0.elapsed();
-    assert!(idle >= Duration::from_millis(200) && idle < Duration::from_secs(5), "{idle:?}");
+    assert!(
+        idle >= Duration::from_millis(200) && idle < Duration::from_secs(5),
+        "{idle:?}"
+    );
 }
 
 /// At the cap, a new connection evicts the longest-waiting idle one; when every connection is
@@ -283,10 +308,17 @@ fn connection_cap_evicts_idle_then_rejects_with_503() {
     std::thread::sleep(Duration::from_millis(50));
     let _idle2 = connect(srv.port);
     std::thread::sleep(Duration::from_millis(50));
-    let r = exchange(srv.port, b"GET /hello HTTP/1.1\r\nConnection: close\r\n\r\n");
+    let r = exchange(
+        srv.port,
+        b"GET /hello HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
     assert!(r.ends_with("hi"), "{r}");
     let mut b = [0u8; 1];
-    assert_eq!(idle1.read(&mut b).unwrap_or(0), 0, "oldest idle connection evicted");
+    assert_eq!(
+        idle1.read(&mut b).unwrap_or(0),
+        0,
+        "oldest idle connection evicted"
+    );
 
     // Two connections busy writing 8 MiB replies that nobody reads.
     let mut busy = Vec::new();

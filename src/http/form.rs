@@ -59,7 +59,10 @@ fn decode(s: &str, plus_is_space: bool) -> Result<String, FormError> {
         match b[i] {
             b'%' => {
                 let hex = |c: u8| (c as char).to_digit(16);
-                match (b.get(i + 1).and_then(|&c| hex(c)), b.get(i + 2).and_then(|&c| hex(c))) {
+                match (
+                    b.get(i + 1).and_then(|&c| hex(c)),
+                    b.get(i + 2).and_then(|&c| hex(c)),
+                ) {
                     (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
                     _ => {
                         let end = (i + 3).min(b.len());
@@ -110,7 +113,10 @@ mod tests {
             parse_urlencoded("q=%zz"),
             Err(FormError::BadEscape("%zz".into()))
         );
-        assert_eq!(parse_urlencoded("q=%4"), Err(FormError::BadEscape("%4".into())));
+        assert_eq!(
+            parse_urlencoded("q=%4"),
+            Err(FormError::BadEscape("%4".into()))
+        );
         assert_eq!(parse_urlencoded("a=1;b=2"), Err(FormError::Semicolon));
         assert_eq!(parse_urlencoded("q=%ff"), Err(FormError::InvalidUtf8));
     }

@@ -183,7 +183,12 @@ mod tests {
 
     #[test]
     fn params_ignore_body_of_get_and_of_other_content_types() {
-        let r = req("GET", "q=1", Some("application/x-www-form-urlencoded"), "q=2");
+        let r = req(
+            "GET",
+            "q=1",
+            Some("application/x-www-form-urlencoded"),
+            "q=2",
+        );
         assert_eq!(r.param("q").as_deref(), Some("1"));
         let r = req("POST", "", Some("application/json"), "q=2");
         assert_eq!(r.param("q"), None);

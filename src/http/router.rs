@@ -113,7 +113,9 @@ mod tests {
     fn router() -> Router {
         let mut r = Router::new();
         r.get("/metrics", |_| Response::text(200, "metrics"));
-        r.route(&["POST", "PUT"], "/-/reload", |_| Response::text(200, "reloaded"));
+        r.route(&["POST", "PUT"], "/-/reload", |_| {
+            Response::text(200, "reloaded")
+        });
         r.get("/api/v1/*", |_| Response::text(200, "api"));
         r.get("/api/v1/label/*", |q| Response::text(200, q.path.clone()));
         r

@@ -15,8 +15,8 @@
 //! 400 and a close. Responses always carry `Content-Length`; HEAD gets the GET headers only.
 
 use super::{reason, Request, Response};
-use async_io::{Async, Timer};
 use async_executor::LocalExecutor;
+use async_io::{Async, Timer};
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -170,8 +170,7 @@ impl Server {
                     Some(Err(e)) => {
                         // EMFILE and friends: log at most once a second, back off briefly so a
                         // full fd table does not spin the work thread.
-                        if last_accept_error.is_none_or(|t| t.elapsed() > Duration::from_secs(1))
-                        {
+                        if last_accept_error.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
                             crate::log::warn(&format!("http: accept failed: {e}"));
                             last_accept_error = Some(Instant::now());
                         }
@@ -426,7 +425,8 @@ impl Conn {
             };
             if header("transfer-encoding").is_some_and(|te| !te.eq_ignore_ascii_case("identity")) {
                 bump(&self.stats.protocol_errors);
-                self.reply_error(411, "send the body with Content-Length").await;
+                self.reply_error(411, "send the body with Content-Length")
+                    .await;
                 return;
             }
             let body_len = match header("content-length").map(|v| v.trim().parse::<usize>()) {
@@ -445,14 +445,14 @@ impl Conn {
             }
             let expect_continue =
                 header("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue"));
-            if expect_continue && buf.len() < head_len + body_len {
-                if self
+            if expect_continue
+                && buf.len() < head_len + body_len
+                && self
                     .write_all(b"HTTP/1.1 100 Continue\r\n\r\n", deadline)
                     .await
                     .is_err()
-                {
-                    return;
-                }
+            {
+                return;
             }
             while buf.len() < head_len + body_len {
                 match self.read_more(&mut buf, deadline).await {
@@ -485,7 +485,8 @@ impl Conn {
             };
             let Ok(path) = super::percent_decode(path) else {
                 bump(&self.stats.protocol_errors);
-                self.reply_error(400, "invalid escape in request path").await;
+                self.reply_error(400, "invalid escape in request path")
+                    .await;
                 return;
             };
             let is_head = head.method == "HEAD";
@@ -566,12 +567,7 @@ impl Conn {
         deadline: Instant,
     ) -> Result<(), ()> {
         let mut head = Vec::with_capacity(256);
-        let _ = write!(
-            head,
-            "HTTP/1.1 {} {}\r\n",
-            resp.status,
-            reason(resp.status)
-        );
+        let _ = write!(head, "HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
         for (n, v) in &resp.headers {
             // Values come from our own handlers, but never let one split the response.
             if v.contains(['\r', '\n']) || n.contains(['\r', '\n', ':']) {
@@ -629,7 +625,10 @@ mod tests {
 
     #[test]
     fn parse_head_reports_partial_complete_and_limits() {
-        assert!(matches!(parse_head(b"GET / HTTP/1.1\r\n", 8192), Parsed::Partial));
+        assert!(matches!(
+            parse_head(b"GET / HTTP/1.1\r\n", 8192),
+            Parsed::Partial
+        ));
         match parse_head(b"GET /a?b=1 HTTP/1.0\r\nHost: x\r\n\r\nrest", 8192) {
             Parsed::Head(h, len) => {
                 assert_eq!(h.target, "/a?b=1");
