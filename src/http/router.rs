@@ -64,6 +64,12 @@ impl Router {
 
     /// The most specific route for the path, then 405 or 404 as appropriate.
     pub fn handle(&self, req: &Request) -> Response {
+        self.dispatch(req).1
+    }
+
+    /// Like [`Router::handle`], also returning the matched route pattern ("" for 404/405), a
+    /// bounded label for request counters.
+    pub fn dispatch(&self, req: &Request) -> (&'static str, Response) {
         let method = if req.method == "HEAD" {
             "GET"
         } else {
@@ -84,17 +90,18 @@ impl Router {
             }
         }
         if let Some((_, r)) = best {
-            return (r.handler)(req);
+            return (r.pattern, (r.handler)(req));
         }
         if allowed.is_empty() {
-            return Response::text(404, "404 page not found\n");
+            return ("", Response::text(404, "404 page not found\n"));
         }
         if allowed.contains(&"GET") {
             allowed.push("HEAD");
         }
         allowed.sort_unstable();
         allowed.dedup();
-        Response::text(405, "method not allowed\n").header("Allow", allowed.join(", "))
+        let resp = Response::text(405, "method not allowed\n").header("Allow", allowed.join(", "));
+        ("", resp)
     }
 }
 
