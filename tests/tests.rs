@@ -1,5 +1,10 @@
 //! promlet's integration tests, built as one binary. Each module's doc says what it covers.
 
+/// The real binary: /metrics with promtool, negotiation, gzip, lifecycle, reload, signals,
+/// bad input under load.
+mod agent;
+/// The command line: --help, --version, usage errors, `check config`.
+mod cli;
 mod common;
 /// The HTTP/1.1 server at the wire level: exact bytes, limits, timeouts, the connection cap.
 mod http;
