@@ -34,7 +34,8 @@ impl Drop for TempDir {
 pub struct Agent {
     pub child: ChildGuard,
     pub port: u16,
-    pub dir: TempDir,
+    /// Kept for its Drop: the data dir and logs go with the agent.
+    _dir: TempDir,
     stderr_path: PathBuf,
 }
 
@@ -66,7 +67,7 @@ impl Agent {
         Agent {
             child,
             port,
-            dir,
+            _dir: dir,
             stderr_path,
         }
     }
