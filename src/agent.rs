@@ -617,10 +617,7 @@ pub fn run(args: Args) -> i32 {
         Ok(d) => d,
         Err(e) => return fail(format!("error building collectors: {e}")),
     };
-    let listener = match bind(&args.listen_address).and_then(Async::new) {
-        Ok(l) => l,
-        Err(e) => return fail(format!("cannot listen on {}: {e}", args.listen_address)),
-    };
+    // Signals before the socket: once the port accepts, SIGTERM must mean a clean exit.
     let signals = match async_signal::Signals::new([
         async_signal::Signal::Hup,
         async_signal::Signal::Term,
@@ -628,6 +625,10 @@ pub fn run(args: Args) -> i32 {
     ]) {
         Ok(s) => s,
         Err(e) => return fail(format!("cannot install signal handlers: {e}")),
+    };
+    let listener = match bind(&args.listen_address).and_then(Async::new) {
+        Ok(l) => l,
+        Err(e) => return fail(format!("cannot listen on {}: {e}", args.listen_address)),
     };
     let limits = Limits {
         max_connections: args.max_connections,
