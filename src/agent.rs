@@ -36,28 +36,39 @@ use std::time::{Duration, Instant};
 pub const REVISION: &str = env!("PROMLET_REVISION");
 pub const RUSTC_VERSION: &str = env!("PROMLET_RUSTC_VERSION");
 
-/// Builds the collector driver: table defaults, then the config file, then flags (flags win).
-pub fn build_driver(cfg: &Config, args: &Args) -> Result<Driver, String> {
+/// Collector option values: the table's defaults, then the config file, then flags.
+pub fn collector_options(cfg: &Config, args: &Args) -> CollectorOptions {
     let mut opts = CollectorOptions::default();
     for (n, v) in cfg.collectors.options.iter().chain(&args.collector_options) {
         opts.set(n, v);
     }
+    opts
+}
+
+/// Whether collector `d` runs: its default (unless defaults are disabled by flag or config),
+/// then the config file's switch, then the flags' (the last word wins).
+pub fn collector_enabled(d: &CollectorDef, cfg: &Config, args: &Args) -> bool {
     let disable_defaults = args.collectors_disable_defaults || cfg.collectors.disable_defaults;
-    let enabled = |d: &CollectorDef| {
-        let mut on = d.default_enabled && !disable_defaults;
-        for (n, v) in cfg
-            .collectors
-            .switches
-            .iter()
-            .chain(&args.collector_switches)
-        {
-            if n == d.name {
-                on = *v;
-            }
+    let mut on = d.default_enabled && !disable_defaults;
+    for (n, v) in cfg
+        .collectors
+        .switches
+        .iter()
+        .chain(&args.collector_switches)
+    {
+        if n == d.name {
+            on = *v;
         }
-        on
-    };
-    Driver::new(enabled, &opts)
+    }
+    on
+}
+
+/// Builds the collector driver from the table, the config file and the flags (flags win).
+pub fn build_driver(cfg: &Config, args: &Args) -> Result<Driver, String> {
+    Driver::new(
+        |d| collector_enabled(d, cfg, args),
+        &collector_options(cfg, args),
+    )
 }
 
 /// Loads the configuration named by the flags, or the embedded one.
@@ -688,6 +699,42 @@ mod tests {
     use super::*;
     use crate::tsdb::AppendError;
     use std::cell::Cell;
+
+    fn unused(_: &CollectorOptions) -> Result<Box<dyn crate::collect::Collector>, String> {
+        Err("unused".into())
+    }
+
+    fn def(name: &'static str, default_enabled: bool) -> CollectorDef {
+        CollectorDef {
+            name,
+            default_enabled,
+            options: &[],
+            new: unused,
+        }
+    }
+
+    #[test]
+    fn flags_override_config_which_overrides_collector_defaults() {
+        let (cpu, wifi) = (def("cpu", true), def("wifi", false));
+        let mut cfg = Config::default();
+        let mut args = Args::default();
+        assert!(collector_enabled(&cpu, &cfg, &args));
+        assert!(!collector_enabled(&wifi, &cfg, &args));
+        cfg.collectors.switches = vec![("cpu".into(), false), ("wifi".into(), true)];
+        assert!(!collector_enabled(&cpu, &cfg, &args));
+        assert!(collector_enabled(&wifi, &cfg, &args));
+        args.collector_switches = vec![("cpu".into(), true), ("wifi".into(), false)];
+        assert!(collector_enabled(&cpu, &cfg, &args));
+        assert!(!collector_enabled(&wifi, &cfg, &args));
+        let mut cfg = Config::default();
+        cfg.collectors.disable_defaults = true;
+        assert!(!collector_enabled(&cpu, &cfg, &Args::default()));
+
+        cfg.collectors.options = vec![("a.b".into(), "config".into()), ("a.c".into(), "c".into())];
+        args.collector_options = vec![("a.b".into(), "flag".into())];
+        let o = collector_options(&cfg, &args);
+        assert_eq!((o.get("a.b"), o.get("a.c")), ("flag", "c"));
+    }
 
     #[test]
     fn negotiation_follows_expfmt() {

@@ -6,5 +6,7 @@ mod agent;
 /// The command line: --help, --version, usage errors, `check config`.
 mod cli;
 mod common;
+/// Config files: positioned errors, hostile input.
+mod config;
 /// The HTTP/1.1 server at the wire level: exact bytes, limits, timeouts, the connection cap.
 mod http;
