@@ -354,6 +354,19 @@ impl State {
             MetricType::Counter,
             server.evicted.get() as f64,
         );
+        set.single(
+            "promlet_http_protocol_errors_total",
+            "Requests refused by the HTTP layer (400 malformed, 411, 413 body too large, \
+             431 header too large).",
+            MetricType::Counter,
+            server.protocol_errors.get() as f64,
+        );
+        set.single(
+            "promlet_http_timeouts_total",
+            "Connections closed by the read, idle or write timeout.",
+            MetricType::Counter,
+            server.timeouts.get() as f64,
+        );
     }
 }
 

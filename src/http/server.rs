@@ -45,6 +45,9 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// connection, short enough that abandoned connections go.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 
+/// How long shutdown waits for responses being written.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// The server's bounds. See the module docs for what happens at each.
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -165,7 +168,7 @@ impl Server {
                 })
                 .await;
                 let stream = match accepted {
-                    None => return Ok(()),
+                    None => break,
                     Some(Ok((stream, _))) => stream,
                     Some(Err(e)) => {
                         // EMFILE and friends: log at most once a second, back off briefly so a
@@ -198,6 +201,13 @@ impl Server {
                 };
                 ex.spawn(conn.run()).detach();
             }
+            // Let responses already being written finish (the "Goodbye" of /-/quit, a scrape
+            // in flight); idle and half-read connections are simply dropped.
+            let grace = Instant::now() + SHUTDOWN_GRACE;
+            while table.any_answering() && Instant::now() < grace {
+                Timer::after(Duration::from_millis(10)).await;
+            }
+            Ok(())
         })
         .await
     }
@@ -269,6 +279,14 @@ impl Drop for OpenGuard {
 }
 
 impl ConnTable {
+    fn any_answering(&self) -> bool {
+        self.conns
+            .borrow()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .any(|c| !c.reading.get() && !c.killed.get())
+    }
+
     /// A slot for a new connection, evicting the longest-waiting reader at the cap; None when
     /// every connection is busy answering.
     fn admit(&self, cap: usize, stats: &Rc<ServerStats>) -> Option<(Rc<ConnState>, OpenGuard)> {
