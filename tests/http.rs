@@ -331,3 +331,23 @@ fn connection_cap_evicts_idle_then_rejects_with_503() {
     let r = exchange(srv.port, b"GET /hello HTTP/1.1\r\n\r\n");
     assert!(r.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{r}");
 }
+
+/// A 3 MiB form body under the 4 MiB default limit arrives whole.
+#[test]
+fn large_body_within_limit_is_received_whole() {
+    let srv = start(Limits::default());
+    let value = "v".repeat(3 << 20);
+    let body = format!("a={value}");
+    let req = format!(
+        "POST /echo HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let r = exchange(srv.port, req.as_bytes());
+    assert!(
+        r.starts_with("HTTP/1.1 200 OK\r\n"),
+        "{}",
+        &r[..100.min(r.len())]
+    );
+    assert!(r.ends_with(&format!("\r\n\r\na={value}")));
+}

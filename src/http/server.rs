@@ -538,9 +538,10 @@ impl Conn {
 
     /// Reads more bytes into `buf`, racing the deadline and eviction.
     async fn read_more(&self, buf: &mut Vec<u8>, deadline: Instant) -> Result<(), ReadEnd> {
+        // Grow by the buffer's size (1 KiB at least, 256 KiB at most): idle and slow
+        // connections hold ~1 KiB, a large body is read in few, large reads.
         let old = buf.len();
-        let want = (old * 2).clamp(1024, 16 * 1024).max(old + 512);
-        buf.resize(want, 0);
+        buf.resize(old + old.clamp(1024, 256 * 1024), 0);
         let stream = &self.stream;
         let read = async {
             let mut s = stream;
