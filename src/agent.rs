@@ -282,6 +282,14 @@ impl State {
                 v,
             );
         }
+        if let Some(v) = p.virtual_max_bytes {
+            set.single(
+                "process_virtual_memory_max_bytes",
+                "Maximum amount of virtual memory available in bytes.",
+                g,
+                v,
+            );
+        }
         if let Some(v) = p.threads {
             set.single(
                 "promlet_threads",
@@ -446,6 +454,7 @@ pub struct ProcessStats {
     pub start_time_s: Option<f64>,
     pub open_fds: Option<f64>,
     pub max_fds: Option<f64>,
+    pub virtual_max_bytes: Option<f64>,
     pub threads: Option<f64>,
 }
 
@@ -462,7 +471,8 @@ impl ProcessStats {
             p.parse_status(&status);
         }
         if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
-            p.max_fds = parse_max_fds(&limits);
+            p.max_fds = parse_limit(&limits, "Max open files");
+            p.virtual_max_bytes = parse_limit(&limits, "Max address space");
         }
         p.open_fds = std::fs::read_dir("/proc/self/fd")
             .ok()
@@ -507,11 +517,13 @@ impl ProcessStats {
     }
 }
 
-fn parse_max_fds(limits: &str) -> Option<f64> {
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    let soft = line["Max open files".len()..].split_whitespace().next()?;
+/// The soft limit named `name` in /proc/self/limits; "unlimited" is u64::MAX, as Go's procfs
+/// reports it (so the values match client_golang's).
+fn parse_limit(limits: &str, name: &str) -> Option<f64> {
+    let line = limits.lines().find(|l| l.starts_with(name))?;
+    let soft = line[name.len()..].split_whitespace().next()?;
     if soft == "unlimited" {
-        return Some(f64::INFINITY);
+        return Some(u64::MAX as f64);
     }
     soft.parse().ok()
 }
@@ -780,7 +792,12 @@ mod tests {
         assert_eq!(p.threads, Some(2.0));
         let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
                       Max open files            1024                 524288               files\n";
-        assert_eq!(parse_max_fds(limits), Some(1024.0));
+        assert_eq!(parse_limit(limits, "Max open files"), Some(1024.0));
+        let limits = "Max address space         unlimited            unlimited            bytes\n";
+        assert_eq!(
+            parse_limit(limits, "Max address space"),
+            Some(1.8446744073709552e19)
+        );
     }
 
     #[test]
