@@ -474,3 +474,62 @@ fn thousand_slow_connections_do_not_starve_metrics() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(agent.get("/-/healthy", "").0, 200);
 }
+
+/// The real Prometheus 3 scrapes promlet (it negotiates OpenMetrics and gzip) and stores
+/// what it gets: `up` is 1 and promlet's self-metrics arrive with their values.
+#[test]
+fn real_prometheus_scrapes_promlet() {
+    let Some(prometheus) = common::stack_bin("prometheus") else {
+        return;
+    };
+    let agent = Agent::start(&[]);
+    let dir = TempDir::new("prom");
+    let cfg = dir.0.join("prometheus.yml");
+    write(
+        &cfg,
+        &format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: promlet\n    \
+             static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+            agent.port
+        ),
+    );
+    let port = common::free_port();
+    let _prom = ChildGuard::spawn(
+        Command::new(prometheus)
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.0.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    assert!(common::wait_for_port(port), "prometheus did not start");
+    // 503 while Prometheus is still starting; the loop below waits that out.
+    let query = |q: &str| {
+        let (status, _, body) = common::http_get(port, &format!("/api/v1/query?query={q}"), "");
+        format!("{status} {}", String::from_utf8_lossy(&body))
+    };
+    let t0 = Instant::now();
+    let mut last = String::new();
+    while t0.elapsed() < Duration::from_secs(30) {
+        last = query("up");
+        if last.contains("\"value\":[") && last.contains(",\"1\"]") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (_, _, targets) = common::http_get(port, "/api/v1/targets", "");
+    let targets = String::from_utf8_lossy(&targets);
+    assert!(
+        last.contains(",\"1\"]"),
+        "up != 1: {last}\ntargets: {targets}"
+    );
+    assert!(targets.contains("\"lastError\":\"\""), "{targets}");
+    let threads = query("promlet_threads");
+    assert!(threads.contains(",\"2\"]"), "{threads}");
+    // OpenMetrics counters arrive under their _total name.
+    let steps = query("promlet_clock_steps_total");
+    assert!(steps.contains(",\"0\"]"), "{steps}");
+}
