@@ -131,6 +131,17 @@ fn keep_alive_serves_pipelined_requests_in_order() {
     assert_eq!(read_one(&mut s), HI);
 }
 
+/// An absolute-form target is served by its path.
+#[test]
+fn absolute_form_target_is_reduced_to_its_path() {
+    let srv = start(Limits::default());
+    let r = exchange(
+        srv.port,
+        b"GET http://127.0.0.1/echo?x=1 HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
+    assert!(r.ends_with("\r\n\r\nx=1"), "{r}");
+}
+
 /// HEAD gets the GET headers, including its Content-Length, and no body.
 #[test]
 fn head_gets_headers_without_body() {

@@ -497,9 +497,19 @@ impl Conn {
                 !has("close")
             };
 
-            let (path, query) = match head.target.split_once('?') {
+            // Absolute-form targets (`GET http://host/metrics`, sent through proxies) are
+            // reduced to their path, as RFC 9112 §3.2.2 asks of servers.
+            let target = match head
+                .target
+                .strip_prefix("http://")
+                .or_else(|| head.target.strip_prefix("https://"))
+            {
+                Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
+                None => head.target.as_str(),
+            };
+            let (path, query) = match target.split_once('?') {
                 Some((p, q)) => (p, q),
-                None => (head.target.as_str(), ""),
+                None => (target, ""),
             };
             let Ok(path) = super::percent_decode(path) else {
                 bump(&self.stats.protocol_errors);
