@@ -535,6 +535,35 @@ fn read_boot_time() -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// File descriptors kept free of connections: listener, reactor, signal pipe, /proc reads.
+const RESERVED_FDS: u64 = 64;
+
+/// Raises the soft open-files limit to the hard one (as Go's runtime does for node_exporter
+/// and Prometheus) and returns the soft limit now in force.
+fn raise_fd_limit() -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let lim = getrlimit(Resource::Nofile);
+    if let (Some(cur), Some(max)) = (lim.current, lim.maximum) {
+        if cur < max {
+            let _ = setrlimit(
+                Resource::Nofile,
+                rustix::process::Rlimit {
+                    current: Some(max),
+                    maximum: Some(max),
+                },
+            );
+        }
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+/// The connection cap that fits the fd limit: at the cap the server evicts slow clients,
+/// which beats running into EMFILE, where it can accept no one.
+fn connection_cap(requested: usize, fd_limit: u64) -> usize {
+    let fit = fd_limit.saturating_sub(RESERVED_FDS).max(1);
+    requested.min(usize::try_from(fit).unwrap_or(usize::MAX))
+}
+
 /// `:9099` means every interface, as in Go: IPv6 dual-stack when the host has it.
 fn bind(addr: &str) -> std::io::Result<TcpListener> {
     match addr.strip_prefix(':') {
@@ -666,8 +695,17 @@ pub fn run(args: Args) -> i32 {
         Ok(l) => l,
         Err(e) => return fail(format!("cannot listen on {}: {e}", args.listen_address)),
     };
+    let fd_limit = raise_fd_limit();
+    let max_connections = connection_cap(args.max_connections, fd_limit);
+    if max_connections < args.max_connections {
+        crate::log::warn(&format!(
+            "open-files limit {fd_limit} allows only {max_connections} connections \
+             (--web.max-connections={})",
+            args.max_connections
+        ));
+    }
     let limits = Limits {
-        max_connections: args.max_connections,
+        max_connections,
         read_timeout: args.read_timeout,
         ..Limits::default()
     };
@@ -759,6 +797,13 @@ mod tests {
         args.collector_options = vec![("a.b".into(), "flag".into())];
         let o = collector_options(&cfg, &args);
         assert_eq!((o.get("a.b"), o.get("a.c")), ("flag", "c"));
+    }
+
+    #[test]
+    fn connection_cap_leaves_room_for_own_fds() {
+        assert_eq!(connection_cap(512, 20_000), 512);
+        assert_eq!(connection_cap(512, 256), 192);
+        assert_eq!(connection_cap(512, 10), 1);
     }
 
     #[test]

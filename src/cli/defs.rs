@@ -94,8 +94,9 @@ pub const FLAGS: &[Flag] = &[
         value_name: Some("N"),
         default: "512",
         category: Category::Web,
-        help: "Maximum simultaneous connections. At the cap the connection waiting longest for \
-               its request is closed; if all are busy answering, new ones get 503.",
+        help: "Maximum simultaneous connections (lowered to fit the open-files limit). At the \
+               cap the connection waiting longest for its request is closed; if all are busy \
+               answering, new ones get 503.",
         set: |a, v| {
             a.max_connections = v
                 .parse()
