@@ -461,13 +461,10 @@ fn thousand_slow_connections_do_not_starve_metrics() {
     let rss = agent.status_field("VmRSS");
     let open = agent.metric("promlet_http_connections").unwrap();
     assert!(open <= 512.0, "connection cap exceeded: {open}");
-    assert!(
-        agent
-            .metric("promlet_http_connections_evicted_total")
-            .unwrap()
-            >= 488.0,
-        "slow connections beyond the cap should have been evicted"
-    );
+    // Connections beyond the listen backlog may still be in SYN retry: wait for them.
+    agent.eventually("slow connections beyond the cap are evicted", |a| {
+        a.metric("promlet_http_connections_evicted_total").unwrap() >= 488.0
+    });
     eprintln!("RSS {rss_before} kB idle, {rss} kB with 1,000 slow connections, {open} open");
     assert!(rss < 16 * 1024, "RSS {rss} kB with 1,000 slow connections");
     drop(slow);
