@@ -564,13 +564,20 @@ fn connection_cap(requested: usize, fd_limit: u64) -> usize {
     requested.min(usize::try_from(fit).unwrap_or(usize::MAX))
 }
 
+/// Listen backlog: std uses 128; a burst beyond it (many clients at once) makes the kernel
+/// drop handshakes into SYN retries of 1 s and more. The kernel caps it at somaxconn.
+const LISTEN_BACKLOG: i32 = 1024;
+
 /// `:9099` means every interface, as in Go: IPv6 dual-stack when the host has it.
 fn bind(addr: &str) -> std::io::Result<TcpListener> {
-    match addr.strip_prefix(':') {
+    let listener = match addr.strip_prefix(':') {
         Some(port) => TcpListener::bind(format!("[::]:{port}"))
             .or_else(|_| TcpListener::bind(format!("0.0.0.0:{port}"))),
         None => TcpListener::bind(addr),
-    }
+    }?;
+    // Calling listen() again on a listening socket only changes its backlog (Linux).
+    rustix::net::listen(&listener, LISTEN_BACKLOG)?;
+    Ok(listener)
 }
 
 fn routes(state: Rc<RefCell<State>>, server: Rc<ServerStats>, shutdown: Shutdown) -> Router {
