@@ -9,6 +9,10 @@
 //! A source that does not exist on this device (no hwmon on a VM, no conntrack module) makes its
 //! collector fail with [`CollectError::NotFound`]: success 0, logged once at debug, not per scrape.
 
+pub mod cpu;
+#[cfg(test)]
+mod fixtures;
+pub mod sysfs;
 pub mod util;
 
 use crate::expo::{MetricSet, MetricType};
@@ -142,7 +146,14 @@ pub struct CollectorDef {
 }
 
 /// Every collector promlet has, in `--help` order. Collectors are added here as they land.
-pub const COLLECTORS: &[CollectorDef] = &[];
+pub const COLLECTORS: &[CollectorDef] = &[
+    CollectorDef {
+        name: "cpu",
+        default_enabled: true,
+        options: cpu::OPTIONS,
+        new: cpu::new,
+    },
+];
 
 /// Runs the enabled collectors and reports per-collector duration and success.
 pub struct Driver {
