@@ -15,25 +15,96 @@ const GOLDEN: &str = "node_exporter-1.11.1-on-fixtures.prom";
 
 /// The `node-fixtures` folder: `$PROMLET_SHARED/node-fixtures`, else `../shared/node-fixtures`
 /// beside the checkout. Missing data skips the test loudly, and fails it under CI=true.
+///
+/// Returns a faithful copy (see [`restore_symlinks`]) when the shared tree was checked out
+/// without symlinks, which happens on file systems or checkouts that flatten them.
 pub fn node_fixtures() -> Option<PathBuf> {
-    let base = std::env::var_os("PROMLET_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    let p = base.join("node-fixtures");
-    if p.join(GOLDEN).is_file() {
-        return Some(p);
+    static DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let base = std::env::var_os("PROMLET_SHARED")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+        let p = base.join("node-fixtures");
+        if p.join(GOLDEN).is_file() {
+            return Some(restore_symlinks(&p));
+        }
+        let ci = std::env::var("CI")
+            .map(|v| v == "true" || v == "1")
+            .unwrap_or(false);
+        if ci {
+            panic!("CI=true and test data is missing: {}", p.display());
+        }
+        eprintln!(
+            "SKIPPED: test data {} missing (set PROMLET_SHARED)",
+            p.display()
+        );
+        None
+    })
+    .clone()
+}
+
+/// The recorded sysfs relies on relative symlinks (`class/hwmon/hwmon0 ->
+/// ../../devices/platform/coretemp.0/hwmon/hwmon0`, `proc/self -> 10`). A checkout made with
+/// symlinks off stores each link as a small regular file holding its target. If `src` looks
+/// like that, this builds (once, shared by test processes) a copy in the temp dir where such
+/// files are links again, and returns it; otherwise it returns `src` unchanged.
+fn restore_symlinks(src: &Path) -> PathBuf {
+    let probe = src.join("sys/class/hwmon/hwmon0");
+    let flattened = std::fs::symlink_metadata(&probe).is_ok_and(|m| m.file_type().is_file());
+    if !flattened {
+        return src.to_path_buf();
     }
-    let ci = std::env::var("CI")
-        .map(|v| v == "true" || v == "1")
-        .unwrap_or(false);
-    if ci {
-        panic!("CI=true and test data is missing: {}", p.display());
+    let dst = std::env::temp_dir().join("promlet-node-fixtures-relinked-v1");
+    if dst.join(GOLDEN).is_file() {
+        return dst;
+    }
+    let tmp = std::env::temp_dir().join(format!(
+        "promlet-node-fixtures-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&tmp);
+    relink_rec(src, &tmp);
+    if std::fs::rename(&tmp, &dst).is_err() {
+        // Another test process finished first; use its copy.
+        let _ = std::fs::remove_dir_all(&tmp);
     }
     eprintln!(
-        "SKIPPED: test data {} missing (set PROMLET_SHARED)",
-        p.display()
+        "note: {} has its symlinks flattened into files; using a relinked copy at {}",
+        src.display(),
+        dst.display()
     );
-    None
+    dst
+}
+
+fn relink_rec(src: &Path, dst: &Path) {
+    let meta = std::fs::symlink_metadata(src).unwrap_or_else(|e| panic!("{src:?}: {e}"));
+    if meta.is_dir() {
+        std::fs::create_dir_all(dst).unwrap();
+        for e in std::fs::read_dir(src).unwrap() {
+            let e = e.unwrap();
+            relink_rec(&e.path(), &dst.join(e.file_name()));
+        }
+        return;
+    }
+    if meta.file_type().is_symlink() {
+        std::os::unix::fs::symlink(std::fs::read_link(src).unwrap(), dst).unwrap();
+        return;
+    }
+    let content = std::fs::read(src).unwrap_or_default();
+    let is_proc_self = src.ends_with("proc/self")
+        && !content.is_empty()
+        && content.iter().all(u8::is_ascii_digit);
+    let looks_like_link = meta.len() < 512
+        && content.starts_with(b"../")
+        && !content.contains(&b'\n')
+        && !content.contains(&0);
+    if is_proc_self || looks_like_link {
+        let target = String::from_utf8_lossy(&content).into_owned();
+        std::os::unix::fs::symlink(target, dst).unwrap();
+    } else {
+        std::fs::write(dst, &content).unwrap();
+    }
 }
 
 /// Roots as node_exporter's end-to-end test passes them over a fixture folder.

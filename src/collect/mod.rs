@@ -10,6 +10,7 @@
 //! collector fail with [`CollectError::NotFound`]: success 0, logged once at debug, not per scrape.
 
 pub mod cpu;
+pub mod cpufreq;
 #[cfg(test)]
 mod fixtures;
 pub mod sysfs;
@@ -152,6 +153,12 @@ pub const COLLECTORS: &[CollectorDef] = &[
         default_enabled: true,
         options: cpu::OPTIONS,
         new: cpu::new,
+    },
+    CollectorDef {
+        name: "cpufreq",
+        default_enabled: true,
+        options: &[],
+        new: cpufreq::new,
     },
 ];
 
