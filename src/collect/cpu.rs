@@ -254,7 +254,11 @@ impl Cpu {
                 let mhz: f64 = mhz.parse().map_err(|_| bad("cpu MHz"))?;
                 out.sample(
                     freq,
-                    &[("core", &b.core), ("cpu", &cpu_num), ("package", &b.package)],
+                    &[
+                        ("core", &b.core),
+                        ("cpu", &cpu_num),
+                        ("package", &b.package),
+                    ],
                     mhz * 1e6,
                 );
             }
@@ -285,7 +289,8 @@ impl Cpu {
             Err(CollectError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e),
         }
-        parse_cpu_list(&self.text, &mut self.isolated).map_err(|e| CollectError::parse(&path, e))?;
+        parse_cpu_list(&self.text, &mut self.isolated)
+            .map_err(|e| CollectError::parse(&path, e))?;
         let f = out.family(
             "node_cpu_isolated",
             "Whether each core is isolated, information from /sys/devices/system/cpu/isolated.",
@@ -328,7 +333,11 @@ impl Cpu {
                 p.pop();
                 r
             };
-            let Some(package) = num(&mut self.path, &mut self.attr, "topology/physical_package_id")?
+            let Some(package) = num(
+                &mut self.path,
+                &mut self.attr,
+                "topology/physical_package_id",
+            )?
             else {
                 continue;
             };
@@ -336,7 +345,11 @@ impl Cpu {
                 continue;
             };
             if !self.cores.iter().any(|c| c.0 == package && c.1 == core) {
-                let n = num(&mut self.path, &mut self.attr, "thermal_throttle/core_throttle_count")?;
+                let n = num(
+                    &mut self.path,
+                    &mut self.attr,
+                    "thermal_throttle/core_throttle_count",
+                )?;
                 self.cores.push((package, core, n));
             }
             if !self.packages.iter().any(|p| p.0 == package) {
@@ -435,16 +448,31 @@ mod tests {
     fn cpu_counters_never_go_backwards_and_reset_on_hotplug() {
         let s = Scratch::new("cpu-mono");
         let mut c = new(&CollectorOptions::default()).unwrap();
-        s.write("proc/stat", b"cpu  1 1 1 1\ncpu0 500 10 10 1000 0 0 0 0 0 0\n");
+        s.write(
+            "proc/stat",
+            b"cpu  1 1 1 1\ncpu0 500 10 10 1000 0 0 0 0 0 0\n",
+        );
         run(c.as_mut(), &s.roots()).unwrap();
         // user goes backwards by a bit: the old value stays.
-        s.write("proc/stat", b"cpu  1 1 1 1\ncpu0 400 10 10 1001 0 0 0 0 0 0\n");
+        s.write(
+            "proc/stat",
+            b"cpu  1 1 1 1\ncpu0 400 10 10 1001 0 0 0 0 0 0\n",
+        );
         let t = run(c.as_mut(), &s.roots()).unwrap();
-        assert!(t.contains("node_cpu_seconds_total{cpu=\"0\",mode=\"user\"} 5\n"), "{t}");
+        assert!(
+            t.contains("node_cpu_seconds_total{cpu=\"0\",mode=\"user\"} 5\n"),
+            "{t}"
+        );
         // idle drops by more than 3 s: a hot-plugged CPU, values start over.
-        s.write("proc/stat", b"cpu  1 1 1 1\ncpu0 100 10 10 10 0 0 0 0 0 0\n");
+        s.write(
+            "proc/stat",
+            b"cpu  1 1 1 1\ncpu0 100 10 10 10 0 0 0 0 0 0\n",
+        );
         let t = run(c.as_mut(), &s.roots()).unwrap();
-        assert!(t.contains("node_cpu_seconds_total{cpu=\"0\",mode=\"user\"} 1\n"), "{t}");
+        assert!(
+            t.contains("node_cpu_seconds_total{cpu=\"0\",mode=\"user\"} 1\n"),
+            "{t}"
+        );
     }
 
     #[test]
@@ -477,10 +505,16 @@ mod tests {
         assert!(run(c.as_mut(), &s.roots()).is_ok());
         s.copy_tree(&dir, "sys/devices/system/cpu");
         s.write("sys/devices/system/cpu/cpu0/topology/core_id", b"zero\n");
-        assert!(matches!(run(c.as_mut(), &s.roots()), Err(CollectError::Parse(..))));
+        assert!(matches!(
+            run(c.as_mut(), &s.roots()),
+            Err(CollectError::Parse(..))
+        ));
         s.write("sys/devices/system/cpu/cpu0/topology/core_id", b"0\n");
         s.write("sys/devices/system/cpu/isolated", b"1,3-");
-        assert!(matches!(run(c.as_mut(), &s.roots()), Err(CollectError::Parse(..))));
+        assert!(matches!(
+            run(c.as_mut(), &s.roots()),
+            Err(CollectError::Parse(..))
+        ));
     }
 
     #[test]

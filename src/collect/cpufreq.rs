@@ -149,7 +149,10 @@ mod tests {
             Err(CollectError::NotFound(_))
         ));
         s.copy_tree(&dir, "sys/devices/system/cpu");
-        s.write("sys/devices/system/cpu/cpu1/cpufreq/scaling_cur_freq", b"17\x00");
+        s.write(
+            "sys/devices/system/cpu/cpu1/cpufreq/scaling_cur_freq",
+            b"17\x00",
+        );
         assert!(matches!(
             run(c.as_mut(), &s.roots()),
             Err(CollectError::Parse(..))

@@ -92,9 +92,8 @@ fn relink_rec(src: &Path, dst: &Path) {
         return;
     }
     let content = std::fs::read(src).unwrap_or_default();
-    let is_proc_self = src.ends_with("proc/self")
-        && !content.is_empty()
-        && content.iter().all(u8::is_ascii_digit);
+    let is_proc_self =
+        src.ends_with("proc/self") && !content.is_empty() && content.iter().all(u8::is_ascii_digit);
     let looks_like_link = meta.len() < 512
         && content.starts_with(b"../")
         && !content.contains(&b'\n')

@@ -13,6 +13,7 @@ pub mod cpu;
 pub mod cpufreq;
 #[cfg(test)]
 mod fixtures;
+pub mod hwmon;
 pub mod sysfs;
 pub mod util;
 
@@ -159,6 +160,12 @@ pub const COLLECTORS: &[CollectorDef] = &[
         default_enabled: true,
         options: &[],
         new: cpufreq::new,
+    },
+    CollectorDef {
+        name: "hwmon",
+        default_enabled: true,
+        options: hwmon::OPTIONS,
+        new: hwmon::new,
     },
 ];
 

@@ -30,6 +30,19 @@ pub fn read_attr<'b>(path: &Path, buf: &'b mut Vec<u8>) -> Option<Cow<'b, str>> 
     })
 }
 
+/// Like [`read_attr`] but trims only newlines, as node_exporter does for hwmon attributes
+/// (a label may end in a meaningful space).
+pub fn read_attr_nl<'b>(path: &Path, buf: &'b mut Vec<u8>) -> Option<Cow<'b, str>> {
+    buf.clear();
+    let mut f = std::fs::File::open(path).ok()?;
+    f.read_to_end(buf).ok()?;
+    let s = String::from_utf8_lossy(buf);
+    Some(match s {
+        Cow::Borrowed(b) => Cow::Borrowed(b.trim_matches('\n')),
+        Cow::Owned(o) => Cow::Owned(o.trim_matches('\n').to_string()),
+    })
+}
+
 /// Reads a numeric attribute: `Ok(None)` when unreadable, `Err(Parse)` when it holds garbage.
 pub fn read_num<T: FromStr>(path: &Path, buf: &mut Vec<u8>) -> Result<Option<T>, CollectError> {
     match read_attr(path, buf) {
