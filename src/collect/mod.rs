@@ -14,7 +14,10 @@ pub mod cpufreq;
 #[cfg(test)]
 mod fixtures;
 pub mod hwmon;
+pub mod netclass;
+pub mod netdev;
 pub mod sysfs;
+pub mod thermal_zone;
 pub mod util;
 
 use crate::expo::{MetricSet, MetricType};
@@ -166,6 +169,24 @@ pub const COLLECTORS: &[CollectorDef] = &[
         default_enabled: true,
         options: hwmon::OPTIONS,
         new: hwmon::new,
+    },
+    CollectorDef {
+        name: "netclass",
+        default_enabled: true,
+        options: netclass::OPTIONS,
+        new: netclass::new,
+    },
+    CollectorDef {
+        name: "netdev",
+        default_enabled: true,
+        options: netdev::OPTIONS,
+        new: netdev::new,
+    },
+    CollectorDef {
+        name: "thermal_zone",
+        default_enabled: true,
+        options: &[],
+        new: thermal_zone::new,
     },
 ];
 
