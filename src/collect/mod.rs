@@ -11,6 +11,7 @@
 
 pub mod cpu;
 pub mod cpufreq;
+pub mod filesystem;
 #[cfg(test)]
 mod fixtures;
 pub mod hwmon;
@@ -127,6 +128,11 @@ impl CollectorOptions {
     pub fn set(&mut self, name: &str, value: &str) {
         self.values.insert(name.to_string(), value.to_string());
     }
+    /// Whether `name` was given explicitly (node_exporter treats an explicit exclude next to
+    /// an include differently from the default exclude).
+    pub fn is_set(&self, name: &str) -> bool {
+        self.values.contains_key(name)
+    }
     /// The value of `name`, or the default declared in the collector table.
     pub fn get(&self, name: &str) -> &str {
         if let Some(v) = self.values.get(name) {
@@ -163,6 +169,12 @@ pub const COLLECTORS: &[CollectorDef] = &[
         default_enabled: true,
         options: &[],
         new: cpufreq::new,
+    },
+    CollectorDef {
+        name: "filesystem",
+        default_enabled: true,
+        options: filesystem::OPTIONS,
+        new: filesystem::new,
     },
     CollectorDef {
         name: "hwmon",
