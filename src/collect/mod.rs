@@ -9,6 +9,7 @@
 //! A source that does not exist on this device (no hwmon on a VM, no conntrack module) makes its
 //! collector fail with [`CollectError::NotFound`]: success 0, logged once at debug, not per scrape.
 
+pub mod arp;
 pub mod cpu;
 pub mod cpufreq;
 pub mod filesystem;
@@ -17,8 +18,12 @@ mod fixtures;
 pub mod hwmon;
 pub mod netclass;
 pub mod netdev;
+pub mod os;
 pub mod sysfs;
 pub mod thermal_zone;
+pub mod time;
+pub mod timex;
+pub mod uname;
 pub mod util;
 
 use crate::expo::{MetricSet, MetricType};
@@ -159,6 +164,12 @@ pub struct CollectorDef {
 /// Every collector promlet has, in `--help` order. Collectors are added here as they land.
 pub const COLLECTORS: &[CollectorDef] = &[
     CollectorDef {
+        name: "arp",
+        default_enabled: true,
+        options: arp::OPTIONS,
+        new: arp::new,
+    },
+    CollectorDef {
         name: "cpu",
         default_enabled: true,
         options: cpu::OPTIONS,
@@ -195,10 +206,34 @@ pub const COLLECTORS: &[CollectorDef] = &[
         new: netdev::new,
     },
     CollectorDef {
+        name: "os",
+        default_enabled: true,
+        options: &[],
+        new: os::new,
+    },
+    CollectorDef {
         name: "thermal_zone",
         default_enabled: true,
         options: &[],
         new: thermal_zone::new,
+    },
+    CollectorDef {
+        name: "time",
+        default_enabled: true,
+        options: &[],
+        new: time::new,
+    },
+    CollectorDef {
+        name: "timex",
+        default_enabled: true,
+        options: &[],
+        new: timex::new,
+    },
+    CollectorDef {
+        name: "uname",
+        default_enabled: true,
+        options: &[],
+        new: uname::new,
     },
 ];
 
