@@ -9,8 +9,22 @@
 //! A source that does not exist on this device (no hwmon on a VM, no conntrack module) makes its
 //! collector fail with [`CollectError::NotFound`]: success 0, logged once at debug, not per scrape.
 
+pub mod conntrack;
+pub mod diskstats;
+pub mod entropy;
+pub mod filefd;
+pub mod kernel_hung;
 pub mod loadavg;
+pub mod meminfo;
+pub mod netstat;
+pub mod pressure;
+pub mod schedstat;
+pub mod sockstat;
+pub mod softnet;
+pub mod stat;
+pub mod udp_queues;
 pub mod util;
+pub mod vmstat;
 
 use crate::expo::{MetricSet, MetricType};
 use std::path::{Path, PathBuf};
@@ -144,12 +158,98 @@ pub struct CollectorDef {
 
 /// Every collector promlet has, in `--help` order. Collectors are added here as they land.
 /// Keep it alphabetical.
-pub const COLLECTORS: &[CollectorDef] = &[CollectorDef {
-    name: "loadavg",
-    default_enabled: true,
-    options: &[],
-    new: loadavg::new,
-}];
+pub const COLLECTORS: &[CollectorDef] = &[
+    CollectorDef {
+        name: "conntrack",
+        default_enabled: true,
+        options: &[],
+        new: conntrack::new,
+    },
+    CollectorDef {
+        name: "diskstats",
+        default_enabled: true,
+        options: diskstats::OPTIONS,
+        new: diskstats::new,
+    },
+    CollectorDef {
+        name: "entropy",
+        default_enabled: true,
+        options: &[],
+        new: entropy::new,
+    },
+    CollectorDef {
+        name: "filefd",
+        default_enabled: true,
+        options: &[],
+        new: filefd::new,
+    },
+    CollectorDef {
+        name: "kernel_hung",
+        default_enabled: true,
+        options: &[],
+        new: kernel_hung::new,
+    },
+    CollectorDef {
+        name: "loadavg",
+        default_enabled: true,
+        options: &[],
+        new: loadavg::new,
+    },
+    CollectorDef {
+        name: "meminfo",
+        default_enabled: true,
+        options: &[],
+        new: meminfo::new,
+    },
+    CollectorDef {
+        name: "netstat",
+        default_enabled: true,
+        options: netstat::OPTIONS,
+        new: netstat::new,
+    },
+    CollectorDef {
+        name: "pressure",
+        default_enabled: true,
+        options: &[],
+        new: pressure::new,
+    },
+    CollectorDef {
+        name: "schedstat",
+        default_enabled: true,
+        options: &[],
+        new: schedstat::new,
+    },
+    CollectorDef {
+        name: "sockstat",
+        default_enabled: true,
+        options: &[],
+        new: sockstat::new,
+    },
+    CollectorDef {
+        name: "softnet",
+        default_enabled: true,
+        options: &[],
+        new: softnet::new,
+    },
+    CollectorDef {
+        name: "stat",
+        default_enabled: true,
+        options: stat::OPTIONS,
+        new: stat::new,
+    },
+    CollectorDef {
+        name: "udp_queues",
+        default_enabled: true,
+        options: &[],
+        new: udp_queues::new,
+    },
+    CollectorDef {
+        name: "vmstat",
+        default_enabled: true,
+        options: vmstat::OPTIONS,
+        new: vmstat::new,
+    },
+];
 
 /// Runs the enabled collectors and reports per-collector duration and success.
 pub struct Driver {
