@@ -705,3 +705,33 @@ fn live_machine_promlet_has_95_percent_of_node_exporter_families_with_same_types
         "live parity {pct:.1}% < 95% (collectors marked NOT IMPLEMENTED above count as missing)"
     );
 }
+
+/// The comparison itself must see every kind of difference, or the tables above prove nothing.
+#[test]
+fn parity_comparison_reports_type_help_label_and_value_differences() {
+    let base = "# HELP node_x Some help.\n# TYPE node_x gauge\nnode_x{a=\"1\"} 5\n";
+    let want = &parse_text(base).unwrap()["node_x"];
+    assert!(family_diffs(want, want, true).is_empty());
+    for (changed, what) in [
+        (base.replace("gauge", "counter"), "TYPE"),
+        (base.replace("Some help.", "Other help."), "HELP"),
+        (base.replace("a=\"1\"", "b=\"1\""), "missing sample"),
+        (base.replace("} 5", "} 5.0000001"), "value"),
+        (format!("{base}node_x{{a=\"2\"}} 1\n"), "extra sample"),
+    ] {
+        let got = &parse_text(&changed).unwrap()["node_x"];
+        let d = family_diffs(want, got, true);
+        assert!(
+            d.iter().any(|m| m.contains(what)),
+            "{what} change not reported: {d:?}"
+        );
+    }
+    // Within 1e-9 relative is equal (Go and Rust may round a division differently).
+    let close = parse_text(&base.replace("} 5", "} 5.000000000001")).unwrap();
+    assert!(family_diffs(want, &close["node_x"], true).is_empty());
+    // The owner table attributes families to the collector that emits them.
+    assert_eq!(owner("node_cpu_scaling_frequency_hertz"), "cpufreq");
+    assert_eq!(owner("node_network_transmit_queue_length"), "netclass");
+    assert_eq!(owner("node_network_transmit_bytes_total"), "netdev");
+    assert_eq!(owner("node_memory_numa_MemFree"), "meminfo_numa");
+}
