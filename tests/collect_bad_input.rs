@@ -31,6 +31,7 @@ const CASES: &[(&str, &[&str])] = &[
     ("filefd", &["proc/sys/fs/file-nr"]),
     ("kernel_hung", &["proc/sys/kernel/hung_task_detect_count"]),
     ("loadavg", &["proc/loadavg"]),
+    ("mdadm", &["proc/mdstat"]),
     ("meminfo", &["proc/meminfo"]),
     (
         "netstat",

@@ -15,6 +15,7 @@ pub mod entropy;
 pub mod filefd;
 pub mod kernel_hung;
 pub mod loadavg;
+pub mod mdadm;
 pub mod meminfo;
 pub mod netstat;
 pub mod pressure;
@@ -194,6 +195,12 @@ pub const COLLECTORS: &[CollectorDef] = &[
         default_enabled: true,
         options: &[],
         new: loadavg::new,
+    },
+    CollectorDef {
+        name: "mdadm",
+        default_enabled: true,
+        options: &[],
+        new: mdadm::new,
     },
     CollectorDef {
         name: "meminfo",
