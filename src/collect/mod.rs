@@ -10,21 +10,37 @@
 //! collector fail with [`CollectError::NotFound`]: success 0, logged once at debug, not per scrape.
 
 pub mod arp;
+pub mod conntrack;
 pub mod cpu;
 pub mod cpufreq;
+pub mod diskstats;
+pub mod entropy;
+pub mod filefd;
 pub mod filesystem;
 #[cfg(test)]
 mod fixtures;
 pub mod hwmon;
+pub mod kernel_hung;
+pub mod loadavg;
+pub mod mdadm;
+pub mod meminfo;
 pub mod netclass;
 pub mod netdev;
+pub mod netstat;
 pub mod os;
+pub mod pressure;
+pub mod schedstat;
+pub mod sockstat;
+pub mod softnet;
+pub mod stat;
 pub mod sysfs;
 pub mod thermal_zone;
 pub mod time;
 pub mod timex;
+pub mod udp_queues;
 pub mod uname;
 pub mod util;
+pub mod vmstat;
 
 use crate::expo::{MetricSet, MetricType};
 use std::path::{Path, PathBuf};
@@ -162,12 +178,19 @@ pub struct CollectorDef {
 }
 
 /// Every collector promlet has, in `--help` order. Collectors are added here as they land.
+/// Keep it alphabetical.
 pub const COLLECTORS: &[CollectorDef] = &[
     CollectorDef {
         name: "arp",
         default_enabled: true,
         options: arp::OPTIONS,
         new: arp::new,
+    },
+    CollectorDef {
+        name: "conntrack",
+        default_enabled: true,
+        options: &[],
+        new: conntrack::new,
     },
     CollectorDef {
         name: "cpu",
@@ -182,6 +205,24 @@ pub const COLLECTORS: &[CollectorDef] = &[
         new: cpufreq::new,
     },
     CollectorDef {
+        name: "diskstats",
+        default_enabled: true,
+        options: diskstats::OPTIONS,
+        new: diskstats::new,
+    },
+    CollectorDef {
+        name: "entropy",
+        default_enabled: true,
+        options: &[],
+        new: entropy::new,
+    },
+    CollectorDef {
+        name: "filefd",
+        default_enabled: true,
+        options: &[],
+        new: filefd::new,
+    },
+    CollectorDef {
         name: "filesystem",
         default_enabled: true,
         options: filesystem::OPTIONS,
@@ -192,6 +233,30 @@ pub const COLLECTORS: &[CollectorDef] = &[
         default_enabled: true,
         options: hwmon::OPTIONS,
         new: hwmon::new,
+    },
+    CollectorDef {
+        name: "kernel_hung",
+        default_enabled: true,
+        options: &[],
+        new: kernel_hung::new,
+    },
+    CollectorDef {
+        name: "loadavg",
+        default_enabled: true,
+        options: &[],
+        new: loadavg::new,
+    },
+    CollectorDef {
+        name: "mdadm",
+        default_enabled: true,
+        options: &[],
+        new: mdadm::new,
+    },
+    CollectorDef {
+        name: "meminfo",
+        default_enabled: true,
+        options: &[],
+        new: meminfo::new,
     },
     CollectorDef {
         name: "netclass",
@@ -206,10 +271,46 @@ pub const COLLECTORS: &[CollectorDef] = &[
         new: netdev::new,
     },
     CollectorDef {
+        name: "netstat",
+        default_enabled: true,
+        options: netstat::OPTIONS,
+        new: netstat::new,
+    },
+    CollectorDef {
         name: "os",
         default_enabled: true,
         options: &[],
         new: os::new,
+    },
+    CollectorDef {
+        name: "pressure",
+        default_enabled: true,
+        options: &[],
+        new: pressure::new,
+    },
+    CollectorDef {
+        name: "schedstat",
+        default_enabled: true,
+        options: &[],
+        new: schedstat::new,
+    },
+    CollectorDef {
+        name: "sockstat",
+        default_enabled: true,
+        options: &[],
+        new: sockstat::new,
+    },
+    CollectorDef {
+        name: "softnet",
+        default_enabled: true,
+        options: &[],
+        new: softnet::new,
+    },
+    CollectorDef {
+        name: "stat",
+        default_enabled: true,
+        options: stat::OPTIONS,
+        new: stat::new,
     },
     CollectorDef {
         name: "thermal_zone",
@@ -230,10 +331,22 @@ pub const COLLECTORS: &[CollectorDef] = &[
         new: timex::new,
     },
     CollectorDef {
+        name: "udp_queues",
+        default_enabled: true,
+        options: &[],
+        new: udp_queues::new,
+    },
+    CollectorDef {
         name: "uname",
         default_enabled: true,
         options: &[],
         new: uname::new,
+    },
+    CollectorDef {
+        name: "vmstat",
+        default_enabled: true,
+        options: vmstat::OPTIONS,
+        new: vmstat::new,
     },
 ];
 
