@@ -14,6 +14,7 @@ pub mod conntrack;
 pub mod cpu;
 pub mod cpufreq;
 pub mod diskstats;
+pub mod dmi;
 pub mod entropy;
 pub mod filefd;
 pub mod filesystem;
@@ -28,6 +29,7 @@ pub mod netclass;
 pub mod netdev;
 pub mod netstat;
 pub mod os;
+pub mod powersupplyclass;
 pub mod pressure;
 pub mod schedstat;
 pub mod sockstat;
@@ -211,6 +213,12 @@ pub const COLLECTORS: &[CollectorDef] = &[
         new: diskstats::new,
     },
     CollectorDef {
+        name: "dmi",
+        default_enabled: true,
+        options: &[],
+        new: dmi::new,
+    },
+    CollectorDef {
         name: "entropy",
         default_enabled: true,
         options: &[],
@@ -281,6 +289,12 @@ pub const COLLECTORS: &[CollectorDef] = &[
         default_enabled: true,
         options: &[],
         new: os::new,
+    },
+    CollectorDef {
+        name: "powersupplyclass",
+        default_enabled: true,
+        options: powersupplyclass::OPTIONS,
+        new: powersupplyclass::new,
     },
     CollectorDef {
         name: "pressure",
