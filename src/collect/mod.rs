@@ -15,6 +15,7 @@ pub mod cpu;
 pub mod cpufreq;
 pub mod diskstats;
 pub mod dmi;
+pub mod edac;
 pub mod entropy;
 pub mod filefd;
 pub mod filesystem;
@@ -28,9 +29,11 @@ pub mod meminfo;
 pub mod netclass;
 pub mod netdev;
 pub mod netstat;
+pub mod nvme;
 pub mod os;
 pub mod powersupplyclass;
 pub mod pressure;
+pub mod rapl;
 pub mod schedstat;
 pub mod sockstat;
 pub mod softnet;
@@ -43,6 +46,7 @@ pub mod udp_queues;
 pub mod uname;
 pub mod util;
 pub mod vmstat;
+pub mod watchdog;
 
 use crate::expo::{MetricSet, MetricType};
 use std::path::{Path, PathBuf};
@@ -219,6 +223,12 @@ pub const COLLECTORS: &[CollectorDef] = &[
         new: dmi::new,
     },
     CollectorDef {
+        name: "edac",
+        default_enabled: true,
+        options: &[],
+        new: edac::new,
+    },
+    CollectorDef {
         name: "entropy",
         default_enabled: true,
         options: &[],
@@ -285,6 +295,12 @@ pub const COLLECTORS: &[CollectorDef] = &[
         new: netstat::new,
     },
     CollectorDef {
+        name: "nvme",
+        default_enabled: true,
+        options: &[],
+        new: nvme::new,
+    },
+    CollectorDef {
         name: "os",
         default_enabled: true,
         options: &[],
@@ -301,6 +317,12 @@ pub const COLLECTORS: &[CollectorDef] = &[
         default_enabled: true,
         options: &[],
         new: pressure::new,
+    },
+    CollectorDef {
+        name: "rapl",
+        default_enabled: true,
+        options: &[],
+        new: rapl::new,
     },
     CollectorDef {
         name: "schedstat",
@@ -361,6 +383,12 @@ pub const COLLECTORS: &[CollectorDef] = &[
         default_enabled: true,
         options: vmstat::OPTIONS,
         new: vmstat::new,
+    },
+    CollectorDef {
+        name: "watchdog",
+        default_enabled: true,
+        options: &[],
+        new: watchdog::new,
     },
 ];
 
