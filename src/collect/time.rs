@@ -27,16 +27,36 @@ pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     }))
 }
 
+// localtime_r with a 64-bit time argument on every target. 32-bit musl (1.2+) has a 64-bit
+// time_t and exports the time64 entry point as `__localtime64_r`; the `libc` crate still
+// declares the old 32-bit `time_t` there, so the symbol is declared here. `struct tm` has no
+// time_t field, so `libc::tm` fits all of them.
+#[cfg(all(target_env = "musl", target_pointer_width = "32"))]
+extern "C" {
+    #[link_name = "__localtime64_r"]
+    fn localtime64_r(t: *const i64, tm: *mut libc::tm) -> *mut libc::tm;
+}
+#[cfg(all(target_env = "musl", target_pointer_width = "64"))]
+extern "C" {
+    #[link_name = "localtime_r"]
+    fn localtime64_r(t: *const i64, tm: *mut libc::tm) -> *mut libc::tm;
+}
+#[cfg(not(target_env = "musl"))]
+unsafe fn localtime64_r(t: *const i64, tm: *mut libc::tm) -> *mut libc::tm {
+    // glibc: time_t is the target's native width (32-bit on armv7 gnueabihf).
+    let native = *t as libc::time_t;
+    libc::localtime_r(&native, tm)
+}
+
 /// The local zone's abbreviation and UTC offset in seconds at `unix_secs`.
 fn local_zone(unix_secs: i64, name: &mut String) -> i64 {
     name.clear();
-    let t: libc::time_t = unix_secs as libc::time_t;
     // SAFETY: `tm` is plain data that localtime_r fills in; both pointers are valid for the
     // call, and tm_zone (if set) points at static or TZ-owned storage valid until the next
     // tzset, which we copy out immediately.
     unsafe {
         let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&t, &mut tm).is_null() {
+        if localtime64_r(&unix_secs, &mut tm).is_null() {
             name.push_str("UTC");
             return 0;
         }

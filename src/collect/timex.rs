@@ -46,16 +46,46 @@ pub struct Reading {
     pub tai: i64,
 }
 
+/// The kernel's `struct timex` as the plain `adjtimex` syscall takes it (`long` fields, the
+/// pre-time64 layout on 32-bit targets). Declared here rather than taken from the `libc` crate
+/// because 32-bit musl 1.2's own `struct timex` is the time64 one, which the crate's
+/// definition does not match; the raw syscall has one layout per word size.
+#[repr(C)]
+struct KernelTimex {
+    modes: libc::c_uint,
+    offset: libc::c_long,
+    freq: libc::c_long,
+    maxerror: libc::c_long,
+    esterror: libc::c_long,
+    status: libc::c_int,
+    constant: libc::c_long,
+    precision: libc::c_long,
+    tolerance: libc::c_long,
+    time: [libc::c_long; 2],
+    tick: libc::c_long,
+    ppsfreq: libc::c_long,
+    jitter: libc::c_long,
+    shift: libc::c_int,
+    stabil: libc::c_long,
+    jitcnt: libc::c_long,
+    calcnt: libc::c_long,
+    errcnt: libc::c_long,
+    stbcnt: libc::c_long,
+    tai: libc::c_int,
+    _reserved: [libc::c_int; 11],
+}
+
 fn read() -> std::io::Result<Reading> {
-    // SAFETY: `timex` is plain data; with modes = 0 the kernel only writes into it.
+    // SAFETY: `KernelTimex` matches the kernel's layout for this word size and is fully
+    // initialised; with `modes = 0` the kernel only reads the clock state into it.
     unsafe {
-        let mut t: libc::timex = std::mem::zeroed();
-        let state = libc::adjtimex(&mut t);
+        let mut t: KernelTimex = std::mem::zeroed();
+        let state = libc::syscall(libc::SYS_adjtimex, &mut t as *mut KernelTimex);
         if state < 0 {
             return Err(std::io::Error::last_os_error());
         }
         Ok(Reading {
-            state,
+            state: state as i32,
             offset: t.offset as i64,
             freq: t.freq as i64,
             maxerror: t.maxerror as i64,
@@ -202,7 +232,11 @@ impl Collector for Timex {
     fn collect(&mut self, _ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
         let r = match read() {
             Ok(r) => r,
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            // EPERM in a sandbox, ENOSYS on a kernel without the 32-bit time calls.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::PermissionDenied
+                    || e.raw_os_error() == Some(libc::ENOSYS) =>
+            {
                 return Err(CollectError::NotFound(Path::new("adjtimex(2)").into()))
             }
             Err(e) => return Err(CollectError::Io(Path::new("adjtimex(2)").into(), e)),
