@@ -23,8 +23,11 @@ use super::util::read_into;
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use regex_lite::Regex;
+use std::borrow::Cow;
 use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -199,7 +202,7 @@ impl Helper {
 struct Mount<'a> {
     major: u32,
     minor: u32,
-    mountpoint: String,
+    mountpoint: Cow<'a, str>,
     fstype: &'a str,
     source: &'a str,
     read_only: bool,
@@ -224,7 +227,11 @@ fn parse_mountinfo_line(line: &str) -> Option<Mount<'_>> {
         major: major.parse().ok()?,
         minor: minor.parse().ok()?,
         // As node_exporter: only the space and tab escapes of fstab(5) are decoded.
-        mountpoint: mountpoint.replace("\\040", " ").replace("\\011", "\t"),
+        mountpoint: if mountpoint.contains('\\') {
+            Cow::Owned(mountpoint.replace("\\040", " ").replace("\\011", "\t"))
+        } else {
+            Cow::Borrowed(mountpoint)
+        },
         fstype,
         source,
         read_only: ro(options) || ro(super_options),
@@ -253,8 +260,12 @@ pub struct Filesystem {
     text: String,
     helper: Option<Helper>,
     stuck: Arc<Mutex<BTreeSet<String>>>,
-    seen: Vec<(String, String, String, String)>,
+    /// Hashes of the (device, mountpoint, fstype, device_error) label sets already exported;
+    /// a 64-bit hash instead of owned strings keeps the cycle allocation-free.
+    seen: Vec<u64>,
     path: PathBuf,
+    errors: Vec<(i32, Rc<str>)>,
+    timeout_text: Rc<str>,
     stat: StatFn,
 }
 
@@ -283,6 +294,8 @@ fn build(opts: &CollectorOptions) -> Result<Filesystem, String> {
         stuck: Arc::new(Mutex::new(BTreeSet::new())),
         seen: Vec::new(),
         path: PathBuf::new(),
+        errors: Vec::new(),
+        timeout_text: "mountpoint timeout".into(),
         stat: real_statfs,
     })
 }
@@ -290,10 +303,20 @@ fn build(opts: &CollectorOptions) -> Result<Filesystem, String> {
 /// What `statfs` said about one mount.
 enum Outcome {
     Stat(rustix::fs::StatVfs),
-    Error(String),
+    Error(Rc<str>),
 }
 
 impl Filesystem {
+    /// Go's text for `e`, built once per errno (mounts fail the same way every cycle).
+    fn error_text(&mut self, e: rustix::io::Errno) -> Rc<str> {
+        if let Some((_, t)) = self.errors.iter().find(|(n, _)| *n == e.raw_os_error()) {
+            return t.clone();
+        }
+        let t: Rc<str> = errno_text(e).into();
+        self.errors.push((e.raw_os_error(), t.clone()));
+        t
+    }
+
     fn is_stuck(&self, mountpoint: &str) -> bool {
         self.stuck
             .lock()
@@ -309,8 +332,8 @@ impl Filesystem {
         };
         match r {
             Some(Ok(s)) => Outcome::Stat(s),
-            Some(Err(e)) => Outcome::Error(errno_text(e)),
-            None => Outcome::Error("mountpoint timeout".into()),
+            Some(Err(e)) => Outcome::Error(self.error_text(e)),
+            None => Outcome::Error(self.timeout_text.clone()),
         }
     }
 
@@ -436,12 +459,12 @@ impl Filesystem {
             })?;
             // Mount points are reported relative to --path.rootfs, as node_exporter does.
             let mountpoint = if rootfs.is_empty() {
-                m.mountpoint.as_str()
+                &*m.mountpoint
             } else {
                 match m.mountpoint.strip_prefix(rootfs) {
                     Some("") => "/",
                     Some(rest) => rest,
-                    None => m.mountpoint.as_str(),
+                    None => &*m.mountpoint,
                 }
             };
             if self.mount_points.ignored(mountpoint) || self.fs_types.ignored(m.fstype) {
@@ -450,29 +473,25 @@ impl Filesystem {
             self.path.clear();
             self.path.push(&ctx.roots.rootfs);
             self.path.push(mountpoint.trim_start_matches('/'));
-            let target = self.path.clone();
+            let target = std::mem::take(&mut self.path);
             let outcome = if self.is_stuck(mountpoint) {
-                Outcome::Error("mountpoint timeout".into())
+                Outcome::Error(self.timeout_text.clone())
             } else {
                 self.statfs(mountpoint, &target, m.fstype)
             };
+            self.path = target;
             let device_error = match &outcome {
                 Outcome::Stat(_) => "",
-                Outcome::Error(e) => e.as_str(),
+                Outcome::Error(e) => &**e,
             };
             // The same device mounted twice at one place is exported once.
-            let key_matches = |k: &(String, String, String, String)| {
-                k.0 == m.source && k.1 == mountpoint && k.2 == m.fstype && k.3 == device_error
-            };
-            if self.seen.iter().any(key_matches) {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (m.source, mountpoint, m.fstype, device_error).hash(&mut h);
+            let key = h.finish();
+            if self.seen.contains(&key) {
                 continue;
             }
-            self.seen.push((
-                m.source.to_string(),
-                mountpoint.to_string(),
-                m.fstype.to_string(),
-                device_error.to_string(),
-            ));
+            self.seen.push(key);
             let labels: [(&str, &dyn std::fmt::Display); 4] = [
                 ("device", &m.source),
                 ("device_error", &device_error),

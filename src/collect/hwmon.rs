@@ -79,6 +79,9 @@ pub struct Hwmon {
     chip: String,
     name: String,
     help: String,
+    name_buf: String,
+    dev: PathBuf,
+    label_buf: String,
     sensor: String,
 }
 
@@ -95,6 +98,9 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
         chip: String::new(),
         name: String::new(),
         help: String::new(),
+        name_buf: String::new(),
+        dev: PathBuf::new(),
+        label_buf: String::new(),
         sensor: String::new(),
     }))
 }
@@ -150,8 +156,11 @@ impl Collector for Hwmon {
         list_dir(&class, &mut self.names)?;
         let mut first_err = None;
         let names = std::mem::take(&mut self.names);
+        let mut dir = PathBuf::new();
         for n in &names {
-            let dir = class.join(n);
+            dir.clear();
+            dir.push(&class);
+            dir.push(n);
             // Follow the class symlink; dangling links and plain files are skipped.
             if !std::fs::metadata(&dir).is_ok_and(|m| m.is_dir()) {
                 continue;
@@ -169,7 +178,10 @@ impl Hwmon {
     fn chip_name(&mut self, dir: &Path) -> Result<(), CollectError> {
         self.chip.clear();
         // 1: the device path (`.../platform/coretemp.0` → `platform_coretemp_0`), unique.
-        if let Ok(dev) = std::fs::canonicalize(dir.join("device")) {
+        self.path.clear();
+        self.path.push(dir);
+        self.path.push("device");
+        if let Ok(dev) = std::fs::canonicalize(&self.path) {
             let dev_name = dev.file_name().and_then(|s| s.to_str()).unwrap_or("");
             let dev_type = dev
                 .parent()
@@ -254,11 +266,18 @@ impl Hwmon {
         self.attrs.clear();
         self.arena.clear();
         self.gather(dir)?;
-        let dev = dir.join("device");
-        if dev.exists() {
-            self.gather(&dev)?;
-        }
-        self.attrs.sort_by(|a, b| {
+        let mut dev = std::mem::take(&mut self.dev);
+        dev.clear();
+        dev.push(dir);
+        dev.push("device");
+        let r = if dev.exists() {
+            self.gather(&dev)
+        } else {
+            Ok(())
+        };
+        self.dev = dev;
+        r?;
+        self.attrs.sort_unstable_by(|a, b| {
             (a.typ, a.num)
                 .cmp(&(b.typ, b.num))
                 .then(a.prop.start.cmp(&b.prop.start))
@@ -377,9 +396,10 @@ impl Hwmon {
         }
         let has_plain = attrs.iter().any(|a| prop(a).is_empty());
         let mut first_err = None;
-        let mut name = String::with_capacity(0);
-        std::mem::swap(&mut name, &mut self.help);
-        let mut help = String::new();
+        // Reused buffers, taken out of `self` while `attrs`/`arena` are borrowed.
+        let mut name = std::mem::take(&mut self.name_buf);
+        let mut help = std::mem::take(&mut self.help);
+        let mut label_buf = std::mem::take(&mut self.label_buf);
         for a in attrs {
             let element = prop(a);
             if element == "label" {
@@ -406,7 +426,7 @@ impl Hwmon {
             }
             help.clear();
             let mut typ_m = MetricType::Gauge;
-            let mut sensor_label: Option<String> = None;
+            let mut freq_label = false;
             let v = if element == "fault" || element == "alarm" {
                 let _ = write!(help, "Hardware sensor {element} status ({typ})");
                 v
@@ -467,9 +487,9 @@ impl Hwmon {
             } else if typ == "freq" && element == "input" {
                 // Exported only with a label, which then names the sensor (`sclk`).
                 let Some(l) = label else { continue };
-                let mut s = String::new();
-                clean_into(l, &mut s);
-                sensor_label = Some(s);
+                label_buf.clear();
+                clean_into(l, &mut label_buf);
+                freq_label = true;
                 name.push_str("_freq_mhz");
                 help.push_str("Hardware monitor for GPU frequency in MHz");
                 v / 1e6
@@ -478,12 +498,14 @@ impl Hwmon {
                 v
             };
             let f = out.family(&name, &help, typ_m);
-            match &sensor_label {
-                Some(s) => out.sample(f, &[("chip", &chip), ("sensor", s)], v),
-                None => out.sample(f, &labels, v),
+            match freq_label {
+                true => out.sample(f, &[("chip", &chip), ("sensor", &label_buf)], v),
+                false => out.sample(f, &labels, v),
             }
         }
-        self.help = name;
+        self.name_buf = name;
+        self.help = help;
+        self.label_buf = label_buf;
         first_err.map_or(Ok(()), Err)
     }
 }

@@ -462,3 +462,46 @@ impl Driver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{alloc_count, node_fixtures, roots_at};
+    use super::*;
+
+    /// After one warm-up cycle, a collection over the full fixture trees allocates far less
+    /// than once per sample: label values go straight into the MetricSet arena and file
+    /// buffers are reused. What remains is directory listings (std's read_dir allocates per
+    /// entry) and path joins per device.
+    #[test]
+    fn warmed_up_collectors_allocate_less_than_once_per_sample() {
+        let Some(dir) = node_fixtures() else { return };
+        let roots = roots_at(&dir);
+        let mut opts = CollectorOptions::default();
+        opts.set("cpu.info", "true");
+        for d in COLLECTORS {
+            let mut c = (d.new)(&opts).unwrap();
+            let mut set = MetricSet::new();
+            let ctx = Context {
+                roots: &roots,
+                now_ms: 0,
+            };
+            let _ = c.collect(&ctx, &mut set);
+            set.clear();
+            let before = alloc_count::now();
+            let _ = c.collect(&ctx, &mut set);
+            let allocs = alloc_count::now() - before;
+            let samples = set.sample_count() as u64;
+            println!(
+                "{:<18} {:>5} samples {:>5} allocations",
+                d.name, samples, allocs
+            );
+            if samples >= 20 {
+                assert!(
+                    allocs < samples,
+                    "{}: {allocs} allocations for {samples} samples",
+                    d.name
+                );
+            }
+        }
+    }
+}
