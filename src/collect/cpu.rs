@@ -8,7 +8,7 @@
 //! one, and an idle counter that drops by 3 s or more means a hot-plugged CPU, whose cache is
 //! reset. `/proc/stat` counts in USER_HZ, which Linux fixes at 100 on every architecture.
 
-use super::sysfs::{list_dir, opt_bool, opt_regex, parse_cpu_list, read_num, short};
+use super::sysfs::{list_dir, opt_bool, opt_regex, parse_cpu_list, read_attr, read_num, short};
 use super::util::read_into;
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
@@ -40,6 +40,8 @@ pub struct Cpu {
     cores: Vec<(u64, u64, Option<u64>)>,
     packages: Vec<(u64, Option<u64>)>,
     isolated: Vec<u32>,
+    /// (cpu, contents of `cpuN/online` == "1", or None when unreadable).
+    online: Vec<(u32, Option<bool>)>,
 }
 
 pub const OPTIONS: &[super::CollectorOption] = &[
@@ -84,6 +86,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
         cores: Vec::new(),
         packages: Vec::new(),
         isolated: Vec::new(),
+        online: Vec::new(),
     }))
 }
 
@@ -316,6 +319,7 @@ impl Cpu {
         }
         self.cores.clear();
         self.packages.clear();
+        self.online.clear();
         for name in &self.names {
             let is_cpu = name
                 .strip_prefix("cpu")
@@ -326,6 +330,12 @@ impl Cpu {
             self.path.clear();
             self.path.push(&dir);
             self.path.push(name);
+            if let Some(n) = name.strip_prefix("cpu").and_then(|n| n.parse::<u32>().ok()) {
+                self.path.push("online");
+                let online = read_attr(&self.path, &mut self.attr).map(|v| v == "1");
+                self.path.pop();
+                self.online.push((n, online));
+            }
             let num = |p: &mut PathBuf, a: &mut Vec<u8>, rel: &str| {
                 p.push(rel);
                 let r = read_num::<u64>(p, a);
@@ -359,6 +369,20 @@ impl Cpu {
                     "thermal_throttle/package_throttle_count",
                 )?;
                 self.packages.push((package, n));
+            }
+        }
+        // As node_exporter: no `online` file on the first CPU (x86 cannot offline cpu0) means
+        // the system does not report it; otherwise a CPU without a readable "1" is offline.
+        self.online.sort_unstable_by_key(|o| o.0);
+        if self.online.first().is_some_and(|o| o.1.is_some()) {
+            let f = out.family(
+                "node_cpu_online",
+                "CPUs that are online and being scheduled.",
+                MetricType::Gauge,
+            );
+            for (cpu, online) in &self.online {
+                let v = if *online == Some(true) { 1.0 } else { 0.0 };
+                out.sample(f, &[("cpu", cpu)], v);
             }
         }
         let pf = out.family(
@@ -515,6 +539,21 @@ mod tests {
             run(c.as_mut(), &s.roots()),
             Err(CollectError::Parse(..))
         ));
+    }
+
+    #[test]
+    fn cpu_online_is_reported_only_when_cpu0_has_the_file() {
+        let s = Scratch::new("cpu-online");
+        s.write("proc/stat", b"cpu  1 1 1 1\ncpu0 1 1 1 1\ncpu1 1 1 1 1\n");
+        s.write("sys/devices/system/cpu/cpu1/online", b"0\n");
+        std::fs::create_dir_all(s.dir.join("sys/devices/system/cpu/cpu0")).unwrap();
+        let mut c = new(&CollectorOptions::default()).unwrap();
+        let t = run(c.as_mut(), &s.roots()).unwrap();
+        assert!(!t.contains("node_cpu_online"), "{t}");
+        s.write("sys/devices/system/cpu/cpu0/online", b"1\n");
+        let t = run(c.as_mut(), &s.roots()).unwrap();
+        assert!(t.contains("node_cpu_online{cpu=\"0\"} 1\n"), "{t}");
+        assert!(t.contains("node_cpu_online{cpu=\"1\"} 0\n"), "{t}");
     }
 
     #[test]

@@ -468,6 +468,47 @@ mod tests {
     use super::fixtures::{alloc_count, node_fixtures, roots_at};
     use super::*;
 
+    /// A sysfs class directory whose entries are dangling links (a device that went away, or
+    /// node_exporter's partial fixture tree) yields no samples and no error.
+    #[test]
+    fn dangling_class_links_are_skipped_not_errors() {
+        let s = super::fixtures::Scratch::new("dangling");
+        for class in [
+            "hwmon/hwmon9",
+            "net/eth9",
+            "thermal/thermal_zone9",
+            "power_supply/BAT9",
+            "watchdog/watchdog9",
+            "nvme/nvme9",
+            "powercap/intel-rapl:9",
+        ] {
+            let link = s.dir.join("sys/class").join(class);
+            std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink("../../devices/gone/away", &link).unwrap();
+        }
+        let roots = s.roots();
+        for name in [
+            "hwmon",
+            "netclass",
+            "thermal_zone",
+            "powersupplyclass",
+            "watchdog",
+            "nvme",
+            "rapl",
+        ] {
+            let d = COLLECTORS.iter().find(|d| d.name == name).unwrap();
+            let mut c = (d.new)(&CollectorOptions::default()).unwrap();
+            let mut set = MetricSet::new();
+            let ctx = Context {
+                roots: &roots,
+                now_ms: 0,
+            };
+            let r = c.collect(&ctx, &mut set);
+            assert!(r.is_ok(), "{name}: {r:?}");
+            assert_eq!(set.sample_count(), 0, "{name}");
+        }
+    }
+
     /// After one warm-up cycle, a collection over the full fixture trees allocates far less
     /// than once per sample: label values go straight into the MetricSet arena and file
     /// buffers are reused. What remains is directory listings (std's read_dir allocates per
