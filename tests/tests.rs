@@ -10,3 +10,10 @@ mod common;
 mod config;
 /// The HTTP/1.1 server at the wire level: exact bytes, limits, timeouts, the connection cap.
 mod http;
+
+/// Parity with node_exporter 1.11: fixture trees vs its golden scrape, the golden file vs the
+/// real binary, and this machine's families vs the real binary.
+mod parity;
+
+/// Truncated, empty, garbage and absent /proc files through the procfs collectors.
+mod collect_bad_input;

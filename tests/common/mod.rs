@@ -2,6 +2,9 @@
 //! live, free ports, child processes that die with the test.
 #![allow(dead_code)]
 
+pub mod exposition;
+pub mod node_fixtures;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};

@@ -1,0 +1,97 @@
+//! `conntrack`: netfilter connection tracking from /proc/sys/net/netfilter/nf_conntrack_{count,max}
+//! and the per-CPU /proc/net/stat/nf_conntrack table (summed over CPUs), as `node_nf_conntrack_*`.
+//! No nf_conntrack module loaded (no such files) is `NotFound`.
+
+use super::util::{hex, read_into, read_u64};
+use super::{CollectError, Collector, CollectorOptions, Context};
+use crate::expo::{MetricSet, MetricType};
+
+#[derive(Default)]
+pub struct Conntrack {
+    buf: String,
+}
+
+pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
+    Ok(Box::<Conntrack>::default())
+}
+
+/// (column in the stat table, metric, HELP); all gauges, as node_exporter types them.
+const STATS: &[(&str, &str, &str)] = &[
+    ("found", "node_nf_conntrack_stat_found", "Number of searched entries which were successful."),
+    ("invalid", "node_nf_conntrack_stat_invalid", "Number of packets seen which can not be tracked."),
+    ("ignore", "node_nf_conntrack_stat_ignore", "Number of packets seen which are already connected to a conntrack entry."),
+    ("insert", "node_nf_conntrack_stat_insert", "Number of entries inserted into the list."),
+    ("insert_failed", "node_nf_conntrack_stat_insert_failed", "Number of entries for which list insertion was attempted but failed."),
+    ("drop", "node_nf_conntrack_stat_drop", "Number of packets dropped due to conntrack failure."),
+    ("early_drop", "node_nf_conntrack_stat_early_drop", "Number of dropped conntrack entries to make room for new ones, if maximum table size was reached."),
+    ("search_restart", "node_nf_conntrack_stat_search_restart", "Number of conntrack table lookups which had to be restarted due to hashtable resizes."),
+];
+
+impl Collector for Conntrack {
+    fn name(&self) -> &'static str {
+        "conntrack"
+    }
+
+    fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
+        let count = read_u64(
+            &ctx.roots.proc("sys/net/netfilter/nf_conntrack_count"),
+            &mut self.buf,
+        )?;
+        let max = read_u64(
+            &ctx.roots.proc("sys/net/netfilter/nf_conntrack_max"),
+            &mut self.buf,
+        )?;
+        out.single(
+            "node_nf_conntrack_entries",
+            "Number of currently allocated flow entries for connection tracking.",
+            MetricType::Gauge,
+            count as f64,
+        );
+        out.single(
+            "node_nf_conntrack_entries_limit",
+            "Maximum size of connection tracking table.",
+            MetricType::Gauge,
+            max as f64,
+        );
+
+        let path = ctx.roots.proc("net/stat/nf_conntrack");
+        read_into(&path, &mut self.buf)?;
+        let mut lines = self.buf.lines().filter(|l| !l.trim().is_empty());
+        let header = lines
+            .next()
+            .ok_or_else(|| CollectError::parse(&path, "empty"))?;
+        let columns = header.split_ascii_whitespace().count();
+        // Column index of each exported stat; kernels name the columns in the header.
+        let mut index = [usize::MAX; STATS.len()];
+        for (i, col) in header.split_ascii_whitespace().enumerate() {
+            if let Some(s) = STATS.iter().position(|(c, ..)| *c == col) {
+                index[s] = i;
+            }
+        }
+        if index.contains(&usize::MAX) {
+            return Err(CollectError::parse(
+                &path,
+                format!("header lacks a known column: {header:?}"),
+            ));
+        }
+        let mut sums = [0u64; STATS.len()];
+        for line in lines {
+            if line.split_ascii_whitespace().count() != columns {
+                return Err(CollectError::parse(
+                    &path,
+                    format!("row has not {columns} columns"),
+                ));
+            }
+            for (i, tok) in line.split_ascii_whitespace().enumerate() {
+                let v = hex(tok, &path)?;
+                if let Some(s) = index.iter().position(|&x| x == i) {
+                    sums[s] = sums[s].wrapping_add(v);
+                }
+            }
+        }
+        for ((_, name, help), v) in STATS.iter().zip(sums) {
+            out.single(name, help, MetricType::Gauge, v as f64);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,141 @@
+//! `netstat`: /proc/net/netstat, /proc/net/snmp and /proc/net/snmp6 counters selected by
+//! `netstat.fields`, as untyped `node_netstat_<Proto>_<Field>` (node_exporter's names and HELP).
+//!
+//! netstat and snmp come in line pairs (`Proto: names…` then `Proto: values…`); snmp6 has one
+//! `Proto6Field value` per line and may be absent (IPv6 disabled).
+
+use super::util::{num, option_regex, read_into, FieldSelection};
+use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
+use crate::expo::{MetricSet, MetricType};
+use std::path::Path;
+
+pub const OPTIONS: &[CollectorOption] = &[CollectorOption {
+    name: "netstat.fields",
+    default: "^(.*_(InErrors|InErrs)|Ip_Forwarding|Ip(6|Ext)_(InOctets|OutOctets)|Icmp6?_(InMsgs|OutMsgs)|TcpExt_(Listen.*|Syncookies.*|TCPSynRetrans|TCPTimeouts|TCPOFOQueue|TCPRcvQDrop)|Tcp_(ActiveOpens|InSegs|OutSegs|OutRsts|PassiveOpens|RetransSegs|CurrEstab)|Udp6?_(InDatagrams|OutDatagrams|NoPorts|RcvbufErrors|SndbufErrors))$",
+    help: "Regexp of fields to return for netstat collector.",
+}];
+
+pub struct Netstat {
+    buf: String,
+    key: String,
+    fields: FieldSelection,
+}
+
+pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
+    let re = option_regex("netstat.fields", opts.get("netstat.fields"))?;
+    Ok(Box::new(Netstat {
+        buf: String::new(),
+        key: String::new(),
+        fields: FieldSelection::new(re),
+    }))
+}
+
+fn describe(key: &str) -> (String, String) {
+    // HELP spells the field without the underscore: "Statistic TcpActiveOpens."
+    let (proto, field) = key.split_once('_').unwrap_or((key, ""));
+    (
+        format!("node_netstat_{key}"),
+        format!("Statistic {proto}{field}."),
+    )
+}
+
+impl Netstat {
+    fn emit(&mut self, proto: &str, field: &str, value: f64, out: &mut MetricSet) {
+        self.key.clear();
+        self.key.push_str(proto);
+        self.key.push('_');
+        self.key.push_str(field);
+        if let Some((name, help)) = self.fields.get(&self.key, describe) {
+            out.single(name, help, MetricType::Untyped, value);
+        }
+    }
+
+    /// A file of `Proto: names` / `Proto: values` line pairs.
+    fn paired(&mut self, path: &Path, out: &mut MetricSet) -> Result<(), CollectError> {
+        read_into(path, &mut self.buf)?;
+        let buf = std::mem::take(&mut self.buf);
+        let result = self.paired_lines(&buf, path, out);
+        self.buf = buf;
+        result
+    }
+
+    fn paired_lines(
+        &mut self,
+        text: &str,
+        path: &Path,
+        out: &mut MetricSet,
+    ) -> Result<(), CollectError> {
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let mut pairs = 0;
+        while let Some(names) = lines.next() {
+            let values = lines
+                .next()
+                .ok_or_else(|| CollectError::parse(path, "header line without values"))?;
+            let (proto, names) = names
+                .split_once(": ")
+                .ok_or_else(|| CollectError::parse(path, format!("bad header {names:?}")))?;
+            let (vproto, values) = values
+                .split_once(": ")
+                .ok_or_else(|| CollectError::parse(path, format!("bad values {values:?}")))?;
+            if proto != vproto {
+                return Err(CollectError::parse(
+                    path,
+                    format!("{proto} header, {vproto} values"),
+                ));
+            }
+            if names.split(' ').count() != values.split(' ').count() {
+                return Err(CollectError::parse(
+                    path,
+                    format!("field count mismatch in {proto}"),
+                ));
+            }
+            for (n, v) in names.split(' ').zip(values.split(' ')) {
+                let v = num(v, path)?;
+                self.emit(proto, n, v, out);
+            }
+            pairs += 1;
+        }
+        if pairs == 0 {
+            return Err(CollectError::parse(path, "empty"));
+        }
+        Ok(())
+    }
+
+    fn snmp6(&mut self, path: &Path, out: &mut MetricSet) -> Result<(), CollectError> {
+        match read_into(path, &mut self.buf) {
+            Err(CollectError::NotFound(_)) => return Ok(()),
+            r => r?,
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let mut result = Ok(());
+        for line in buf.lines() {
+            let mut toks = line.split_ascii_whitespace();
+            let (Some(stat), Some(value)) = (toks.next(), toks.next()) else {
+                continue;
+            };
+            // "Ip6InReceives" -> protocol "Ip6", field "InReceives"; lines without a 6 are skipped.
+            let Some(six) = stat.find('6') else { continue };
+            match num(value, path) {
+                Ok(v) => self.emit(&stat[..=six], &stat[six + 1..], v, out),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.buf = buf;
+        result
+    }
+}
+
+impl Collector for Netstat {
+    fn name(&self) -> &'static str {
+        "netstat"
+    }
+
+    fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
+        self.paired(&ctx.roots.proc("net/netstat"), out)?;
+        self.paired(&ctx.roots.proc("net/snmp"), out)?;
+        self.snmp6(&ctx.roots.proc("net/snmp6"), out)
+    }
+}

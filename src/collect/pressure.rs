@@ -1,0 +1,114 @@
+//! `pressure`: pressure stall information from /proc/pressure/{cpu,io,memory,irq} as
+//! `node_pressure_*_seconds_total` (the `total=` microseconds, in seconds).
+//!
+//! No /proc/pressure (kernel < 4.20 or CONFIG_PSI off, common on routers) is `NotFound`;
+//! a missing `irq` file alone (kernels before 6.1) just drops the irq family.
+
+use super::util::read_into;
+use super::{CollectError, Collector, CollectorOptions, Context};
+use crate::expo::{MetricSet, MetricType};
+use std::path::Path;
+
+#[derive(Default)]
+pub struct Pressure {
+    buf: String,
+}
+
+pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
+    Ok(Box::<Pressure>::default())
+}
+
+/// The `total=` values of the `some` and `full` lines, in µs.
+fn parse(text: &str, path: &Path) -> Result<(Option<u64>, Option<u64>), CollectError> {
+    let (mut some, mut full) = (None, None);
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut toks = line.split_ascii_whitespace();
+        let kind = toks.next().unwrap_or("");
+        let total = toks
+            .find_map(|t| t.strip_prefix("total="))
+            .and_then(|t| t.parse::<u64>().ok())
+            .ok_or_else(|| CollectError::parse(path, format!("no total= in {line:?}")))?;
+        match kind {
+            "some" => some = Some(total),
+            "full" => full = Some(total),
+            _ => return Err(CollectError::parse(path, format!("unknown line {line:?}"))),
+        }
+    }
+    if some.is_none() && full.is_none() {
+        return Err(CollectError::parse(path, "empty"));
+    }
+    Ok((some, full))
+}
+
+/// µs to seconds, computed as node_exporter does (`/1000/1000`) so values match to the bit.
+fn seconds(us: u64) -> f64 {
+    us as f64 / 1000.0 / 1000.0
+}
+
+impl Collector for Pressure {
+    fn name(&self) -> &'static str {
+        "pressure"
+    }
+
+    fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
+        for (res, rel) in [
+            ("cpu", "pressure/cpu"),
+            ("io", "pressure/io"),
+            ("memory", "pressure/memory"),
+            ("irq", "pressure/irq"),
+        ] {
+            let path = ctx.roots.proc(rel);
+            match read_into(&path, &mut self.buf) {
+                Err(CollectError::NotFound(_)) if res == "irq" => continue,
+                r => r?,
+            }
+            let (some, full) = parse(&self.buf, &path)?;
+            let need = |v: Option<u64>, what: &str| {
+                v.ok_or_else(|| CollectError::parse(&path, format!("no {what} line")))
+            };
+            match res {
+                "cpu" => out.single(
+                    "node_pressure_cpu_waiting_seconds_total",
+                    "Total time in seconds that processes have waited for CPU time",
+                    MetricType::Counter,
+                    seconds(need(some, "some")?),
+                ),
+                "io" => {
+                    out.single(
+                        "node_pressure_io_waiting_seconds_total",
+                        "Total time in seconds that processes have waited due to IO congestion",
+                        MetricType::Counter,
+                        seconds(need(some, "some")?),
+                    );
+                    out.single(
+                        "node_pressure_io_stalled_seconds_total",
+                        "Total time in seconds no process could make progress due to IO congestion",
+                        MetricType::Counter,
+                        seconds(need(full, "full")?),
+                    );
+                }
+                "memory" => {
+                    out.single(
+                        "node_pressure_memory_waiting_seconds_total",
+                        "Total time in seconds that processes have waited for memory",
+                        MetricType::Counter,
+                        seconds(need(some, "some")?),
+                    );
+                    out.single(
+                        "node_pressure_memory_stalled_seconds_total",
+                        "Total time in seconds no process could make progress due to memory congestion",
+                        MetricType::Counter,
+                        seconds(need(full, "full")?),
+                    );
+                }
+                _ => out.single(
+                    "node_pressure_irq_stalled_seconds_total",
+                    "Total time in seconds no process could make progress due to IRQ congestion",
+                    MetricType::Counter,
+                    seconds(need(full, "full")?),
+                ),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,71 @@
+//! `udp_queues`: bytes queued in UDP sockets, summed over /proc/net/udp and /proc/net/udp6
+//! (`tx_queue:rx_queue` column, hex), as `node_udp_queues{ip,queue}`. No udp6 (IPv6 off) drops
+//! the v6 samples; no udp at all is `NotFound`.
+
+use super::util::{hex, read_into};
+use super::{CollectError, Collector, CollectorOptions, Context};
+use crate::expo::{MetricSet, MetricType};
+use std::path::Path;
+
+#[derive(Default)]
+pub struct UdpQueues {
+    buf: String,
+}
+
+pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
+    Ok(Box::<UdpQueues>::default())
+}
+
+/// Sums (tx, rx) over the socket lines after the header.
+fn sum(text: &str, path: &Path) -> Result<(u64, u64), CollectError> {
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or("");
+    if !header.trim_start().starts_with("sl") {
+        return Err(CollectError::parse(path, "missing header line"));
+    }
+    let (mut tx, mut rx) = (0u64, 0u64);
+    for line in lines.filter(|l| !l.trim().is_empty()) {
+        let queues = line
+            .split_ascii_whitespace()
+            .nth(4)
+            .ok_or_else(|| CollectError::parse(path, format!("short line {line:?}")))?;
+        let (t, r) = queues
+            .split_once(':')
+            .ok_or_else(|| CollectError::parse(path, format!("bad queues {queues:?}")))?;
+        tx = tx.wrapping_add(hex(t, path)?);
+        rx = rx.wrapping_add(hex(r, path)?);
+    }
+    Ok((tx, rx))
+}
+
+impl Collector for UdpQueues {
+    fn name(&self) -> &'static str {
+        "udp_queues"
+    }
+
+    fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
+        let path = ctx.roots.proc("net/udp");
+        read_into(&path, &mut self.buf)?;
+        let v4 = sum(&self.buf, &path)?;
+        let path6 = ctx.roots.proc("net/udp6");
+        let v6 = match read_into(&path6, &mut self.buf) {
+            Err(CollectError::NotFound(_)) => None,
+            r => {
+                r?;
+                Some(sum(&self.buf, &path6)?)
+            }
+        };
+        let fam = out.family(
+            "node_udp_queues",
+            "Number of allocated memory in the kernel for UDP datagrams in bytes.",
+            MetricType::Gauge,
+        );
+        for (ip, q) in [("v4", Some(v4)), ("v6", v6)] {
+            if let Some((tx, rx)) = q {
+                out.sample(fam, &[("queue", &"tx"), ("ip", &ip)], tx as f64);
+                out.sample(fam, &[("queue", &"rx"), ("ip", &ip)], rx as f64);
+            }
+        }
+        Ok(())
+    }
+}

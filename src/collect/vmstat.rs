@@ -1,0 +1,61 @@
+//! `vmstat`: the /proc/vmstat fields selected by `vmstat.fields`, as untyped
+//! `node_vmstat_<field>` (node_exporter's names and HELP).
+
+use super::util::{num, option_regex, read_into, FieldSelection};
+use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
+use crate::expo::{MetricSet, MetricType};
+
+pub const OPTIONS: &[CollectorOption] = &[CollectorOption {
+    name: "vmstat.fields",
+    default: "^(oom_kill|pgpg|pswp|pg.*fault).*",
+    help: "Regexp of fields to return for vmstat collector.",
+}];
+
+pub struct Vmstat {
+    buf: String,
+    fields: FieldSelection,
+}
+
+pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
+    let re = option_regex("vmstat.fields", opts.get("vmstat.fields"))?;
+    Ok(Box::new(Vmstat {
+        buf: String::new(),
+        fields: FieldSelection::new(re),
+    }))
+}
+
+impl Collector for Vmstat {
+    fn name(&self) -> &'static str {
+        "vmstat"
+    }
+
+    fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
+        let path = ctx.roots.proc("vmstat");
+        read_into(&path, &mut self.buf)?;
+        let mut lines = 0;
+        for line in self.buf.lines() {
+            let mut toks = line.split_ascii_whitespace();
+            let (Some(field), Some(value), None) = (toks.next(), toks.next(), toks.next()) else {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                return Err(CollectError::parse(&path, format!("bad line {line:?}")));
+            };
+            let value = num(value, &path)?;
+            lines += 1;
+            let describe = |f: &str| {
+                (
+                    format!("node_vmstat_{f}"),
+                    format!("/proc/vmstat information field {f}."),
+                )
+            };
+            if let Some((name, help)) = self.fields.get(field, describe) {
+                out.single(name, help, MetricType::Untyped, value);
+            }
+        }
+        if lines == 0 {
+            return Err(CollectError::parse(&path, "empty"));
+        }
+        Ok(())
+    }
+}
