@@ -200,3 +200,37 @@ fn procfs_collectors_report_absent_sources_as_not_found() {
         );
     }
 }
+
+/// Steady-state collection allocates per file read (path strings), never per sample: after two
+/// warm-up cycles, a cycle over the fixture trees allocates far fewer times than it has samples.
+#[test]
+fn procfs_collectors_do_not_allocate_per_sample_in_steady_state() {
+    let Some(fixtures) = common::shared_dir("node-fixtures") else {
+        return;
+    };
+    let tree = common::node_fixtures::NodeFixtures::new(&fixtures, "alloc");
+    let roots = tree.roots();
+    let names: Vec<&str> = CASES.iter().map(|(n, _)| *n).collect();
+    let mut opts = CollectorOptions::default();
+    opts.set("stat.softirq", "true");
+    let mut driver = promlet::collect::Driver::new(|d| names.contains(&d.name), &opts).unwrap();
+    let ctx = Context {
+        roots: &roots,
+        now_ms: 0,
+    };
+    let mut set = MetricSet::new();
+    for _ in 0..2 {
+        set.clear();
+        driver.collect(&ctx, &mut set);
+    }
+    set.clear();
+    let ((), allocs) = common::alloc_counter::count_allocations(|| driver.collect(&ctx, &mut set));
+    let samples = set.sample_count();
+    let files: usize = CASES.iter().map(|(_, f)| f.len()).sum();
+    println!("steady state: {allocs} allocations for {samples} samples from {files}+ files");
+    assert!(samples > 300, "only {samples} samples");
+    assert!(
+        (allocs as usize) < samples / 4,
+        "{allocs} allocations for {samples} samples: something allocates per sample"
+    );
+}

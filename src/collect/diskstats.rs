@@ -241,11 +241,16 @@ impl Families {
 
 impl Diskstats {
     /// Reads `base` + `rel` into `into`; "" when absent or unreadable (optional sources).
+    /// Opens the file directly: a `CollectError` would copy the path for every device
+    /// without udev data or a queue directory.
     fn read_optional(path: &mut PathBuf, base: &std::path::Path, rel: &str, into: &mut String) {
+        use std::io::Read;
         path.as_mut_os_string().clear();
         path.push(base);
         path.push(rel);
-        if read_into(path, into).is_err() {
+        into.clear();
+        let ok = std::fs::File::open(&*path).and_then(|mut f| f.read_to_string(into));
+        if ok.is_err() {
             into.clear();
         }
     }

@@ -19,6 +19,7 @@ const STATES: [&str; 5] = ["active", "inactive", "recovering", "resync", "check"
 pub struct Mdadm {
     buf: String,
     small: String,
+    path: std::path::PathBuf,
 }
 
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -211,30 +212,40 @@ impl Mdadm {
             "Number of raid disks on device.",
             MetricType::Gauge,
         );
+        let mut p = std::mem::take(&mut self.path);
+        let mut result = Ok(());
         for e in entries.flatten() {
             let name = e.file_name();
             let Some(name) = name.to_str().filter(|n| n.starts_with("md")) else {
                 continue;
             };
-            let md = e.path().join("md");
-            if !md.is_dir() {
+            p.as_mut_os_string().clear();
+            p.push(&dir);
+            p.push(name);
+            p.push("md");
+            if !p.is_dir() {
                 continue;
             }
-            let p = md.join("raid_disks");
-            read_into(&p, &mut self.small)?;
-            let disks = num(self.small.trim(), &p)?;
-            let p = md.join("degraded");
+            p.push("raid_disks");
+            let disks = read_into(&p, &mut self.small).and_then(|()| num(self.small.trim(), &p));
+            p.set_file_name("degraded");
             let deg = match read_into(&p, &mut self.small) {
-                Err(CollectError::NotFound(_)) => 0.0,
-                r => {
-                    r?;
-                    num(self.small.trim(), &p)?
-                }
+                Err(CollectError::NotFound(_)) => Ok(0.0),
+                r => r.and_then(|()| num(self.small.trim(), &p)),
             };
-            out.sample(degraded, &[("device", &name)], deg);
-            out.sample(raid_disks, &[("device", &name)], disks);
+            match (disks, deg) {
+                (Ok(disks), Ok(deg)) => {
+                    out.sample(degraded, &[("device", &name)], deg);
+                    out.sample(raid_disks, &[("device", &name)], disks);
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    result = Err(e);
+                    break;
+                }
+            }
         }
-        Ok(())
+        self.path = p;
+        result
     }
 }
 
