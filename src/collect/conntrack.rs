@@ -95,3 +95,35 @@ impl Collector for Conntrack {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::util::testing::run;
+
+    #[test]
+    fn stats_are_summed_over_cpus_by_header_name() {
+        let stat = "entries clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop icmp_error expect_new expect_create expect_delete search_restart\n\
+                    00000001 0 0000000a 0 1 2 0 0 3 4 5 6 0 0 0 0 7\n\
+                    00000001 0 00000001 0 1 2 0 0 3 4 5 6 0 0 0 0 7\n";
+        let (r, text) = run(
+            &mut Conntrack::default(),
+            &[
+                ("proc/sys/net/netfilter/nf_conntrack_count", "3\n"),
+                ("proc/sys/net/netfilter/nf_conntrack_max", "65536\n"),
+                ("proc/net/stat/nf_conntrack", stat),
+            ],
+        );
+        r.unwrap();
+        assert!(text.contains("node_nf_conntrack_stat_found 11\n"));
+        assert!(text.contains("node_nf_conntrack_stat_search_restart 14\n"));
+        assert!(text.contains("node_nf_conntrack_entries_limit 65536\n"));
+    }
+
+    #[test]
+    fn no_module_is_not_found() {
+        let (r, text) = run(&mut Conntrack::default(), &[]);
+        assert!(matches!(r, Err(CollectError::NotFound(_))));
+        assert!(text.is_empty());
+    }
+}

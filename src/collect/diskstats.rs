@@ -389,3 +389,65 @@ impl Collector for Diskstats {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::util::testing::run;
+
+    const LINE14: &str =
+        "   8       0 sda 1 2 3 4 5 6 7 8 9 10 11\n   8       1 sda1 1 2 3 4 5 6 7 8 9 10 11\n";
+
+    #[test]
+    fn default_exclude_drops_partitions_and_scales_sectors_and_ticks() {
+        let mut c = new(&CollectorOptions::default()).unwrap();
+        let (r, text) = run(&mut *c, &[("proc/diskstats", LINE14)]);
+        r.unwrap();
+        assert!(!text.contains("sda1"));
+        assert!(text.contains("node_disk_read_bytes_total{device=\"sda\"} 1536\n"));
+        assert!(text.contains("node_disk_read_time_seconds_total{device=\"sda\"} 0.004\n"));
+        // 11 counters: no discard or flush families.
+        assert!(!text.contains("node_disk_discards_completed_total"));
+        assert!(text.contains(
+            "node_disk_info{device=\"sda\",major=\"8\",minor=\"0\",model=\"\",path=\"\",revision=\"\",rotational=\"0\",serial=\"\",wwn=\"\"} 1\n"
+        ));
+    }
+
+    #[test]
+    fn udev_data_fills_info_and_ata_families() {
+        let udev = "S:disk/by-id/x\nE:ID_MODEL=Disk_One\nE:ID_SERIAL=long\nE:ID_SERIAL_SHORT=short\nE:ID_ATA=1\nE:ID_ATA_ROTATION_RATE_RPM=7200\nE:ID_FS_TYPE=ext4\n";
+        let mut c = new(&CollectorOptions::default()).unwrap();
+        let (r, text) = run(
+            &mut *c,
+            &[
+                ("proc/diskstats", LINE14),
+                ("udev/b8:0", udev),
+                ("sys/block/sda/queue/rotational", "1\n"),
+            ],
+        );
+        r.unwrap();
+        assert!(text.contains("model=\"Disk_One\""));
+        assert!(text.contains("rotational=\"1\",serial=\"short\""));
+        assert!(text.contains("node_disk_ata_rotation_rate_rpm{device=\"sda\"} 7200\n"));
+        assert!(text.contains("node_disk_filesystem_info{device=\"sda\",type=\"ext4\",usage=\"\",uuid=\"\",version=\"\"} 1\n"));
+        // ID_ATA_WRITE_CACHE is absent: no sample.
+        assert!(!text.contains("node_disk_ata_write_cache{"));
+    }
+
+    #[test]
+    fn include_replaces_exclude_and_short_lines_are_errors() {
+        let mut opts = CollectorOptions::default();
+        opts.set("diskstats.device-include", "^sda1$");
+        let mut c = new(&opts).unwrap();
+        let (r, text) = run(&mut *c, &[("proc/diskstats", LINE14)]);
+        r.unwrap();
+        assert!(text.contains("device=\"sda1\"") && !text.contains("device=\"sda\""));
+        let (r, _) = run(&mut *c, &[("proc/diskstats", "8 0 sda 1 2 3\n")]);
+        assert!(r.is_err());
+        opts.set("diskstats.device-include", "(");
+        assert!(
+            new(&opts).is_err(),
+            "a bad regex is rejected when the collector is built"
+        );
+    }
+}

@@ -125,3 +125,37 @@ impl Collector for Meminfo {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::util::testing::run;
+
+    #[test]
+    fn kb_fields_become_bytes_and_hugepage_counts_stay_counts() {
+        let (r, text) = run(
+            &mut Meminfo::default(),
+            &[(
+                "proc/meminfo",
+                "MemTotal: 2 kB\nActive(anon): 1 kB\nHugePages_Total: 3\nKReclaimable: 9 kB\n",
+            )],
+        );
+        r.unwrap();
+        assert!(text.contains("node_memory_MemTotal_bytes 2048\n"));
+        assert!(text.contains("node_memory_Active_anon_bytes 1024\n"));
+        assert!(text.contains("node_memory_HugePages_Total 3\n"));
+        // Fields node_exporter 1.11 does not map are not exported.
+        assert!(!text.contains("KReclaimable"));
+    }
+
+    #[test]
+    fn unknown_unit_or_missing_memtotal_is_an_error() {
+        let mut c = Meminfo::default();
+        assert!(run(&mut c, &[("proc/meminfo", "MemTotal: 2 MB\n")])
+            .0
+            .is_err());
+        assert!(run(&mut c, &[("proc/meminfo", "MemFree: 2 kB\n")])
+            .0
+            .is_err());
+    }
+}

@@ -139,3 +139,52 @@ impl Collector for Netstat {
         self.snmp6(&ctx.roots.proc("net/snmp6"), out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::util::testing::run;
+
+    fn collector() -> Box<dyn Collector> {
+        new(&CollectorOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn default_fields_select_and_name_like_node_exporter() {
+        let (r, text) = run(
+            &mut *collector(),
+            &[
+                (
+                    "proc/net/netstat",
+                    "TcpExt: SyncookiesSent TW\nTcpExt: 1 2\n",
+                ),
+                ("proc/net/snmp", "Tcp: ActiveOpens MaxConn\nTcp: 5 -1\n"),
+                ("proc/net/snmp6", "Ip6InOctets 7\nIcmp6InMsgs 8\n"),
+            ],
+        );
+        r.unwrap();
+        assert!(text.contains(
+            "# HELP node_netstat_TcpExt_SyncookiesSent Statistic TcpExtSyncookiesSent.\n"
+        ));
+        assert!(text.contains(
+            "# TYPE node_netstat_Tcp_ActiveOpens untyped\nnode_netstat_Tcp_ActiveOpens 5\n"
+        ));
+        assert!(text.contains("node_netstat_Ip6_InOctets 7\n"));
+        assert!(text.contains("node_netstat_Icmp6_InMsgs 8\n"));
+        assert!(
+            !text.contains("TcpExt_TW"),
+            "TW is not in the default fields"
+        );
+    }
+
+    #[test]
+    fn missing_snmp6_is_fine_but_a_field_count_mismatch_is_not() {
+        let base = [
+            ("proc/net/netstat", "TcpExt: A\nTcpExt: 1\n"),
+            ("proc/net/snmp", "Tcp: A B\nTcp: 1 2\n"),
+        ];
+        assert!(run(&mut *collector(), &base).0.is_ok());
+        let bad = [("proc/net/netstat", "TcpExt: A B\nTcpExt: 1\n"), base[1]];
+        assert!(run(&mut *collector(), &bad).0.is_err());
+    }
+}

@@ -112,3 +112,39 @@ impl Collector for Pressure {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::util::testing::run;
+
+    const LINES: &str = "some avg10=0.00 avg60=0.00 avg300=0.00 total=14036781\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=5\n";
+
+    #[test]
+    fn totals_become_seconds_and_missing_irq_is_fine() {
+        let files = [
+            ("proc/pressure/cpu", LINES),
+            ("proc/pressure/io", LINES),
+            ("proc/pressure/memory", LINES),
+        ];
+        let (r, text) = run(&mut Pressure::default(), &files);
+        r.unwrap();
+        // Same digits as node_exporter, which divides by 1000 twice.
+        assert!(text.contains("node_pressure_cpu_waiting_seconds_total 14.036781000000001\n"));
+        assert!(text.contains("node_pressure_io_stalled_seconds_total 5e-06\n"));
+        assert!(!text.contains("irq"));
+    }
+
+    #[test]
+    fn no_psi_is_not_found_and_a_line_without_total_is_an_error() {
+        assert!(matches!(
+            run(&mut Pressure::default(), &[]).0,
+            Err(CollectError::NotFound(_))
+        ));
+        let bad = [("proc/pressure/cpu", "some avg10=0.00\n")];
+        assert!(matches!(
+            run(&mut Pressure::default(), &bad).0,
+            Err(CollectError::Parse(..))
+        ));
+    }
+}

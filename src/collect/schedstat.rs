@@ -66,3 +66,24 @@ impl Collector for Schedstat {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::util::testing::run;
+
+    #[test]
+    fn nanoseconds_become_seconds_and_domain_lines_are_skipped() {
+        let text = "version 15\ntimestamp 1\ncpu0 1 0 2 3 4 5 2000000000 500000000 42\ndomain0 00000003 1 2 3\n";
+        let (r, out) = run(&mut Schedstat::default(), &[("proc/schedstat", text)]);
+        r.unwrap();
+        assert!(out.contains("node_schedstat_running_seconds_total{cpu=\"0\"} 2\n"));
+        assert!(out.contains("node_schedstat_waiting_seconds_total{cpu=\"0\"} 0.5\n"));
+        assert!(out.contains("node_schedstat_timeslices_total{cpu=\"0\"} 42\n"));
+        let (r, _) = run(
+            &mut Schedstat::default(),
+            &[("proc/schedstat", "cpu0 1 2\n")],
+        );
+        assert!(r.is_err());
+    }
+}

@@ -110,3 +110,43 @@ impl Collector for Sockstat {
         self.file(&ctx.roots.proc("net/sockstat6"), true, out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::util::testing::run;
+
+    #[test]
+    fn mem_pages_also_become_bytes_and_v6_has_no_sockets_used() {
+        let (r, text) = run(
+            &mut Sockstat::default(),
+            &[
+                (
+                    "proc/net/sockstat",
+                    "sockets: used 229\nTCP: inuse 4 orphan 0 tw 4 alloc 17 mem 1\n",
+                ),
+                ("proc/net/sockstat6", "TCP6: inuse 17\n"),
+            ],
+        );
+        r.unwrap();
+        let page = rustix::param::page_size();
+        assert!(text.contains(&format!("node_sockstat_TCP_mem_bytes {page}\n")));
+        assert!(text.contains("# HELP node_sockstat_TCP_tw Number of TCP sockets in state tw.\n"));
+        assert!(text.contains("node_sockstat_TCP6_inuse 17\n"));
+        let used = text
+            .lines()
+            .filter(|l| l.starts_with("node_sockstat_sockets_used "));
+        assert_eq!(used.count(), 1);
+    }
+
+    #[test]
+    fn ipv6_may_be_absent_but_ipv4_may_not() {
+        let v4 = [("proc/net/sockstat", "TCP: inuse 1\n")];
+        assert!(run(&mut Sockstat::default(), &v4).0.is_ok());
+        let v6 = [("proc/net/sockstat6", "TCP6: inuse 1\n")];
+        assert!(matches!(
+            run(&mut Sockstat::default(), &v6).0,
+            Err(CollectError::NotFound(_))
+        ));
+    }
+}

@@ -110,3 +110,39 @@ impl Collector for Softnet {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::util::testing::run;
+
+    #[test]
+    fn cpu_label_comes_from_the_id_column_when_present() {
+        // Kernel 6.x: 13 columns, the last is the CPU id (here CPUs 0 and 2; 1 is offline).
+        let row = |id: &str| {
+            format!(
+                "0000000a 00000001 00000002 0 0 0 0 0 00000003 00000004 00000005 00000006 {id}\n"
+            )
+        };
+        let file = row("00000000") + &row("00000002");
+        let (r, text) = run(&mut Softnet::default(), &[("proc/net/softnet_stat", &file)]);
+        r.unwrap();
+        assert!(text.contains("node_softnet_processed_total{cpu=\"2\"} 10\n"));
+        assert!(text.contains("node_softnet_backlog_len{cpu=\"0\"} 6\n"));
+        assert!(!text.contains("cpu=\"1\""));
+    }
+
+    #[test]
+    fn old_kernels_number_cpus_by_row() {
+        let (r, text) = run(
+            &mut Softnet::default(),
+            &[(
+                "proc/net/softnet_stat",
+                "1 0 0 0 0 0 0 0 0\n2 0 0 0 0 0 0 0 0\n",
+            )],
+        );
+        r.unwrap();
+        assert!(text.contains("node_softnet_processed_total{cpu=\"1\"} 2\n"));
+        assert!(text.contains("node_softnet_flow_limit_count_total{cpu=\"1\"} 0\n"));
+    }
+}

@@ -129,3 +129,41 @@ impl Collector for Stat {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::util::testing::run;
+
+    const STAT: &str = "cpu 1 2 3\nintr 100 1 2\nctxt 5\nbtime 1418183276\nprocesses 7\nprocs_running 2\nprocs_blocked 0\nsoftirq 30 1 2 3 4 5 6 7 8 9 10\n";
+
+    #[test]
+    fn singles_and_optional_softirqs() {
+        let (r, text) = run(
+            &mut *new(&CollectorOptions::default()).unwrap(),
+            &[("proc/stat", STAT)],
+        );
+        r.unwrap();
+        assert!(text.contains("node_boot_time_seconds 1.418183276e+09\n"));
+        assert!(text.contains("node_intr_total 100\n"));
+        assert!(!text.contains("node_softirqs_total"));
+        let mut opts = CollectorOptions::default();
+        opts.set("stat.softirq", "true");
+        let (r, text) = run(&mut *new(&opts).unwrap(), &[("proc/stat", STAT)]);
+        r.unwrap();
+        assert!(text.contains("node_softirqs_total{vector=\"rcu\"} 10\n"));
+        assert!(text.contains("node_softirqs_total{vector=\"hi\"} 1\n"));
+    }
+
+    #[test]
+    fn missing_btime_is_an_error_and_bad_bool_option_is_rejected() {
+        let (r, _) = run(
+            &mut *new(&CollectorOptions::default()).unwrap(),
+            &[("proc/stat", "ctxt 5\n")],
+        );
+        assert!(r.is_err());
+        let mut opts = CollectorOptions::default();
+        opts.set("stat.softirq", "yes please");
+        assert!(new(&opts).is_err());
+    }
+}

@@ -69,3 +69,33 @@ impl Collector for UdpQueues {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::util::testing::run;
+
+    const UDP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 00000000:0016 00000000:0000 0A 00000015:00000001 00:00000000 00000000     0        0 2740 1\n\
+   1: 00000000:0017 00000000:0000 0A 00000001:00000010 00:00000000 00000000     0        0 2741 1\n";
+
+    #[test]
+    fn queues_are_summed_per_family() {
+        let (r, text) = run(
+            &mut UdpQueues::default(),
+            &[("proc/net/udp", UDP), ("proc/net/udp6", UDP)],
+        );
+        r.unwrap();
+        assert!(text.contains("node_udp_queues{queue=\"tx\",ip=\"v4\"} 22\n"));
+        assert!(text.contains("node_udp_queues{queue=\"rx\",ip=\"v6\"} 17\n"));
+    }
+
+    #[test]
+    fn missing_header_is_an_error() {
+        let (r, _) = run(
+            &mut UdpQueues::default(),
+            &[("proc/net/udp", "   0: 0:0 0:0 0A 1:1\n")],
+        );
+        assert!(r.is_err());
+    }
+}

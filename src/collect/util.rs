@@ -106,6 +106,52 @@ impl FieldSelection {
     }
 }
 
+/// Test helper: runs a collector over a temp procfs/sysfs tree built from `(path, content)`
+/// pairs (paths relative to the tree root, e.g. `proc/meminfo`).
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::collect::{CollectError, Collector, Context, Roots};
+    use crate::expo::{encode_text, MetricSet};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// The collector's result and its text exposition.
+    pub fn run(
+        c: &mut dyn Collector,
+        files: &[(&str, &str)],
+    ) -> (Result<(), CollectError>, String) {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let root = std::env::temp_dir().join(format!(
+            "promlet-unit-{}-{}-{}",
+            c.name(),
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        for (path, content) in files {
+            let p = root.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+        let roots = Roots {
+            procfs: root.join("proc"),
+            sysfs: root.join("sys"),
+            rootfs: root.clone(),
+            udev_data: root.join("udev"),
+        };
+        let mut set = MetricSet::new();
+        let r = c.collect(
+            &Context {
+                roots: &roots,
+                now_ms: 0,
+            },
+            &mut set,
+        );
+        let _ = std::fs::remove_dir_all(&root);
+        let mut out = Vec::new();
+        encode_text(&set, &mut out);
+        (r, String::from_utf8(out).unwrap())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -59,3 +59,24 @@ impl Collector for Vmstat {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::util::testing::run;
+
+    #[test]
+    fn default_fields_pick_faults_paging_swapping_and_oom_kills() {
+        let vmstat = "nr_free_pages 10\npgfault 5\npgmajfault 1\npswpin 2\noom_kill 0\npgpgin 3\nworkingset_refault_anon 4\n";
+        let (r, text) = run(
+            &mut *new(&CollectorOptions::default()).unwrap(),
+            &[("proc/vmstat", vmstat)],
+        );
+        r.unwrap();
+        for f in ["pgfault", "pgmajfault", "pswpin", "oom_kill", "pgpgin"] {
+            assert!(text.contains(&format!("node_vmstat_{f} ")), "{f} missing");
+        }
+        assert!(!text.contains("nr_free_pages") && !text.contains("workingset"));
+        assert!(text.contains("# HELP node_vmstat_pgfault /proc/vmstat information field pgfault.\n# TYPE node_vmstat_pgfault untyped\n"));
+    }
+}
