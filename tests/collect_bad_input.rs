@@ -37,6 +37,8 @@ const CASES: &[(&str, &[&str])] = &[
         "netstat",
         &["proc/net/netstat", "proc/net/snmp", "proc/net/snmp6"],
     ),
+    ("nfs", &["proc/net/rpc/nfs"]),
+    ("nfsd", &["proc/net/rpc/nfsd"]),
     (
         "pressure",
         &[

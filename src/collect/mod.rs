@@ -18,6 +18,8 @@ pub mod loadavg;
 pub mod mdadm;
 pub mod meminfo;
 pub mod netstat;
+pub mod nfs;
+pub mod nfsd;
 pub mod pressure;
 pub mod schedstat;
 pub mod sockstat;
@@ -213,6 +215,18 @@ pub const COLLECTORS: &[CollectorDef] = &[
         default_enabled: true,
         options: netstat::OPTIONS,
         new: netstat::new,
+    },
+    CollectorDef {
+        name: "nfs",
+        default_enabled: true,
+        options: &[],
+        new: nfs::new,
+    },
+    CollectorDef {
+        name: "nfsd",
+        default_enabled: true,
+        options: &[],
+        new: nfsd::new,
     },
     CollectorDef {
         name: "pressure",
