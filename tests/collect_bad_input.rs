@@ -29,6 +29,7 @@ const CASES: &[(&str, &[&str])] = &[
         ],
     ),
     ("filefd", &["proc/sys/fs/file-nr"]),
+    ("ipvs", &["proc/net/ip_vs_stats", "proc/net/ip_vs"]),
     ("kernel_hung", &["proc/sys/kernel/hung_task_detect_count"]),
     ("loadavg", &["proc/loadavg"]),
     ("mdadm", &["proc/mdstat"]),

@@ -13,6 +13,7 @@ pub mod conntrack;
 pub mod diskstats;
 pub mod entropy;
 pub mod filefd;
+pub mod ipvs;
 pub mod kernel_hung;
 pub mod loadavg;
 pub mod mdadm;
@@ -185,6 +186,12 @@ pub const COLLECTORS: &[CollectorDef] = &[
         default_enabled: true,
         options: &[],
         new: filefd::new,
+    },
+    CollectorDef {
+        name: "ipvs",
+        default_enabled: true,
+        options: ipvs::OPTIONS,
+        new: ipvs::new,
     },
     CollectorDef {
         name: "kernel_hung",
