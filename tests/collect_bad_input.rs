@@ -55,11 +55,20 @@ const CASES: &[(&str, &[&str])] = &[
     ("stat", &["proc/stat"]),
     ("udp_queues", &["proc/net/udp"]),
     ("vmstat", &["proc/vmstat"]),
+    (
+        "zfs",
+        &[
+            "proc/spl/kstat/zfs/arcstats",
+            "proc/spl/kstat/zfs/pool1/io",
+            "proc/spl/kstat/zfs/pool1/objset-1",
+        ],
+    ),
 ];
 
-/// Files where an empty or text-garbage copy is legitimately "nothing to report": snmp6 lines
-/// without an IPv6 counter name are skipped, as node_exporter skips them.
-const LENIENT: &[&str] = &["proc/net/snmp6"];
+/// Files where an empty or text-garbage copy is legitimately "nothing to report", as in
+/// node_exporter: snmp6 lines without an IPv6 counter name are skipped, and a zpool `io` file
+/// without its `nread …` header has no I/O stats.
+const LENIENT: &[&str] = &["proc/net/snmp6", "proc/spl/kstat/zfs/pool1/io"];
 
 /// Text that is no /proc format at all.
 const TEXT_GARBAGE: &str =

@@ -29,6 +29,7 @@ pub mod stat;
 pub mod udp_queues;
 pub mod util;
 pub mod vmstat;
+pub mod zfs;
 
 use crate::expo::{MetricSet, MetricType};
 use std::path::{Path, PathBuf};
@@ -276,6 +277,12 @@ pub const COLLECTORS: &[CollectorDef] = &[
         default_enabled: true,
         options: vmstat::OPTIONS,
         new: vmstat::new,
+    },
+    CollectorDef {
+        name: "zfs",
+        default_enabled: true,
+        options: &[],
+        new: zfs::new,
     },
 ];
 
