@@ -599,6 +599,12 @@ fn live_machine_promlet_has_95_percent_of_node_exporter_families_with_same_types
         missing: Vec<String>,
         shape: Vec<String>,
         values: Vec<String>,
+        /// node_exporter series (name + label values) of matched families, and how many of
+        /// them promlet also has. Informational: label values legitimately differ in places
+        /// (`node_scrape_collector_*{collector}` for left-out collectors).
+        series: usize,
+        series_found: usize,
+        missing_series: Vec<String>,
     }
     let mut rows: BTreeMap<&str, LiveRow> = BTreeMap::new();
     for (name, want) in ne1.iter().filter(|(n, _)| n.starts_with("node_")) {
@@ -632,7 +638,13 @@ fn live_machine_promlet_has_95_percent_of_node_exporter_families_with_same_types
                 f.and_then(|f| f.samples.iter().find(|x| x.key() == k))
                     .map(|x| x.value)
             };
-            let (Some(p1), Some(n2), Some(p2)) = (find(Some(got)), find(after), find(later)) else {
+            row.series += 1;
+            let Some(p1) = find(Some(got)) else {
+                row.missing_series.push(k);
+                continue;
+            };
+            row.series_found += 1;
+            let (Some(n2), Some(p2)) = (find(after), find(later)) else {
                 continue;
             };
             if MUST_AGREE_EXACTLY.contains(&name.as_str()) && p1 != s.value {
@@ -661,10 +673,11 @@ fn live_machine_promlet_has_95_percent_of_node_exporter_families_with_same_types
         "\nlive parity (promlet default collectors vs node_exporter 1.11.1 --no-collector.systemd)"
     );
     println!(
-        "{:<18} {:<16} {:>9} {:>8} {:>6} {:>7}",
-        "collector", "promlet", "families", "missing", "shape", "values"
+        "{:<18} {:<16} {:>9} {:>8} {:>6} {:>7} {:>11}",
+        "collector", "promlet", "families", "missing", "shape", "values", "series"
     );
     let (mut total, mut matched, mut value_bad) = (0, 0, 0);
+    let (mut series, mut series_found) = (0, 0);
     for (c, row) in &rows {
         let state = if implemented.contains(c) || *c == "(driver)" {
             "implemented"
@@ -672,14 +685,16 @@ fn live_machine_promlet_has_95_percent_of_node_exporter_families_with_same_types
             "NOT IMPLEMENTED"
         };
         println!(
-            "{:<18} {:<16} {:>4}/{:<4} {:>8} {:>6} {:>7}",
+            "{:<18} {:<16} {:>4}/{:<4} {:>8} {:>6} {:>7} {:>5}/{:<5}",
             c,
             state,
             row.matched,
             row.total,
             row.missing.len(),
             row.shape.len(),
-            row.values.len()
+            row.values.len(),
+            row.series_found,
+            row.series
         );
         for m in row.shape.iter().chain(&row.values).take(10) {
             println!("    {m}");
@@ -688,16 +703,23 @@ fn live_machine_promlet_has_95_percent_of_node_exporter_families_with_same_types
             for m in row.missing.iter().take(10) {
                 println!("    missing {m}");
             }
+            if *c != "(driver)" {
+                for m in row.missing_series.iter().take(5) {
+                    println!("    missing series {m}");
+                }
+            }
         }
         total += row.total;
         matched += row.matched;
         value_bad += row.values.len();
+        series += row.series;
+        series_found += row.series_found;
     }
     for (c, why) in LEFT_OUT {
         println!("{c:<18} left out on purpose: {why}");
     }
     let pct = 100.0 * matched as f64 / total.max(1) as f64;
-    println!("live parity: {matched}/{total} node_* families = {pct:.1}% (need >= 95%); {value_bad} value disagreements");
+    println!("live parity: {matched}/{total} node_* families = {pct:.1}% (need >= 95%); {value_bad} value disagreements; {series_found}/{series} node_exporter series of those families present");
     assert!(
         total > 50,
         "node_exporter showed only {total} node_* families"

@@ -3,6 +3,12 @@
 //! `node_disk_filesystem_info`, `node_disk_device_mapper_info` and the `node_disk_ata_*`
 //! gauges from the udev database (`Roots::udev_data`, `b<major>:<minor>` files) when present.
 //!
+//! Known difference: `rotational` is the kernel's `queue/rotational`. node_exporter 1.11 reads
+//! ~34 `queue/*` files through procfs and reports 0 when any one is missing (virtio disks have
+//! no `io_timeout`, so it labels them `rotational="0"` although the kernel says 1). Reading one
+//! file instead of 34 per device and scrape, and reporting what the kernel says, is worth that
+//! difference in one label value of `node_disk_info`.
+//!
 //! Devices are filtered with `diskstats.device-exclude` (node_exporter's default skips
 //! partitions, ram, loop and floppy devices) or `diskstats.device-include`.
 
