@@ -2,13 +2,26 @@
 //! and the per-CPU /proc/net/stat/nf_conntrack table (summed over CPUs), as `node_nf_conntrack_*`.
 //! No nf_conntrack module loaded (no such files) is `NotFound`.
 
-use super::util::{hex, read_into, read_u64};
+use super::util::{hex, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
-#[derive(Default)]
 pub struct Conntrack {
     buf: String,
+    count: KeptFile,
+    max: KeptFile,
+    stat: KeptFile,
+}
+
+impl Default for Conntrack {
+    fn default() -> Self {
+        Conntrack {
+            buf: String::new(),
+            count: KeptFile::new("sys/net/netfilter/nf_conntrack_count"),
+            max: KeptFile::new("sys/net/netfilter/nf_conntrack_max"),
+            stat: KeptFile::new("net/stat/nf_conntrack"),
+        }
+    }
 }
 
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -33,14 +46,8 @@ impl Collector for Conntrack {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let count = read_u64(
-            &ctx.roots.proc("sys/net/netfilter/nf_conntrack_count"),
-            &mut self.buf,
-        )?;
-        let max = read_u64(
-            &ctx.roots.proc("sys/net/netfilter/nf_conntrack_max"),
-            &mut self.buf,
-        )?;
+        let count = self.count.read_u64(&ctx.roots.procfs, &mut self.buf)?;
+        let max = self.max.read_u64(&ctx.roots.procfs, &mut self.buf)?;
         out.single(
             "node_nf_conntrack_entries",
             "Number of currently allocated flow entries for connection tracking.",
@@ -54,8 +61,8 @@ impl Collector for Conntrack {
             max as f64,
         );
 
-        let path = ctx.roots.proc("net/stat/nf_conntrack");
-        read_into(&path, &mut self.buf)?;
+        self.stat.read(&ctx.roots.procfs, &mut self.buf)?;
+        let path = self.stat.path();
         let mut lines = self.buf.lines().filter(|l| !l.trim().is_empty());
         let header = lines
             .next()

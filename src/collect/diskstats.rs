@@ -12,7 +12,7 @@
 //! Devices are filtered with `diskstats.device-exclude` (node_exporter's default skips
 //! partitions, ram, loop and floppy devices) or `diskstats.device-include`.
 
-use super::util::{num, option_regex, read_into};
+use super::util::{num, option_regex, KeptFile};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{FamilyId, MetricSet, MetricType};
 use std::fmt::Write;
@@ -178,6 +178,7 @@ impl Filter {
 pub struct Diskstats {
     filter: Filter,
     buf: String,
+    file: KeptFile,
     udev: String,
     small: String,
     name: String,
@@ -195,6 +196,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     Ok(Box::new(Diskstats {
         filter,
         buf: String::new(),
+        file: KeptFile::new("diskstats"),
         udev: String::new(),
         small: String::new(),
         name: String::new(),
@@ -268,8 +270,8 @@ impl Collector for Diskstats {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let path = ctx.roots.proc("diskstats");
-        read_into(&path, &mut self.buf)?;
+        self.file.read(&ctx.roots.procfs, &mut self.buf)?;
+        let path = self.file.path();
         // Validate the whole file first: garbage gives an error, not a partial device list.
         let mut devices = 0;
         for line in self.buf.lines().filter(|l| !l.trim().is_empty()) {

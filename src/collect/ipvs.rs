@@ -5,7 +5,7 @@
 //! `ipvs.backend-labels` picks the backend labels; backends that agree on the picked labels are
 //! summed, as node_exporter does.
 
-use super::util::{hex, read_into};
+use super::util::{hex, KeptFile};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::cmp::Ordering;
@@ -33,6 +33,8 @@ pub struct Ipvs {
     /// Indices into [`LABELS`] of the picked labels, sorted by label name (exposition order).
     picked: Vec<usize>,
     buf: String,
+    stats: KeptFile,
+    backends: KeptFile,
 }
 
 pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -54,6 +56,8 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     Ok(Box::new(Ipvs {
         picked,
         buf: String::new(),
+        stats: KeptFile::new("net/ip_vs_stats"),
+        backends: KeptFile::new("net/ip_vs"),
     }))
 }
 
@@ -185,8 +189,8 @@ impl Collector for Ipvs {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let path = ctx.roots.proc("net/ip_vs_stats");
-        read_into(&path, &mut self.buf)?;
+        self.stats.read(&ctx.roots.procfs, &mut self.buf)?;
+        let path = self.stats.path();
         // Two header lines, then conns, in packets, out packets, in bytes, out bytes (hex).
         let totals = self
             .buf
@@ -230,9 +234,8 @@ impl Collector for Ipvs {
             t[4] as f64,
         );
 
-        let path = ctx.roots.proc("net/ip_vs");
-        read_into(&path, &mut self.buf)?;
-        let mut backends = parse_backends(&self.buf, &path)?;
+        self.backends.read(&ctx.roots.procfs, &mut self.buf)?;
+        let mut backends = parse_backends(&self.buf, self.backends.path())?;
         let picked = &self.picked;
         let key_cmp = |a: &Backend<'_>, b: &Backend<'_>| {
             picked

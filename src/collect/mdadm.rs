@@ -7,7 +7,7 @@
 //! indented status line (`N blocks … [total/active] [UU]`), and optionally a bitmap line and a
 //! sync line (`recovery = 8.5% (16775552/195310144)`, `resync=PENDING`).
 
-use super::util::{num, read_into};
+use super::util::{num, read_into, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::Path;
@@ -15,11 +15,22 @@ use std::path::Path;
 /// The `state` label values, in node_exporter's order.
 const STATES: [&str; 5] = ["active", "inactive", "recovering", "resync", "check"];
 
-#[derive(Default)]
 pub struct Mdadm {
+    mdstat: KeptFile,
     buf: String,
     small: String,
     path: std::path::PathBuf,
+}
+
+impl Default for Mdadm {
+    fn default() -> Self {
+        Mdadm {
+            mdstat: KeptFile::new("mdstat"),
+            buf: String::new(),
+            small: String::new(),
+            path: Default::default(),
+        }
+    }
 }
 
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -141,8 +152,8 @@ fn parse_array<'a>(
 
 impl Mdadm {
     fn mdstat(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let path = ctx.roots.proc("mdstat");
-        read_into(&path, &mut self.buf)?;
+        self.mdstat.read(&ctx.roots.procfs, &mut self.buf)?;
+        let path = self.mdstat.path();
         if !self.buf.starts_with("Personalities") {
             return Err(bad(&path, "no Personalities line".into()));
         }

@@ -4,7 +4,7 @@
 //! Not procfs's `Meminfo`: that builds a HashMap per read (DESIGN.md §4). This reads into a
 //! reused buffer and looks each line's key up in a static table.
 
-use super::util::{num, read_into};
+use super::util::{num, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -80,9 +80,18 @@ const FIELDS: &[Field] = fields![
     ("HugePages_Total", "HugePages_Total"),
 ];
 
-#[derive(Default)]
 pub struct Meminfo {
     buf: String,
+    file: KeptFile,
+}
+
+impl Default for Meminfo {
+    fn default() -> Self {
+        Meminfo {
+            buf: String::new(),
+            file: KeptFile::new("meminfo"),
+        }
+    }
 }
 
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -95,8 +104,8 @@ impl Collector for Meminfo {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let path = ctx.roots.proc("meminfo");
-        read_into(&path, &mut self.buf)?;
+        self.file.read(&ctx.roots.procfs, &mut self.buf)?;
+        let path = self.file.path();
         let mut saw_total = false;
         for line in self.buf.lines() {
             if line.trim().is_empty() {

@@ -5,7 +5,7 @@
 //! (calls, retransmissions, auth refreshes) and `procN` (a count, then one counter per
 //! procedure of protocol version N, in the order of [`V2`], [`V3`], [`V4_CLIENT`]).
 
-use super::util::read_into;
+use super::util::KeptFile;
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::Path;
@@ -158,9 +158,18 @@ pub(crate) fn check_fixed(
     Ok(())
 }
 
-#[derive(Default)]
 pub struct Nfs {
     buf: String,
+    file: KeptFile,
+}
+
+impl Default for Nfs {
+    fn default() -> Self {
+        Nfs {
+            buf: String::new(),
+            file: KeptFile::new("net/rpc/nfs"),
+        }
+    }
 }
 
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -173,8 +182,8 @@ impl Collector for Nfs {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let path = ctx.roots.proc("net/rpc/nfs");
-        read_into(&path, &mut self.buf)?;
+        self.file.read(&ctx.roots.procfs, &mut self.buf)?;
+        let path = self.file.path();
         // Validate every line before emitting anything.
         let (mut net, mut rpc) = (None, None);
         let mut procs: [Option<&str>; 3] = [None; 3];

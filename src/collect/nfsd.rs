@@ -6,7 +6,7 @@
 //! operations, `wdeleg_getattr` (kernel 6.x). Unknown lines from newer kernels are skipped.
 
 use super::nfs::{check_fixed, check_proc, value, V2, V3};
-use super::util::read_into;
+use super::util::KeptFile;
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -51,9 +51,18 @@ const V4_OPS: [(&str, usize); 36] = [
     ("WdelegGetattr", usize::MAX),
 ];
 
-#[derive(Default)]
 pub struct Nfsd {
     buf: String,
+    file: KeptFile,
+}
+
+impl Default for Nfsd {
+    fn default() -> Self {
+        Nfsd {
+            buf: String::new(),
+            file: KeptFile::new("net/rpc/nfsd"),
+        }
+    }
 }
 
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -82,8 +91,8 @@ impl Collector for Nfsd {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let path = ctx.roots.proc("net/rpc/nfsd");
-        read_into(&path, &mut self.buf)?;
+        self.file.read(&ctx.roots.procfs, &mut self.buf)?;
+        let path = self.file.path();
         let mut l = Lines::default();
         for line in self.buf.lines().filter(|l| !l.trim().is_empty()) {
             let (key, values) = line.split_once(' ').unwrap_or((line, ""));

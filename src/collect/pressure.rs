@@ -4,14 +4,29 @@
 //! No /proc/pressure (kernel < 4.20 or CONFIG_PSI off, common on routers) is `NotFound`;
 //! a missing `irq` file alone (kernels before 6.1) just drops the irq family.
 
-use super::util::read_into;
+use super::util::KeptFile;
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::Path;
 
-#[derive(Default)]
 pub struct Pressure {
     buf: String,
+    /// /proc/pressure/{cpu,io,memory,irq}.
+    files: [KeptFile; 4],
+}
+
+impl Default for Pressure {
+    fn default() -> Self {
+        Pressure {
+            buf: String::new(),
+            files: [
+                KeptFile::new("pressure/cpu"),
+                KeptFile::new("pressure/io"),
+                KeptFile::new("pressure/memory"),
+                KeptFile::new("pressure/irq"),
+            ],
+        }
+    }
 }
 
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -51,18 +66,16 @@ impl Collector for Pressure {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        for (res, rel) in [
-            ("cpu", "pressure/cpu"),
-            ("io", "pressure/io"),
-            ("memory", "pressure/memory"),
-            ("irq", "pressure/irq"),
-        ] {
-            let path = ctx.roots.proc(rel);
-            match read_into(&path, &mut self.buf) {
+        for (res, file) in ["cpu", "io", "memory", "irq"]
+            .into_iter()
+            .zip(&mut self.files)
+        {
+            match file.read(&ctx.roots.procfs, &mut self.buf) {
                 Err(CollectError::NotFound(_)) if res == "irq" => continue,
                 r => r?,
             }
-            let (some, full) = parse(&self.buf, &path)?;
+            let path = file.path();
+            let (some, full) = parse(&self.buf, path)?;
             let need = |v: Option<u64>, what: &str| {
                 v.ok_or_else(|| CollectError::parse(&path, format!("no {what} line")))
             };

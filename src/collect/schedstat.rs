@@ -1,13 +1,22 @@
 //! `schedstat`: per-CPU scheduler statistics from /proc/schedstat (`cpuN` lines, fields 7-9:
 //! running ns, waiting ns, timeslices) as `node_schedstat_*{cpu}`.
 
-use super::util::{num, read_into};
+use super::util::{num, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
-#[derive(Default)]
 pub struct Schedstat {
     buf: String,
+    file: KeptFile,
+}
+
+impl Default for Schedstat {
+    fn default() -> Self {
+        Schedstat {
+            buf: String::new(),
+            file: KeptFile::new("schedstat"),
+        }
+    }
 }
 
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -20,8 +29,8 @@ impl Collector for Schedstat {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let path = ctx.roots.proc("schedstat");
-        read_into(&path, &mut self.buf)?;
+        self.file.read(&ctx.roots.procfs, &mut self.buf)?;
+        let path = self.file.path();
         let running = out.family(
             "node_schedstat_running_seconds_total",
             "Number of seconds CPU spent running a process.",

@@ -5,13 +5,22 @@
 //! 8 cpu_collision, 9 received_rps, 10 flow_limit_count, 11 backlog length, 12 CPU id. Older
 //! kernels print fewer columns; then the CPU is the row number and missing values are 0.
 
-use super::util::{hex, read_into};
+use super::util::{hex, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
-#[derive(Default)]
 pub struct Softnet {
     buf: String,
+    file: KeptFile,
+}
+
+impl Default for Softnet {
+    fn default() -> Self {
+        Softnet {
+            buf: String::new(),
+            file: KeptFile::new("net/softnet_stat"),
+        }
+    }
 }
 
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -70,8 +79,8 @@ impl Collector for Softnet {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let path = ctx.roots.proc("net/softnet_stat");
-        read_into(&path, &mut self.buf)?;
+        self.file.read(&ctx.roots.procfs, &mut self.buf)?;
+        let path = self.file.path();
         // Parse every row first so garbage yields an error, not half a family set.
         let mut rows = 0;
         for line in self.buf.lines().filter(|l| !l.trim().is_empty()) {

@@ -2,7 +2,7 @@
 //! interrupts, running/blocked processes, and per-vector softirqs with `stat.softirq`.
 //! (The per-CPU `cpu` lines belong to the `cpu` collector.)
 
-use super::util::{num, read_into};
+use super::util::{num, KeptFile};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -68,6 +68,7 @@ const SINGLES: &[(&str, &str, &str, MetricType)] = &[
 
 pub struct Stat {
     buf: String,
+    file: KeptFile,
     softirq: bool,
 }
 
@@ -75,6 +76,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     let softirq = super::util::option_bool("stat.softirq", opts.get("stat.softirq"))?;
     Ok(Box::new(Stat {
         buf: String::new(),
+        file: KeptFile::new("stat"),
         softirq,
     }))
 }
@@ -85,8 +87,8 @@ impl Collector for Stat {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let path = ctx.roots.proc("stat");
-        read_into(&path, &mut self.buf)?;
+        self.file.read(&ctx.roots.procfs, &mut self.buf)?;
+        let path = self.file.path();
         let mut values = [None; SINGLES.len()];
         let mut softirqs = None;
         for line in self.buf.lines() {

@@ -2,14 +2,25 @@
 //! (`tx_queue:rx_queue` column, hex), as `node_udp_queues{ip,queue}`. No udp6 (IPv6 off) drops
 //! the v6 samples; no udp at all is `NotFound`.
 
-use super::util::{hex, read_into};
+use super::util::{hex, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::Path;
 
-#[derive(Default)]
 pub struct UdpQueues {
     buf: String,
+    udp: KeptFile,
+    udp6: KeptFile,
+}
+
+impl Default for UdpQueues {
+    fn default() -> Self {
+        UdpQueues {
+            buf: String::new(),
+            udp: KeptFile::new("net/udp"),
+            udp6: KeptFile::new("net/udp6"),
+        }
+    }
 }
 
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -44,15 +55,13 @@ impl Collector for UdpQueues {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let path = ctx.roots.proc("net/udp");
-        read_into(&path, &mut self.buf)?;
-        let v4 = sum(&self.buf, &path)?;
-        let path6 = ctx.roots.proc("net/udp6");
-        let v6 = match read_into(&path6, &mut self.buf) {
+        self.udp.read(&ctx.roots.procfs, &mut self.buf)?;
+        let v4 = sum(&self.buf, self.udp.path())?;
+        let v6 = match self.udp6.read(&ctx.roots.procfs, &mut self.buf) {
             Err(CollectError::NotFound(_)) => None,
             r => {
                 r?;
-                Some(sum(&self.buf, &path6)?)
+                Some(sum(&self.buf, self.udp6.path())?)
             }
         };
         let fam = out.family(

@@ -1,7 +1,7 @@
 //! `vmstat`: the /proc/vmstat fields selected by `vmstat.fields`, as untyped
 //! `node_vmstat_<field>` (node_exporter's names and HELP).
 
-use super::util::{num, option_regex, read_into, FieldSelection};
+use super::util::{num, option_regex, FieldSelection, KeptFile};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -13,6 +13,7 @@ pub const OPTIONS: &[CollectorOption] = &[CollectorOption {
 
 pub struct Vmstat {
     buf: String,
+    file: KeptFile,
     fields: FieldSelection,
 }
 
@@ -20,6 +21,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     let re = option_regex("vmstat.fields", opts.get("vmstat.fields"))?;
     Ok(Box::new(Vmstat {
         buf: String::new(),
+        file: KeptFile::new("vmstat"),
         fields: FieldSelection::new(re),
     }))
 }
@@ -30,8 +32,8 @@ impl Collector for Vmstat {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let path = ctx.roots.proc("vmstat");
-        read_into(&path, &mut self.buf)?;
+        self.file.read(&ctx.roots.procfs, &mut self.buf)?;
+        let path = self.file.path();
         let mut lines = 0;
         for line in self.buf.lines() {
             let mut toks = line.split_ascii_whitespace();

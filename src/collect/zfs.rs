@@ -6,26 +6,34 @@
 //!
 //! HELP is the kstat path (`kstat.zfs.misc.arcstats.hits`), as in node_exporter.
 
-use super::util::read_into;
+use super::util::{read_into, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-/// (subsystem, kstat file) of the global kstat files; absent files are skipped (they come and
-/// go with ZFS versions).
-const FILES: [(&str, &str); 11] = [
-    ("zfs_abd", "abdstats"),
-    ("zfs_arc", "arcstats"),
-    ("zfs_dbuf", "dbufstats"),
-    ("zfs_dmu_tx", "dmu_tx"),
-    ("zfs_dnode", "dnodestats"),
-    ("zfs_fm", "fm"),
-    ("zfs_vdev_cache", "vdev_cache_stats"),
-    ("zfs_vdev_mirror", "vdev_mirror_stats"),
-    ("zfs_xuio", "xuio_stats"),
-    ("zfs_zfetch", "zfetchstats"),
-    ("zfs_zil", "zil"),
+/// (subsystem, kstat file, path under procfs) of the global kstat files; absent files are
+/// skipped (they come and go with ZFS versions).
+const FILES: [(&str, &str, &str); 11] = [
+    ("zfs_abd", "abdstats", "spl/kstat/zfs/abdstats"),
+    ("zfs_arc", "arcstats", "spl/kstat/zfs/arcstats"),
+    ("zfs_dbuf", "dbufstats", "spl/kstat/zfs/dbufstats"),
+    ("zfs_dmu_tx", "dmu_tx", "spl/kstat/zfs/dmu_tx"),
+    ("zfs_dnode", "dnodestats", "spl/kstat/zfs/dnodestats"),
+    ("zfs_fm", "fm", "spl/kstat/zfs/fm"),
+    (
+        "zfs_vdev_cache",
+        "vdev_cache_stats",
+        "spl/kstat/zfs/vdev_cache_stats",
+    ),
+    (
+        "zfs_vdev_mirror",
+        "vdev_mirror_stats",
+        "spl/kstat/zfs/vdev_mirror_stats",
+    ),
+    ("zfs_xuio", "xuio_stats", "spl/kstat/zfs/xuio_stats"),
+    ("zfs_zfetch", "zfetchstats", "spl/kstat/zfs/zfetchstats"),
+    ("zfs_zil", "zil", "spl/kstat/zfs/zil"),
 ];
 
 /// Pool states, one-hot in `node_zfs_zpool_state`.
@@ -43,12 +51,25 @@ const STATES: [&str; 7] = [
 const INT64: &str = "3";
 const UINT64: &str = "4";
 
-#[derive(Default)]
 pub struct Zfs {
+    /// The global kstat files, as in [`FILES`].
+    files: [KeptFile; 11],
     buf: String,
     name: String,
     help: String,
     path: PathBuf,
+}
+
+impl Default for Zfs {
+    fn default() -> Self {
+        Zfs {
+            files: FILES.map(|(_, _, rel)| KeptFile::new(rel)),
+            buf: String::new(),
+            name: String::new(),
+            help: String::new(),
+            path: PathBuf::new(),
+        }
+    }
 }
 
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -88,20 +109,22 @@ fn parse_int(s: &str, typ: &str, key: &str, path: &Path) -> Result<f64, CollectE
 }
 
 impl Zfs {
+    /// Global kstat file `i` of [`FILES`].
     fn kstat_file(
         &mut self,
-        base: &Path,
-        subsystem: &str,
-        file: &str,
+        i: usize,
+        root: &Path,
         out: &mut MetricSet,
     ) -> Result<(), CollectError> {
-        let path = base.join(file);
-        match read_into(&path, &mut self.buf) {
+        let (subsystem, file, _) = FILES[i];
+        let kept = &mut self.files[i];
+        match kept.read(root, &mut self.buf) {
             Err(CollectError::NotFound(_)) => return Ok(()),
             r => r?,
         }
+        let path = kept.path();
         let lines = kstat_lines(&self.buf)
-            .ok_or_else(|| CollectError::parse(&path, "no 'name type data' header"))?;
+            .ok_or_else(|| CollectError::parse(path, "no 'name type data' header"))?;
         for (field, typ, data) in lines {
             if typ != INT64 && typ != UINT64 {
                 continue;
@@ -112,7 +135,7 @@ impl Zfs {
                 .extend(field.chars().map(|c| if c == '-' { '_' } else { c }));
             self.help.clear();
             let _ = write!(self.help, "kstat.zfs.misc.{file}.{field}");
-            let v = parse_int(data, typ, &self.help, &path)?;
+            let v = parse_int(data, typ, &self.help, path)?;
             out.single(&self.name, &self.help, MetricType::Untyped, v);
         }
         Ok(())
@@ -214,8 +237,8 @@ impl Collector for Zfs {
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
         let base = ctx.roots.proc("spl/kstat/zfs");
         let pools = std::fs::read_dir(&base).map_err(|e| CollectError::io(&base, e))?;
-        for (subsystem, file) in FILES {
-            self.kstat_file(&base, subsystem, file, out)?;
+        for i in 0..FILES.len() {
+            self.kstat_file(i, &ctx.roots.procfs, out)?;
         }
         let mut p = std::mem::take(&mut self.path);
         let mut result = Ok(());
