@@ -66,7 +66,7 @@ impl Collector for Conntrack {
         let mut lines = self.buf.lines().filter(|l| !l.trim().is_empty());
         let header = lines
             .next()
-            .ok_or_else(|| CollectError::parse(&path, "empty"))?;
+            .ok_or_else(|| CollectError::parse(path, "empty"))?;
         let columns = header.split_ascii_whitespace().count();
         // Column index of each exported stat; kernels name the columns in the header.
         let mut index = [usize::MAX; STATS.len()];
@@ -77,7 +77,7 @@ impl Collector for Conntrack {
         }
         if index.contains(&usize::MAX) {
             return Err(CollectError::parse(
-                &path,
+                path,
                 format!("header lacks a known column: {header:?}"),
             ));
         }
@@ -85,12 +85,12 @@ impl Collector for Conntrack {
         for line in lines {
             if line.split_ascii_whitespace().count() != columns {
                 return Err(CollectError::parse(
-                    &path,
+                    path,
                     format!("row has not {columns} columns"),
                 ));
             }
             for (i, tok) in line.split_ascii_whitespace().enumerate() {
-                let v = hex(tok, &path)?;
+                let v = hex(tok, path)?;
                 if let Some(s) = index.iter().position(|&x| x == i) {
                     sums[s] = sums[s].wrapping_add(v);
                 }

@@ -277,29 +277,29 @@ impl Collector for Diskstats {
         for line in self.buf.lines().filter(|l| !l.trim().is_empty()) {
             let mut toks = line.split_ascii_whitespace();
             let (Some(maj), Some(min), Some(_)) = (toks.next(), toks.next(), toks.next()) else {
-                return Err(CollectError::parse(&path, format!("short line {line:?}")));
+                return Err(CollectError::parse(path, format!("short line {line:?}")));
             };
             if maj.parse::<u32>().is_err() || min.parse::<u32>().is_err() {
                 return Err(CollectError::parse(
-                    &path,
+                    path,
                     format!("bad device numbers in {line:?}"),
                 ));
             }
             let mut n = 0;
             for t in toks {
-                num(t, &path)?;
+                num(t, path)?;
                 n += 1;
             }
             if n < 11 {
                 return Err(CollectError::parse(
-                    &path,
+                    path,
                     format!("{n} counters, want at least 11: {line:?}"),
                 ));
             }
             devices += 1;
         }
         if devices == 0 {
-            return Err(CollectError::parse(&path, "no devices"));
+            return Err(CollectError::parse(path, "no devices"));
         }
 
         let fams = Families::declare(out);

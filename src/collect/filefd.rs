@@ -34,9 +34,9 @@ impl Collector for Filefd {
         let (Some(allocated), Some(_unused), Some(maximum), None) =
             (toks.next(), toks.next(), toks.next(), toks.next())
         else {
-            return Err(CollectError::parse(&path, "expected three numbers"));
+            return Err(CollectError::parse(path, "expected three numbers"));
         };
-        let (allocated, maximum) = (num(allocated, &path)?, num(maximum, &path)?);
+        let (allocated, maximum) = (num(allocated, path)?, num(maximum, path)?);
         out.single(
             "node_filefd_allocated",
             "File descriptor statistics: allocated.",

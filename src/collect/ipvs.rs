@@ -196,11 +196,11 @@ impl Collector for Ipvs {
             .buf
             .lines()
             .nth(2)
-            .ok_or_else(|| CollectError::parse(&path, "no totals line"))?;
+            .ok_or_else(|| CollectError::parse(path, "no totals line"))?;
         let mut t = [0u64; 5];
         let mut toks = totals.split_ascii_whitespace();
         for v in &mut t {
-            *v = hex(toks.next().unwrap_or(""), &path)?;
+            *v = hex(toks.next().unwrap_or(""), path)?;
         }
         let c = MetricType::Counter;
         out.single(

@@ -41,7 +41,7 @@ impl Collector for Loadavg {
         self.file.read(&ctx.roots.procfs, &mut self.buf)?;
         let path = self.file.path();
         let [l1, l5, l15] =
-            parse(&self.buf).ok_or_else(|| CollectError::parse(&path, "expected three numbers"))?;
+            parse(&self.buf).ok_or_else(|| CollectError::parse(path, "expected three numbers"))?;
         out.single("node_load1", "1m load average.", MetricType::Gauge, l1);
         out.single("node_load5", "5m load average.", MetricType::Gauge, l5);
         out.single("node_load15", "15m load average.", MetricType::Gauge, l15);

@@ -155,7 +155,7 @@ impl Mdadm {
         self.mdstat.read(&ctx.roots.procfs, &mut self.buf)?;
         let path = self.mdstat.path();
         if !self.buf.starts_with("Personalities") {
-            return Err(bad(&path, "no Personalities line".into()));
+            return Err(bad(path, "no Personalities line".into()));
         }
         let state = out.family(
             "node_md_state",
@@ -191,7 +191,7 @@ impl Mdadm {
             {
                 continue;
             }
-            let a = parse_array(line, lines.clone(), &path)?;
+            let a = parse_array(line, lines.clone(), path)?;
             let dev = ("device", &a.name as &dyn std::fmt::Display);
             for (i, s) in STATES.iter().enumerate() {
                 let on = if a.state == Some(i) { 1.0 } else { 0.0 };

@@ -113,14 +113,14 @@ impl Collector for Meminfo {
             }
             let (key, rest) = line
                 .split_once(':')
-                .ok_or_else(|| CollectError::parse(&path, format!("no ':' in {line:?}")))?;
+                .ok_or_else(|| CollectError::parse(path, format!("no ':' in {line:?}")))?;
             let mut toks = rest.split_ascii_whitespace();
-            let value = num(toks.next().unwrap_or(""), &path)?;
+            let value = num(toks.next().unwrap_or(""), path)?;
             let value = match toks.next() {
                 None => value,
                 Some("kB") => value * 1024.0,
                 Some(unit) => {
-                    return Err(CollectError::parse(&path, format!("unknown unit {unit:?}")))
+                    return Err(CollectError::parse(path, format!("unknown unit {unit:?}")))
                 }
             };
             saw_total |= key == "MemTotal";
@@ -129,7 +129,7 @@ impl Collector for Meminfo {
             }
         }
         if !saw_total {
-            return Err(CollectError::parse(&path, "no MemTotal line"));
+            return Err(CollectError::parse(path, "no MemTotal line"));
         }
         Ok(())
     }

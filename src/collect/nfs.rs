@@ -191,32 +191,32 @@ impl Collector for Nfs {
             let (key, values) = line.split_once(' ').unwrap_or((line, ""));
             match key {
                 "net" => {
-                    check_fixed(values, 4, key, &path)?;
+                    check_fixed(values, 4, key, path)?;
                     net = Some(values);
                 }
                 "rpc" => {
-                    check_fixed(values, 3, key, &path)?;
+                    check_fixed(values, 3, key, path)?;
                     rpc = Some(values);
                 }
                 "proc2" => {
-                    check_proc(values, V2.len(), key, &path)?;
+                    check_proc(values, V2.len(), key, path)?;
                     procs[0] = Some(values);
                 }
                 "proc3" => {
-                    check_proc(values, V3.len(), key, &path)?;
+                    check_proc(values, V3.len(), key, path)?;
                     procs[1] = Some(values);
                 }
                 "proc4" => {
-                    check_proc(values, 0, key, &path)?;
+                    check_proc(values, 0, key, path)?;
                     procs[2] = Some(values);
                 }
-                _ => return Err(CollectError::parse(&path, format!("unknown line {key:?}"))),
+                _ => return Err(CollectError::parse(path, format!("unknown line {key:?}"))),
             }
         }
         let (Some(net), Some(rpc)) = (net, rpc) else {
-            return Err(CollectError::parse(&path, "no net or rpc line"));
+            return Err(CollectError::parse(path, "no net or rpc line"));
         };
-        let v = |values: &str, n: usize| value(values, n, "", &path).map(|x| x as f64);
+        let v = |values: &str, n: usize| value(values, n, "", path).map(|x| x as f64);
         let packets = out.family(
             "node_nfs_packets_total",
             "Total NFSd network packets (sent+received) by protocol type.",

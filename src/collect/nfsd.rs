@@ -98,48 +98,48 @@ impl Collector for Nfsd {
             let (key, values) = line.split_once(' ').unwrap_or((line, ""));
             let slot = match key {
                 "rc" => {
-                    check_fixed(values, 3, key, &path)?;
+                    check_fixed(values, 3, key, path)?;
                     &mut l.rc
                 }
                 "fh" => {
-                    check_fixed(values, 5, key, &path)?;
+                    check_fixed(values, 5, key, path)?;
                     &mut l.fh
                 }
                 "io" => {
-                    check_fixed(values, 2, key, &path)?;
+                    check_fixed(values, 2, key, path)?;
                     &mut l.io
                 }
                 // Threads, then (old kernels) a histogram of floats that is not exported.
                 "th" => {
-                    value(values, 0, key, &path)?;
+                    value(values, 0, key, path)?;
                     &mut l.th
                 }
                 "ra" => {
-                    check_fixed(values, 12, key, &path)?;
+                    check_fixed(values, 12, key, path)?;
                     &mut l.ra
                 }
                 "net" => {
-                    check_fixed(values, 4, key, &path)?;
+                    check_fixed(values, 4, key, path)?;
                     &mut l.net
                 }
                 "rpc" => {
-                    check_fixed(values, 5, key, &path)?;
+                    check_fixed(values, 5, key, path)?;
                     &mut l.rpc
                 }
                 "proc2" => {
-                    check_proc(values, V2.len(), key, &path)?;
+                    check_proc(values, V2.len(), key, path)?;
                     &mut l.proc2
                 }
                 "proc3" => {
-                    check_proc(values, V3.len(), key, &path)?;
+                    check_proc(values, V3.len(), key, path)?;
                     &mut l.proc3
                 }
                 "proc4ops" => {
-                    check_proc(values, 39, key, &path)?;
+                    check_proc(values, 39, key, path)?;
                     &mut l.proc4ops
                 }
                 "wdeleg_getattr" => {
-                    check_fixed(values, 1, key, &path)?;
+                    check_fixed(values, 1, key, path)?;
                     &mut l.wdeleg_getattr
                 }
                 // proc4 (null/compound counts) and lines newer kernels add.
@@ -149,12 +149,12 @@ impl Collector for Nfsd {
                 {
                     continue
                 }
-                _ => return Err(CollectError::parse(&path, format!("bad line {line:?}"))),
+                _ => return Err(CollectError::parse(path, format!("bad line {line:?}"))),
             };
             *slot = Some(values);
         }
         let Some(rpc) = l.rpc else {
-            return Err(CollectError::parse(&path, "no rpc line"));
+            return Err(CollectError::parse(path, "no rpc line"));
         };
         // Absent lines read as zeros, as in node_exporter (its parser leaves the struct zeroed).
         let v = |values: Option<&str>, n: usize| -> f64 {

@@ -77,7 +77,7 @@ impl Collector for Pressure {
             let path = file.path();
             let (some, full) = parse(&self.buf, path)?;
             let need = |v: Option<u64>, what: &str| {
-                v.ok_or_else(|| CollectError::parse(&path, format!("no {what} line")))
+                v.ok_or_else(|| CollectError::parse(path, format!("no {what} line")))
             };
             match res {
                 "cpu" => out.single(

@@ -54,23 +54,23 @@ impl Collector for Schedstat {
             let mut toks = rest.split_ascii_whitespace();
             let cpu = toks.next().unwrap_or("");
             if cpu.parse::<u32>().is_err() {
-                return Err(CollectError::parse(&path, format!("bad cpu line {line:?}")));
+                return Err(CollectError::parse(path, format!("bad cpu line {line:?}")));
             }
             let f: [Option<&str>; 9] = std::array::from_fn(|_| toks.next());
             let (Some(r), Some(w), Some(t)) = (f[6], f[7], f[8]) else {
                 return Err(CollectError::parse(
-                    &path,
+                    path,
                     format!("short cpu line {line:?}"),
                 ));
             };
-            let (r, w, t) = (num(r, &path)?, num(w, &path)?, num(t, &path)?);
+            let (r, w, t) = (num(r, path)?, num(w, path)?, num(t, path)?);
             out.sample(running, &[("cpu", &cpu)], r / 1e9);
             out.sample(waiting, &[("cpu", &cpu)], w / 1e9);
             out.sample(slices, &[("cpu", &cpu)], t);
             cpus += 1;
         }
         if cpus == 0 {
-            return Err(CollectError::parse(&path, "no cpu lines"));
+            return Err(CollectError::parse(path, "no cpu lines"));
         }
         Ok(())
     }

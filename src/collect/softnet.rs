@@ -87,17 +87,17 @@ impl Collector for Softnet {
             let n = line.split_ascii_whitespace().count();
             if n < 9 {
                 return Err(CollectError::parse(
-                    &path,
+                    path,
                     format!("{n} columns, want at least 9"),
                 ));
             }
             for tok in line.split_ascii_whitespace() {
-                hex(tok, &path)?;
+                hex(tok, path)?;
             }
             rows += 1;
         }
         if rows == 0 {
-            return Err(CollectError::parse(&path, "empty"));
+            return Err(CollectError::parse(path, "empty"));
         }
         let fams = COLUMNS.map(|(_, name, help, typ)| out.family(name, help, typ));
         for (row, line) in self

@@ -97,8 +97,8 @@ impl Collector for Stat {
             if let Some(i) = SINGLES.iter().position(|s| s.0 == key) {
                 let v = toks
                     .next()
-                    .ok_or_else(|| CollectError::parse(&path, format!("{key} without value")))?;
-                values[i] = Some(num(v, &path)?);
+                    .ok_or_else(|| CollectError::parse(path, format!("{key} without value")))?;
+                values[i] = Some(num(v, path)?);
             } else if key == "softirq" {
                 softirqs = Some(line);
             }
@@ -107,7 +107,7 @@ impl Collector for Stat {
         // truncated or foreign file.
         for (i, s) in SINGLES.iter().enumerate().take(4) {
             if values[i].is_none() {
-                return Err(CollectError::parse(&path, format!("no {} line", s.0)));
+                return Err(CollectError::parse(path, format!("no {} line", s.0)));
             }
         }
         for (s, v) in SINGLES.iter().zip(values) {
@@ -116,7 +116,7 @@ impl Collector for Stat {
             }
         }
         if self.softirq {
-            let line = softirqs.ok_or_else(|| CollectError::parse(&path, "no softirq line"))?;
+            let line = softirqs.ok_or_else(|| CollectError::parse(path, "no softirq line"))?;
             let fam = out.family(
                 "node_softirqs_total",
                 "Number of softirq calls.",
@@ -124,7 +124,7 @@ impl Collector for Stat {
             );
             // Skip the key and the total.
             for (vector, tok) in VECTORS.iter().zip(line.split_ascii_whitespace().skip(2)) {
-                let v = num(tok, &path)?;
+                let v = num(tok, path)?;
                 out.sample(fam, &[("vector", vector)], v);
             }
         }

@@ -41,9 +41,9 @@ impl Collector for Vmstat {
                 if line.trim().is_empty() {
                     continue;
                 }
-                return Err(CollectError::parse(&path, format!("bad line {line:?}")));
+                return Err(CollectError::parse(path, format!("bad line {line:?}")));
             };
-            let value = num(value, &path)?;
+            let value = num(value, path)?;
             lines += 1;
             let describe = |f: &str| {
                 (
@@ -56,7 +56,7 @@ impl Collector for Vmstat {
             }
         }
         if lines == 0 {
-            return Err(CollectError::parse(&path, "empty"));
+            return Err(CollectError::parse(path, "empty"));
         }
         Ok(())
     }
