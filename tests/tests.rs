@@ -1,3 +1,6 @@
 //! promlet's integration tests, built as one binary. Each module's doc says what it covers.
 
 mod common;
+
+/// The exposition parser cross-checked with the real promtool.
+mod expo_parse;
