@@ -4,3 +4,6 @@ mod common;
 
 /// The exposition parser cross-checked with the real promtool.
 mod expo_parse;
+
+/// The textfile collector against node_exporter (expected outputs and the real binary).
+mod textfile;

@@ -9,6 +9,7 @@
 //! A source that does not exist on this device (no hwmon on a VM, no conntrack module) makes its
 //! collector fail with [`CollectError::NotFound`]: success 0, logged once at debug, not per scrape.
 
+pub mod textfile;
 pub mod util;
 
 use crate::expo::{MetricSet, MetricType};
@@ -142,7 +143,12 @@ pub struct CollectorDef {
 }
 
 /// Every collector promlet has, in `--help` order. Collectors are added here as they land.
-pub const COLLECTORS: &[CollectorDef] = &[];
+pub const COLLECTORS: &[CollectorDef] = &[CollectorDef {
+    name: "textfile",
+    default_enabled: true,
+    options: textfile::OPTIONS,
+    new: textfile::new,
+}];
 
 /// Runs the enabled collectors and reports per-collector duration and success.
 pub struct Driver {

@@ -43,6 +43,13 @@ impl MetricType {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FamilyId(u32);
 
+impl FamilyId {
+    /// The position of the family in its set (0-based, declaration order).
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Family {
     name: Range<u32>,
