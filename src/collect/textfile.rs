@@ -332,7 +332,7 @@ fn glob_match(pat: &[u8], name: &[u8]) -> bool {
                     n += 1;
                     continue;
                 }
-                }
+                b'\\' if p + 1 < pat.len() => {}
                 c if c == name[n] => {
                     p += 1;
                     n += 1;
