@@ -311,6 +311,10 @@ pub struct Parser {
     /// Series hash → index of its latest sample in the output set.
     series: HashMap<u64, u32, BuildHasherDefault<IdHasher>>,
     scratch: Scratch,
+    /// Text format: the last plain sample name and what it resolved to. Resolutions never
+    /// change within one body (see `text_family`), and consecutive samples mostly share a name.
+    last_name: String,
+    last_resolved: Option<(usize, &'static str)>,
 }
 
 const NO_NEXT: u32 = u32::MAX;
@@ -595,6 +599,7 @@ impl Parser {
         self.by_name.clear();
         self.chain.clear();
         self.series.clear();
+        self.last_resolved = None;
         let mark = out.mark();
         let first_sample = out.sample_count();
         let mut run = Run {
@@ -857,15 +862,17 @@ impl Run<'_> {
                     "second TYPE line for metric name {n:?}, or TYPE reported after samples"
                 ));
             }
-            let kind = match rest.to_ascii_uppercase().as_slice() {
-                b"COUNTER" => Kind::Counter,
-                b"GAUGE" => Kind::Gauge,
-                b"SUMMARY" => Kind::Summary,
-                b"HISTOGRAM" => Kind::Histogram,
-                b"UNTYPED" => Kind::Unknown,
-                // Go's parser reads this protobuf type like a histogram.
-                b"GAUGE_HISTOGRAM" => Kind::GaugeHistogram,
-                _ => return self.err(format!("unknown metric type {}", q(rest))),
+            // Go's parser reads GAUGE_HISTOGRAM (a protobuf type) like a histogram.
+            let kinds = [
+                (&b"COUNTER"[..], Kind::Counter),
+                (b"GAUGE", Kind::Gauge),
+                (b"SUMMARY", Kind::Summary),
+                (b"HISTOGRAM", Kind::Histogram),
+                (b"UNTYPED", Kind::Unknown),
+                (b"GAUGE_HISTOGRAM", Kind::GaugeHistogram),
+            ];
+            let Some(&(_, kind)) = kinds.iter().find(|(k, _)| rest.eq_ignore_ascii_case(k)) else {
+                return self.err(format!("unknown metric type {}", q(rest)));
             };
             self.set_kind(fi, kind);
         }
@@ -920,6 +927,28 @@ impl Run<'_> {
     }
 
     fn resolve_text_name(&mut self, tok: NameTok<'_>) -> R<(usize, &'static str)> {
+        if let (NameTok::Plain(raw), Some(hit)) = (&tok, self.p.last_resolved) {
+            if *raw == self.p.last_name.as_bytes() {
+                return Ok(hit);
+            }
+        }
+        let plain = match tok {
+            NameTok::Plain(raw) => Some(raw),
+            NameTok::Quoted(..) => None,
+        };
+        let r = self.resolve_text_name_slow(tok)?;
+        if let Some(raw) = plain {
+            self.p.last_name.clear();
+            // Plain names are ASCII by construction.
+            self.p
+                .last_name
+                .push_str(std::str::from_utf8(raw).unwrap_or(""));
+            self.p.last_resolved = Some(r);
+        }
+        Ok(r)
+    }
+
+    fn resolve_text_name_slow(&mut self, tok: NameTok<'_>) -> R<(usize, &'static str)> {
         let mut scratch = std::mem::take(&mut self.p.scratch.name);
         let r = self
             .metric_name(tok, &mut scratch)
@@ -1273,17 +1302,17 @@ impl Run<'_> {
                 String::from_utf8_lossy(kw)
             ));
         };
-        let name = self.family_name(fi).to_string();
         if self.p.fams[fi].has_samples {
             return self.err(format!(
-                "{} line for {name:?} after its samples; metadata must come first",
-                String::from_utf8_lossy(kw)
+                "{} line for {:?} after its samples; metadata must come first",
+                String::from_utf8_lossy(kw),
+                self.family_name(fi)
             ));
         }
         match kw {
             b"TYPE" => {
                 if self.p.fams[fi].kind.is_some() {
-                    return self.err(format!("second TYPE line for {name:?}"));
+                    return self.err(format!("second TYPE line for {:?}", self.family_name(fi)));
                 }
                 let Some(kind) = Kind::from_om(text) else {
                     return self.err(format!("invalid metric type {}", q(text)));
@@ -1292,7 +1321,7 @@ impl Run<'_> {
             }
             b"HELP" => {
                 if self.p.fams[fi].has_help {
-                    return self.err(format!("second HELP line for {name:?}"));
+                    return self.err(format!("second HELP line for {:?}", self.family_name(fi)));
                 }
                 let mut buf = std::mem::take(&mut self.p.scratch.help).into_bytes();
                 buf.clear();
@@ -1313,10 +1342,11 @@ impl Run<'_> {
             }
             _ => {
                 if self.p.fams[fi].has_unit {
-                    return self.err(format!("second UNIT line for {name:?}"));
+                    return self.err(format!("second UNIT line for {:?}", self.family_name(fi)));
                 }
                 self.p.fams[fi].has_unit = true;
                 if !text.is_empty() {
+                    let name = self.family_name(fi);
                     let unit = String::from_utf8_lossy(text);
                     let ok = name.len() > unit.len()
                         && name.ends_with(unit.as_ref())
