@@ -17,3 +17,9 @@ mod parity;
 
 /// Truncated, empty, garbage and absent /proc files through the procfs collectors.
 mod collect_bad_input;
+
+/// The exposition parser cross-checked with the real promtool.
+mod expo_parse;
+
+/// The textfile collector against node_exporter (expected outputs and the real binary).
+mod textfile;

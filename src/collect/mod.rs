@@ -42,6 +42,7 @@ pub mod sockstat;
 pub mod softnet;
 pub mod stat;
 pub mod sysfs;
+pub mod textfile;
 pub mod thermal_zone;
 pub mod time;
 pub mod timex;
@@ -369,6 +370,12 @@ pub const COLLECTORS: &[CollectorDef] = &[
         default_enabled: true,
         options: stat::OPTIONS,
         new: stat::new,
+    },
+    CollectorDef {
+        name: "textfile",
+        default_enabled: true,
+        options: textfile::OPTIONS,
+        new: textfile::new,
     },
     CollectorDef {
         name: "thermal_zone",
