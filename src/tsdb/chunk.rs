@@ -4,9 +4,9 @@
 //! appends to an open chunk, and the decoder. Must not touch: series, budgets, files.
 //!
 //! The scheme follows Facebook's Gorilla paper (Pelkonen et al., VLDB 2015) as Prometheus's
-//! XOR chunks do, with one change: the smallest non-zero timestamp bucket is 6 bits (±32 ms)
-//! instead of 14, because promlet's own collection ticks jitter by a few milliseconds and that
-//! jitter would otherwise cost 16 bits per sample. The chunk's first timestamp is kept outside
+//! XOR chunks do, with one change: the smallest non-zero timestamp bucket is 4 bits (-8..=7 ms)
+//! instead of 14, because timer-driven collection jitters by a few milliseconds and that jitter
+//! would otherwise cost 16 bits per sample (±2 ms of jitter costs 6 bits here). The chunk's first timestamp is kept outside
 //! the bit stream (in the chunk's metadata, `mint`), so the stream starts with the raw value.
 //!
 //! A chunk never grows past [`CHUNK_MAX_BYTES`]: the encoder computes a sample's exact bit cost
@@ -118,9 +118,9 @@ impl OpenChunk {
             let dod = delta.wrapping_sub(s.last_delta);
             match dod {
                 0 => p.push(0, 1),
-                -32..=31 => {
+                -8..=7 => {
                     p.push(0b10, 2);
-                    p.push(dod as u64 & 0x3f, 6);
+                    p.push(dod as u64 & 0xf, 4);
                 }
                 -8192..=8191 => {
                     p.push(0b110, 3);
@@ -299,7 +299,7 @@ impl<'a> Decoder<'a> {
         let dod: i64 = if !self.bit()? {
             0
         } else if !self.bit()? {
-            sign_extend(self.bits(6)?, 6)
+            sign_extend(self.bits(4)?, 4)
         } else if !self.bit()? {
             sign_extend(self.bits(14)?, 14)
         } else if !self.bit()? {

@@ -12,6 +12,7 @@ pub mod fs;
 mod index;
 mod metrics;
 mod store;
+pub mod workload;
 
 pub use chunk::CHUNK_MAX_BYTES;
 pub use fs::{Fs, OsFs};

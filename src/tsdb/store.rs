@@ -773,8 +773,11 @@ impl Store {
         let raw = match e.mint {
             Some(mint) if e.offset == 0 => {
                 if let Some(old) = r.heads.remove(&id) {
-                    // Its seal entry was lost: keep what it holds.
-                    self.adopt_raw_head(id, old, r);
+                    // The same chunk rewritten whole (new segment) replaces the old copy;
+                    // a different chunk means the old one's seal entry was lost: keep it.
+                    if old.mint != mint {
+                        self.adopt_raw_head(id, old, r);
+                    }
                 }
                 RawHead {
                     mint,
@@ -832,8 +835,8 @@ impl Store {
             return;
         }
         if let Some(last) = sd.sealed.back() {
-            if last.mint == c.mint && last.maxt == c.maxt {
-                return;
+            if last.mint == c.mint && last.maxt >= c.maxt {
+                return; // Written again after a failed or repeated flush.
             }
             if last.maxt >= c.mint {
                 self.reset_from(id, c.mint);
