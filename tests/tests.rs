@@ -2,3 +2,4 @@
 
 mod common;
 mod tsdb;
+mod tsdb_faults;
