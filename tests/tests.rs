@@ -2,4 +2,5 @@
 
 mod common;
 mod tsdb;
+mod tsdb_crash;
 mod tsdb_faults;
