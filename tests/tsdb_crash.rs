@@ -95,9 +95,9 @@ fn tsdb_survives_sigkill_at_random_moments() {
         }
         if let Some(f) = out
             .lines()
+            .rev()
             .filter_map(|l| l.strip_prefix("flushed "))
-            .filter_map(|n| n.parse::<i64>().ok())
-            .last()
+            .find_map(|n| n.parse::<i64>().ok())
         {
             last_flushed = Some(f);
         }
