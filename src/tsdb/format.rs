@@ -49,19 +49,37 @@ pub struct SeriesDef<'a> {
     pub labels: Vec<(&'a str, &'a str)>,
 }
 
-/// Bytes of one chunk's bit stream from byte `offset` on. `offset == 0` starts a chunk (and
-/// carries its first timestamp); a later entry rewrites from `offset` (the last, partial byte
-/// of the previous entry is sent again). `sealed` closes the chunk with its last timestamp and
-/// sample count, so recovery need not decode sealed chunks.
+/// Where a chunk entry's bytes belong.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone, Copy)]
+pub enum Start {
+    /// A chunk starts here (offset 0) with this first timestamp.
+    New(i64),
+    /// Continues a chunk started earlier in this segment.
+    Continue,
+    /// Continues a chunk started in the given (older) segment. If that segment is gone, the
+    /// chunk was evicted and deleted on purpose: the entry is skipped without counting damage.
+    ContinueFrom(u32),
+}
+
+/// Bytes of one chunk's bit stream from byte `offset` on. A `Start::New` entry carries the
+/// whole chunk so far; a continuation rewrites from `offset` (the last, partial byte of the
+/// previous entry is sent again). `sealed` closes the chunk with its last timestamp and sample
+/// count, so recovery need not decode sealed chunks.
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 pub struct ChunkEntry<'a> {
     pub id: u32,
-    pub mint: Option<i64>,
+    pub start: Start,
     pub offset: u16,
     pub bit_len: u16,
     pub sealed: Option<(i64, u16)>,
-    #[serde(borrow)]
+    #[serde(borrow, serialize_with = "bytes_at_once")]
     pub bytes: &'a [u8],
+}
+
+/// Same bytes on disk as serde's default (length, then the bytes) but copied in one step
+/// instead of one call per byte.
+fn bytes_at_once<S: serde::Serializer>(b: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bytes(b)
 }
 
 /// One framed record. New kinds are added at the end (postcard tags variants by index).
@@ -174,7 +192,7 @@ mod tests {
                     }],
                     chunks: vec![ChunkEntry {
                         id: i,
-                        mint: Some(1000),
+                        start: Start::New(1000),
                         offset: 0,
                         bit_len: 64,
                         sealed: None,

@@ -20,19 +20,19 @@
 //!   newest sample in the store is sealed at the next `poll`, so its data takes its place in
 //!   the eviction ring instead of pinning memory (and old segments) forever.
 //! - **Persistence** (optional, see [`Store::open`]): on each flush the new bytes of every chunk
-//!   go into the current segment file as framed records; sealed chunks are never rewritten in
-//!   the same segment. When a segment is full a new one starts and open chunks are rewritten
-//!   whole into it, so each segment stands alone and an old segment can be deleted once every
-//!   chunk that began in it was evicted. Samples appended after the last flush are lost in a
+//!   go into the current segment file as framed records; nothing is rewritten in place. When a
+//!   segment is full a new one starts; a chunk may continue across segments, but one begun
+//!   [`REWRITE_AFTER_SEGS`] segments ago is written again whole. A segment is deleted once every
+//!   chunk that began in it was evicted and no open chunk began in it. Samples appended after the last flush are lost in a
 //!   crash; everything flushed is recovered.
 
 use super::chunk::{Decoder, OpenChunk, PushError, CHUNK_MAX_BYTES};
-use super::format::{self, ChunkEntry, Record, SeriesDef};
+use super::format::{self, ChunkEntry, Record, SeriesDef, Start};
 use super::fs::Fs;
 use super::index::{alloc_size, hash_labels, Index, SeriesId};
 use super::{AppendError, Appender, Querier, SeriesSamples};
 use crate::model::{Labels, Matcher, Sample, Timestamp};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::mem::size_of;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -46,6 +46,25 @@ const LIMIT_LOG_EVERY_MS: i64 = 60 * 1000;
 /// Persistence errors are logged at most once per this many failures in a row.
 const ERROR_LOG_EVERY: u64 = 16;
 const NO_SEG: u32 = u32::MAX;
+/// A chunk continues across segment files for at most this many segments; after that its bytes
+/// are written again whole, so an old segment is never pinned for long by one slow chunk.
+/// Rewriting every open chunk at every new segment instead cost 10-20 % more flash writes.
+const REWRITE_AFTER_SEGS: u32 = 4;
+
+fn start_of(whole: bool, mint: Timestamp, first_seg: u32, cur: u32) -> Start {
+    if whole {
+        Start::New(mint)
+    } else if first_seg == cur {
+        Start::Continue
+    } else {
+        Start::ContinueFrom(first_seg)
+    }
+}
+
+/// Whether a chunk's next entry must carry all its bytes (a new start) or only the new ones.
+fn write_whole(first_seg: u32, persisted_bits: u32, cur: u32) -> bool {
+    first_seg == NO_SEG || persisted_bits == 0 || cur.wrapping_sub(first_seg) >= REWRITE_AFTER_SEGS
+}
 
 /// Limits and intervals. `Default` suits a Raspberry Pi Zero.
 #[derive(Clone, Debug)]
@@ -236,7 +255,10 @@ impl Store {
             }
         };
         seqs.sort_unstable();
-        let mut replay = Replay::default();
+        let mut replay = Replay {
+            oldest_seg: seqs.first().copied().unwrap_or(0),
+            ..Replay::default()
+        };
         for &seq in &seqs {
             // Every segment defines the ids it uses (the writer re-sends definitions).
             replay.ids.clear();
@@ -595,8 +617,8 @@ impl Store {
             out.extend_from_slice(&format::segment_header());
         }
         // What to mark durable once the write succeeds.
-        let mut done_sealed: Vec<(SeriesId, usize)> = Vec::new();
-        let mut done_heads: Vec<SeriesId> = Vec::new();
+        let mut done_sealed: Vec<(SeriesId, usize, bool)> = Vec::new();
+        let mut done_heads: Vec<(SeriesId, bool)> = Vec::new();
         let mut defined: Vec<SeriesId> = Vec::new();
         {
             let mut batch = BatchWriter::new(&mut out);
@@ -607,7 +629,7 @@ impl Store {
                     continue; // Evicted (or reset) before it was written.
                 };
                 let c = &sd.sealed[pos];
-                let whole = c.first_seg != cur || c.persisted_bits == 0;
+                let whole = write_whole(c.first_seg, c.persisted_bits, cur);
                 let offset = if whole {
                     0
                 } else {
@@ -616,13 +638,13 @@ impl Store {
                 batch.define(&self.index, id, sd.defined_seg != cur, &mut defined);
                 batch.push(ChunkEntry {
                     id,
-                    mint: whole.then_some(c.mint),
+                    start: start_of(whole, c.mint, c.first_seg, cur),
                     offset: offset as u16,
                     bit_len: c.bit_len as u16,
                     sealed: Some((c.maxt, c.count)),
                     bytes: &c.data[offset..],
                 });
-                done_sealed.push((id, pos));
+                done_sealed.push((id, pos, whole));
             }
             p.pending = pending;
             for id in self.index.select(&[]) {
@@ -631,7 +653,7 @@ impl Store {
                 if h.is_empty() {
                     continue;
                 }
-                let whole = sd.head_first_seg != cur || sd.head_persisted_bits == 0;
+                let whole = write_whole(sd.head_first_seg, sd.head_persisted_bits, cur);
                 if !whole && sd.head_persisted_bits == h.state.bit_len {
                     continue;
                 }
@@ -643,13 +665,13 @@ impl Store {
                 batch.define(&self.index, id, sd.defined_seg != cur, &mut defined);
                 batch.push(ChunkEntry {
                     id,
-                    mint: whole.then_some(h.state.mint),
+                    start: start_of(whole, h.state.mint, sd.head_first_seg, cur),
                     offset: offset as u16,
                     bit_len: h.state.bit_len as u16,
                     sealed: None,
                     bytes: &h.bytes[offset..],
                 });
-                done_heads.push(id);
+                done_heads.push((id, whole));
             }
             batch.finish();
         }
@@ -672,20 +694,22 @@ impl Store {
                 for id in defined {
                     self.data[id as usize].defined_seg = cur;
                 }
-                for (id, pos) in done_sealed {
+                for (id, pos, whole) in done_sealed {
                     let c = &mut self.data[id as usize].sealed[pos];
-                    if c.first_seg != cur || c.persisted_bits == 0 {
+                    if whole {
                         c.first_seg = cur;
                     }
                     c.persisted_bits = c.bit_len;
                     if !c.counted {
                         c.counted = true;
-                        *p.live.entry(cur).or_insert(0) += 1;
+                        *p.live.entry(c.first_seg).or_insert(0) += 1;
                     }
                 }
-                for id in done_heads {
+                for (id, whole) in done_heads {
                     let sd = &mut self.data[id as usize];
-                    sd.head_first_seg = cur;
+                    if whole {
+                        sd.head_first_seg = cur;
+                    }
                     sd.head_persisted_bits = sd.head.state.bit_len;
                 }
                 self.delete_dead_segments(&mut p);
@@ -711,7 +735,8 @@ impl Store {
         self.persist = Some(p);
     }
 
-    /// Deletes segments older than every live chunk's first bytes.
+    /// Deletes segments older than every live chunk's first bytes. Only a prefix of the files
+    /// goes: a chunk's continuation entries may sit in any segment after its first.
     fn delete_dead_segments(&mut self, p: &mut Persist) {
         let min_head = self
             .data
@@ -720,27 +745,29 @@ impl Store {
             .map(|sd| sd.head_first_seg)
             .min()
             .unwrap_or(p.seg);
-        let keep_from = min_head.min(p.seg);
-        let mut kept = Vec::new();
+        let min_sealed = p
+            .live
+            .iter()
+            .find(|(_, &n)| n > 0)
+            .map_or(p.seg, |(&seq, _)| seq);
+        let keep_from = min_head.min(min_sealed).min(p.seg);
+        let mut deleted = 0;
         for &seq in &p.files {
-            let dead = seq < keep_from && p.live.get(&seq).copied().unwrap_or(0) == 0;
-            if dead {
-                let path = p.dir.join(format::segment_name(seq));
-                match p.fs.remove(&path) {
-                    Ok(()) => {
-                        self.stats.segments_deleted += 1;
-                        p.live.remove(&seq);
-                    }
-                    Err(e) => {
-                        crate::log::warn(&format!("tsdb: cannot delete {}: {e}", path.display()));
-                        kept.push(seq);
-                    }
-                }
-            } else {
-                kept.push(seq);
+            if seq >= keep_from {
+                break;
             }
+            let path = p.dir.join(format::segment_name(seq));
+            if let Err(e) = p.fs.remove(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    crate::log::warn(&format!("tsdb: cannot delete {}: {e}", path.display()));
+                    break;
+                }
+            }
+            self.stats.segments_deleted += 1;
+            p.live.remove(&seq);
+            deleted += 1;
         }
-        p.files = kept;
+        p.files.drain(..deleted);
     }
 
     fn replay_record(&mut self, r: &mut Replay, seg: u32, rec: Record) {
@@ -770,28 +797,39 @@ impl Store {
             r.inconsistent += 1;
             return;
         };
-        let raw = match e.mint {
-            Some(mint) if e.offset == 0 => {
-                if let Some(old) = r.heads.remove(&id) {
+        let raw = match e.start {
+            Start::New(mint) => {
+                if e.offset != 0 {
+                    r.inconsistent += 1;
+                    return;
+                }
+                if let Some(old) = r.take_head(id) {
                     // The same chunk rewritten whole (new segment) replaces the old copy;
                     // a different chunk means the old one's seal entry was lost: keep it.
                     if old.mint != mint {
                         self.adopt_raw_head(id, old, r);
                     }
                 }
+                let mut bytes = r.spare.pop().unwrap_or_default();
+                bytes.clear();
+                bytes.extend_from_slice(e.bytes);
                 RawHead {
                     mint,
-                    bytes: e.bytes.to_vec(),
+                    bytes,
                     bit_len: e.bit_len as u32,
                     seg,
                 }
             }
             _ => {
-                let Some(mut raw) = r.heads.remove(&id) else {
-                    r.inconsistent += 1;
+                let Some(mut raw) = r.take_head(id) else {
+                    match e.start {
+                        // Its beginning was deleted with an evicted segment: expected.
+                        Start::ContinueFrom(s) if s < r.oldest_seg => {}
+                        _ => r.inconsistent += 1,
+                    }
                     return;
                 };
-                if raw.bytes.len() < e.offset as usize || raw.seg != seg {
+                if raw.bytes.len() < e.offset as usize {
                     r.inconsistent += 1;
                     return;
                 }
@@ -810,7 +848,7 @@ impl Store {
         match e.sealed {
             Some((maxt, count)) => {
                 let c = Sealed {
-                    data: raw.bytes.into_boxed_slice(),
+                    data: Box::from(&raw.bytes[..]),
                     mint: raw.mint,
                     maxt,
                     bit_len: raw.bit_len,
@@ -819,10 +857,11 @@ impl Store {
                     persisted_bits: raw.bit_len,
                     counted: true,
                 };
+                r.spare.push(raw.bytes);
                 self.insert_sealed(id, c);
             }
             None => {
-                r.heads.insert(id, raw);
+                r.put_head(id, raw);
             }
         }
     }
@@ -876,7 +915,11 @@ impl Store {
     }
 
     fn finish_replay(&mut self, mut r: Replay) {
-        let heads: Vec<(SeriesId, RawHead)> = r.heads.drain().collect();
+        let heads: Vec<(SeriesId, RawHead)> = std::mem::take(&mut r.heads)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(id, h)| h.map(|h| (id as SeriesId, h)))
+            .collect();
         for (id, raw) in heads {
             let Some(oc) = OpenChunk::from_bytes(raw.mint, &raw.bytes, raw.bit_len) else {
                 r.inconsistent += 1;
@@ -1004,9 +1047,27 @@ impl Store {
 #[derive(Default)]
 struct Replay {
     /// Persisted series id → store id.
-    ids: HashMap<u32, SeriesId>,
-    heads: HashMap<SeriesId, RawHead>,
+    ids: super::index::IdMap<u32, SeriesId>,
+    /// Chunks being rebuilt, by store id.
+    heads: Vec<Option<RawHead>>,
+    /// Byte buffers of finished chunks, reused for the next ones.
+    spare: Vec<Vec<u8>>,
+    /// The oldest segment file present.
+    oldest_seg: u32,
     inconsistent: u64,
+}
+
+impl Replay {
+    fn take_head(&mut self, id: SeriesId) -> Option<RawHead> {
+        self.heads.get_mut(id as usize).and_then(Option::take)
+    }
+    fn put_head(&mut self, id: SeriesId, raw: RawHead) {
+        let i = id as usize;
+        if i >= self.heads.len() {
+            self.heads.resize_with(i + 1, || None);
+        }
+        self.heads[i] = Some(raw);
+    }
 }
 
 struct RawHead {
