@@ -23,3 +23,10 @@ mod expo_parse;
 
 /// The textfile collector against node_exporter (expected outputs and the real binary).
 mod textfile;
+
+/// The ring-buffer TSDB: budget, compression, persistence, recovery.
+mod tsdb;
+/// SIGKILL a real writer process at random moments and recover what it flushed.
+mod tsdb_crash;
+/// Injected file faults: ENOSPC, torn writes, bad checksums.
+mod tsdb_faults;
