@@ -1,3 +1,4 @@
 //! promlet's integration tests, built as one binary. Each module's doc says what it covers.
 
 mod common;
+mod promqltest;
