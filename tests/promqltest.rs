@@ -172,7 +172,7 @@ fn parse_values(s: &str) -> Result<Vec<Option<f64>>, String> {
         }
         // a[+-]bxN or axN or a
         let (head, times) = match item.rfind('x') {
-            Some(p) if item[p + 1..].bytes().all(|c| c.is_ascii_digit()) && p + 1 < item.len() && !item[..p].eq_ignore_ascii_case("0") => {
+            Some(p) if item[p + 1..].bytes().all(|c| c.is_ascii_digit()) && p + 1 < item.len() => {
                 (&item[..p], Some(item[p + 1..].parse::<usize>().map_err(|e| e.to_string())?))
             }
             _ => (item, None),
@@ -224,7 +224,30 @@ enum Cmd {
 }
 
 /// Why an eval is skipped: native histograms or an experimental feature.
-fn skip_reason(query: &str, expected_text: &str, nh_names: &HashSet<String>, st_section: bool) -> Option<&'static str> {
+fn skip_reason(
+    query: &str,
+    expected_text: &str,
+    nh_names: &HashSet<String>,
+    nh_series: &[Labels],
+    st_section: bool,
+) -> Option<&'static str> {
+    // Any selector that can select a series loaded with native histograms.
+    if let Ok(e) = parse(query) {
+        let mut hit = false;
+        e.walk(&mut |n| {
+            if let Expr::Vector(vs) | Expr::Matrix { vs, .. } = n {
+                if nh_series
+                    .iter()
+                    .any(|l| vs.matchers.iter().all(|m| m.matches(l.get(&m.name).unwrap_or(""))))
+                {
+                    hit = true;
+                }
+            }
+        });
+        if hit {
+            return Some("native histogram");
+        }
+    }
     if expected_text.contains("{{") {
         return Some("native histogram");
     }
@@ -331,6 +354,7 @@ fn parse_file(text: &str) -> Result<Vec<Cmd>, String> {
         .collect();
     let mut cmds = Vec::new();
     let mut nh_names: HashSet<String> = HashSet::new();
+    let mut nh_series: Vec<Labels> = Vec::new();
     let mut st_section = false;
     let mut i = 0;
     while i < lines.len() {
@@ -343,12 +367,13 @@ fn parse_file(text: &str) -> Result<Vec<Cmd>, String> {
         let start_line = i + 1;
         let mut block = Vec::new();
         i += 1;
-        while i < lines.len() && !lines[i].is_empty() {
+        while word != "clear" && i < lines.len() && !lines[i].is_empty() {
             block.push(lines[i].clone());
             i += 1;
         }
         if word == "clear" {
             nh_names.clear();
+            nh_series.clear();
             st_section = false;
             cmds.push(Cmd::Clear);
         } else if word.starts_with("load") {
@@ -366,6 +391,7 @@ fn parse_file(text: &str) -> Result<Vec<Cmd>, String> {
                     Ok(v) => series.push((labels, v)),
                     Err(e) if e == "histogram" => {
                         nh_names.insert(labels.name().unwrap_or("").to_string());
+                        nh_series.push(labels);
                     }
                     Err(e) => return Err(format!("line {}: {e}", start_line)),
                 }
@@ -376,6 +402,10 @@ fn parse_file(text: &str) -> Result<Vec<Cmd>, String> {
                         for suf in ["_bucket", "_count", "_sum"] {
                             if let Some(base) = n.strip_suffix(suf) {
                                 nh_names.insert(base.to_string());
+                                let mut nl = l.clone();
+                                nl.remove("le");
+                                nl.set("__name__".into(), base.to_string());
+                                nh_series.push(nl);
                             }
                         }
                     }
@@ -463,7 +493,7 @@ fn parse_file(text: &str) -> Result<Vec<Cmd>, String> {
             if !series.is_empty() {
                 ev.expected = Expected::Series(series);
             }
-            let skip = skip_reason(&ev.query, &expected_text, &nh_names, st_section);
+            let skip = skip_reason(&ev.query, &expected_text, &nh_names, &nh_series, st_section);
             cmds.push(Cmd::Eval(ev, skip));
         } else {
             return Err(format!("line {start_line}: unknown command {word}"));
@@ -663,9 +693,10 @@ fn add_at(e: &mut Expr, t: i64) {
             }
         }
         Expr::Subquery { expr, at, .. } => {
+            // Inner selectors are evaluated relative to the subquery's own steps.
+            let _ = expr;
             if at.is_none() {
                 *at = Some(AtModifier::Time(t));
-                add_at(expr, t);
             }
         }
         Expr::Paren(x, _) | Expr::Neg(x, _) => add_at(x, t),
@@ -853,6 +884,7 @@ fn series_value_notation_expands_like_upstream() {
     assert_eq!(&v[..9], &want);
     assert!(promlet::model::is_stale_nan(v[9].unwrap()));
     assert_eq!(v[10], Some(61.0));
+    assert_eq!(parse_values("0x2").unwrap(), vec![Some(0.0); 3]);
     let (l, rest) = parse_series("foo{a=\"b\", \"c d\"=\"e}\"} 1 2").unwrap();
     assert_eq!(l.get("a"), Some("b"));
     assert_eq!(l.get("c d"), Some("e}"));

@@ -185,20 +185,20 @@ pub fn range_query(
 }
 
 fn sort_warning(expr: &Expr) -> Option<String> {
-    let mut e = expr;
-    while let Expr::Paren(inner, _) = e {
-        e = inner;
-    }
-    if let Expr::Call { func, span, .. } = e {
-        if func.name == "sort" || func.name == "sort_desc" {
-            return Some(format!(
-                "PromQL warning: sort is ineffective for range queries since results are always ordered by labels ({})",
-                "{POS}"
-            ))
-            .map(|s| s.replace("{POS}", &format!("1:{}", span.start + 1)));
+    let mut found = None;
+    expr.walk(&mut |e| {
+        if let Expr::Call { func, span, .. } = e {
+            if found.is_none() && (func.name == "sort" || func.name == "sort_desc") {
+                found = Some(*span);
+            }
         }
-    }
-    None
+    });
+    found.map(|span| {
+        format!(
+            "PromQL warning: sort is ineffective for range queries since results are always ordered by labels (1:{})",
+            span.start + 1
+        )
+    })
 }
 
 /// Applies delayed `__name__` removal and rejects duplicate label sets.
@@ -948,9 +948,10 @@ impl<'a> Evaluator<'a> {
                 );
                 continue;
             };
+            // Grouped with the (to be dropped) name, so two histograms differing only in
+            // name collide at the end, as in Prometheus.
             let mut key = (*s.labels).clone();
             key.remove("le");
-            key.remove(METRIC_NAME);
             let gi = *keys.entry(key.clone()).or_insert_with(|| {
                 groups.push((key, vec![], false));
                 groups.len() - 1
@@ -963,16 +964,7 @@ impl<'a> Evaluator<'a> {
         let _ = span;
         let mut out = Vec::new();
         for (labels, mut buckets, _) in groups {
-            let name_hint = v
-                .iter()
-                .find(|s| {
-                    let mut k = (*s.labels).clone();
-                    k.remove("le");
-                    k.remove(METRIC_NAME);
-                    k == labels
-                })
-                .and_then(|s| s.labels.name().map(|n| n.to_string()))
-                .unwrap_or_default();
+            let name_hint = labels.name().unwrap_or("").to_string();
             let (val, forced) = fx::bucket_quantile(q, &mut buckets);
             if forced {
                 self.info(
@@ -983,7 +975,7 @@ impl<'a> Evaluator<'a> {
             out.push(VecSample {
                 labels: Rc::new(labels),
                 v: val,
-                drop_name: false,
+                drop_name: true,
             });
         }
         Ok(Value::Vector(out))
@@ -1118,7 +1110,8 @@ impl<'a> Evaluator<'a> {
                     if p.len() < 2 {
                         None
                     } else {
-                        let (slope, icpt) = fx::linear_regression(p, eval_t);
+                        // The intercept is at the evaluation time, even under `@`.
+                        let (slope, icpt) = fx::linear_regression(p, t);
                         Some(slope * scalar.unwrap_or(0.0) + icpt)
                     }
                 }
@@ -1324,6 +1317,10 @@ fn vector_vector(
             continue;
         };
         let rs = &one[ri];
+        // Checked before comparison filtering, so the error does not depend on values.
+        if m.card == Cardinality::OneToOne && matched_one.insert(sig.clone(), ()).is_some() {
+            return exec_err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
+        }
         let (fl, fr) = if swapped { (rs.v, ls.v) } else { (ls.v, rs.v) };
         let (mut v, keep) = scalar_op(op, fl, fr);
         if op.is_comparison() {
@@ -1359,11 +1356,7 @@ fn vector_vector(
                 None => labels.remove(l),
             }
         }
-        if m.card == Cardinality::OneToOne {
-            if matched_one.insert(sig.clone(), ()).is_some() {
-                return exec_err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
-            }
-        } else if !inserted.insert(labels.clone()) {
+        if m.card != Cardinality::OneToOne && !inserted.insert(labels.clone()) {
             return exec_err("multiple matches for labels: grouping labels must ensure unique matches");
         }
         let drop_name = if drop { true } else { ls.drop_name };
@@ -1407,23 +1400,15 @@ fn absent_labels(e: &Expr) -> Labels {
         Expr::Matrix { vs, .. } => vs,
         _ => return Labels::new(),
     };
+    // A label constrained by more than one matcher has no single value to report.
     let mut l = Labels::new();
-    let mut dup: Vec<&str> = Vec::new();
     for m in &vs.matchers {
-        if m.name == METRIC_NAME {
+        if m.name == METRIC_NAME || m.op != crate::model::MatchOp::Equal {
             continue;
         }
-        if m.op == crate::model::MatchOp::Equal {
-            if l.get(&m.name).is_some() || dup.contains(&m.name.as_str()) {
-                l.remove(&m.name);
-                dup.push(&m.name);
-            } else {
-                l.set(m.name.clone(), m.value.clone());
-            }
+        if vs.matchers.iter().filter(|o| o.name == m.name).count() == 1 {
+            l.set(m.name.clone(), m.value.clone());
         }
-    }
-    for d in dup {
-        l.remove(d);
     }
     l
 }

@@ -149,6 +149,9 @@ pub fn lex(input: &str) -> Result<Vec<Token>, ParseError> {
                 if lower == "inf" || lower == "nan" {
                     let v = if lower == "inf" { f64::INFINITY } else { f64::NAN };
                     (Tok::Number(v), j - i)
+                } else if is_case_insensitive_keyword(&lower) {
+                    // Keywords and aggregation operators are case-insensitive in PromQL.
+                    (Tok::Ident(lower), j - i)
                 } else {
                     (Tok::Ident(word.to_string()), j - i)
                 }
@@ -175,6 +178,36 @@ pub fn lex(input: &str) -> Result<Vec<Token>, ParseError> {
         end: b.len(),
     });
     Ok(out)
+}
+
+fn is_case_insensitive_keyword(w: &str) -> bool {
+    matches!(
+        w,
+        "and"
+            | "or"
+            | "unless"
+            | "atan2"
+            | "by"
+            | "without"
+            | "on"
+            | "ignoring"
+            | "group_left"
+            | "group_right"
+            | "bool"
+            | "offset"
+            | "sum"
+            | "avg"
+            | "min"
+            | "max"
+            | "count"
+            | "group"
+            | "stddev"
+            | "stdvar"
+            | "topk"
+            | "bottomk"
+            | "quantile"
+            | "count_values"
+    )
 }
 
 fn lex_string(input: &str, start: usize) -> Result<(String, usize), ParseError> {
