@@ -172,9 +172,10 @@ fn parse_values(s: &str) -> Result<Vec<Option<f64>>, String> {
         }
         // a[+-]bxN or axN or a
         let (head, times) = match item.rfind('x') {
-            Some(p) if item[p + 1..].bytes().all(|c| c.is_ascii_digit()) && p + 1 < item.len() => {
-                (&item[..p], Some(item[p + 1..].parse::<usize>().map_err(|e| e.to_string())?))
-            }
+            Some(p) if item[p + 1..].bytes().all(|c| c.is_ascii_digit()) && p + 1 < item.len() => (
+                &item[..p],
+                Some(item[p + 1..].parse::<usize>().map_err(|e| e.to_string())?),
+            ),
             _ => (item, None),
         };
         let hb = head.as_bytes();
@@ -236,10 +237,11 @@ fn skip_reason(
         let mut hit = false;
         e.walk(&mut |n| {
             if let Expr::Vector(vs) | Expr::Matrix { vs, .. } = n {
-                if nh_series
-                    .iter()
-                    .any(|l| vs.matchers.iter().all(|m| m.matches(l.get(&m.name).unwrap_or(""))))
-                {
+                if nh_series.iter().any(|l| {
+                    vs.matchers
+                        .iter()
+                        .all(|m| m.matches(l.get(&m.name).unwrap_or("")))
+                }) {
                     hit = true;
                 }
             }
@@ -251,7 +253,14 @@ fn skip_reason(
     if expected_text.contains("{{") {
         return Some("native histogram");
     }
-    for f in ["histogram_count", "histogram_sum", "histogram_avg", "histogram_stddev", "histogram_stdvar", "histogram_fraction"] {
+    for f in [
+        "histogram_count",
+        "histogram_sum",
+        "histogram_avg",
+        "histogram_stddev",
+        "histogram_stdvar",
+        "histogram_fraction",
+    ] {
         if query.contains(f) {
             return Some("native histogram");
         }
@@ -273,7 +282,9 @@ fn skip_reason(
         // Regex name matchers that may select a histogram.
         if let Ok(toks) = lex(query) {
             for w in toks.windows(3) {
-                if let (Tok::Ident(l), Tok::EqlRegex, Tok::Str(re)) = (&w[0].tok, &w[1].tok, &w[2].tok) {
+                if let (Tok::Ident(l), Tok::EqlRegex, Tok::Str(re)) =
+                    (&w[0].tok, &w[1].tok, &w[2].tok)
+                {
                     if l == "__name__" {
                         if let Ok(r) = regex_lite::Regex::new(&format!("^(?:{re})$")) {
                             if r.is_match(n) {
@@ -286,10 +297,29 @@ fn skip_reason(
         }
     }
     const EXPER: &[&str] = &[
-        "anchored", "smoothed", "fill", "fill_left", "fill_right", "info", "limitk", "limit_ratio",
-        "histogram_quantiles", "double_exponential_smoothing", "mad_over_time", "ts_of_first_over_time",
-        "ts_of_last_over_time", "ts_of_min_over_time", "ts_of_max_over_time", "sort_by_label",
-        "sort_by_label_desc", "start_timestamp", "max_of", "min_of", "first_over_time", "__type__", "__unit__",
+        "anchored",
+        "smoothed",
+        "fill",
+        "fill_left",
+        "fill_right",
+        "info",
+        "limitk",
+        "limit_ratio",
+        "histogram_quantiles",
+        "double_exponential_smoothing",
+        "mad_over_time",
+        "ts_of_first_over_time",
+        "ts_of_last_over_time",
+        "ts_of_min_over_time",
+        "ts_of_max_over_time",
+        "sort_by_label",
+        "sort_by_label_desc",
+        "start_timestamp",
+        "max_of",
+        "min_of",
+        "first_over_time",
+        "__type__",
+        "__unit__",
     ];
     if let Ok(toks) = lex(query) {
         for (i, t) in toks.iter().enumerate() {
@@ -325,10 +355,17 @@ fn skip_reason(
                 if matches!(toks.get(j).map(|t| &t.tok), Some(Tok::Sub | Tok::Add)) {
                     j += 1;
                 }
-                if !matches!(toks.get(j).map(|t| &t.tok), Some(Tok::Duration(_) | Tok::Number(_))) {
+                if !matches!(
+                    toks.get(j).map(|t| &t.tok),
+                    Some(Tok::Duration(_) | Tok::Number(_))
+                ) {
                     return Some("experimental");
                 }
-                if matches!(toks.get(j + 1).map(|t| &t.tok), Some(Tok::Add | Tok::Sub | Tok::Mul | Tok::Div | Tok::Mod | Tok::Pow)) && matches!(toks.get(j + 2).map(|t| &t.tok), Some(Tok::Duration(_))) {
+                if matches!(
+                    toks.get(j + 1).map(|t| &t.tok),
+                    Some(Tok::Add | Tok::Sub | Tok::Mul | Tok::Div | Tok::Mod | Tok::Pow)
+                ) && matches!(toks.get(j + 2).map(|t| &t.tok), Some(Tok::Duration(_)))
+                {
                     return Some("experimental");
                 }
             }
@@ -363,7 +400,11 @@ fn parse_file(text: &str) -> Result<Vec<Cmd>, String> {
             i += 1;
             continue;
         }
-        let word = l.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+        let word = l
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
         let start_line = i + 1;
         let mut block = Vec::new();
         i += 1;
@@ -467,11 +508,13 @@ fn parse_file(text: &str) -> Result<Vec<Cmd>, String> {
                             if p.len() != 7 {
                                 return Err(format!("line {start_line}: bad expect range"));
                             }
-                            ev.range_vector = Some((parse_dur(p[2])?, parse_dur(p[4])?, parse_dur(p[6])?));
+                            ev.range_vector =
+                                Some((parse_dur(p[2])?, parse_dur(p[4])?, parse_dur(p[6])?));
                         }
                         "string" => {
                             let s = tail.trim();
-                            ev.expected = Expected::Str(s[1..s.len().saturating_sub(1)].to_string());
+                            ev.expected =
+                                Expected::Str(s[1..s.len().saturating_sub(1)].to_string());
                         }
                         _ => return Err(format!("line {start_line}: unknown expect {kind}")),
                     }
@@ -506,12 +549,17 @@ fn text_matches(spec: &Option<(bool, String)>, got: &str) -> bool {
     match spec {
         None => true,
         Some((false, m)) => got.trim() == m.trim(),
-        Some((true, re)) => regex_lite::Regex::new(re).map(|r| r.is_match(got)).unwrap_or(false),
+        Some((true, re)) => regex_lite::Regex::new(re)
+            .map(|r| r.is_match(got))
+            .unwrap_or(false),
     }
 }
 
 fn check_annotations(e: &AnnoExpect, warns: &[String], infos: &[String]) -> Result<(), String> {
-    for (kind, specs, got, none) in [("warn", &e.warn, warns, e.no_warn), ("info", &e.info, infos, e.no_info)] {
+    for (kind, specs, got, none) in [
+        ("warn", &e.warn, warns, e.no_warn),
+        ("info", &e.info, infos, e.no_info),
+    ] {
         if none && !got.is_empty() {
             return Err(format!("unexpected {kind} annotations: {got:?}"));
         }
@@ -556,7 +604,14 @@ fn compare_vector(got: &[(Labels, f64)], exp: &Expected, ordered: bool) -> Resul
                 want.insert(l, (i, v[0].unwrap_or(f64::NAN)));
             }
             if got.len() != want.len() {
-                return Err(format!("expected {} samples, got {}: {:?}", want.len(), got.len(), got.iter().map(|(l, v)| format!("{} {v}", go_labels(l))).collect::<Vec<_>>()));
+                return Err(format!(
+                    "expected {} samples, got {}: {:?}",
+                    want.len(),
+                    got.len(),
+                    got.iter()
+                        .map(|(l, v)| format!("{} {v}", go_labels(l)))
+                        .collect::<Vec<_>>()
+                ));
             }
             for (pos, (l, v)) in got.iter().enumerate() {
                 let Some((i, w)) = want.get(l) else {
@@ -576,7 +631,13 @@ fn compare_vector(got: &[(Labels, f64)], exp: &Expected, ordered: bool) -> Resul
     }
 }
 
-fn compare_matrix(got: &[(Labels, Vec<(i64, f64)>)], exp: &Expected, start: i64, step: i64, check_sorted: bool) -> Result<(), String> {
+fn compare_matrix(
+    got: &[(Labels, Vec<(i64, f64)>)],
+    exp: &Expected,
+    start: i64,
+    step: i64,
+    check_sorted: bool,
+) -> Result<(), String> {
     let Expected::Series(s) = exp else {
         return Err("expected series".into());
     };
@@ -594,11 +655,19 @@ fn compare_matrix(got: &[(Labels, Vec<(i64, f64)>)], exp: &Expected, start: i64,
             .filter_map(|(i, v)| v.map(|v| (start + i as i64 * step, v)))
             .collect();
         if expected_pts.len() != pts.len() {
-            return Err(format!("{}: expected {} points {expected_pts:?}, got {} {pts:?}", go_labels(l), expected_pts.len(), pts.len()));
+            return Err(format!(
+                "{}: expected {} points {expected_pts:?}, got {} {pts:?}",
+                go_labels(l),
+                expected_pts.len(),
+                pts.len()
+            ));
         }
         for ((et, ev), (gt, gv)) in expected_pts.iter().zip(pts) {
             if et != gt || !eq(*ev, *gv) {
-                return Err(format!("{}: expected {ev}@{et}, got {gv}@{gt}", go_labels(l)));
+                return Err(format!(
+                    "{}: expected {ev}@{et}, got {gv}@{gt}",
+                    go_labels(l)
+                ));
             }
         }
     }
@@ -612,33 +681,67 @@ fn compare_matrix(got: &[(Labels, Vec<(i64, f64)>)], exp: &Expected, start: i64,
 
 fn matrix_of(v: &Value) -> Option<Vec<(Labels, Vec<(i64, f64)>)>> {
     match v {
-        Value::Matrix(m) => Some(m.iter().map(|s| ((*s.labels).clone(), s.points.iter().map(|p| (p.t, p.v)).collect())).collect()),
+        Value::Matrix(m) => Some(
+            m.iter()
+                .map(|s| {
+                    (
+                        (*s.labels).clone(),
+                        s.points.iter().map(|p| (p.t, p.v)).collect(),
+                    )
+                })
+                .collect(),
+        ),
         _ => None,
     }
 }
 
 /// Runs an instant query at `t` and compares it with the eval's expectations.
-fn check_instant(store: &MemStorage, ev: &Eval, query: &str, t: i64, check_annos: bool, opts: &EngineOpts) -> Result<(), String> {
-    let res = parse(query).map_err(|e| e.to_string()).and_then(|e| {
-        instant_query(store, query, &e, t, opts).map_err(|e| e.to_string())
-    });
+fn check_instant(
+    store: &MemStorage,
+    ev: &Eval,
+    query: &str,
+    t: i64,
+    check_annos: bool,
+    opts: &EngineOpts,
+) -> Result<(), String> {
+    let res = parse(query)
+        .map_err(|e| e.to_string())
+        .and_then(|e| instant_query(store, query, &e, t, opts).map_err(|e| e.to_string()));
     let res = match (res, &ev.expect.fail) {
         (Err(e), Some(spec)) => {
-            return if text_matches(spec, &e) { Ok(()) } else { Err(format!("error {e:?} does not match {spec:?}")) };
+            return if text_matches(spec, &e) {
+                Ok(())
+            } else {
+                Err(format!("error {e:?} does not match {spec:?}"))
+            };
         }
         (Err(e), None) => return Err(format!("unexpected error: {e}")),
         (Ok(_), Some(_)) => return Err("expected failure, query succeeded".into()),
         (Ok(r), None) => r,
     };
     if check_annos {
-        check_annotations(&ev.expect, &res.annotations.warnings, &res.annotations.infos)?;
+        check_annotations(
+            &ev.expect,
+            &res.annotations.warnings,
+            &res.annotations.infos,
+        )?;
     }
     match (&res.value, &ev.expected) {
         (Value::Scalar(v), Expected::Scalar(w)) => {
-            if eq(*v, *w) { Ok(()) } else { Err(format!("expected scalar {w}, got {v}")) }
+            if eq(*v, *w) {
+                Ok(())
+            } else {
+                Err(format!("expected scalar {w}, got {v}"))
+            }
         }
         (Value::Scalar(v), _) => Err(format!("unexpected scalar {v}")),
-        (Value::Str(s), Expected::Str(w)) => if s == w { Ok(()) } else { Err(format!("expected string {w:?}, got {s:?}")) },
+        (Value::Str(s), Expected::Str(w)) => {
+            if s == w {
+                Ok(())
+            } else {
+                Err(format!("expected string {w:?}, got {s:?}"))
+            }
+        }
         (Value::Str(s), _) => Err(format!("unexpected string {s:?}")),
         (Value::Vector(v), exp) => {
             if ev.range_vector.is_some() {
@@ -651,15 +754,28 @@ fn check_instant(store: &MemStorage, ev: &Eval, query: &str, t: i64, check_annos
             let Some((start, _end, step)) = ev.range_vector else {
                 return Err("unexpected range vector result".into());
             };
-            compare_matrix(&matrix_of(&res.value).unwrap_or_default(), exp, start, step, false)
+            compare_matrix(
+                &matrix_of(&res.value).unwrap_or_default(),
+                exp,
+                start,
+                step,
+                false,
+            )
         }
     }
 }
 
 /// Runs the query as a range query T-1m..T+1m and compares the points at T.
-fn check_as_range(store: &MemStorage, ev: &Eval, query: &str, t: i64, opts: &EngineOpts) -> Result<(), String> {
+fn check_as_range(
+    store: &MemStorage,
+    ev: &Eval,
+    query: &str,
+    t: i64,
+    opts: &EngineOpts,
+) -> Result<(), String> {
     let res = parse(query).map_err(|e| e.to_string()).and_then(|e| {
-        range_query(store, query, &e, t - 60_000, t + 60_000, 60_000, opts).map_err(|e| e.to_string())
+        range_query(store, query, &e, t - 60_000, t + 60_000, 60_000, opts)
+            .map_err(|e| e.to_string())
     });
     let res = match (res, &ev.expect.fail) {
         (Err(_), Some(_)) => return Ok(()),
@@ -677,8 +793,15 @@ fn check_as_range(store: &MemStorage, ev: &Eval, query: &str, t: i64, opts: &Eng
         .collect();
     match &ev.expected {
         Expected::Scalar(w) => {
-            let v = at_t.first().map(|x| x.1).ok_or("range mode: no scalar point")?;
-            if eq(v, *w) { Ok(()) } else { Err(format!("range mode: expected {w}, got {v}")) }
+            let v = at_t
+                .first()
+                .map(|x| x.1)
+                .ok_or("range mode: no scalar point")?;
+            if eq(v, *w) {
+                Ok(())
+            } else {
+                Err(format!("range mode: expected {w}, got {v}"))
+            }
         }
         exp => compare_vector(&at_t, exp, false).map_err(|e| format!("range mode: {e}")),
     }
@@ -721,8 +844,17 @@ fn at_variant_allowed(e: &Expr) -> bool {
         if let Expr::Call { func, .. } = n {
             if matches!(
                 func.name,
-                "time" | "timestamp" | "predict_linear" | "day_of_month" | "day_of_week" | "day_of_year"
-                    | "days_in_month" | "hour" | "minute" | "month" | "year"
+                "time"
+                    | "timestamp"
+                    | "predict_linear"
+                    | "day_of_month"
+                    | "day_of_week"
+                    | "day_of_year"
+                    | "days_in_month"
+                    | "hour"
+                    | "minute"
+                    | "month"
+                    | "year"
             ) {
                 ok = false;
             }
@@ -733,7 +865,10 @@ fn at_variant_allowed(e: &Expr) -> bool {
                     ok = false;
                 }
             }
-            Expr::Subquery { at: Some(AtModifier::Start | AtModifier::End), .. } => ok = false,
+            Expr::Subquery {
+                at: Some(AtModifier::Start | AtModifier::End),
+                ..
+            } => ok = false,
             _ => {}
         }
     });
@@ -747,13 +882,21 @@ fn run_eval(store: &MemStorage, ev: &Eval, opts: &EngineOpts) -> Result<(), Stri
         });
         let res = match (res, &ev.expect.fail) {
             (Err(e), Some(spec)) => {
-                return if text_matches(spec, &e) { Ok(()) } else { Err(format!("error {e:?} does not match")) };
+                return if text_matches(spec, &e) {
+                    Ok(())
+                } else {
+                    Err(format!("error {e:?} does not match"))
+                };
             }
             (Err(e), None) => return Err(format!("unexpected error: {e}")),
             (Ok(_), Some(_)) => return Err("expected failure".into()),
             (Ok(r), None) => r,
         };
-        check_annotations(&ev.expect, &res.annotations.warnings, &res.annotations.infos)?;
+        check_annotations(
+            &ev.expect,
+            &res.annotations.warnings,
+            &res.annotations.infos,
+        )?;
         let m = matrix_of(&res.value).ok_or("not a matrix")?;
         let exp = match &ev.expected {
             Expected::Scalar(v) => Expected::Series(vec![(Labels::new(), vec![Some(*v)])]),
@@ -766,7 +909,8 @@ fn run_eval(store: &MemStorage, ev: &Eval, opts: &EngineOpts) -> Result<(), Stri
         None => ev.at,
     };
     check_instant(store, ev, &ev.query, t, true, opts)?;
-    let range_check = ev.range_vector.is_none() && !matches!(ev.expected, Expected::Str(_)) && !ev.expect.ordered;
+    let range_check =
+        ev.range_vector.is_none() && !matches!(ev.expected, Expected::Str(_)) && !ev.expect.ordered;
     if range_check {
         check_as_range(store, ev, &ev.query, t, opts)?;
     }
@@ -775,11 +919,17 @@ fn run_eval(store: &MemStorage, ev: &Eval, opts: &EngineOpts) -> Result<(), Stri
         if at_variant_allowed(&e) && ev.range_vector.is_none() {
             add_at(&mut e, t);
             let q = e.to_string();
-            let times: Vec<i64> = if t == 0 { vec![-1000, 0, 1000] } else { vec![-10 * t, 0, t / 5, t, 10 * t] };
+            let times: Vec<i64> = if t == 0 {
+                vec![-1000, 0, 1000]
+            } else {
+                vec![-10 * t, 0, t / 5, t, 10 * t]
+            };
             for at in times {
-                check_instant(store, ev, &q, at, false, opts).map_err(|err| format!("@-variant {q} at {at}: {err}"))?;
+                check_instant(store, ev, &q, at, false, opts)
+                    .map_err(|err| format!("@-variant {q} at {at}: {err}"))?;
                 if range_check {
-                    check_as_range(store, ev, &q, at, opts).map_err(|err| format!("@-variant {q} at {at}: {err}"))?;
+                    check_as_range(store, ev, &q, at, opts)
+                        .map_err(|err| format!("@-variant {q} at {at}: {err}"))?;
                 }
             }
         }
@@ -809,8 +959,10 @@ fn run_file(name: &str, text: &str, verbose: bool) -> Result<Counts, String> {
                     }
                 }
             }
-            Cmd::Eval(ev, Some(_)) => {
-                let _ = ev;
+            Cmd::Eval(ev, Some(why)) => {
+                if std::env::var_os("PROMQLTEST_SHOW_SKIPS").is_some() {
+                    println!("SKIP {name}:{} ({why}) {}", ev.line, ev.query);
+                }
                 c.skip += 1;
             }
             Cmd::Eval(ev, None) => match run_eval(&store, &ev, &opts) {
@@ -852,20 +1004,41 @@ fn promqltest_suite_passes_at_least_the_stored_floor() {
             Ok(c) => c,
             Err(e) => {
                 println!("{name}: file did not parse: {e}");
-                Counts { fail: 1, ..Counts::default() }
+                Counts {
+                    fail: 1,
+                    ..Counts::default()
+                }
             }
         };
-        let tag = if FEATURE_FILES.contains(&name.as_str()) { " (feature file)" } else { "" };
-        println!("{:<28} {:>5} {:>5} {:>5}{tag}", name, c.pass, c.fail, c.skip);
-        let acc = if tag.is_empty() { &mut core } else { &mut feature };
+        let tag = if FEATURE_FILES.contains(&name.as_str()) {
+            " (feature file)"
+        } else {
+            ""
+        };
+        println!(
+            "{:<28} {:>5} {:>5} {:>5}{tag}",
+            name, c.pass, c.fail, c.skip
+        );
+        let acc = if tag.is_empty() {
+            &mut core
+        } else {
+            &mut feature
+        };
         acc.pass += c.pass;
         acc.fail += c.fail;
         acc.skip += c.skip;
     }
-    println!("core files:    pass {} fail {} skip {}", core.pass, core.fail, core.skip);
-    println!("feature files: pass {} fail {} skip {}", feature.pass, feature.fail, feature.skip);
+    println!(
+        "core files:    pass {} fail {} skip {}",
+        core.pass, core.fail, core.skip
+    );
+    println!(
+        "feature files: pass {} fail {} skip {}",
+        feature.pass, feature.fail, feature.skip
+    );
     let total = core.pass + feature.pass;
-    let floor_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/promqltest-floor.txt");
+    let floor_path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/promqltest-floor.txt");
     let floor: usize = std::fs::read_to_string(&floor_path)
         .expect("tests/promqltest-floor.txt")
         .trim()
@@ -873,14 +1046,27 @@ fn promqltest_suite_passes_at_least_the_stored_floor() {
         .expect("floor is a number");
     println!("total pass {total}, floor {floor}");
     if only.is_none() {
-        assert!(total >= floor, "promqltest passes fell to {total}, below the floor of {floor}");
+        assert!(
+            total >= floor,
+            "promqltest passes fell to {total}, below the floor of {floor}"
+        );
     }
 }
 
 #[test]
 fn series_value_notation_expands_like_upstream() {
     let v = parse_values("1+2x2 _x2 5x1 -2-1x1 stale 0x3d").unwrap();
-    let want = [Some(1.0), Some(3.0), Some(5.0), None, None, Some(5.0), Some(5.0), Some(-2.0), Some(-3.0)];
+    let want = [
+        Some(1.0),
+        Some(3.0),
+        Some(5.0),
+        None,
+        None,
+        Some(5.0),
+        Some(5.0),
+        Some(-2.0),
+        Some(-3.0),
+    ];
     assert_eq!(&v[..9], &want);
     assert!(promlet::model::is_stale_nan(v[9].unwrap()));
     assert_eq!(v[10], Some(61.0));

@@ -282,9 +282,7 @@ impl Expr {
     pub fn walk(&self, f: &mut dyn FnMut(&Expr)) {
         f(self);
         match self {
-            Expr::Subquery { expr, .. } | Expr::Paren(expr, _) | Expr::Neg(expr, _) => {
-                expr.walk(f)
-            }
+            Expr::Subquery { expr, .. } | Expr::Paren(expr, _) | Expr::Neg(expr, _) => expr.walk(f),
             Expr::Binary { lhs, rhs, .. } => {
                 lhs.walk(f);
                 rhs.walk(f);
@@ -350,9 +348,9 @@ fn quote(s: &str) -> String {
 /// A label name as written in PromQL: bare if it is a valid legacy name, quoted otherwise.
 fn label_name(s: &str) -> String {
     let valid = !s.is_empty()
-        && s.chars().enumerate().all(|(i, c)| {
-            c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit())
-        });
+        && s.chars()
+            .enumerate()
+            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
     if valid {
         s.to_string()
     } else {
@@ -367,7 +365,11 @@ fn is_metric_name(s: &str) -> bool {
         })
 }
 
-fn write_modifiers(f: &mut fmt::Formatter<'_>, offset: i64, at: &Option<AtModifier>) -> fmt::Result {
+fn write_modifiers(
+    f: &mut fmt::Formatter<'_>,
+    offset: i64,
+    at: &Option<AtModifier>,
+) -> fmt::Result {
     if let Some(at) = at {
         match at {
             AtModifier::Time(t) => write!(f, " @ {}", format_float_secs(*t))?,
@@ -422,7 +424,13 @@ impl fmt::Display for VectorSelector {
                 if i > 0 {
                     f.write_str(", ")?;
                 }
-                write!(f, "{}{}{}", label_name(&m.name), m.op.as_str(), quote(&m.value))?;
+                write!(
+                    f,
+                    "{}{}{}",
+                    label_name(&m.name),
+                    m.op.as_str(),
+                    quote(&m.value)
+                )?;
             }
             f.write_str("}")?;
         }

@@ -864,10 +864,14 @@ impl<'a> Evaluator<'a> {
                 let src = self.string_arg(&args[3], t)?;
                 let re_s = self.string_arg(&args[4], t)?;
                 let re = regex_lite::Regex::new(&format!("^(?s:{re_s})$")).map_err(|e| {
-                    EvalError::Execution(format!("invalid regular expression in label_replace(): {re_s}: {e}"))
+                    EvalError::Execution(format!(
+                        "invalid regular expression in label_replace(): {re_s}: {e}"
+                    ))
                 })?;
                 if !valid_label_name(&dst) {
-                    return exec_err(format!("invalid destination label name in label_replace(): {dst}"));
+                    return exec_err(format!(
+                        "invalid destination label name in label_replace(): {dst}"
+                    ));
                 }
                 for s in v.iter_mut() {
                     let src_v = s.labels.get(&src).unwrap_or("").to_string();
@@ -891,7 +895,9 @@ impl<'a> Evaluator<'a> {
                     srcs.push(self.string_arg(a, t)?);
                 }
                 if !valid_label_name(&dst) {
-                    return exec_err(format!("invalid destination label name in label_join(): {dst}"));
+                    return exec_err(format!(
+                        "invalid destination label name in label_join(): {dst}"
+                    ));
                 }
                 for s in v.iter_mut() {
                     let joined = srcs
@@ -927,7 +933,10 @@ impl<'a> Evaluator<'a> {
     ) -> Result<Value, EvalError> {
         if !(0.0..=1.0).contains(&q) {
             self.warn(
-                format!("quantile value should be between 0 and 1, got {}", go_float(q)),
+                format!(
+                    "quantile value should be between 0 and 1, got {}",
+                    go_float(q)
+                ),
                 args[0].span(),
             );
         }
@@ -956,10 +965,7 @@ impl<'a> Evaluator<'a> {
                 groups.push((key, vec![], false));
                 groups.len() - 1
             });
-            groups[gi].1.push(Bucket {
-                upper,
-                count: s.v,
-            });
+            groups[gi].1.push(Bucket { upper, count: s.v });
         }
         let _ = span;
         let mut out = Vec::new();
@@ -1131,9 +1137,10 @@ impl<'a> Evaluator<'a> {
                 "stdvar_over_time" => Some(fx::variance(vals())),
                 "last_over_time" => Some(p[p.len() - 1].v),
                 "present_over_time" => Some(1.0),
-                "quantile_over_time" => {
-                    Some(fx::quantile(scalar.unwrap_or(f64::NAN), &mut vals().collect::<Vec<_>>()))
-                }
+                "quantile_over_time" => Some(fx::quantile(
+                    scalar.unwrap_or(f64::NAN),
+                    &mut vals().collect::<Vec<_>>(),
+                )),
                 "changes" => Some(
                     p.windows(2)
                         .filter(|w| !(w[0].v == w[1].v || (w[0].v.is_nan() && w[1].v.is_nan())))
@@ -1160,7 +1167,10 @@ impl<'a> Evaluator<'a> {
             let q = scalar.unwrap_or(f64::NAN);
             if !(0.0..=1.0).contains(&q) {
                 self.warn(
-                    format!("quantile value should be between 0 and 1, got {}", go_float(q)),
+                    format!(
+                        "quantile value should be between 0 and 1, got {}",
+                        go_float(q)
+                    ),
                     args[0].span(),
                 );
             }
@@ -1264,23 +1274,36 @@ fn signature(l: &Labels, m: &VectorMatching) -> Labels {
     }
 }
 
-fn set_and(a: Vec<VecSample>, b: Vec<VecSample>, m: &VectorMatching, unless: bool) -> Vec<VecSample> {
-    let sigs: std::collections::HashSet<Labels> = b.iter().map(|s| signature(&s.labels, m)).collect();
+fn set_and(
+    a: Vec<VecSample>,
+    b: Vec<VecSample>,
+    m: &VectorMatching,
+    unless: bool,
+) -> Vec<VecSample> {
+    let sigs: std::collections::HashSet<Labels> =
+        b.iter().map(|s| signature(&s.labels, m)).collect();
     a.into_iter()
         .filter(|s| sigs.contains(&signature(&s.labels, m)) != unless)
         .collect()
 }
 
 fn set_or(a: Vec<VecSample>, b: Vec<VecSample>, m: &VectorMatching) -> Vec<VecSample> {
-    let sigs: std::collections::HashSet<Labels> = a.iter().map(|s| signature(&s.labels, m)).collect();
+    let sigs: std::collections::HashSet<Labels> =
+        a.iter().map(|s| signature(&s.labels, m)).collect();
     let mut out = a;
-    out.extend(b.into_iter().filter(|s| !sigs.contains(&signature(&s.labels, m))));
+    out.extend(
+        b.into_iter()
+            .filter(|s| !sigs.contains(&signature(&s.labels, m))),
+    );
     out
 }
 
 /// Labels in Go's `labels.Labels.String()` form: `{a="b", c="d"}`.
 pub fn go_labels(l: &Labels) -> String {
-    let inner: Vec<String> = l.iter().map(|(n, v)| format!("{n}={}", go_quote(v))).collect();
+    let inner: Vec<String> = l
+        .iter()
+        .map(|(n, v)| format!("{n}={}", go_quote(v)))
+        .collect();
     format!("{{{}}}", inner.join(", "))
 }
 
@@ -1338,7 +1361,7 @@ fn vector_vector(
                 labels = Labels::from_pairs(
                     ls.labels
                         .iter()
-                        .filter(|(n, _)| m.labels.iter().any(|x| x == n) )
+                        .filter(|(n, _)| m.labels.iter().any(|x| x == n))
                         .map(|(n, v)| (n.to_string(), v.to_string())),
                 );
                 if drop {
@@ -1357,7 +1380,9 @@ fn vector_vector(
             }
         }
         if m.card != Cardinality::OneToOne && !inserted.insert(labels.clone()) {
-            return exec_err("multiple matches for labels: grouping labels must ensure unique matches");
+            return exec_err(
+                "multiple matches for labels: grouping labels must ensure unique matches",
+            );
         }
         let drop_name = if drop { true } else { ls.drop_name };
         out.push(VecSample {
@@ -1526,7 +1551,20 @@ fn date_part(name: &str, secs: f64) -> f64 {
     let sod = s.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let mdays = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let mdays = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     match name {
         "day_of_month" => d as f64,
         "day_of_week" => (days + 4).rem_euclid(7) as f64,
@@ -1599,7 +1637,15 @@ fn collect_windows<'e>(
                 Some(x) => (x, x),
                 None => (lo, hi),
             };
-            collect_windows(expr, a - offset - range, b - offset, qstart, qend, opts, out);
+            collect_windows(
+                expr,
+                a - offset - range,
+                b - offset,
+                qstart,
+                qend,
+                opts,
+                out,
+            );
         }
         Expr::Paren(x, _) | Expr::Neg(x, _) => collect_windows(x, lo, hi, qstart, qend, opts, out),
         Expr::Binary { lhs, rhs, .. } => {

@@ -366,7 +366,11 @@ pub fn bucket_quantile(q: f64, buckets: &mut Vec<Bucket>) -> (f64, bool) {
     if q > 1.0 {
         return (f64::INFINITY, false);
     }
-    buckets.sort_by(|a, b| a.upper.partial_cmp(&b.upper).unwrap_or(std::cmp::Ordering::Equal));
+    buckets.sort_by(|a, b| {
+        a.upper
+            .partial_cmp(&b.upper)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     if buckets.last().is_none_or(|b| b.upper != f64::INFINITY) {
         return (f64::NAN, false);
     }
@@ -469,12 +473,24 @@ mod tests {
     #[test]
     fn bucket_quantile_needs_inf_bucket_and_interpolates() {
         let mut b = vec![
-            Bucket { upper: 1.0, count: 10.0 },
-            Bucket { upper: 2.0, count: 20.0 },
-            Bucket { upper: f64::INFINITY, count: 20.0 },
+            Bucket {
+                upper: 1.0,
+                count: 10.0,
+            },
+            Bucket {
+                upper: 2.0,
+                count: 20.0,
+            },
+            Bucket {
+                upper: f64::INFINITY,
+                count: 20.0,
+            },
         ];
         assert_eq!(bucket_quantile(0.75, &mut b).0, 1.5);
-        let mut nb = vec![Bucket { upper: 1.0, count: 10.0 }];
+        let mut nb = vec![Bucket {
+            upper: 1.0,
+            count: 10.0,
+        }];
         assert!(bucket_quantile(0.5, &mut nb).0.is_nan());
     }
 

@@ -147,7 +147,11 @@ pub fn lex(input: &str) -> Result<Vec<Token>, ParseError> {
                 let word = &input[i..j];
                 let lower = word.to_ascii_lowercase();
                 if lower == "inf" || lower == "nan" {
-                    let v = if lower == "inf" { f64::INFINITY } else { f64::NAN };
+                    let v = if lower == "inf" {
+                        f64::INFINITY
+                    } else {
+                        f64::NAN
+                    };
                     (Tok::Number(v), j - i)
                 } else if is_case_insensitive_keyword(&lower) {
                     // Keywords and aggregation operators are case-insensitive in PromQL.
@@ -166,11 +170,7 @@ pub fn lex(input: &str) -> Result<Vec<Token>, ParseError> {
             }
         };
         i += len;
-        out.push(Token {
-            tok,
-            start,
-            end: i,
-        });
+        out.push(Token { tok, start, end: i });
     }
     out.push(Token {
         tok: Tok::Eof,
@@ -217,7 +217,11 @@ fn lex_string(input: &str, start: usize) -> Result<(String, usize), ParseError> 
     let mut i = start + 1;
     loop {
         let Some(c) = input[i..].chars().next() else {
-            return Err(ParseError::at(input, start, "unterminated quoted string".into()));
+            return Err(ParseError::at(
+                input,
+                start,
+                "unterminated quoted string".into(),
+            ));
         };
         if c as u32 == q as u32 {
             return Ok((out, i + 1 - start));
@@ -225,7 +229,11 @@ fn lex_string(input: &str, start: usize) -> Result<(String, usize), ParseError> 
         if c == '\\' && q != b'`' {
             i += 1;
             let Some(e) = input[i..].chars().next() else {
-                return Err(ParseError::at(input, start, "unterminated quoted string".into()));
+                return Err(ParseError::at(
+                    input,
+                    start,
+                    "unterminated quoted string".into(),
+                ));
             };
             i += e.len_utf8();
             match e {
@@ -292,7 +300,11 @@ fn lex_string(input: &str, start: usize) -> Result<(String, usize), ParseError> 
             continue;
         }
         if c == '\n' && q != b'`' {
-            return Err(ParseError::at(input, start, "unterminated quoted string".into()));
+            return Err(ParseError::at(
+                input,
+                start,
+                "unterminated quoted string".into(),
+            ));
         }
         out.push(c);
         i += c.len_utf8();
@@ -358,7 +370,11 @@ fn lex_number(input: &str, start: usize) -> Result<(Tok, usize), ParseError> {
         let digits: String = input[start + 2..j].chars().filter(|c| *c != '_').collect();
         return match u64::from_str_radix(&digits, 16) {
             Ok(v) => Ok((Tok::Number(v as f64), j - start)),
-            Err(_) => Err(ParseError::at(input, start, format!("bad number or duration syntax: \"{}\"", &input[start..j]))),
+            Err(_) => Err(ParseError::at(
+                input,
+                start,
+                format!("bad number or duration syntax: \"{}\"", &input[start..j]),
+            )),
         };
     }
     while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'.' || b[j] == b'_') {
@@ -367,7 +383,9 @@ fn lex_number(input: &str, start: usize) -> Result<(Tok, usize), ParseError> {
         if j < b.len()
             && (b[j] == b'+' || b[j] == b'-')
             && (b[j - 1] == b'e' || b[j - 1] == b'E')
-            && input[start..j - 1].bytes().all(|c| c.is_ascii_digit() || c == b'.' || c == b'_')
+            && input[start..j - 1]
+                .bytes()
+                .all(|c| c.is_ascii_digit() || c == b'.' || c == b'_')
         {
             j += 1;
         }
@@ -396,7 +414,10 @@ fn lex_number(input: &str, start: usize) -> Result<(Tok, usize), ParseError> {
     }
     let clean: String = text.chars().filter(|c| *c != '_').collect();
     if clean.bytes().all(|c| c.is_ascii_digit() || c == b'.')
-        || clean.bytes().any(|c| c == b'e' || c == b'E') && !clean.bytes().any(|c| matches!(c, b's' | b'm' | b'h' | b'd' | b'w' | b'y'))
+        || clean.bytes().any(|c| c == b'e' || c == b'E')
+            && !clean
+                .bytes()
+                .any(|c| matches!(c, b's' | b'm' | b'h' | b'd' | b'w' | b'y'))
     {
         return clean
             .parse::<f64>()

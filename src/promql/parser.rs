@@ -18,7 +18,11 @@ pub fn parse(input: &str) -> Result<Expr, ParseError> {
         pos: 0,
     };
     if p.peek() == &Tok::Eof {
-        return Err(ParseError::at(input, 0, "no expression found in input".into()));
+        return Err(ParseError::at(
+            input,
+            0,
+            "no expression found in input".into(),
+        ));
     }
     let e = p.expr(0)?;
     if p.peek() != &Tok::Eof {
@@ -203,7 +207,10 @@ impl<'a> Parser<'a> {
         };
         let at = span.start;
         if return_bool && !op.is_comparison() {
-            return Err(self.err(op_pos, "bool modifier can only be used on comparison operators"));
+            return Err(self.err(
+                op_pos,
+                "bool modifier can only be used on comparison operators",
+            ));
         }
         for t in [lt, rt] {
             if t != ValueType::Scalar && t != ValueType::Vector {
@@ -368,10 +375,9 @@ impl<'a> Parser<'a> {
                         let vs = match e {
                             Expr::Vector(vs) if vs.offset == 0 && vs.at.is_none() => vs,
                             Expr::Vector(_) => {
-                                return Err(self.err(
-                                    bpos,
-                                    "no offset or @ modifiers allowed before range",
-                                ))
+                                return Err(
+                                    self.err(bpos, "no offset or @ modifiers allowed before range")
+                                )
                             }
                             _ => {
                                 return Err(
@@ -479,21 +485,45 @@ impl<'a> Parser<'a> {
         match self.peek().clone() {
             Tok::Number(v) => {
                 self.next();
-                Ok(Expr::Number(v, Span { start, end: self.prev_end() }))
+                Ok(Expr::Number(
+                    v,
+                    Span {
+                        start,
+                        end: self.prev_end(),
+                    },
+                ))
             }
             Tok::Duration(d) => {
                 self.next();
-                Ok(Expr::Number(d as f64 / 1000.0, Span { start, end: self.prev_end() }))
+                Ok(Expr::Number(
+                    d as f64 / 1000.0,
+                    Span {
+                        start,
+                        end: self.prev_end(),
+                    },
+                ))
             }
             Tok::Str(s) => {
                 self.next();
-                Ok(Expr::Str(s, Span { start, end: self.prev_end() }))
+                Ok(Expr::Str(
+                    s,
+                    Span {
+                        start,
+                        end: self.prev_end(),
+                    },
+                ))
             }
             Tok::LParen => {
                 self.next();
                 let e = self.expr(0)?;
                 self.expect(Tok::RParen)?;
-                Ok(Expr::Paren(Box::new(e), Span { start, end: self.prev_end() }))
+                Ok(Expr::Paren(
+                    Box::new(e),
+                    Span {
+                        start,
+                        end: self.prev_end(),
+                    },
+                ))
             }
             Tok::LBrace => self.selector(None, start),
             Tok::Ident(name) => {
@@ -517,7 +547,9 @@ impl<'a> Parser<'a> {
                         ));
                     }
                     if !is_keyword(&name) {
-                        return Err(self.err(start, format!("unknown function with name \"{name}\"")));
+                        return Err(
+                            self.err(start, format!("unknown function with name \"{name}\""))
+                        );
                     }
                 }
                 if is_keyword(&name) {
@@ -839,7 +871,9 @@ mod tests {
     use super::*;
 
     fn rt(q: &str) -> String {
-        parse(q).map(|e| e.to_string()).unwrap_or_else(|e| e.to_string())
+        parse(q)
+            .map(|e| e.to_string())
+            .unwrap_or_else(|e| e.to_string())
     }
 
     #[test]
@@ -879,7 +913,13 @@ mod tests {
     #[test]
     fn aggregation_grouping_before_or_after_and_utf8_names() {
         assert_eq!(rt("sum(foo) by (a,)"), "sum by (a) (foo)");
-        assert_eq!(rt("{\"my.metric\", \"a b\"=\"c\"}"), "{__name__=\"my.metric\", \"a b\"=\"c\"}");
-        assert_eq!(rt("topk(3, foo) without (x)"), "topk without (x) (3.0, foo)");
+        assert_eq!(
+            rt("{\"my.metric\", \"a b\"=\"c\"}"),
+            "{__name__=\"my.metric\", \"a b\"=\"c\"}"
+        );
+        assert_eq!(
+            rt("topk(3, foo) without (x)"),
+            "topk without (x) (3.0, foo)"
+        );
     }
 }

@@ -64,7 +64,12 @@ impl Querier for MemStorage {
         let mut out: Vec<String> = self
             .select(matchers, mint, maxt)
             .iter()
-            .flat_map(|s| s.labels.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>())
+            .flat_map(|s| {
+                s.labels
+                    .iter()
+                    .map(|(n, _)| n.to_string())
+                    .collect::<Vec<_>>()
+            })
             .collect();
         out.sort();
         out.dedup();
