@@ -221,8 +221,11 @@ fn parse_expect_text(rest: &str) -> Option<(bool, String)> {
 enum Cmd {
     Clear,
     Load(Vec<(Labels, Vec<Option<f64>>)>, i64),
-    Eval(Eval, Option<&'static str>),
+    Eval(Box<Eval>, Option<&'static str>),
 }
+
+/// A range result as (labels, [(t, v)]).
+type Points = Vec<(Labels, Vec<(i64, f64)>)>;
 
 /// Why an eval is skipped: native histograms or an experimental feature.
 fn skip_reason(
@@ -537,7 +540,7 @@ fn parse_file(text: &str) -> Result<Vec<Cmd>, String> {
                 ev.expected = Expected::Series(series);
             }
             let skip = skip_reason(&ev.query, &expected_text, &nh_names, &nh_series, st_section);
-            cmds.push(Cmd::Eval(ev, skip));
+            cmds.push(Cmd::Eval(Box::new(ev), skip));
         } else {
             return Err(format!("line {start_line}: unknown command {word}"));
         }
@@ -679,7 +682,7 @@ fn compare_matrix(
     Ok(())
 }
 
-fn matrix_of(v: &Value) -> Option<Vec<(Labels, Vec<(i64, f64)>)>> {
+fn matrix_of(v: &Value) -> Option<Points> {
     match v {
         Value::Matrix(m) => Some(
             m.iter()
@@ -810,10 +813,8 @@ fn check_as_range(
 /// Adds `@ t` to every selector and subquery lacking one (not inside subqueries that have one).
 fn add_at(e: &mut Expr, t: i64) {
     match e {
-        Expr::Vector(vs) | Expr::Matrix { vs, .. } => {
-            if vs.at.is_none() {
-                vs.at = Some(AtModifier::Time(t));
-            }
+        Expr::Vector(vs) | Expr::Matrix { vs, .. } if vs.at.is_none() => {
+            vs.at = Some(AtModifier::Time(t));
         }
         Expr::Subquery { expr, at, .. } => {
             // Inner selectors are evaluated relative to the subquery's own steps.

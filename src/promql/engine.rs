@@ -996,7 +996,7 @@ impl<'a> Evaluator<'a> {
     ) -> Result<Value, EvalError> {
         let (marg_idx, scalar) = match name {
             "quantile_over_time" => (1, Some(self.scalar_arg(&args[0], t)?)),
-            "predict_linear" => (1 - 1, Some(self.scalar_arg(&args[1], t)?)),
+            "predict_linear" => (0, Some(self.scalar_arg(&args[1], t)?)),
             _ => (0, None),
         };
         let marg = &args[marg_idx];

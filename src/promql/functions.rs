@@ -356,7 +356,7 @@ pub struct Bucket {
 }
 
 /// Quantile from cumulative `le` buckets. Returns (value, forced_monotonic).
-pub fn bucket_quantile(q: f64, buckets: &mut Vec<Bucket>) -> (f64, bool) {
+pub fn bucket_quantile(q: f64, buckets: &mut [Bucket]) -> (f64, bool) {
     if q.is_nan() {
         return (f64::NAN, false);
     }

@@ -128,10 +128,7 @@ impl<'a> Parser<'a> {
 
     fn expr(&mut self, min_prec: u8) -> Result<Expr, ParseError> {
         let mut lhs = self.unary()?;
-        loop {
-            let Some(op) = binop_of(self.peek()) else {
-                break;
-            };
+        while let Some(op) = binop_of(self.peek()) {
             let prec = op.precedence();
             if prec < min_prec {
                 break;
