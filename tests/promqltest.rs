@@ -396,6 +396,8 @@ fn parse_file(text: &str) -> Result<Vec<Cmd>, String> {
     let mut nh_names: HashSet<String> = HashSet::new();
     let mut nh_series: Vec<Labels> = Vec::new();
     let mut st_section = false;
+    // Series carrying `__type__`/`__unit__` belong to the experimental type-and-unit labels feature.
+    let mut tu_section = false;
     let mut i = 0;
     while i < lines.len() {
         let l = &lines[i];
@@ -419,6 +421,7 @@ fn parse_file(text: &str) -> Result<Vec<Cmd>, String> {
             nh_names.clear();
             nh_series.clear();
             st_section = false;
+            tu_section = false;
             cmds.push(Cmd::Clear);
         } else if word.starts_with("load") {
             let step = parse_dur(l.split_whitespace().nth(1).ok_or("load without step")?)?;
@@ -431,6 +434,9 @@ fn parse_file(text: &str) -> Result<Vec<Cmd>, String> {
                     continue;
                 }
                 let (labels, rest) = parse_series(b)?;
+                if labels.get("__type__").is_some() || labels.get("__unit__").is_some() {
+                    tu_section = true;
+                }
                 match parse_values(&rest) {
                     Ok(v) => series.push((labels, v)),
                     Err(e) if e == "histogram" => {
@@ -540,6 +546,7 @@ fn parse_file(text: &str) -> Result<Vec<Cmd>, String> {
                 ev.expected = Expected::Series(series);
             }
             let skip = skip_reason(&ev.query, &expected_text, &nh_names, &nh_series, st_section);
+            let _ = tu_section;
             cmds.push(Cmd::Eval(Box::new(ev), skip));
         } else {
             return Err(format!("line {start_line}: unknown command {word}"));

@@ -205,8 +205,8 @@ fn sort_warning(expr: &Expr) -> Option<String> {
 fn finish_vector(mut v: Vec<VecSample>) -> Result<Vec<VecSample>, EvalError> {
     let mut any = false;
     for s in v.iter_mut() {
-        if s.drop_name && s.labels.get(METRIC_NAME).is_some() {
-            Rc::make_mut(&mut s.labels).remove(METRIC_NAME);
+        if s.drop_name && has_name_labels(&s.labels) {
+            drop_name_labels(Rc::make_mut(&mut s.labels));
             any = true;
         }
         s.drop_name = false;
@@ -227,7 +227,7 @@ fn finish_matrix(m: Vec<Series>) -> Result<Vec<Series>, EvalError> {
     let mut index: HashMap<Labels, usize> = HashMap::new();
     for mut s in m {
         if s.drop_name {
-            Rc::make_mut(&mut s.labels).remove(METRIC_NAME);
+            drop_name_labels(Rc::make_mut(&mut s.labels));
             s.drop_name = false;
         }
         if let Some(&i) = index.get(&*s.labels) {
@@ -245,6 +245,18 @@ fn finish_matrix(m: Vec<Series>) -> Result<Vec<Series>, EvalError> {
         }
     }
     Ok(out)
+}
+
+/// `__type__` and `__unit__` (Prometheus's type-and-unit labels) describe the metric name and
+/// go with it. promlet never stores them, but series loaded from elsewhere may carry them.
+fn drop_name_labels(l: &mut Labels) {
+    l.remove(METRIC_NAME);
+    l.remove("__type__");
+    l.remove("__unit__");
+}
+
+fn has_name_labels(l: &Labels) -> bool {
+    l.get(METRIC_NAME).is_some() || l.get("__type__").is_some() || l.get("__unit__").is_some()
 }
 
 /// One selector's fetched data: series with stale markers kept (instant selectors need them).
