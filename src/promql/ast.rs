@@ -388,13 +388,14 @@ fn format_float_secs(ms: i64) -> String {
     format!("{s:.3}")
 }
 
-fn format_number(v: f64) -> String {
+/// A number as Prometheus prints literals: shortest digits, never an exponent.
+pub fn format_number(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
         if v > 0.0 { "+Inf" } else { "-Inf" }.into()
     } else {
-        format!("{v:?}")
+        format!("{v}")
     }
 }
 
@@ -492,20 +493,20 @@ impl fmt::Display for Expr {
                     f.write_str(" bool")?;
                 }
                 if let Some(m) = matching {
-                    if m.explicit || m.on {
-                        f.write_str(if m.on { " on" } else { " ignoring" })?;
+                    if !m.labels.is_empty() || m.on {
+                        f.write_str(if m.on { " on " } else { " ignoring " })?;
                         write_labels(f, &m.labels)?;
-                    }
-                    match m.card {
-                        Cardinality::ManyToOne => {
-                            f.write_str(" group_left")?;
-                            write_labels(f, &m.include)?;
+                        match m.card {
+                            Cardinality::ManyToOne => {
+                                f.write_str(" group_left ")?;
+                                write_labels(f, &m.include)?;
+                            }
+                            Cardinality::OneToMany => {
+                                f.write_str(" group_right ")?;
+                                write_labels(f, &m.include)?;
+                            }
+                            _ => {}
                         }
-                        Cardinality::OneToMany => {
-                            f.write_str(" group_right")?;
-                            write_labels(f, &m.include)?;
-                        }
-                        _ => {}
                     }
                 }
                 write!(f, " {rhs}")
@@ -519,8 +520,9 @@ impl fmt::Display for Expr {
                 has_grouping,
                 ..
             } => {
+                let _ = has_grouping;
                 f.write_str(op.as_str())?;
-                if *has_grouping {
+                if *without || !grouping.is_empty() {
                     f.write_str(if *without { " without " } else { " by " })?;
                     write_labels(f, grouping)?;
                     f.write_str(" ")?;

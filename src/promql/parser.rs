@@ -875,7 +875,12 @@ mod tests {
 
     #[test]
     fn power_is_right_associative_and_unary_minus_binds_below_it() {
-        assert_eq!(rt("2 ^ 3 ^ 2"), "2.0 ^ 3.0 ^ 2.0");
+        assert_eq!(rt("2 ^ 3 ^ 2"), "2 ^ 3 ^ 2");
+        assert_eq!(rt("1e6 + 0.5 - 1e-7"), "1000000 + 0.5 - 0.0000001");
+        assert_eq!(
+            rt("a / ignoring(x) group_left(y) b > bool on() c"),
+            "a / ignoring (x) group_left (y) b > bool on () c"
+        );
         match parse("2 ^ 3 ^ 2").unwrap() {
             Expr::Binary { rhs, .. } => assert!(matches!(*rhs, Expr::Binary { .. })),
             e => panic!("{e:?}"),
@@ -914,9 +919,6 @@ mod tests {
             rt("{\"my.metric\", \"a b\"=\"c\"}"),
             "{__name__=\"my.metric\", \"a b\"=\"c\"}"
         );
-        assert_eq!(
-            rt("topk(3, foo) without (x)"),
-            "topk without (x) (3.0, foo)"
-        );
+        assert_eq!(rt("topk(3, foo) without (x)"), "topk without (x) (3, foo)");
     }
 }
