@@ -1682,6 +1682,114 @@ fn collect_windows<'e>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::stale_nan;
+    use crate::promql::testing::MemStorage;
+    use crate::tsdb::Appender;
+
+    fn store(points: &[(i64, f64)]) -> MemStorage {
+        let mut s = MemStorage::new();
+        let l = Labels::from_pairs([("__name__", "x_total"), ("job", "a")]);
+        for (t, v) in points {
+            s.append(&l, *t, *v).unwrap();
+        }
+        s
+    }
+
+    fn instant(s: &MemStorage, q: &str, t: i64, opts: &EngineOpts) -> Result<Value, EvalError> {
+        let e = crate::promql::parse(q).unwrap();
+        instant_query(s, q, &e, t, opts).map(|r| r.value)
+    }
+
+    fn values(v: Value) -> Vec<f64> {
+        match v {
+            Value::Vector(v) => v.iter().map(|s| s.v).collect(),
+            Value::Scalar(x) => vec![x],
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn instant_selector_honours_lookback_and_staleness() {
+        let s = store(&[(0, 1.0), (60_000, 2.0), (120_000, stale_nan())]);
+        let o = EngineOpts::default();
+        assert_eq!(
+            values(instant(&s, "x_total", 60_000, &o).unwrap()),
+            vec![2.0]
+        );
+        // Stale marker hides the series at once.
+        assert!(values(instant(&s, "x_total", 120_000, &o).unwrap()).is_empty());
+        // Without the marker, the sample would be visible for 5 minutes, not at exactly 5m.
+        let s = store(&[(0, 1.0)]);
+        assert_eq!(
+            values(instant(&s, "x_total", 299_999, &o).unwrap()),
+            vec![1.0]
+        );
+        assert!(values(instant(&s, "x_total", 300_000, &o).unwrap()).is_empty());
+        let short = EngineOpts {
+            lookback_delta: 10_000,
+            ..EngineOpts::default()
+        };
+        assert!(values(instant(&s, "x_total", 10_000, &short).unwrap()).is_empty());
+    }
+
+    #[test]
+    fn range_selector_is_left_open() {
+        let s = store(&[(0, 1.0), (60_000, 2.0), (120_000, 3.0)]);
+        let o = EngineOpts::default();
+        assert_eq!(
+            values(instant(&s, "count_over_time(x_total[1m])", 120_000, &o).unwrap()),
+            vec![1.0]
+        );
+        assert_eq!(
+            values(instant(&s, "count_over_time(x_total[2m])", 120_000, &o).unwrap()),
+            vec![2.0]
+        );
+    }
+
+    #[test]
+    fn max_samples_limit_fails_the_query() {
+        let pts: Vec<(i64, f64)> = (0..100).map(|i| (i * 1000, i as f64)).collect();
+        let s = store(&pts);
+        let o = EngineOpts {
+            max_samples: 50,
+            ..EngineOpts::default()
+        };
+        assert_eq!(
+            instant(&s, "sum_over_time(x_total[100s])", 99_000, &o),
+            Err(EvalError::TooManySamples)
+        );
+        assert!(instant(&s, "sum_over_time(x_total[40s])", 99_000, &o).is_ok());
+    }
+
+    #[test]
+    fn zero_timeout_times_out() {
+        let pts: Vec<(i64, f64)> = (0..100).map(|i| (i * 1000, i as f64)).collect();
+        let s = store(&pts);
+        let o = EngineOpts {
+            timeout: Duration::ZERO,
+            ..EngineOpts::default()
+        };
+        let e = crate::promql::parse("x_total").unwrap();
+        let r = range_query(&s, "x_total", &e, 0, 1_000_000, 1000, &o);
+        assert_eq!(r.unwrap_err(), EvalError::Timeout);
+    }
+
+    #[test]
+    fn name_is_dropped_only_at_the_end_of_evaluation() {
+        let s = store(&[(0, 4.0)]);
+        let o = EngineOpts::default();
+        let Value::Vector(v) = instant(
+            &s,
+            "label_replace(abs(x_total), \"n\", \"$1\", \"__name__\", \"(.*)\")",
+            0,
+            &o,
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(v[0].labels.get("n"), Some("x_total"));
+        assert_eq!(v[0].labels.name(), None);
+    }
 
     #[test]
     fn calendar_fields_match_known_dates() {
