@@ -10,6 +10,7 @@ use super::ast::*;
 use super::functions::{self as fx, Bucket};
 use crate::model::{is_stale_nan, Labels, Sample, METRIC_NAME};
 use crate::tsdb::{Querier, SeriesSamples};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -144,34 +145,53 @@ pub fn range_query(
         }
     }
     let mut ev = Evaluator::new(q, query, expr, start, end, step, opts);
-    let mut out: HashMap<Labels, Vec<Sample>> = HashMap::new();
+    // Series are keyed by their (shared) label sets: no label copies per step. Label sets that
+    // come straight from storage are the same allocation every step, so they are found by
+    // address first; `by_addr` only holds addresses of Rc's kept alive in `series`.
+    let mut index: HashMap<Rc<Labels>, usize> = HashMap::new();
+    let mut by_addr: HashMap<*const Labels, usize> = HashMap::new();
+    let mut series: Vec<Series> = Vec::new();
     let mut total = 0usize;
     let mut t = start;
     while t <= end {
+        let mut push = |labels: Rc<Labels>, v: f64| {
+            let i = match by_addr.get(&Rc::as_ptr(&labels)) {
+                Some(&i) => i,
+                None => {
+                    let i = *index.entry(labels.clone()).or_insert_with(|| {
+                        series.push(Series {
+                            labels: labels.clone(),
+                            points: Vec::new(),
+                            drop_name: false,
+                        });
+                        series.len() - 1
+                    });
+                    if Rc::ptr_eq(&series[i].labels, &labels) {
+                        by_addr.insert(Rc::as_ptr(&labels), i);
+                    }
+                    i
+                }
+            };
+            series[i].points.push(Sample { t, v });
+        };
         match ev.eval(expr, t)? {
-            Value::Scalar(v) => out.entry(Labels::new()).or_default().push(Sample { t, v }),
+            Value::Scalar(v) => {
+                push(Rc::new(Labels::new()), v);
+                total += 1;
+            }
             Value::Vector(vs) => {
+                total += vs.len();
                 for s in finish_vector(vs)? {
-                    let l = Rc::try_unwrap(s.labels).unwrap_or_else(|rc| (*rc).clone());
-                    out.entry(l).or_default().push(Sample { t, v: s.v });
+                    push(s.labels, s.v);
                 }
             }
             _ => return exec_err("range query produced an unexpected value type"),
         }
-        total = out.values().map(|v| v.len()).sum::<usize>().max(total);
         if total > opts.max_samples {
             return Err(EvalError::TooManySamples);
         }
         t += step;
     }
-    let mut series: Vec<Series> = out
-        .into_iter()
-        .map(|(l, points)| Series {
-            labels: Rc::new(l),
-            points,
-            drop_name: false,
-        })
-        .collect();
     series.sort_by(|a, b| a.labels.cmp(&b.labels));
     if expr.value_type() == ValueType::Vector {
         if let Some(w) = sort_warning(expr) {
@@ -264,6 +284,31 @@ struct Fetched {
     series: Vec<(Rc<Labels>, Vec<Sample>)>,
     /// The same samples without stale markers, for range selectors.
     clean: Vec<Vec<Sample>>,
+    /// Per series: where the last instant lookup, range start and range end landed. Steps
+    /// mostly move forward, so the next lookup starts there instead of binary-searching
+    /// (which costs a cache miss per probe on big series).
+    cursors: Vec<[Cell<usize>; 3]>,
+}
+
+/// Index of the first sample newer than `t` (like `partition_point(|s| s.t <= t)`), starting
+/// from the cursor when time moved forward.
+fn seek(samples: &[Sample], cursor: &Cell<usize>, t: i64) -> usize {
+    let mut i = cursor.get().min(samples.len());
+    if i > 0 && samples[i - 1].t > t {
+        i = samples.partition_point(|s| s.t <= t);
+    } else {
+        let mut walked = 0;
+        while i < samples.len() && samples[i].t <= t {
+            i += 1;
+            walked += 1;
+            if walked == 32 {
+                i += samples[i..].partition_point(|s| s.t <= t);
+                break;
+            }
+        }
+    }
+    cursor.set(i);
+    i
 }
 
 struct Evaluator<'a> {
@@ -312,7 +357,15 @@ impl<'a> Evaluator<'a> {
                 );
                 series.push((Rc::new(s.labels), s.samples));
             }
-            data.insert(k, Fetched { series, clean });
+            let cursors = (0..series.len()).map(|_| Default::default()).collect();
+            data.insert(
+                k,
+                Fetched {
+                    series,
+                    clean,
+                    cursors,
+                },
+            );
         }
         Evaluator {
             query,
@@ -425,8 +478,8 @@ impl<'a> Evaluator<'a> {
         let ref_t = self.at_time(&vs.at, t) - vs.offset;
         let mint = ref_t - self.opts.lookback_delta;
         let mut out = Vec::new();
-        for (labels, samples) in &f.series {
-            let idx = samples.partition_point(|s| s.t <= ref_t);
+        for ((labels, samples), cur) in f.series.iter().zip(&f.cursors) {
+            let idx = seek(samples, &cur[0], ref_t);
             if idx == 0 {
                 continue;
             }
@@ -457,9 +510,9 @@ impl<'a> Evaluator<'a> {
         let mint = ref_t - range;
         let mut out = Vec::new();
         let mut total = 0;
-        for ((labels, _), samples) in f.series.iter().zip(&f.clean) {
-            let lo = samples.partition_point(|s| s.t <= mint);
-            let hi = samples.partition_point(|s| s.t <= ref_t);
+        for (((labels, _), samples), cur) in f.series.iter().zip(&f.clean).zip(&f.cursors) {
+            let lo = seek(samples, &cur[1], mint);
+            let hi = seek(samples, &cur[2], ref_t);
             if lo >= hi {
                 continue;
             }
@@ -655,14 +708,19 @@ impl<'a> Evaluator<'a> {
             );
         }
         // Group the input, preserving first-appearance order.
-        let mut keys: HashMap<Labels, usize> = HashMap::new();
+        // Keys borrow the input's label strings; Labels are built once per group.
+        let mut keys: HashMap<Vec<&str>, usize> = HashMap::new();
         let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
         for (i, s) in input.iter().enumerate() {
-            let key = group_labels(&s.labels, grouping, without);
-            let gi = *keys.entry(key.clone()).or_insert_with(|| {
-                groups.push((key, vec![]));
-                groups.len() - 1
-            });
+            let key = group_key(&s.labels, grouping, without);
+            let gi = match keys.get(&key) {
+                Some(&gi) => gi,
+                None => {
+                    keys.insert(key, groups.len());
+                    groups.push((group_labels(&s.labels, grouping, without), vec![]));
+                    groups.len() - 1
+                }
+            };
             groups[gi].1.push(i);
         }
         let mut out = Vec::new();
@@ -1027,46 +1085,43 @@ impl<'a> Evaluator<'a> {
         let eval_t = self.at_time(&at, t);
         let range_end = eval_t - offset;
         let range_start = range_end - range;
-        let owned;
-        let views: Vec<RangeView<'_>> = match inner {
+        let absent = name == "absent_over_time";
+        let (out, non_counter) = match inner {
             Expr::Matrix { vs, range, .. } => {
-                // Borrow from fetched data; annotations need &mut self later, so copy views'
-                // identities out first.
-                let v = self.select_range(vs, *range, t)?;
-                // SAFETY-free trick: collect into owned series only for the borrow checker.
-                owned = v
-                    .into_iter()
-                    .map(|r| Series {
-                        labels: r.labels.clone(),
-                        points: r.points.to_vec(),
-                        drop_name: r.drop_name,
-                    })
-                    .collect::<Vec<_>>();
-                owned
-                    .iter()
-                    .map(|s| RangeView {
-                        labels: &s.labels,
-                        points: &s.points,
-                        drop_name: s.drop_name,
-                    })
-                    .collect()
+                // Borrowed straight from the fetched samples: no copy per step.
+                let views = self.select_range(vs, *range, t)?;
+                if absent {
+                    (
+                        vec![],
+                        views.iter().any(|v| !v.points.is_empty()).then(String::new),
+                    )
+                } else {
+                    apply_range_fn(name, &views, scalar, range_start, range_end, t)?
+                }
             }
             _ => {
-                owned = self.eval_subquery(inner, t)?;
-                owned
+                let owned = self.eval_subquery(inner, t)?;
+                let views: Vec<RangeView<'_>> = owned
                     .iter()
                     .map(|s| RangeView {
                         labels: &s.labels,
                         points: &s.points,
                         drop_name: s.drop_name,
                     })
-                    .collect()
+                    .collect();
+                if absent {
+                    (
+                        vec![],
+                        views.iter().any(|v| !v.points.is_empty()).then(String::new),
+                    )
+                } else {
+                    apply_range_fn(name, &views, scalar, range_start, range_end, t)?
+                }
             }
         };
-        let mut out = Vec::with_capacity(views.len());
-        let mut non_counter: Option<String> = None;
-        if name == "absent_over_time" {
-            if views.iter().any(|v| !v.points.is_empty()) {
+        if absent {
+            // For absent_over_time, `non_counter` carries "some sample exists".
+            if non_counter.is_some() {
                 return Ok(Value::Vector(vec![]));
             }
             return Ok(Value::Vector(vec![VecSample {
@@ -1074,100 +1129,6 @@ impl<'a> Evaluator<'a> {
                 v: 1.0,
                 drop_name: false,
             }]));
-        }
-        for s in &views {
-            let p = s.points;
-            if p.is_empty() {
-                continue;
-            }
-            let vals = || p.iter().map(|x| x.v);
-            let v = match name {
-                "rate" | "increase" => {
-                    if non_counter.is_none() {
-                        if let Some(n) = s.labels.name() {
-                            if !["_total", "_sum", "_count", "_bucket"]
-                                .iter()
-                                .any(|suf| n.ends_with(suf))
-                            {
-                                non_counter = Some(n.to_string());
-                            }
-                        }
-                    }
-                    fx::extrapolated_rate(p, range_start, range_end, true, name == "rate")
-                }
-                "delta" => fx::extrapolated_rate(p, range_start, range_end, false, false),
-                "irate" | "idelta" => {
-                    if p.len() < 2 {
-                        None
-                    } else {
-                        let (a, b) = (p[p.len() - 2], p[p.len() - 1]);
-                        let mut d = b.v - a.v;
-                        if name == "irate" {
-                            if b.v < a.v {
-                                d = b.v;
-                            }
-                            let dt = (b.t - a.t) as f64 / 1000.0;
-                            if dt == 0.0 {
-                                None
-                            } else {
-                                Some(d / dt)
-                            }
-                        } else {
-                            Some(d)
-                        }
-                    }
-                }
-                "deriv" => {
-                    if p.len() < 2 {
-                        None
-                    } else {
-                        Some(fx::linear_regression(p, p[0].t).0)
-                    }
-                }
-                "predict_linear" => {
-                    if p.len() < 2 {
-                        None
-                    } else {
-                        // The intercept is at the evaluation time, even under `@`.
-                        let (slope, icpt) = fx::linear_regression(p, t);
-                        Some(slope * scalar.unwrap_or(0.0) + icpt)
-                    }
-                }
-                "avg_over_time" => Some(fx::mean(vals())),
-                "sum_over_time" => {
-                    let (s, c) = vals().fold((0.0, 0.0), |(s, c), v| fx::kahan_inc(v, s, c));
-                    Some(s + c)
-                }
-                "count_over_time" => Some(p.len() as f64),
-                "min_over_time" => {
-                    Some(vals().fold(f64::NAN, |m, v| if m > v || m.is_nan() { v } else { m }))
-                }
-                "max_over_time" => {
-                    Some(vals().fold(f64::NAN, |m, v| if m < v || m.is_nan() { v } else { m }))
-                }
-                "stddev_over_time" => Some(fx::variance(vals()).sqrt()),
-                "stdvar_over_time" => Some(fx::variance(vals())),
-                "last_over_time" => Some(p[p.len() - 1].v),
-                "present_over_time" => Some(1.0),
-                "quantile_over_time" => Some(fx::quantile(
-                    scalar.unwrap_or(f64::NAN),
-                    &mut vals().collect::<Vec<_>>(),
-                )),
-                "changes" => Some(
-                    p.windows(2)
-                        .filter(|w| !(w[0].v == w[1].v || (w[0].v.is_nan() && w[1].v.is_nan())))
-                        .count() as f64,
-                ),
-                "resets" => Some(p.windows(2).filter(|w| w[1].v < w[0].v).count() as f64),
-                _ => return exec_err(format!("function {name} is not supported")),
-            };
-            if let Some(v) = v {
-                out.push(VecSample {
-                    labels: s.labels.clone(),
-                    v,
-                    drop_name: name != "last_over_time" || s.drop_name,
-                });
-            }
         }
         if let Some(n) = non_counter {
             self.info(
@@ -1190,6 +1151,115 @@ impl<'a> Evaluator<'a> {
         let _ = span;
         Ok(Value::Vector(out))
     }
+}
+
+/// Applies a range-vector function to each series; also returns a metric name that does not
+/// look like a counter, for rate()/increase()'s annotation.
+fn apply_range_fn(
+    name: &str,
+    views: &[RangeView<'_>],
+    scalar: Option<f64>,
+    range_start: i64,
+    range_end: i64,
+    t: i64,
+) -> Result<(Vec<VecSample>, Option<String>), EvalError> {
+    let mut out = Vec::with_capacity(views.len());
+    let mut non_counter: Option<String> = None;
+    for s in views {
+        let p = s.points;
+        if p.is_empty() {
+            continue;
+        }
+        let vals = || p.iter().map(|x| x.v);
+        let v = match name {
+            "rate" | "increase" => {
+                if non_counter.is_none() {
+                    if let Some(n) = s.labels.name() {
+                        if !["_total", "_sum", "_count", "_bucket"]
+                            .iter()
+                            .any(|suf| n.ends_with(suf))
+                        {
+                            non_counter = Some(n.to_string());
+                        }
+                    }
+                }
+                fx::extrapolated_rate(p, range_start, range_end, true, name == "rate")
+            }
+            "delta" => fx::extrapolated_rate(p, range_start, range_end, false, false),
+            "irate" | "idelta" => {
+                if p.len() < 2 {
+                    None
+                } else {
+                    let (a, b) = (p[p.len() - 2], p[p.len() - 1]);
+                    let mut d = b.v - a.v;
+                    if name == "irate" {
+                        if b.v < a.v {
+                            d = b.v;
+                        }
+                        let dt = (b.t - a.t) as f64 / 1000.0;
+                        if dt == 0.0 {
+                            None
+                        } else {
+                            Some(d / dt)
+                        }
+                    } else {
+                        Some(d)
+                    }
+                }
+            }
+            "deriv" => {
+                if p.len() < 2 {
+                    None
+                } else {
+                    Some(fx::linear_regression(p, p[0].t).0)
+                }
+            }
+            "predict_linear" => {
+                if p.len() < 2 {
+                    None
+                } else {
+                    // The intercept is at the evaluation time, even under `@`.
+                    let (slope, icpt) = fx::linear_regression(p, t);
+                    Some(slope * scalar.unwrap_or(0.0) + icpt)
+                }
+            }
+            "avg_over_time" => Some(fx::mean(vals())),
+            "sum_over_time" => {
+                let (s, c) = vals().fold((0.0, 0.0), |(s, c), v| fx::kahan_inc(v, s, c));
+                Some(s + c)
+            }
+            "count_over_time" => Some(p.len() as f64),
+            "min_over_time" => {
+                Some(vals().fold(f64::NAN, |m, v| if m > v || m.is_nan() { v } else { m }))
+            }
+            "max_over_time" => {
+                Some(vals().fold(f64::NAN, |m, v| if m < v || m.is_nan() { v } else { m }))
+            }
+            "stddev_over_time" => Some(fx::variance(vals()).sqrt()),
+            "stdvar_over_time" => Some(fx::variance(vals())),
+            "last_over_time" => Some(p[p.len() - 1].v),
+            "present_over_time" => Some(1.0),
+            "quantile_over_time" => Some(fx::quantile(
+                scalar.unwrap_or(f64::NAN),
+                &mut vals().collect::<Vec<_>>(),
+            )),
+            "changes" => Some(
+                p.windows(2)
+                    .filter(|w| !(w[0].v == w[1].v || (w[0].v.is_nan() && w[1].v.is_nan())))
+                    .count() as f64,
+            ),
+            "resets" => Some(p.windows(2).filter(|w| w[1].v < w[0].v).count() as f64),
+            _ => return exec_err(format!("function {name} is not supported")),
+        };
+        if let Some(v) = v {
+            out.push(VecSample {
+                labels: s.labels.clone(),
+                v,
+                drop_name: name != "last_over_time" || s.drop_name,
+            });
+        }
+    }
+    Ok((out, non_counter))
 }
 
 fn welford(vals: impl Iterator<Item = f64>) -> f64 {
@@ -1404,6 +1474,19 @@ fn vector_vector(
         });
     }
     Ok(out)
+}
+
+/// The grouping identity of a label set as borrowed strings (name, value, name, value, ...).
+fn group_key<'l>(l: &'l Labels, grouping: &[String], without: bool) -> Vec<&'l str> {
+    let mut k = Vec::with_capacity(grouping.len() * 2 + 4);
+    for (n, v) in l.iter() {
+        let listed = grouping.iter().any(|g| g == n);
+        if (without && !listed && n != METRIC_NAME) || (!without && listed) {
+            k.push(n);
+            k.push(v);
+        }
+    }
+    k
 }
 
 fn group_labels(l: &Labels, grouping: &[String], without: bool) -> Labels {
