@@ -14,7 +14,9 @@ use promlet::promql::testing::MemStorage;
 use promlet::promql::EngineOpts;
 use promlet::tsdb::Appender;
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::Command;
+use std::sync::Arc;
 
 /// Start of the generated data (2023-11-14T22:13:20Z), 15 s apart, two hours.
 const T0: i64 = 1_700_000_000_000;
@@ -375,6 +377,81 @@ fn url_encode(s: &str) -> String {
         .collect()
 }
 
+/// A minimal HTTP/1.1 server (one thread, one request per connection) that routes the API paths
+/// to our handlers; it stands in for promlet's server so real clients can be pointed at them.
+fn serve_api(store: Arc<MemStorage>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            if r.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut len = 0usize;
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).is_err() || h.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    if k.eq_ignore_ascii_case("content-length") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            let target = line.split(' ').nth(1).unwrap_or("/");
+            let (path, qs) = target.split_once('?').unwrap_or((target, ""));
+            let mut params = api_v1::parse_form(qs);
+            params.extend(api_v1::parse_form(&String::from_utf8_lossy(&body)));
+            let opts = EngineOpts::default();
+            let now = T0 + 7_200_000;
+            let resp = match path {
+                "/api/v1/query" => api_v1::query(&params, &*store, now, &opts),
+                "/api/v1/query_range" => api_v1::query_range(&params, &*store, now, &opts),
+                "/api/v1/series" => api_v1::series(&params, &*store),
+                "/api/v1/labels" => api_v1::labels(&params, &*store),
+                p if p.starts_with("/api/v1/label/") && p.ends_with("/values") => {
+                    let name = &p["/api/v1/label/".len()..p.len() - "/values".len()];
+                    api_v1::label_values(name, &params, &*store)
+                }
+                _ => api_v1::ApiResponse {
+                    status: 404,
+                    body: b"{}".to_vec(),
+                },
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                resp.status,
+                resp.body.len()
+            );
+            let _ = conn.write_all(&resp.body);
+        }
+    });
+    port
+}
+
+/// promtool's output for `args` against a server, with lines sorted (vector order is free).
+fn promtool_output(promtool: &std::path::Path, args: &[String]) -> String {
+    let out = Command::new(promtool).args(args).output().unwrap();
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.to_string())
+        .collect();
+    lines.sort();
+    format!(
+        "exit {}\n{}\n{}",
+        out.status.code().unwrap_or(-1),
+        lines.join("\n"),
+        String::from_utf8_lossy(&out.stderr).trim()
+    )
+}
+
 const INSTANT: &[&str] = &[
     "http_requests_total",
     "rate(http_requests_total[5m])",
@@ -592,6 +669,105 @@ fn results_match_real_prometheus_3_5() {
             }
         }
     }
+    // Real client: promtool query against Prometheus and against our handlers.
+    let ours = serve_api(Arc::new(store));
+    let mut promtool_runs = 0;
+    let t = format!("{}", (T0 + 3_600_000) / 1000);
+    let (s, e) = (
+        format!("{}", (T0 + 1_800_000) / 1000),
+        format!("{}", (T0 + 2_400_000) / 1000),
+    );
+    let cases: Vec<Vec<String>> = vec![
+        vec![
+            "query".into(),
+            "instant".into(),
+            format!("--time={t}"),
+            "SERVER".into(),
+            "sum by (job) (rate(http_requests_total[5m]))".into(),
+        ],
+        vec![
+            "query".into(),
+            "instant".into(),
+            format!("--time={t}"),
+            "SERVER".into(),
+            "temp_celsius".into(),
+        ],
+        vec![
+            "query".into(),
+            "instant".into(),
+            format!("--time={t}"),
+            "SERVER".into(),
+            "scalar(max(temp_celsius))".into(),
+        ],
+        vec![
+            "query".into(),
+            "instant".into(),
+            format!("--time={t}"),
+            "SERVER".into(),
+            "sum(".into(),
+        ],
+        vec![
+            "query".into(),
+            "-o".into(),
+            "json".into(),
+            "instant".into(),
+            format!("--time={t}"),
+            "SERVER".into(),
+            "topk(2, temp_celsius)".into(),
+        ],
+        vec![
+            "query".into(),
+            "range".into(),
+            format!("--start={s}"),
+            format!("--end={e}"),
+            "--step=120s".into(),
+            "SERVER".into(),
+            "max by (room) (temp_celsius)".into(),
+        ],
+        vec![
+            "query".into(),
+            "series".into(),
+            "--match=temp_celsius".into(),
+            "--match={job=\"batch\"}".into(),
+            format!("--start={s}"),
+            format!("--end={e}"),
+            "SERVER".into(),
+        ],
+        vec![
+            "query".into(),
+            "labels".into(),
+            format!("--start={s}"),
+            format!("--end={e}"),
+            "SERVER".into(),
+            "job".into(),
+        ],
+    ];
+    for case in cases {
+        let with = |p: u16| -> Vec<String> {
+            case.iter()
+                .map(|a| {
+                    if a == "SERVER" {
+                        format!("http://127.0.0.1:{p}")
+                    } else {
+                        a.clone()
+                    }
+                })
+                .collect()
+        };
+        let theirs_out = promtool_output(&promtool, &with(port));
+        let ours_out = promtool_output(&promtool, &with(ours));
+        promtool_runs += 1;
+        assert!(
+            theirs_out.len() > 8,
+            "promtool printed nothing for {case:?}: {theirs_out}"
+        );
+        if theirs_out != ours_out {
+            failures.push(format!(
+                "promtool {case:?}:\n  prometheus: {theirs_out}\n  promlet:    {ours_out}"
+            ));
+        }
+    }
+    println!("promtool: {promtool_runs} commands compared");
     let _ = std::fs::remove_dir_all(&dir);
     println!(
         "differential: {compared} comparisons ({non_empty} with data), {} mismatches",

@@ -910,7 +910,7 @@ mod tests {
         assert_eq!(r.status, 400);
         assert_eq!(
             body(&r),
-            r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": 1:5: parse error: unexpected end of input"}"#
+            r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": 1:5: parse error: unclosed left parenthesis"}"#
         );
         let r = query(
             &p(&[("query", "up_total + on() up_total"), ("time", "60")]),

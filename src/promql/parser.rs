@@ -16,6 +16,7 @@ pub fn parse(input: &str) -> Result<Expr, ParseError> {
         input,
         toks,
         pos: 0,
+        parens: 0,
     };
     if p.peek() == &Tok::Eof {
         return Err(ParseError::at(
@@ -47,6 +48,8 @@ struct Parser<'a> {
     input: &'a str,
     toks: Vec<Token>,
     pos: usize,
+    /// Open parentheses, for Prometheus's "unclosed left parenthesis" at end of input.
+    parens: usize,
 }
 
 fn binop_of(t: &Tok) -> Option<BinOp> {
@@ -93,6 +96,11 @@ impl<'a> Parser<'a> {
     }
     fn next(&mut self) -> Tok {
         let t = self.toks[self.pos].tok.clone();
+        match t {
+            Tok::LParen => self.parens += 1,
+            Tok::RParen => self.parens = self.parens.saturating_sub(1),
+            _ => {}
+        }
         if self.pos < self.toks.len() - 1 {
             self.pos += 1;
         }
@@ -104,6 +112,7 @@ impl<'a> Parser<'a> {
     fn unexpected(&self) -> ParseError {
         let t = &self.toks[self.pos];
         let msg = match &t.tok {
+            Tok::Eof if self.parens > 0 => "unclosed left parenthesis".to_string(),
             Tok::Eof => "unexpected end of input".to_string(),
             Tok::Ident(s) => format!("unexpected identifier \"{s}\""),
             Tok::Number(_) | Tok::Duration(_) => {
@@ -117,10 +126,21 @@ impl<'a> Parser<'a> {
     fn expect(&mut self, t: Tok) -> Result<(), ParseError> {
         if *self.peek() == t {
             self.next();
-            Ok(())
-        } else {
-            Err(self.unexpected())
+            return Ok(());
         }
+        // Prometheus's wording for input that ends inside a bracket pair.
+        if *self.peek() == Tok::Eof {
+            let msg = match t {
+                Tok::RParen => Some("unclosed left parenthesis"),
+                Tok::RBracket => Some("unclosed left bracket"),
+                Tok::RBrace => Some("unexpected end of input inside braces"),
+                _ => None,
+            };
+            if let Some(m) = msg {
+                return Err(self.err(self.start(), m));
+            }
+        }
+        Err(self.unexpected())
     }
     fn is_ident(&self, s: &str) -> bool {
         matches!(self.peek(), Tok::Ident(i) if i == s)
@@ -906,6 +926,10 @@ mod tests {
     fn errors_carry_line_and_column() {
         let e = parse("foo{a=\"b\"}}").unwrap_err();
         assert_eq!(e.to_string(), "1:11: parse error: unexpected \"}\"");
+        assert_eq!(
+            parse("sum(").unwrap_err().to_string(),
+            "1:5: parse error: unclosed left parenthesis"
+        );
         assert!(parse("1 > 2").is_err());
         assert!(parse("foo and 1").is_err());
         assert!(parse("{a=\"\"}").is_err());
