@@ -262,7 +262,6 @@ fn skip_reason(
         "histogram_avg",
         "histogram_stddev",
         "histogram_stdvar",
-        "histogram_fraction",
     ] {
         if query.contains(f) {
             return Some("native histogram");

@@ -927,6 +927,22 @@ impl<'a> Evaluator<'a> {
                 let v = self.vector_arg(&args[1], t)?;
                 self.histogram_quantile(q, v, args, span)
             }
+            "histogram_fraction" => {
+                let lower = self.scalar_arg(&args[0], t)?;
+                let upper = self.scalar_arg(&args[1], t)?;
+                let v = self.vector_arg(&args[2], t)?;
+                let groups = self.bucket_groups(&v, &args[2]);
+                Ok(Value::Vector(
+                    groups
+                        .into_iter()
+                        .map(|(labels, mut buckets)| VecSample {
+                            labels: Rc::new(labels),
+                            v: fx::bucket_fraction(lower, upper, &mut buckets),
+                            drop_name: true,
+                        })
+                        .collect(),
+                ))
+            }
             "label_replace" => {
                 let mut v = self.vector_arg(&args[0], t)?;
                 let dst = self.string_arg(&args[1], t)?;
@@ -994,6 +1010,39 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// Classic-histogram buckets grouped by series identity without `le` (the name stays in the
+    /// key until evaluation ends, as in Prometheus). Malformed `le` values are warned about.
+    fn bucket_groups(&mut self, v: &[VecSample], arg: &Expr) -> Vec<(Labels, Vec<Bucket>)> {
+        let mut keys: HashMap<Labels, usize> = HashMap::new();
+        let mut groups: Vec<(Labels, Vec<Bucket>)> = Vec::new();
+        for s in v {
+            let le = s.labels.get("le").unwrap_or("");
+            let upper = parse_go_float(le);
+            let Some(upper) = upper else {
+                let name = s.labels.name().unwrap_or("").to_string();
+                self.warn(
+                    format!(
+                        "bucket label \"le\" is missing or has a malformed value of {} for metric name {}",
+                        go_quote(le),
+                        go_quote(&name)
+                    ),
+                    arg.span(),
+                );
+                continue;
+            };
+            // Grouped with the (to be dropped) name, so two histograms differing only in
+            // name collide at the end, as in Prometheus.
+            let mut key = (*s.labels).clone();
+            key.remove("le");
+            let gi = *keys.entry(key.clone()).or_insert_with(|| {
+                groups.push((key, vec![]));
+                groups.len() - 1
+            });
+            groups[gi].1.push(Bucket { upper, count: s.v });
+        }
+        groups
+    }
+
     fn histogram_quantile(
         &mut self,
         q: f64,
@@ -1010,36 +1059,10 @@ impl<'a> Evaluator<'a> {
                 args[0].span(),
             );
         }
-        let mut keys: HashMap<Labels, usize> = HashMap::new();
-        let mut groups: Vec<(Labels, Vec<Bucket>, bool)> = Vec::new();
-        for s in &v {
-            let le = s.labels.get("le").unwrap_or("");
-            let upper = parse_go_float(le);
-            let Some(upper) = upper else {
-                let name = s.labels.name().unwrap_or("").to_string();
-                self.warn(
-                    format!(
-                        "bucket label \"le\" is missing or has a malformed value of {} for metric name {}",
-                        go_quote(le),
-                        go_quote(&name)
-                    ),
-                    args[1].span(),
-                );
-                continue;
-            };
-            // Grouped with the (to be dropped) name, so two histograms differing only in
-            // name collide at the end, as in Prometheus.
-            let mut key = (*s.labels).clone();
-            key.remove("le");
-            let gi = *keys.entry(key.clone()).or_insert_with(|| {
-                groups.push((key, vec![], false));
-                groups.len() - 1
-            });
-            groups[gi].1.push(Bucket { upper, count: s.v });
-        }
+        let groups = self.bucket_groups(&v, &args[1]);
         let _ = span;
         let mut out = Vec::new();
-        for (labels, mut buckets, _) in groups {
+        for (labels, mut buckets) in groups {
             let name_hint = labels.name().unwrap_or("").to_string();
             let (val, forced) = fx::bucket_quantile(q, &mut buckets);
             if forced {

@@ -64,6 +64,7 @@ pub static FUNCTIONS: &[Function] = &[
     f("deriv", &[M], 0, false, V),
     f("exp", &[V], 0, false, V),
     f("floor", &[V], 0, false, V),
+    f("histogram_fraction", &[S, S, V], 0, false, V),
     f("histogram_quantile", &[S, V], 0, false, V),
     f("hour", &[V], 1, false, V),
     f("idelta", &[M], 0, false, V),
@@ -110,7 +111,6 @@ pub const UNSUPPORTED: &[&str] = &[
     "histogram_count",
     "histogram_sum",
     "histogram_avg",
-    "histogram_fraction",
     "histogram_stddev",
     "histogram_stdvar",
     "histogram_quantiles",
@@ -366,40 +366,10 @@ pub fn bucket_quantile(q: f64, buckets: &mut [Bucket]) -> (f64, bool) {
     if q > 1.0 {
         return (f64::INFINITY, false);
     }
-    buckets.sort_by(|a, b| {
-        a.upper
-            .partial_cmp(&b.upper)
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
-    if buckets.last().is_none_or(|b| b.upper != f64::INFINITY) {
-        return (f64::NAN, false);
-    }
-    // Merge buckets with the same bound.
-    let mut merged: Vec<Bucket> = Vec::with_capacity(buckets.len());
-    for b in buckets.iter() {
-        match merged.last_mut() {
-            Some(l) if l.upper == b.upper => l.count += b.count,
-            _ => merged.push(*b),
-        }
-    }
-    let mut forced = false;
-    let mut prev = merged[0].count;
-    for b in merged.iter_mut().skip(1) {
-        let cur = b.count;
-        if cur == prev {
-            continue;
-        }
-        if almost_equal(prev, cur, 1e-12) {
-            b.count = prev;
-            continue;
-        }
-        if cur < prev {
-            b.count = prev;
-            forced = true;
-            continue;
-        }
-        prev = cur;
-    }
+    let (merged, forced) = match prepare_buckets(buckets) {
+        Some(x) => x,
+        None => return (f64::NAN, false),
+    };
     if merged.len() < 2 {
         return (f64::NAN, forced);
     }
@@ -428,6 +398,86 @@ pub fn bucket_quantile(q: f64, buckets: &mut [Bucket]) -> (f64, bool) {
         rank -= merged[b - 1].count;
     }
     (start + (end - start) * (rank / count), forced)
+}
+
+/// Sorts buckets, merges equal bounds and removes decreases (Prometheus's tolerance for
+/// scrapes that raced with observations). None without a `+Inf` bucket; otherwise the buckets
+/// and whether a decrease had to be removed.
+fn prepare_buckets(buckets: &mut [Bucket]) -> Option<(Vec<Bucket>, bool)> {
+    buckets.sort_by(|a, b| {
+        a.upper
+            .partial_cmp(&b.upper)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    if buckets.last().is_none_or(|b| b.upper != f64::INFINITY) {
+        return None;
+    }
+    let mut merged: Vec<Bucket> = Vec::with_capacity(buckets.len());
+    for b in buckets.iter() {
+        match merged.last_mut() {
+            Some(l) if l.upper == b.upper => l.count += b.count,
+            _ => merged.push(*b),
+        }
+    }
+    let mut forced = false;
+    let mut prev = merged[0].count;
+    for b in merged.iter_mut().skip(1) {
+        let cur = b.count;
+        if cur == prev {
+            continue;
+        }
+        if almost_equal(prev, cur, 1e-12) {
+            b.count = prev;
+            continue;
+        }
+        if cur < prev {
+            b.count = prev;
+            forced = true;
+            continue;
+        }
+        prev = cur;
+    }
+    Some((merged, forced))
+}
+
+/// Fraction of observations between `lower` and `upper` from cumulative `le` buckets.
+/// Inside a bucket the observations are assumed spread evenly; a bucket of infinite width is
+/// never interpolated (a bound inside it counts as its finite end).
+pub fn bucket_fraction(lower: f64, upper: f64, buckets: &mut [Bucket]) -> f64 {
+    let Some((b, _)) = prepare_buckets(buckets) else {
+        return f64::NAN;
+    };
+    let total = b[b.len() - 1].count;
+    if total == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let cum_at = |x: f64| -> f64 {
+        for i in 0..b.len() {
+            let ub = b[i].upper;
+            let (lb, prev) = if i == 0 {
+                (if ub > 0.0 { 0.0 } else { f64::NEG_INFINITY }, 0.0)
+            } else {
+                (b[i - 1].upper, b[i - 1].count)
+            };
+            if x <= lb {
+                return prev;
+            }
+            if x <= ub {
+                if x == ub || lb == f64::NEG_INFINITY {
+                    return b[i].count;
+                }
+                if ub == f64::INFINITY {
+                    return prev;
+                }
+                return prev + (b[i].count - prev) * (x - lb) / (ub - lb);
+            }
+        }
+        total
+    };
+    (cum_at(upper) - cum_at(lower)) / total
 }
 
 /// Relative float comparison as Prometheus's tests use it.
@@ -492,6 +542,34 @@ mod tests {
             count: 10.0,
         }];
         assert!(bucket_quantile(0.5, &mut nb).0.is_nan());
+    }
+
+    #[test]
+    fn bucket_fraction_interpolates_but_not_in_infinite_buckets() {
+        let mk = || {
+            vec![
+                Bucket {
+                    upper: 1.0,
+                    count: 1.0,
+                },
+                Bucket {
+                    upper: 2.0,
+                    count: 3.0,
+                },
+                Bucket {
+                    upper: 3.0,
+                    count: 6.0,
+                },
+                Bucket {
+                    upper: f64::INFINITY,
+                    count: 100.0,
+                },
+            ]
+        };
+        assert!((bucket_fraction(0.0, 1.5, &mut mk()) - 0.02).abs() < 1e-12);
+        assert!((bucket_fraction(2.0, 5.0, &mut mk()) - 0.03).abs() < 1e-12);
+        assert!((bucket_fraction(400.0, f64::INFINITY, &mut mk()) - 0.94).abs() < 1e-12);
+        assert_eq!(bucket_fraction(3.0, 2.0, &mut mk()), 0.0);
     }
 
     #[test]
