@@ -1868,6 +1868,24 @@ mod tests {
     }
 
     #[test]
+    fn longest_accepted_operator_chain_evaluates_on_a_4_mib_stack() {
+        let s = store(&[(0, 1.0)]);
+        let q = vec!["x_total"; crate::promql::parser::MAX_NODES].join(" + ");
+        let v = std::thread::Builder::new()
+            .stack_size(4 << 20)
+            .spawn(move || {
+                let e = crate::promql::parse(&q).unwrap();
+                let text = e.to_string();
+                let v = instant(&s, &q, 0, &EngineOpts::default()).unwrap();
+                (text.len(), values(v))
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(v.1, vec![crate::promql::parser::MAX_NODES as f64]);
+    }
+
+    #[test]
     fn zero_timeout_times_out() {
         let pts: Vec<(i64, f64)> = (0..100).map(|i| (i * 1000, i as f64)).collect();
         let s = store(&pts);

@@ -17,6 +17,8 @@ pub fn parse(input: &str) -> Result<Expr, ParseError> {
         toks,
         pos: 0,
         parens: 0,
+        depth: 0,
+        nodes: 0,
     };
     if p.peek() == &Tok::Eof {
         return Err(ParseError::at(
@@ -50,7 +52,16 @@ struct Parser<'a> {
     pos: usize,
     /// Open parentheses, for Prometheus's "unclosed left parenthesis" at end of input.
     parens: usize,
+    /// Current recursion depth and operator count: both bound how deep the parser, the
+    /// evaluator and the tree's drop may recurse, so a hostile query cannot blow the stack.
+    depth: usize,
+    nodes: usize,
 }
+
+/// Deepest nesting of sub-expressions a query may have.
+pub const MAX_DEPTH: usize = 200;
+/// Most operators, calls and aggregations a query may have.
+pub const MAX_NODES: usize = 1000;
 
 fn binop_of(t: &Tok) -> Option<BinOp> {
     Some(match t {
@@ -79,38 +90,37 @@ fn binop_of(t: &Tok) -> Option<BinOp> {
 
 impl<'a> Parser<'a> {
     fn peek(&self) -> &Tok {
-        &self.toks[self.pos].tok
+        &self.toks[self.pos.min(self.toks.len() - 1)].tok
     }
     fn peek_at(&self, k: usize) -> &Tok {
         &self.toks[(self.pos + k).min(self.toks.len() - 1)].tok
     }
     fn start(&self) -> usize {
-        self.toks[self.pos].start
+        self.toks[self.pos.min(self.toks.len() - 1)].start
     }
     fn prev_end(&self) -> usize {
         if self.pos == 0 {
             0
         } else {
-            self.toks[self.pos - 1].end
+            self.toks[(self.pos - 1).min(self.toks.len() - 1)].end
         }
     }
     fn next(&mut self) -> Tok {
-        let t = self.toks[self.pos].tok.clone();
+        let t = self.peek().clone();
         match t {
             Tok::LParen => self.parens += 1,
             Tok::RParen => self.parens = self.parens.saturating_sub(1),
             _ => {}
         }
-        if self.pos < self.toks.len() - 1 {
-            self.pos += 1;
-        }
+        // Advances past the end too, so that `pos -= 1` after reading Eof stays on Eof.
+        self.pos += 1;
         t
     }
     fn err(&self, at: usize, msg: impl Into<String>) -> ParseError {
         ParseError::at(self.input, at, msg.into())
     }
     fn unexpected(&self) -> ParseError {
-        let t = &self.toks[self.pos];
+        let t = &self.toks[self.pos.min(self.toks.len() - 1)];
         let msg = match &t.tok {
             Tok::Eof if self.parens > 0 => "unclosed left parenthesis".to_string(),
             Tok::Eof => "unexpected end of input".to_string(),
@@ -147,6 +157,31 @@ impl<'a> Parser<'a> {
     }
 
     fn expr(&mut self, min_prec: u8) -> Result<Expr, ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.err(
+                self.start(),
+                format!("expression nested more than {MAX_DEPTH} levels deep"),
+            ));
+        }
+        let r = self.expr_inner(min_prec);
+        self.depth -= 1;
+        r
+    }
+
+    /// Counts a composite node; fails past [`MAX_NODES`].
+    fn count_node(&mut self) -> Result<(), ParseError> {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return Err(self.err(
+                self.start(),
+                format!("query has more than {MAX_NODES} operators"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn expr_inner(&mut self, min_prec: u8) -> Result<Expr, ParseError> {
         let mut lhs = self.unary()?;
         while let Some(op) = binop_of(self.peek()) {
             let prec = op.precedence();
@@ -202,6 +237,7 @@ impl<'a> Parser<'a> {
             // `^` is right-associative, everything else left-associative.
             let next_min = if op == BinOp::Pow { prec } else { prec + 1 };
             let rhs = self.expr(next_min)?;
+            self.count_node()?;
             lhs = self.binary(op, lhs, rhs, return_bool, matching, op_pos)?;
         }
         Ok(lhs)
@@ -302,6 +338,7 @@ impl<'a> Parser<'a> {
                 let neg = *self.peek() == Tok::Sub;
                 let start = self.start();
                 self.next();
+                self.count_node()?;
                 // Unary operators bind like `*`: tighter than `+`, looser than `^`.
                 let e = self.expr(BinOp::Pow.precedence())?;
                 let t = e.value_type();
@@ -353,6 +390,7 @@ impl<'a> Parser<'a> {
                     let range = self.duration()?;
                     if *self.peek() == Tok::Colon {
                         self.next();
+                        self.count_node()?;
                         let step = if *self.peek() == Tok::RBracket {
                             None
                         } else {
@@ -532,6 +570,7 @@ impl<'a> Parser<'a> {
             }
             Tok::LParen => {
                 self.next();
+                self.count_node()?;
                 let e = self.expr(0)?;
                 self.expect(Tok::RParen)?;
                 Ok(Expr::Paren(
@@ -711,6 +750,7 @@ impl<'a> Parser<'a> {
     }
 
     fn aggregate(&mut self, op: AggOp, start: usize) -> Result<Expr, ParseError> {
+        self.count_node()?;
         let mut grouping = Vec::new();
         let mut without = false;
         let mut has_grouping = false;
@@ -790,6 +830,7 @@ impl<'a> Parser<'a> {
     }
 
     fn call(&mut self, f: &'static Function, start: usize) -> Result<Expr, ParseError> {
+        self.count_node()?;
         self.expect(Tok::LParen)?;
         let mut args = Vec::new();
         if *self.peek() != Tok::RParen {
@@ -934,6 +975,39 @@ mod tests {
         assert!(parse("foo and 1").is_err());
         assert!(parse("{a=\"\"}").is_err());
         assert!(parse("rate(foo)").is_err());
+    }
+
+    #[test]
+    fn hostile_queries_fail_cleanly_instead_of_overflowing_the_stack() {
+        let deep = format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000));
+        assert!(parse(&deep).unwrap_err().msg.contains("nested"));
+        let long = vec!["x"; 5000].join(" + ");
+        assert!(parse(&long).unwrap_err().msg.contains("operators"));
+        let neg = format!("{}1", "-".repeat(100_000));
+        assert!(parse(&neg).is_err());
+        // Within limits, deep trees still evaluate and print.
+        let ok = format!("{}1{}", "(".repeat(150), ")".repeat(150));
+        assert_eq!(parse(&ok).unwrap().to_string(), ok);
+    }
+
+    #[test]
+    fn truncated_and_mangled_queries_never_panic() {
+        let qs = [
+            "sum by (job) (rate(foo{a=~\"b.*\", c!=\"d\"}[5m] offset -1m @ 100))",
+            "histogram_quantile(0.9, sum by (le) (rate(x_bucket[5m])))[30m:1m] @ end()",
+            "a / on(x) group_left(y) b > bool 3 unless c or d and e",
+            "label_replace(up, \"a\", \"$1\", \"b\", \"(.*)\") ^ -2 % 0x1F",
+            "{\"utf8.name\", `raw`=~'x'} offset 1h30m",
+        ];
+        for q in qs {
+            for (i, _) in q.char_indices() {
+                let _ = parse(&q[..i]);
+                let _ = parse(&q[i..]);
+                let mut m = q.to_string();
+                m.insert(i, '(');
+                let _ = parse(&m);
+            }
+        }
     }
 
     #[test]
