@@ -406,8 +406,11 @@ fn serve_api(store: Arc<MemStorage>) -> u16 {
             let _ = r.read_exact(&mut body);
             let target = line.split(' ').nth(1).unwrap_or("/");
             let (path, qs) = target.split_once('?').unwrap_or((target, ""));
-            let mut params = api_v1::parse_form(qs);
-            params.extend(api_v1::parse_form(&String::from_utf8_lossy(&body)));
+            let mut params = promlet::http::parse_urlencoded(qs).unwrap_or_default();
+            params.extend(
+                promlet::http::parse_urlencoded(&String::from_utf8_lossy(&body))
+                    .unwrap_or_default(),
+            );
             let opts = EngineOpts::default();
             let now = T0 + 7_200_000;
             let resp = match path {

@@ -18,6 +18,14 @@ pub struct ApiResponse {
     pub body: Vec<u8>,
 }
 
+impl From<ApiResponse> for super::Response {
+    fn from(r: ApiResponse) -> super::Response {
+        super::Response::new(r.status)
+            .header("Content-Type", "application/json")
+            .body(r.body)
+    }
+}
+
 /// Most points a range query may return per series (Prometheus's limit).
 pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
 
@@ -128,41 +136,6 @@ fn params_all<'a>(params: &'a [(String, String)], name: &str) -> Vec<&'a str> {
         .filter(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
         .collect()
-}
-
-/// Decodes `a=1&b=x%20y` (query strings and form bodies); `+` is a space.
-pub fn parse_form(s: &str) -> Vec<(String, String)> {
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
-                {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A time parameter: float Unix seconds or RFC 3339.
@@ -1011,9 +984,5 @@ mod tests {
         assert!(parse_time("yesterday").is_err());
         assert_eq!(parse_duration_param("1m30s"), Ok(90_000));
         assert_eq!(parse_duration_param("15"), Ok(15_000));
-        assert_eq!(
-            parse_form("query=up%7Bjob%3D%22a%22%7D&time=1+2"),
-            p(&[("query", "up{job=\"a\"}"), ("time", "1 2")])
-        );
     }
 }
