@@ -24,6 +24,10 @@ mod expo_parse;
 /// The textfile collector against node_exporter (expected outputs and the real binary).
 mod textfile;
 
+/// Differential test against a real Prometheus 3.5 (engine, HTTP API JSON, promtool).
+mod promql_diff;
+/// Prometheus's promqltest conformance scripts run against our engine.
+mod promqltest;
 /// The ring-buffer TSDB: budget, compression, persistence, recovery.
 mod tsdb;
 /// SIGKILL a real writer process at random moments and recover what it flushed.

@@ -7,8 +7,10 @@
 //! Why not tiny_http: it starts a thread per connection and has no header limit or read timeout
 //! (DESIGN.md §3). This server runs every connection as a task on the caller's thread.
 
+pub mod api_v1;
 pub mod form;
 pub mod gzip;
+pub mod json;
 pub mod router;
 pub mod server;
 
