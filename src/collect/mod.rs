@@ -8,6 +8,13 @@
 //!
 //! A source that does not exist on this device (no hwmon on a VM, no conntrack module) makes its
 //! collector fail with [`CollectError::NotFound`]: success 0, logged once at debug, not per scrape.
+//!
+//! Not implemented on purpose: `wifi`. node_exporter reads every wifi value (interface
+//! frequency, per-station signal, bitrates, byte/packet/retry counters, beacon loss, connected
+//! time) from nl80211 over generic netlink. sysfs has none of them, and `/proc/net/wireless`
+//! only has link quality, signal and noise of the associated AP without its MAC address (the
+//! `mac_address` label), so the families cannot be reproduced from files; the collector is off
+//! by default in node_exporter too.
 
 pub mod arp;
 pub mod conntrack;
