@@ -29,6 +29,7 @@ const CASES: &[(&str, &[&str])] = &[
         ],
     ),
     ("filefd", &["proc/sys/fs/file-nr"]),
+    ("ipvs", &["proc/net/ip_vs_stats", "proc/net/ip_vs"]),
     ("kernel_hung", &["proc/sys/kernel/hung_task_detect_count"]),
     ("loadavg", &["proc/loadavg"]),
     ("mdadm", &["proc/mdstat"]),
@@ -37,6 +38,8 @@ const CASES: &[(&str, &[&str])] = &[
         "netstat",
         &["proc/net/netstat", "proc/net/snmp", "proc/net/snmp6"],
     ),
+    ("nfs", &["proc/net/rpc/nfs"]),
+    ("nfsd", &["proc/net/rpc/nfsd"]),
     (
         "pressure",
         &[
@@ -52,11 +55,20 @@ const CASES: &[(&str, &[&str])] = &[
     ("stat", &["proc/stat"]),
     ("udp_queues", &["proc/net/udp"]),
     ("vmstat", &["proc/vmstat"]),
+    (
+        "zfs",
+        &[
+            "proc/spl/kstat/zfs/arcstats",
+            "proc/spl/kstat/zfs/pool1/io",
+            "proc/spl/kstat/zfs/pool1/objset-1",
+        ],
+    ),
 ];
 
-/// Files where an empty or text-garbage copy is legitimately "nothing to report": snmp6 lines
-/// without an IPv6 counter name are skipped, as node_exporter skips them.
-const LENIENT: &[&str] = &["proc/net/snmp6"];
+/// Files where an empty or text-garbage copy is legitimately "nothing to report", as in
+/// node_exporter: snmp6 lines without an IPv6 counter name are skipped, and a zpool `io` file
+/// without its `nread …` header has no I/O stats.
+const LENIENT: &[&str] = &["proc/net/snmp6", "proc/spl/kstat/zfs/pool1/io"];
 
 /// Text that is no /proc format at all.
 const TEXT_GARBAGE: &str =
@@ -199,4 +211,38 @@ fn procfs_collectors_report_absent_sources_as_not_found() {
             "{name}: samples from an empty root: {fams:?}"
         );
     }
+}
+
+/// Steady-state collection allocates per file read (path strings), never per sample: after two
+/// warm-up cycles, a cycle over the fixture trees allocates far fewer times than it has samples.
+#[test]
+fn procfs_collectors_do_not_allocate_per_sample_in_steady_state() {
+    let Some(fixtures) = common::shared_dir("node-fixtures") else {
+        return;
+    };
+    let tree = common::node_fixtures::NodeFixtures::new(&fixtures, "alloc");
+    let roots = tree.roots();
+    let names: Vec<&str> = CASES.iter().map(|(n, _)| *n).collect();
+    let mut opts = CollectorOptions::default();
+    opts.set("stat.softirq", "true");
+    let mut driver = promlet::collect::Driver::new(|d| names.contains(&d.name), &opts).unwrap();
+    let ctx = Context {
+        roots: &roots,
+        now_ms: 0,
+    };
+    let mut set = MetricSet::new();
+    for _ in 0..2 {
+        set.clear();
+        driver.collect(&ctx, &mut set);
+    }
+    set.clear();
+    let ((), allocs) = common::alloc_counter::count_allocations(|| driver.collect(&ctx, &mut set));
+    let samples = set.sample_count();
+    let files: usize = CASES.iter().map(|(_, f)| f.len()).sum();
+    println!("steady state: {allocs} allocations for {samples} samples from {files}+ files");
+    assert!(samples > 300, "only {samples} samples");
+    assert!(
+        (allocs as usize) < samples / 4,
+        "{allocs} allocations for {samples} samples: something allocates per sample"
+    );
 }

@@ -2,13 +2,26 @@
 //! and the per-CPU /proc/net/stat/nf_conntrack table (summed over CPUs), as `node_nf_conntrack_*`.
 //! No nf_conntrack module loaded (no such files) is `NotFound`.
 
-use super::util::{hex, read_into, read_u64};
+use super::util::{hex, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
-#[derive(Default)]
 pub struct Conntrack {
     buf: String,
+    count: KeptFile,
+    max: KeptFile,
+    stat: KeptFile,
+}
+
+impl Default for Conntrack {
+    fn default() -> Self {
+        Conntrack {
+            buf: String::new(),
+            count: KeptFile::new("sys/net/netfilter/nf_conntrack_count"),
+            max: KeptFile::new("sys/net/netfilter/nf_conntrack_max"),
+            stat: KeptFile::new("net/stat/nf_conntrack"),
+        }
+    }
 }
 
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -33,14 +46,8 @@ impl Collector for Conntrack {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let count = read_u64(
-            &ctx.roots.proc("sys/net/netfilter/nf_conntrack_count"),
-            &mut self.buf,
-        )?;
-        let max = read_u64(
-            &ctx.roots.proc("sys/net/netfilter/nf_conntrack_max"),
-            &mut self.buf,
-        )?;
+        let count = self.count.read_u64(&ctx.roots.procfs, &mut self.buf)?;
+        let max = self.max.read_u64(&ctx.roots.procfs, &mut self.buf)?;
         out.single(
             "node_nf_conntrack_entries",
             "Number of currently allocated flow entries for connection tracking.",
@@ -54,12 +61,12 @@ impl Collector for Conntrack {
             max as f64,
         );
 
-        let path = ctx.roots.proc("net/stat/nf_conntrack");
-        read_into(&path, &mut self.buf)?;
+        self.stat.read(&ctx.roots.procfs, &mut self.buf)?;
+        let path = self.stat.path();
         let mut lines = self.buf.lines().filter(|l| !l.trim().is_empty());
         let header = lines
             .next()
-            .ok_or_else(|| CollectError::parse(&path, "empty"))?;
+            .ok_or_else(|| CollectError::parse(path, "empty"))?;
         let columns = header.split_ascii_whitespace().count();
         // Column index of each exported stat; kernels name the columns in the header.
         let mut index = [usize::MAX; STATS.len()];
@@ -70,7 +77,7 @@ impl Collector for Conntrack {
         }
         if index.contains(&usize::MAX) {
             return Err(CollectError::parse(
-                &path,
+                path,
                 format!("header lacks a known column: {header:?}"),
             ));
         }
@@ -78,12 +85,12 @@ impl Collector for Conntrack {
         for line in lines {
             if line.split_ascii_whitespace().count() != columns {
                 return Err(CollectError::parse(
-                    &path,
+                    path,
                     format!("row has not {columns} columns"),
                 ));
             }
             for (i, tok) in line.split_ascii_whitespace().enumerate() {
-                let v = hex(tok, &path)?;
+                let v = hex(tok, path)?;
                 if let Some(s) = index.iter().position(|&x| x == i) {
                     sums[s] = sums[s].wrapping_add(v);
                 }
@@ -93,5 +100,37 @@ impl Collector for Conntrack {
             out.single(name, help, MetricType::Gauge, v as f64);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::util::testing::run;
+
+    #[test]
+    fn stats_are_summed_over_cpus_by_header_name() {
+        let stat = "entries clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop icmp_error expect_new expect_create expect_delete search_restart\n\
+                    00000001 0 0000000a 0 1 2 0 0 3 4 5 6 0 0 0 0 7\n\
+                    00000001 0 00000001 0 1 2 0 0 3 4 5 6 0 0 0 0 7\n";
+        let (r, text) = run(
+            &mut Conntrack::default(),
+            &[
+                ("proc/sys/net/netfilter/nf_conntrack_count", "3\n"),
+                ("proc/sys/net/netfilter/nf_conntrack_max", "65536\n"),
+                ("proc/net/stat/nf_conntrack", stat),
+            ],
+        );
+        r.unwrap();
+        assert!(text.contains("node_nf_conntrack_stat_found 11\n"));
+        assert!(text.contains("node_nf_conntrack_stat_search_restart 14\n"));
+        assert!(text.contains("node_nf_conntrack_entries_limit 65536\n"));
+    }
+
+    #[test]
+    fn no_module_is_not_found() {
+        let (r, text) = run(&mut Conntrack::default(), &[]);
+        assert!(matches!(r, Err(CollectError::NotFound(_))));
+        assert!(text.is_empty());
     }
 }

@@ -1,12 +1,23 @@
 //! `entropy`: the kernel random pool from /proc/sys/kernel/random/{entropy_avail,poolsize}.
 
-use super::util::read_u64;
+use super::util::KeptFile;
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
-#[derive(Default)]
 pub struct Entropy {
     buf: String,
+    avail: KeptFile,
+    pool: KeptFile,
+}
+
+impl Default for Entropy {
+    fn default() -> Self {
+        Entropy {
+            buf: String::new(),
+            avail: KeptFile::new("sys/kernel/random/entropy_avail"),
+            pool: KeptFile::new("sys/kernel/random/poolsize"),
+        }
+    }
 }
 
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -19,11 +30,8 @@ impl Collector for Entropy {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let avail = read_u64(
-            &ctx.roots.proc("sys/kernel/random/entropy_avail"),
-            &mut self.buf,
-        )?;
-        let pool = read_u64(&ctx.roots.proc("sys/kernel/random/poolsize"), &mut self.buf)?;
+        let avail = self.avail.read_u64(&ctx.roots.procfs, &mut self.buf)?;
+        let pool = self.pool.read_u64(&ctx.roots.procfs, &mut self.buf)?;
         out.single(
             "node_entropy_available_bits",
             "Bits of available entropy.",

@@ -1,13 +1,22 @@
 //! `kernel_hung`: /proc/sys/kernel/hung_task_detect_count (kernel 6.10+) as
 //! `node_kernel_hung_tasks_total`. Older kernels lack the file: `NotFound`.
 
-use super::util::read_u64;
+use super::util::KeptFile;
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
-#[derive(Default)]
 pub struct KernelHung {
     buf: String,
+    file: KeptFile,
+}
+
+impl Default for KernelHung {
+    fn default() -> Self {
+        KernelHung {
+            buf: String::new(),
+            file: KeptFile::new("sys/kernel/hung_task_detect_count"),
+        }
+    }
 }
 
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -20,10 +29,7 @@ impl Collector for KernelHung {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let n = read_u64(
-            &ctx.roots.proc("sys/kernel/hung_task_detect_count"),
-            &mut self.buf,
-        )?;
+        let n = self.file.read_u64(&ctx.roots.procfs, &mut self.buf)?;
         out.single(
             "node_kernel_hung_tasks_total",
             "Total number of tasks that have been detected as hung since the system booted.",

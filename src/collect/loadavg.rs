@@ -1,12 +1,21 @@
 //! `loadavg`: node_load1, node_load5, node_load15 from /proc/loadavg.
 
-use super::util::read_into;
+use super::util::KeptFile;
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
-#[derive(Default)]
 pub struct Loadavg {
     buf: String,
+    file: KeptFile,
+}
+
+impl Default for Loadavg {
+    fn default() -> Self {
+        Loadavg {
+            buf: String::new(),
+            file: KeptFile::new("loadavg"),
+        }
+    }
 }
 
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -29,10 +38,10 @@ impl Collector for Loadavg {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let path = ctx.roots.proc("loadavg");
-        read_into(&path, &mut self.buf)?;
+        self.file.read(&ctx.roots.procfs, &mut self.buf)?;
+        let path = self.file.path();
         let [l1, l5, l15] =
-            parse(&self.buf).ok_or_else(|| CollectError::parse(&path, "expected three numbers"))?;
+            parse(&self.buf).ok_or_else(|| CollectError::parse(path, "expected three numbers"))?;
         out.single("node_load1", "1m load average.", MetricType::Gauge, l1);
         out.single("node_load5", "5m load average.", MetricType::Gauge, l5);
         out.single("node_load15", "15m load average.", MetricType::Gauge, l15);

@@ -7,7 +7,7 @@
 //! indented status line (`N blocks … [total/active] [UU]`), and optionally a bitmap line and a
 //! sync line (`recovery = 8.5% (16775552/195310144)`, `resync=PENDING`).
 
-use super::util::{num, read_into};
+use super::util::{num, read_into, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::Path;
@@ -15,10 +15,22 @@ use std::path::Path;
 /// The `state` label values, in node_exporter's order.
 const STATES: [&str; 5] = ["active", "inactive", "recovering", "resync", "check"];
 
-#[derive(Default)]
 pub struct Mdadm {
+    mdstat: KeptFile,
     buf: String,
     small: String,
+    path: std::path::PathBuf,
+}
+
+impl Default for Mdadm {
+    fn default() -> Self {
+        Mdadm {
+            mdstat: KeptFile::new("mdstat"),
+            buf: String::new(),
+            small: String::new(),
+            path: Default::default(),
+        }
+    }
 }
 
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -140,10 +152,10 @@ fn parse_array<'a>(
 
 impl Mdadm {
     fn mdstat(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let path = ctx.roots.proc("mdstat");
-        read_into(&path, &mut self.buf)?;
+        self.mdstat.read(&ctx.roots.procfs, &mut self.buf)?;
+        let path = self.mdstat.path();
         if !self.buf.starts_with("Personalities") {
-            return Err(bad(&path, "no Personalities line".into()));
+            return Err(bad(path, "no Personalities line".into()));
         }
         let state = out.family(
             "node_md_state",
@@ -179,7 +191,7 @@ impl Mdadm {
             {
                 continue;
             }
-            let a = parse_array(line, lines.clone(), &path)?;
+            let a = parse_array(line, lines.clone(), path)?;
             let dev = ("device", &a.name as &dyn std::fmt::Display);
             for (i, s) in STATES.iter().enumerate() {
                 let on = if a.state == Some(i) { 1.0 } else { 0.0 };
@@ -211,30 +223,40 @@ impl Mdadm {
             "Number of raid disks on device.",
             MetricType::Gauge,
         );
+        let mut p = std::mem::take(&mut self.path);
+        let mut result = Ok(());
         for e in entries.flatten() {
             let name = e.file_name();
             let Some(name) = name.to_str().filter(|n| n.starts_with("md")) else {
                 continue;
             };
-            let md = e.path().join("md");
-            if !md.is_dir() {
+            p.as_mut_os_string().clear();
+            p.push(&dir);
+            p.push(name);
+            p.push("md");
+            if !p.is_dir() {
                 continue;
             }
-            let p = md.join("raid_disks");
-            read_into(&p, &mut self.small)?;
-            let disks = num(self.small.trim(), &p)?;
-            let p = md.join("degraded");
+            p.push("raid_disks");
+            let disks = read_into(&p, &mut self.small).and_then(|()| num(self.small.trim(), &p));
+            p.set_file_name("degraded");
             let deg = match read_into(&p, &mut self.small) {
-                Err(CollectError::NotFound(_)) => 0.0,
-                r => {
-                    r?;
-                    num(self.small.trim(), &p)?
-                }
+                Err(CollectError::NotFound(_)) => Ok(0.0),
+                r => r.and_then(|()| num(self.small.trim(), &p)),
             };
-            out.sample(degraded, &[("device", &name)], deg);
-            out.sample(raid_disks, &[("device", &name)], disks);
+            match (disks, deg) {
+                (Ok(disks), Ok(deg)) => {
+                    out.sample(degraded, &[("device", &name)], deg);
+                    out.sample(raid_disks, &[("device", &name)], disks);
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    result = Err(e);
+                    break;
+                }
+            }
         }
-        Ok(())
+        self.path = p;
+        result
     }
 }
 

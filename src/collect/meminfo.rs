@@ -4,7 +4,7 @@
 //! Not procfs's `Meminfo`: that builds a HashMap per read (DESIGN.md §4). This reads into a
 //! reused buffer and looks each line's key up in a static table.
 
-use super::util::{num, read_into};
+use super::util::{num, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -80,9 +80,18 @@ const FIELDS: &[Field] = fields![
     ("HugePages_Total", "HugePages_Total"),
 ];
 
-#[derive(Default)]
 pub struct Meminfo {
     buf: String,
+    file: KeptFile,
+}
+
+impl Default for Meminfo {
+    fn default() -> Self {
+        Meminfo {
+            buf: String::new(),
+            file: KeptFile::new("meminfo"),
+        }
+    }
 }
 
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -95,8 +104,8 @@ impl Collector for Meminfo {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let path = ctx.roots.proc("meminfo");
-        read_into(&path, &mut self.buf)?;
+        self.file.read(&ctx.roots.procfs, &mut self.buf)?;
+        let path = self.file.path();
         let mut saw_total = false;
         for line in self.buf.lines() {
             if line.trim().is_empty() {
@@ -104,14 +113,14 @@ impl Collector for Meminfo {
             }
             let (key, rest) = line
                 .split_once(':')
-                .ok_or_else(|| CollectError::parse(&path, format!("no ':' in {line:?}")))?;
+                .ok_or_else(|| CollectError::parse(path, format!("no ':' in {line:?}")))?;
             let mut toks = rest.split_ascii_whitespace();
-            let value = num(toks.next().unwrap_or(""), &path)?;
+            let value = num(toks.next().unwrap_or(""), path)?;
             let value = match toks.next() {
                 None => value,
                 Some("kB") => value * 1024.0,
                 Some(unit) => {
-                    return Err(CollectError::parse(&path, format!("unknown unit {unit:?}")))
+                    return Err(CollectError::parse(path, format!("unknown unit {unit:?}")))
                 }
             };
             saw_total |= key == "MemTotal";
@@ -120,8 +129,42 @@ impl Collector for Meminfo {
             }
         }
         if !saw_total {
-            return Err(CollectError::parse(&path, "no MemTotal line"));
+            return Err(CollectError::parse(path, "no MemTotal line"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::util::testing::run;
+
+    #[test]
+    fn kb_fields_become_bytes_and_hugepage_counts_stay_counts() {
+        let (r, text) = run(
+            &mut Meminfo::default(),
+            &[(
+                "proc/meminfo",
+                "MemTotal: 2 kB\nActive(anon): 1 kB\nHugePages_Total: 3\nKReclaimable: 9 kB\n",
+            )],
+        );
+        r.unwrap();
+        assert!(text.contains("node_memory_MemTotal_bytes 2048\n"));
+        assert!(text.contains("node_memory_Active_anon_bytes 1024\n"));
+        assert!(text.contains("node_memory_HugePages_Total 3\n"));
+        // Fields node_exporter 1.11 does not map are not exported.
+        assert!(!text.contains("KReclaimable"));
+    }
+
+    #[test]
+    fn unknown_unit_or_missing_memtotal_is_an_error() {
+        let mut c = Meminfo::default();
+        assert!(run(&mut c, &[("proc/meminfo", "MemTotal: 2 MB\n")])
+            .0
+            .is_err());
+        assert!(run(&mut c, &[("proc/meminfo", "MemFree: 2 kB\n")])
+            .0
+            .is_err());
     }
 }

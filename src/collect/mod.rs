@@ -29,6 +29,7 @@ pub mod filesystem;
 #[cfg(test)]
 mod fixtures;
 pub mod hwmon;
+pub mod ipvs;
 pub mod kernel_hung;
 pub mod loadavg;
 pub mod mdadm;
@@ -36,6 +37,8 @@ pub mod meminfo;
 pub mod netclass;
 pub mod netdev;
 pub mod netstat;
+pub mod nfs;
+pub mod nfsd;
 pub mod nvme;
 pub mod os;
 pub mod powersupplyclass;
@@ -54,6 +57,7 @@ pub mod uname;
 pub mod util;
 pub mod vmstat;
 pub mod watchdog;
+pub mod zfs;
 
 use crate::expo::{MetricSet, MetricType};
 use std::path::{Path, PathBuf};
@@ -260,6 +264,12 @@ pub const COLLECTORS: &[CollectorDef] = &[
         new: hwmon::new,
     },
     CollectorDef {
+        name: "ipvs",
+        default_enabled: true,
+        options: ipvs::OPTIONS,
+        new: ipvs::new,
+    },
+    CollectorDef {
         name: "kernel_hung",
         default_enabled: true,
         options: &[],
@@ -300,6 +310,18 @@ pub const COLLECTORS: &[CollectorDef] = &[
         default_enabled: true,
         options: netstat::OPTIONS,
         new: netstat::new,
+    },
+    CollectorDef {
+        name: "nfs",
+        default_enabled: true,
+        options: &[],
+        new: nfs::new,
+    },
+    CollectorDef {
+        name: "nfsd",
+        default_enabled: true,
+        options: &[],
+        new: nfsd::new,
     },
     CollectorDef {
         name: "nvme",
@@ -396,6 +418,12 @@ pub const COLLECTORS: &[CollectorDef] = &[
         default_enabled: true,
         options: &[],
         new: watchdog::new,
+    },
+    CollectorDef {
+        name: "zfs",
+        default_enabled: true,
+        options: &[],
+        new: zfs::new,
     },
 ];
 

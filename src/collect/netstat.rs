@@ -4,7 +4,7 @@
 //! netstat and snmp come in line pairs (`Proto: names…` then `Proto: values…`); snmp6 has one
 //! `Proto6Field value` per line and may be absent (IPv6 disabled).
 
-use super::util::{num, option_regex, read_into, FieldSelection};
+use super::util::{num, option_regex, FieldSelection, KeptFile};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::Path;
@@ -16,6 +16,13 @@ pub const OPTIONS: &[CollectorOption] = &[CollectorOption {
 }];
 
 pub struct Netstat {
+    /// /proc/net/netstat, /proc/net/snmp, /proc/net/snmp6.
+    files: [KeptFile; 3],
+    parser: Parser,
+}
+
+/// The parsing state, apart from the files so a file's path can be borrowed while parsing.
+struct Parser {
     buf: String,
     key: String,
     fields: FieldSelection,
@@ -24,9 +31,16 @@ pub struct Netstat {
 pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     let re = option_regex("netstat.fields", opts.get("netstat.fields"))?;
     Ok(Box::new(Netstat {
-        buf: String::new(),
-        key: String::new(),
-        fields: FieldSelection::new(re),
+        files: [
+            KeptFile::new("net/netstat"),
+            KeptFile::new("net/snmp"),
+            KeptFile::new("net/snmp6"),
+        ],
+        parser: Parser {
+            buf: String::new(),
+            key: String::new(),
+            fields: FieldSelection::new(re),
+        },
     }))
 }
 
@@ -39,7 +53,7 @@ fn describe(key: &str) -> (String, String) {
     )
 }
 
-impl Netstat {
+impl Parser {
     fn emit(&mut self, proto: &str, field: &str, value: f64, out: &mut MetricSet) {
         self.key.clear();
         self.key.push_str(proto);
@@ -50,9 +64,8 @@ impl Netstat {
         }
     }
 
-    /// A file of `Proto: names` / `Proto: values` line pairs.
+    /// The buffer holds a file of `Proto: names` / `Proto: values` line pairs.
     fn paired(&mut self, path: &Path, out: &mut MetricSet) -> Result<(), CollectError> {
-        read_into(path, &mut self.buf)?;
         let buf = std::mem::take(&mut self.buf);
         let result = self.paired_lines(&buf, path, out);
         self.buf = buf;
@@ -101,11 +114,8 @@ impl Netstat {
         Ok(())
     }
 
+    /// The buffer holds /proc/net/snmp6.
     fn snmp6(&mut self, path: &Path, out: &mut MetricSet) -> Result<(), CollectError> {
-        match read_into(path, &mut self.buf) {
-            Err(CollectError::NotFound(_)) => return Ok(()),
-            r => r?,
-        }
         let buf = std::mem::take(&mut self.buf);
         let mut result = Ok(());
         for line in buf.lines() {
@@ -134,8 +144,69 @@ impl Collector for Netstat {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        self.paired(&ctx.roots.proc("net/netstat"), out)?;
-        self.paired(&ctx.roots.proc("net/snmp"), out)?;
-        self.snmp6(&ctx.roots.proc("net/snmp6"), out)
+        let root = &ctx.roots.procfs;
+        let [netstat, snmp, snmp6] = &mut self.files;
+        let p = &mut self.parser;
+        netstat.read(root, &mut p.buf)?;
+        p.paired(netstat.path(), out)?;
+        snmp.read(root, &mut p.buf)?;
+        p.paired(snmp.path(), out)?;
+        match snmp6.read(root, &mut p.buf) {
+            // IPv6 disabled.
+            Err(CollectError::NotFound(_)) => Ok(()),
+            r => {
+                r?;
+                p.snmp6(snmp6.path(), out)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::util::testing::run;
+
+    fn collector() -> Box<dyn Collector> {
+        new(&CollectorOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn default_fields_select_and_name_like_node_exporter() {
+        let (r, text) = run(
+            &mut *collector(),
+            &[
+                (
+                    "proc/net/netstat",
+                    "TcpExt: SyncookiesSent TW\nTcpExt: 1 2\n",
+                ),
+                ("proc/net/snmp", "Tcp: ActiveOpens MaxConn\nTcp: 5 -1\n"),
+                ("proc/net/snmp6", "Ip6InOctets 7\nIcmp6InMsgs 8\n"),
+            ],
+        );
+        r.unwrap();
+        assert!(text.contains(
+            "# HELP node_netstat_TcpExt_SyncookiesSent Statistic TcpExtSyncookiesSent.\n"
+        ));
+        assert!(text.contains(
+            "# TYPE node_netstat_Tcp_ActiveOpens untyped\nnode_netstat_Tcp_ActiveOpens 5\n"
+        ));
+        assert!(text.contains("node_netstat_Ip6_InOctets 7\n"));
+        assert!(text.contains("node_netstat_Icmp6_InMsgs 8\n"));
+        assert!(
+            !text.contains("TcpExt_TW"),
+            "TW is not in the default fields"
+        );
+    }
+
+    #[test]
+    fn missing_snmp6_is_fine_but_a_field_count_mismatch_is_not() {
+        let base = [
+            ("proc/net/netstat", "TcpExt: A\nTcpExt: 1\n"),
+            ("proc/net/snmp", "Tcp: A B\nTcp: 1 2\n"),
+        ];
+        assert!(run(&mut *collector(), &base).0.is_ok());
+        let bad = [("proc/net/netstat", "TcpExt: A B\nTcpExt: 1\n"), base[1]];
+        assert!(run(&mut *collector(), &bad).0.is_err());
     }
 }

@@ -4,14 +4,29 @@
 //! No /proc/pressure (kernel < 4.20 or CONFIG_PSI off, common on routers) is `NotFound`;
 //! a missing `irq` file alone (kernels before 6.1) just drops the irq family.
 
-use super::util::read_into;
+use super::util::KeptFile;
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::Path;
 
-#[derive(Default)]
 pub struct Pressure {
     buf: String,
+    /// /proc/pressure/{cpu,io,memory,irq}.
+    files: [KeptFile; 4],
+}
+
+impl Default for Pressure {
+    fn default() -> Self {
+        Pressure {
+            buf: String::new(),
+            files: [
+                KeptFile::new("pressure/cpu"),
+                KeptFile::new("pressure/io"),
+                KeptFile::new("pressure/memory"),
+                KeptFile::new("pressure/irq"),
+            ],
+        }
+    }
 }
 
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -51,20 +66,18 @@ impl Collector for Pressure {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        for (res, rel) in [
-            ("cpu", "pressure/cpu"),
-            ("io", "pressure/io"),
-            ("memory", "pressure/memory"),
-            ("irq", "pressure/irq"),
-        ] {
-            let path = ctx.roots.proc(rel);
-            match read_into(&path, &mut self.buf) {
+        for (res, file) in ["cpu", "io", "memory", "irq"]
+            .into_iter()
+            .zip(&mut self.files)
+        {
+            match file.read(&ctx.roots.procfs, &mut self.buf) {
                 Err(CollectError::NotFound(_)) if res == "irq" => continue,
                 r => r?,
             }
-            let (some, full) = parse(&self.buf, &path)?;
+            let path = file.path();
+            let (some, full) = parse(&self.buf, path)?;
             let need = |v: Option<u64>, what: &str| {
-                v.ok_or_else(|| CollectError::parse(&path, format!("no {what} line")))
+                v.ok_or_else(|| CollectError::parse(path, format!("no {what} line")))
             };
             match res {
                 "cpu" => out.single(
@@ -110,5 +123,41 @@ impl Collector for Pressure {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::util::testing::run;
+
+    const LINES: &str = "some avg10=0.00 avg60=0.00 avg300=0.00 total=14036781\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=5\n";
+
+    #[test]
+    fn totals_become_seconds_and_missing_irq_is_fine() {
+        let files = [
+            ("proc/pressure/cpu", LINES),
+            ("proc/pressure/io", LINES),
+            ("proc/pressure/memory", LINES),
+        ];
+        let (r, text) = run(&mut Pressure::default(), &files);
+        r.unwrap();
+        // Same digits as node_exporter, which divides by 1000 twice.
+        assert!(text.contains("node_pressure_cpu_waiting_seconds_total 14.036781000000001\n"));
+        assert!(text.contains("node_pressure_io_stalled_seconds_total 5e-06\n"));
+        assert!(!text.contains("irq"));
+    }
+
+    #[test]
+    fn no_psi_is_not_found_and_a_line_without_total_is_an_error() {
+        assert!(matches!(
+            run(&mut Pressure::default(), &[]).0,
+            Err(CollectError::NotFound(_))
+        ));
+        let bad = [("proc/pressure/cpu", "some avg10=0.00\n")];
+        assert!(matches!(
+            run(&mut Pressure::default(), &bad).0,
+            Err(CollectError::Parse(..))
+        ));
     }
 }

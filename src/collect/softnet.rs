@@ -5,13 +5,22 @@
 //! 8 cpu_collision, 9 received_rps, 10 flow_limit_count, 11 backlog length, 12 CPU id. Older
 //! kernels print fewer columns; then the CPU is the row number and missing values are 0.
 
-use super::util::{hex, read_into};
+use super::util::{hex, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
-#[derive(Default)]
 pub struct Softnet {
     buf: String,
+    file: KeptFile,
+}
+
+impl Default for Softnet {
+    fn default() -> Self {
+        Softnet {
+            buf: String::new(),
+            file: KeptFile::new("net/softnet_stat"),
+        }
+    }
 }
 
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -70,25 +79,25 @@ impl Collector for Softnet {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let path = ctx.roots.proc("net/softnet_stat");
-        read_into(&path, &mut self.buf)?;
+        self.file.read(&ctx.roots.procfs, &mut self.buf)?;
+        let path = self.file.path();
         // Parse every row first so garbage yields an error, not half a family set.
         let mut rows = 0;
         for line in self.buf.lines().filter(|l| !l.trim().is_empty()) {
             let n = line.split_ascii_whitespace().count();
             if n < 9 {
                 return Err(CollectError::parse(
-                    &path,
+                    path,
                     format!("{n} columns, want at least 9"),
                 ));
             }
             for tok in line.split_ascii_whitespace() {
-                hex(tok, &path)?;
+                hex(tok, path)?;
             }
             rows += 1;
         }
         if rows == 0 {
-            return Err(CollectError::parse(&path, "empty"));
+            return Err(CollectError::parse(path, "empty"));
         }
         let fams = COLUMNS.map(|(_, name, help, typ)| out.family(name, help, typ));
         for (row, line) in self
@@ -108,5 +117,41 @@ impl Collector for Softnet {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::util::testing::run;
+
+    #[test]
+    fn cpu_label_comes_from_the_id_column_when_present() {
+        // Kernel 6.x: 13 columns, the last is the CPU id (here CPUs 0 and 2; 1 is offline).
+        let row = |id: &str| {
+            format!(
+                "0000000a 00000001 00000002 0 0 0 0 0 00000003 00000004 00000005 00000006 {id}\n"
+            )
+        };
+        let file = row("00000000") + &row("00000002");
+        let (r, text) = run(&mut Softnet::default(), &[("proc/net/softnet_stat", &file)]);
+        r.unwrap();
+        assert!(text.contains("node_softnet_processed_total{cpu=\"2\"} 10\n"));
+        assert!(text.contains("node_softnet_backlog_len{cpu=\"0\"} 6\n"));
+        assert!(!text.contains("cpu=\"1\""));
+    }
+
+    #[test]
+    fn old_kernels_number_cpus_by_row() {
+        let (r, text) = run(
+            &mut Softnet::default(),
+            &[(
+                "proc/net/softnet_stat",
+                "1 0 0 0 0 0 0 0 0\n2 0 0 0 0 0 0 0 0\n",
+            )],
+        );
+        r.unwrap();
+        assert!(text.contains("node_softnet_processed_total{cpu=\"1\"} 2\n"));
+        assert!(text.contains("node_softnet_flow_limit_count_total{cpu=\"1\"} 0\n"));
     }
 }

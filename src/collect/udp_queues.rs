@@ -2,14 +2,25 @@
 //! (`tx_queue:rx_queue` column, hex), as `node_udp_queues{ip,queue}`. No udp6 (IPv6 off) drops
 //! the v6 samples; no udp at all is `NotFound`.
 
-use super::util::{hex, read_into};
+use super::util::{hex, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::Path;
 
-#[derive(Default)]
 pub struct UdpQueues {
     buf: String,
+    udp: KeptFile,
+    udp6: KeptFile,
+}
+
+impl Default for UdpQueues {
+    fn default() -> Self {
+        UdpQueues {
+            buf: String::new(),
+            udp: KeptFile::new("net/udp"),
+            udp6: KeptFile::new("net/udp6"),
+        }
+    }
 }
 
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -44,15 +55,13 @@ impl Collector for UdpQueues {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let path = ctx.roots.proc("net/udp");
-        read_into(&path, &mut self.buf)?;
-        let v4 = sum(&self.buf, &path)?;
-        let path6 = ctx.roots.proc("net/udp6");
-        let v6 = match read_into(&path6, &mut self.buf) {
+        self.udp.read(&ctx.roots.procfs, &mut self.buf)?;
+        let v4 = sum(&self.buf, self.udp.path())?;
+        let v6 = match self.udp6.read(&ctx.roots.procfs, &mut self.buf) {
             Err(CollectError::NotFound(_)) => None,
             r => {
                 r?;
-                Some(sum(&self.buf, &path6)?)
+                Some(sum(&self.buf, self.udp6.path())?)
             }
         };
         let fam = out.family(
@@ -67,5 +76,35 @@ impl Collector for UdpQueues {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::util::testing::run;
+
+    const UDP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 00000000:0016 00000000:0000 0A 00000015:00000001 00:00000000 00000000     0        0 2740 1\n\
+   1: 00000000:0017 00000000:0000 0A 00000001:00000010 00:00000000 00000000     0        0 2741 1\n";
+
+    #[test]
+    fn queues_are_summed_per_family() {
+        let (r, text) = run(
+            &mut UdpQueues::default(),
+            &[("proc/net/udp", UDP), ("proc/net/udp6", UDP)],
+        );
+        r.unwrap();
+        assert!(text.contains("node_udp_queues{queue=\"tx\",ip=\"v4\"} 22\n"));
+        assert!(text.contains("node_udp_queues{queue=\"rx\",ip=\"v6\"} 17\n"));
+    }
+
+    #[test]
+    fn missing_header_is_an_error() {
+        let (r, _) = run(
+            &mut UdpQueues::default(),
+            &[("proc/net/udp", "   0: 0:0 0:0 0A 1:1\n")],
+        );
+        assert!(r.is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! `vmstat`: the /proc/vmstat fields selected by `vmstat.fields`, as untyped
 //! `node_vmstat_<field>` (node_exporter's names and HELP).
 
-use super::util::{num, option_regex, read_into, FieldSelection};
+use super::util::{num, option_regex, FieldSelection, KeptFile};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -13,6 +13,7 @@ pub const OPTIONS: &[CollectorOption] = &[CollectorOption {
 
 pub struct Vmstat {
     buf: String,
+    file: KeptFile,
     fields: FieldSelection,
 }
 
@@ -20,6 +21,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     let re = option_regex("vmstat.fields", opts.get("vmstat.fields"))?;
     Ok(Box::new(Vmstat {
         buf: String::new(),
+        file: KeptFile::new("vmstat"),
         fields: FieldSelection::new(re),
     }))
 }
@@ -30,8 +32,8 @@ impl Collector for Vmstat {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let path = ctx.roots.proc("vmstat");
-        read_into(&path, &mut self.buf)?;
+        self.file.read(&ctx.roots.procfs, &mut self.buf)?;
+        let path = self.file.path();
         let mut lines = 0;
         for line in self.buf.lines() {
             let mut toks = line.split_ascii_whitespace();
@@ -39,9 +41,9 @@ impl Collector for Vmstat {
                 if line.trim().is_empty() {
                     continue;
                 }
-                return Err(CollectError::parse(&path, format!("bad line {line:?}")));
+                return Err(CollectError::parse(path, format!("bad line {line:?}")));
             };
-            let value = num(value, &path)?;
+            let value = num(value, path)?;
             lines += 1;
             let describe = |f: &str| {
                 (
@@ -54,8 +56,29 @@ impl Collector for Vmstat {
             }
         }
         if lines == 0 {
-            return Err(CollectError::parse(&path, "empty"));
+            return Err(CollectError::parse(path, "empty"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::util::testing::run;
+
+    #[test]
+    fn default_fields_pick_faults_paging_swapping_and_oom_kills() {
+        let vmstat = "nr_free_pages 10\npgfault 5\npgmajfault 1\npswpin 2\noom_kill 0\npgpgin 3\nworkingset_refault_anon 4\n";
+        let (r, text) = run(
+            &mut *new(&CollectorOptions::default()).unwrap(),
+            &[("proc/vmstat", vmstat)],
+        );
+        r.unwrap();
+        for f in ["pgfault", "pgmajfault", "pswpin", "oom_kill", "pgpgin"] {
+            assert!(text.contains(&format!("node_vmstat_{f} ")), "{f} missing");
+        }
+        assert!(!text.contains("nr_free_pages") && !text.contains("workingset"));
+        assert!(text.contains("# HELP node_vmstat_pgfault /proc/vmstat information field pgfault.\n# TYPE node_vmstat_pgfault untyped\n"));
     }
 }

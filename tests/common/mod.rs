@@ -2,6 +2,7 @@
 //! live, free ports, child processes that die with the test.
 #![allow(dead_code)]
 
+pub mod alloc_counter;
 pub mod exposition;
 pub mod node_fixtures;
 
