@@ -9,7 +9,7 @@
 //! Column names come from the file's header, so a kernel that adds columns still parses.
 
 use super::sysfs::{read_num, DeviceFilter};
-use super::util::read_into;
+use super::util::KeptFile;
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{FamilyId, MetricSet, MetricType};
 use std::path::PathBuf;
@@ -33,6 +33,7 @@ const MAX_COLUMNS: usize = 32;
 pub struct NetDev {
     filter: DeviceFilter,
     text: String,
+    file: KeptFile,
     families: Vec<FamilyId>,
     name_buf: String,
     help_buf: String,
@@ -44,6 +45,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     Ok(Box::new(NetDev {
         filter: DeviceFilter::from_opts(opts, "netdev.device-include", "netdev.device-exclude")?,
         text: String::new(),
+        file: KeptFile::new("net/dev"),
         families: Vec::new(),
         name_buf: String::new(),
         help_buf: String::new(),
@@ -76,9 +78,9 @@ impl Collector for NetDev {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let path = ctx.roots.proc("net/dev");
-        read_into(&path, &mut self.text)?;
+        self.file.read(&ctx.roots.procfs, &mut self.text)?;
         let text = std::mem::take(&mut self.text);
+        let path = self.file.path().to_path_buf();
         let r = self.parse(ctx, &path, &text, out);
         self.text = text;
         r
