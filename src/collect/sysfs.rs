@@ -208,6 +208,7 @@ pub struct KeptAttrs {
     attrs: usize,
     budget: usize,
     open: usize,
+    chunk: Vec<u8>,
 }
 
 struct KeptDevice {
@@ -224,6 +225,7 @@ impl KeptAttrs {
             attrs,
             budget,
             open: 0,
+            chunk: vec![0; 4096],
         }
     }
 
@@ -268,7 +270,7 @@ impl KeptAttrs {
         let kept = &mut dev.files[slot];
         let mut ok = false;
         if let Some(f) = kept {
-            ok = pread_all(f, buf).is_ok();
+            ok = pread_all(f, &mut self.chunk, buf).is_ok();
             if !ok {
                 *kept = None;
                 self.open -= 1;
@@ -276,7 +278,7 @@ impl KeptAttrs {
         }
         if !ok {
             let f = std::fs::File::open(path).ok()?;
-            pread_all(&f, buf).ok()?;
+            pread_all(&f, &mut self.chunk, buf).ok()?;
             if self.open < self.budget {
                 *kept = Some(f);
                 self.open += 1;
@@ -290,32 +292,21 @@ impl KeptAttrs {
     }
 }
 
-/// Reads all of `f` from offset 0 into `buf` (cleared first), reusing its capacity.
-fn pread_all(f: &std::fs::File, buf: &mut Vec<u8>) -> std::io::Result<()> {
+/// Reads all of `f` from offset 0 into `buf` (cleared first), reusing its capacity. Reads
+/// go through `chunk` (zeroed once, reused) so nothing is re-zeroed per read.
+fn pread_all(f: &std::fs::File, chunk: &mut [u8], buf: &mut Vec<u8>) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     buf.clear();
-    if buf.capacity() < 4096 {
-        buf.reserve(4096);
-    }
     loop {
-        let len = buf.len();
-        let cap = buf.capacity();
-        buf.resize(cap, 0);
-        let n = match f.read_at(&mut buf[len..], len as u64) {
+        let n = match f.read_at(chunk, buf.len() as u64) {
             Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
-            Err(e) => {
-                buf.truncate(len);
-                return Err(e);
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
         };
-        buf.truncate(len + n);
         if n == 0 {
             return Ok(());
         }
-        if buf.len() == buf.capacity() {
-            buf.reserve(buf.capacity());
-        }
+        buf.extend_from_slice(&chunk[..n]);
     }
 }
 
