@@ -8,7 +8,7 @@
 //! `/sys/class/net/<iface>/statistics/rx_nohandler` when the kernel has it.
 //! Column names come from the file's header, so a kernel that adds columns still parses.
 
-use super::sysfs::{read_num, DeviceFilter};
+use super::sysfs::{DeviceFilter, KeptAttrs};
 use super::util::KeptFile;
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{FamilyId, MetricSet, MetricType};
@@ -39,6 +39,8 @@ pub struct NetDev {
     help_buf: String,
     path: PathBuf,
     buf: Vec<u8>,
+    /// `statistics/rx_nohandler` per interface, kept open (see [`KeptAttrs`]).
+    kept: KeptAttrs,
 }
 
 pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -51,6 +53,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
         help_buf: String::new(),
         path: PathBuf::new(),
         buf: Vec::new(),
+        kept: KeptAttrs::new(1, 64),
     }))
 }
 
@@ -121,6 +124,7 @@ impl NetDev {
         }
         let nohandler = self.declare(out, "receive", "nohandler");
         let mut values = [0f64; MAX_COLUMNS];
+        self.kept.begin_cycle();
         for line in lines {
             let bad =
                 || CollectError::parse(path, format!("bad line {:?}", super::sysfs::short(line)));
@@ -149,12 +153,14 @@ impl NetDev {
                     self.path.push("class/net");
                     self.path.push(dev);
                     self.path.push("statistics/rx_nohandler");
-                    if let Ok(Some(v)) = read_num::<u64>(&self.path, &mut self.buf) {
+                    let v = self.kept.read(dev, 0, &self.path, &mut self.buf);
+                    if let Some(v) = v.and_then(|v| v.parse::<u64>().ok()) {
                         out.sample(nohandler, &labels, v as f64);
                     }
                 }
             }
         }
+        self.kept.end_cycle();
         Ok(())
     }
 }
