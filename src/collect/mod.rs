@@ -350,7 +350,7 @@ pub const COLLECTORS: &[CollectorDef] = &[
     CollectorDef {
         name: "rapl",
         default_enabled: true,
-        options: &[],
+        options: rapl::OPTIONS,
         new: rapl::new,
     },
     CollectorDef {
