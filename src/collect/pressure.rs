@@ -55,9 +55,9 @@ fn parse(text: &str, path: &Path) -> Result<(Option<u64>, Option<u64>), CollectE
     Ok((some, full))
 }
 
-/// PSI compiled in but switched off at boot (`psi=0`, Debian's default): the files exist and
-/// reads fail with EOPNOTSUPP. node_exporter calls that "no data"; so does promlet (`NotFound`,
-/// no error line per scrape).
+/// PSI compiled in but switched off at boot (`psi=0`): where the files still exist, reads fail
+/// with EOPNOTSUPP. node_exporter calls that "no data" ("add psi=1 to the kernel command line");
+/// so does promlet (`NotFound`, no error line per scrape).
 fn psi_disabled(e: &std::io::Error) -> bool {
     e.raw_os_error() == Some(rustix::io::Errno::OPNOTSUPP.raw_os_error())
 }
