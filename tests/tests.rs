@@ -8,3 +8,6 @@ mod parity;
 
 /// Truncated, empty, garbage and absent /proc files through the procfs collectors.
 mod collect_bad_input;
+
+/// Exact series equality with the live node_exporter for info and static families.
+mod collect_live_exact;
