@@ -170,12 +170,14 @@ fn find_key(root: &Node, path: &[&str]) -> Option<Pos> {
     pos
 }
 
-struct Decoder<'a> {
-    file: &'a str,
+/// Turns YAML nodes into typed values with positioned errors; shared with the modules that
+/// decode their own sections (relabel, scrape).
+pub(crate) struct Decoder<'a> {
+    pub(crate) file: &'a str,
 }
 
 impl Decoder<'_> {
-    fn err(&self, pos: Pos, msg: impl Into<String>) -> ConfigError {
+    pub(crate) fn err(&self, pos: Pos, msg: impl Into<String>) -> ConfigError {
         ConfigError {
             file: self.file.to_string(),
             pos: Some((pos.line, pos.col)),
@@ -183,7 +185,7 @@ impl Decoder<'_> {
         }
     }
 
-    fn key<'n>(&self, k: &'n Node) -> &'n str {
+    pub(crate) fn key<'n>(&self, k: &'n Node) -> &'n str {
         match &k.value {
             Value::Scalar { text, .. } => text,
             _ => "",
@@ -192,7 +194,7 @@ impl Decoder<'_> {
 
     /// The entries of a mapping (a null section is empty), with every key checked against
     /// `allowed` (None: any scalar key) and duplicates rejected.
-    fn entries<'n>(
+    pub(crate) fn entries<'n>(
         &self,
         node: &'n Node,
         allowed: &[&str],
@@ -228,7 +230,7 @@ impl Decoder<'_> {
         Ok(entries)
     }
 
-    fn string<'n>(&self, node: &'n Node, what: &str) -> Result<&'n str, ConfigError> {
+    pub(crate) fn string<'n>(&self, node: &'n Node, what: &str) -> Result<&'n str, ConfigError> {
         match &node.value {
             Value::Scalar { text, .. } if !node.is_null() || what.is_empty() => Ok(text),
             _ => Err(self.err(
@@ -238,12 +240,12 @@ impl Decoder<'_> {
         }
     }
 
-    fn duration(&self, node: &Node, what: &str) -> Result<Duration, ConfigError> {
+    pub(crate) fn duration(&self, node: &Node, what: &str) -> Result<Duration, ConfigError> {
         let s = self.string(node, what)?;
         parse_duration(s).map_err(|e| self.err(node.pos, format!("{what}: {e}")))
     }
 
-    fn boolean(&self, node: &Node, what: &str) -> Result<bool, ConfigError> {
+    pub(crate) fn boolean(&self, node: &Node, what: &str) -> Result<bool, ConfigError> {
         match &node.value {
             Value::Scalar {
                 text,
