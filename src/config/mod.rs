@@ -86,10 +86,12 @@ pub struct CollectorsConfig {
 pub struct Config {
     pub global: Global,
     pub collectors: CollectorsConfig,
+    /// `scrape_configs:`, decoded by [`crate::scrape::config`].
+    pub scrape_configs: Vec<crate::scrape::config::ScrapeConfig>,
 }
 
 /// Keys allowed at the top level.
-pub const TOP_LEVEL_KEYS: &[&str] = &["global", "collectors"];
+pub const TOP_LEVEL_KEYS: &[&str] = &["global", "collectors", "scrape_configs"];
 const GLOBAL_KEYS: &[&str] = &[
     "scrape_interval",
     "scrape_timeout",
@@ -129,10 +131,13 @@ impl Config {
         let root = yaml::parse(text).map_err(|e| d.err(e.pos, e.msg))?;
         let mut cfg = Config::default();
         let mut timeout_set = false;
+        // Decoded after `global:`, whose intervals they inherit, wherever it appears.
+        let mut scrape_node = None;
         for (k, v) in d.entries(&root, TOP_LEVEL_KEYS, "the top level")? {
             match d.key(k) {
                 "global" => timeout_set = decode_global(&d, v, &mut cfg.global)?,
                 "collectors" => cfg.collectors = decode_collectors(&d, v, collectors)?,
+                "scrape_configs" => scrape_node = Some(v),
                 _ => unreachable!("entries() rejects unknown keys"),
             }
         }
@@ -149,6 +154,9 @@ impl Config {
                     format_duration(g.scrape_interval)
                 ),
             ));
+        }
+        if let Some(n) = scrape_node {
+            cfg.scrape_configs = crate::scrape::config::decode_list(&d, n, &cfg.global)?;
         }
         Ok(cfg)
     }

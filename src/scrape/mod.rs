@@ -1,4 +1,5 @@
 //! Scraping local targets: schedule, exposition parsing, synthetic `up`/`scrape_*` series.
 //!
 //! Must not touch: TSDB internals (appends through its appender).
+pub mod config;
 pub mod parse;
