@@ -1,0 +1,327 @@
+//! The scrape manager against real targets: the real node_exporter, a target serving garbage,
+//! a target that goes away (file_sd rewritten, process killed), DNS SRV discovery through a
+//! real dnsmasq. The manager runs on a LocalExecutor on the test thread, appending into a real
+//! TSDB `Store`; results are read back through the PromQL API handler.
+
+use crate::common::{self, ChildGuard};
+use async_executor::LocalExecutor;
+use promlet::config::Config;
+use promlet::http::api_v1;
+use promlet::model::{is_stale_nan, Clock, Labels, MatchOp, Matcher, SystemClock};
+use promlet::promql::EngineOpts;
+use promlet::scrape::manager::{Env, Manager};
+use promlet::tsdb::{Appender, Options, Querier, Store};
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+struct Rig {
+    ex: Rc<LocalExecutor<'static>>,
+    store: Rc<RefCell<Store>>,
+    mgr: Rc<RefCell<Manager>>,
+}
+
+impl Rig {
+    fn new(yaml: &str) -> Rig {
+        let cfg = Config::parse(yaml, "test.yml").unwrap_or_else(|e| panic!("{e}"));
+        let ex = Rc::new(LocalExecutor::new());
+        let store = Rc::new(RefCell::new(Store::new(Options::default())));
+        let app: Rc<RefCell<dyn Appender>> = store.clone();
+        let mgr = Manager::new(Env {
+            ex: ex.clone(),
+            app,
+            clock: Rc::new(SystemClock),
+        });
+        Manager::apply_config(&mgr, &cfg.scrape_configs);
+        Rig { ex, store, mgr }
+    }
+
+    /// Runs the work thread's executor for `d`.
+    fn run_for(&self, d: Duration) {
+        async_io::block_on(self.ex.run(async_io::Timer::after(d)));
+    }
+
+    /// Runs until `cond` holds or `limit` passes.
+    fn run_until(&self, limit: Duration, mut cond: impl FnMut(&Rig) -> bool) -> bool {
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            self.run_for(Duration::from_millis(200));
+            if cond(self) {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn query(&self, q: &str) -> String {
+        let now = SystemClock.wall_ms();
+        let params = vec![("query".to_string(), q.to_string())];
+        let r = api_v1::query(&params, &*self.store.borrow(), now, &EngineOpts::default());
+        String::from_utf8(r.body).unwrap()
+    }
+
+    /// All samples of series named `name` (with label `job`), newest last.
+    fn samples(&self, name: &str, job: &str) -> Vec<(Labels, Vec<f64>)> {
+        let m = [
+            Matcher::new(MatchOp::Equal, "__name__", name).unwrap(),
+            Matcher::new(MatchOp::Equal, "job", job).unwrap(),
+        ];
+        self.store
+            .borrow()
+            .select(&m, 0, i64::MAX / 2)
+            .into_iter()
+            .map(|s| (s.labels, s.samples.iter().map(|x| x.v).collect()))
+            .collect()
+    }
+
+    fn targets(&self) -> String {
+        String::from_utf8(self.mgr.borrow().targets_json("", "")).unwrap()
+    }
+}
+
+fn node_exporter() -> Option<(ChildGuard, u16)> {
+    let bin = common::stack_bin("prometheus-node-exporter")?;
+    let port = common::free_port();
+    let child = ChildGuard::spawn(
+        Command::new(bin)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--no-collector.systemd")
+            .stderr(std::process::Stdio::null()),
+    );
+    assert!(common::wait_for_port(port), "node_exporter did not start");
+    Some((child, port))
+}
+
+/// Serves `body` as text/plain to every connection until the test ends.
+fn garbage_server(body: &'static str) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+fn last_is_stale(v: &[f64]) -> bool {
+    v.last().is_some_and(|x| is_stale_nan(*x))
+}
+
+/// promlet scrapes a real node_exporter: `up` is 1, node_* series are queryable through the
+/// PromQL API, the report series are there, and /api/v1/targets says "up".
+#[test]
+fn scrape_real_node_exporter() {
+    let Some((_ne, port)) = node_exporter() else {
+        return;
+    };
+    let rig = Rig::new(&format!(
+        "scrape_configs:\n  - job_name: node\n    scrape_interval: 1s\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+    ));
+    let ok = rig.run_until(Duration::from_secs(8), |r| {
+        r.samples("up", "node")
+            .first()
+            .is_some_and(|(_, v)| v.len() >= 2)
+    });
+    assert!(ok, "no two scrapes in 8 s; targets: {}", rig.targets());
+    let up = rig.samples("up", "node");
+    assert_eq!(up.len(), 1);
+    assert_eq!(
+        up[0].0.get("instance"),
+        Some(format!("127.0.0.1:{port}").as_str())
+    );
+    assert!(up[0].1.iter().all(|v| *v == 1.0), "{:?}", up[0].1);
+    let q = rig.query("count({__name__=~\"node_.+\", job=\"node\"})");
+    assert!(q.contains("\"status\":\"success\""), "{q}");
+    // {"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[T,"N"]}]}}
+    let count: f64 = q
+        .split("\"value\":[")
+        .nth(1)
+        .and_then(|v| v.split('"').nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no value in {q}"));
+    assert!(count > 200.0, "only {count} node_* series: {q}");
+    let scraped = rig.samples("scrape_samples_scraped", "node");
+    assert!(scraped[0].1.last().copied().unwrap() > 300.0);
+    let added = rig.samples("scrape_series_added", "node");
+    assert!(
+        added[0].1[0] > 300.0 && added[0].1[1] == 0.0,
+        "{:?}",
+        added[0].1
+    );
+    let t = rig.targets();
+    assert!(t.contains("\"health\":\"up\""), "{t}");
+    assert!(
+        t.contains(&format!(
+            "\"scrapeUrl\":\"http://127.0.0.1:{port}/metrics\""
+        )),
+        "{t}"
+    );
+    assert!(t.contains("\"lastError\":\"\""), "{t}");
+}
+
+/// A target serving garbage gets up == 0 and a lastError naming the parse error; the manager
+/// (and the test's executor) carries on.
+#[test]
+fn garbage_target_is_down_with_last_error() {
+    let port = garbage_server("ok_metric 1\nthis is { not exposition\n");
+    let rig = Rig::new(&format!(
+        "scrape_configs:\n  - job_name: junk\n    scrape_interval: 1s\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+    ));
+    assert!(rig.run_until(Duration::from_secs(5), |r| !r
+        .samples("up", "junk")
+        .is_empty()));
+    let up = rig.samples("up", "junk");
+    assert_eq!(up[0].1[0], 0.0);
+    let t = rig.targets();
+    assert!(t.contains("\"health\":\"down\""), "{t}");
+    assert!(
+        t.contains("\"lastError\":\"text parse error: line 2"),
+        "{t}"
+    );
+    assert!(
+        rig.samples("ok_metric", "junk").is_empty(),
+        "a failed scrape appends nothing"
+    );
+}
+
+/// A target removed from its file_sd file gets stale markers for its series and its `up`;
+/// a killed target gets up == 0 and stale markers.
+#[test]
+fn vanished_target_gets_stale_markers() {
+    let Some((ne, port)) = node_exporter() else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("promlet-scrape-sd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("targets.json");
+    std::fs::write(
+        &file,
+        format!(r#"[{{"targets": ["127.0.0.1:{port}"], "labels": {{"role": "a"}}}}]"#),
+    )
+    .unwrap();
+    let rig = Rig::new(&format!(
+        "scrape_configs:\n  - job_name: fs\n    scrape_interval: 1s\n    file_sd_configs: [{{files: ['{}/*.json']}}]\n",
+        dir.display()
+    ));
+    assert!(rig.run_until(Duration::from_secs(6), |r| !r
+        .samples("up", "fs")
+        .is_empty()));
+    let up = rig.samples("up", "fs");
+    assert_eq!(up[0].0.get("role"), Some("a"));
+    assert!(rig.targets().contains("__meta_filepath"));
+
+    // Remove the target from the file: picked up by the mtime poll, marked stale.
+    std::fs::write(&file, "[]").unwrap();
+    let ok = rig.run_until(Duration::from_secs(12), |r| {
+        r.samples("up", "fs")
+            .first()
+            .is_some_and(|(_, v)| last_is_stale(v))
+    });
+    assert!(
+        ok,
+        "up not stale after the target left the file: {:?}",
+        rig.samples("up", "fs")
+    );
+    let load = rig.samples("node_load1", "fs");
+    assert!(last_is_stale(&load[0].1), "{:?}", load[0].1);
+    assert!(rig.targets().contains("\"activeTargets\":[]"));
+
+    // Back in the file, then the process dies: up == 0, node series stale.
+    std::fs::write(
+        &file,
+        format!(r#"[{{"targets": ["127.0.0.1:{port}"], "labels": {{"role": "a"}}}}]"#),
+    )
+    .unwrap();
+    let ok = rig.run_until(Duration::from_secs(12), |r| {
+        r.samples("up", "fs")
+            .first()
+            .is_some_and(|(_, v)| v.last() == Some(&1.0))
+    });
+    assert!(ok, "target not scraped again after returning to the file");
+    drop(ne);
+    let ok = rig.run_until(Duration::from_secs(6), |r| {
+        r.samples("up", "fs")
+            .first()
+            .is_some_and(|(_, v)| v.last() == Some(&0.0))
+    });
+    assert!(ok, "up did not drop to 0 after the process died");
+    let load = rig.samples("node_load1", "fs");
+    assert!(last_is_stale(&load[0].1), "{:?}", load[0].1);
+    assert!(
+        rig.targets().contains("connection refused")
+            || rig.targets().contains("Connection refused"),
+        "{}",
+        rig.targets()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// dns_sd_configs with SRV records served by a real dnsmasq on loopback: the target is found,
+/// its host name resolved through the same server, and it is scraped.
+#[test]
+fn dns_sd_srv_finds_and_scrapes_node_exporter() {
+    let Some((_ne, port)) = node_exporter() else {
+        return;
+    };
+    let dnsmasq = std::path::Path::new("/usr/sbin/dnsmasq");
+    if !dnsmasq.exists() {
+        common::missing::<()>("dnsmasq (apt-get install -y dnsmasq)");
+        return;
+    }
+    let dns_port = free_udp_port();
+    let _dns = ChildGuard::spawn(
+        Command::new(dnsmasq)
+            .args([
+                "--no-daemon",
+                "--no-resolv",
+                "--no-hosts",
+                "--conf-file=/dev/null",
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+                &format!("--port={dns_port}"),
+                &format!("--srv-host=_node._tcp.promlet.test,node1.promlet.test,{port}"),
+                "--host-record=node1.promlet.test,127.0.0.1",
+            ])
+            .stderr(std::process::Stdio::null()),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    // The process-wide nameserver override; only this test sets it.
+    std::env::set_var("PROMLET_DNS_SERVER", format!("127.0.0.1:{dns_port}"));
+    let rig = Rig::new(
+        "scrape_configs:\n  - job_name: dns\n    scrape_interval: 1s\n    dns_sd_configs: [{names: [_node._tcp.promlet.test], refresh_interval: 1s}]\n",
+    );
+    let ok = rig.run_until(Duration::from_secs(10), |r| {
+        r.samples("up", "dns")
+            .first()
+            .is_some_and(|(_, v)| v.last() == Some(&1.0))
+    });
+    assert!(ok, "SRV target not scraped: {}", rig.targets());
+    let t = rig.targets();
+    assert!(
+        t.contains(&format!("\"instance\":\"node1.promlet.test:{port}\"")),
+        "{t}"
+    );
+    assert!(
+        t.contains("\"__meta_dns_srv_record_target\":\"node1.promlet.test\""),
+        "{t}"
+    );
+    assert!(!rig.samples("node_load1", "dns").is_empty());
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
