@@ -11,6 +11,7 @@ pub enum Category {
     Config,
     Web,
     Storage,
+    Query,
     Logging,
     Paths,
     Collectors,
@@ -22,6 +23,7 @@ impl Category {
             Category::Config => "Configuration",
             Category::Web => "Web server",
             Category::Storage => "Storage",
+            Category::Query => "Queries (PromQL, /api/v1)",
             Category::Logging => "Logging",
             Category::Paths => "Filesystem roots (as node_exporter)",
             Category::Collectors => "Collectors (node_exporter names)",
@@ -45,6 +47,20 @@ pub struct Flag {
 /// (and 9094 for its cluster), node_exporter 9100, and 9100-9999 is the exporters' allocated
 /// range; 9099 sits just below it, so promlet can run beside all of them during a migration.
 pub const DEFAULT_LISTEN_ADDRESS: &str = ":9099";
+
+/// Queries run on the one work thread, so collection and every other request wait while one
+/// runs: 30 s instead of Prometheus's 2 m bounds that stall.
+pub const DEFAULT_QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// 5 M samples are ~80 MB of 16-byte samples at most: a query cannot exhaust a 512 MB Pi
+/// Zero (Prometheus's 50 M would be 800 MB). The default store holds fewer than 15 M in all.
+pub const DEFAULT_QUERY_MAX_SAMPLES: usize = 5_000_000;
+
+fn parse_count(v: &str) -> Result<usize, String> {
+    v.parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("expected a positive integer, got {v:?}"))
+}
 
 fn parse_bool(v: &str) -> Result<bool, String> {
     match v {
@@ -126,6 +142,102 @@ pub const FLAGS: &[Flag] = &[
                if it cannot be.",
         set: |a, v| {
             a.storage_path = v.into();
+            Ok(())
+        },
+    },
+    Flag {
+        name: "storage.tsdb.retention.size",
+        value_name: Some("SIZE"),
+        default: "16MiB",
+        category: Category::Storage,
+        help: "Memory budget of the ring-buffer store; the oldest data is dropped to stay \
+               within it. Units B, KB, MB, GB (powers of 1024, as Prometheus; KiB, MiB, GiB too).",
+        set: |a, v| {
+            a.retention_bytes = super::parse_size_flag(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "storage.tsdb.retention.time",
+        value_name: Some("DURATION"),
+        default: "",
+        category: Category::Storage,
+        help: "Also drop data older than this (relative to the newest sample). Without it, only \
+               the size budget limits retention.",
+        set: |a, v| {
+            a.retention_time = match v {
+                "" | "0" | "0s" => None,
+                v => Some(parse_duration_flag(v)?),
+            };
+            Ok(())
+        },
+    },
+    Flag {
+        name: "storage.tsdb.flush-interval",
+        value_name: Some("DURATION"),
+        default: "10m",
+        category: Category::Storage,
+        help: "How often new data is written to --storage.tsdb.path (and at clean shutdown). \
+               Data collected since the last flush is lost in a crash or power cut; longer \
+               intervals write less to flash.",
+        set: |a, v| {
+            a.flush_interval = parse_duration_flag(v)?;
+            if a.flush_interval.is_zero() {
+                return Err("must be positive".into());
+            }
+            Ok(())
+        },
+    },
+    Flag {
+        name: "storage.tsdb.max-series",
+        value_name: Some("N"),
+        default: "20000",
+        category: Category::Storage,
+        help: "Most series the store holds; samples of new series beyond it are refused and \
+               counted in promlet_tsdb_samples_rejected_total{reason=\"too_many_series\"}.",
+        set: |a, v| {
+            a.max_series = parse_count(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "query.timeout",
+        value_name: Some("DURATION"),
+        default: "30s",
+        category: Category::Query,
+        help: "Maximum time one query may take; it then fails with errorType \"timeout\" (503). \
+               Queries run on the work thread, so collection waits while one runs.",
+        set: |a, v| {
+            a.query_timeout = parse_duration_flag(v)?;
+            if a.query_timeout.is_zero() {
+                return Err("must be positive".into());
+            }
+            Ok(())
+        },
+    },
+    Flag {
+        name: "query.max-samples",
+        value_name: Some("N"),
+        default: "5000000",
+        category: Category::Query,
+        help: "Maximum samples one query may hold in memory (about 16 bytes each); beyond it the \
+               query fails with errorType \"execution\" (422).",
+        set: |a, v| {
+            a.query_max_samples = parse_count(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "query.lookback-delta",
+        value_name: Some("DURATION"),
+        default: "5m",
+        category: Category::Query,
+        help: "How far back an instant selector looks for the latest sample.",
+        set: |a, v| {
+            a.query_lookback_delta = parse_duration_flag(v)?;
+            if a.query_lookback_delta.is_zero() {
+                return Err("must be positive".into());
+            }
             Ok(())
         },
     },
@@ -279,6 +391,42 @@ mod tests {
         assert_eq!(a.log_level, Level::Debug);
         assert_eq!(a.log_format, LogFormat::Json);
         assert!(parse(["--log.format=xml".to_string()]).is_err());
+    }
+
+    #[test]
+    fn storage_and_query_flags() {
+        let a = run_args(&[
+            "--storage.tsdb.retention.size=512KB",
+            "--storage.tsdb.retention.time=2d",
+            "--storage.tsdb.flush-interval=30s",
+            "--storage.tsdb.max-series=7",
+            "--query.timeout=1s",
+            "--query.max-samples=1000",
+            "--query.lookback-delta=1m",
+        ]);
+        assert_eq!(a.retention_bytes, 512 << 10);
+        assert_eq!(
+            a.retention_time,
+            Some(std::time::Duration::from_secs(2 * 86_400))
+        );
+        assert_eq!(a.flush_interval, std::time::Duration::from_secs(30));
+        assert_eq!(a.max_series, 7);
+        assert_eq!(a.query_timeout, std::time::Duration::from_secs(1));
+        assert_eq!(a.query_max_samples, 1000);
+        assert_eq!(a.query_lookback_delta, std::time::Duration::from_secs(60));
+        assert_eq!(a.given_flags.len(), 7);
+        assert_eq!(
+            a.given_flags[3],
+            ("storage.tsdb.max-series".into(), "7".into())
+        );
+        for bad in [
+            "--storage.tsdb.retention.size=0",
+            "--storage.tsdb.retention.size=12XB",
+            "--storage.tsdb.max-series=-1",
+            "--query.timeout=0s",
+        ] {
+            assert!(parse([bad.to_string()]).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -37,6 +37,18 @@ pub struct Args {
     pub max_connections: usize,
     pub read_timeout: Duration,
     pub storage_path: PathBuf,
+    /// `--storage.tsdb.*`: the store's byte budget, optional age limit, flush interval and
+    /// series limit.
+    pub retention_bytes: usize,
+    pub retention_time: Option<Duration>,
+    pub flush_interval: Duration,
+    pub max_series: usize,
+    /// `--query.*`: limits of one query.
+    pub query_timeout: Duration,
+    pub query_max_samples: usize,
+    pub query_lookback_delta: Duration,
+    /// Every flag given, as (name, value) in order, for `/api/v1/status/flags`.
+    pub given_flags: Vec<(String, String)>,
     pub log_level: Level,
     pub log_format: LogFormat,
     pub roots: Roots,
@@ -56,6 +68,14 @@ impl Default for Args {
             max_connections: crate::http::server::MAX_CONNECTIONS,
             read_timeout: crate::http::server::READ_TIMEOUT,
             storage_path: "data/".into(),
+            retention_bytes: crate::tsdb::DEFAULT_RETENTION_BYTES,
+            retention_time: None,
+            flush_interval: crate::tsdb::DEFAULT_FLUSH_INTERVAL,
+            max_series: crate::tsdb::DEFAULT_MAX_SERIES,
+            query_timeout: defs::DEFAULT_QUERY_TIMEOUT,
+            query_max_samples: defs::DEFAULT_QUERY_MAX_SAMPLES,
+            query_lookback_delta: Duration::from_secs(5 * 60),
+            given_flags: Vec::new(),
             log_level: Level::Info,
             log_format: LogFormat::Logfmt,
             roots: Roots::default(),
@@ -90,6 +110,31 @@ impl std::error::Error for UsageError {}
 
 pub(crate) fn parse_duration_flag(v: &str) -> Result<Duration, String> {
     crate::config::parse_duration(v)
+}
+
+/// A byte size as Prometheus's `--storage.tsdb.retention.size`: a number and a unit of B, KB,
+/// MB, GB or TB, all powers of 1024 (KiB, MiB, GiB, TiB are accepted too). Zero is refused:
+/// the store always needs a budget.
+pub(crate) fn parse_size_flag(v: &str) -> Result<usize, String> {
+    let bad = || format!("expected a size like 16MiB or 512KB, got {v:?}");
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let n: u64 = v[..split].parse().map_err(|_| bad())?;
+    let shift = match &v[split..] {
+        "" | "B" => 0,
+        "KB" | "KiB" => 10,
+        "MB" | "MiB" => 20,
+        "GB" | "GiB" => 30,
+        "TB" | "TiB" => 40,
+        _ => return Err(bad()),
+    };
+    let bytes = n
+        .checked_mul(1u64 << shift)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(bad)?;
+    if bytes == 0 {
+        return Err("must be positive".into());
+    }
+    Ok(bytes)
 }
 
 /// How a `--name` resolved.
@@ -185,7 +230,10 @@ pub fn parse_with(
         };
         let bad = |e: String| UsageError(format!("invalid value for --{name}: {e}"));
         match kind {
-            FlagKind::Static(f) => (f.set)(&mut args, &value).map_err(bad)?,
+            FlagKind::Static(f) => {
+                (f.set)(&mut args, &value).map_err(bad)?;
+                args.given_flags.push((name.to_string(), value));
+            }
             FlagKind::CollectorSwitch(c) => {
                 let on = match value.as_str() {
                     "true" => true,
