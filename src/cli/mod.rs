@@ -9,6 +9,7 @@
 //! Exit codes (documented in `--help`): 0 success, 1 runtime or config error, 2 usage error.
 
 pub mod defs;
+pub mod query;
 
 use crate::collect::{CollectorDef, Roots, COLLECTORS};
 use crate::log::Level;
@@ -92,6 +93,8 @@ pub enum Command {
     Run(Box<Args>),
     /// `promlet check config FILE...`
     CheckConfig(Vec<PathBuf>),
+    /// `promlet query [...] EXPR`
+    Query(query::QueryArgs),
     Help,
     Version,
 }
@@ -179,7 +182,15 @@ pub fn parse_with(
 ) -> Result<Command, UsageError> {
     let mut args = Args::default();
     let mut positional: Vec<String> = Vec::new();
-    let mut it = argv.into_iter();
+    let mut it = argv.into_iter().peekable();
+    // `query` has flags of its own (as promtool's subcommands do), so it parses the rest.
+    if it.peek().map(String::as_str) == Some("query") {
+        let rest: Vec<String> = it.skip(1).collect();
+        if rest.iter().any(|a| a == "-h" || a == "--help") {
+            return Ok(Command::Help);
+        }
+        return query::parse(&rest).map(Command::Query);
+    }
     while let Some(arg) = it.next() {
         if arg == "--" {
             positional.extend(it.by_ref());
@@ -261,10 +272,13 @@ pub fn parse_with(
 }
 
 /// Commands, for `--help`: usage and one line each.
-const COMMANDS: &[(&str, &str)] = &[(
-    "check config FILE...",
-    "Check configuration files. Exit 0 when valid; else print FILE:LINE:COLUMN: what is wrong, exit 1.",
-)];
+const COMMANDS: &[(&str, &str)] = &[
+    (
+        "check config FILE...",
+        "Check configuration files. Exit 0 when valid; else print FILE:LINE:COLUMN: what is wrong, exit 1.",
+    ),
+    (query::USAGE, query::HELP),
+];
 
 fn push_wrapped(out: &mut String, text: &str, indent: usize, width: usize) {
     let mut col = indent;
@@ -399,6 +413,21 @@ mod tests {
         }
         assert!(p(&["check", "config"]).is_err());
         assert!(p(&["frobnicate"]).is_err());
+    }
+
+    #[test]
+    fn query_subcommand_has_its_own_flags() {
+        match p(&["query", "--range", "--step=15s", "rate(x[1m])"]) {
+            Ok(Command::Query(q)) => {
+                assert!(q.range);
+                assert_eq!(q.step.as_deref(), Some("15s"));
+                assert_eq!(q.expr, "rate(x[1m])");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(p(&["query"]).is_err());
+        assert!(matches!(p(&["query", "--help"]), Ok(Command::Help)));
+        assert!(help().contains("query [--server=URL]"));
     }
 
     fn no_collector(
