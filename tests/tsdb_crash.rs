@@ -2,13 +2,14 @@
 //! store on a real directory) is SIGKILLed at random moments, 25 times, and restarted each time.
 //! After every kill the data directory is opened and checked: every sample flushed before the
 //! kill is there with its exact value, series are gap-free, and nothing panicked.
-//! The agent's main loop has not landed yet; when it does, this test moves to the `promlet`
+//! A second test runs the writer on a tiny tmpfs to fill the disk for real.
+//! The agent's main loop has not landed yet; when it does, these tests move to the `promlet`
 //! binary itself.
 
 use crate::tsdb::temp_dir;
 use promlet::tsdb::{Options, OsFs, Querier, Store};
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -37,6 +38,45 @@ fn writer_bin() -> PathBuf {
         );
     }
     bin
+}
+
+/// Opens what a killed writer left in `dir` and checks every series: present, gap-free, exact
+/// values, and reaching at least tick `flushed`. Returns the newest tick found.
+fn check_store(dir: &Path, flushed: i64, ctx: &str) -> i64 {
+    let st = Store::open(
+        Options {
+            retention_bytes: 512 << 10,
+            segment_bytes: 16 << 10,
+            ..Options::default()
+        },
+        dir,
+        Box::new(OsFs),
+    );
+    let all = st.select(&[], i64::MIN, i64::MAX);
+    assert_eq!(all.len(), writer::SERIES, "{ctx}");
+    let mut newest = 0;
+    for s in &all {
+        let idx: usize = s.labels.get("s").unwrap().parse().unwrap();
+        let first = s.samples[0].t / writer::STEP_MS;
+        let last = s.samples.last().unwrap().t / writer::STEP_MS;
+        newest = newest.max(last);
+        assert!(
+            last >= flushed,
+            "{ctx}: {} ends at {last}, flushed {flushed}",
+            s.labels
+        );
+        for (k, x) in s.samples.iter().enumerate() {
+            let tick = first + k as i64;
+            assert_eq!(x.t, tick * writer::STEP_MS, "{ctx}: gap in {}", s.labels);
+            assert_eq!(
+                x.v.to_bits(),
+                writer::expected(idx, tick).to_bits(),
+                "{ctx}: value of {} at {tick}",
+                s.labels
+            );
+        }
+    }
+    newest
 }
 
 #[test]
@@ -103,43 +143,8 @@ fn tsdb_survives_sigkill_at_random_moments() {
             last_flushed = Some(f);
         }
         // Open what the killed process left and check it.
-        let st = Store::open(
-            Options {
-                retention_bytes: 512 << 10,
-                segment_bytes: 16 << 10,
-                ..Options::default()
-            },
-            &dir,
-            Box::new(OsFs),
-        );
-        let all = st.select(&[], i64::MIN, i64::MAX);
         if let Some(f) = last_flushed {
-            assert_eq!(all.len(), writer::SERIES, "round {round}");
-            for s in &all {
-                let idx: usize = s.labels.get("s").unwrap().parse().unwrap();
-                let first = s.samples[0].t / writer::STEP_MS;
-                let last = s.samples.last().unwrap().t / writer::STEP_MS;
-                assert!(
-                    last >= f,
-                    "round {round}: {} ends at {last}, flushed {f}",
-                    s.labels
-                );
-                for (k, x) in s.samples.iter().enumerate() {
-                    let tick = first + k as i64;
-                    assert_eq!(
-                        x.t,
-                        tick * writer::STEP_MS,
-                        "round {round}: gap in {}",
-                        s.labels
-                    );
-                    assert_eq!(
-                        x.v.to_bits(),
-                        writer::expected(idx, tick).to_bits(),
-                        "round {round}: value of {} at {tick}",
-                        s.labels
-                    );
-                }
-            }
+            check_store(&dir, f, &format!("round {round}"));
         }
     }
     let files = std::fs::read_dir(&dir).unwrap().count();
@@ -156,4 +161,85 @@ fn tsdb_survives_sigkill_at_random_moments() {
         "the writer made progress"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Disk full, for real: the writer process runs on a 96 KiB tmpfs. When it fills, flushes fail
+/// and are reported while ingestion goes on; after the tmpfs is grown (space returns) the next
+/// flushes succeed and write what piled up, so everything up to the last flush is recovered.
+#[test]
+fn tsdb_disk_full_on_tmpfs_then_space_returns() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::mpsc;
+    let bin = writer_bin();
+    let base = temp_dir("tmpfs");
+    std::fs::create_dir_all(&base).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=96k", "tmpfs"])
+        .arg(&base)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        let _ = std::fs::remove_dir(&base);
+        crate::common::missing::<()>("a tmpfs mount for the disk-full test (needs root)");
+        return;
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+            let _ = std::fs::remove_dir(self.0);
+        }
+    }
+    let _unmount = Unmount(&base);
+    let dir = base.join("data");
+    let mut child = crate::common::ChildGuard::spawn(
+        Command::new(&bin)
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
+    let stdout = child.0.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    let next = |what: &str| -> i64 {
+        loop {
+            let l = rx
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("writer said nothing while waiting for {what}"));
+            if let Some(n) = l.strip_prefix(what) {
+                return n.parse().unwrap();
+            }
+        }
+    };
+    let first_failure = next("flush failed ");
+    // Ingestion continues in memory while the disk stays full.
+    let mut failed_at = first_failure;
+    while failed_at < first_failure + 70 {
+        failed_at = next("flush failed ");
+    }
+    let grown = Command::new("mount")
+        .args(["-o", "remount,size=8m"])
+        .arg(&base)
+        .status()
+        .unwrap();
+    assert!(grown.success());
+    let recovered_at = next("flushed ");
+    assert!(recovered_at > failed_at);
+    let mut flushed = recovered_at;
+    while flushed < recovered_at + 35 {
+        flushed = next("flushed ");
+    }
+    child.0.kill().unwrap();
+    let _ = child.0.wait();
+    let newest = check_store(&dir, flushed, "after disk full");
+    println!(
+        "tsdb disk full (tmpfs): first failed flush at tick {first_failure}, still failing at \
+         {failed_at}, space back at {recovered_at}; recovered up to {newest} (flushed {flushed})"
+    );
 }

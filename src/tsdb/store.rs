@@ -725,10 +725,20 @@ impl Store {
                     ));
                 }
                 p.failures_in_row += 1;
-                // The file may now end in a torn record; continue in a fresh one.
-                p.needs_roll = true;
+                // An existing segment may now end in a torn record: the reader skips it, so
+                // the next flush just appends after it. A new segment may hold a torn header:
+                // remove it and start that segment again (roll if it cannot be removed).
                 if p.seg_size == 0 {
-                    p.files.push(cur);
+                    match p.fs.remove(&path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(_) => {
+                            p.needs_roll = true;
+                            if !p.files.contains(&cur) {
+                                p.files.push(cur);
+                            }
+                        }
+                    }
                 }
             }
         }
