@@ -207,6 +207,7 @@ pub struct Store {
     max_t: Option<Timestamp>,
     stats: Stats,
     last_limit_log: Option<Timestamp>,
+    last_reset_log: Option<Timestamp>,
     persist: Option<Persist>,
 }
 
@@ -223,6 +224,7 @@ impl Store {
             max_t: None,
             stats: Stats::default(),
             last_limit_log: None,
+            last_reset_log: None,
             persist: None,
         }
     }
@@ -522,10 +524,19 @@ impl Store {
             }
         }
         self.chunk_bytes = self.chunk_bytes + Self::series_fixed_bytes(sd) - before - freed;
-        crate::log::warn(&format!(
-            "tsdb: wall clock went back: series {} restarts at t={t}",
-            self.index.labels_of(id)
-        ));
+        // One line per step, not one per series (a step hits every series at once).
+        if self
+            .last_reset_log
+            .is_none_or(|l| (t - l).abs() >= LIMIT_LOG_EVERY_MS)
+        {
+            self.last_reset_log = Some(t);
+            crate::log::warn(&format!(
+                "tsdb: wall clock went back: series such as {} drop samples at or after t={t} \
+                 ({} series reset so far)",
+                self.index.labels_of(id),
+                self.stats.clock_step_resets
+            ));
+        }
     }
 
     fn push_sample(&mut self, id: SeriesId, t: Timestamp, v: f64) {
