@@ -299,11 +299,19 @@ impl Store {
                 }
             }
         }
+        let Some(next_seg) = seqs.last().map_or(Some(0), |s| s.checked_add(1)) else {
+            crate::log::error(&format!(
+                "tsdb: segment numbers in {} are exhausted; running without persistence",
+                dir.display()
+            ));
+            store.stats.persist_errors += 1;
+            return store;
+        };
         store.persist = Some(Persist {
             dir: dir.to_path_buf(),
             fs,
             // Always continue in a fresh segment: the last one may end in a torn record.
-            seg: seqs.last().map_or(0, |s| s + 1),
+            seg: next_seg,
             seg_size: 0,
             live,
             files: seqs,
@@ -399,7 +407,7 @@ impl Store {
             self.stats.rejected_too_many_series += 1;
             if self
                 .last_limit_log
-                .is_none_or(|l| t - l >= LIMIT_LOG_EVERY_MS || t < l)
+                .is_none_or(|l| t.saturating_sub(l) >= LIMIT_LOG_EVERY_MS || t < l)
             {
                 self.last_limit_log = Some(t);
                 crate::log::warn(&format!(
@@ -527,7 +535,7 @@ impl Store {
         // One line per step, not one per series (a step hits every series at once).
         if self
             .last_reset_log
-            .is_none_or(|l| (t - l).abs() >= LIMIT_LOG_EVERY_MS)
+            .is_none_or(|l| t.saturating_sub(l).unsigned_abs() >= LIMIT_LOG_EVERY_MS as u64)
         {
             self.last_reset_log = Some(t);
             crate::log::warn(&format!(
@@ -589,14 +597,14 @@ impl Store {
             .into_iter()
             .filter(|&id| {
                 let h = &self.data[id as usize].head;
-                !h.is_empty() && h.state.last_t < max_t - IDLE_SEAL_MS
+                !h.is_empty() && h.state.last_t < max_t.saturating_sub(IDLE_SEAL_MS)
             })
             .collect();
         for id in idle {
             self.seal_head(id);
         }
         if let Some(ret) = self.opts.retention_ms {
-            let cutoff = max_t - ret;
+            let cutoff = max_t.saturating_sub(ret);
             while let Some(&id) = self.fifo.front() {
                 let old = self.data[id as usize]
                     .sealed
@@ -1168,7 +1176,7 @@ impl Appender for Store {
                 return Err(AppendError::DuplicateTimestamp);
             }
             if t < last {
-                if last - t <= CLOCK_STEP_BACK_MS {
+                if last.saturating_sub(t) <= CLOCK_STEP_BACK_MS {
                     self.stats.rejected_out_of_order += 1;
                     return Err(AppendError::OutOfOrder);
                 }
