@@ -5,6 +5,39 @@
 //!
 //! The two traits below are the seams the rest of promlet uses: writers (collect, scrape, push,
 //! rules) see only [`Appender`], readers (promql, federate, remote_write) only [`Querier`].
+//!
+//! # Using the store (for `agent`/`main`)
+//! ```no_run
+//! use promlet::tsdb::{OsFs, Options, Store};
+//! use std::time::Instant;
+//! let opts = Options::default(); // retention_bytes, retention_ms, max_series, flush_interval
+//! let mut store = Store::open(opts, "data/".as_ref(), Box::new(OsFs)); // never fails
+//! // In the main loop: call poll with the monotonic "now"; sleep until what it returns.
+//! let next_deadline = store.poll(Instant::now());
+//! // On shutdown: make everything durable.
+//! store.flush(Instant::now());
+//! // For /metrics: store.write_metrics(&mut metric_set);
+//! # let _ = next_deadline;
+//! ```
+//! `Store::new(opts)` is the same store without a directory.
+//!
+//! # Layout
+//! | file | owns |
+//! |---|---|
+//! | `chunk.rs` | Gorilla bit stream: encoder of the open chunk, decoder |
+//! | `index.rs` | interned strings, series label sets, postings, matcher selection, byte accounting |
+//! | `store.rs` | series data, the budget and eviction ring, append rules, flush and recovery |
+//! | `format.rs` | segment header, frames, postcard records (docs/tsdb-format.md) |
+//! | `fs.rs` | the file operations, behind a trait for fault injection |
+//! | `metrics.rs` | `promlet_tsdb_*` self-metrics |
+//! | `workload.rs` | the node-like reference workload for tests and benchmarks |
+//!
+//! # Limits (each a constant or an option, documented where defined)
+//! Budget `Options::retention_bytes` (default 16 MiB); chunks of at most
+//! [`CHUNK_MAX_BYTES`]; new series refused beyond `max_series` or when the index plus every
+//! series' worst-case open chunk would pass half the budget; samples more than
+//! [`CLOCK_STEP_BACK_MS`] older than their series' newest reset that series (clock stepped back),
+//! less than that are refused as out of order; samples after the last flush are lost in a crash.
 
 mod chunk;
 pub mod format;
