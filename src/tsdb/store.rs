@@ -744,6 +744,11 @@ impl Store {
                     ));
                 }
                 p.failures_in_row += 1;
+                // While the disk stays full, forget seals of chunks already evicted, so the
+                // list stays bounded by what memory holds.
+                let data = &self.data;
+                p.pending
+                    .retain(|&(id, mint)| data[id as usize].sealed.iter().any(|c| c.mint == mint));
                 // An existing segment may now end in a torn record: the reader skips it, so
                 // the next flush just appends after it. A new segment may hold a torn header:
                 // remove it and start that segment again (roll if it cannot be removed).
