@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::expo::{self, MetricSet, MetricType};
 use crate::http::{self, Limits, Request, Response, Router, Server, ServerStats, Shutdown};
 use crate::model::{Clock, Labels, StepDetector, SystemClock, Timestamp};
-use crate::tsdb::Appender;
+use crate::tsdb::{Appender, OsFs, SharedStore, Store};
 use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 use futures_lite::StreamExt;
@@ -112,6 +112,8 @@ pub struct State {
     /// Where each cycle's samples go. None until the TSDB is wired in: the cycle then only
     /// checks the clock. (Seam for the TSDB issue.)
     pub appender: Option<Box<dyn Appender>>,
+    /// The store behind `appender`, for its self-metrics (and the query API).
+    pub tsdb: Option<SharedStore>,
     pub stats: SelfStats,
     steps: StepDetector,
     /// Reused between /metrics requests and cycles so collections stop allocating.
@@ -129,6 +131,7 @@ impl State {
             config,
             driver,
             appender: None,
+            tsdb: None,
             stats: SelfStats {
                 last_reload_ok: true,
                 last_reload_success_s: SystemClock.wall_ms() as f64 / 1000.0,
@@ -237,6 +240,9 @@ impl State {
     }
 
     fn self_metrics(&self, set: &mut MetricSet, server: &ServerStats) {
+        if let Some(store) = &self.tsdb {
+            store.0.borrow().write_metrics(set);
+        }
         let p = ProcessStats::read_self(self.boot_time_s);
         let g = MetricType::Gauge;
         if let Some(v) = p.cpu_seconds {
@@ -640,6 +646,14 @@ async fn collection_loop(state: Rc<RefCell<State>>) {
     }
 }
 
+/// Housekeeping and flushes of the TSDB, on the deadlines it asks for.
+async fn tsdb_loop(store: SharedStore) {
+    loop {
+        let next = store.0.borrow_mut().poll(Instant::now());
+        Timer::at(next).await;
+    }
+}
+
 async fn signal_loop(
     mut signals: async_signal::Signals,
     state: Rc<RefCell<State>>,
@@ -735,7 +749,26 @@ pub fn run(args: Args) -> i32 {
             collectors.join(",")
         }
     ));
-    let state = Rc::new(RefCell::new(State::new(args, config, driver)));
+    let started = Instant::now();
+    let store = SharedStore::new(Store::open(
+        args.tsdb.clone(),
+        &args.storage_path,
+        Box::new(OsFs),
+    ));
+    {
+        let st = store.0.borrow();
+        crate::log::info(&format!(
+            "TSDB opened in {} ms: {} series, {} samples recovered, {} damaged records skipped",
+            started.elapsed().as_millis(),
+            st.series_count(),
+            st.stats().samples_recovered,
+            st.stats().corrupt_records
+        ));
+    }
+    let mut state = State::new(args, config, driver);
+    state.appender = Some(Box::new(store.clone()));
+    state.tsdb = Some(store.clone());
+    let state = Rc::new(RefCell::new(state));
     let shutdown = Shutdown::new();
     let server = Server::new(limits);
     let router = routes(state.clone(), server.stats(), shutdown.clone());
@@ -751,10 +784,13 @@ pub fn run(args: Args) -> i32 {
     crate::log::info(&format!("listening on {local}"));
     let result = async_io::block_on(ex.run(async {
         ex.spawn(collection_loop(state.clone())).detach();
+        ex.spawn(tsdb_loop(store.clone())).detach();
         ex.spawn(signal_loop(signals, state.clone(), shutdown.clone()))
             .detach();
         server.serve(listener, counted, shutdown.wait()).await
     }));
+    // Make everything collected so far durable before exiting.
+    store.0.borrow_mut().flush(Instant::now());
     match result {
         Ok(()) => {
             crate::log::info("see you next time!");

@@ -130,6 +130,67 @@ pub const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "storage.tsdb.retention.size",
+        value_name: Some("SIZE"),
+        default: "16MB",
+        category: Category::Storage,
+        help: "Memory budget of the TSDB, index included (units B, KB, MB, GB; powers of 1024). \
+               When full, the oldest chunks are evicted. At least 64KB.",
+        set: |a, v| {
+            let n = crate::tsdb::parse_size(v)?;
+            if n < 64 << 10 {
+                return Err(format!("must be at least 64KB, got {v:?}"));
+            }
+            a.tsdb.retention_bytes = n;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "storage.tsdb.retention.time",
+        value_name: Some("DURATION"),
+        default: "0",
+        category: Category::Storage,
+        help: "Also drop samples older than this, relative to the newest sample (0: keep what \
+               fits in the size budget).",
+        set: |a, v| {
+            let d = parse_duration_flag(v)?;
+            a.tsdb.retention_ms = (!d.is_zero()).then_some(d.as_millis() as i64);
+            Ok(())
+        },
+    },
+    Flag {
+        name: "storage.tsdb.max-series",
+        value_name: Some("N"),
+        default: "20000",
+        category: Category::Storage,
+        help: "Refuse new series beyond this many (counted in \
+               promlet_tsdb_samples_rejected_total{reason=\"too_many_series\"}).",
+        set: |a, v| {
+            a.tsdb.max_series = v
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("expected a positive integer, got {v:?}"))?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "storage.tsdb.flush-interval",
+        value_name: Some("DURATION"),
+        default: "10m",
+        category: Category::Storage,
+        help: "How often new samples are written to --storage.tsdb.path. Samples since the last \
+               flush are lost in a crash; shorter intervals write more to flash.",
+        set: |a, v| {
+            let d = parse_duration_flag(v)?;
+            if d < std::time::Duration::from_millis(100) {
+                return Err(format!("must be at least 100ms, got {v:?}"));
+            }
+            a.tsdb.flush_interval = d;
+            Ok(())
+        },
+    },
+    Flag {
         name: "log.level",
         value_name: Some("LEVEL"),
         default: "info",
@@ -233,6 +294,28 @@ mod tests {
             let mut a = Args::default();
             (f.set)(&mut a, f.default).unwrap_or_else(|e| panic!("{}: {e}", f.name));
             assert_eq!(format!("{a:?}"), base, "default of --{} disagrees", f.name);
+        }
+    }
+
+    #[test]
+    fn tsdb_flags_set_the_store_options() {
+        let a = run_args(&[
+            "--storage.tsdb.retention.size=64MB",
+            "--storage.tsdb.retention.time=2d",
+            "--storage.tsdb.max-series=500",
+            "--storage.tsdb.flush-interval=30s",
+        ]);
+        assert_eq!(a.tsdb.retention_bytes, 64 << 20);
+        assert_eq!(a.tsdb.retention_ms, Some(2 * 86_400_000));
+        assert_eq!(a.tsdb.max_series, 500);
+        assert_eq!(a.tsdb.flush_interval, std::time::Duration::from_secs(30));
+        for bad in [
+            "--storage.tsdb.retention.size=1KB",
+            "--storage.tsdb.retention.size=12",
+            "--storage.tsdb.max-series=0",
+            "--storage.tsdb.flush-interval=1ms",
+        ] {
+            assert!(parse([bad.to_string()]).is_err(), "{bad}");
         }
     }
 

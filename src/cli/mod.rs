@@ -37,6 +37,8 @@ pub struct Args {
     pub max_connections: usize,
     pub read_timeout: Duration,
     pub storage_path: PathBuf,
+    /// `--storage.tsdb.retention.size`, `.retention.time`, `.max-series`, `.flush-interval`.
+    pub tsdb: crate::tsdb::Options,
     pub log_level: Level,
     pub log_format: LogFormat,
     pub roots: Roots,
@@ -56,6 +58,7 @@ impl Default for Args {
             max_connections: crate::http::server::MAX_CONNECTIONS,
             read_timeout: crate::http::server::READ_TIMEOUT,
             storage_path: "data/".into(),
+            tsdb: crate::tsdb::Options::default(),
             log_level: Level::Info,
             log_format: LogFormat::Logfmt,
             roots: Roots::default(),

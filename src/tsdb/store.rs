@@ -128,6 +128,9 @@ pub struct Stats {
     pub segments_deleted: u64,
     pub chunks_recovered: u64,
     pub samples_recovered: u64,
+    /// Newest sample timestamp the last successful flush made durable (every sample appended
+    /// before that flush with a timestamp up to this one survives a crash).
+    pub persisted_until: Option<Timestamp>,
 }
 
 struct Sealed {
@@ -291,6 +294,7 @@ impl Store {
             }
         }
         store.finish_replay(replay);
+        store.stats.persisted_until = store.max_t;
         let mut live = BTreeMap::new();
         for sd in &store.data {
             for c in &sd.sealed {
@@ -694,8 +698,14 @@ impl Store {
             }
             batch.finish();
         }
-        if out.len() <= format::HEADER_LEN && p.seg_size == 0 {
-            // Nothing to write: do not create an empty segment.
+        let header_only = if p.seg_size == 0 {
+            format::HEADER_LEN
+        } else {
+            0
+        };
+        if out.len() <= header_only {
+            // Nothing to write: do not create an empty segment. All is durable already.
+            self.stats.persisted_until = self.max_t;
             self.persist = Some(p);
             return;
         }
@@ -709,6 +719,7 @@ impl Store {
                 p.failures_in_row = 0;
                 self.stats.persist_writes += 1;
                 self.stats.bytes_written += out.len() as u64;
+                self.stats.persisted_until = self.max_t;
                 p.pending.clear();
                 for id in defined {
                     self.data[id as usize].defined_seg = cur;
