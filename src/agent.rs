@@ -32,7 +32,7 @@ use crate::http::api_v1::{self, ApiResponse, BuildInfo, MetricMetadata};
 use crate::http::{self, Limits, Request, Response, Router, Server, ServerStats, Shutdown};
 use crate::model::{Clock, Labels, StepDetector, SystemClock, Timestamp};
 use crate::promql::EngineOpts;
-use crate::tsdb::{Appender, OsFs, Store};
+use crate::tsdb::{Appender, OsFs, Querier, SharedStore, Store};
 use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 use futures_lite::StreamExt;
@@ -101,19 +101,6 @@ pub fn load_config_text(args: &Args) -> Result<(Config, String), String> {
     }
 }
 
-/// The store's options from the `--storage.tsdb.*` flags.
-pub fn store_options(args: &Args) -> crate::tsdb::Options {
-    crate::tsdb::Options {
-        retention_bytes: args.retention_bytes,
-        retention_ms: args
-            .retention_time
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-        max_series: args.max_series,
-        flush_interval: args.flush_interval,
-        ..crate::tsdb::Options::default()
-    }
-}
-
 /// The engine's limits from the `--query.*` flags.
 pub fn engine_options(args: &Args) -> EngineOpts {
     EngineOpts {
@@ -154,8 +141,11 @@ pub struct State {
     pub args: Args,
     pub config: Config,
     pub driver: Driver,
-    /// Where each cycle's samples go, and what the API queries.
-    pub store: Store,
+    /// Where each cycle's samples go. None until the TSDB is wired in: the cycle then only
+    /// checks the clock. (Seam for the TSDB issue.)
+    pub appender: Option<Box<dyn Appender>>,
+    /// The store behind `appender`, for its self-metrics (and the query API).
+    pub tsdb: Option<SharedStore>,
     pub engine: EngineOpts,
     /// The text the running configuration was parsed from.
     pub config_text: String,
@@ -169,14 +159,15 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(args: Args, config: Config, driver: Driver, store: Store) -> State {
+    pub fn new(args: Args, config: Config, driver: Driver) -> State {
         let interval = config.global.scrape_interval;
         State {
             engine: engine_options(&args),
             args,
             config,
             driver,
-            store,
+            appender: None,
+            tsdb: None,
             config_text: String::new(),
             stats: SelfStats {
                 last_reload_ok: true,
@@ -205,6 +196,9 @@ impl State {
                  samples are stamped with the new time from now on"
             ));
         }
+        if self.appender.is_none() {
+            return;
+        }
         let mut set = std::mem::take(&mut self.cycle_buf);
         set.clear();
         let ctx = Context {
@@ -213,7 +207,9 @@ impl State {
         };
         self.driver.collect(&ctx, &mut set);
         self.self_metrics(&mut set, server);
-        self.stats.append_errors += append_all(&set, now, &mut self.store);
+        if let Some(app) = self.appender.as_mut() {
+            self.stats.append_errors += append_all(&set, now, app.as_mut());
+        }
         self.cycle_buf = set;
     }
 
@@ -266,6 +262,14 @@ impl State {
         }
     }
 
+    /// What the API reads: the store, or nothing when none is attached (unit tests).
+    fn querier(&self) -> &dyn Querier {
+        match &self.tsdb {
+            Some(s) => s,
+            None => &NoStore,
+        }
+    }
+
     /// `/api/v1/status/runtimeinfo`: the fields that mean something here, as JSON values.
     fn runtime_info(&self) -> Vec<(String, String)> {
         let q = |s: &str| {
@@ -286,9 +290,12 @@ impl State {
                 .find(|(n, _)| n == name)
                 .map_or(default.to_string(), |(_, v)| v.clone())
         };
-        let mut retention = given("storage.tsdb.retention.size", "16MiB");
-        if let Some(t) = self.args.retention_time {
-            retention = format!("{} or {retention}", crate::config::format_duration(t));
+        let mut retention = given("storage.tsdb.retention.size", "16MB");
+        if self.args.tsdb.retention_ms.is_some() {
+            retention = format!(
+                "{} or {retention}",
+                given("storage.tsdb.retention.time", "")
+            );
         }
         vec![
             ("startTime".into(), start.map_or("null".into(), ts)),
@@ -303,7 +310,10 @@ impl State {
             ),
             (
                 "corruptionCount".into(),
-                self.store.stats().corrupt_records.to_string(),
+                self.tsdb
+                    .as_ref()
+                    .map_or(0, |s| s.0.borrow().stats().corrupt_records)
+                    .to_string(),
             ),
             ("storageRetention".into(), q(&retention)),
         ]
@@ -349,6 +359,9 @@ impl State {
     }
 
     fn self_metrics(&self, set: &mut MetricSet, server: &ServerStats) {
+        if let Some(store) = &self.tsdb {
+            store.0.borrow().write_metrics(set);
+        }
         let p = ProcessStats::read_self(self.boot_time_s);
         let g = MetricType::Gauge;
         if let Some(v) = p.cpu_seconds {
@@ -426,7 +439,6 @@ impl State {
             ],
             1.0,
         );
-        self.store.write_metrics(set);
         let s = &self.stats;
         set.single(
             "promlet_append_errors_total",
@@ -501,6 +513,32 @@ impl State {
             MetricType::Counter,
             server.timeouts.get() as f64,
         );
+    }
+}
+
+/// The empty store the API sees when none is attached.
+struct NoStore;
+
+impl Querier for NoStore {
+    fn select(
+        &self,
+        _: &[crate::model::Matcher],
+        _: Timestamp,
+        _: Timestamp,
+    ) -> Vec<crate::tsdb::SeriesSamples> {
+        Vec::new()
+    }
+    fn label_names(&self, _: &[crate::model::Matcher], _: Timestamp, _: Timestamp) -> Vec<String> {
+        Vec::new()
+    }
+    fn label_values(
+        &self,
+        _: &str,
+        _: &[crate::model::Matcher],
+        _: Timestamp,
+        _: Timestamp,
+    ) -> Vec<String> {
+        Vec::new()
     }
 }
 
@@ -806,16 +844,16 @@ const GET_POST: &[&str] = &["GET", "POST"];
 /// The Prometheus HTTP API v1 over the agent's store.
 fn api_routes(r: &mut Router, state: &Rc<RefCell<State>>) {
     api_route(r, GET_POST, "/api/v1/query", state, |_, p, st| {
-        api_v1::query(p, &st.store, SystemClock.wall_ms(), &st.engine)
+        api_v1::query(p, st.querier(), SystemClock.wall_ms(), &st.engine)
     });
     api_route(r, GET_POST, "/api/v1/query_range", state, |_, p, st| {
-        api_v1::query_range(p, &st.store, SystemClock.wall_ms(), &st.engine)
+        api_v1::query_range(p, st.querier(), SystemClock.wall_ms(), &st.engine)
     });
     api_route(r, GET_POST, "/api/v1/series", state, |_, p, st| {
-        api_v1::series(p, &st.store)
+        api_v1::series(p, st.querier())
     });
     api_route(r, GET_POST, "/api/v1/labels", state, |_, p, st| {
-        api_v1::labels(p, &st.store)
+        api_v1::labels(p, st.querier())
     });
     api_route(r, &["GET"], "/api/v1/label/*", state, |req, p, st| {
         let name = req
@@ -823,7 +861,7 @@ fn api_routes(r: &mut Router, state: &Rc<RefCell<State>>) {
             .strip_prefix("/api/v1/label/")
             .and_then(|rest| rest.strip_suffix("/values"))
             .unwrap_or("");
-        api_v1::label_values(name, p, &st.store)
+        api_v1::label_values(name, p, st.querier())
     });
     api_route(r, &["GET"], "/api/v1/metadata", state, |_, p, st| {
         api_v1::metadata(p, &st.metadata())
@@ -854,7 +892,7 @@ fn api_routes(r: &mut Router, state: &Rc<RefCell<State>>) {
         |_, _, st| api_v1::status_runtimeinfo(&st.runtime_info()),
     );
     api_route(r, &["GET"], "/api/v1/status/tsdb", state, |_, p, st| {
-        api_v1::status_tsdb(p, &st.store, SystemClock.wall_ms())
+        api_v1::status_tsdb(p, st.querier(), SystemClock.wall_ms())
     });
 }
 
@@ -892,10 +930,10 @@ async fn collection_loop(state: Rc<RefCell<State>>, server: Rc<ServerStats>) {
     }
 }
 
-/// The store's housekeeping and flushes, when it asks for them.
-async fn storage_loop(state: Rc<RefCell<State>>) {
+/// Housekeeping and flushes of the TSDB, on the deadlines it asks for.
+async fn tsdb_loop(store: SharedStore) {
     loop {
-        let next = state.borrow_mut().store.poll(Instant::now());
+        let next = store.0.borrow_mut().poll(Instant::now());
         Timer::at(next).await;
     }
 }
@@ -995,20 +1033,27 @@ pub fn run(args: Args) -> i32 {
             collectors.join(",")
         }
     ));
-    let opened = Instant::now();
-    let store = Store::open(store_options(&args), &args.storage_path, Box::new(OsFs));
-    crate::log::info(&format!(
-        "tsdb: opened {} in {} ms: {} series, {} samples recovered, {} bytes of {} used",
-        args.storage_path.display(),
-        opened.elapsed().as_millis(),
-        store.series_count(),
-        store.stats().samples_recovered,
-        store.bytes_used(),
-        store.options().retention_bytes,
+    let started = Instant::now();
+    let store = SharedStore::new(Store::open(
+        args.tsdb.clone(),
+        &args.storage_path,
+        Box::new(OsFs),
     ));
-    let mut st = State::new(args, config, driver, store);
-    st.config_text = config_text;
-    let state = Rc::new(RefCell::new(st));
+    {
+        let st = store.0.borrow();
+        crate::log::info(&format!(
+            "TSDB opened in {} ms: {} series, {} samples recovered, {} damaged records skipped",
+            started.elapsed().as_millis(),
+            st.series_count(),
+            st.stats().samples_recovered,
+            st.stats().corrupt_records
+        ));
+    }
+    let mut state = State::new(args, config, driver);
+    state.config_text = config_text;
+    state.appender = Some(Box::new(store.clone()));
+    state.tsdb = Some(store.clone());
+    let state = Rc::new(RefCell::new(state));
     let shutdown = Shutdown::new();
     let server = Server::new(limits);
     let router = routes(state.clone(), server.stats(), shutdown.clone());
@@ -1025,13 +1070,13 @@ pub fn run(args: Args) -> i32 {
     let result = async_io::block_on(ex.run(async {
         ex.spawn(collection_loop(state.clone(), server.stats()))
             .detach();
-        ex.spawn(storage_loop(state.clone())).detach();
+        ex.spawn(tsdb_loop(store.clone())).detach();
         ex.spawn(signal_loop(signals, state.clone(), shutdown.clone()))
             .detach();
         server.serve(listener, counted, shutdown.wait()).await
     }));
-    // Clean shutdown: what was collected since the last flush goes to disk.
-    state.borrow_mut().store.flush(Instant::now());
+    // Make everything collected so far durable before exiting.
+    store.0.borrow_mut().flush(Instant::now());
     match result {
         Ok(()) => {
             crate::log::info("see you next time!");
@@ -1172,6 +1217,37 @@ mod tests {
         );
     }
 
+    #[test]
+    fn cycle_stores_collectors_and_self_metrics_for_the_api() {
+        let args = Args::default();
+        let cfg = Config::embedded();
+        let driver = build_driver(&cfg, &args).unwrap();
+        let mut st = State::new(args, cfg, driver);
+        let store = SharedStore::new(Store::new(Default::default()));
+        st.appender = Some(Box::new(store.clone()));
+        st.tsdb = Some(store);
+        let clock = FakeClock {
+            mono: Cell::new(Instant::now()),
+            wall: Cell::new(1_000_000),
+        };
+        let server = ServerStats::default();
+        st.cycle(&clock, &server);
+        let names = st.querier().label_values("__name__", &[], 0, 2_000_000);
+        for n in [
+            "node_load1",
+            "promlet_collection_cycles_total",
+            "promlet_tsdb_series",
+            "process_resident_memory_bytes",
+        ] {
+            assert!(names.iter().any(|x| x == n), "{n} not stored: {names:?}");
+        }
+        assert_eq!(st.stats.append_errors, 0);
+        assert!(st
+            .metadata()
+            .iter()
+            .any(|m| m.metric == "node_load1" && m.kind == "gauge"));
+    }
+
     /// A clock whose wall time can be stepped.
     struct FakeClock {
         mono: Cell<Instant>,
@@ -1192,7 +1268,7 @@ mod tests {
         let args = Args::default();
         let cfg = Config::embedded();
         let driver = build_driver(&cfg, &args).unwrap();
-        let mut st = State::new(args, cfg, driver, Store::new(Default::default()));
+        let mut st = State::new(args, cfg, driver);
         let clock = FakeClock {
             mono: Cell::new(Instant::now()),
             wall: Cell::new(1_000_000),

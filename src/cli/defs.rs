@@ -148,43 +148,29 @@ pub const FLAGS: &[Flag] = &[
     Flag {
         name: "storage.tsdb.retention.size",
         value_name: Some("SIZE"),
-        default: "16MiB",
+        default: "16MB",
         category: Category::Storage,
-        help: "Memory budget of the ring-buffer store; the oldest data is dropped to stay \
-               within it. Units B, KB, MB, GB (powers of 1024, as Prometheus; KiB, MiB, GiB too).",
+        help: "Memory budget of the TSDB, index included (units B, KB, MB, GB; powers of 1024). \
+               When full, the oldest chunks are evicted. At least 64KB.",
         set: |a, v| {
-            a.retention_bytes = super::parse_size_flag(v)?;
+            let n = crate::tsdb::parse_size(v)?;
+            if n < 64 << 10 {
+                return Err(format!("must be at least 64KB, got {v:?}"));
+            }
+            a.tsdb.retention_bytes = n;
             Ok(())
         },
     },
     Flag {
         name: "storage.tsdb.retention.time",
         value_name: Some("DURATION"),
-        default: "",
+        default: "0",
         category: Category::Storage,
-        help: "Also drop data older than this (relative to the newest sample). Without it, only \
-               the size budget limits retention.",
+        help: "Also drop samples older than this, relative to the newest sample (0: keep what \
+               fits in the size budget).",
         set: |a, v| {
-            a.retention_time = match v {
-                "" | "0" | "0s" => None,
-                v => Some(parse_duration_flag(v)?),
-            };
-            Ok(())
-        },
-    },
-    Flag {
-        name: "storage.tsdb.flush-interval",
-        value_name: Some("DURATION"),
-        default: "10m",
-        category: Category::Storage,
-        help: "How often new data is written to --storage.tsdb.path (and at clean shutdown). \
-               Data collected since the last flush is lost in a crash or power cut; longer \
-               intervals write less to flash.",
-        set: |a, v| {
-            a.flush_interval = parse_duration_flag(v)?;
-            if a.flush_interval.is_zero() {
-                return Err("must be positive".into());
-            }
+            let d = parse_duration_flag(v)?;
+            a.tsdb.retention_ms = (!d.is_zero()).then_some(d.as_millis() as i64);
             Ok(())
         },
     },
@@ -193,10 +179,30 @@ pub const FLAGS: &[Flag] = &[
         value_name: Some("N"),
         default: "20000",
         category: Category::Storage,
-        help: "Most series the store holds; samples of new series beyond it are refused and \
-               counted in promlet_tsdb_samples_rejected_total{reason=\"too_many_series\"}.",
+        help: "Refuse new series beyond this many (counted in \
+               promlet_tsdb_samples_rejected_total{reason=\"too_many_series\"}).",
         set: |a, v| {
-            a.max_series = parse_count(v)?;
+            a.tsdb.max_series = v
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("expected a positive integer, got {v:?}"))?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "storage.tsdb.flush-interval",
+        value_name: Some("DURATION"),
+        default: "10m",
+        category: Category::Storage,
+        help: "How often new samples are written to --storage.tsdb.path. Samples since the last \
+               flush are lost in a crash; shorter intervals write more to flash.",
+        set: |a, v| {
+            let d = parse_duration_flag(v)?;
+            if d < std::time::Duration::from_millis(100) {
+                return Err(format!("must be at least 100ms, got {v:?}"));
+            }
+            a.tsdb.flush_interval = d;
             Ok(())
         },
     },
@@ -349,6 +355,28 @@ mod tests {
     }
 
     #[test]
+    fn tsdb_flags_set_the_store_options() {
+        let a = run_args(&[
+            "--storage.tsdb.retention.size=64MB",
+            "--storage.tsdb.retention.time=2d",
+            "--storage.tsdb.max-series=500",
+            "--storage.tsdb.flush-interval=30s",
+        ]);
+        assert_eq!(a.tsdb.retention_bytes, 64 << 20);
+        assert_eq!(a.tsdb.retention_ms, Some(2 * 86_400_000));
+        assert_eq!(a.tsdb.max_series, 500);
+        assert_eq!(a.tsdb.flush_interval, std::time::Duration::from_secs(30));
+        for bad in [
+            "--storage.tsdb.retention.size=1KB",
+            "--storage.tsdb.retention.size=12",
+            "--storage.tsdb.max-series=0",
+            "--storage.tsdb.flush-interval=1ms",
+        ] {
+            assert!(parse([bad.to_string()]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn config_file_flag() {
         let a = run_args(&["--config.file=/etc/promlet.yml"]);
         assert_eq!(a.config_file.as_deref(), Some("/etc/promlet.yml".as_ref()));
@@ -394,36 +422,25 @@ mod tests {
     }
 
     #[test]
-    fn storage_and_query_flags() {
+    fn query_flags_and_given_flags() {
         let a = run_args(&[
-            "--storage.tsdb.retention.size=512KB",
-            "--storage.tsdb.retention.time=2d",
-            "--storage.tsdb.flush-interval=30s",
             "--storage.tsdb.max-series=7",
             "--query.timeout=1s",
             "--query.max-samples=1000",
             "--query.lookback-delta=1m",
         ]);
-        assert_eq!(a.retention_bytes, 512 << 10);
-        assert_eq!(
-            a.retention_time,
-            Some(std::time::Duration::from_secs(2 * 86_400))
-        );
-        assert_eq!(a.flush_interval, std::time::Duration::from_secs(30));
-        assert_eq!(a.max_series, 7);
         assert_eq!(a.query_timeout, std::time::Duration::from_secs(1));
         assert_eq!(a.query_max_samples, 1000);
         assert_eq!(a.query_lookback_delta, std::time::Duration::from_secs(60));
-        assert_eq!(a.given_flags.len(), 7);
+        assert_eq!(a.given_flags.len(), 4);
         assert_eq!(
-            a.given_flags[3],
+            a.given_flags[0],
             ("storage.tsdb.max-series".into(), "7".into())
         );
         for bad in [
-            "--storage.tsdb.retention.size=0",
-            "--storage.tsdb.retention.size=12XB",
-            "--storage.tsdb.max-series=-1",
             "--query.timeout=0s",
+            "--query.max-samples=0",
+            "--query.lookback-delta=x",
         ] {
             assert!(parse([bad.to_string()]).is_err(), "{bad}");
         }

@@ -38,12 +38,8 @@ pub struct Args {
     pub max_connections: usize,
     pub read_timeout: Duration,
     pub storage_path: PathBuf,
-    /// `--storage.tsdb.*`: the store's byte budget, optional age limit, flush interval and
-    /// series limit.
-    pub retention_bytes: usize,
-    pub retention_time: Option<Duration>,
-    pub flush_interval: Duration,
-    pub max_series: usize,
+    /// `--storage.tsdb.retention.size`, `.retention.time`, `.max-series`, `.flush-interval`.
+    pub tsdb: crate::tsdb::Options,
     /// `--query.*`: limits of one query.
     pub query_timeout: Duration,
     pub query_max_samples: usize,
@@ -69,10 +65,7 @@ impl Default for Args {
             max_connections: crate::http::server::MAX_CONNECTIONS,
             read_timeout: crate::http::server::READ_TIMEOUT,
             storage_path: "data/".into(),
-            retention_bytes: crate::tsdb::DEFAULT_RETENTION_BYTES,
-            retention_time: None,
-            flush_interval: crate::tsdb::DEFAULT_FLUSH_INTERVAL,
-            max_series: crate::tsdb::DEFAULT_MAX_SERIES,
+            tsdb: crate::tsdb::Options::default(),
             query_timeout: defs::DEFAULT_QUERY_TIMEOUT,
             query_max_samples: defs::DEFAULT_QUERY_MAX_SAMPLES,
             query_lookback_delta: Duration::from_secs(5 * 60),
@@ -113,31 +106,6 @@ impl std::error::Error for UsageError {}
 
 pub(crate) fn parse_duration_flag(v: &str) -> Result<Duration, String> {
     crate::config::parse_duration(v)
-}
-
-/// A byte size as Prometheus's `--storage.tsdb.retention.size`: a number and a unit of B, KB,
-/// MB, GB or TB, all powers of 1024 (KiB, MiB, GiB, TiB are accepted too). Zero is refused:
-/// the store always needs a budget.
-pub(crate) fn parse_size_flag(v: &str) -> Result<usize, String> {
-    let bad = || format!("expected a size like 16MiB or 512KB, got {v:?}");
-    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let n: u64 = v[..split].parse().map_err(|_| bad())?;
-    let shift = match &v[split..] {
-        "" | "B" => 0,
-        "KB" | "KiB" => 10,
-        "MB" | "MiB" => 20,
-        "GB" | "GiB" => 30,
-        "TB" | "TiB" => 40,
-        _ => return Err(bad()),
-    };
-    let bytes = n
-        .checked_mul(1u64 << shift)
-        .and_then(|b| usize::try_from(b).ok())
-        .ok_or_else(bad)?;
-    if bytes == 0 {
-        return Err("must be positive".into());
-    }
-    Ok(bytes)
 }
 
 /// How a `--name` resolved.
