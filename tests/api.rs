@@ -337,6 +337,26 @@ fn api_answers_from_the_store_in_prometheus_shape() {
     assert_eq!(d.get("reloadConfigSuccess"), Some(&Json::Bool(true)));
     assert_eq!(d.get("corruptionCount"), Some(&Json::Num(0.0)));
 
+    let (status, _, j) = get_json(
+        port,
+        &format!("/api/v1/format_query?query={}", enc("sum by(mode)(x)")),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(j.get("data").unwrap().as_str(), Some("sum by (mode) (x)"));
+    let (status, _, j) = get_json(port, "/api/v1/status/tsdb");
+    assert_eq!(status, 200, "{j:?}");
+    let stored = j
+        .get("data")
+        .unwrap()
+        .get("headStats")
+        .unwrap()
+        .get("numSeries")
+        .unwrap();
+    let Json::Num(stored) = *stored else {
+        panic!("{j:?}")
+    };
+    assert!(stored > 100.0, "{j:?}");
+
     // The store reports itself on /metrics, and the API did not disturb the thread count.
     assert!(agent.metric("promlet_tsdb_series").unwrap() > 100.0);
     assert_eq!(agent.metric("promlet_append_errors_total"), Some(0.0));
