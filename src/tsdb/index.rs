@@ -347,6 +347,17 @@ impl Index {
                     Some(v) => self.postings_of(name, v).to_vec(),
                     None => return Vec::new(),
                 }
+            } else if let Some(alts) = literal_alternatives(m) {
+                // `=~"a|b|c"` is a set of `=`: look each up instead of testing every value.
+                let mut u = Vec::new();
+                for alt in alts.split('|') {
+                    if let Some(v) = self.sym(alt) {
+                        u.extend_from_slice(self.postings_of(name, v));
+                    }
+                }
+                u.sort_unstable();
+                u.dedup();
+                u
             } else {
                 let mut u = Vec::new();
                 for &v in self.values.get(&name).map(|v| v.as_slice()).unwrap_or(&[]) {
@@ -387,6 +398,18 @@ impl Index {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.values.keys().map(|&n| self.str_of(n))
     }
+}
+
+/// The value of a `=~` matcher that is only literal alternatives (`a|b|c`, no empty one), as
+/// PromQL queries over label sets often are; `None` otherwise.
+fn literal_alternatives(m: &Matcher) -> Option<&str> {
+    let v = m.value.as_str();
+    let literal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '/' | ',');
+    (m.op == MatchOp::Regex
+        && !v.is_empty()
+        && v.chars().all(|c| c == '|' || literal(c))
+        && v.split('|').all(|alt| !alt.is_empty()))
+    .then_some(v)
 }
 
 fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
@@ -439,6 +462,11 @@ mod tests {
         );
         assert_eq!(sel(&[m(MatchOp::Regex, "job", "a.*|w.b")]), vec![a, b, d]);
         assert_eq!(sel(&[m(MatchOp::Regex, "job", "ap")]), Vec::<u32>::new());
+        assert_eq!(
+            sel(&[m(MatchOp::Regex, "job", "web|api|nope")]),
+            vec![a, b, d]
+        );
+        assert_eq!(sel(&[m(MatchOp::Regex, "job", "web|")]), vec![b, c]);
         assert_eq!(
             sel(&[
                 m(MatchOp::Equal, "__name__", "up"),
