@@ -387,6 +387,17 @@ impl Store {
             })
     }
 
+    /// `chunk_bytes` recomputed from scratch; tests compare it with the running count.
+    #[cfg(test)]
+    fn recount_chunk_bytes(&self) -> usize {
+        self.data
+            .iter()
+            .map(|sd| {
+                Self::series_fixed_bytes(sd) + sd.sealed.iter().map(Sealed::bytes).sum::<usize>()
+            })
+            .sum()
+    }
+
     fn series_fixed_bytes(sd: &SeriesData) -> usize {
         alloc_size(sd.head.bytes.capacity())
             + alloc_size(sd.sealed.capacity() * size_of::<Sealed>())
@@ -1442,6 +1453,9 @@ mod tests {
                     .unwrap();
             }
             assert!(st.bytes_used() <= budget, "{} > {budget}", st.bytes_used());
+            if i % 1000 == 0 {
+                assert_eq!(st.chunk_bytes, st.recount_chunk_bytes());
+            }
         }
         assert!(st.stats().chunks_evicted > 0);
         let all = st.select(&[], 0, i64::MAX);
@@ -1485,6 +1499,7 @@ mod tests {
             assert!(t < 1_000_000_000, "the idle series never left");
         }
         assert!(st.select(&[eq("__name__", "gone")], 0, i64::MAX).is_empty());
+        assert_eq!(st.chunk_bytes, st.recount_chunk_bytes());
         assert!(st.label_values("__name__", &[], 0, i64::MAX) == vec!["stay"]);
         assert!(st.stats().series_removed >= 1);
     }
@@ -1530,6 +1545,7 @@ mod tests {
         // Forward by days is just a long gap.
         st.append(&l, t0 + 30 * day, 4.0).unwrap();
         assert_eq!(st.select(&[], 0, i64::MAX)[0].samples.len(), 3);
+        assert_eq!(st.chunk_bytes, st.recount_chunk_bytes());
     }
 
     #[test]
@@ -1604,6 +1620,7 @@ mod replay_tests {
                 std::fs::write(dir.join(format::segment_name(seg)), &buf).unwrap();
             }
             let mut st = Store::open(Options::default(), &dir, Box::new(OsFs));
+            assert_eq!(st.chunk_bytes, st.recount_chunk_bytes(), "round {round}");
             let all = st.select(&[], i64::MIN, i64::MAX);
             let _ = st.label_names(&[], i64::MIN, i64::MAX);
             let l = Labels::from_pairs([("__name__", "after")]);
