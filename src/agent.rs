@@ -30,7 +30,7 @@ use crate::config::Config;
 use crate::expo::{self, MetricSet, MetricType};
 use crate::http::api_v1::{self, ApiResponse, BuildInfo, MetricMetadata};
 use crate::http::{self, Limits, Request, Response, Router, Server, ServerStats, Shutdown};
-use crate::model::{Clock, Labels, StepDetector, SystemClock, Timestamp};
+use crate::model::{Clock, StepDetector, SystemClock, Timestamp};
 use crate::promql::EngineOpts;
 use crate::tsdb::{Appender, OsFs, Querier, SharedStore, Store};
 use async_executor::LocalExecutor;
@@ -552,17 +552,17 @@ fn step_tolerance(interval: Duration) -> Duration {
 pub fn append_all(set: &MetricSet, t: Timestamp, app: &mut dyn Appender) -> u64 {
     let mut errors = 0;
     let mut name = String::new();
+    // Reused for every sample: the store finds existing series from these parts without
+    // allocating (Appender::append_parts).
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
     for s in set.samples() {
         name.clear();
         name.push_str(s.family_name());
         name.push_str(s.suffix());
-        // One Labels per sample: the Appender trait takes `&Labels`. A series-ref cache
-        // belongs to the TSDB side of the seam.
-        let labels = Labels::from_pairs(
-            std::iter::once((crate::model::METRIC_NAME, name.as_str())).chain(s.labels()),
-        );
+        pairs.clear();
+        pairs.extend(s.labels());
         if app
-            .append(&labels, s.timestamp().unwrap_or(t), s.value())
+            .append_parts(&name, &pairs, s.timestamp().unwrap_or(t), s.value())
             .is_err()
         {
             errors += 1;
@@ -1089,6 +1089,7 @@ pub fn run(args: Args) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Labels;
     use crate::tsdb::AppendError;
     use std::cell::Cell;
 

@@ -84,8 +84,13 @@ pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// FxHash-style hash of a label set's strings, with separators so ("ab","c") != ("a","bc").
 pub fn hash_labels(labels: &Labels) -> u64 {
+    hash_pairs(labels.iter())
+}
+
+/// [`hash_labels`] of sorted (name, value) pairs, without a `Labels`.
+pub fn hash_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
     let mut h = IdHasher(0);
-    for (n, v) in labels.iter() {
+    for (n, v) in pairs {
         h.write(n.as_bytes());
         h.write(&[0xff]);
         h.write(v.as_bytes());
@@ -214,6 +219,26 @@ impl Index {
                 .iter()
                 .zip(labels.iter())
                 .all(|(&(n, v), (ln, lv))| self.str_of(n) == ln && self.str_of(v) == lv)
+    }
+
+    /// [`Index::lookup`] for label pairs already sorted by name, unique, without empty values.
+    pub fn lookup_pairs(&self, pairs: &[(&str, &str)], hash: u64) -> Option<SeriesId> {
+        let same = |id: SeriesId| {
+            let own = &self.series[id as usize];
+            own.len() == pairs.len()
+                && own
+                    .iter()
+                    .zip(pairs)
+                    .all(|(&(n, v), &(ln, lv))| self.str_of(n) == ln && self.str_of(v) == lv)
+        };
+        let &id = self.by_hash.get(&hash)?;
+        if same(id) {
+            return Some(id);
+        }
+        self.collided
+            .iter()
+            .find(|&&(h, c)| h == hash && same(c))
+            .map(|&(_, c)| c)
     }
 
     /// Finds the series with exactly these labels; `hash` is [`hash_labels`] of them.

@@ -91,6 +91,22 @@ pub enum AppendError {
 /// Where samples go.
 pub trait Appender {
     fn append(&mut self, labels: &Labels, t: Timestamp, v: f64) -> Result<(), AppendError>;
+
+    /// The same as [`Appender::append`] for the series `name{pairs}`, with `pairs` in any
+    /// order (a later duplicate name wins, empty values are dropped, as in `Labels`). The store
+    /// finds an existing series without allocating; the default builds a `Labels`.
+    fn append_parts(
+        &mut self,
+        name: &str,
+        pairs: &[(&str, &str)],
+        t: Timestamp,
+        v: f64,
+    ) -> Result<(), AppendError> {
+        let labels = Labels::from_pairs(
+            std::iter::once((crate::model::METRIC_NAME, name)).chain(pairs.iter().copied()),
+        );
+        self.append(&labels, t, v)
+    }
 }
 
 /// One series and its samples inside a queried range, oldest first.

@@ -23,6 +23,15 @@ impl Appender for SharedStore {
     fn append(&mut self, labels: &Labels, t: Timestamp, v: f64) -> Result<(), AppendError> {
         self.0.borrow_mut().append(labels, t, v)
     }
+    fn append_parts(
+        &mut self,
+        name: &str,
+        pairs: &[(&str, &str)],
+        t: Timestamp,
+        v: f64,
+    ) -> Result<(), AppendError> {
+        self.0.borrow_mut().append_parts(name, pairs, t, v)
+    }
 }
 
 impl Querier for SharedStore {

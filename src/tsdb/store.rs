@@ -387,6 +387,17 @@ impl Store {
             })
     }
 
+    /// `chunk_bytes` recomputed from scratch; tests compare it with the running count.
+    #[cfg(test)]
+    fn recount_chunk_bytes(&self) -> usize {
+        self.data
+            .iter()
+            .map(|sd| {
+                Self::series_fixed_bytes(sd) + sd.sealed.iter().map(Sealed::bytes).sum::<usize>()
+            })
+            .sum()
+    }
+
     fn series_fixed_bytes(sd: &SeriesData) -> usize {
         alloc_size(sd.head.bytes.capacity())
             + alloc_size(sd.sealed.capacity() * size_of::<Sealed>())
@@ -1178,9 +1189,59 @@ impl<'o, 'a> BatchWriter<'o, 'a> {
     }
 }
 
+/// Label pairs [`Store::append_parts`] sorts on the stack; more fall back to a `Labels`.
+const MAX_STACK_LABELS: usize = 32;
+
 impl Appender for Store {
     fn append(&mut self, labels: &Labels, t: Timestamp, v: f64) -> Result<(), AppendError> {
         let id = self.get_or_create(labels, t)?;
+        self.append_to(id, t, v)
+    }
+
+    /// Finds an existing series from unsorted parts without allocating: the pairs are put in
+    /// `Labels` order on the stack (empty values dropped, the last of equal names kept).
+    fn append_parts(
+        &mut self,
+        name: &str,
+        pairs: &[(&str, &str)],
+        t: Timestamp,
+        v: f64,
+    ) -> Result<(), AppendError> {
+        if pairs.len() < MAX_STACK_LABELS && !name.is_empty() {
+            let mut buf = [("", ""); MAX_STACK_LABELS];
+            buf[0] = (crate::model::METRIC_NAME, name);
+            let mut n = 1;
+            for &(ln, lv) in pairs {
+                if let Some(i) = buf[..n].iter().position(|&(x, _)| x == ln) {
+                    buf[i].1 = lv; // a later duplicate replaces, as Labels::set does
+                } else {
+                    buf[n] = (ln, lv);
+                    n += 1;
+                }
+            }
+            let mut sorted = [("", ""); MAX_STACK_LABELS];
+            let mut m = 0;
+            for &p in buf[..n].iter().filter(|p| !p.1.is_empty()) {
+                sorted[m] = p;
+                m += 1;
+            }
+            let sorted = &mut sorted[..m];
+            sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            let hash = super::index::hash_pairs(sorted.iter().copied());
+            if let Some(id) = self.index.lookup_pairs(sorted, hash) {
+                return self.append_to(id, t, v);
+            }
+        }
+        // A new series (or an unusual one): the general path.
+        let labels = Labels::from_pairs(
+            std::iter::once((crate::model::METRIC_NAME, name)).chain(pairs.iter().copied()),
+        );
+        self.append(&labels, t, v)
+    }
+}
+
+impl Store {
+    fn append_to(&mut self, id: SeriesId, t: Timestamp, v: f64) -> Result<(), AppendError> {
         if let Some(last) = self.data[id as usize].last_t() {
             if t == last {
                 let sd = &self.data[id as usize];
@@ -1317,6 +1378,33 @@ mod tests {
     }
 
     #[test]
+    fn append_parts_finds_the_same_series_as_labels() {
+        let mut st = Store::new(Options::default());
+        let names = ["a", "b", "c", "__name__", "zz"];
+        let values = ["", "1", "2"];
+        let mut rng = fastrand::Rng::with_seed(1);
+        for t in 1..3000 {
+            let pairs: Vec<(&str, &str)> = (0..rng.usize(0..5))
+                .map(|_| (names[rng.usize(0..5)], values[rng.usize(0..3)]))
+                .collect();
+            let labels =
+                Labels::from_pairs(std::iter::once(("__name__", "m")).chain(pairs.iter().copied()));
+            let via_labels = st.series_count();
+            if t % 2 == 0 {
+                let _ = st.append(&labels, t, 1.0);
+            } else {
+                let _ = st.append_parts("m", &pairs, t, 1.0);
+            }
+            // Either way the sample lands in the series `labels` names.
+            let got = st.select(&[], t, t);
+            let hit = got.iter().find(|s| s.labels == labels);
+            if labels.name().is_some() {
+                assert!(hit.is_some(), "{labels} at {t} (series {via_labels})");
+            }
+        }
+    }
+
+    #[test]
     fn out_of_order_and_duplicates_are_refused_and_counted() {
         let mut st = Store::new(Options::default());
         let l = lbl("x", "a");
@@ -1365,6 +1453,9 @@ mod tests {
                     .unwrap();
             }
             assert!(st.bytes_used() <= budget, "{} > {budget}", st.bytes_used());
+            if i % 1000 == 0 {
+                assert_eq!(st.chunk_bytes, st.recount_chunk_bytes());
+            }
         }
         assert!(st.stats().chunks_evicted > 0);
         let all = st.select(&[], 0, i64::MAX);
@@ -1408,6 +1499,7 @@ mod tests {
             assert!(t < 1_000_000_000, "the idle series never left");
         }
         assert!(st.select(&[eq("__name__", "gone")], 0, i64::MAX).is_empty());
+        assert_eq!(st.chunk_bytes, st.recount_chunk_bytes());
         assert!(st.label_values("__name__", &[], 0, i64::MAX) == vec!["stay"]);
         assert!(st.stats().series_removed >= 1);
     }
@@ -1453,6 +1545,7 @@ mod tests {
         // Forward by days is just a long gap.
         st.append(&l, t0 + 30 * day, 4.0).unwrap();
         assert_eq!(st.select(&[], 0, i64::MAX)[0].samples.len(), 3);
+        assert_eq!(st.chunk_bytes, st.recount_chunk_bytes());
     }
 
     #[test]
@@ -1527,6 +1620,7 @@ mod replay_tests {
                 std::fs::write(dir.join(format::segment_name(seg)), &buf).unwrap();
             }
             let mut st = Store::open(Options::default(), &dir, Box::new(OsFs));
+            assert_eq!(st.chunk_bytes, st.recount_chunk_bytes(), "round {round}");
             let all = st.select(&[], i64::MIN, i64::MAX);
             let _ = st.label_names(&[], i64::MIN, i64::MAX);
             let l = Labels::from_pairs([("__name__", "after")]);
