@@ -27,6 +27,8 @@ mod expo_parse;
 /// The textfile collector against node_exporter (expected outputs and the real binary).
 mod textfile;
 
+/// Exact series equality with the live node_exporter for info and static families.
+mod collect_live_exact;
 /// Differential test against a real Prometheus 3.5 (engine, HTTP API JSON, promtool).
 mod promql_diff;
 /// Prometheus's promqltest conformance scripts run against our engine.
