@@ -561,3 +561,24 @@ fn promlet_and_real_prometheus_scraping_it_agree() {
     assert_eq!(ours.get("error"), theirs.get("error"));
     assert_eq!(ours.get("errorType"), theirs.get("errorType"));
 }
+
+/// `--query.max-samples` refuses a query that would hold more samples, as Prometheus does
+/// (422 "execution"), while small queries still work.
+#[test]
+fn query_max_samples_flag_refuses_big_queries() {
+    let agent = collecting_agent(&["--query.max-samples=100"]);
+    let q = enc("{__name__=~\"node_.+\"}[1m]");
+    let (status, _, j) = get_json(agent.port, &format!("/api/v1/query?query={q}"));
+    assert_eq!(status, 422, "{j:?}");
+    assert_eq!(j.get("errorType").unwrap().as_str(), Some("execution"));
+    assert!(
+        j.get("error")
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .contains("too many samples"),
+        "{j:?}"
+    );
+    let j = query(agent.port, "node_load1");
+    assert_eq!(result(&j).len(), 1);
+}
