@@ -145,44 +145,50 @@ pub fn range_query(
         }
     }
     let mut ev = Evaluator::new(q, query, expr, start, end, step, opts);
-    // Series are keyed by their (shared) label sets: no label copies per step. Label sets that
-    // come straight from storage are the same allocation every step, so they are found by
-    // address first; `by_addr` only holds addresses of Rc's kept alive in `series`.
-    let mut index: HashMap<Rc<Labels>, usize> = HashMap::new();
-    let mut by_addr: HashMap<*const Labels, usize> = HashMap::new();
+    // Series are keyed by their (shared) label sets and whether the name is to be dropped: no
+    // label copies per step. Label sets that come straight from storage are the same allocation
+    // every step, so they are found by address first; `by_addr` only holds addresses of Rc's
+    // kept alive in `series`. Names are dropped once, at the end (finish_matrix).
+    let mut index: HashMap<(Rc<Labels>, bool), usize> = HashMap::new();
+    let mut by_addr: HashMap<(*const Labels, bool), usize> = HashMap::new();
     let mut series: Vec<Series> = Vec::new();
     let mut total = 0usize;
     let mut t = start;
     while t <= end {
-        let mut push = |labels: Rc<Labels>, v: f64| {
-            let i = match by_addr.get(&Rc::as_ptr(&labels)) {
+        let mut push = |labels: Rc<Labels>, drop_name: bool, v: f64| -> Result<(), EvalError> {
+            let i = match by_addr.get(&(Rc::as_ptr(&labels), drop_name)) {
                 Some(&i) => i,
                 None => {
-                    let i = *index.entry(labels.clone()).or_insert_with(|| {
+                    let i = *index.entry((labels.clone(), drop_name)).or_insert_with(|| {
                         series.push(Series {
                             labels: labels.clone(),
                             points: Vec::new(),
-                            drop_name: false,
+                            drop_name,
                         });
                         series.len() - 1
                     });
                     if Rc::ptr_eq(&series[i].labels, &labels) {
-                        by_addr.insert(Rc::as_ptr(&labels), i);
+                        by_addr.insert((Rc::as_ptr(&labels), drop_name), i);
                     }
                     i
                 }
             };
-            series[i].points.push(Sample { t, v });
+            let pts = &mut series[i].points;
+            if pts.last().is_some_and(|p| p.t == t) {
+                return exec_err("vector cannot contain metrics with the same labelset");
+            }
+            pts.push(Sample { t, v });
+            Ok(())
         };
         match ev.eval(expr, t)? {
             Value::Scalar(v) => {
-                push(Rc::new(Labels::new()), v);
+                push(Rc::new(Labels::new()), false, v)?;
                 total += 1;
             }
             Value::Vector(vs) => {
                 total += vs.len();
-                for s in finish_vector(vs)? {
-                    push(s.labels, s.v);
+                for s in vs {
+                    push(s.labels, s.drop_name, s.v)?;
                 }
             }
             _ => return exec_err("range query produced an unexpected value type"),
@@ -192,6 +198,7 @@ pub fn range_query(
         }
         t += step;
     }
+    let mut series = finish_matrix(series)?;
     series.sort_by(|a, b| a.labels.cmp(&b.labels));
     if expr.value_type() == ValueType::Vector {
         if let Some(w) = sort_warning(expr) {
