@@ -109,7 +109,7 @@ pub fn instant_query(
     t: i64,
     opts: &EngineOpts,
 ) -> Result<QueryResult, EvalError> {
-    let mut ev = Evaluator::new(q, query, expr, t, t, 0, opts);
+    let mut ev = Evaluator::new(q, query, expr, t, t, 0, opts)?;
     let v = ev.eval(expr, t)?;
     let value = match v {
         Value::Vector(v) => Value::Vector(finish_vector(v)?),
@@ -144,7 +144,7 @@ pub fn range_query(
             ))
         }
     }
-    let mut ev = Evaluator::new(q, query, expr, start, end, step, opts);
+    let mut ev = Evaluator::new(q, query, expr, start, end, step, opts)?;
     // Series are keyed by their (shared) label sets and whether the name is to be dropped: no
     // label copies per step. Label sets that come straight from storage are the same allocation
     // every step, so they are found by address first; `by_addr` only holds addresses of Rc's
@@ -289,8 +289,8 @@ fn has_name_labels(l: &Labels) -> bool {
 /// One selector's fetched data: series with stale markers kept (instant selectors need them).
 struct Fetched {
     series: Vec<(Rc<Labels>, Vec<Sample>)>,
-    /// The same samples without stale markers, for range selectors.
-    clean: Vec<Vec<Sample>>,
+    /// The same samples without stale markers, for range selectors (None: there were none).
+    clean: Vec<Option<Vec<Sample>>>,
     /// Per series: where the last instant lookup, range start and range end landed. Steps
     /// mostly move forward, so the next lookup starts there instead of binary-searching
     /// (which costs a cache miss per probe on big series).
@@ -345,23 +345,31 @@ impl<'a> Evaluator<'a> {
         end: i64,
         _step: i64,
         opts: &'a EngineOpts,
-    ) -> Evaluator<'a> {
+    ) -> Result<Evaluator<'a>, EvalError> {
         let mut windows: HashMap<*const VectorSelector, (i64, i64, &VectorSelector)> =
             HashMap::new();
         collect_windows(expr, start, end, start, end, opts, &mut windows);
         let mut data = HashMap::new();
+        // Everything a query reads is held in memory at once, so the sample limit applies to
+        // the sum of what the selectors fetch.
+        let mut loaded = 0usize;
         for (k, (mint, maxt, vs)) in windows {
             let got: Vec<SeriesSamples> = q.select(&vs.matchers, mint, maxt);
+            loaded += got.iter().map(|s| s.samples.len()).sum::<usize>();
+            if loaded > opts.max_samples {
+                return Err(EvalError::TooManySamples);
+            }
             let mut series = Vec::with_capacity(got.len());
             let mut clean = Vec::with_capacity(got.len());
             for s in got {
-                clean.push(
+                // A stale-free copy only where the series has stale markers.
+                clean.push(s.samples.iter().any(|p| is_stale_nan(p.v)).then(|| {
                     s.samples
                         .iter()
                         .copied()
                         .filter(|p| !is_stale_nan(p.v))
-                        .collect(),
-                );
+                        .collect()
+                }));
                 series.push((Rc::new(s.labels), s.samples));
             }
             let cursors = (0..series.len()).map(|_| Default::default()).collect();
@@ -374,7 +382,7 @@ impl<'a> Evaluator<'a> {
                 },
             );
         }
-        Evaluator {
+        Ok(Evaluator {
             query,
             start,
             end,
@@ -383,7 +391,7 @@ impl<'a> Evaluator<'a> {
             annos: Annotations::default(),
             deadline: Instant::now() + opts.timeout,
             ticks: 0,
-        }
+        })
     }
 
     fn pos(&self, span: Span) -> String {
@@ -517,7 +525,8 @@ impl<'a> Evaluator<'a> {
         let mint = ref_t - range;
         let mut out = Vec::new();
         let mut total = 0;
-        for (((labels, _), samples), cur) in f.series.iter().zip(&f.clean).zip(&f.cursors) {
+        for (((labels, raw), clean), cur) in f.series.iter().zip(&f.clean).zip(&f.cursors) {
+            let samples: &[Sample] = clean.as_deref().unwrap_or(raw);
             let lo = seek(samples, &cur[1], mint);
             let hi = seek(samples, &cur[2], ref_t);
             if lo >= hi {
