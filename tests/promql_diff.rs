@@ -275,7 +275,8 @@ fn json_value(b: &[u8], i: &mut usize) -> Result<J, String> {
     }
 }
 
-/// A decoded query result: label set (as sorted pairs) -> points (t ms, value).
+/// A decoded query result: result type (with the annotations appended), label set (as sorted
+/// pairs) -> points (t ms, value).
 type Decoded = (String, BTreeMap<Vec<(String, String)>, Vec<(i64, f64)>>);
 
 fn num(s: &str) -> f64 {
@@ -305,13 +306,20 @@ fn decode(body: &[u8]) -> Result<Decoded, String> {
         return Ok((format!("error:{t}"), BTreeMap::new()));
     }
     let data = j.get("data").ok_or("no data")?;
-    let rt = data
+    let mut rt = data
         .get("resultType")
         .map(|s| s.str().to_string())
         .unwrap_or_default();
+    let kind = rt.clone();
+    // Annotations are part of the answer: compare them too.
+    for k in ["warnings", "infos"] {
+        for w in j.get(k).map(|a| a.arr()).unwrap_or(&[]) {
+            rt.push_str(&format!(" {k}:{}", w.str()));
+        }
+    }
     let mut out = BTreeMap::new();
     let result = data.get("result").ok_or("no result")?;
-    match rt.as_str() {
+    match kind.as_str() {
         "scalar" | "string" => {
             out.insert(vec![], vec![point(result)]);
         }
@@ -519,6 +527,18 @@ const INSTANT: &[&str] = &[
     "http_requests_total + on (job) http_requests_total",
     "sum(",
     "rate(temp_celsius)",
+    "\"a string\"",
+    "temp_celsius[2m]",
+    "label_replace(temp_celsius, \"x\", \"$1\", \"room\", \"(\")",
+    "topk(0, temp_celsius)",
+    "quantile(1.5, temp_celsius)",
+    "rate(temp_celsius[5m])",
+    "histogram_quantile(0.5, {__name__=~\"req_duration_seconds_bucket|temp_celsius\"})",
+    "count_values(\"value\", floor(temp_celsius))",
+    "sum(temp_celsius) by (nonexistent)",
+    "temp_celsius == bool on (room) temp_celsius",
+    "1 / 0 + -1 / 0",
+    "-(2 ^ 0.5) * NaN",
     "temp_celsius atan2 on (room) temp_celsius",
     "timestamp(temp_celsius)",
     "time()",
@@ -539,6 +559,9 @@ const INSTANT: &[&str] = &[
 ];
 
 const RANGE: &[&str] = &[
+    "temp_celsius[2m]",
+    "\"a string\"",
+    "1 + 1",
     "rate(http_requests_total[5m])",
     "sum by (job) (increase(http_requests_total[10m]))",
     "histogram_quantile(0.95, sum by (le) (rate(req_duration_seconds_bucket[5m])))",
@@ -613,6 +636,7 @@ fn results_match_real_prometheus_3_5() {
     let mut failures = Vec::new();
     let mut compared = 0;
     let mut non_empty = 0;
+    let mut annotated = 0;
     let instant_times = [
         T0 + 3_600_000,
         T0 + 5_400_000 + 7_000,
@@ -633,6 +657,7 @@ fn results_match_real_prometheus_3_5() {
             match (decode(&body), decode(&ours.body)) {
                 (Ok(a), Ok(b)) => {
                     non_empty += usize::from(!a.1.is_empty());
+                    annotated += usize::from(a.0.contains("warnings:") || a.0.contains("infos:"));
                     if let Err(e) = same(&a, &b) {
                         failures.push(format!("{q} @ {ts}: {e}"));
                     }
@@ -779,8 +804,12 @@ fn results_match_real_prometheus_3_5() {
     println!("promtool: {promtool_runs} commands compared");
     let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "differential: {compared} comparisons ({non_empty} with data), {} mismatches",
+        "differential: {compared} comparisons ({non_empty} with data, {annotated} with annotations), {} mismatches",
         failures.len()
+    );
+    assert!(
+        annotated >= 6,
+        "expected warnings/infos on some queries, saw {annotated}"
     );
     // Guards against a broken import making everything trivially equal (empty).
     assert!(
