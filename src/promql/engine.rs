@@ -150,7 +150,7 @@ pub fn range_query(
     // every step, so they are found by address first; `by_addr` only holds addresses of Rc's
     // kept alive in `series`. Names are dropped once, at the end (finish_matrix).
     let mut index: HashMap<(Rc<Labels>, bool), usize> = HashMap::new();
-    let mut by_addr: HashMap<(*const Labels, bool), usize> = HashMap::new();
+    let mut by_addr: HashMap<(*const Labels, bool), usize, AddrHash> = HashMap::default();
     let mut series: Vec<Series> = Vec::new();
     let mut total = 0usize;
     let mut t = start;
@@ -209,6 +209,33 @@ pub fn range_query(
         value: Value::Matrix(series),
         annotations: ev.annos,
     })
+}
+
+/// A fast hasher for keys that are addresses: they are not chosen by users, so SipHash's
+/// flooding resistance buys nothing and costs a third of a range query's bookkeeping.
+type AddrHash = std::hash::BuildHasherDefault<AddrHasher>;
+
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl std::hash::Hasher for AddrHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(*b as u64);
+        }
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 fn sort_warning(expr: &Expr) -> Option<String> {
@@ -327,6 +354,11 @@ struct Evaluator<'a> {
     annos: Annotations,
     deadline: Instant,
     ticks: u32,
+    /// Aggregation groups by (aggregation node, input label-set address); the input Rc is kept
+    /// so the address stays valid. See [`Evaluator::group_of`].
+    group_cache: HashMap<(*const Expr, *const Labels), (Rc<Labels>, Rc<Labels>), AddrHash>,
+    /// Canonical group label sets per aggregation node.
+    group_canon: HashMap<(*const Expr, Labels), Rc<Labels>>,
 }
 
 /// A borrowed view of one range-vector series, whatever produced it.
@@ -391,6 +423,8 @@ impl<'a> Evaluator<'a> {
             annos: Annotations::default(),
             deadline: Instant::now() + opts.timeout,
             ticks: 0,
+            group_cache: HashMap::default(),
+            group_canon: HashMap::new(),
         })
     }
 
@@ -605,6 +639,38 @@ impl<'a> Evaluator<'a> {
         Ok(out)
     }
 
+    /// The output label set of the group `l` falls into for the aggregation `node`. Group
+    /// label sets are canonical (one Rc per content), so groups can be told apart by address
+    /// and outputs keep the same label allocation from step to step. Input label sets shared
+    /// with fetched data are remembered by address, which skips building the key every step.
+    fn group_of(
+        &mut self,
+        node: *const Expr,
+        l: &Rc<Labels>,
+        grouping: &[String],
+        without: bool,
+    ) -> Rc<Labels> {
+        // Only label sets that outlive this step (held by the fetched data too) are cached,
+        // so the cache is bounded by the number of fetched series.
+        let shared = Rc::strong_count(l) > 1;
+        if shared {
+            if let Some((_, g)) = self.group_cache.get(&(node, Rc::as_ptr(l))) {
+                return g.clone();
+            }
+        }
+        let key = group_labels(l, grouping, without);
+        let g = self
+            .group_canon
+            .entry((node, key))
+            .or_insert_with_key(|(_, k)| Rc::new(k.clone()))
+            .clone();
+        if shared {
+            self.group_cache
+                .insert((node, Rc::as_ptr(l)), (l.clone(), g.clone()));
+        }
+        g
+    }
+
     fn scalar_arg(&mut self, e: &Expr, t: i64) -> Result<f64, EvalError> {
         match self.eval(e, t)? {
             Value::Scalar(v) => Ok(v),
@@ -724,19 +790,15 @@ impl<'a> Evaluator<'a> {
             );
         }
         // Group the input, preserving first-appearance order.
-        // Keys borrow the input's label strings; Labels are built once per group.
-        let mut keys: HashMap<Vec<&str>, usize> = HashMap::new();
-        let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
+        let node = expr as *const Expr;
+        let mut by_group: HashMap<*const Labels, usize, AddrHash> = HashMap::default();
+        let mut groups: Vec<(Rc<Labels>, Vec<usize>)> = Vec::new();
         for (i, s) in input.iter().enumerate() {
-            let key = group_key(&s.labels, grouping, without);
-            let gi = match keys.get(&key) {
-                Some(&gi) => gi,
-                None => {
-                    keys.insert(key, groups.len());
-                    groups.push((group_labels(&s.labels, grouping, without), vec![]));
-                    groups.len() - 1
-                }
-            };
+            let g = self.group_of(node, &s.labels, grouping, without);
+            let gi = *by_group.entry(Rc::as_ptr(&g)).or_insert_with(|| {
+                groups.push((g.clone(), vec![]));
+                groups.len() - 1
+            });
             groups[gi].1.push(i);
         }
         let mut out = Vec::new();
@@ -787,7 +849,7 @@ impl<'a> Evaluator<'a> {
                         }
                     }
                     for (val, c) in counts {
-                        let mut l = key.clone();
+                        let mut l = (*key).clone();
                         l.set(label_param.clone(), val);
                         out.push(VecSample {
                             labels: Rc::new(l),
@@ -799,7 +861,7 @@ impl<'a> Evaluator<'a> {
                 }
             };
             out.push(VecSample {
-                labels: Rc::new(key),
+                labels: key,
                 v,
                 drop_name,
             });
@@ -1213,7 +1275,7 @@ fn apply_range_fn(
         let v = match name {
             "rate" | "increase" => {
                 if non_counter.is_none() {
-                    if let Some(n) = s.labels.name() {
+                    if let Some(n) = metric_name(s.labels) {
                         if !["_total", "_sum", "_count", "_bucket"]
                             .iter()
                             .any(|suf| n.ends_with(suf))
@@ -1299,6 +1361,15 @@ fn apply_range_fn(
         }
     }
     Ok((out, non_counter))
+}
+
+/// The metric name; `__name__` is almost always the first label, so look there first (this
+/// runs for every series at every step of rate()/increase()).
+fn metric_name(l: &Labels) -> Option<&str> {
+    match l.iter().next() {
+        Some((n, v)) if n == METRIC_NAME => Some(v),
+        _ => l.name(),
+    }
 }
 
 fn welford(vals: impl Iterator<Item = f64>) -> f64 {
@@ -1513,19 +1584,6 @@ fn vector_vector(
         });
     }
     Ok(out)
-}
-
-/// The grouping identity of a label set as borrowed strings (name, value, name, value, ...).
-fn group_key<'l>(l: &'l Labels, grouping: &[String], without: bool) -> Vec<&'l str> {
-    let mut k = Vec::with_capacity(grouping.len() * 2 + 4);
-    for (n, v) in l.iter() {
-        let listed = grouping.iter().any(|g| g == n);
-        if (without && !listed && n != METRIC_NAME) || (!without && listed) {
-            k.push(n);
-            k.push(v);
-        }
-    }
-    k
 }
 
 fn group_labels(l: &Labels, grouping: &[String], without: bool) -> Labels {
