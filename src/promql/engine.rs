@@ -211,6 +211,9 @@ pub fn range_query(
     })
 }
 
+/// (aggregation node, input label set) addresses.
+type GroupCacheKey = (*const Expr, *const Labels);
+
 /// A fast hasher for keys that are addresses: they are not chosen by users, so SipHash's
 /// flooding resistance buys nothing and costs a third of a range query's bookkeeping.
 type AddrHash = std::hash::BuildHasherDefault<AddrHasher>;
@@ -356,7 +359,7 @@ struct Evaluator<'a> {
     ticks: u32,
     /// Aggregation groups by (aggregation node, input label-set address); the input Rc is kept
     /// so the address stays valid. See [`Evaluator::group_of`].
-    group_cache: HashMap<(*const Expr, *const Labels), (Rc<Labels>, Rc<Labels>), AddrHash>,
+    group_cache: HashMap<GroupCacheKey, (Rc<Labels>, Rc<Labels>), AddrHash>,
     /// Canonical group label sets per aggregation node.
     group_canon: HashMap<(*const Expr, Labels), Rc<Labels>>,
 }
