@@ -3,8 +3,10 @@
 //! queries goes through Prometheus's HTTP API and through our `api_v1` handlers, and the decoded
 //! results must agree (labels exactly, values within 1e-6 relative, NaN equals NaN).
 //!
-//! Prometheus runs with `--enable-feature=promql-delayed-name-removal`, the semantics our engine
-//! implements (and the upstream conformance suite uses).
+//! Two Prometheus instances run on copies of the same blocks: one with
+//! `--enable-feature=promql-delayed-name-removal` (our engine's default, and what the upstream
+//! conformance suite uses), one with the default immediate removal, compared with our engine's
+//! `delayed_name_removal: false`.
 
 use crate::common::{self, ChildGuard};
 use promlet::http::api_v1;
@@ -533,6 +535,9 @@ const INSTANT: &[&str] = &[
     "topk(0, temp_celsius)",
     "quantile(1.5, temp_celsius)",
     "rate(temp_celsius[5m])",
+    "sum by (__name__) (rate(http_requests_total[5m]))",
+    "label_replace(rate(http_requests_total[5m]), \"n\", \"$1\", \"__name__\", \"(.*)\")",
+    "rate({__name__=~\"http_requests_total|temp_celsius\"}[5m])",
     "histogram_quantile(0.5, {__name__=~\"req_duration_seconds_bucket|temp_celsius\"})",
     "count_values(\"value\", floor(temp_celsius))",
     "sum(temp_celsius) by (nonexistent)",
@@ -573,6 +578,129 @@ const RANGE: &[&str] = &[
     "time() - timestamp(temp_celsius)",
 ];
 
+/// Runs every query of INSTANT and RANGE through Prometheus (`port`) and our handlers; returns
+/// (comparisons, with data, with annotations) and appends mismatches to `failures`.
+fn compare_queries(
+    port: u16,
+    store: &MemStorage,
+    opts: &EngineOpts,
+    failures: &mut Vec<String>,
+) -> (usize, usize, usize) {
+    let mut compared = 0;
+    let mut non_empty = 0;
+    let mut annotated = 0;
+    let instant_times = [
+        T0 + 3_600_000,
+        T0 + 5_400_000 + 7_000,
+        T0 + 7_200_000 + 240_000,
+    ];
+    for q in INSTANT {
+        for t in instant_times {
+            let ts = format!("{}.{:03}", t / 1000, t % 1000);
+            let path = format!("/api/v1/query?query={}&time={ts}", url_encode(q));
+            let (_, _, body) = common::http_get(port, &path, "");
+            let ours = api_v1::query(
+                &[("query".into(), q.to_string()), ("time".into(), ts.clone())],
+                store,
+                t,
+                &opts,
+            );
+            compared += 1;
+            match (decode(&body), decode(&ours.body)) {
+                (Ok(a), Ok(b)) => {
+                    non_empty += usize::from(!a.1.is_empty());
+                    annotated += usize::from(a.0.contains("warnings:") || a.0.contains("infos:"));
+                    if let Err(e) = same(&a, &b) {
+                        failures.push(format!("{q} @ {ts}: {e}"));
+                    }
+                }
+                (a, b) => failures.push(format!("{q} @ {ts}: prometheus {a:?} / promlet {b:?}")),
+            }
+        }
+    }
+    for q in RANGE {
+        for (start, end, step) in [
+            (T0 + 1_800_000, T0 + 7_200_000, "60"),
+            (T0 + 600_000, T0 + 8_000_000, "37"),
+        ] {
+            let (s, e) = (format!("{}", start / 1000), format!("{}", end / 1000));
+            let path = format!(
+                "/api/v1/query_range?query={}&start={s}&end={e}&step={step}",
+                url_encode(q)
+            );
+            let (_, _, body) = common::http_get(port, &path, "");
+            let ours = api_v1::query_range(
+                &[
+                    ("query".into(), q.to_string()),
+                    ("start".into(), s.clone()),
+                    ("end".into(), e.clone()),
+                    ("step".into(), step.to_string()),
+                ],
+                store,
+                end,
+                &opts,
+            );
+            compared += 1;
+            match (decode(&body), decode(&ours.body)) {
+                (Ok(a), Ok(b)) => {
+                    non_empty += usize::from(!a.1.is_empty());
+                    if let Err(err) = same(&a, &b) {
+                        failures.push(format!("range {q} step {step}: {err}"));
+                    }
+                }
+                (a, b) => failures.push(format!("range {q}: prometheus {a:?} / promlet {b:?}")),
+            }
+        }
+    }
+    (compared, non_empty, annotated)
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// Starts Prometheus on the blocks in `dir/data`, ready to answer; with `delayed`, using the
+/// delayed `__name__` removal our engine defaults to.
+fn start_prometheus(
+    prom: &std::path::Path,
+    dir: &std::path::Path,
+    data: &str,
+    delayed: bool,
+) -> (ChildGuard, u16) {
+    let port = common::free_port();
+    let mut cmd = Command::new(prom);
+    cmd.arg(format!(
+        "--config.file={}",
+        dir.join("prometheus.yml").display()
+    ))
+    .arg(format!("--storage.tsdb.path={}", dir.join(data).display()))
+    .arg("--storage.tsdb.retention.time=100y")
+    .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    if delayed {
+        cmd.arg("--enable-feature=promql-delayed-name-removal");
+    }
+    let guard = ChildGuard::spawn(&mut cmd);
+    assert!(common::wait_for_port(port), "prometheus did not start");
+    for _ in 0..100 {
+        if common::http_get(port, "/-/ready", "").0 == 200 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    (guard, port)
+}
+
 #[test]
 fn results_match_real_prometheus_3_5() {
     let (Some(prom), Some(promtool)) = (
@@ -602,107 +730,30 @@ fn results_match_real_prometheus_3_5() {
         "global:\n  scrape_interval: 1h\n",
     )
     .unwrap();
-    let port = common::free_port();
-    let _guard = ChildGuard::spawn(
-        Command::new(&prom)
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg("--storage.tsdb.retention.time=100y")
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--enable-feature=promql-delayed-name-removal")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null()),
-    );
-    assert!(common::wait_for_port(port), "prometheus did not start");
-    for _ in 0..100 {
-        if common::http_get(port, "/-/ready", "").0 == 200 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    // A second copy of the blocks for a Prometheus with default (immediate) name removal.
+    copy_dir(&dir.join("data"), &dir.join("data2"));
+    let (_guard, port) = start_prometheus(&prom, &dir, "data", true);
+    let (_guard2, port2) = start_prometheus(&prom, &dir, "data2", false);
     let mut store = MemStorage::new();
     for (l, pts) in &data {
         for (t, v) in pts {
             store.append(l, *t, *v).unwrap();
         }
     }
-    let opts = EngineOpts::default();
     let mut failures = Vec::new();
-    let mut compared = 0;
-    let mut non_empty = 0;
-    let mut annotated = 0;
-    let instant_times = [
-        T0 + 3_600_000,
-        T0 + 5_400_000 + 7_000,
-        T0 + 7_200_000 + 240_000,
-    ];
-    for q in INSTANT {
-        for t in instant_times {
-            let ts = format!("{}.{:03}", t / 1000, t % 1000);
-            let path = format!("/api/v1/query?query={}&time={ts}", url_encode(q));
-            let (_, _, body) = common::http_get(port, &path, "");
-            let ours = api_v1::query(
-                &[("query".into(), q.to_string()), ("time".into(), ts.clone())],
-                &store,
-                t,
-                &opts,
-            );
-            compared += 1;
-            match (decode(&body), decode(&ours.body)) {
-                (Ok(a), Ok(b)) => {
-                    non_empty += usize::from(!a.1.is_empty());
-                    annotated += usize::from(a.0.contains("warnings:") || a.0.contains("infos:"));
-                    if let Err(e) = same(&a, &b) {
-                        failures.push(format!("{q} @ {ts}: {e}"));
-                    }
-                }
-                (a, b) => failures.push(format!("{q} @ {ts}: prometheus {a:?} / promlet {b:?}")),
-            }
-            if q.contains("histogram_fraction") {
-                eprintln!("PROM {}", String::from_utf8_lossy(&body));
-            }
-        }
-    }
-    for q in RANGE {
-        for (start, end, step) in [
-            (T0 + 1_800_000, T0 + 7_200_000, "60"),
-            (T0 + 600_000, T0 + 8_000_000, "37"),
-        ] {
-            let (s, e) = (format!("{}", start / 1000), format!("{}", end / 1000));
-            let path = format!(
-                "/api/v1/query_range?query={}&start={s}&end={e}&step={step}",
-                url_encode(q)
-            );
-            let (_, _, body) = common::http_get(port, &path, "");
-            let ours = api_v1::query_range(
-                &[
-                    ("query".into(), q.to_string()),
-                    ("start".into(), s.clone()),
-                    ("end".into(), e.clone()),
-                    ("step".into(), step.to_string()),
-                ],
-                &store,
-                end,
-                &opts,
-            );
-            compared += 1;
-            match (decode(&body), decode(&ours.body)) {
-                (Ok(a), Ok(b)) => {
-                    non_empty += usize::from(!a.1.is_empty());
-                    if let Err(err) = same(&a, &b) {
-                        failures.push(format!("range {q} step {step}: {err}"));
-                    }
-                }
-                (a, b) => failures.push(format!("range {q}: prometheus {a:?} / promlet {b:?}")),
-            }
-        }
-    }
+    let delayed = EngineOpts::default();
+    let (compared, non_empty, annotated) = compare_queries(port, &store, &delayed, &mut failures);
+    let immediate = EngineOpts {
+        delayed_name_removal: false,
+        ..EngineOpts::default()
+    };
+    let mut failures2 = Vec::new();
+    let (compared2, _, _) = compare_queries(port2, &store, &immediate, &mut failures2);
+    println!(
+        "immediate name removal: {compared2} comparisons, {} mismatches",
+        failures2.len()
+    );
+    failures.extend(failures2.into_iter().map(|f| format!("(immediate) {f}")));
     // Real client: promtool query against Prometheus and against our handlers.
     let ours = serve_api(Arc::new(store));
     let mut promtool_runs = 0;

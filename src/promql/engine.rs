@@ -25,6 +25,10 @@ pub struct EngineOpts {
     pub lookback_delta: i64,
     /// Step of subqueries written without one (ms).
     pub default_subquery_step: i64,
+    /// Keep `__name__` until evaluation ends and drop it then (Prometheus's
+    /// `promql-delayed-name-removal` feature, which its conformance suite uses). When false,
+    /// names go as soon as a function or operator drops them, as in a default Prometheus 3.5.
+    pub delayed_name_removal: bool,
 }
 
 impl Default for EngineOpts {
@@ -34,6 +38,7 @@ impl Default for EngineOpts {
             max_samples: 50_000_000,
             lookback_delta: 300_000,
             default_subquery_step: 60_000,
+            delayed_name_removal: true,
         }
     }
 }
@@ -470,6 +475,18 @@ impl<'a> Evaluator<'a> {
     }
 
     fn eval(&mut self, e: &Expr, t: i64) -> Result<Value, EvalError> {
+        let v = self.eval_node(e, t)?;
+        if self.opts.delayed_name_removal {
+            return Ok(v);
+        }
+        // Immediate name removal: every node hands on vectors with names already dropped.
+        match v {
+            Value::Vector(v) => Ok(Value::Vector(finish_vector(v)?)),
+            other => Ok(other),
+        }
+    }
+
+    fn eval_node(&mut self, e: &Expr, t: i64) -> Result<Value, EvalError> {
         self.check_time()?;
         match e {
             Expr::Number(v, _) => Ok(Value::Scalar(*v)),
@@ -1960,6 +1977,20 @@ mod tests {
             .join()
             .unwrap();
         assert_eq!(v.1, vec![crate::promql::parser::MAX_NODES as f64]);
+    }
+
+    #[test]
+    fn immediate_name_removal_matches_default_prometheus() {
+        let s = store(&[(0, 4.0)]);
+        let q = "label_replace(abs(x_total), \"n\", \"$1\", \"__name__\", \"(.*)\")";
+        let o = EngineOpts {
+            delayed_name_removal: false,
+            ..EngineOpts::default()
+        };
+        let Value::Vector(v) = instant(&s, q, 0, &o).unwrap() else {
+            panic!()
+        };
+        assert_eq!(v[0].labels.get("n"), None);
     }
 
     #[test]
