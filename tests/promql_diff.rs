@@ -603,7 +603,7 @@ fn compare_queries(
                 &[("query".into(), q.to_string()), ("time".into(), ts.clone())],
                 store,
                 t,
-                &opts,
+                opts,
             );
             compared += 1;
             match (decode(&body), decode(&ours.body)) {
@@ -638,7 +638,7 @@ fn compare_queries(
                 ],
                 store,
                 end,
-                &opts,
+                opts,
             );
             compared += 1;
             match (decode(&body), decode(&ours.body)) {
