@@ -201,7 +201,10 @@ pub fn range_query(
         if total > opts.max_samples {
             return Err(EvalError::TooManySamples);
         }
-        t += step;
+        let Some(next) = t.checked_add(step) else {
+            break;
+        };
+        t = next;
     }
     let mut series = finish_matrix(series)?;
     series.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -544,8 +547,9 @@ impl<'a> Evaluator<'a> {
         let Some(f) = self.data.get(&(vs as *const _)) else {
             return vec![];
         };
-        let ref_t = self.at_time(&vs.at, t) - vs.offset;
-        let mint = ref_t - self.opts.lookback_delta;
+        // Saturating: offsets and `@` times come from the query text.
+        let ref_t = self.at_time(&vs.at, t).saturating_sub(vs.offset);
+        let mint = ref_t.saturating_sub(self.opts.lookback_delta);
         let mut out = Vec::new();
         for ((labels, samples), cur) in f.series.iter().zip(&f.cursors) {
             let idx = seek(samples, &cur[0], ref_t);
@@ -575,8 +579,8 @@ impl<'a> Evaluator<'a> {
         let Some(f) = self.data.get(&(vs as *const _)) else {
             return Ok(vec![]);
         };
-        let ref_t = self.at_time(&vs.at, t) - vs.offset;
-        let mint = ref_t - range;
+        let ref_t = self.at_time(&vs.at, t).saturating_sub(vs.offset);
+        let mint = ref_t.saturating_sub(range);
         let mut out = Vec::new();
         let mut total = 0;
         for (((labels, raw), clean), cur) in f.series.iter().zip(&f.clean).zip(&f.cursors) {
@@ -612,8 +616,8 @@ impl<'a> Evaluator<'a> {
             return Ok(vec![]);
         };
         let step = step.unwrap_or(self.opts.default_subquery_step);
-        let ref_t = self.at_time(at, t) - offset;
-        let lo = ref_t - range;
+        let ref_t = self.at_time(at, t).saturating_sub(*offset);
+        let lo = ref_t.saturating_sub(*range);
         // First step: the smallest multiple of `step` strictly after the range start.
         let mut ts = lo.div_euclid(step) * step;
         if ts <= lo {
@@ -654,7 +658,10 @@ impl<'a> Evaluator<'a> {
             if total * out.len().max(1) > self.opts.max_samples {
                 return Err(EvalError::TooManySamples);
             }
-            ts += step;
+            let Some(next) = ts.checked_add(step) else {
+                break;
+            };
+            ts = next;
         }
         Ok(out)
     }
@@ -1204,8 +1211,8 @@ impl<'a> Evaluator<'a> {
             _ => return exec_err("expected range vector"),
         };
         let eval_t = self.at_time(&at, t);
-        let range_end = eval_t - offset;
-        let range_start = range_end - range;
+        let range_end = eval_t.saturating_sub(offset);
+        let range_start = range_end.saturating_sub(range);
         let absent = name == "absent_over_time";
         let (out, non_counter) = match inner {
             Expr::Matrix { vs, range, .. } => {
@@ -1829,8 +1836,11 @@ fn collect_windows<'e>(
             Some(x) => (x, x),
             None => (lo, hi),
         };
-        let mint = a - vs.offset - before + 1;
-        let maxt = b - vs.offset;
+        let mint = a
+            .saturating_sub(vs.offset)
+            .saturating_sub(before)
+            .saturating_add(1);
+        let maxt = b.saturating_sub(vs.offset);
         let ent = out.entry(vs as *const _).or_insert((mint, maxt, vs));
         ent.0 = ent.0.min(mint);
         ent.1 = ent.1.max(maxt);
@@ -1851,8 +1861,8 @@ fn collect_windows<'e>(
             };
             collect_windows(
                 expr,
-                a - offset - range,
-                b - offset,
+                a.saturating_sub(*offset).saturating_sub(*range),
+                b.saturating_sub(*offset),
                 qstart,
                 qend,
                 opts,
@@ -1991,6 +2001,24 @@ mod tests {
             panic!()
         };
         assert_eq!(v[0].labels.get("n"), None);
+    }
+
+    #[test]
+    fn extreme_times_and_offsets_do_not_overflow() {
+        let s = store(&[(0, 1.0), (60_000, 2.0)]);
+        let o = EngineOpts::default();
+        for q in [
+            "rate(x_total[1000000y] offset -1000000y)",
+            "x_total offset 292000000y",
+            "x_total @ 9000000000000000 offset -292000000y",
+            "max_over_time(x_total[1000y:100y] @ -9000000000000000)",
+            "predict_linear(x_total[292000000y], 1e308)",
+        ] {
+            let e = crate::promql::parse(q).unwrap();
+            let _ = instant_query(&s, q, &e, i64::MAX / 2, &o);
+            let _ = instant_query(&s, q, &e, i64::MIN / 2, &o);
+            let _ = range_query(&s, q, &e, i64::MAX / 2 - 10_000, i64::MAX / 2, 5_000, &o);
+        }
     }
 
     #[test]
