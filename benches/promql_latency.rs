@@ -1,8 +1,8 @@
 //! Query latency side by side with a real Prometheus 3.5 on the same data: 1,000 series × 24 h
 //! at a 60 s interval, imported into Prometheus with `promtool tsdb create-blocks-from
-//! openmetrics` and loaded into our engine's in-memory store (the ring-buffer TSDB is not wired
-//! in yet, so this measures engine + HTTP API, not storage). Both are asked over HTTP, one fresh
-//! connection per request, queries interleaved; p50 of each is printed with the ratio.
+//! openmetrics` and appended to our ring-buffer TSDB (in memory) behind our API handlers on a
+//! minimal HTTP stand-in. Both are asked over HTTP, one fresh connection per request, queries
+//! interleaved; p50 of each is printed with the ratio.
 //!
 //! Run: `PROMLET_STACK_DIR=/work/stack cargo bench --bench promql_latency`.
 
@@ -11,12 +11,10 @@ mod common;
 
 use promlet::http::api_v1;
 use promlet::model::Labels;
-use promlet::promql::testing::MemStorage;
 use promlet::promql::EngineOpts;
 use promlet::tsdb::Appender;
 use std::io::{BufRead, BufReader, Write};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const T0: i64 = 1_700_000_000_000;
@@ -44,10 +42,17 @@ fn data() -> Vec<(Labels, Vec<(i64, f64)>)> {
     out
 }
 
-fn serve(store: Arc<MemStorage>) -> u16 {
+fn serve(data: Vec<(Labels, Vec<(i64, f64)>)>) -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
+        // promlet's ring-buffer TSDB, in memory, on the serving thread like the agent's.
+        let mut store = promlet::tsdb::Store::new(promlet::tsdb::Options::default());
+        for (l, pts) in &data {
+            for (t, v) in pts {
+                store.append(l, *t, *v).unwrap();
+            }
+        }
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
             let mut r = BufReader::new(conn.try_clone().unwrap());
@@ -66,8 +71,8 @@ fn serve(store: Arc<MemStorage>) -> u16 {
             let params = promlet::http::parse_urlencoded(qs).unwrap_or_default();
             let opts = EngineOpts::default();
             let resp = match path {
-                "/api/v1/query" => api_v1::query(&params, &*store, END, &opts),
-                "/api/v1/query_range" => api_v1::query_range(&params, &*store, END, &opts),
+                "/api/v1/query" => api_v1::query(&params, &store, END, &opts),
+                "/api/v1/query_range" => api_v1::query_range(&params, &store, END, &opts),
                 _ => api_v1::ApiResponse {
                     status: 404,
                     body: vec![],
@@ -164,13 +169,7 @@ fn main() {
     while common::http_get(port, "/-/ready", "").0 != 200 {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let mut store = MemStorage::new();
-    for (l, pts) in &data {
-        for (t, v) in pts {
-            store.append(l, *t, *v).unwrap();
-        }
-    }
-    let ours = serve(Arc::new(store));
+    let ours = serve(data.clone());
     let at = format!("{}", (END - 3_600_000) / 1000);
     let (s, e) = (format!("{}", T0 / 1000 + 3600), format!("{}", END / 1000));
     let instant = |q: &str| format!("/api/v1/query?query={}&time={at}", enc(q));

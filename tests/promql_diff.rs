@@ -1,6 +1,7 @@
 //! Differential test: the same generated data in a real Prometheus 3.5 (imported with
 //! `promtool tsdb create-blocks-from openmetrics`) and in our engine; a list of instant and range
-//! queries goes through Prometheus's HTTP API and through our `api_v1` handlers, and the decoded
+//! queries goes through Prometheus's HTTP API and through our `api_v1` handlers over our
+//! ring-buffer TSDB (`tsdb::Store`), and the decoded
 //! results must agree (labels exactly, values within 1e-6 relative, NaN equals NaN).
 //!
 //! Two Prometheus instances run on copies of the same blocks: one with
@@ -12,13 +13,11 @@ use crate::common::{self, ChildGuard};
 use promlet::http::api_v1;
 use promlet::model::Labels;
 use promlet::promql::functions::almost_equal;
-use promlet::promql::testing::MemStorage;
 use promlet::promql::EngineOpts;
-use promlet::tsdb::Appender;
+use promlet::tsdb::{Appender, Querier, Store};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::Command;
-use std::sync::Arc;
 
 /// Start of the generated data (2023-11-14T22:13:20Z), 15 s apart, two hours.
 const T0: i64 = 1_700_000_000_000;
@@ -37,9 +36,22 @@ impl Lcg {
     }
 }
 
+type Series = Vec<(Labels, Vec<(i64, f64)>)>;
+
+/// The data in promlet's ring-buffer TSDB (in memory; the default budget holds it all).
+fn load_store(data: &Series) -> Store {
+    let mut store = Store::new(promlet::tsdb::Options::default());
+    for (l, pts) in data {
+        for (t, v) in pts {
+            store.append(l, *t, *v).unwrap();
+        }
+    }
+    store
+}
+
 /// Generated series: counters with a reset, gauges, classic histogram buckets, a series that
 /// stops half-way.
-fn generate() -> Vec<(Labels, Vec<(i64, f64)>)> {
+fn generate() -> Series {
     let mut rng = Lcg(42);
     let mut out = Vec::new();
     for job in ["api", "web"] {
@@ -389,10 +401,12 @@ fn url_encode(s: &str) -> String {
 
 /// A minimal HTTP/1.1 server (one thread, one request per connection) that routes the API paths
 /// to our handlers; it stands in for promlet's server so real clients can be pointed at them.
-fn serve_api(store: Arc<MemStorage>) -> u16 {
+fn serve_api(data: Series) -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
+        // The store lives on the server thread, like the agent's.
+        let store = load_store(&data);
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
             let mut r = BufReader::new(conn.try_clone().unwrap());
@@ -424,13 +438,13 @@ fn serve_api(store: Arc<MemStorage>) -> u16 {
             let opts = EngineOpts::default();
             let now = T0 + 7_200_000;
             let resp = match path {
-                "/api/v1/query" => api_v1::query(&params, &*store, now, &opts),
-                "/api/v1/query_range" => api_v1::query_range(&params, &*store, now, &opts),
-                "/api/v1/series" => api_v1::series(&params, &*store),
-                "/api/v1/labels" => api_v1::labels(&params, &*store),
+                "/api/v1/query" => api_v1::query(&params, &store, now, &opts),
+                "/api/v1/query_range" => api_v1::query_range(&params, &store, now, &opts),
+                "/api/v1/series" => api_v1::series(&params, &store),
+                "/api/v1/labels" => api_v1::labels(&params, &store),
                 p if p.starts_with("/api/v1/label/") && p.ends_with("/values") => {
                     let name = &p["/api/v1/label/".len()..p.len() - "/values".len()];
-                    api_v1::label_values(name, &params, &*store)
+                    api_v1::label_values(name, &params, &store)
                 }
                 _ => api_v1::ApiResponse {
                     status: 404,
@@ -582,7 +596,7 @@ const RANGE: &[&str] = &[
 /// (comparisons, with data, with annotations) and appends mismatches to `failures`.
 fn compare_queries(
     port: u16,
-    store: &MemStorage,
+    store: &dyn Querier,
     opts: &EngineOpts,
     failures: &mut Vec<String>,
 ) -> (usize, usize, usize) {
@@ -734,12 +748,7 @@ fn results_match_real_prometheus_3_5() {
     copy_dir(&dir.join("data"), &dir.join("data2"));
     let (_guard, port) = start_prometheus(&prom, &dir, "data", true);
     let (_guard2, port2) = start_prometheus(&prom, &dir, "data2", false);
-    let mut store = MemStorage::new();
-    for (l, pts) in &data {
-        for (t, v) in pts {
-            store.append(l, *t, *v).unwrap();
-        }
-    }
+    let store = load_store(&data);
     let mut failures = Vec::new();
     let delayed = EngineOpts::default();
     let (compared, non_empty, annotated) = compare_queries(port, &store, &delayed, &mut failures);
@@ -755,7 +764,7 @@ fn results_match_real_prometheus_3_5() {
     );
     failures.extend(failures2.into_iter().map(|f| format!("(immediate) {f}")));
     // Real client: promtool query against Prometheus and against our handlers.
-    let ours = serve_api(Arc::new(store));
+    let ours = serve_api(data.clone());
     let mut promtool_runs = 0;
     let t = format!("{}", (T0 + 3_600_000) / 1000);
     let (s, e) = (
