@@ -141,13 +141,16 @@ fn params_all<'a>(params: &'a [(String, String)], name: &str) -> Vec<&'a str> {
 /// A time parameter: float Unix seconds or RFC 3339.
 pub fn parse_time(s: &str) -> Result<i64, String> {
     let bad = || format!("cannot parse \"{s}\" to a valid timestamp");
-    if let Ok(f) = s.parse::<f64>() {
+    // Bounded like MIN_TIME/MAX_TIME so that time arithmetic downstream cannot overflow.
+    let ms = if let Ok(f) = s.parse::<f64>() {
         if !f.is_finite() {
             return Err(bad());
         }
-        return Ok((f * 1000.0).round() as i64);
-    }
-    parse_rfc3339(s).ok_or_else(bad)
+        (f * 1000.0).round() as i64
+    } else {
+        parse_rfc3339(s).ok_or_else(bad)?
+    };
+    Ok(ms.clamp(MIN_TIME, MAX_TIME))
 }
 
 fn parse_rfc3339(s: &str) -> Option<i64> {
