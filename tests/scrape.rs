@@ -325,3 +325,93 @@ fn free_udp_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The promlet binary with scrape_configs: scrapes a real node_exporter (`up` == 1 and node_*
+/// series through its own /api/v1/query, /api/v1/targets "up"); after SIGHUP with a config
+/// that adds a garbage target, that target is down with a lastError, the agent keeps going.
+#[test]
+fn agent_scrapes_node_exporter_and_reloads_on_sighup() {
+    use crate::agent::{Agent, TempDir};
+    let Some((_ne, ne_port)) = node_exporter() else {
+        return;
+    };
+    let junk_port = garbage_server("# TYPE x counter\nx{ 1\n");
+    let dir = TempDir::new("scrape-agent");
+    let cfg = dir.0.join("promlet.yml");
+    let base = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: node\n    static_configs: [{{targets: ['127.0.0.1:{ne_port}']}}]\n"
+    );
+    std::fs::write(&cfg, &base).unwrap();
+    let agent = Agent::start(&[&format!("--config.file={}", cfg.display())]);
+    let query = |q: &str| {
+        let path = format!(
+            "/api/v1/query?query={}",
+            q.replace(' ', "%20")
+                .replace('{', "%7B")
+                .replace('}', "%7D")
+                .replace('"', "%22")
+                .replace('=', "%3D")
+        );
+        let (status, _, body) = agent.get(&path, "");
+        assert_eq!(status, 200);
+        String::from_utf8(body).unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut q = String::new();
+    while Instant::now() < deadline {
+        q = query("up{job=\"node\"}");
+        if q.contains("\"value\":[") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        q.contains(&format!("\"instance\":\"127.0.0.1:{ne_port}\"")),
+        "{q}"
+    );
+    assert!(q.ends_with(",\"1\"]}]}}"), "{q}");
+    let q = query("count(node_load1{job=\"node\"})");
+    assert!(q.contains(",\"1\"]"), "{q}");
+    let (status, _, t) = agent.get("/api/v1/targets?state=active", "");
+    let t = String::from_utf8(t).unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        t.contains("\"scrapePool\":\"node\"") && t.contains("\"health\":\"up\""),
+        "{t}"
+    );
+
+    std::fs::write(
+        &cfg,
+        format!("{base}  - job_name: junk\n    static_configs: [{{targets: ['127.0.0.1:{junk_port}']}}]\n"),
+    )
+    .unwrap();
+    let kill = Command::new("kill")
+        .args(["-HUP", &agent.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut t = String::new();
+    while Instant::now() < deadline {
+        t = String::from_utf8(agent.get("/api/v1/targets?scrapePool=junk", "").2).unwrap();
+        if t.contains("\"health\":\"down\"") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        t.contains("\"lastError\":\"text parse error: line 2"),
+        "{t}"
+    );
+    assert!(
+        !t.contains("\"scrapePool\":\"node\""),
+        "scrapePool filter: {t}"
+    );
+    let q = query("up{job=\"junk\"}");
+    assert!(q.ends_with(",\"0\"]}]}}"), "{q}");
+    let q = query("up{job=\"node\"}");
+    assert!(
+        q.ends_with(",\"1\"]}]}}"),
+        "the node job kept running across the reload: {q}"
+    );
+}
