@@ -415,3 +415,101 @@ fn agent_scrapes_node_exporter_and_reloads_on_sighup() {
         "the node job kept running across the reload: {q}"
     );
 }
+
+/// Target relabeling (hashmod's md5, labelmap, lowercase/uppercase, replace with groups,
+/// keep/drop, keepequal) gives exactly the target labels a real Prometheus 3.5 shows in its
+/// /api/v1/targets for the same config and targets.
+#[test]
+fn target_relabeling_matches_real_prometheus() {
+    use promlet::scrape::target::populate;
+    let Some(prom) = common::stack_bin("prometheus") else {
+        return;
+    };
+    let dir = crate::agent::TempDir::new("relabel-diff");
+    // Ports nothing listens on; scrapes are an hour apart anyway.
+    let targets: Vec<String> = (0..40)
+        .map(|i| format!("127.0.0.1:{}", 1 + i * 7))
+        .collect();
+    let quoted: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+    let yaml = format!(
+        "global:\n  scrape_interval: 1h\nscrape_configs:
+  - job_name: rl
+    static_configs:
+      - targets: [{}]
+        labels: {{__meta_x_team: Db, env: Prod, copy: '127.0.0.1'}}
+    relabel_configs:
+      - {{source_labels: [__address__], modulus: 7, target_label: shard, action: hashmod}}
+      - {{source_labels: [__address__, env], modulus: 1000, target_label: bucket, action: hashmod}}
+      - {{source_labels: [env], target_label: env_lc, action: lowercase}}
+      - {{source_labels: [__meta_x_team], target_label: team_uc, action: uppercase}}
+      - {{regex: '__meta_x_(.+)', action: labelmap, replacement: 'meta_$1'}}
+      - {{source_labels: [__address__], regex: '([^:]+):(\\d+)', target_label: 'port_${{2}}', replacement: '$1/$2'}}
+      - {{source_labels: [shard], regex: '6', action: drop}}
+      - {{source_labels: [bucket], regex: '.*[05]', action: drop}}
+      - {{source_labels: [host_missing], target_label: none, action: keepequal}}
+      - {{regex: 'copy', action: labeldrop}}
+",
+        quoted.join(", ")
+    );
+    std::fs::write(dir.0.join("prometheus.yml"), &yaml).unwrap();
+    let port = common::free_port();
+    let _p = ChildGuard::spawn(
+        Command::new(prom)
+            .arg(format!(
+                "--config.file={}",
+                dir.0.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.0.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    );
+    assert!(common::wait_for_port(port));
+    let mut theirs: Vec<String> = Vec::new();
+    for _ in 0..100 {
+        let body = String::from_utf8(common::http_get(port, "/api/v1/targets?state=active", "").2)
+            .unwrap();
+        theirs = body
+            .split("\"labels\":")
+            .skip(1)
+            .map(|s| s[..=s.find('}').unwrap()].to_string())
+            .collect();
+        if !theirs.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!theirs.is_empty(), "Prometheus shows no targets");
+    theirs.sort();
+
+    let cfg = Config::parse(&yaml, "prometheus.yml").unwrap_or_else(|e| panic!("{e}"));
+    let sc = &cfg.scrape_configs[0];
+    let mut ours: Vec<String> = Vec::new();
+    for t in &targets {
+        let d = Labels::from_pairs([
+            ("__address__", t.as_str()),
+            ("__meta_x_team", "Db"),
+            ("env", "Prod"),
+            ("copy", "127.0.0.1"),
+        ]);
+        if let Some(spec) = populate(sc, &d).unwrap() {
+            let mut j = promlet::http::json::Json::new();
+            j.begin_object();
+            for (n, v) in spec.labels.iter() {
+                j.key(n).string(v);
+            }
+            j.end_object();
+            ours.push(String::from_utf8(j.into_bytes()).unwrap());
+        }
+    }
+    ours.sort();
+    assert!(
+        ours.len() > 10 && ours.len() < 40,
+        "drops did something: {}",
+        ours.len()
+    );
+    assert_eq!(ours, theirs);
+}
