@@ -513,3 +513,131 @@ fn target_relabeling_matches_real_prometheus() {
     );
     assert_eq!(ours, theirs);
 }
+
+/// A repeat scrape of an unchanged body allocates nothing per sample: the series cache maps
+/// each raw series to its final labels, the parser and buffers are reused. Measured over
+/// node_exporter's own end-to-end output (thousands of samples) with a real store.
+#[test]
+fn repeat_scrape_allocates_nothing_per_sample() {
+    use promlet::scrape::client::Response;
+    use promlet::scrape::target::{populate, ScrapeState};
+    let Some(dir) = common::shared_dir("node-fixtures") else {
+        return;
+    };
+    let body = std::fs::read(dir.join("e2e-output.txt")).unwrap();
+    let cfg = Config::parse(
+        "scrape_configs:\n  - job_name: node\n    metric_relabel_configs: [{source_labels: [__name__], regex: 'go_.*', action: drop}]\n",
+        "t.yml",
+    )
+    .unwrap();
+    let sc = &cfg.scrape_configs[0];
+    let spec = populate(sc, &Labels::from_pairs([("__address__", "127.0.0.1:9100")]))
+        .unwrap()
+        .unwrap();
+    let mut st = ScrapeState::new(&spec);
+    let mut store = Store::new(Options::default());
+    let resp = || Response {
+        status: 200,
+        content_type: Some("text/plain; version=0.0.4; charset=utf-8".into()),
+    };
+    let t0 = 1_700_000_000_000;
+    for i in 0..3 {
+        st.body = body.clone();
+        st.finish(
+            sc,
+            &spec,
+            Ok(resp()),
+            t0 + i * 15_000,
+            Duration::from_millis(3),
+            &mut store,
+        );
+    }
+    assert_eq!(st.last_error, "");
+    let samples = st.last_samples;
+    assert!(samples > 1000, "{samples}");
+    let ((), allocs) = common::alloc_counter::count_allocations(|| {
+        st.finish(
+            sc,
+            &spec,
+            Ok(resp()),
+            t0 + 3 * 15_000,
+            Duration::from_millis(3),
+            &mut store,
+        )
+    });
+    println!("repeat scrape: {samples} samples, {allocs} allocations (scrape path + store)");
+    assert!(
+        allocs * 20 < samples as u64,
+        "{allocs} allocations for {samples} samples"
+    );
+}
+
+/// Many targets of one job get start offsets spread over the interval, not bunched.
+#[test]
+fn start_offsets_spread_targets_over_the_interval() {
+    use promlet::scrape::target::{populate, start_offset};
+    let cfg = Config::parse("scrape_configs:\n  - job_name: j\n", "t.yml").unwrap();
+    let interval = Duration::from_secs(10);
+    let mut buckets = [0usize; 10];
+    for i in 0..100 {
+        let d = Labels::from_pairs([("__address__", format!("10.0.0.{i}:9100"))]);
+        let spec = populate(&cfg.scrape_configs[0], &d).unwrap().unwrap();
+        buckets[start_offset(&spec, interval).as_secs() as usize] += 1;
+    }
+    assert!(buckets.iter().all(|b| (2..=25).contains(b)), "{buckets:?}");
+}
+
+/// A target that accepts but never answers fails at scrape_timeout with Prometheus's
+/// "context deadline exceeded"; a gzipped node_exporter body over body_size_limit fails with
+/// "body size limit exceeded"; a 404 names the status. None of them stop the others.
+#[test]
+fn timeouts_body_limits_and_http_errors_fail_one_scrape() {
+    let Some((_ne, ne_port)) = node_exporter() else {
+        return;
+    };
+    let hang = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang_port = hang.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in hang.incoming().flatten() {
+            held.push(c); // never answered
+        }
+    });
+    let rig = Rig::new(&format!(
+        "scrape_configs:
+  - job_name: hang
+    scrape_interval: 1s
+    scrape_timeout: 300ms
+    static_configs: [{{targets: ['127.0.0.1:{hang_port}']}}]
+  - job_name: big
+    scrape_interval: 1s
+    body_size_limit: 4KB
+    static_configs: [{{targets: ['127.0.0.1:{ne_port}']}}]
+  - job_name: notfound
+    scrape_interval: 1s
+    metrics_path: /nope
+    static_configs: [{{targets: ['127.0.0.1:{ne_port}']}}]
+"
+    ));
+    let ok = rig.run_until(Duration::from_secs(6), |r| {
+        ["hang", "big", "notfound"]
+            .iter()
+            .all(|j| !r.samples("up", j).is_empty())
+    });
+    assert!(ok, "{}", rig.targets());
+    for j in ["hang", "big", "notfound"] {
+        assert_eq!(rig.samples("up", j)[0].1[0], 0.0, "{j}");
+    }
+    let d = rig.samples("scrape_duration_seconds", "hang")[0].1[0];
+    assert!((0.29..1.0).contains(&d), "timeout took {d} s");
+    let t = rig.targets();
+    assert!(t.contains(&format!("\"lastError\":\"Get \\\"http://127.0.0.1:{hang_port}/metrics\\\": context deadline exceeded\"")), "{t}");
+    assert!(
+        t.contains("\"lastError\":\"body size limit exceeded (limit: 4096 bytes)\""),
+        "{t}"
+    );
+    assert!(
+        t.contains("\"lastError\":\"server returned HTTP status 404 Not Found\""),
+        "{t}"
+    );
+}
