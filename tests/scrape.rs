@@ -266,10 +266,10 @@ fn vanished_target_gets_stale_markers() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// dns_sd_configs with SRV records served by a real dnsmasq on loopback: the target is found,
+/// dns_sd_configs with SRV, A and AAAA records served by a real dnsmasq on loopback: targets are found,
 /// its host name resolved through the same server, and it is scraped.
 #[test]
-fn dns_sd_srv_finds_and_scrapes_node_exporter() {
+fn dns_sd_srv_a_aaaa_against_real_dnsmasq() {
     let Some((_ne, port)) = node_exporter() else {
         return;
     };
@@ -290,7 +290,7 @@ fn dns_sd_srv_finds_and_scrapes_node_exporter() {
                 "--bind-interfaces",
                 &format!("--port={dns_port}"),
                 &format!("--srv-host=_node._tcp.promlet.test,node1.promlet.test,{port}"),
-                "--host-record=node1.promlet.test,127.0.0.1",
+                "--host-record=node1.promlet.test,127.0.0.1,::1",
             ])
             .stderr(std::process::Stdio::null()),
     );
@@ -298,7 +298,7 @@ fn dns_sd_srv_finds_and_scrapes_node_exporter() {
     // The process-wide nameserver override; only this test sets it.
     std::env::set_var("PROMLET_DNS_SERVER", format!("127.0.0.1:{dns_port}"));
     let rig = Rig::new(
-        "scrape_configs:\n  - job_name: dns\n    scrape_interval: 1s\n    dns_sd_configs: [{names: [_node._tcp.promlet.test], refresh_interval: 1s}]\n",
+        &format!("scrape_configs:\n  - job_name: dns\n    scrape_interval: 1s\n    dns_sd_configs: [{{names: [_node._tcp.promlet.test], refresh_interval: 1s}}]\n  - job_name: dns_a\n    scrape_interval: 1s\n    dns_sd_configs: [{{names: [node1.promlet.test], type: A, port: {port}}}]\n  - job_name: dns_aaaa\n    scrape_interval: 1s\n    dns_sd_configs: [{{names: [node1.promlet.test], type: AAAA, port: {port}}}]\n"),
     );
     let ok = rig.run_until(Duration::from_secs(10), |r| {
         r.samples("up", "dns")
@@ -316,6 +316,22 @@ fn dns_sd_srv_finds_and_scrapes_node_exporter() {
         "{t}"
     );
     assert!(!rig.samples("node_load1", "dns").is_empty());
+    // A record: scraped at the address. AAAA: found as [::1]:port, where node_exporter (bound
+    // to 127.0.0.1) does not listen, so it is down with the connection error.
+    let ok = rig.run_until(Duration::from_secs(6), |r| {
+        r.samples("up", "dns_a")
+            .first()
+            .is_some_and(|(_, v)| v.last() == Some(&1.0))
+            && !r.samples("up", "dns_aaaa").is_empty()
+    });
+    assert!(ok, "{}", rig.targets());
+    let t = rig.targets();
+    assert!(
+        t.contains(&format!("\"instance\":\"127.0.0.1:{port}\"")),
+        "{t}"
+    );
+    assert!(t.contains(&format!("\"instance\":\"[::1]:{port}\"")), "{t}");
+    assert_eq!(rig.samples("up", "dns_aaaa")[0].1[0], 0.0);
 }
 
 fn free_udp_port() -> u16 {
