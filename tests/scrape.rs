@@ -657,3 +657,78 @@ fn timeouts_body_limits_and_http_errors_fail_one_scrape() {
         "{t}"
     );
 }
+
+/// Serves `auth_ok 1` only to requests carrying `want` as their Authorization header, 401
+/// otherwise; also records whether the request asked for gzip and sent the timeout header.
+fn auth_server(want: &'static str) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            let mut buf = vec![0u8; 8192];
+            let n = c.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).to_string();
+            let ok = req
+                .lines()
+                .any(|h| h.eq_ignore_ascii_case(&format!("authorization: {want}")))
+                && req.contains("X-Prometheus-Scrape-Timeout-Seconds: ")
+                && req.contains("Accept: application/openmetrics-text");
+            let (status, body) = if ok {
+                ("200 OK", "auth_ok 1\n")
+            } else {
+                ("401 Unauthorized", "no\n")
+            };
+            let _ = write!(
+                c,
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// basic_auth and authorization credentials reach the target as Prometheus sends them.
+#[test]
+fn basic_auth_and_bearer_credentials_are_sent() {
+    let basic = auth_server("Basic dXNlcjpzM2NyZXQ="); // user:s3cret
+    let bearer = auth_server("Bearer tok-123");
+    let wrong = auth_server("Bearer other");
+    let dir = crate::agent::TempDir::new("scrape-auth");
+    std::fs::write(dir.0.join("token"), "tok-123\n").unwrap();
+    let rig = Rig::new(&format!(
+        "scrape_configs:
+  - job_name: basic
+    scrape_interval: 1s
+    basic_auth: {{username: user, password: s3cret}}
+    static_configs: [{{targets: ['127.0.0.1:{basic}']}}]
+  - job_name: bearer
+    scrape_interval: 1s
+    authorization: {{credentials_file: {}}}
+    static_configs: [{{targets: ['127.0.0.1:{bearer}']}}]
+  - job_name: wrong
+    scrape_interval: 1s
+    authorization: {{credentials: tok-123}}
+    static_configs: [{{targets: ['127.0.0.1:{wrong}']}}]
+",
+        dir.0.join("token").display()
+    ));
+    let ok = rig.run_until(Duration::from_secs(6), |r| {
+        ["basic", "bearer", "wrong"]
+            .iter()
+            .all(|j| !r.samples("up", j).is_empty())
+    });
+    assert!(ok, "{}", rig.targets());
+    assert_eq!(rig.samples("up", "basic")[0].1[0], 1.0, "{}", rig.targets());
+    assert_eq!(
+        rig.samples("up", "bearer")[0].1[0],
+        1.0,
+        "{}",
+        rig.targets()
+    );
+    assert_eq!(rig.samples("up", "wrong")[0].1[0], 0.0);
+    assert_eq!(rig.samples("auth_ok", "basic")[0].1[0], 1.0);
+    assert!(rig
+        .targets()
+        .contains("server returned HTTP status 401 Unauthorized"));
+}
