@@ -732,3 +732,57 @@ fn basic_auth_and_bearer_credentials_are_sent() {
         .targets()
         .contains("server returned HTTP status 401 Unauthorized"));
 }
+
+/// Serves exactly `reply` (raw bytes) to each connection, then closes it.
+fn raw_server(reply: Vec<u8>) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let _ = c.write_all(&reply);
+        }
+    });
+    port
+}
+
+/// Hostile or broken HTTP responses end in an error naming the problem, never a panic or
+/// an unbounded buffer.
+#[test]
+fn hostile_responses_are_errors() {
+    use promlet::scrape::client::{get, Request};
+    let long_header = {
+        let mut v = b"HTTP/1.1 200 OK\r\nX-Junk: ".to_vec();
+        v.extend(std::iter::repeat_n(b'a', 100_000));
+        v
+    };
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (long_header, "response header too large"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\n\r\nx".to_vec(), "body size limit exceeded"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort".to_vec(), "connection closed before the body was complete"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec(), "bad chunk size"),
+        (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 20\r\n\r\nnot gzip at all!!!!!".to_vec(), "gzip: not a gzip stream"),
+        (b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\n\r\n".to_vec(), "unsupported Content-Encoding"),
+        (b"SMTP ready\r\n\r\n".to_vec(), "malformed HTTP response"),
+        (Vec::new(), "connection closed before the response header"),
+    ];
+    for (reply, want) in cases {
+        let port = raw_server(reply);
+        let addr = format!("127.0.0.1:{port}");
+        let req = Request {
+            addr: addr.parse().unwrap(),
+            host: &addr,
+            target: "/metrics",
+            accept: "text/plain",
+            authorization: None,
+            timeout_header: "",
+            timeout: Duration::from_secs(5),
+            body_limit: 1 << 20,
+        };
+        let (mut raw, mut body) = (Vec::new(), Vec::new());
+        let r = async_io::block_on(get(&req, &mut raw, &mut body));
+        let e = r.expect_err(want);
+        assert!(e.contains(want), "want {want:?}, got {e:?}");
+    }
+}

@@ -225,7 +225,7 @@ fn walk_chunks(mut b: &[u8], mut out: Option<&mut Vec<u8>>) -> Result<bool, Stri
         if size == 0 {
             return Ok(true);
         }
-        if b.len() < size + 2 {
+        if b.len() < size.saturating_add(2) {
             return Ok(false);
         }
         if let Some(o) = out.as_deref_mut() {
@@ -331,5 +331,8 @@ mod tests {
         assert_eq!(out, b"up 1\n#");
         assert!(!chunked_complete(b"4\r\nup"));
         assert!(dechunk(b"zz\r\n", &mut Vec::new()).is_err());
+        // A hostile size neither overflows nor allocates; the body is just incomplete.
+        assert!(!chunked_complete(b"ffffffffffffffff\r\nx"));
+        assert!(dechunk(b"ffffffffffffffff\r\nx", &mut Vec::new()).is_err());
     }
 }
