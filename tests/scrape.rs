@@ -779,6 +779,7 @@ fn hostile_responses_are_errors() {
             timeout_header: "",
             timeout: Duration::from_secs(5),
             body_limit: 1 << 20,
+            gzip: true,
         };
         let (mut raw, mut body) = (Vec::new(), Vec::new());
         let r = async_io::block_on(get(&req, &mut raw, &mut body));

@@ -608,6 +608,7 @@ async fn target_loop(
                     timeout_header: &timeout_header,
                     timeout: cfg.scrape_timeout,
                     body_limit: cfg.body_size_limit,
+                    gzip: !addr.ip().is_loopback(),
                 };
                 client::get(&req, &mut raw, &mut body).await
             }
