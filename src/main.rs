@@ -24,6 +24,22 @@ fn main() {
             0
         }
         Ok(Command::CheckConfig(files)) => check_config(&files),
+        Ok(Command::CheckRules {
+            files,
+            ignore_unknown_fields,
+        }) => check_rules(&files, ignore_unknown_fields),
+        Ok(Command::TestRules {
+            files,
+            run,
+            ignore_unknown_fields,
+        }) => promlet::rules::unittest::run_files(
+            &files,
+            &promlet::rules::unittest::TestOptions {
+                run,
+                ignore_unknown_fields,
+            },
+            &mut std::io::stdout(),
+        ),
         Ok(Command::Run(args)) => promlet::agent::run(*args),
     };
     std::process::exit(code);
@@ -37,6 +53,23 @@ fn check_config(files: &[std::path::PathBuf]) -> i32 {
             Ok(_) => println!("{}: SUCCESS", f.display()),
             Err(e) => {
                 eprintln!("{e}");
+                code = cli::EXIT_FAILURE;
+            }
+        }
+    }
+    code
+}
+
+/// `promlet check rules FILE...`: like `promtool check rules`; exit 1 if any file is invalid.
+fn check_rules(files: &[std::path::PathBuf], ignore_unknown_fields: bool) -> i32 {
+    let mut code = 0;
+    for f in files {
+        match promlet::rules::RuleFile::load(f, ignore_unknown_fields) {
+            Ok(rf) => println!("{}: SUCCESS: {} rules found", f.display(), rf.rule_count()),
+            Err(errs) => {
+                for e in errs {
+                    eprintln!("{e}");
+                }
                 code = cli::EXIT_FAILURE;
             }
         }

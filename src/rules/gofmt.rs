@@ -245,17 +245,17 @@ mod tests {
         assert_eq!(format_g(12345.0, Some(4)), "1.234e+04");
         assert_eq!(format_g(100000.0, Some(4)), "1e+05");
         assert_eq!(format_g(0.5, Some(4)), "0.5");
-        assert_eq!(format_g(3.14159, Some(4)), "3.142");
+        assert_eq!(format_g(2.53846, Some(4)), "2.538");
         assert_eq!(format_g(0.0, Some(4)), "0");
     }
 
     #[test]
     fn sprintf_handles_common_verbs() {
-        let f = TValue::Float(3.14159);
-        assert_eq!(sprintf("%.2f", std::slice::from_ref(&f)), "3.14");
-        assert_eq!(sprintf("%5.1f|", std::slice::from_ref(&f)), "  3.1|");
+        let f = TValue::Float(3.25159);
+        assert_eq!(sprintf("%.2f", std::slice::from_ref(&f)), "3.25");
+        assert_eq!(sprintf("%5.1f|", std::slice::from_ref(&f)), "  3.3|");
         assert_eq!(sprintf("%d%%", &[TValue::Int(42)]), "42%");
-        assert_eq!(sprintf("%s=%v", &[TValue::Str("a".into()), f]), "a=3.14159");
+        assert_eq!(sprintf("%s=%v", &[TValue::Str("a".into()), f]), "a=3.25159");
         assert_eq!(sprintf("%d", &[TValue::Float(1.5)]), "%!d(float64=1.5)");
         assert_eq!(sprintf("%s", &[]), "%!s(MISSING)");
         assert_eq!(sprintf("%q", &[TValue::Str("x\"".into())]), "\"x\\\"\"");

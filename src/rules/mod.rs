@@ -10,3 +10,10 @@ pub mod gofmt;
 pub mod template;
 
 pub use file::{GroupDef, RuleDef, RuleError, RuleFile, RuleKind};
+pub mod backend;
+pub mod group;
+
+pub use backend::EngineBackend;
+pub use group::{Alert, AlertState, EvalContext, Group, NotifyFn, OutgoingAlert, RuleBackend};
+pub mod notation;
+pub mod unittest;

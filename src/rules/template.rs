@@ -600,7 +600,6 @@ impl Parser<'_> {
                 }
             }
         }
-        let mut arms = arms;
         Ok(match kw {
             "if" => Node::If(arms, else_body),
             "with" => {
@@ -974,10 +973,9 @@ impl Exec<'_> {
     fn fields(&self, mut v: TValue, names: &[String]) -> R<TValue> {
         for n in names {
             v = match (&v, n.as_str()) {
-                (TValue::Map(m), key) => match m.get(key) {
-                    Some(s) => TValue::Str(s.to_string()),
-                    None => TValue::Nil,
-                },
+                // Prometheus expands alert templates with `missingkey=zero`: a missing
+                // label is the empty string.
+                (TValue::Map(m), key) => TValue::Str(m.get(key).unwrap_or("").to_string()),
                 (TValue::Root(r), "Labels") => TValue::Map(Rc::new(r.labels.clone())),
                 (TValue::Root(r), "ExternalLabels") => {
                     TValue::Map(Rc::new(r.external_labels.clone()))
@@ -1538,7 +1536,7 @@ mod tests {
             expand("{{ $externalLabels.site }} {{ $externalURL }}"),
             "attic http://pi:9090"
         );
-        assert_eq!(expand("{{ $labels.missing }}"), "<no value>");
+        assert_eq!(expand("[{{ $labels.missing }}]"), "[]");
         assert_eq!(expand("{{ $x := 3 }}{{ $x }}{{ $x = 4 }}{{ $x }}"), "34");
     }
 
