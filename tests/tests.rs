@@ -28,6 +28,8 @@ mod textfile;
 mod promql_diff;
 /// Prometheus's promqltest conformance scripts run against our engine.
 mod promqltest;
+/// Rule files and promtool rule unit tests, cross-checked with the real promtool.
+mod rules;
 /// The ring-buffer TSDB: budget, compression, persistence, recovery.
 mod tsdb;
 /// SIGKILL a real writer process at random moments and recover what it flushed.
