@@ -271,3 +271,56 @@ fn unittest_yml_fails_only_on_native_histograms() {
         assert_eq!(theirs.status.code(), Some(0));
     }
 }
+
+/// Our own rule tests (tests/data/rule-tests: group labels, query_offset, limit, `for`,
+/// keep_firing_for, stale markers, ALERTS / ALERTS_FOR_STATE, group_eval_order and template
+/// output of every function) pass with the real promtool and with promlet; a one-character
+/// change to an expected annotation makes both fail.
+#[test]
+fn own_rule_tests_pass_in_promtool_and_promlet() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/rule-tests");
+    let promtool = common::stack_bin("promtool");
+    let tests: Vec<PathBuf> = yml_files(&dir)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with("-test.yml"))
+        .collect();
+    assert!(tests.len() >= 2);
+    for t in &tests {
+        let name = t.file_name().unwrap().to_str().unwrap();
+        let out = promlet(&dir, &["test", "rules", name]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{name}:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        if let Some(p) = &promtool {
+            let theirs = Command::new(p)
+                .current_dir(&dir)
+                .args(["test", "rules", name])
+                .output()
+                .unwrap();
+            assert_eq!(theirs.status.code(), Some(0), "promtool on {name}");
+        }
+    }
+    let tmp = TempDir::new("rule-tests-mutated");
+    let text = std::fs::read_to_string(dir.join("edge-test.yml")).unwrap();
+    assert!(text.contains("12.35k"));
+    std::fs::write(
+        tmp.0.join("edge-test.yml"),
+        text.replace("12.35k", "12.34k"),
+    )
+    .unwrap();
+    std::fs::copy(dir.join("edge-rules.yml"), tmp.0.join("edge-rules.yml")).unwrap();
+    let out = promlet(&tmp.0, &["test", "rules", "edge-test.yml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("h=\"123u 0 50ms 1 12.35k\""));
+    if let Some(p) = &promtool {
+        let theirs = Command::new(p)
+            .current_dir(&tmp.0)
+            .args(["test", "rules", "edge-test.yml"])
+            .output()
+            .unwrap();
+        assert_eq!(theirs.status.code(), Some(1));
+    }
+}
