@@ -82,7 +82,8 @@ pub struct Alert {
     pub active_at: i64,
     pub fired_at: i64,
     pub resolved_at: i64,
-    pub last_sent_at: i64,
+    /// None: never sent.
+    pub last_sent_at: Option<i64>,
     pub valid_until: i64,
     pub keep_firing_since: i64,
 }
@@ -426,7 +427,7 @@ fn eval_alerting(
                 active_at: t,
                 fired_at: 0,
                 resolved_at: 0,
-                last_sent_at: 0,
+                last_sent_at: None,
                 valid_until: 0,
                 keep_firing_since: 0,
             },
@@ -514,13 +515,14 @@ fn send_alerts(
     let mut out = Vec::new();
     for a in state.active.values_mut() {
         let due = a.state != AlertState::Pending
-            && (a.resolved_at > a.last_sent_at
-                || a.last_sent_at + ctx.resend_delay_ms < t
-                || a.last_sent_at == 0);
+            && match a.last_sent_at {
+                None => true,
+                Some(sent) => a.resolved_at > sent || sent + ctx.resend_delay_ms < t,
+            };
         if !due {
             continue;
         }
-        a.last_sent_at = t;
+        a.last_sent_at = Some(t);
         a.valid_until = t + 4 * delta;
         out.push(OutgoingAlert {
             labels: a.labels.clone(),
@@ -556,4 +558,206 @@ pub fn query_escape(s: &str) -> String {
         }
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promql::testing::MemStorage;
+    use crate::promql::EngineOpts;
+    use crate::rules::{EngineBackend, RuleFile};
+    use crate::tsdb::Appender;
+
+    const MIN: i64 = 60_000;
+
+    fn group(yaml: &str) -> Group {
+        let f = RuleFile::parse(yaml, "t.yml", false).unwrap();
+        Group::new(f.groups[0].clone(), Duration::from_secs(60))
+    }
+
+    fn up(store: &mut MemStorage, t: i64, v: f64) {
+        store
+            .append(
+                &Labels::from_pairs([("__name__", "up"), ("job", "j")]),
+                t,
+                v,
+            )
+            .unwrap();
+    }
+
+    struct Run {
+        store: MemStorage,
+        opts: EngineOpts,
+        sent: Vec<OutgoingAlert>,
+        ext: Labels,
+    }
+
+    impl Run {
+        fn new() -> Run {
+            Run {
+                store: MemStorage::new(),
+                opts: EngineOpts::default(),
+                sent: Vec::new(),
+                ext: Labels::new(),
+            }
+        }
+        fn eval(&mut self, g: &mut Group, t: i64) -> Vec<RuleEvalError> {
+            let ctx = EvalContext {
+                external_labels: &self.ext,
+                external_url: "http://pi:9099",
+                resend_delay_ms: DEFAULT_RESEND_DELAY_MS,
+            };
+            let mut b = EngineBackend::new(&mut self.store, &self.opts);
+            let sent = &mut self.sent;
+            let mut notify = |_: &str, a: &[OutgoingAlert]| sent.extend_from_slice(a);
+            g.eval(t, &mut b, &ctx, &mut notify)
+        }
+        fn state(g: &Group) -> Option<(AlertState, i64)> {
+            g.alerts().next().map(|(_, a)| (a.state, a.active_at))
+        }
+    }
+
+    const DOWN_30M: &str =
+        "groups:\n- name: g\n  rules:\n  - alert: Down\n    expr: up == 0\n    for: 30m\n";
+
+    fn alerts_series(store: &MemStorage, t: i64) -> usize {
+        let m = [Matcher::new(MatchOp::Equal, METRIC_NAME, "ALERTS").unwrap()];
+        crate::tsdb::Querier::select(store, &m, t, t).len()
+    }
+
+    #[test]
+    fn for_progress_survives_a_restart_minus_the_outage() {
+        let mut run = Run::new();
+        let mut g = group(DOWN_30M);
+        for m in 0..=10 {
+            up(&mut run.store, m * MIN, 0.0);
+            run.eval(&mut g, m * MIN);
+        }
+        assert_eq!(Run::state(&g), Some((AlertState::Pending, 0)));
+        // Restart after a 10-minute outage: fresh state, restored from ALERTS_FOR_STATE.
+        let mut g = group(DOWN_30M);
+        up(&mut run.store, 20 * MIN, 0.0);
+        run.eval(&mut g, 20 * MIN);
+        // 10 minutes were spent pending before the outage; 20 remain from now.
+        assert_eq!(Run::state(&g), Some((AlertState::Pending, 10 * MIN)));
+        for m in 21..=40 {
+            up(&mut run.store, m * MIN, 0.0);
+            run.eval(&mut g, m * MIN);
+            let want = if m < 40 {
+                AlertState::Pending
+            } else {
+                AlertState::Firing
+            };
+            assert_eq!(Run::state(&g).unwrap().0, want, "minute {m}");
+        }
+    }
+
+    #[test]
+    fn restore_keeps_at_least_the_grace_period() {
+        let mut run = Run::new();
+        let yaml = DOWN_30M.replace("30m", "15m");
+        let mut g = group(&yaml);
+        for m in 0..=10 {
+            up(&mut run.store, m * MIN, 0.0);
+            run.eval(&mut g, m * MIN);
+        }
+        let mut g = group(&yaml);
+        up(&mut run.store, 12 * MIN, 0.0);
+        run.eval(&mut g, 12 * MIN);
+        // 5 minutes would remain; the grace period makes it 10 from the restart.
+        assert_eq!(
+            Run::state(&g),
+            Some((AlertState::Pending, 12 * MIN + 10 * MIN - 15 * MIN))
+        );
+    }
+
+    #[test]
+    fn no_alerts_series_before_restore() {
+        let mut run = Run::new();
+        let mut g = group(DOWN_30M);
+        up(&mut run.store, 0, 0.0);
+        run.eval(&mut g, 0);
+        assert_eq!(alerts_series(&run.store, 0), 0);
+        up(&mut run.store, MIN, 0.0);
+        run.eval(&mut g, MIN);
+        assert_eq!(alerts_series(&run.store, MIN), 1);
+    }
+
+    #[test]
+    fn notifications_carry_times_and_generator_url_and_resend() {
+        let mut run = Run::new();
+        let mut g = group("groups:\n- name: g\n  rules:\n  - alert: Down\n    expr: up == 0\n    annotations:\n      s: '{{ $labels.job }} down'\n");
+        g.mark_restored();
+        up(&mut run.store, MIN, 0.0);
+        run.eval(&mut g, MIN);
+        assert_eq!(run.sent.len(), 1);
+        let a = &run.sent[0];
+        assert_eq!(a.starts_at, MIN);
+        assert_eq!(a.ends_at, MIN + 4 * MIN);
+        assert_eq!(
+            a.generator_url,
+            "http://pi:9099/graph?g0.expr=up+%3D%3D+0&g0.tab=1"
+        );
+        assert_eq!(a.labels.get("alertname"), Some("Down"));
+        assert_eq!(a.annotations.get("s"), Some("j down"));
+        // Not resent within the resend delay, resent after it.
+        up(&mut run.store, 2 * MIN, 0.0);
+        run.eval(&mut g, 2 * MIN);
+        assert_eq!(run.sent.len(), 1);
+        up(&mut run.store, 3 * MIN, 0.0);
+        run.eval(&mut g, 3 * MIN);
+        assert_eq!(run.sent.len(), 2);
+        // Resolved: sent once more with endsAt = the resolve time.
+        up(&mut run.store, 4 * MIN, 1.0);
+        run.eval(&mut g, 4 * MIN);
+        assert_eq!(run.sent.len(), 3);
+        assert_eq!(run.sent[2].ends_at, 4 * MIN);
+        assert_eq!(run.sent[2].starts_at, MIN);
+        assert_eq!(Run::state(&g).unwrap().0, AlertState::Inactive);
+        // Forgotten after the resolved retention.
+        for m in 5..=21 {
+            up(&mut run.store, m * MIN, 1.0);
+            run.eval(&mut g, m * MIN);
+        }
+        assert_eq!(Run::state(&g), None);
+    }
+
+    #[test]
+    fn alert_limit_clears_state_and_errors() {
+        let mut run = Run::new();
+        let mut g =
+            group("groups:\n- name: g\n  limit: 1\n  rules:\n  - alert: Down\n    expr: up == 0\n");
+        g.mark_restored();
+        up(&mut run.store, 0, 0.0);
+        let k = Labels::from_pairs([("__name__", "up"), ("job", "k")]);
+        run.store.append(&k, 0, 0.0).unwrap();
+        let errs = run.eval(&mut g, 0);
+        assert_eq!(errs[0].msg, "exceeded limit of 1 with 2 alerts");
+        assert_eq!(Run::state(&g), None);
+        assert!(g.states[0].health.last_error.is_some());
+    }
+
+    #[test]
+    fn duplicate_alert_labelsets_are_an_error() {
+        let mut run = Run::new();
+        let mut g = group(
+            "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up\n    labels:\n      job: same\n",
+        );
+        up(&mut run.store, 0, 0.0);
+        let k = Labels::from_pairs([("__name__", "up"), ("job", "k")]);
+        run.store.append(&k, 0, 0.0).unwrap();
+        let errs = run.eval(&mut g, 0);
+        assert!(errs[0]
+            .msg
+            .contains("same labelset after applying alert labels"));
+    }
+
+    #[test]
+    fn next_eval_is_aligned_to_the_interval_with_a_stable_offset() {
+        let g = group(DOWN_30M);
+        let a = g.next_eval_after(1_000_000);
+        assert!(a > 1_000_000 && a <= 1_000_000 + MIN);
+        assert_eq!(g.next_eval_after(a) - a, MIN);
+        assert_eq!(g.next_eval_after(a - 1), a);
+    }
 }
