@@ -15,5 +15,7 @@ pub mod group;
 
 pub use backend::EngineBackend;
 pub use group::{Alert, AlertState, EvalContext, Group, NotifyFn, OutgoingAlert, RuleBackend};
+pub mod manager;
 pub mod notation;
 pub mod unittest;
+pub use manager::Manager;

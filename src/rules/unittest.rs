@@ -10,6 +10,7 @@
 use super::backend::{query_samples, EngineBackend};
 use super::file::{RuleFile, RuleKind};
 use super::group::{AlertState, EvalContext, Group};
+use super::manager::glob;
 use super::notation::{parse_series, parse_values};
 use crate::config::yaml::{self, Node, Value};
 use crate::model::Labels;
@@ -458,74 +459,6 @@ fn format_e_upper(v: f64) -> String {
     )
 }
 
-/// Tiny glob over one path: `*` and `?` in file-name components, literal directories.
-fn glob(base: &Path, pattern: &str) -> Vec<PathBuf> {
-    let full = if Path::new(pattern).is_absolute() {
-        PathBuf::from(pattern)
-    } else {
-        base.join(pattern)
-    };
-    if !pattern.contains(['*', '?', '[']) {
-        return vec![full];
-    }
-    let mut cur = vec![PathBuf::new()];
-    for comp in full.components() {
-        let c = comp.as_os_str().to_string_lossy().to_string();
-        let mut next = Vec::new();
-        for p in &cur {
-            if c.contains(['*', '?']) {
-                let dir = if p.as_os_str().is_empty() {
-                    PathBuf::from(".")
-                } else {
-                    p.clone()
-                };
-                let Ok(rd) = std::fs::read_dir(&dir) else {
-                    continue;
-                };
-                let mut names: Vec<String> = rd
-                    .flatten()
-                    .map(|e| e.file_name().to_string_lossy().to_string())
-                    .collect();
-                names.sort();
-                for n in names {
-                    if wildcard(&c, &n) {
-                        next.push(p.join(n));
-                    }
-                }
-            } else {
-                next.push(p.join(&c));
-            }
-        }
-        cur = next;
-    }
-    cur
-}
-
-fn wildcard(p: &str, s: &str) -> bool {
-    let (p, s): (Vec<char>, Vec<char>) = (p.chars().collect(), s.chars().collect());
-    let (mut pi, mut si, mut star, mut mark) = (0, 0, None, 0);
-    while si < s.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == s[si]) {
-            pi += 1;
-            si += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = si;
-            pi += 1;
-        } else if let Some(st) = star {
-            pi = st + 1;
-            mark += 1;
-            si = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
-
 /// Runs one test file: Ok(failure messages) or Err(a file-level failure).
 fn run_file(
     path: &Path,
@@ -869,12 +802,5 @@ mod tests {
         assert_eq!(format_e_upper(1.0), "1E+00");
         assert_eq!(format_e_upper(2.9999999999999996), "2.9999999999999996E+00");
         assert_eq!(format_e_upper(0.0), "0E+00");
-    }
-
-    #[test]
-    fn wildcards_match_file_names() {
-        assert!(wildcard("*.yml", "rules.yml"));
-        assert!(wildcard("r?les*", "rules.yml"));
-        assert!(!wildcard("*.yaml", "rules.yml"));
     }
 }
