@@ -324,3 +324,122 @@ fn own_rule_tests_pass_in_promtool_and_promlet() {
         assert_eq!(theirs.status.code(), Some(1));
     }
 }
+
+/// Replaces the values of time-dependent keys so two documents can be compared.
+fn normalize_times(doc: &str) -> String {
+    let mut out = doc.to_string();
+    for key in [
+        "\"evaluationTime\":",
+        "\"lastEvaluation\":",
+        "\"activeAt\":",
+    ] {
+        let mut res = String::new();
+        let mut rest = out.as_str();
+        while let Some(i) = rest.find(key) {
+            res.push_str(&rest[..i + key.len()]);
+            rest = &rest[i + key.len()..];
+            let end = if let Some(r) = rest.strip_prefix('"') {
+                r.find('"').map(|e| e + 2).unwrap_or(rest.len())
+            } else {
+                rest.find([',', '}']).unwrap_or(rest.len())
+            };
+            res.push_str("\"T\"");
+            rest = &rest[end..];
+        }
+        res.push_str(rest);
+        out = res;
+    }
+    out
+}
+
+/// `/api/v1/rules` and `/api/v1/alerts` documents equal a real Prometheus 3.5's for the same
+/// rule file (rules over constants, so both sides see the same data), times aside.
+#[test]
+fn rules_and_alerts_documents_match_prometheus() {
+    use promlet::http::json::Json;
+    use promlet::rules::api::{write_alerts, write_rules, RulesFilter};
+    let Some(prom) = common::stack_bin("prometheus") else {
+        return;
+    };
+    let tmp = TempDir::new("rules-api");
+    let rules = "groups:\n- name: consts\n  interval: 1s\n  limit: 10\n  rules:\n  - record: two\n    expr: vector(2)\n    labels: {kind: const}\n  - alert: Always\n    expr: vector(1)\n    labels: {severity: '{{ if gt $value 0.5 }}page{{ end }}'}\n    annotations: {summary: 'value {{ $value | humanize }}'}\n  - alert: Slow\n    expr: vector(3) > 1\n    for: 1h\n    keep_firing_for: 5m\n  - alert: Never\n    expr: vector(1) > 5\n- name: second\n  interval: 1s\n  rules:\n  - record: three\n    expr: vector(3)\n";
+    std::fs::write(tmp.0.join("rules.yml"), rules).unwrap();
+    std::fs::write(
+        tmp.0.join("prometheus.yml"),
+        "global:\n  evaluation_interval: 1s\nrule_files: [rules.yml]\n",
+    )
+    .unwrap();
+    let port = common::free_port();
+    let _p = common::ChildGuard::spawn(
+        Command::new(prom)
+            .current_dir(&tmp.0)
+            .arg("--config.file=prometheus.yml")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--storage.tsdb.path=data")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    );
+    assert!(common::wait_for_port(port));
+    // Wait until both groups have been evaluated twice.
+    let mut theirs = String::new();
+    for _ in 0..100 {
+        let (_, _, body) = common::http_get(port, "/api/v1/rules", "");
+        theirs = String::from_utf8(body).unwrap();
+        if theirs.contains("\"state\":\"firing\"") && !theirs.contains("0001-01-01") {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            let (_, _, body) = common::http_get(port, "/api/v1/rules", "");
+            theirs = String::from_utf8(body).unwrap();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (_, _, alerts_body) = common::http_get(port, "/api/v1/alerts", "");
+    let their_alerts = String::from_utf8(alerts_body).unwrap();
+
+    let files = promlet::rules::manager::expand_globs(&tmp.0, &["rules.yml".into()]).unwrap();
+    let mut defs = promlet::rules::manager::load_files(&files, false).unwrap();
+    for d in &mut defs {
+        d.file = "rules.yml".into();
+    }
+    let mut m = promlet::rules::Manager::new();
+    m.update(defs, std::time::Duration::from_secs(60));
+    let mut store = promlet::promql::testing::MemStorage::new();
+    let opts = promlet::promql::EngineOpts::default();
+    let ext = promlet::model::Labels::new();
+    let ctx = promlet::rules::EvalContext {
+        external_labels: &ext,
+        external_url: "",
+        resend_delay_ms: 60_000,
+    };
+    let mut b = promlet::rules::EngineBackend::new(&mut store, &opts);
+    let mut notify = |_: &str, _: &[promlet::rules::OutgoingAlert]| {};
+    let mut now = 1_700_000_000_000;
+    m.run_due(now, &mut b, &ctx, &mut notify);
+    for _ in 0..3 {
+        now = m.next_deadline().unwrap();
+        assert!(m.run_due(now, &mut b, &ctx, &mut notify).is_empty());
+    }
+    let mut j = Json::new();
+    write_rules(&mut j, m.groups(), &RulesFilter::default());
+    let ours = format!(
+        "{{\"status\":\"success\",\"data\":{}}}",
+        String::from_utf8(j.into_bytes()).unwrap()
+    );
+    assert_eq!(normalize_times(&ours), normalize_times(&theirs));
+    let mut j = Json::new();
+    write_alerts(&mut j, m.groups());
+    let ours = format!(
+        "{{\"status\":\"success\",\"data\":{}}}",
+        String::from_utf8(j.into_bytes()).unwrap()
+    );
+    // Prometheus lists alerts in map order; compare as sorted lists of alert objects.
+    let split = |s: &str| {
+        let mut v: Vec<String> = normalize_times(s)
+            .split("{\"labels\"")
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(split(&ours), split(&their_alerts));
+}

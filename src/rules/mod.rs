@@ -19,3 +19,4 @@ pub mod manager;
 pub mod notation;
 pub mod unittest;
 pub use manager::Manager;
+pub mod api;
