@@ -50,6 +50,26 @@ fn check_config(files: &[std::path::PathBuf]) -> i32 {
     let mut code = 0;
     for f in files {
         match Config::load(f) {
+            Ok(cfg) if !cfg.rule_files.is_empty() => {
+                // As promtool check config: the rule files it names are checked too.
+                let base = f.parent().unwrap_or(std::path::Path::new("."));
+                let loaded = promlet::rules::manager::expand_globs(base, &cfg.rule_files)
+                    .map_err(|e| vec![e])
+                    .and_then(|files| promlet::rules::manager::load_files(&files, false));
+                match loaded {
+                    Ok(groups) => println!(
+                        "{}: SUCCESS: {} rule groups found",
+                        f.display(),
+                        groups.len()
+                    ),
+                    Err(errs) => {
+                        for e in errs {
+                            eprintln!("{e}");
+                        }
+                        code = cli::EXIT_FAILURE;
+                    }
+                }
+            }
             Ok(_) => println!("{}: SUCCESS", f.display()),
             Err(e) => {
                 eprintln!("{e}");

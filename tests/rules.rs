@@ -443,3 +443,34 @@ fn rules_and_alerts_documents_match_prometheus() {
     };
     assert_eq!(split(&ours), split(&their_alerts));
 }
+
+/// `promlet check config` also loads the rule files the config names (globs relative to the
+/// config file), as `promtool check config` does, and reports their errors with positions.
+#[test]
+fn check_config_checks_rule_files() {
+    let Some(shared) = common::shared_dir("promtool-rule-tests") else {
+        return;
+    };
+    let tmp = TempDir::new("check-config-rules");
+    std::fs::create_dir_all(tmp.0.join("rules")).unwrap();
+    std::fs::copy(shared.join("rules.yml"), tmp.0.join("rules/a.yml")).unwrap();
+    std::fs::write(tmp.0.join("good.yml"), "rule_files: ['rules/*.yml']\n").unwrap();
+    let out = promlet(&tmp.0, &["check", "config", "good.yml"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "good.yml: SUCCESS: 2 rule groups found\n"
+    );
+    std::fs::copy(shared.join("rules-bad.yml"), tmp.0.join("rules/b.yml")).unwrap();
+    let out = promlet(&tmp.0, &["check", "config", "good.yml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .starts_with("rules/b.yml:12:11: group \"alerts\", rule 1, \"InstanceDown\""));
+    std::fs::write(tmp.0.join("missing.yml"), "rule_files: [nope.yml]\n").unwrap();
+    let out = promlet(&tmp.0, &["check", "config", "missing.yml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "nope.yml: no such rule file\n"
+    );
+}
