@@ -102,8 +102,9 @@ pub struct RuleHealth {
 #[derive(Clone, Debug, Default)]
 pub struct RuleState {
     pub health: RuleHealth,
-    /// Alerting rules: alerts by label set.
-    pub active: BTreeMap<Labels, Alert>,
+    /// Alerting rules: alerts by a hash of their label set (as Prometheus keys them), so the
+    /// labels are held once per alert.
+    pub active: BTreeMap<u64, Alert>,
     /// Alerting rules: whether `for` state has been restored (until then no ALERTS output).
     pub restored: bool,
     /// Series written at the previous evaluation (for stale markers).
@@ -322,6 +323,17 @@ impl Group {
     }
 }
 
+/// A hash of a label set, stable within the process.
+fn labels_hash(l: &Labels) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (n, v) in l.iter() {
+        n.hash(&mut h);
+        v.hash(&mut h);
+    }
+    h.finish()
+}
+
 fn fnv(s: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in s.bytes() {
@@ -387,7 +399,7 @@ fn eval_alerting(
     ctx: &EvalContext<'_>,
 ) -> Result<Vec<(Labels, f64)>, String> {
     let res = backend.query(&rule.expr, &rule.expr_text, qt)?;
-    let mut fresh: BTreeMap<Labels, Alert> = BTreeMap::new();
+    let mut fresh: BTreeMap<u64, Alert> = BTreeMap::new();
     for s in res {
         let data = AlertData {
             labels: s.labels.clone(),
@@ -412,13 +424,14 @@ fn eval_alerting(
         for (n, tpl) in &rule.annotations {
             annotations.set(n.clone(), tpl.expand(&data, &mut query));
         }
-        if fresh.contains_key(&labels) {
+        let key = labels_hash(&labels);
+        if fresh.contains_key(&key) {
             return Err(
                 "vector contains metrics with the same labelset after applying alert labels".into(),
             );
         }
         fresh.insert(
-            labels.clone(),
+            key,
             Alert {
                 state: AlertState::Pending,
                 labels,
@@ -433,7 +446,7 @@ fn eval_alerting(
             },
         );
     }
-    let result_keys: Vec<Labels> = fresh.keys().cloned().collect();
+    let result_keys: Vec<u64> = fresh.keys().copied().collect();
     for (k, a) in fresh {
         match state.active.get_mut(&k) {
             Some(old) if old.state != AlertState::Inactive => {
@@ -462,7 +475,7 @@ fn eval_alerting(
             if a.state == AlertState::Pending
                 || (a.resolved_at != 0 && t - a.resolved_at > RESOLVED_RETENTION_MS)
             {
-                remove.push(k.clone());
+                remove.push(*k);
             }
             if a.state != AlertState::Inactive && !keep_firing {
                 a.state = AlertState::Inactive;
