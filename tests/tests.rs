@@ -35,6 +35,8 @@ mod promql_diff;
 mod promqltest;
 /// Rule files and promtool rule unit tests, cross-checked with the real promtool.
 mod rules;
+/// Rules in the real binary: evaluation, API, reload, restore after restart.
+mod rules_agent;
 /// The ring-buffer TSDB: budget, compression, persistence, recovery.
 mod tsdb;
 /// SIGKILL a real writer process at random moments and recover what it flushed.

@@ -44,6 +44,8 @@ pub struct Args {
     pub query_timeout: Duration,
     pub query_max_samples: usize,
     pub query_lookback_delta: Duration,
+    /// `--rules.alert.resend-delay`.
+    pub rules_resend_delay: Duration,
     /// Every flag given, as (name, value) in order, for `/api/v1/status/flags`.
     pub given_flags: Vec<(String, String)>,
     pub log_level: Level,
@@ -69,6 +71,7 @@ impl Default for Args {
             query_timeout: defs::DEFAULT_QUERY_TIMEOUT,
             query_max_samples: defs::DEFAULT_QUERY_MAX_SAMPLES,
             query_lookback_delta: Duration::from_secs(5 * 60),
+            rules_resend_delay: Duration::from_secs(60),
             given_flags: Vec::new(),
             log_level: Level::Info,
             log_format: LogFormat::Logfmt,
