@@ -576,6 +576,8 @@ fn quoted_str<'a>(
 enum NameTok<'b> {
     Plain(&'b [u8]),
     Quoted(&'b [u8], bool),
+    /// Go's reader lets a quoted part follow plain characters (`ab"c"` reads as `abc`).
+    Mixed(&'b [u8], &'b [u8], bool),
 }
 
 fn read_name_tok<'b>(c: &mut Cur<'b>, metric: bool) -> Option<NameTok<'b>> {
@@ -586,7 +588,11 @@ fn read_name_tok<'b>(c: &mut Cur<'b>, metric: bool) -> Option<NameTok<'b>> {
             while c.peek().is_some_and(|b| is_name_cont(b, metric)) {
                 c.i += 1;
             }
-            Some(NameTok::Plain(&c.s[start..c.i]))
+            let plain = &c.s[start..c.i];
+            if c.peek() == Some(b'"') {
+                return read_quoted(c).map(|(raw, esc)| NameTok::Mixed(plain, raw, esc));
+            }
+            Some(NameTok::Plain(plain))
         }
         _ => Some(NameTok::Plain(&[])),
     }
@@ -780,18 +786,37 @@ impl Run<'_> {
 
     /// Reads a metric name token and returns it as `&str` (unescaped into scratch if quoted).
     fn metric_name<'s>(&self, tok: NameTok<'s>, scratch: &'s mut String) -> R<Cow<'s, str>> {
-        let name = match tok {
-            NameTok::Plain(raw) => {
-                // Plain tokens are ASCII by construction.
-                Cow::Borrowed(std::str::from_utf8(raw).unwrap_or(""))
-            }
-            NameTok::Quoted(raw, esc) => match quoted_str(raw, esc, self.lenient(), scratch) {
-                Ok(s) => s,
-                Err(e) => return self.err(format!("metric name {}: {e}", q(raw))),
-            },
-        };
+        let name = self.tok_str(tok, scratch, "metric")?;
         self.check_name(&name, true)?;
         Ok(name)
+    }
+
+    /// A name token as text. Plain tokens are ASCII by construction; quoted ones are
+    /// unescaped into `scratch` when needed.
+    fn tok_str<'s>(
+        &self,
+        tok: NameTok<'s>,
+        scratch: &'s mut String,
+        what: &str,
+    ) -> R<Cow<'s, str>> {
+        match tok {
+            NameTok::Plain(raw) => Ok(Cow::Borrowed(std::str::from_utf8(raw).unwrap_or(""))),
+            NameTok::Quoted(raw, esc) => quoted_str(raw, esc, self.lenient(), scratch)
+                .or_else(|e| self.err(format!("{what} name {}: {e}", q(raw)))),
+            NameTok::Mixed(plain, raw, esc) => {
+                if self.opts.format == Format::OpenMetrics {
+                    return self.err(format!("invalid {what} name {}", q(plain)));
+                }
+                let mut tmp = String::new();
+                let quoted = quoted_str(raw, esc, false, &mut tmp)
+                    .map(|c| c.into_owned())
+                    .or_else(|e| self.err(format!("{what} name {}: {e}", q(raw))))?;
+                scratch.clear();
+                scratch.push_str(std::str::from_utf8(plain).unwrap_or(""));
+                scratch.push_str(&quoted);
+                Ok(Cow::Borrowed(scratch.as_str()))
+            }
+        }
     }
 
     // ---- text format ----------------------------------------------------------------------
@@ -884,7 +909,14 @@ impl Run<'_> {
                 (b"UNTYPED", Kind::Unknown),
                 (b"GAUGE_HISTOGRAM", Kind::GaugeHistogram),
             ];
-            let Some(&(_, kind)) = kinds.iter().find(|(k, _)| rest.eq_ignore_ascii_case(k)) else {
+            // Go drops every backslash of the TYPE value (it reads it "without escapes").
+            let unslashed = || rest.iter().filter(|&&b| b != b'\\');
+            let Some(&(_, kind)) = kinds.iter().find(|(k, _)| {
+                unslashed().count() == k.len()
+                    && unslashed()
+                        .zip(k.iter())
+                        .all(|(a, b)| a.eq_ignore_ascii_case(b))
+            }) else {
                 return self.err(format!("unknown metric type {}", q(rest)));
             };
             self.set_kind(fi, kind);
@@ -947,7 +979,7 @@ impl Run<'_> {
         }
         let plain = match tok {
             NameTok::Plain(raw) => Some(raw),
-            NameTok::Quoted(..) => None,
+            NameTok::Quoted(..) | NameTok::Mixed(..) => None,
         };
         let r = self.resolve_text_name_slow(tok)?;
         if let Some(raw) = plain {
@@ -1029,11 +1061,7 @@ impl Run<'_> {
             c.i += 1;
             // Resolve the label name.
             let mut lscratch = std::mem::take(&mut self.p.scratch.label);
-            let lname: R<Cow<'_, str>> = match tok {
-                NameTok::Plain(raw) => Ok(Cow::Borrowed(std::str::from_utf8(raw).unwrap_or(""))),
-                NameTok::Quoted(raw, esc) => quoted_str(raw, esc, self.lenient(), &mut lscratch)
-                    .or_else(|e| self.err(format!("label name {}: {e}", q(raw)))),
-            };
+            let lname = self.tok_str(tok, &mut lscratch, "label");
             let r = self.label_value(c, &*fam, lname, first_label, om);
             self.p.scratch.label = lscratch;
             r?;
