@@ -158,8 +158,8 @@ fn scrape_node_exporter(exporter: &Path, dir: &str) -> String {
         .collect()
 }
 
-/// A half-written file (cut mid-line) is skipped with the error metric set; the good file
-/// beside it still shows, and the collector keeps working once the file is whole again.
+/// A half-written file (cut mid-line) and a FIFO are skipped with the error metric set; the
+/// good file beside them still shows, and the collector keeps working once the file is whole again.
 #[test]
 fn half_written_file_is_skipped_without_poisoning_others() {
     let dir = std::env::temp_dir().join(format!("promlet-textfile-{}", std::process::id()));
@@ -176,6 +176,9 @@ fn half_written_file_is_skipped_without_poisoning_others() {
     )
     .unwrap();
     std::fs::write(dir.join("ignored.prom.tmp"), "garbage {{{\n").unwrap();
+    // A FIFO named *.prom must not block the collector (nobody ever writes to it).
+    let fifo = Command::new("mkfifo").arg(dir.join("pipe.prom")).status();
+    assert!(fifo.map(|s| s.success()).unwrap_or(false), "mkfifo failed");
     let d = dir.to_str().unwrap();
     let out = collect(d);
     assert!(out.contains("good_total 3\n"), "{out}");
@@ -191,6 +194,7 @@ fn half_written_file_is_skipped_without_poisoning_others() {
         !out.contains("half.prom"),
         "no mtime for a failed file: {out}"
     );
+    std::fs::remove_file(dir.join("pipe.prom")).unwrap();
     std::fs::write(
         dir.join("half.prom"),
         "# TYPE half gauge\nhalf{x=\"1\"} 1\nhalf{x=\"2\"} 2\n",
