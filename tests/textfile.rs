@@ -251,3 +251,54 @@ fn textfile_conflicts_match_real_node_exporter() {
     std::fs::remove_dir_all(&base).unwrap();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The whole agent: the promlet binary started with `--collector.textfile.directory` and only
+/// the textfile collector serves, over HTTP, the same textfile families as node_exporter for
+/// every upstream case.
+#[test]
+fn promlet_binary_serves_what_node_exporter_serves() {
+    let Some(root) = common::shared_dir("node-fixtures/textfile") else {
+        return;
+    };
+    let Some(exporter) = common::stack_bin("prometheus-node-exporter") else {
+        return;
+    };
+    let root = root.canonicalize().unwrap();
+    let storage = std::env::temp_dir().join(format!("promlet-textfile-bin-{}", std::process::id()));
+    let mut problems = Vec::new();
+    for (case, dir) in CASES {
+        let dir = format!("{}/{dir}", root.display());
+        let theirs = scrape_node_exporter(&exporter, &dir);
+        let port = common::free_port();
+        let _promlet = common::ChildGuard::spawn(
+            Command::new(common::promlet_bin())
+                .arg("--collector.disable-defaults")
+                .arg("--collector.textfile")
+                .arg(format!("--collector.textfile.directory={dir}"))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    storage.join(case).display()
+                ))
+                .arg("--log.level=error")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+        );
+        assert!(common::wait_for_port(port), "promlet did not start");
+        let (status, _, body) = common::http_get(port, "/metrics", "");
+        assert_eq!(status, 200);
+        let ours: String = families(&String::from_utf8(body).unwrap())
+            .into_iter()
+            .filter(|(name, _)| {
+                !["process_", "promlet_", "node_scrape_collector_"]
+                    .iter()
+                    .any(|p| name.starts_with(p))
+            })
+            .flat_map(|(_, lines)| lines)
+            .map(|l| l + "\n")
+            .collect();
+        problems.extend(diff(case, &theirs, &ours));
+    }
+    let _ = std::fs::remove_dir_all(&storage);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
