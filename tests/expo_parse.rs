@@ -285,7 +285,7 @@ fn mutate(rng: &mut Rng, body: &[u8]) -> Vec<u8> {
     b
 }
 
-/// Differential test: 600 random mutations of the corpus bodies (more with
+/// Differential test: 300 random mutations of the corpus bodies (more with
 /// `PROMLET_MUTATION_ROUNDS`, another sequence with `PROMLET_MUTATION_SEED`), each judged by
 /// promtool and by us. Agreement must be total.
 #[test]
@@ -300,7 +300,7 @@ fn mutated_bodies_get_promtools_verdict() {
     let rounds = std::env::var("PROMLET_MUTATION_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(600);
+        .unwrap_or(300);
     let mut rng = Rng(seed);
     let mut disagreements = Vec::new();
     let (mut accepted, mut rejected) = (0, 0);
