@@ -8,18 +8,24 @@
 //!
 //! # Which rules, and whose
 //! * **Text 0.0.4** follows what Go's `expfmt.TextParser` accepts, because that is what
-//!   `promtool check metrics` and node_exporter's textfile collector use; a test runs the real
-//!   promtool over a corpus and requires the same accept/reject verdicts. Consequences: a
-//!   family may be split into several groups (they are merged by name, as Go does, and
-//!   Prometheus's scraper accepts it too); trailing blanks after the value are an error; HELP
-//!   understands `\\`, `\n` and `\"`; `TYPE` after a sample of the family is an error; a
+//!   `promtool check metrics` and node_exporter's textfile collector use; tests run the real
+//!   promtool over a corpus and over random mutations of it and require the same
+//!   accept/reject verdicts. Consequences: a family may be split into several groups (they
+//!   are merged by name, as Go does, and Prometheus's scraper accepts it too: the spec's
+//!   "one group per name" is therefore not enforced for this format); trailing blanks after
+//!   the value are an error; HELP understands `\\`, `\n` and `\"`; `TYPE` after a sample of
+//!   the family is an error; backslashes in a TYPE value are dropped and a quoted part right
+//!   after plain name characters joins the name (`a"b"` is `ab`), both Go quirks; a
 //!   duplicate series is counted in [`ParseStats::duplicates`], not rejected (promtool only
 //!   lints it; Prometheus drops the second sample and keeps the scrape).
 //! * **OpenMetrics 1.0** is strict, as its spec says a partial or invalid exposition is
 //!   invalid as a whole: `# EOF` required and last, no blank lines, single spaces, families
 //!   contiguous with metadata first and at most once, counter/histogram/summary/info/stateset
-//!   sample names and values checked, histogram buckets increasing with a `+Inf` bucket,
-//!   duplicate series rejected unless their timestamps increase. Timestamps are seconds and
+//!   sample names and values checked; each histogram (label set) has increasing, cumulative
+//!   buckets ending in `+Inf`, buckets before `_count`/`_sum`, both or neither of those,
+//!   `_count` equal to the `+Inf` bucket, no `_sum` with negative buckets; duplicate series
+//!   are rejected unless their timestamps increase. Unknown escapes (`\t`) are kept as
+//!   written, as Prometheus's OpenMetrics parser does. Timestamps are seconds and
 //!   are converted to ms (rounded). Exemplars are checked and dropped. UNIT is checked and
 //!   dropped (a `MetricSet` has no unit). `stateset`/`info` families are stored as gauges and
 //!   `gaugehistogram` as histogram (their samples keep their own suffixes).
