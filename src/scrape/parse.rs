@@ -1267,7 +1267,7 @@ impl Run<'_> {
         let (Some(_), Some(fi)) = (run.group, self.current) else {
             return Ok(());
         };
-        let n = self.fname(fi);
+        let n = || self.fname(fi);
         let gauge = self.p.fams[fi].kind == Some(Kind::GaugeHistogram);
         let (count, sum) = if gauge {
             ("_gcount", "_gsum")
@@ -1275,24 +1275,27 @@ impl Run<'_> {
             ("_count", "_sum")
         };
         if !run.has_inf {
-            return self.err(format!("histogram {n:?} has no +Inf bucket"));
+            return self.err(format!("histogram {:?} has no +Inf bucket", n()));
         }
         if run.count.is_some() != run.sum.is_some() {
             return self.err(format!(
-                "histogram {n:?} must have both {count} and {sum}, or neither"
+                "histogram {:?} must have both {count} and {sum}, or neither",
+                n()
             ));
         }
         if let Some(c) = run.count {
             if c != run.inf_count {
                 return self.err(format!(
-                    "{count} of histogram {n:?} is {c}, but its +Inf bucket is {}",
+                    "{count} of histogram {:?} is {c}, but its +Inf bucket is {}",
+                    n(),
                     run.inf_count
                 ));
             }
         }
         if run.negative_bucket && run.sum.is_some() && !gauge {
             return self.err(format!(
-                "histogram {n:?} has negative buckets, so it must not have {sum}"
+                "histogram {:?} has negative buckets, so it must not have {sum}",
+                n()
             ));
         }
         Ok(())
