@@ -249,6 +249,14 @@ fn textfile_conflicts_match_real_node_exporter() {
         problems.extend(diff(case, &theirs, &collect(dir)));
     }
     std::fs::remove_dir_all(&base).unwrap();
+    // The default, an empty directory option: nothing read, no error.
+    let theirs = scrape_node_exporter(&exporter, "");
+    assert_eq!(
+        theirs,
+        "# HELP node_textfile_scrape_error 1 if there was an error opening or reading a file, 0 otherwise\n\
+         # TYPE node_textfile_scrape_error gauge\nnode_textfile_scrape_error 0\n"
+    );
+    problems.extend(diff("default empty directory", &theirs, &collect("")));
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
