@@ -12,6 +12,15 @@
 //!    and /sys. At least 95% of node_exporter's `node_*` families (minus [`LEFT_OUT`]) must be
 //!    present with the same type and label names, and values that must agree do.
 //!
+//! 4. `promtool_finds_nothing_in_collector_output_beyond_node_exporters_own_lint`: the real
+//!    promtool accepts the fixture output with no lint findings node_exporter's does not get.
+//!
+//! Path strings: the trees are a restored copy at `<tmp>/collector/fixtures` (see
+//! `common::node_fixtures`). node_exporter runs with `<tmp>` as its cwd and relative
+//! `--path.*`, so it prints `collector/fixtures/...` like the golden file; promlet's collectors
+//! run in-process (a test cannot change the process cwd), so `<tmp>/` is stripped from their
+//! label values and HELP before comparing.
+//!
 //! Collectors promlet leaves out on purpose (their families do not count in (3)):
 //! - `selinux`: probes the live host's selinuxfs and mountinfo, not files under `--path.*`;
 //!   the Pi/router targets run without SELinux, and issue 2 does not ask for it.

@@ -3,6 +3,9 @@
 /// The real binary: /metrics with promtool, negotiation, gzip, lifecycle, reload, signals,
 /// bad input under load.
 mod agent;
+/// The Prometheus HTTP API over the agent's own store, with promtool, `promlet query` and a
+/// real Prometheus scraping the same agent; restart and query-timeout behaviour.
+mod api;
 /// The command line: --help, --version, usage errors, `check config`.
 mod cli;
 mod common;
@@ -24,6 +27,8 @@ mod expo_parse;
 /// The textfile collector against node_exporter (expected outputs and the real binary).
 mod textfile;
 
+/// Exact series equality with the live node_exporter for info and static families.
+mod collect_live_exact;
 /// Differential test against a real Prometheus 3.5 (engine, HTTP API JSON, promtool).
 mod promql_diff;
 /// Prometheus's promqltest conformance scripts run against our engine.

@@ -5,7 +5,7 @@
 //! The netlink-only `node_arp_states` family is therefore not produced.
 
 use super::sysfs::DeviceFilter;
-use super::util::read_into;
+use super::util::KeptFile;
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::ops::Range;
@@ -26,6 +26,7 @@ pub const OPTIONS: &[CollectorOption] = &[
 pub struct Arp {
     filter: DeviceFilter,
     text: String,
+    file: KeptFile,
     /// (device name as a range into `text`, entries)
     counts: Vec<(Range<usize>, u32)>,
 }
@@ -34,6 +35,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     Ok(Box::new(Arp {
         filter: DeviceFilter::from_opts(opts, "arp.device-include", "arp.device-exclude")?,
         text: String::new(),
+        file: KeptFile::new("net/arp"),
         counts: Vec::new(),
     }))
 }
@@ -44,8 +46,8 @@ impl Collector for Arp {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let path = ctx.roots.proc("net/arp");
-        read_into(&path, &mut self.text)?;
+        self.file.read(&ctx.roots.procfs, &mut self.text)?;
+        let path = self.file.path();
         self.counts.clear();
         let base = self.text.as_ptr() as usize;
         for line in self.text.lines().skip(1) {
@@ -57,7 +59,7 @@ impl Collector for Arp {
             let dev = line.split_ascii_whitespace().last().unwrap_or("");
             if fields != 6 {
                 return Err(CollectError::parse(
-                    &path,
+                    path,
                     format!("bad line {:?}", super::sysfs::short(line)),
                 ));
             }

@@ -9,7 +9,7 @@
 //! reset. `/proc/stat` counts in USER_HZ, which Linux fixes at 100 on every architecture.
 
 use super::sysfs::{list_dir, opt_bool, opt_regex, parse_cpu_list, read_attr, read_num, short};
-use super::util::read_into;
+use super::util::{read_into, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use regex_lite::Regex;
@@ -30,6 +30,8 @@ pub struct Cpu {
     flags_include: Option<Regex>,
     bugs_include: Option<Regex>,
     text: String,
+    stat_file: KeptFile,
+    cpuinfo_file: KeptFile,
     attr: Vec<u8>,
     names: Vec<String>,
     path: PathBuf,
@@ -78,6 +80,8 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
         flags_include,
         bugs_include,
         text: String::new(),
+        stat_file: KeptFile::new("stat"),
+        cpuinfo_file: KeptFile::new("cpuinfo"),
         attr: Vec::new(),
         names: Vec::new(),
         path: PathBuf::new(),
@@ -107,8 +111,8 @@ impl Collector for Cpu {
 
 impl Cpu {
     fn collect_stat(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let path = ctx.roots.proc("stat");
-        read_into(&path, &mut self.text)?;
+        self.stat_file.read(&ctx.roots.procfs, &mut self.text)?;
+        let path = self.stat_file.path();
         self.seen.iter_mut().for_each(|s| *s = false);
         let mut any = false;
         for line in self.text.lines() {
@@ -119,7 +123,7 @@ impl Cpu {
                 continue; // the aggregate "cpu " line
             }
             let mut it = rest.split_ascii_whitespace();
-            let bad = || CollectError::parse(&path, format!("bad cpu line {:?}", short(line)));
+            let bad = || CollectError::parse(path, format!("bad cpu line {:?}", short(line)));
             let idx: usize = it.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
             if idx > 65_535 {
                 return Err(bad());
@@ -155,7 +159,7 @@ impl Cpu {
             self.cache[idx] = Some(merged);
         }
         if !any {
-            return Err(CollectError::parse(&path, "no per-CPU lines"));
+            return Err(CollectError::parse(path, "no per-CPU lines"));
         }
         let secs = out.family(
             "node_cpu_seconds_total",
@@ -185,8 +189,8 @@ impl Cpu {
     }
 
     fn collect_info(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let path = ctx.roots.proc("cpuinfo");
-        read_into(&path, &mut self.text)?;
+        self.cpuinfo_file.read(&ctx.roots.procfs, &mut self.text)?;
+        let path = self.cpuinfo_file.path();
         let info = out.family(
             "node_cpu_info",
             "CPU information from /proc/cpuinfo.",
@@ -233,7 +237,7 @@ impl Cpu {
                 }
             }
             let Some(cpu) = b.processor else { continue };
-            let bad = |what: &str| CollectError::parse(&path, format!("bad {what} for cpu {cpu}"));
+            let bad = |what: &str| CollectError::parse(path, format!("bad {what} for cpu {cpu}"));
             let cpu_num: u32 = cpu.parse().map_err(|_| bad("processor"))?;
             out.sample(
                 info,

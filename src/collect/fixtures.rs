@@ -218,7 +218,6 @@ pub fn golden(dir: &Path) -> BTreeMap<String, FamilyText> {
 
 /// Asserts that `ours` holds exactly the families `expected` (by name) and that each equals
 /// node_exporter's family in the golden scrape: HELP, TYPE, every sample with labels and value.
-/// `fix` rewrites our text first (e.g. path labels that differ only by the fixture prefix).
 pub fn assert_golden(dir: &Path, ours: &str, expected: &[&str]) {
     let gold = golden(dir);
     let mine = families(ours);

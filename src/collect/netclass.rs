@@ -7,7 +7,7 @@
 //! are skipped; an attribute that reads but is not an integer is a parse error, reported after
 //! the other interfaces were exported. Integers use Go's base-0 syntax (`flags` is `0x1003`).
 
-use super::sysfs::{list_dir, opt_bool, read_attr, short};
+use super::sysfs::{list_dir, opt_bool, short, KeptAttrs};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{FamilyId, MetricSet, MetricType};
 use regex_lite::Regex;
@@ -63,7 +63,11 @@ pub struct NetClass {
     families: Vec<FamilyId>,
     name_buf: String,
     help_buf: String,
+    kept: KeptAttrs,
 }
+
+/// Attribute files netclass keeps open at most (22 per interface; see [`KeptAttrs`]).
+const KEPT_FILES: usize = 256;
 
 pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     let pat = opts.get("netclass.ignored-devices");
@@ -80,6 +84,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
         families: Vec::new(),
         name_buf: String::new(),
         help_buf: String::new(),
+        kept: KeptAttrs::new(STRINGS.len() + NUMERIC.len(), KEPT_FILES),
     }))
 }
 
@@ -140,6 +145,7 @@ impl Collector for NetClass {
                 .push(out.family(&self.name_buf, &self.help_buf, t));
         }
         let mut first_err = None;
+        self.kept.begin_cycle();
         for dev in &self.names {
             if self.ignored.is_match(dev) {
                 continue;
@@ -152,19 +158,22 @@ impl Collector for NetClass {
                 continue;
             }
             let labels: [(&str, &dyn std::fmt::Display); 1] = [("device", dev)];
-            for (s, file) in self.strings.iter_mut().zip(STRINGS) {
+            for (i, (s, file)) in self.strings.iter_mut().zip(STRINGS).enumerate() {
                 s.clear();
                 self.path.push(file);
-                if let Some(v) = read_attr(&self.path, &mut self.buf) {
+                if let Some(v) = self.kept.read(dev, i, &self.path, &mut self.buf) {
                     s.push_str(&v);
                 }
                 self.path.pop();
             }
             let mut flags = None;
             let mut values = [None; 17];
-            for (slot, (file, _, _)) in values.iter_mut().zip(NUMERIC) {
+            for (i, (slot, (file, _, _))) in values.iter_mut().zip(NUMERIC).enumerate() {
                 self.path.push(file);
-                if let Some(v) = read_attr(&self.path, &mut self.buf) {
+                let kept = self
+                    .kept
+                    .read(dev, STRINGS.len() + i, &self.path, &mut self.buf);
+                if let Some(v) = kept {
                     match parse_int_base0(&v) {
                         Some(n) => *slot = Some(n),
                         None => {
@@ -217,6 +226,7 @@ impl Collector for NetClass {
                 out.sample(*fam, &labels, v as f64);
             }
         }
+        self.kept.end_cycle();
         first_err.map_or(Ok(()), Err)
     }
 }

@@ -8,8 +8,8 @@
 //! `/sys/class/net/<iface>/statistics/rx_nohandler` when the kernel has it.
 //! Column names come from the file's header, so a kernel that adds columns still parses.
 
-use super::sysfs::{read_num, DeviceFilter};
-use super::util::read_into;
+use super::sysfs::{DeviceFilter, KeptAttrs};
+use super::util::KeptFile;
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{FamilyId, MetricSet, MetricType};
 use std::path::PathBuf;
@@ -33,22 +33,27 @@ const MAX_COLUMNS: usize = 32;
 pub struct NetDev {
     filter: DeviceFilter,
     text: String,
+    file: KeptFile,
     families: Vec<FamilyId>,
     name_buf: String,
     help_buf: String,
     path: PathBuf,
     buf: Vec<u8>,
+    /// `statistics/rx_nohandler` per interface, kept open (see [`KeptAttrs`]).
+    kept: KeptAttrs,
 }
 
 pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     Ok(Box::new(NetDev {
         filter: DeviceFilter::from_opts(opts, "netdev.device-include", "netdev.device-exclude")?,
         text: String::new(),
+        file: KeptFile::new("net/dev"),
         families: Vec::new(),
         name_buf: String::new(),
         help_buf: String::new(),
         path: PathBuf::new(),
         buf: Vec::new(),
+        kept: KeptAttrs::new(1, 64),
     }))
 }
 
@@ -76,9 +81,9 @@ impl Collector for NetDev {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let path = ctx.roots.proc("net/dev");
-        read_into(&path, &mut self.text)?;
+        self.file.read(&ctx.roots.procfs, &mut self.text)?;
         let text = std::mem::take(&mut self.text);
+        let path = self.file.path().to_path_buf();
         let r = self.parse(ctx, &path, &text, out);
         self.text = text;
         r
@@ -119,6 +124,7 @@ impl NetDev {
         }
         let nohandler = self.declare(out, "receive", "nohandler");
         let mut values = [0f64; MAX_COLUMNS];
+        self.kept.begin_cycle();
         for line in lines {
             let bad =
                 || CollectError::parse(path, format!("bad line {:?}", super::sysfs::short(line)));
@@ -147,12 +153,14 @@ impl NetDev {
                     self.path.push("class/net");
                     self.path.push(dev);
                     self.path.push("statistics/rx_nohandler");
-                    if let Ok(Some(v)) = read_num::<u64>(&self.path, &mut self.buf) {
+                    let v = self.kept.read(dev, 0, &self.path, &mut self.buf);
+                    if let Some(v) = v.and_then(|v| v.parse::<u64>().ok()) {
                         out.sample(nohandler, &labels, v as f64);
                     }
                 }
             }
         }
+        self.kept.end_cycle();
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! The file is `<key> <values…>` lines: `net` (packets, udp, tcp, tcp connections), `rpc`
 //! (calls, retransmissions, auth refreshes) and `procN` (a count, then one counter per
-//! procedure of protocol version N, in the order of [`V2`], [`V3`], [`V4_CLIENT`]).
+//! procedure of protocol version N, in the order of the `V2`, `V3` and `V4_CLIENT` tables).
 
 use super::util::KeptFile;
 use super::{CollectError, Collector, CollectorOptions, Context};

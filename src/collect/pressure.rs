@@ -55,6 +55,13 @@ fn parse(text: &str, path: &Path) -> Result<(Option<u64>, Option<u64>), CollectE
     Ok((some, full))
 }
 
+/// PSI compiled in but switched off at boot (`psi=0`): where the files still exist, reads fail
+/// with EOPNOTSUPP. node_exporter calls that "no data" ("add psi=1 to the kernel command line");
+/// so does promlet (`NotFound`, no error line per scrape).
+fn psi_disabled(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(rustix::io::Errno::OPNOTSUPP.raw_os_error())
+}
+
 /// µs to seconds, computed as node_exporter does (`/1000/1000`) so values match to the bit.
 fn seconds(us: u64) -> f64 {
     us as f64 / 1000.0 / 1000.0
@@ -72,6 +79,9 @@ impl Collector for Pressure {
         {
             match file.read(&ctx.roots.procfs, &mut self.buf) {
                 Err(CollectError::NotFound(_)) if res == "irq" => continue,
+                Err(CollectError::Io(p, e)) if psi_disabled(&e) => {
+                    return Err(CollectError::NotFound(p))
+                }
                 r => r?,
             }
             let path = file.path();

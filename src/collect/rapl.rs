@@ -2,18 +2,27 @@
 //!
 //! Must not touch: power limits (not exported by node_exporter either). Zones are named by
 //! their `name` file; `package-N` becomes `package` with index N, other names are indexed by
-//! how often the name occurred. node_exporter's `rapl.enable-zone-label` variant is not
-//! implemented. Entries without a `name` (the `intel-rapl` control type) are skipped; an
+//! how often the name occurred. With `rapl.enable-zone-label` all zones share
+//! `node_rapl_joules_total` with a `rapl_zone` label instead. Entries without a `name` (the `intel-rapl` control type) are skipped; an
 //! `energy_uj` that is not a number is a parse error; EACCES (unprivileged reads are blocked
 //! since CVE-2020-8694) is "not present", as node_exporter treats it.
 
-use super::sysfs::{list_dir, read_attr, short};
-use super::{CollectError, Collector, CollectorOptions, Context};
+use super::sysfs::{list_dir, opt_bool, read_attr, short};
+use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::io::Read;
 use std::path::PathBuf;
 
+pub const OPTIONS: &[CollectorOption] = &[CollectorOption {
+    name: "rapl.enable-zone-label",
+    default: "false",
+    // node_exporter 1.11's help text for this flag is a copy-paste slip (it talks about
+    // systemd's unit_start_time_seconds); this says what the option does.
+    help: "Enables RAPL zone labels",
+}];
+
 pub struct Rapl {
+    zone_label: bool,
     names: Vec<String>,
     seen: Vec<(String, u32)>,
     path: PathBuf,
@@ -23,8 +32,9 @@ pub struct Rapl {
     help_buf: String,
 }
 
-pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
+pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     Ok(Box::new(Rapl {
+        zone_label: opt_bool(opts, "rapl.enable-zone-label"),
         names: Vec::new(),
         seen: Vec::new(),
         path: PathBuf::new(),
@@ -104,14 +114,31 @@ impl Collector for Rapl {
             self.help_buf.push_str("Current RAPL ");
             self.help_buf.push_str(&self.zone);
             self.help_buf.push_str(" value in joules");
-            let f = out.family(&self.name_buf, &self.help_buf, MetricType::Counter);
             self.path.pop();
             let zone_path = self.path.to_string_lossy();
-            out.sample(
-                f,
-                &[("index", &index), ("path", &zone_path)],
-                uj as f64 / 1e6,
-            );
+            if self.zone_label {
+                let f = out.family(
+                    "node_rapl_joules_total",
+                    "Current RAPL value in joules",
+                    MetricType::Counter,
+                );
+                out.sample(
+                    f,
+                    &[
+                        ("index", &index),
+                        ("path", &zone_path),
+                        ("rapl_zone", &self.zone),
+                    ],
+                    uj as f64 / 1e6,
+                );
+            } else {
+                let f = out.family(&self.name_buf, &self.help_buf, MetricType::Counter);
+                out.sample(
+                    f,
+                    &[("index", &index), ("path", &zone_path)],
+                    uj as f64 / 1e6,
+                );
+            }
         }
         Ok(())
     }
@@ -137,6 +164,25 @@ mod tests {
                 "node_rapl_package_joules_total",
             ],
         );
+    }
+
+    #[test]
+    fn rapl_zone_label_option_folds_zones_into_one_family() {
+        let Some(dir) = node_fixtures() else { return };
+        let mut o = CollectorOptions::default();
+        o.set("rapl.enable-zone-label", "true");
+        let mut c = new(&o).unwrap();
+        let text = run(c.as_mut(), &roots_at(&dir)).unwrap();
+        assert!(text.contains("# HELP node_rapl_joules_total Current RAPL value in joules\n"));
+        assert!(
+            text.contains("rapl_zone=\"package\"} 240422.366267\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rapl_zone=\"core\"} 118821.284256\n"),
+            "{text}"
+        );
+        assert!(!text.contains("node_rapl_core_joules_total"));
     }
 
     #[test]

@@ -308,5 +308,20 @@ mod tests {
             f["node_timex_tick_seconds"].help,
             "Seconds between clock ticks."
         );
+        // A struct layout that does not match the kernel's shows up as nonsense here: the tick
+        // is 1e6/HZ µs (1–10 ms) and the status bits fit in 16 bits.
+        let value = |n: &str| {
+            f[n].samples[0]
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .parse::<f64>()
+                .unwrap()
+        };
+        let tick = value("node_timex_tick_seconds");
+        assert!((0.0009..=0.0101).contains(&tick), "tick {tick}");
+        let status = value("node_timex_status");
+        assert!((0.0..65536.0).contains(&status), "status {status}");
+        assert!(value("node_timex_maxerror_seconds") >= 0.0);
     }
 }

@@ -128,14 +128,6 @@ pub fn parse_f64(s: &str) -> Option<f64> {
     s.trim().parse().ok()
 }
 
-/// Reads a file that holds one unsigned number (`/proc/sys/...`), into `buf`.
-pub fn read_u64(path: &Path, buf: &mut String) -> Result<u64, CollectError> {
-    read_into(path, buf)?;
-    buf.trim()
-        .parse()
-        .map_err(|_| CollectError::parse(path, "expected one unsigned number"))
-}
-
 /// Parses a decimal token as f64 the way Go's `ParseFloat` accepts /proc numbers.
 pub fn num(tok: &str, path: &Path) -> Result<f64, CollectError> {
     tok.parse()
