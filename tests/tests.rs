@@ -1,3 +1,36 @@
 //! promlet's integration tests, built as one binary. Each module's doc says what it covers.
 
+/// The real binary: /metrics with promtool, negotiation, gzip, lifecycle, reload, signals,
+/// bad input under load.
+mod agent;
+/// The command line: --help, --version, usage errors, `check config`.
+mod cli;
 mod common;
+/// Config files: positioned errors, hostile input.
+mod config;
+/// The HTTP/1.1 server at the wire level: exact bytes, limits, timeouts, the connection cap.
+mod http;
+
+/// Parity with node_exporter 1.11: fixture trees vs its golden scrape, the golden file vs the
+/// real binary, and this machine's families vs the real binary.
+mod parity;
+
+/// Truncated, empty, garbage and absent /proc files through the procfs collectors.
+mod collect_bad_input;
+
+/// The exposition parser cross-checked with the real promtool.
+mod expo_parse;
+
+/// The textfile collector against node_exporter (expected outputs and the real binary).
+mod textfile;
+
+/// Differential test against a real Prometheus 3.5 (engine, HTTP API JSON, promtool).
+mod promql_diff;
+/// Prometheus's promqltest conformance scripts run against our engine.
+mod promqltest;
+/// The ring-buffer TSDB: budget, compression, persistence, recovery.
+mod tsdb;
+/// SIGKILL a real writer process at random moments and recover what it flushed.
+mod tsdb_crash;
+/// Injected file faults: ENOSPC, torn writes, bad checksums.
+mod tsdb_faults;

@@ -13,6 +13,109 @@ pub fn read_into(path: &Path, buf: &mut String) -> Result<(), CollectError> {
     Ok(())
 }
 
+/// A /proc or /sys file kept open between collections and re-read from offset 0 with `pread`.
+///
+/// Why: opening a /proc file walks the path and allocates kernel objects; with the `fstat` and
+/// `lseek` that `read_to_string` adds and the `close`, that is four syscalls per file per
+/// scrape besides the reads, and most of a scrape's system time. procfs and sysfs regenerate
+/// the content on every read at offset 0, so a kept descriptor sees fresh values.
+///
+/// The file is reopened when the root changes or a read fails: the kernel fails reads on an
+/// entry that went away (module unloaded), and the reopen then reports `NotFound`. Limit: on a
+/// regular file (a recorded tree under `--path.procfs`) that is replaced by rename, the old
+/// content is read until the collector is rebuilt; in-place rewrites are seen.
+pub struct KeptFile {
+    rel: &'static str,
+    root: std::path::PathBuf,
+    path: std::path::PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl KeptFile {
+    /// A file at `rel` under a root given at each read (`"meminfo"`, `"sys/fs/file-nr"`).
+    pub fn new(rel: &'static str) -> Self {
+        KeptFile {
+            rel,
+            root: Default::default(),
+            path: Default::default(),
+            file: None,
+        }
+    }
+
+    /// The full path of the last read, for error messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the whole file under `root` into `buf` (cleared first).
+    pub fn read(&mut self, root: &Path, buf: &mut String) -> Result<(), CollectError> {
+        if self.root != root || self.path.as_os_str().is_empty() {
+            self.root = root.to_path_buf();
+            self.path = root.join(self.rel);
+            self.file = None;
+        }
+        if let Some(f) = &self.file {
+            if pread_string(f, buf).is_ok() {
+                return Ok(());
+            }
+            self.file = None;
+        }
+        let f = std::fs::File::open(&self.path).map_err(|e| CollectError::io(&self.path, e))?;
+        pread_string(&f, buf).map_err(|e| CollectError::io(&self.path, e))?;
+        self.file = Some(f);
+        Ok(())
+    }
+
+    /// Reads a file holding one unsigned number.
+    pub fn read_u64(&mut self, root: &Path, buf: &mut String) -> Result<u64, CollectError> {
+        self.read(root, buf)?;
+        buf.trim()
+            .parse()
+            .map_err(|_| CollectError::parse(&self.path, "expected one unsigned number"))
+    }
+}
+
+/// Reads all of `f` from offset 0 into `buf`, reusing its capacity; invalid UTF-8 is an error.
+fn pread_string(f: &std::fs::File, buf: &mut String) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut bytes = std::mem::take(buf).into_bytes();
+    bytes.clear();
+    let result = loop {
+        let len = bytes.len();
+        if bytes.capacity() - len < 1024 {
+            bytes.reserve(4096);
+        }
+        bytes.resize(bytes.capacity(), 0);
+        match f.read_at(&mut bytes[len..], len as u64) {
+            Ok(0) => {
+                bytes.truncate(len);
+                break Ok(());
+            }
+            Ok(n) => bytes.truncate(len + n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => bytes.truncate(len),
+            Err(e) => {
+                bytes.truncate(len);
+                break Err(e);
+            }
+        }
+    };
+    match String::from_utf8(bytes) {
+        Ok(s) => {
+            *buf = s;
+            result
+        }
+        Err(e) => {
+            let mut bytes = e.into_bytes();
+            bytes.clear();
+            *buf = String::from_utf8(bytes).unwrap_or_default();
+            Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "stream did not contain valid UTF-8",
+            ))
+        }
+    }
+}
+
 /// Reads a one-value sysfs file and trims it; `None` when absent or unreadable.
 pub fn read_trimmed(path: &Path) -> Option<String> {
     std::fs::read_to_string(path)
@@ -23,4 +126,188 @@ pub fn read_trimmed(path: &Path) -> Option<String> {
 /// Parses a sysfs/procfs number; `None` on garbage.
 pub fn parse_f64(s: &str) -> Option<f64> {
     s.trim().parse().ok()
+}
+
+/// Reads a file that holds one unsigned number (`/proc/sys/...`), into `buf`.
+pub fn read_u64(path: &Path, buf: &mut String) -> Result<u64, CollectError> {
+    read_into(path, buf)?;
+    buf.trim()
+        .parse()
+        .map_err(|_| CollectError::parse(path, "expected one unsigned number"))
+}
+
+/// Parses a decimal token as f64 the way Go's `ParseFloat` accepts /proc numbers.
+pub fn num(tok: &str, path: &Path) -> Result<f64, CollectError> {
+    tok.parse()
+        .map_err(|_| CollectError::parse(path, format!("bad number {tok:?}")))
+}
+
+/// Parses a hexadecimal token (`0000588a`) as u64.
+pub fn hex(tok: &str, path: &Path) -> Result<u64, CollectError> {
+    u64::from_str_radix(tok, 16)
+        .map_err(|_| CollectError::parse(path, format!("bad hex number {tok:?}")))
+}
+
+/// Compiles a collector option regex with node_exporter's semantics: Go's `MatchString` is an
+/// unanchored search, so patterns anchor themselves with `^`/`$` where they mean to.
+pub fn option_regex(option: &str, pattern: &str) -> Result<regex_lite::Regex, String> {
+    regex_lite::Regex::new(pattern).map_err(|e| format!("--collector.{option}: {e}"))
+}
+
+/// Parses a boolean option (`true`/`false`, as kingpin's bool flags print).
+pub fn option_bool(option: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "true" | "1" => Ok(true),
+        "false" | "0" | "" => Ok(false),
+        v => Err(format!(
+            "--collector.{option}: want true or false, got {v:?}"
+        )),
+    }
+}
+
+/// Which fields of a key/value file (`vmstat`, `netstat`) a `fields` regex selects, with the
+/// metric name and HELP of each selected field. The regex runs once per new field name; later
+/// scrapes are a hash lookup by `&str`, so steady-state collection allocates nothing.
+pub struct FieldSelection {
+    pattern: regex_lite::Regex,
+    seen: std::collections::HashMap<Box<str>, Option<u32>>,
+    selected: Vec<(Box<str>, Box<str>)>,
+}
+
+impl FieldSelection {
+    pub fn new(pattern: regex_lite::Regex) -> Self {
+        FieldSelection {
+            pattern,
+            seen: Default::default(),
+            selected: Vec::new(),
+        }
+    }
+
+    /// The (metric name, HELP) for `field`, or `None` when the regex rejects it. `describe`
+    /// builds them the first time a selected field is seen.
+    pub fn get(
+        &mut self,
+        field: &str,
+        describe: impl FnOnce(&str) -> (String, String),
+    ) -> Option<(&str, &str)> {
+        let idx = match self.seen.get(field) {
+            Some(i) => *i,
+            None => {
+                let idx = if self.pattern.is_match(field) {
+                    let (name, help) = describe(field);
+                    self.selected.push((name.into(), help.into()));
+                    Some(self.selected.len() as u32 - 1)
+                } else {
+                    None
+                };
+                self.seen.insert(field.into(), idx);
+                idx
+            }
+        }?;
+        let (n, h) = &self.selected[idx as usize];
+        Some((n, h))
+    }
+}
+
+/// Test helper: runs a collector over a temp procfs/sysfs tree built from `(path, content)`
+/// pairs (paths relative to the tree root, e.g. `proc/meminfo`).
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::collect::{CollectError, Collector, Context, Roots};
+    use crate::expo::{encode_text, MetricSet};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// The collector's result and its text exposition.
+    pub fn run(
+        c: &mut dyn Collector,
+        files: &[(&str, &str)],
+    ) -> (Result<(), CollectError>, String) {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let root = std::env::temp_dir().join(format!(
+            "promlet-unit-{}-{}-{}",
+            c.name(),
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        for (path, content) in files {
+            let p = root.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+        let roots = Roots {
+            procfs: root.join("proc"),
+            sysfs: root.join("sys"),
+            rootfs: root.clone(),
+            udev_data: root.join("udev"),
+        };
+        let mut set = MetricSet::new();
+        let r = c.collect(
+            &Context {
+                roots: &roots,
+                now_ms: 0,
+            },
+            &mut set,
+        );
+        let _ = std::fs::remove_dir_all(&root);
+        let mut out = Vec::new();
+        encode_text(&set, &mut out);
+        (r, String::from_utf8(out).unwrap())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_selection_matches_unanchored_like_go() {
+        let re = option_regex("x", "pg.*fault").unwrap();
+        let mut sel = FieldSelection::new(re);
+        let d = |f: &str| (format!("node_{f}"), format!("help {f}"));
+        assert_eq!(
+            sel.get("xpgmajfault", d),
+            Some(("node_xpgmajfault", "help xpgmajfault"))
+        );
+        assert_eq!(sel.get("nr_free", d), None);
+        // Second lookup hits the cache and returns the same description.
+        assert_eq!(
+            sel.get("xpgmajfault", |_| unreachable!()).map(|x| x.0),
+            Some("node_xpgmajfault")
+        );
+    }
+
+    #[test]
+    fn kept_file_sees_new_content_and_reports_removal() {
+        let dir = std::env::temp_dir().join(format!("promlet-kept-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut f = KeptFile::new("value");
+        let mut buf = String::new();
+        assert!(matches!(
+            f.read(&dir, &mut buf),
+            Err(CollectError::NotFound(_))
+        ));
+        std::fs::write(dir.join("value"), "1 2 3\n").unwrap();
+        f.read(&dir, &mut buf).unwrap();
+        assert_eq!(buf, "1 2 3\n");
+        std::fs::write(dir.join("value"), "42\n").unwrap();
+        assert_eq!(f.read_u64(&dir, &mut buf).unwrap(), 42);
+        std::fs::write(dir.join("value"), [0xff, 0xfe]).unwrap();
+        assert!(f.read(&dir, &mut buf).is_err());
+        assert!(buf.is_empty());
+        // A long file needs several preads.
+        let long = "x".repeat(100_000);
+        std::fs::write(dir.join("value"), &long).unwrap();
+        f.read(&dir, &mut buf).unwrap();
+        assert_eq!(buf.len(), long.len());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn hex_and_num_reject_garbage() {
+        let p = Path::new("f");
+        assert_eq!(hex("0000588a", p).unwrap(), 0x588a);
+        assert!(hex("zz", p).is_err());
+        assert!(num("1.5", p).is_ok());
+        assert!(num("", p).is_err());
+    }
 }

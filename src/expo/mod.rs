@@ -43,6 +43,13 @@ impl MetricType {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FamilyId(u32);
 
+impl FamilyId {
+    /// The position of the family in its set (0-based, declaration order).
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Family {
     name: Range<u32>,
@@ -70,6 +77,10 @@ pub struct SampleRef<'a> {
 }
 
 impl<'a> SampleRef<'a> {
+    /// The family this sample belongs to.
+    pub fn family_id(&self) -> FamilyId {
+        FamilyId(self.rec.family)
+    }
     pub fn family_name(&self) -> &'a str {
         self.set
             .str(&self.set.families[self.rec.family as usize].name)
@@ -102,6 +113,16 @@ pub struct FamilyRef<'a> {
     pub name: &'a str,
     pub help: &'a str,
     pub typ: MetricType,
+}
+
+/// A position in a [`MetricSet`] that [`MetricSet::rollback`] returns to, so a parser can
+/// drop everything a malformed input added without touching what was there before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mark {
+    text: u32,
+    families: u32,
+    samples: u32,
+    labels: u32,
 }
 
 /// Families and samples of one collection, in one arena. See the module docs.
@@ -213,6 +234,22 @@ impl MetricSet {
         (0..self.families.len() as u32).map(|i| self.family_ref(FamilyId(i)))
     }
 
+    /// The sample at `index` (0-based, in insertion order).
+    ///
+    /// # Panics
+    /// When `index >= sample_count()`.
+    pub fn sample_ref(&self, index: usize) -> SampleRef<'_> {
+        SampleRef {
+            set: self,
+            rec: &self.samples[index],
+        }
+    }
+
+    /// The ids of all families, in declaration order.
+    pub fn family_ids(&self) -> impl Iterator<Item = FamilyId> {
+        (0..self.families.len() as u32).map(FamilyId)
+    }
+
     pub fn samples(&self) -> impl Iterator<Item = SampleRef<'_>> {
         self.samples.iter().map(|rec| SampleRef { set: self, rec })
     }
@@ -223,6 +260,75 @@ impl MetricSet {
 
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty() && self.families.is_empty()
+    }
+
+    /// The current end of the set, for [`MetricSet::rollback`].
+    pub fn mark(&self) -> Mark {
+        Mark {
+            text: self.text.len() as u32,
+            families: self.families.len() as u32,
+            samples: self.samples.len() as u32,
+            labels: self.labels.len() as u32,
+        }
+    }
+
+    /// Drops everything added after `mark` (capacity is kept).
+    pub fn rollback(&mut self, mark: Mark) {
+        self.text.truncate(mark.text as usize);
+        self.families.truncate(mark.families as usize);
+        self.samples.truncate(mark.samples as usize);
+        self.labels.truncate(mark.labels as usize);
+    }
+
+    /// Replaces the HELP of a family (parsers learn it after the family is created).
+    pub fn set_help(&mut self, id: FamilyId, help: &str) {
+        let help = self.push_str(help);
+        self.families[id.0 as usize].help = help;
+    }
+
+    /// Replaces the TYPE of a family.
+    pub fn set_type(&mut self, id: FamilyId, typ: MetricType) {
+        self.families[id.0 as usize].typ = typ;
+    }
+
+    /// Parser-level sample building, step 1: the index the next pushed label will get.
+    /// Push labels with [`MetricSet::push_label`], then record the sample with
+    /// [`MetricSet::push_sample`]. Copies bytes into the arena; allocates nothing once warm.
+    pub fn label_mark(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Step 2: appends one label pair (already unescaped) to the pending sample.
+    pub fn push_label(&mut self, name: &str, value: &str) {
+        let n = self.push_str(name);
+        let v = self.push_str(value);
+        self.labels.push((n, v));
+    }
+
+    /// The labels pushed since `first` (a [`MetricSet::label_mark`]), in order.
+    pub fn pending_labels(&self, first: usize) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.labels[first..]
+            .iter()
+            .map(move |(n, v)| (self.str(n), self.str(v)))
+    }
+
+    /// Step 3: records a sample whose labels are those pushed since `first_label`.
+    pub fn push_sample(
+        &mut self,
+        family: FamilyId,
+        suffix: &str,
+        first_label: usize,
+        value: f64,
+        timestamp: Option<i64>,
+    ) {
+        let suffix = self.push_str(suffix);
+        self.samples.push(SampleRec {
+            family: family.0,
+            suffix,
+            labels: first_label as u32..self.labels.len() as u32,
+            value,
+            timestamp,
+        });
     }
 
     /// Appends everything of `other` (used to merge per-collector sets).

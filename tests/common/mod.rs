@@ -2,6 +2,10 @@
 //! live, free ports, child processes that die with the test.
 #![allow(dead_code)]
 
+pub mod alloc_counter;
+pub mod exposition;
+pub mod node_fixtures;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};

@@ -1,0 +1,160 @@
+//! Exposition parse throughput and allocations per sample (issue: "Scrape parse throughput
+//! (samples/s) and allocations per sample"). Dependency-free: a counting global allocator,
+//! a synthetic body shaped like a node_exporter scrape (gauges, counters with 2-3 labels,
+//! histograms), parsed again and again into a reused `MetricSet` by a reused `Parser`.
+//! Run: `cargo bench --bench expo_parse`.
+
+use promlet::expo::{encode_openmetrics, encode_text, MetricSet, MetricType};
+use promlet::scrape::parse::{Format, Limits, NameScheme, Options, Parser};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// ~10,000 samples: 40 counter families × 100 series, 40 gauges × 100, 20 histograms × 10
+/// series × 12 buckets (+ sum, count), with HELP texts and escaped label values here and there.
+fn body() -> MetricSet {
+    let mut set = MetricSet::new();
+    for f in 0..40 {
+        let c = set.family(
+            &format!("app_requests_{f}_total"),
+            "Requests \\ served.",
+            MetricType::Counter,
+        );
+        for s in 0..100 {
+            set.sample(
+                c,
+                &[
+                    ("code", &(200 + s % 5)),
+                    ("handler", &format!("/api/v1/h{s}")),
+                    ("method", &"GET"),
+                ],
+                (s * 1000 + f) as f64,
+            );
+        }
+        let g = set.family(
+            &format!("node_thing_{f}_bytes"),
+            "A gauge.",
+            MetricType::Gauge,
+        );
+        for s in 0..100 {
+            set.sample(
+                g,
+                &[("device", &format!("sd{s}")), ("path", &"C:\\dir \"x\"")],
+                s as f64 * 1.5e9,
+            );
+        }
+    }
+    for f in 0..20 {
+        let h = set.family(
+            &format!("rpc_{f}_duration_seconds"),
+            "Latency.",
+            MetricType::Histogram,
+        );
+        for s in 0..10 {
+            let mut cum = 0.0;
+            for (i, le) in [
+                "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10",
+                "+Inf",
+            ]
+            .iter()
+            .enumerate()
+            {
+                cum += (i * s) as f64;
+                set.sample_suffixed(
+                    h,
+                    "_bucket",
+                    &[("service", &format!("svc{s}")), ("le", le)],
+                    cum,
+                );
+            }
+            set.sample_suffixed(h, "_sum", &[("service", &format!("svc{s}"))], 123.25);
+            set.sample_suffixed(h, "_count", &[("service", &format!("svc{s}"))], cum);
+        }
+    }
+    set
+}
+
+fn run(name: &str, body: &[u8], opts: &Options) {
+    let mut parser = Parser::new();
+    let mut set = MetricSet::new();
+    // Warm up: tables and the arena reach their size.
+    let samples = parser
+        .parse(body, opts, &mut set)
+        .expect("bench body parses")
+        .samples;
+    set.clear();
+    parser.parse(body, opts, &mut set).unwrap();
+    let mut rounds = 0u64;
+    let allocs_before = ALLOCS.load(Ordering::Relaxed);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        set.clear();
+        parser.parse(body, opts, &mut set).unwrap();
+        rounds += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let allocs = ALLOCS.load(Ordering::Relaxed) - allocs_before;
+    let total = rounds as f64 * samples as f64;
+    println!(
+        "{name:<12} {samples:>6} samples/body  {:>6.1} MB/s  {:>12.0} samples/s  {:.4} allocations/sample  ({rounds} rounds)",
+        rounds as f64 * body.len() as f64 / secs / 1e6,
+        total / secs,
+        allocs as f64 / total,
+    );
+}
+
+fn main() {
+    let set = body();
+    let mut text = Vec::new();
+    encode_text(&set, &mut text);
+    let mut om = Vec::new();
+    encode_openmetrics(&set, &mut om);
+    println!(
+        "expo_parse bench: text body {} bytes, OpenMetrics body {} bytes",
+        text.len(),
+        om.len()
+    );
+    let text_opts = Options {
+        format: Format::Text,
+        names: NameScheme::Utf8,
+        limits: Limits::default(),
+    };
+    run("text", &text, &text_opts);
+    run(
+        "text-legacy",
+        &text,
+        &Options {
+            names: NameScheme::Legacy,
+            ..text_opts
+        },
+    );
+    run(
+        "openmetrics",
+        &om,
+        &Options {
+            format: Format::OpenMetrics,
+            ..text_opts
+        },
+    );
+}

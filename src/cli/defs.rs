@@ -1,0 +1,291 @@
+//! The flag table: one row per flag, in `--help` order. `--help` is generated from it (and
+//! from `collect::COLLECTORS` for the per-collector flags), so a flag cannot exist without its
+//! documentation. Each row's setter parses the value into [`Args`]; tests sit at the bottom.
+
+use super::{parse_duration_flag, Args, LogFormat};
+use crate::log::Level;
+
+/// Where a flag is listed in `--help`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Category {
+    Config,
+    Web,
+    Storage,
+    Logging,
+    Paths,
+    Collectors,
+}
+
+impl Category {
+    pub fn title(self) -> &'static str {
+        match self {
+            Category::Config => "Configuration",
+            Category::Web => "Web server",
+            Category::Storage => "Storage",
+            Category::Logging => "Logging",
+            Category::Paths => "Filesystem roots (as node_exporter)",
+            Category::Collectors => "Collectors (node_exporter names)",
+        }
+    }
+}
+
+/// One flag. `value_name` is `None` for booleans, which also accept `--no-<name>`.
+pub struct Flag {
+    pub name: &'static str,
+    pub value_name: Option<&'static str>,
+    /// Shown in `--help`; the setter's starting value in [`Args::default`] must agree (a test
+    /// checks every row).
+    pub default: &'static str,
+    pub category: Category,
+    pub help: &'static str,
+    pub set: fn(&mut Args, &str) -> Result<(), String>,
+}
+
+/// The default listen port, 9099. Prometheus uses 9090, Pushgateway 9091, Alertmanager 9093
+/// (and 9094 for its cluster), node_exporter 9100, and 9100-9999 is the exporters' allocated
+/// range; 9099 sits just below it, so promlet can run beside all of them during a migration.
+pub const DEFAULT_LISTEN_ADDRESS: &str = ":9099";
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(format!("expected true or false, got {v:?}")),
+    }
+}
+
+pub const FLAGS: &[Flag] = &[
+    Flag {
+        name: "config.file",
+        value_name: Some("FILE"),
+        default: "",
+        category: Category::Config,
+        help: "Configuration file (prometheus.yml shape). Without it, the embedded defaults apply.",
+        set: |a, v| {
+            a.config_file = (!v.is_empty()).then(|| v.into());
+            Ok(())
+        },
+    },
+    Flag {
+        name: "web.listen-address",
+        value_name: Some("ADDR"),
+        default: DEFAULT_LISTEN_ADDRESS,
+        category: Category::Web,
+        help: "Address to listen on for /metrics, the API and the lifecycle endpoints. \
+               \":PORT\" means all interfaces.",
+        set: |a, v| {
+            a.listen_address = v.into();
+            Ok(())
+        },
+    },
+    Flag {
+        name: "web.enable-lifecycle",
+        value_name: None,
+        default: "false",
+        category: Category::Web,
+        help: "Enable shutdown and reload via HTTP (POST/PUT /-/quit, /-/reload).",
+        set: |a, v| {
+            a.enable_lifecycle = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "web.max-connections",
+        value_name: Some("N"),
+        default: "512",
+        category: Category::Web,
+        help: "Maximum simultaneous connections (lowered to fit the open-files limit). At the \
+               cap the connection waiting longest for its request is closed; if all are busy \
+               answering, new ones get 503.",
+        set: |a, v| {
+            a.max_connections = v
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("expected a positive integer, got {v:?}"))?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "web.read-timeout",
+        value_name: Some("DURATION"),
+        default: "10s",
+        category: Category::Web,
+        help: "Maximum time for a request to arrive and for its response to be written.",
+        set: |a, v| {
+            a.read_timeout = parse_duration_flag(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "storage.tsdb.path",
+        value_name: Some("DIR"),
+        default: "data/",
+        category: Category::Storage,
+        help: "Base directory for stored metrics. Created at start-up; promlet refuses to start \
+               if it cannot be.",
+        set: |a, v| {
+            a.storage_path = v.into();
+            Ok(())
+        },
+    },
+    Flag {
+        name: "log.level",
+        value_name: Some("LEVEL"),
+        default: "info",
+        category: Category::Logging,
+        help: "Only log messages at or above this level: debug, info, warn, error.",
+        set: |a, v| {
+            a.log_level = Level::parse(v)
+                .ok_or_else(|| format!("expected debug, info, warn or error, got {v:?}"))?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "log.format",
+        value_name: Some("FORMAT"),
+        default: "logfmt",
+        category: Category::Logging,
+        help: "Log line format: logfmt or json.",
+        set: |a, v| {
+            a.log_format = match v {
+                "logfmt" => LogFormat::Logfmt,
+                "json" => LogFormat::Json,
+                _ => return Err(format!("expected logfmt or json, got {v:?}")),
+            };
+            Ok(())
+        },
+    },
+    Flag {
+        name: "path.procfs",
+        value_name: Some("DIR"),
+        default: "/proc",
+        category: Category::Paths,
+        help: "procfs mountpoint read by the collectors.",
+        set: |a, v| {
+            a.roots.procfs = v.into();
+            Ok(())
+        },
+    },
+    Flag {
+        name: "path.sysfs",
+        value_name: Some("DIR"),
+        default: "/sys",
+        category: Category::Paths,
+        help: "sysfs mountpoint read by the collectors.",
+        set: |a, v| {
+            a.roots.sysfs = v.into();
+            Ok(())
+        },
+    },
+    Flag {
+        name: "path.rootfs",
+        value_name: Some("DIR"),
+        default: "/",
+        category: Category::Paths,
+        help: "Root filesystem mountpoint (for the filesystem collector in a container).",
+        set: |a, v| {
+            a.roots.rootfs = v.into();
+            Ok(())
+        },
+    },
+    Flag {
+        name: "path.udev.data",
+        value_name: Some("DIR"),
+        default: "/run/udev/data",
+        category: Category::Paths,
+        help: "udev data path (device properties for diskstats).",
+        set: |a, v| {
+            a.roots.udev_data = v.into();
+            Ok(())
+        },
+    },
+    Flag {
+        name: "collector.disable-defaults",
+        value_name: None,
+        default: "false",
+        category: Category::Collectors,
+        help: "Disable every collector that is on by default; enable the ones you want with \
+               --collector.<name>.",
+        set: |a, v| {
+            a.collectors_disable_defaults = parse_bool(v)?;
+            Ok(())
+        },
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::super::{parse, Command};
+    use super::*;
+
+    fn run_args(argv: &[&str]) -> Args {
+        match parse(argv.iter().map(|s| s.to_string())) {
+            Ok(Command::Run(a)) => *a,
+            other => panic!("{argv:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_flag_default_matches_args_default() {
+        let base = format!("{:?}", Args::default());
+        for f in FLAGS {
+            let mut a = Args::default();
+            (f.set)(&mut a, f.default).unwrap_or_else(|e| panic!("{}: {e}", f.name));
+            assert_eq!(format!("{a:?}"), base, "default of --{} disagrees", f.name);
+        }
+    }
+
+    #[test]
+    fn config_file_flag() {
+        let a = run_args(&["--config.file=/etc/promlet.yml"]);
+        assert_eq!(a.config_file.as_deref(), Some("/etc/promlet.yml".as_ref()));
+    }
+
+    #[test]
+    fn listen_address_flag_takes_separate_value() {
+        assert_eq!(
+            run_args(&["--web.listen-address", "127.0.0.1:1"]).listen_address,
+            "127.0.0.1:1"
+        );
+    }
+
+    #[test]
+    fn enable_lifecycle_flag_and_negation() {
+        assert!(run_args(&["--web.enable-lifecycle"]).enable_lifecycle);
+        assert!(
+            !run_args(&["--web.enable-lifecycle", "--no-web.enable-lifecycle"]).enable_lifecycle
+        );
+        assert!(run_args(&["--web.enable-lifecycle=true"]).enable_lifecycle);
+    }
+
+    #[test]
+    fn max_connections_flag_rejects_zero() {
+        assert_eq!(run_args(&["--web.max-connections=8"]).max_connections, 8);
+        assert!(parse(["--web.max-connections=0".to_string()]).is_err());
+    }
+
+    #[test]
+    fn read_timeout_flag_uses_prometheus_durations() {
+        assert_eq!(
+            run_args(&["--web.read-timeout=1m30s"]).read_timeout,
+            std::time::Duration::from_secs(90)
+        );
+    }
+
+    #[test]
+    fn log_flags() {
+        let a = run_args(&["--log.level=debug", "--log.format", "json"]);
+        assert_eq!(a.log_level, Level::Debug);
+        assert_eq!(a.log_format, LogFormat::Json);
+        assert!(parse(["--log.format=xml".to_string()]).is_err());
+    }
+
+    #[test]
+    fn path_flags_fill_roots() {
+        let a = run_args(&["--path.procfs=/p", "--path.sysfs=/s", "--path.rootfs=/r"]);
+        assert_eq!(a.roots.procfs, std::path::Path::new("/p"));
+        assert_eq!(a.roots.sysfs, std::path::Path::new("/s"));
+        assert_eq!(a.roots.rootfs, std::path::Path::new("/r"));
+    }
+}

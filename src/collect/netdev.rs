@@ -1,0 +1,224 @@
+//! The `netdev` collector: per-interface traffic counters from `/proc/net/dev`.
+//!
+//! Must not touch: link properties (the `netclass` collector), netlink.
+//!
+//! node_exporter 1.11 reads these counters over rtnetlink by default; the counters are the
+//! same kernel `rtnl_link_stats64` fields that `/proc/net/dev` prints, so the names and values
+//! agree. The one field netlink has and the file lacks, `rx_nohandler`, is read from
+//! `/sys/class/net/<iface>/statistics/rx_nohandler` when the kernel has it.
+//! Column names come from the file's header, so a kernel that adds columns still parses.
+
+use super::sysfs::{read_num, DeviceFilter};
+use super::util::read_into;
+use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
+use crate::expo::{FamilyId, MetricSet, MetricType};
+use std::path::PathBuf;
+
+pub const OPTIONS: &[CollectorOption] = &[
+    CollectorOption {
+        name: "netdev.device-include",
+        default: "",
+        help: "Regexp of net devices to include (mutually exclusive to device-exclude).",
+    },
+    CollectorOption {
+        name: "netdev.device-exclude",
+        default: "",
+        help: "Regexp of net devices to exclude (mutually exclusive to device-include).",
+    },
+];
+
+/// Upper bound on columns; the kernel prints 16.
+const MAX_COLUMNS: usize = 32;
+
+pub struct NetDev {
+    filter: DeviceFilter,
+    text: String,
+    families: Vec<FamilyId>,
+    name_buf: String,
+    help_buf: String,
+    path: PathBuf,
+    buf: Vec<u8>,
+}
+
+pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
+    Ok(Box::new(NetDev {
+        filter: DeviceFilter::from_opts(opts, "netdev.device-include", "netdev.device-exclude")?,
+        text: String::new(),
+        families: Vec::new(),
+        name_buf: String::new(),
+        help_buf: String::new(),
+        path: PathBuf::new(),
+        buf: Vec::new(),
+    }))
+}
+
+impl NetDev {
+    fn declare(&mut self, out: &mut MetricSet, dir: &str, field: &str) -> FamilyId {
+        self.name_buf.clear();
+        self.name_buf.push_str("node_network_");
+        self.name_buf.push_str(dir);
+        self.name_buf.push('_');
+        self.name_buf.push_str(field);
+        self.name_buf.push_str("_total");
+        self.help_buf.clear();
+        self.help_buf.push_str("Network device statistic ");
+        self.help_buf.push_str(dir);
+        self.help_buf.push('_');
+        self.help_buf.push_str(field);
+        self.help_buf.push('.');
+        out.family(&self.name_buf, &self.help_buf, MetricType::Counter)
+    }
+}
+
+impl Collector for NetDev {
+    fn name(&self) -> &'static str {
+        "netdev"
+    }
+
+    fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
+        let path = ctx.roots.proc("net/dev");
+        read_into(&path, &mut self.text)?;
+        let text = std::mem::take(&mut self.text);
+        let r = self.parse(ctx, &path, &text, out);
+        self.text = text;
+        r
+    }
+}
+
+impl NetDev {
+    fn parse(
+        &mut self,
+        ctx: &Context<'_>,
+        path: &std::path::Path,
+        text: &str,
+        out: &mut MetricSet,
+    ) -> Result<(), CollectError> {
+        let mut lines = text.lines();
+        let _title = lines.next();
+        let header = lines
+            .next()
+            .ok_or_else(|| CollectError::parse(path, "missing column header"))?;
+        // " face |bytes packets ...|bytes packets ..."
+        let mut parts = header.split('|');
+        let (_, rx, tx) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(a), Some(b), Some(c)) => (a, b, c),
+            _ => return Err(CollectError::parse(path, "bad column header")),
+        };
+        self.families.clear();
+        for f in rx.split_ascii_whitespace() {
+            let id = self.declare(out, "receive", f);
+            self.families.push(id);
+        }
+        let n_rx = self.families.len();
+        for f in tx.split_ascii_whitespace() {
+            let id = self.declare(out, "transmit", f);
+            self.families.push(id);
+        }
+        if self.families.is_empty() || self.families.len() > MAX_COLUMNS {
+            return Err(CollectError::parse(path, "bad column header"));
+        }
+        let nohandler = self.declare(out, "receive", "nohandler");
+        let mut values = [0f64; MAX_COLUMNS];
+        for line in lines {
+            let bad =
+                || CollectError::parse(path, format!("bad line {:?}", super::sysfs::short(line)));
+            let (dev, rest) = line.split_once(':').ok_or_else(bad)?;
+            let dev = dev.trim();
+            let mut n = 0;
+            for tok in rest.split_ascii_whitespace() {
+                if n == self.families.len() {
+                    return Err(bad());
+                }
+                values[n] = tok.parse::<u64>().map_err(|_| bad())? as f64;
+                n += 1;
+            }
+            if n != self.families.len() || dev.is_empty() {
+                return Err(bad());
+            }
+            if self.filter.ignored(dev) {
+                continue;
+            }
+            let labels: [(&str, &dyn std::fmt::Display); 1] = [("device", &dev)];
+            for (i, fam) in self.families.iter().enumerate() {
+                out.sample(*fam, &labels, values[i]);
+                if i + 1 == n_rx {
+                    self.path.clear();
+                    self.path.push(&ctx.roots.sysfs);
+                    self.path.push("class/net");
+                    self.path.push(dev);
+                    self.path.push("statistics/rx_nohandler");
+                    if let Ok(Some(v)) = read_num::<u64>(&self.path, &mut self.buf) {
+                        out.sample(nohandler, &labels, v as f64);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::fixtures::{golden, node_fixtures, run, Scratch};
+
+    const SAMPLE: &[u8] = b"Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo: 1655489    1292    0    0    0     0          0         0  1655489    1292    0    0    0     0       0          0
+  eth0: 466832035   16939    1    2    3     4          5         6   823103   10415    7    8    9    10      11          12
+";
+
+    #[test]
+    fn netdev_names_match_node_exporter_and_values_come_from_the_file() {
+        let s = Scratch::new("netdev");
+        s.write("proc/net/dev", SAMPLE);
+        s.write("sys/class/net/eth0/statistics/rx_nohandler", b"13\n");
+        let mut c = new(&CollectorOptions::default()).unwrap();
+        let text = run(c.as_mut(), &s.roots()).unwrap();
+        assert!(text.contains("node_network_receive_bytes_total{device=\"eth0\"} 4.66832035e+08\n"));
+        assert!(text.contains("node_network_transmit_compressed_total{device=\"eth0\"} 12\n"));
+        assert!(text.contains("node_network_receive_nohandler_total{device=\"eth0\"} 13\n"));
+        assert!(!text.contains("node_network_receive_nohandler_total{device=\"lo\"}"));
+        // Every family name, HELP and TYPE equals node_exporter's (values there are the
+        // recording host's, so only the metadata is compared).
+        let Some(dir) = node_fixtures() else { return };
+        let gold = golden(&dir);
+        let ours = crate::collect::fixtures::families(&text);
+        assert_eq!(ours.len(), 17);
+        for (name, f) in &ours {
+            let g = &gold[name];
+            assert_eq!((&f.help, &f.typ), (&g.help, &g.typ), "{name}");
+        }
+    }
+
+    #[test]
+    fn netdev_device_include_filters() {
+        let s = Scratch::new("netdev-inc");
+        s.write("proc/net/dev", SAMPLE);
+        let mut o = CollectorOptions::default();
+        o.set("netdev.device-include", "^lo$");
+        let mut c = new(&o).unwrap();
+        let text = run(c.as_mut(), &s.roots()).unwrap();
+        assert!(!text.contains("eth0"));
+        assert!(text.contains("node_network_receive_packets_total{device=\"lo\"} 1292"));
+    }
+
+    #[test]
+    fn netdev_truncated_or_garbage_file_is_an_error() {
+        let s = Scratch::new("netdev-bad");
+        let mut c = new(&CollectorOptions::default()).unwrap();
+        assert!(matches!(
+            run(c.as_mut(), &s.roots()),
+            Err(CollectError::NotFound(_))
+        ));
+        let cut = &SAMPLE[..SAMPLE.len() - 20];
+        for bad in [cut, &SAMPLE[..30], b"garbage\nmore garbage\nx: 1 2\n"] {
+            s.write("proc/net/dev", bad);
+            assert!(
+                matches!(run(c.as_mut(), &s.roots()), Err(CollectError::Parse(..))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}

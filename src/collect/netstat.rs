@@ -1,0 +1,212 @@
+//! `netstat`: /proc/net/netstat, /proc/net/snmp and /proc/net/snmp6 counters selected by
+//! `netstat.fields`, as untyped `node_netstat_<Proto>_<Field>` (node_exporter's names and HELP).
+//!
+//! netstat and snmp come in line pairs (`Proto: names…` then `Proto: values…`); snmp6 has one
+//! `Proto6Field value` per line and may be absent (IPv6 disabled).
+
+use super::util::{num, option_regex, FieldSelection, KeptFile};
+use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
+use crate::expo::{MetricSet, MetricType};
+use std::path::Path;
+
+pub const OPTIONS: &[CollectorOption] = &[CollectorOption {
+    name: "netstat.fields",
+    default: "^(.*_(InErrors|InErrs)|Ip_Forwarding|Ip(6|Ext)_(InOctets|OutOctets)|Icmp6?_(InMsgs|OutMsgs)|TcpExt_(Listen.*|Syncookies.*|TCPSynRetrans|TCPTimeouts|TCPOFOQueue|TCPRcvQDrop)|Tcp_(ActiveOpens|InSegs|OutSegs|OutRsts|PassiveOpens|RetransSegs|CurrEstab)|Udp6?_(InDatagrams|OutDatagrams|NoPorts|RcvbufErrors|SndbufErrors))$",
+    help: "Regexp of fields to return for netstat collector.",
+}];
+
+pub struct Netstat {
+    /// /proc/net/netstat, /proc/net/snmp, /proc/net/snmp6.
+    files: [KeptFile; 3],
+    parser: Parser,
+}
+
+/// The parsing state, apart from the files so a file's path can be borrowed while parsing.
+struct Parser {
+    buf: String,
+    key: String,
+    fields: FieldSelection,
+}
+
+pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
+    let re = option_regex("netstat.fields", opts.get("netstat.fields"))?;
+    Ok(Box::new(Netstat {
+        files: [
+            KeptFile::new("net/netstat"),
+            KeptFile::new("net/snmp"),
+            KeptFile::new("net/snmp6"),
+        ],
+        parser: Parser {
+            buf: String::new(),
+            key: String::new(),
+            fields: FieldSelection::new(re),
+        },
+    }))
+}
+
+fn describe(key: &str) -> (String, String) {
+    // HELP spells the field without the underscore: "Statistic TcpActiveOpens."
+    let (proto, field) = key.split_once('_').unwrap_or((key, ""));
+    (
+        format!("node_netstat_{key}"),
+        format!("Statistic {proto}{field}."),
+    )
+}
+
+impl Parser {
+    fn emit(&mut self, proto: &str, field: &str, value: f64, out: &mut MetricSet) {
+        self.key.clear();
+        self.key.push_str(proto);
+        self.key.push('_');
+        self.key.push_str(field);
+        if let Some((name, help)) = self.fields.get(&self.key, describe) {
+            out.single(name, help, MetricType::Untyped, value);
+        }
+    }
+
+    /// The buffer holds a file of `Proto: names` / `Proto: values` line pairs.
+    fn paired(&mut self, path: &Path, out: &mut MetricSet) -> Result<(), CollectError> {
+        let buf = std::mem::take(&mut self.buf);
+        let result = self.paired_lines(&buf, path, out);
+        self.buf = buf;
+        result
+    }
+
+    fn paired_lines(
+        &mut self,
+        text: &str,
+        path: &Path,
+        out: &mut MetricSet,
+    ) -> Result<(), CollectError> {
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let mut pairs = 0;
+        while let Some(names) = lines.next() {
+            let values = lines
+                .next()
+                .ok_or_else(|| CollectError::parse(path, "header line without values"))?;
+            let (proto, names) = names
+                .split_once(": ")
+                .ok_or_else(|| CollectError::parse(path, format!("bad header {names:?}")))?;
+            let (vproto, values) = values
+                .split_once(": ")
+                .ok_or_else(|| CollectError::parse(path, format!("bad values {values:?}")))?;
+            if proto != vproto {
+                return Err(CollectError::parse(
+                    path,
+                    format!("{proto} header, {vproto} values"),
+                ));
+            }
+            if names.split(' ').count() != values.split(' ').count() {
+                return Err(CollectError::parse(
+                    path,
+                    format!("field count mismatch in {proto}"),
+                ));
+            }
+            for (n, v) in names.split(' ').zip(values.split(' ')) {
+                let v = num(v, path)?;
+                self.emit(proto, n, v, out);
+            }
+            pairs += 1;
+        }
+        if pairs == 0 {
+            return Err(CollectError::parse(path, "empty"));
+        }
+        Ok(())
+    }
+
+    /// The buffer holds /proc/net/snmp6.
+    fn snmp6(&mut self, path: &Path, out: &mut MetricSet) -> Result<(), CollectError> {
+        let buf = std::mem::take(&mut self.buf);
+        let mut result = Ok(());
+        for line in buf.lines() {
+            let mut toks = line.split_ascii_whitespace();
+            let (Some(stat), Some(value)) = (toks.next(), toks.next()) else {
+                continue;
+            };
+            // "Ip6InReceives" -> protocol "Ip6", field "InReceives"; lines without a 6 are skipped.
+            let Some(six) = stat.find('6') else { continue };
+            match num(value, path) {
+                Ok(v) => self.emit(&stat[..=six], &stat[six + 1..], v, out),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.buf = buf;
+        result
+    }
+}
+
+impl Collector for Netstat {
+    fn name(&self) -> &'static str {
+        "netstat"
+    }
+
+    fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
+        let root = &ctx.roots.procfs;
+        let [netstat, snmp, snmp6] = &mut self.files;
+        let p = &mut self.parser;
+        netstat.read(root, &mut p.buf)?;
+        p.paired(netstat.path(), out)?;
+        snmp.read(root, &mut p.buf)?;
+        p.paired(snmp.path(), out)?;
+        match snmp6.read(root, &mut p.buf) {
+            // IPv6 disabled.
+            Err(CollectError::NotFound(_)) => Ok(()),
+            r => {
+                r?;
+                p.snmp6(snmp6.path(), out)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::util::testing::run;
+
+    fn collector() -> Box<dyn Collector> {
+        new(&CollectorOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn default_fields_select_and_name_like_node_exporter() {
+        let (r, text) = run(
+            &mut *collector(),
+            &[
+                (
+                    "proc/net/netstat",
+                    "TcpExt: SyncookiesSent TW\nTcpExt: 1 2\n",
+                ),
+                ("proc/net/snmp", "Tcp: ActiveOpens MaxConn\nTcp: 5 -1\n"),
+                ("proc/net/snmp6", "Ip6InOctets 7\nIcmp6InMsgs 8\n"),
+            ],
+        );
+        r.unwrap();
+        assert!(text.contains(
+            "# HELP node_netstat_TcpExt_SyncookiesSent Statistic TcpExtSyncookiesSent.\n"
+        ));
+        assert!(text.contains(
+            "# TYPE node_netstat_Tcp_ActiveOpens untyped\nnode_netstat_Tcp_ActiveOpens 5\n"
+        ));
+        assert!(text.contains("node_netstat_Ip6_InOctets 7\n"));
+        assert!(text.contains("node_netstat_Icmp6_InMsgs 8\n"));
+        assert!(
+            !text.contains("TcpExt_TW"),
+            "TW is not in the default fields"
+        );
+    }
+
+    #[test]
+    fn missing_snmp6_is_fine_but_a_field_count_mismatch_is_not() {
+        let base = [
+            ("proc/net/netstat", "TcpExt: A\nTcpExt: 1\n"),
+            ("proc/net/snmp", "Tcp: A B\nTcp: 1 2\n"),
+        ];
+        assert!(run(&mut *collector(), &base).0.is_ok());
+        let bad = [("proc/net/netstat", "TcpExt: A B\nTcpExt: 1\n"), base[1]];
+        assert!(run(&mut *collector(), &bad).0.is_err());
+    }
+}

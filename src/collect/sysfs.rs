@@ -1,0 +1,222 @@
+//! Helpers for the many small sysfs files the hardware collectors read: one-value attribute
+//! files, directory listings that tolerate dangling symlinks, and option parsing shared by the
+//! collectors (booleans and node_exporter-style include/exclude regexes).
+//!
+//! Must not touch: hard-coded roots (callers pass full paths built from `Roots`).
+//!
+//! Policy (mirrors node_exporter): an attribute that cannot be *read* (absent, EACCES, EINVAL
+//! from a driver that has no value right now) is skipped; an attribute that was read but does
+//! not hold a number where one is required is a [`CollectError::Parse`], so garbage is reported
+//! instead of silently exported.
+
+use super::{CollectError, CollectorOptions};
+use regex_lite::Regex;
+use std::borrow::Cow;
+use std::io::Read;
+use std::path::Path;
+use std::str::FromStr;
+
+/// Reads a small attribute file into `buf` and returns its content without the trailing
+/// newline/whitespace. `None` when the file cannot be read. Bytes that are not UTF-8 are
+/// replaced (U+FFFD), since label values must be UTF-8.
+pub fn read_attr<'b>(path: &Path, buf: &'b mut Vec<u8>) -> Option<Cow<'b, str>> {
+    buf.clear();
+    let mut f = std::fs::File::open(path).ok()?;
+    f.read_to_end(buf).ok()?;
+    let s = String::from_utf8_lossy(buf);
+    Some(match s {
+        Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+        Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
+    })
+}
+
+/// Like [`read_attr`] but trims only newlines, as node_exporter does for hwmon attributes
+/// (a label may end in a meaningful space).
+pub fn read_attr_nl<'b>(path: &Path, buf: &'b mut Vec<u8>) -> Option<Cow<'b, str>> {
+    buf.clear();
+    let mut f = std::fs::File::open(path).ok()?;
+    f.read_to_end(buf).ok()?;
+    let s = String::from_utf8_lossy(buf);
+    Some(match s {
+        Cow::Borrowed(b) => Cow::Borrowed(b.trim_matches('\n')),
+        Cow::Owned(o) => Cow::Owned(o.trim_matches('\n').to_string()),
+    })
+}
+
+/// Reads a numeric attribute: `Ok(None)` when unreadable, `Err(Parse)` when it holds garbage.
+pub fn read_num<T: FromStr>(path: &Path, buf: &mut Vec<u8>) -> Result<Option<T>, CollectError> {
+    match read_attr(path, buf) {
+        None => Ok(None),
+        Some(s) => s
+            .parse::<T>()
+            .map(Some)
+            .map_err(|_| CollectError::parse(path, format!("not a number: {:?}", short(&s)))),
+    }
+}
+
+/// At most 40 characters of `s`, for error messages about garbage content.
+pub fn short(s: &str) -> &str {
+    match s.char_indices().nth(40) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// The entry names of directory `dir`, sorted, into `out`. A missing directory is
+/// [`CollectError::NotFound`]; entries are not followed, so dangling symlinks are listed, not
+/// errors.
+pub fn list_dir(dir: &Path, out: &mut Vec<String>) -> Result<(), CollectError> {
+    use rustix::fs::{Mode, OFlags, RawDir};
+    use std::cell::RefCell;
+    thread_local! {
+        /// getdents64 buffer, reused by every listing on this (the work) thread.
+        static BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(8192));
+    }
+    let io_err = |e: rustix::io::Errno| CollectError::io(dir, e.into());
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io_err)?;
+    // Reuse the Strings of the previous listing: a warmed-up walk allocates nothing here
+    // (std's read_dir would allocate twice per entry).
+    let mut n = 0;
+    BUF.with(|b| {
+        let mut buf = b.borrow_mut();
+        let mut it = RawDir::new(&fd, buf.spare_capacity_mut());
+        while let Some(e) = it.next() {
+            let e = e.map_err(io_err)?;
+            let Ok(name) = e.file_name().to_str() else {
+                continue;
+            };
+            if name == "." || name == ".." {
+                continue;
+            }
+            // Slots are refilled in getdents order, not sorted order, so give each room for
+            // typical sysfs names up front instead of growing it name by name.
+            const SLOT: usize = 32;
+            if n < out.len() {
+                let slot = &mut out[n];
+                slot.clear();
+                slot.reserve(name.len().max(SLOT));
+                slot.push_str(name);
+            } else {
+                let mut slot = String::with_capacity(name.len().max(SLOT));
+                slot.push_str(name);
+                out.push(slot);
+            }
+            n += 1;
+        }
+        Ok::<(), CollectError>(())
+    })?;
+    out.truncate(n);
+    out.sort_unstable();
+    Ok(())
+}
+
+/// A boolean collector option: `true`/`1`/`yes` are on.
+pub fn opt_bool(opts: &CollectorOptions, name: &str) -> bool {
+    matches!(
+        opts.get(name).trim().to_ascii_lowercase().as_str(),
+        "true" | "1" | "yes" | "on"
+    )
+}
+
+/// An optional regex option (empty = unset). Go's `regexp.MatchString` is unanchored, and
+/// node_exporter's patterns carry their own `^…$`, so the regex is used as written.
+pub fn opt_regex(opts: &CollectorOptions, name: &str) -> Result<Option<Regex>, String> {
+    let v = opts.get(name);
+    if v.is_empty() {
+        return Ok(None);
+    }
+    Regex::new(v)
+        .map(Some)
+        .map_err(|e| format!("--collector.{name}: invalid regular expression {v:?}: {e}"))
+}
+
+/// node_exporter's device filter: an include regex or an exclude regex (mutually exclusive).
+#[derive(Debug, Default)]
+pub struct DeviceFilter {
+    include: Option<Regex>,
+    exclude: Option<Regex>,
+}
+
+impl DeviceFilter {
+    /// Builds the filter from the options `include` and `exclude`; both set is an error, as in
+    /// node_exporter.
+    pub fn from_opts(
+        opts: &CollectorOptions,
+        include: &str,
+        exclude: &str,
+    ) -> Result<Self, String> {
+        let inc = opt_regex(opts, include)?;
+        let exc = opt_regex(opts, exclude)?;
+        if inc.is_some() && exc.is_some() {
+            return Err(format!(
+                "--collector.{include} and --collector.{exclude} are mutually exclusive"
+            ));
+        }
+        Ok(DeviceFilter {
+            include: inc,
+            exclude: exc,
+        })
+    }
+
+    pub fn ignored(&self, name: &str) -> bool {
+        if let Some(r) = &self.include {
+            return !r.is_match(name);
+        }
+        if let Some(r) = &self.exclude {
+            return r.is_match(name);
+        }
+        false
+    }
+}
+
+/// Parses a kernel CPU list such as `1,3-5,9` into `out`; an empty string is an empty list.
+pub fn parse_cpu_list(s: &str, out: &mut Vec<u32>) -> Result<(), String> {
+    out.clear();
+    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
+        let bad = || format!("bad CPU list entry {:?}", short(part));
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let a: u32 = a.trim().parse().map_err(|_| bad())?;
+                let b: u32 = b.trim().parse().map_err(|_| bad())?;
+                if b < a || b - a > 65_536 {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.trim().parse().map_err(|_| bad())?),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_list_expands_ranges_and_rejects_garbage() {
+        let mut v = Vec::new();
+        parse_cpu_list("1,3-5,9\n", &mut v).unwrap();
+        assert_eq!(v, [1, 3, 4, 5, 9]);
+        parse_cpu_list("", &mut v).unwrap();
+        assert!(v.is_empty());
+        assert!(parse_cpu_list("1,x-3", &mut v).is_err());
+        assert!(parse_cpu_list("5-1", &mut v).is_err());
+    }
+
+    #[test]
+    fn device_filter_include_wins_and_both_is_an_error() {
+        let mut o = CollectorOptions::default();
+        o.set("t.inc", "^lo$");
+        let f = DeviceFilter::from_opts(&o, "t.inc", "t.exc").unwrap();
+        assert!(!f.ignored("lo"));
+        assert!(f.ignored("eth0"));
+        o.set("t.exc", "x");
+        assert!(DeviceFilter::from_opts(&o, "t.inc", "t.exc").is_err());
+    }
+}

@@ -1,0 +1,84 @@
+//! `vmstat`: the /proc/vmstat fields selected by `vmstat.fields`, as untyped
+//! `node_vmstat_<field>` (node_exporter's names and HELP).
+
+use super::util::{num, option_regex, FieldSelection, KeptFile};
+use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
+use crate::expo::{MetricSet, MetricType};
+
+pub const OPTIONS: &[CollectorOption] = &[CollectorOption {
+    name: "vmstat.fields",
+    default: "^(oom_kill|pgpg|pswp|pg.*fault).*",
+    help: "Regexp of fields to return for vmstat collector.",
+}];
+
+pub struct Vmstat {
+    buf: String,
+    file: KeptFile,
+    fields: FieldSelection,
+}
+
+pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
+    let re = option_regex("vmstat.fields", opts.get("vmstat.fields"))?;
+    Ok(Box::new(Vmstat {
+        buf: String::new(),
+        file: KeptFile::new("vmstat"),
+        fields: FieldSelection::new(re),
+    }))
+}
+
+impl Collector for Vmstat {
+    fn name(&self) -> &'static str {
+        "vmstat"
+    }
+
+    fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
+        self.file.read(&ctx.roots.procfs, &mut self.buf)?;
+        let path = self.file.path();
+        let mut lines = 0;
+        for line in self.buf.lines() {
+            let mut toks = line.split_ascii_whitespace();
+            let (Some(field), Some(value), None) = (toks.next(), toks.next(), toks.next()) else {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                return Err(CollectError::parse(path, format!("bad line {line:?}")));
+            };
+            let value = num(value, path)?;
+            lines += 1;
+            let describe = |f: &str| {
+                (
+                    format!("node_vmstat_{f}"),
+                    format!("/proc/vmstat information field {f}."),
+                )
+            };
+            if let Some((name, help)) = self.fields.get(field, describe) {
+                out.single(name, help, MetricType::Untyped, value);
+            }
+        }
+        if lines == 0 {
+            return Err(CollectError::parse(path, "empty"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::util::testing::run;
+
+    #[test]
+    fn default_fields_pick_faults_paging_swapping_and_oom_kills() {
+        let vmstat = "nr_free_pages 10\npgfault 5\npgmajfault 1\npswpin 2\noom_kill 0\npgpgin 3\nworkingset_refault_anon 4\n";
+        let (r, text) = run(
+            &mut *new(&CollectorOptions::default()).unwrap(),
+            &[("proc/vmstat", vmstat)],
+        );
+        r.unwrap();
+        for f in ["pgfault", "pgmajfault", "pswpin", "oom_kill", "pgpgin"] {
+            assert!(text.contains(&format!("node_vmstat_{f} ")), "{f} missing");
+        }
+        assert!(!text.contains("nr_free_pages") && !text.contains("workingset"));
+        assert!(text.contains("# HELP node_vmstat_pgfault /proc/vmstat information field pgfault.\n# TYPE node_vmstat_pgfault untyped\n"));
+    }
+}

@@ -1,0 +1,691 @@
+//! The HTTP/1.1 wire protocol: accepting, reading requests under limits, writing responses.
+//!
+//! Every connection is a task on a `LocalExecutor` that [`serve`] runs inside the caller's
+//! future, so the server adds no thread. Bounds, each a field of [`Limits`]:
+//! - at most `max_connections` open connections. At the cap, a new connection first evicts the
+//!   connection that has waited longest for its request bytes (slow-loris clients lose, scrapers
+//!   win); only when every connection is busy answering does the newcomer get 503 and a close;
+//! - a request head (request line + headers) above `max_header_bytes`, or with more than
+//!   [`MAX_HEADERS`] headers, gets 431 and a close; a body above `max_body_bytes` gets 413;
+//! - a request must arrive completely within `read_timeout` of its first byte (of the accept for
+//!   a new connection); a keep-alive connection with no new request for `idle_timeout` is closed;
+//!   writing a response must finish within `read_timeout`.
+//!
+//! Requests with `Transfer-Encoding` bodies get 411 (send `Content-Length`); protocol errors get
+//! 400 and a close. Responses always carry `Content-Length`; HEAD gets the GET headers only.
+
+use super::{reason, Request, Response};
+use async_executor::LocalExecutor;
+use async_io::{Async, Timer};
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::io::{self, Write};
+use std::net::{TcpListener, TcpStream};
+use std::pin::pin;
+use std::rc::{Rc, Weak};
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// Default connection cap: Prometheus's `--web.max-connections` default. Each idle
+/// connection costs a task and a small buffer, so this bounds memory at a few MiB.
+pub const MAX_CONNECTIONS: usize = 512;
+/// Default request-head limit. Real clients send well under 2 KiB; this is nginx's default
+/// large header buffer, and it caps what a header bomb can make us hold.
+pub const MAX_HEADER_BYTES: usize = 8 * 1024;
+/// Headers per request; httparse needs a fixed array, and more means abuse.
+pub const MAX_HEADERS: usize = 64;
+/// Default body limit: form-encoded queries are small; pushed or remote-written batches of a
+/// small device stay far below this.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Default time for a whole request to arrive (and for a response to be written).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default keep-alive idle time: longer than a 1 m scrape interval so scrapers keep their
+/// connection, short enough that abandoned connections go.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+
+/// How long shutdown waits for responses being written.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// The server's bounds. See the module docs for what happens at each.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub max_body_bytes: usize,
+    pub read_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: MAX_CONNECTIONS,
+            max_header_bytes: MAX_HEADER_BYTES,
+            max_body_bytes: MAX_BODY_BYTES,
+            read_timeout: READ_TIMEOUT,
+            idle_timeout: IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// Counters the agent exposes as self-metrics.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    pub open: Cell<usize>,
+    pub accepted: Cell<u64>,
+    /// Refused with 503 at the connection cap.
+    pub rejected: Cell<u64>,
+    /// Closed at the cap to make room (they were waiting longest for request bytes).
+    pub evicted: Cell<u64>,
+    /// Closed by the read, idle or write timeout.
+    pub timeouts: Cell<u64>,
+    /// Answered with a 4xx by the protocol layer (400, 411, 413, 431).
+    pub protocol_errors: Cell<u64>,
+}
+
+fn bump(c: &Cell<u64>) {
+    c.set(c.get() + 1);
+}
+
+/// A one-shot signal that can be fired from anywhere (a signal handler task, an HTTP handler,
+/// another thread in tests) and awaited by any number of futures.
+#[derive(Clone, Debug, Default)]
+pub struct Shutdown(Arc<Mutex<(bool, Vec<Waker>)>>);
+
+impl Shutdown {
+    pub fn new() -> Shutdown {
+        Shutdown::default()
+    }
+
+    pub fn trigger(&self) {
+        let wakers = {
+            let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            g.0 = true;
+            std::mem::take(&mut g.1)
+        };
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        self.0.lock().map(|g| g.0).unwrap_or(true)
+    }
+
+    /// Resolves once [`Shutdown::trigger`] has been called.
+    pub fn wait(&self) -> impl Future<Output = ()> + '_ {
+        future::poll_fn(move |cx| {
+            let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            if g.0 {
+                return Poll::Ready(());
+            }
+            if !g.1.iter().any(|w| w.will_wake(cx.waker())) {
+                g.1.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+    }
+}
+
+/// A server: limits plus the counters it keeps.
+pub struct Server {
+    limits: Limits,
+    stats: Rc<ServerStats>,
+}
+
+impl Server {
+    pub fn new(limits: Limits) -> Server {
+        Server {
+            limits,
+            stats: Rc::new(ServerStats::default()),
+        }
+    }
+
+    pub fn stats(&self) -> Rc<ServerStats> {
+        self.stats.clone()
+    }
+
+    /// Serves `listener` until `shutdown` resolves; open connections are then dropped.
+    pub async fn serve<H>(
+        &self,
+        listener: Async<TcpListener>,
+        handler: H,
+        shutdown: impl Future<Output = ()>,
+    ) -> io::Result<()>
+    where
+        H: Fn(&Request) -> Response + 'static,
+    {
+        let ex = LocalExecutor::new();
+        let handler: Rc<dyn Fn(&Request) -> Response> = Rc::new(handler);
+        let table = Rc::new(ConnTable::default());
+        let mut shutdown = pin!(shutdown);
+        let mut last_accept_error: Option<Instant> = None;
+        ex.run(async {
+            loop {
+                let accepted = future::or(async { Some(listener.accept().await) }, async {
+                    (&mut shutdown).await;
+                    None
+                })
+                .await;
+                let stream = match accepted {
+                    None => break,
+                    Some(Ok((stream, _))) => stream,
+                    Some(Err(e)) => {
+                        // EMFILE and friends: log at most once a second, back off briefly so a
+                        // full fd table does not spin the work thread.
+                        if last_accept_error.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+                            crate::log::warn(&format!("http: accept failed: {e}"));
+                            last_accept_error = Some(Instant::now());
+                        }
+                        Timer::after(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                bump(&self.stats.accepted);
+                let _ = stream.get_ref().set_nodelay(true);
+                let Some(state) = table.admit(self.limits.max_connections, &self.stats) else {
+                    bump(&self.stats.rejected);
+                    // Non-blocking best effort: a 503 fits in any socket buffer.
+                    let _ = stream.get_ref().write(
+                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+                          Content-Length: 24\r\nConnection: close\r\n\r\ntoo many open connections",
+                    );
+                    continue;
+                };
+                let conn = Conn {
+                    stream,
+                    limits: self.limits.clone(),
+                    stats: self.stats.clone(),
+                    state,
+                    handler: handler.clone(),
+                };
+                ex.spawn(conn.run()).detach();
+            }
+            // Let responses already being written finish (the "Goodbye" of /-/quit, a scrape
+            // in flight); idle and half-read connections are simply dropped.
+            let grace = Instant::now() + SHUTDOWN_GRACE;
+            while table.any_answering() && Instant::now() < grace {
+                Timer::after(Duration::from_millis(10)).await;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// Serves `listener` with `handler` under `limits` until `shutdown` resolves.
+pub async fn serve<H>(
+    listener: Async<TcpListener>,
+    handler: H,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()>
+where
+    H: Fn(&Request) -> Response + 'static,
+{
+    Server::new(limits).serve(listener, handler, shutdown).await
+}
+
+/// Per-connection state the table can see: what the connection is doing and since when.
+#[derive(Debug)]
+struct ConnState {
+    /// True while waiting for request bytes (evictable), false while answering.
+    reading: Cell<bool>,
+    since: Cell<Instant>,
+    killed: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl ConnState {
+    fn kill(&self) {
+        self.killed.set(true);
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    fn set_phase(&self, reading: bool) {
+        self.reading.set(reading);
+        self.since.set(Instant::now());
+    }
+
+    /// Resolves when the table evicts this connection.
+    fn killed(&self) -> impl Future<Output = ()> + '_ {
+        future::poll_fn(move |cx| {
+            if self.killed.get() {
+                Poll::Ready(())
+            } else {
+                *self.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+    }
+}
+
+/// The open connections, weakly held: a connection's task owns its state and the count drops
+/// when the task ends.
+#[derive(Default)]
+struct ConnTable {
+    conns: RefCell<Vec<Weak<ConnState>>>,
+}
+
+/// Decrements the open count when a connection task ends (or is dropped at shutdown).
+struct OpenGuard(Rc<ServerStats>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open.set(self.0.open.get().saturating_sub(1));
+    }
+}
+
+impl ConnTable {
+    fn any_answering(&self) -> bool {
+        self.conns
+            .borrow()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .any(|c| !c.reading.get() && !c.killed.get())
+    }
+
+    /// A slot for a new connection, evicting the longest-waiting reader at the cap; None when
+    /// every connection is busy answering.
+    fn admit(&self, cap: usize, stats: &Rc<ServerStats>) -> Option<(Rc<ConnState>, OpenGuard)> {
+        let mut conns = self.conns.borrow_mut();
+        conns.retain(|w| w.upgrade().is_some_and(|c| !c.killed.get()));
+        if conns.len() >= cap {
+            let victim = conns
+                .iter()
+                .enumerate()
+                .filter_map(|(i, w)| w.upgrade().map(|c| (i, c)))
+                .filter(|(_, c)| c.reading.get())
+                .min_by_key(|(_, c)| c.since.get())?;
+            victim.1.kill();
+            conns.swap_remove(victim.0);
+            bump(&stats.evicted);
+        }
+        let state = Rc::new(ConnState {
+            reading: Cell::new(true),
+            since: Cell::new(Instant::now()),
+            killed: Cell::new(false),
+            waker: RefCell::new(None),
+        });
+        conns.push(Rc::downgrade(&state));
+        stats.open.set(stats.open.get() + 1);
+        Some((state, OpenGuard(stats.clone())))
+    }
+}
+
+struct Conn {
+    stream: Async<TcpStream>,
+    limits: Limits,
+    stats: Rc<ServerStats>,
+    state: (Rc<ConnState>, OpenGuard),
+    handler: Rc<dyn Fn(&Request) -> Response>,
+}
+
+/// Why reading stopped.
+enum ReadEnd {
+    Eof,
+    Timeout,
+    Killed,
+    Error,
+}
+
+/// What parsing the buffered bytes gave.
+enum Parsed {
+    /// Need more bytes.
+    Partial,
+    /// A complete head of `len` bytes.
+    Head(Head, usize),
+    /// A protocol error to answer with this status, then close.
+    Reject(u16, &'static str),
+}
+
+struct Head {
+    method: String,
+    target: String,
+    minor_version: u8,
+    headers: Vec<(String, String)>,
+}
+
+fn parse_head(buf: &[u8], max_header_bytes: usize) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Partial) => {
+            if buf.len() >= max_header_bytes {
+                Parsed::Reject(431, "request header too large")
+            } else {
+                Parsed::Partial
+            }
+        }
+        Ok(httparse::Status::Complete(len)) => {
+            if len > max_header_bytes {
+                return Parsed::Reject(431, "request header too large");
+            }
+            let head = Head {
+                method: req.method.unwrap_or("").to_string(),
+                target: req.path.unwrap_or("").to_string(),
+                minor_version: req.version.unwrap_or(1),
+                headers: req
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_ascii_lowercase(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect(),
+            };
+            Parsed::Head(head, len)
+        }
+        Err(httparse::Error::TooManyHeaders) => Parsed::Reject(431, "too many request headers"),
+        Err(_) => Parsed::Reject(400, "malformed request"),
+    }
+}
+
+impl Conn {
+    async fn run(self) {
+        let mut buf: Vec<u8> = Vec::new();
+        let mut first = true;
+        loop {
+            // Wait for the start of the next request: the read timeout for a new connection,
+            // the idle timeout between keep-alive requests.
+            self.state.0.set_phase(true);
+            let start_wait = if first {
+                self.limits.read_timeout
+            } else {
+                self.limits.idle_timeout
+            };
+            first = false;
+            let mut deadline = Instant::now() + start_wait;
+            let mut started = !buf.is_empty();
+            if started {
+                deadline = Instant::now() + self.limits.read_timeout;
+            }
+            let (head, head_len) = loop {
+                if started {
+                    match parse_head(&buf, self.limits.max_header_bytes) {
+                        Parsed::Partial => {}
+                        Parsed::Head(h, len) => break (h, len),
+                        Parsed::Reject(status, msg) => {
+                            bump(&self.stats.protocol_errors);
+                            self.reply_error(status, msg).await;
+                            return;
+                        }
+                    }
+                }
+                match self.read_more(&mut buf, deadline).await {
+                    Ok(()) => {
+                        if !started {
+                            started = true;
+                            deadline = Instant::now() + self.limits.read_timeout;
+                        }
+                    }
+                    Err(ReadEnd::Timeout) => {
+                        bump(&self.stats.timeouts);
+                        if started {
+                            self.reply_error(408, "request timeout").await;
+                        }
+                        return;
+                    }
+                    Err(ReadEnd::Eof | ReadEnd::Killed | ReadEnd::Error) => return,
+                }
+            };
+
+            // Body: Content-Length only.
+            let header = |name: &str| {
+                head.headers
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.as_str())
+            };
+            if header("transfer-encoding").is_some_and(|te| !te.eq_ignore_ascii_case("identity")) {
+                bump(&self.stats.protocol_errors);
+                self.reply_error(411, "send the body with Content-Length")
+                    .await;
+                return;
+            }
+            let body_len = match header("content-length").map(|v| v.trim().parse::<usize>()) {
+                None => 0,
+                Some(Ok(n)) => n,
+                Some(Err(_)) => {
+                    bump(&self.stats.protocol_errors);
+                    self.reply_error(400, "invalid Content-Length").await;
+                    return;
+                }
+            };
+            if body_len > self.limits.max_body_bytes {
+                bump(&self.stats.protocol_errors);
+                self.reply_error(413, "request body too large").await;
+                return;
+            }
+            let expect_continue =
+                header("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue"));
+            if expect_continue
+                && buf.len() < head_len + body_len
+                && self
+                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n", deadline)
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+            while buf.len() < head_len + body_len {
+                match self.read_more(&mut buf, deadline).await {
+                    Ok(()) => {}
+                    Err(ReadEnd::Timeout) => {
+                        bump(&self.stats.timeouts);
+                        self.reply_error(408, "request timeout").await;
+                        return;
+                    }
+                    Err(_) => return,
+                }
+            }
+
+            // Keep-alive per RFC 9112: 1.1 unless "close", 1.0 only with "keep-alive".
+            let conn_hdr = header("connection").unwrap_or("");
+            let has = |tok: &str| {
+                conn_hdr
+                    .split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case(tok))
+            };
+            let keep_alive = if head.minor_version == 0 {
+                has("keep-alive")
+            } else {
+                !has("close")
+            };
+
+            // Absolute-form targets (`GET http://host/metrics`, sent through proxies) are
+            // reduced to their path, as RFC 9112 §3.2.2 asks of servers.
+            let target = match head
+                .target
+                .strip_prefix("http://")
+                .or_else(|| head.target.strip_prefix("https://"))
+            {
+                Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
+                None => head.target.as_str(),
+            };
+            let (path, query) = match target.split_once('?') {
+                Some((p, q)) => (p, q),
+                None => (target, ""),
+            };
+            let Ok(path) = super::percent_decode(path) else {
+                bump(&self.stats.protocol_errors);
+                self.reply_error(400, "invalid escape in request path")
+                    .await;
+                return;
+            };
+            let is_head = head.method == "HEAD";
+            let req = Request {
+                method: head.method,
+                path,
+                query: query.to_string(),
+                headers: head.headers,
+                body: buf[head_len..head_len + body_len].to_vec(),
+            };
+            buf.drain(..head_len + body_len);
+
+            self.state.0.set_phase(false);
+            let resp = (self.handler)(&req);
+            drop(req);
+            let deadline = Instant::now() + self.limits.read_timeout;
+            if self
+                .write_response(&resp, is_head, keep_alive, deadline)
+                .await
+                .is_err()
+                || !keep_alive
+            {
+                return;
+            }
+            // Keep the buffer small between requests on long-lived connections.
+            if buf.is_empty() && buf.capacity() > 4096 {
+                buf = Vec::new();
+            }
+        }
+    }
+
+    /// Reads more bytes into `buf`, racing the deadline and eviction.
+    async fn read_more(&self, buf: &mut Vec<u8>, deadline: Instant) -> Result<(), ReadEnd> {
+        // Grow by the buffer's size (1 KiB at least, 256 KiB at most): idle and slow
+        // connections hold ~1 KiB, a large body is read in few, large reads.
+        let old = buf.len();
+        buf.resize(old + old.clamp(1024, 256 * 1024), 0);
+        let stream = &self.stream;
+        let read = async {
+            let mut s = stream;
+            match s.read(&mut buf[old..]).await {
+                Ok(0) => Err(ReadEnd::Eof),
+                Ok(n) => Ok(n),
+                Err(_) => Err(ReadEnd::Error),
+            }
+        };
+        let timeout = async {
+            Timer::at(deadline).await;
+            Err(ReadEnd::Timeout)
+        };
+        let killed = async {
+            self.state.0.killed().await;
+            Err(ReadEnd::Killed)
+        };
+        let r = future::or(read, future::or(timeout, killed)).await;
+        let n = *r.as_ref().unwrap_or(&0);
+        buf.truncate(old + n);
+        r.map(|_| ())
+    }
+
+    async fn write_all(&self, bytes: &[u8], deadline: Instant) -> Result<(), ()> {
+        let write = async {
+            let mut s = &self.stream;
+            s.write_all(bytes).await.map_err(|_| ())
+        };
+        let timeout = async {
+            Timer::at(deadline).await;
+            bump(&self.stats.timeouts);
+            Err(())
+        };
+        future::or(write, timeout).await
+    }
+
+    async fn write_response(
+        &self,
+        resp: &Response,
+        is_head: bool,
+        keep_alive: bool,
+        deadline: Instant,
+    ) -> Result<(), ()> {
+        let mut head = Vec::with_capacity(256);
+        let _ = write!(head, "HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
+        for (n, v) in &resp.headers {
+            // Values come from our own handlers, but never let one split the response.
+            if v.contains(['\r', '\n']) || n.contains(['\r', '\n', ':']) {
+                continue;
+            }
+            let _ = write!(head, "{n}: {v}\r\n");
+        }
+        let _ = write!(head, "Content-Length: {}\r\n", resp.body.len());
+        if !keep_alive {
+            head.extend_from_slice(b"Connection: close\r\n");
+        }
+        head.extend_from_slice(b"\r\n");
+        if !is_head && resp.body.len() <= 16 * 1024 {
+            // One write for small responses: one packet, no Nagle/delayed-ACK interplay.
+            head.extend_from_slice(&resp.body);
+            return self.write_all(&head, deadline).await;
+        }
+        self.write_all(&head, deadline).await?;
+        if !is_head {
+            self.write_all(&resp.body, deadline).await?;
+        }
+        Ok(())
+    }
+
+    /// Answers a protocol error and closes.
+    async fn reply_error(&self, status: u16, msg: &str) {
+        self.state.0.set_phase(false);
+        let resp = Response::text(status, format!("{msg}\n"));
+        let deadline = Instant::now() + Duration::from_secs(1).min(self.limits.read_timeout);
+        let _ = self.write_response(&resp, false, false, deadline).await;
+        // Half-close and let the client read the reply before the socket goes away, so it sees
+        // the status instead of a reset caused by its own unread bytes.
+        let _ = self.stream.get_ref().shutdown(std::net::Shutdown::Write);
+        let mut sink = [0u8; 512];
+        let drain = async {
+            let mut s = &self.stream;
+            let mut total = 0usize;
+            while let Ok(n) = s.read(&mut sink).await {
+                total += n;
+                if n == 0 || total > 64 * 1024 {
+                    break;
+                }
+            }
+        };
+        future::or(drain, async {
+            Timer::after(Duration::from_millis(200)).await;
+        })
+        .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_head_reports_partial_complete_and_limits() {
+        assert!(matches!(
+            parse_head(b"GET / HTTP/1.1\r\n", 8192),
+            Parsed::Partial
+        ));
+        match parse_head(b"GET /a?b=1 HTTP/1.0\r\nHost: x\r\n\r\nrest", 8192) {
+            Parsed::Head(h, len) => {
+                assert_eq!(h.target, "/a?b=1");
+                assert_eq!(h.minor_version, 0);
+                assert_eq!(h.headers, vec![("host".to_string(), "x".to_string())]);
+                assert_eq!(len, 32);
+            }
+            _ => panic!("expected a complete head"),
+        }
+        assert!(matches!(
+            parse_head(b"\x01\x02 garbage\r\n\r\n", 64),
+            Parsed::Reject(400, _)
+        ));
+        let long = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(100));
+        assert!(matches!(
+            parse_head(long.as_bytes(), 64),
+            Parsed::Reject(431, _)
+        ));
+    }
+
+    #[test]
+    fn shutdown_wakes_waiters_and_stays_triggered() {
+        let s = Shutdown::new();
+        let s2 = s.clone();
+        let t = std::thread::spawn(move || s2.trigger());
+        future::block_on(s.wait());
+        t.join().unwrap();
+        assert!(s.is_triggered());
+        future::block_on(s.wait());
+    }
+}

@@ -1,0 +1,1940 @@
+//! Evaluation of a parsed PromQL expression over a [`Querier`], with Prometheus 3.x semantics.
+//!
+//! Owns: instant and range evaluation, vector matching, aggregation, function application,
+//! delayed `__name__` removal, query limits. Must not touch: storage internals, HTTP.
+//!
+//! Every selector's samples are fetched once per query (for the whole time window the query
+//! needs), then each step is evaluated against those in-memory samples.
+
+use super::ast::*;
+use super::functions::{self as fx, Bucket};
+use crate::model::{is_stale_nan, Labels, Sample, METRIC_NAME};
+use crate::tsdb::{Querier, SeriesSamples};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Limits and defaults of query evaluation (`--query.*` flags).
+#[derive(Clone, Debug)]
+pub struct EngineOpts {
+    pub timeout: Duration,
+    /// Most samples one step may hold in memory, and most points a range result may hold.
+    pub max_samples: usize,
+    /// How far back an instant selector looks for a sample (ms).
+    pub lookback_delta: i64,
+    /// Step of subqueries written without one (ms).
+    pub default_subquery_step: i64,
+}
+
+impl Default for EngineOpts {
+    fn default() -> Self {
+        EngineOpts {
+            timeout: Duration::from_secs(120),
+            max_samples: 50_000_000,
+            lookback_delta: 300_000,
+            default_subquery_step: 60_000,
+        }
+    }
+}
+
+/// Why a query failed, with the Prometheus API error type it maps to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EvalError {
+    Timeout,
+    TooManySamples,
+    Execution(String),
+}
+
+impl std::fmt::Display for EvalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EvalError::Timeout => f.write_str("query timed out in expression evaluation"),
+            EvalError::TooManySamples => f.write_str(
+                "query processing would load too many samples into memory in query execution",
+            ),
+            EvalError::Execution(s) => f.write_str(s),
+        }
+    }
+}
+
+fn exec_err<T>(msg: impl Into<String>) -> Result<T, EvalError> {
+    Err(EvalError::Execution(msg.into()))
+}
+
+/// One element of an instant vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VecSample {
+    pub labels: Rc<Labels>,
+    pub v: f64,
+    /// `__name__` is to be removed once evaluation finishes (delayed name removal).
+    pub drop_name: bool,
+}
+
+/// One series of a range vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    pub labels: Rc<Labels>,
+    pub points: Vec<Sample>,
+    pub drop_name: bool,
+}
+
+/// A query result.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Scalar(f64),
+    Str(String),
+    Vector(Vec<VecSample>),
+    Matrix(Vec<Series>),
+}
+
+/// A result plus the annotations Prometheus would return with it.
+#[derive(Clone, Debug, Default)]
+pub struct Annotations {
+    pub warnings: Vec<String>,
+    pub infos: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct QueryResult {
+    pub value: Value,
+    pub annotations: Annotations,
+}
+
+/// Evaluates `expr` at time `t` (ms).
+pub fn instant_query(
+    q: &dyn Querier,
+    query: &str,
+    expr: &Expr,
+    t: i64,
+    opts: &EngineOpts,
+) -> Result<QueryResult, EvalError> {
+    let mut ev = Evaluator::new(q, query, expr, t, t, 0, opts);
+    let v = ev.eval(expr, t)?;
+    let value = match v {
+        Value::Vector(v) => Value::Vector(finish_vector(v)?),
+        Value::Matrix(m) => Value::Matrix(finish_matrix(m)?),
+        other => other,
+    };
+    Ok(QueryResult {
+        value,
+        annotations: ev.annos,
+    })
+}
+
+/// Evaluates `expr` at every step from `start` to `end` (ms); the result is always a matrix.
+pub fn range_query(
+    q: &dyn Querier,
+    query: &str,
+    expr: &Expr,
+    start: i64,
+    end: i64,
+    step: i64,
+    opts: &EngineOpts,
+) -> Result<QueryResult, EvalError> {
+    if step <= 0 {
+        return exec_err("zero or negative query resolution step widths are not accepted");
+    }
+    match expr.value_type() {
+        ValueType::Vector | ValueType::Scalar => {}
+        t => {
+            return exec_err(format!(
+                "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                t.name()
+            ))
+        }
+    }
+    let mut ev = Evaluator::new(q, query, expr, start, end, step, opts);
+    // Series are keyed by their (shared) label sets: no label copies per step. Label sets that
+    // come straight from storage are the same allocation every step, so they are found by
+    // address first; `by_addr` only holds addresses of Rc's kept alive in `series`.
+    let mut index: HashMap<Rc<Labels>, usize> = HashMap::new();
+    let mut by_addr: HashMap<*const Labels, usize> = HashMap::new();
+    let mut series: Vec<Series> = Vec::new();
+    let mut total = 0usize;
+    let mut t = start;
+    while t <= end {
+        let mut push = |labels: Rc<Labels>, v: f64| {
+            let i = match by_addr.get(&Rc::as_ptr(&labels)) {
+                Some(&i) => i,
+                None => {
+                    let i = *index.entry(labels.clone()).or_insert_with(|| {
+                        series.push(Series {
+                            labels: labels.clone(),
+                            points: Vec::new(),
+                            drop_name: false,
+                        });
+                        series.len() - 1
+                    });
+                    if Rc::ptr_eq(&series[i].labels, &labels) {
+                        by_addr.insert(Rc::as_ptr(&labels), i);
+                    }
+                    i
+                }
+            };
+            series[i].points.push(Sample { t, v });
+        };
+        match ev.eval(expr, t)? {
+            Value::Scalar(v) => {
+                push(Rc::new(Labels::new()), v);
+                total += 1;
+            }
+            Value::Vector(vs) => {
+                total += vs.len();
+                for s in finish_vector(vs)? {
+                    push(s.labels, s.v);
+                }
+            }
+            _ => return exec_err("range query produced an unexpected value type"),
+        }
+        if total > opts.max_samples {
+            return Err(EvalError::TooManySamples);
+        }
+        t += step;
+    }
+    series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    if expr.value_type() == ValueType::Vector {
+        if let Some(w) = sort_warning(expr) {
+            ev.annos.warnings.push(w);
+        }
+    }
+    Ok(QueryResult {
+        value: Value::Matrix(series),
+        annotations: ev.annos,
+    })
+}
+
+fn sort_warning(expr: &Expr) -> Option<String> {
+    let mut found = None;
+    expr.walk(&mut |e| {
+        if let Expr::Call { func, span, .. } = e {
+            if found.is_none() && (func.name == "sort" || func.name == "sort_desc") {
+                found = Some(*span);
+            }
+        }
+    });
+    found.map(|span| {
+        format!(
+            "PromQL warning: sort is ineffective for range queries since results are always ordered by labels (1:{})",
+            span.start + 1
+        )
+    })
+}
+
+/// Applies delayed `__name__` removal and rejects duplicate label sets.
+fn finish_vector(mut v: Vec<VecSample>) -> Result<Vec<VecSample>, EvalError> {
+    let mut any = false;
+    for s in v.iter_mut() {
+        if s.drop_name && has_name_labels(&s.labels) {
+            drop_name_labels(Rc::make_mut(&mut s.labels));
+            any = true;
+        }
+        s.drop_name = false;
+    }
+    if any || v.len() < 64 {
+        let mut seen: std::collections::HashSet<&Labels> = std::collections::HashSet::new();
+        for s in &v {
+            if !seen.insert(&s.labels) {
+                return exec_err("vector cannot contain metrics with the same labelset");
+            }
+        }
+    }
+    Ok(v)
+}
+
+fn finish_matrix(m: Vec<Series>) -> Result<Vec<Series>, EvalError> {
+    let mut out: Vec<Series> = Vec::with_capacity(m.len());
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    for mut s in m {
+        if s.drop_name {
+            drop_name_labels(Rc::make_mut(&mut s.labels));
+            s.drop_name = false;
+        }
+        if let Some(&i) = index.get(&*s.labels) {
+            let prev = &mut out[i];
+            for p in s.points {
+                if prev.points.iter().any(|q| q.t == p.t) {
+                    return exec_err("vector cannot contain metrics with the same labelset");
+                }
+                prev.points.push(p);
+            }
+            prev.points.sort_by_key(|p| p.t);
+        } else {
+            index.insert((*s.labels).clone(), out.len());
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+/// `__type__` and `__unit__` (Prometheus's type-and-unit labels) describe the metric name and
+/// go with it. promlet never stores them, but series loaded from elsewhere may carry them.
+fn drop_name_labels(l: &mut Labels) {
+    l.remove(METRIC_NAME);
+    l.remove("__type__");
+    l.remove("__unit__");
+}
+
+fn has_name_labels(l: &Labels) -> bool {
+    l.get(METRIC_NAME).is_some() || l.get("__type__").is_some() || l.get("__unit__").is_some()
+}
+
+/// One selector's fetched data: series with stale markers kept (instant selectors need them).
+struct Fetched {
+    series: Vec<(Rc<Labels>, Vec<Sample>)>,
+    /// The same samples without stale markers, for range selectors.
+    clean: Vec<Vec<Sample>>,
+    /// Per series: where the last instant lookup, range start and range end landed. Steps
+    /// mostly move forward, so the next lookup starts there instead of binary-searching
+    /// (which costs a cache miss per probe on big series).
+    cursors: Vec<[Cell<usize>; 3]>,
+}
+
+/// Index of the first sample newer than `t` (like `partition_point(|s| s.t <= t)`), starting
+/// from the cursor when time moved forward.
+fn seek(samples: &[Sample], cursor: &Cell<usize>, t: i64) -> usize {
+    let mut i = cursor.get().min(samples.len());
+    if i > 0 && samples[i - 1].t > t {
+        i = samples.partition_point(|s| s.t <= t);
+    } else {
+        let mut walked = 0;
+        while i < samples.len() && samples[i].t <= t {
+            i += 1;
+            walked += 1;
+            if walked == 32 {
+                i += samples[i..].partition_point(|s| s.t <= t);
+                break;
+            }
+        }
+    }
+    cursor.set(i);
+    i
+}
+
+struct Evaluator<'a> {
+    query: &'a str,
+    start: i64,
+    end: i64,
+    opts: &'a EngineOpts,
+    data: HashMap<*const VectorSelector, Fetched>,
+    annos: Annotations,
+    deadline: Instant,
+    ticks: u32,
+}
+
+/// A borrowed view of one range-vector series, whatever produced it.
+struct RangeView<'x> {
+    labels: &'x Rc<Labels>,
+    points: &'x [Sample],
+    drop_name: bool,
+}
+
+impl<'a> Evaluator<'a> {
+    fn new(
+        q: &dyn Querier,
+        query: &'a str,
+        expr: &'a Expr,
+        start: i64,
+        end: i64,
+        _step: i64,
+        opts: &'a EngineOpts,
+    ) -> Evaluator<'a> {
+        let mut windows: HashMap<*const VectorSelector, (i64, i64, &VectorSelector)> =
+            HashMap::new();
+        collect_windows(expr, start, end, start, end, opts, &mut windows);
+        let mut data = HashMap::new();
+        for (k, (mint, maxt, vs)) in windows {
+            let got: Vec<SeriesSamples> = q.select(&vs.matchers, mint, maxt);
+            let mut series = Vec::with_capacity(got.len());
+            let mut clean = Vec::with_capacity(got.len());
+            for s in got {
+                clean.push(
+                    s.samples
+                        .iter()
+                        .copied()
+                        .filter(|p| !is_stale_nan(p.v))
+                        .collect(),
+                );
+                series.push((Rc::new(s.labels), s.samples));
+            }
+            let cursors = (0..series.len()).map(|_| Default::default()).collect();
+            data.insert(
+                k,
+                Fetched {
+                    series,
+                    clean,
+                    cursors,
+                },
+            );
+        }
+        Evaluator {
+            query,
+            start,
+            end,
+            opts,
+            data,
+            annos: Annotations::default(),
+            deadline: Instant::now() + opts.timeout,
+            ticks: 0,
+        }
+    }
+
+    fn pos(&self, span: Span) -> String {
+        let before = &self.query[..span.start.min(self.query.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+        format!("({line}:{col})")
+    }
+
+    fn warn(&mut self, msg: String, span: Span) {
+        let s = format!("PromQL warning: {msg} {}", self.pos(span));
+        if !self.annos.warnings.contains(&s) {
+            self.annos.warnings.push(s);
+        }
+    }
+
+    fn info(&mut self, msg: String, span: Span) {
+        let s = format!("PromQL info: {msg} {}", self.pos(span));
+        if !self.annos.infos.contains(&s) {
+            self.annos.infos.push(s);
+        }
+    }
+
+    fn check_time(&mut self) -> Result<(), EvalError> {
+        self.ticks += 1;
+        if self.ticks % 256 == 0 && Instant::now() > self.deadline {
+            return Err(EvalError::Timeout);
+        }
+        Ok(())
+    }
+
+    fn at_time(&self, at: &Option<AtModifier>, t: i64) -> i64 {
+        match at {
+            None => t,
+            Some(AtModifier::Time(x)) => *x,
+            Some(AtModifier::Start) => self.start,
+            Some(AtModifier::End) => self.end,
+        }
+    }
+
+    fn eval(&mut self, e: &Expr, t: i64) -> Result<Value, EvalError> {
+        self.check_time()?;
+        match e {
+            Expr::Number(v, _) => Ok(Value::Scalar(*v)),
+            Expr::Str(s, _) => Ok(Value::Str(s.clone())),
+            Expr::Paren(inner, _) => self.eval(inner, t),
+            Expr::Vector(vs) => Ok(Value::Vector(self.select_instant(vs, t, false))),
+            Expr::Matrix { vs, range, .. } => {
+                let views = self.select_range(vs, *range, t)?;
+                Ok(Value::Matrix(
+                    views
+                        .into_iter()
+                        .map(|v| Series {
+                            labels: v.labels.clone(),
+                            points: v.points.to_vec(),
+                            drop_name: false,
+                        })
+                        .collect(),
+                ))
+            }
+            Expr::Subquery { .. } => Ok(Value::Matrix(self.eval_subquery(e, t)?)),
+            Expr::Neg(inner, _) => match self.eval(inner, t)? {
+                Value::Scalar(v) => Ok(Value::Scalar(-v)),
+                Value::Vector(mut vs) => {
+                    for s in vs.iter_mut() {
+                        s.v = -s.v;
+                        s.drop_name = true;
+                    }
+                    Ok(Value::Vector(vs))
+                }
+                _ => exec_err("unary minus on unexpected type"),
+            },
+            Expr::Binary {
+                op,
+                lhs,
+                rhs,
+                return_bool,
+                matching,
+                ..
+            } => self.eval_binary(*op, lhs, rhs, *return_bool, matching.as_ref(), t),
+            Expr::Aggregate {
+                op,
+                expr,
+                param,
+                grouping,
+                without,
+                span,
+                ..
+            } => self.eval_aggregate(*op, expr, param.as_deref(), grouping, *without, *span, t),
+            Expr::Call { func, args, span } => self.eval_call(func.name, args, *span, t),
+        }
+    }
+
+    /// The newest non-stale sample of each series within the lookback window.
+    fn select_instant(&self, vs: &VectorSelector, t: i64, keep_ts: bool) -> Vec<VecSample> {
+        let Some(f) = self.data.get(&(vs as *const _)) else {
+            return vec![];
+        };
+        let ref_t = self.at_time(&vs.at, t) - vs.offset;
+        let mint = ref_t - self.opts.lookback_delta;
+        let mut out = Vec::new();
+        for ((labels, samples), cur) in f.series.iter().zip(&f.cursors) {
+            let idx = seek(samples, &cur[0], ref_t);
+            if idx == 0 {
+                continue;
+            }
+            let s = samples[idx - 1];
+            if s.t <= mint || is_stale_nan(s.v) {
+                continue;
+            }
+            out.push(VecSample {
+                labels: labels.clone(),
+                v: if keep_ts { s.t as f64 / 1000.0 } else { s.v },
+                drop_name: false,
+            });
+        }
+        out
+    }
+
+    /// Samples of each series in (ref - range, ref], stale markers left out.
+    fn select_range(
+        &self,
+        vs: &VectorSelector,
+        range: i64,
+        t: i64,
+    ) -> Result<Vec<RangeView<'_>>, EvalError> {
+        let Some(f) = self.data.get(&(vs as *const _)) else {
+            return Ok(vec![]);
+        };
+        let ref_t = self.at_time(&vs.at, t) - vs.offset;
+        let mint = ref_t - range;
+        let mut out = Vec::new();
+        let mut total = 0;
+        for (((labels, _), samples), cur) in f.series.iter().zip(&f.clean).zip(&f.cursors) {
+            let lo = seek(samples, &cur[1], mint);
+            let hi = seek(samples, &cur[2], ref_t);
+            if lo >= hi {
+                continue;
+            }
+            total += hi - lo;
+            out.push(RangeView {
+                labels,
+                points: &samples[lo..hi],
+                drop_name: false,
+            });
+        }
+        if total > self.opts.max_samples {
+            return Err(EvalError::TooManySamples);
+        }
+        Ok(out)
+    }
+
+    fn eval_subquery(&mut self, e: &Expr, t: i64) -> Result<Vec<Series>, EvalError> {
+        let Expr::Subquery {
+            expr,
+            range,
+            step,
+            offset,
+            at,
+            ..
+        } = e
+        else {
+            return Ok(vec![]);
+        };
+        let step = step.unwrap_or(self.opts.default_subquery_step);
+        let ref_t = self.at_time(at, t) - offset;
+        let lo = ref_t - range;
+        // First step: the smallest multiple of `step` strictly after the range start.
+        let mut ts = lo.div_euclid(step) * step;
+        if ts <= lo {
+            ts += step;
+        }
+        let mut by_labels: HashMap<Rc<Labels>, usize> = HashMap::new();
+        let mut out: Vec<Series> = Vec::new();
+        let mut total = 0usize;
+        while ts <= ref_t {
+            match self.eval(expr, ts)? {
+                Value::Scalar(v) => {
+                    if out.is_empty() {
+                        out.push(Series {
+                            labels: Rc::new(Labels::new()),
+                            points: vec![],
+                            drop_name: false,
+                        });
+                    }
+                    out[0].points.push(Sample { t: ts, v });
+                }
+                Value::Vector(vs) => {
+                    for s in vs {
+                        let i = *by_labels.entry(s.labels.clone()).or_insert_with(|| {
+                            out.push(Series {
+                                labels: s.labels.clone(),
+                                points: vec![],
+                                drop_name: s.drop_name,
+                            });
+                            out.len() - 1
+                        });
+                        out[i].points.push(Sample { t: ts, v: s.v });
+                        out[i].drop_name |= s.drop_name;
+                    }
+                }
+                _ => return exec_err("subquery over unexpected type"),
+            }
+            total += 1;
+            if total * out.len().max(1) > self.opts.max_samples {
+                return Err(EvalError::TooManySamples);
+            }
+            ts += step;
+        }
+        Ok(out)
+    }
+
+    fn scalar_arg(&mut self, e: &Expr, t: i64) -> Result<f64, EvalError> {
+        match self.eval(e, t)? {
+            Value::Scalar(v) => Ok(v),
+            _ => exec_err("expected scalar"),
+        }
+    }
+
+    fn vector_arg(&mut self, e: &Expr, t: i64) -> Result<Vec<VecSample>, EvalError> {
+        match self.eval(e, t)? {
+            Value::Vector(v) => Ok(v),
+            _ => exec_err("expected instant vector"),
+        }
+    }
+
+    fn string_arg(&mut self, e: &Expr, t: i64) -> Result<String, EvalError> {
+        match self.eval(e, t)? {
+            Value::Str(v) => Ok(v),
+            _ => exec_err("expected string"),
+        }
+    }
+
+    // ---- binary operators ----
+
+    fn eval_binary(
+        &mut self,
+        op: BinOp,
+        lhs: &Expr,
+        rhs: &Expr,
+        return_bool: bool,
+        matching: Option<&VectorMatching>,
+        t: i64,
+    ) -> Result<Value, EvalError> {
+        let l = self.eval(lhs, t)?;
+        let r = self.eval(rhs, t)?;
+        match (l, r) {
+            (Value::Scalar(a), Value::Scalar(b)) => {
+                let (v, keep) = scalar_op(op, a, b);
+                Ok(Value::Scalar(if op.is_comparison() {
+                    if keep {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                } else {
+                    v
+                }))
+            }
+            (Value::Vector(vs), Value::Scalar(s)) => {
+                Ok(Value::Vector(vector_scalar(op, vs, s, false, return_bool)))
+            }
+            (Value::Scalar(s), Value::Vector(vs)) => {
+                Ok(Value::Vector(vector_scalar(op, vs, s, true, return_bool)))
+            }
+            (Value::Vector(a), Value::Vector(b)) => {
+                let default = VectorMatching {
+                    card: Cardinality::OneToOne,
+                    labels: vec![],
+                    on: false,
+                    include: vec![],
+                    explicit: false,
+                };
+                let m = matching.unwrap_or(&default);
+                match op {
+                    BinOp::And => Ok(Value::Vector(set_and(a, b, m, false))),
+                    BinOp::Unless => Ok(Value::Vector(set_and(a, b, m, true))),
+                    BinOp::Or => Ok(Value::Vector(set_or(a, b, m))),
+                    _ => Ok(Value::Vector(vector_vector(op, a, b, m, return_bool)?)),
+                }
+            }
+            _ => exec_err("binary operation on unexpected types"),
+        }
+    }
+
+    // ---- aggregation ----
+
+    #[allow(clippy::too_many_arguments)]
+    fn eval_aggregate(
+        &mut self,
+        op: AggOp,
+        expr: &Expr,
+        param: Option<&Expr>,
+        grouping: &[String],
+        without: bool,
+        span: Span,
+        t: i64,
+    ) -> Result<Value, EvalError> {
+        let mut k_param = 0.0;
+        let mut label_param = String::new();
+        if let Some(p) = param {
+            match op {
+                AggOp::CountValues => {
+                    label_param = self.string_arg(p, t)?;
+                    if !valid_label_name(&label_param) {
+                        return exec_err(format!("invalid label name {}", go_quote(&label_param)));
+                    }
+                }
+                _ => k_param = self.scalar_arg(p, t)?,
+            }
+        }
+        let input = self.vector_arg(expr, t)?;
+        if matches!(op, AggOp::Topk | AggOp::Bottomk) {
+            if k_param.is_nan() {
+                return exec_err("Parameter value is NaN");
+            }
+            if k_param.abs() >= 9.223372036854776e18 {
+                return exec_err(format!("Scalar value {k_param} overflows int64"));
+            }
+        }
+        if op == AggOp::Quantile && !(0.0..=1.0).contains(&k_param) {
+            let p = param.map(|p| p.span()).unwrap_or(span);
+            self.warn(
+                format!(
+                    "quantile value should be between 0 and 1, got {}",
+                    go_float(k_param)
+                ),
+                p,
+            );
+        }
+        // Group the input, preserving first-appearance order.
+        // Keys borrow the input's label strings; Labels are built once per group.
+        let mut keys: HashMap<Vec<&str>, usize> = HashMap::new();
+        let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
+        for (i, s) in input.iter().enumerate() {
+            let key = group_key(&s.labels, grouping, without);
+            let gi = match keys.get(&key) {
+                Some(&gi) => gi,
+                None => {
+                    keys.insert(key, groups.len());
+                    groups.push((group_labels(&s.labels, grouping, without), vec![]));
+                    groups.len() - 1
+                }
+            };
+            groups[gi].1.push(i);
+        }
+        let mut out = Vec::new();
+        for (key, members) in groups {
+            let drop_name = members.iter().any(|&i| input[i].drop_name);
+            let vals = || members.iter().map(|&i| input[i].v);
+            let v = match op {
+                AggOp::Sum => {
+                    let (s, c) = vals().fold((0.0, 0.0), |(s, c), v| fx::kahan_inc(v, s, c));
+                    s + c
+                }
+                AggOp::Avg => fx::mean(vals()),
+                AggOp::Count => members.len() as f64,
+                AggOp::Group => 1.0,
+                AggOp::Min => vals().fold(f64::NAN, |m, v| if m > v || m.is_nan() { v } else { m }),
+                AggOp::Max => vals().fold(f64::NAN, |m, v| if m < v || m.is_nan() { v } else { m }),
+                AggOp::Stdvar => welford(vals()),
+                AggOp::Stddev => welford(vals()).sqrt(),
+                AggOp::Quantile => fx::quantile(k_param, &mut vals().collect::<Vec<_>>()),
+                AggOp::Topk | AggOp::Bottomk => {
+                    let k = k_param as i64;
+                    if k < 1 {
+                        continue;
+                    }
+                    let mut sel: Vec<&VecSample> = members.iter().map(|&i| &input[i]).collect();
+                    let top = op == AggOp::Topk;
+                    sel.sort_by(|a, b| {
+                        use std::cmp::Ordering::*;
+                        match (a.v.is_nan(), b.v.is_nan()) {
+                            (true, true) => Equal,
+                            (true, false) => Greater,
+                            (false, true) => Less,
+                            _ if top => b.v.partial_cmp(&a.v).unwrap_or(Equal),
+                            _ => a.v.partial_cmp(&b.v).unwrap_or(Equal),
+                        }
+                    });
+                    sel.truncate(k.min(sel.len() as i64) as usize);
+                    out.extend(sel.into_iter().cloned());
+                    continue;
+                }
+                AggOp::CountValues => {
+                    let mut counts: Vec<(String, f64)> = Vec::new();
+                    for v in vals() {
+                        let s = go_float(v);
+                        match counts.iter_mut().find(|(k, _)| *k == s) {
+                            Some(c) => c.1 += 1.0,
+                            None => counts.push((s, 1.0)),
+                        }
+                    }
+                    for (val, c) in counts {
+                        let mut l = key.clone();
+                        l.set(label_param.clone(), val);
+                        out.push(VecSample {
+                            labels: Rc::new(l),
+                            v: c,
+                            drop_name: false,
+                        });
+                    }
+                    continue;
+                }
+            };
+            out.push(VecSample {
+                labels: Rc::new(key),
+                v,
+                drop_name,
+            });
+        }
+        Ok(Value::Vector(out))
+    }
+
+    // ---- functions ----
+
+    fn eval_call(
+        &mut self,
+        name: &str,
+        args: &[Expr],
+        span: Span,
+        t: i64,
+    ) -> Result<Value, EvalError> {
+        match name {
+            "time" => return Ok(Value::Scalar(t as f64 / 1000.0)),
+            "pi" => return Ok(Value::Scalar(std::f64::consts::PI)),
+            "vector" => {
+                let v = self.scalar_arg(&args[0], t)?;
+                return Ok(Value::Vector(vec![VecSample {
+                    labels: Rc::new(Labels::new()),
+                    v,
+                    drop_name: false,
+                }]));
+            }
+            "scalar" => {
+                let v = self.vector_arg(&args[0], t)?;
+                return Ok(Value::Scalar(if v.len() == 1 { v[0].v } else { f64::NAN }));
+            }
+            _ => {}
+        }
+        if let Some(f) = super::functions::lookup(name) {
+            if f.args.first() == Some(&ValueType::Matrix)
+                || (f.args.len() == 2 && f.args[1] == ValueType::Matrix)
+            {
+                return self.eval_range_fn(name, args, span, t);
+            }
+        }
+        match name {
+            "timestamp" => {
+                let mut a = &args[0];
+                while let Expr::Paren(inner, _) = a {
+                    a = inner;
+                }
+                let mut v = match a {
+                    Expr::Vector(vs) => self.select_instant(vs, t, true),
+                    _ => {
+                        let mut v = self.vector_arg(a, t)?;
+                        for s in v.iter_mut() {
+                            s.v = t as f64 / 1000.0;
+                        }
+                        v
+                    }
+                };
+                for s in v.iter_mut() {
+                    s.drop_name = true;
+                }
+                Ok(Value::Vector(v))
+            }
+            "absent" => {
+                let v = self.vector_arg(&args[0], t)?;
+                if !v.is_empty() {
+                    return Ok(Value::Vector(vec![]));
+                }
+                Ok(Value::Vector(vec![VecSample {
+                    labels: Rc::new(absent_labels(&args[0])),
+                    v: 1.0,
+                    drop_name: false,
+                }]))
+            }
+            "sort" | "sort_desc" => {
+                let mut v = self.vector_arg(&args[0], t)?;
+                let desc = name == "sort_desc";
+                v.sort_by(|a, b| {
+                    use std::cmp::Ordering::*;
+                    match (a.v.is_nan(), b.v.is_nan()) {
+                        (true, true) => Equal,
+                        (true, false) => Greater,
+                        (false, true) => Less,
+                        _ if desc => b.v.partial_cmp(&a.v).unwrap_or(Equal),
+                        _ => a.v.partial_cmp(&b.v).unwrap_or(Equal),
+                    }
+                });
+                Ok(Value::Vector(v))
+            }
+            "clamp" | "clamp_min" | "clamp_max" => {
+                let mut v = self.vector_arg(&args[0], t)?;
+                let (lo, hi) = match name {
+                    "clamp" => (self.scalar_arg(&args[1], t)?, self.scalar_arg(&args[2], t)?),
+                    "clamp_min" => (self.scalar_arg(&args[1], t)?, f64::INFINITY),
+                    _ => (f64::NEG_INFINITY, self.scalar_arg(&args[1], t)?),
+                };
+                if name == "clamp" && hi < lo {
+                    return Ok(Value::Vector(vec![]));
+                }
+                for s in v.iter_mut() {
+                    s.v = if lo.is_nan() || hi.is_nan() {
+                        f64::NAN
+                    } else {
+                        go_max(lo, go_min(hi, s.v))
+                    };
+                    s.drop_name = true;
+                }
+                Ok(Value::Vector(v))
+            }
+            "round" => {
+                let mut v = self.vector_arg(&args[0], t)?;
+                let to = if args.len() > 1 {
+                    self.scalar_arg(&args[1], t)?
+                } else {
+                    1.0
+                };
+                let inv = 1.0 / to;
+                for s in v.iter_mut() {
+                    s.v = (s.v * inv + 0.5).floor() / inv;
+                    s.drop_name = true;
+                }
+                Ok(Value::Vector(v))
+            }
+            "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour"
+            | "minute" | "month" | "year" => {
+                let mut v = if args.is_empty() {
+                    vec![VecSample {
+                        labels: Rc::new(Labels::new()),
+                        v: t as f64 / 1000.0,
+                        drop_name: false,
+                    }]
+                } else {
+                    self.vector_arg(&args[0], t)?
+                };
+                for s in v.iter_mut() {
+                    s.v = date_part(name, s.v);
+                    s.drop_name = true;
+                }
+                Ok(Value::Vector(v))
+            }
+            "histogram_quantile" => {
+                let q = self.scalar_arg(&args[0], t)?;
+                let v = self.vector_arg(&args[1], t)?;
+                self.histogram_quantile(q, v, args, span)
+            }
+            "histogram_fraction" => {
+                let lower = self.scalar_arg(&args[0], t)?;
+                let upper = self.scalar_arg(&args[1], t)?;
+                let v = self.vector_arg(&args[2], t)?;
+                let groups = self.bucket_groups(&v, &args[2]);
+                Ok(Value::Vector(
+                    groups
+                        .into_iter()
+                        .map(|(labels, mut buckets)| VecSample {
+                            labels: Rc::new(labels),
+                            v: fx::bucket_fraction(lower, upper, &mut buckets),
+                            drop_name: true,
+                        })
+                        .collect(),
+                ))
+            }
+            "label_replace" => {
+                let mut v = self.vector_arg(&args[0], t)?;
+                let dst = self.string_arg(&args[1], t)?;
+                let repl = self.string_arg(&args[2], t)?;
+                let src = self.string_arg(&args[3], t)?;
+                let re_s = self.string_arg(&args[4], t)?;
+                let re = regex_lite::Regex::new(&format!("^(?s:{re_s})$")).map_err(|e| {
+                    EvalError::Execution(format!(
+                        "invalid regular expression in label_replace(): {re_s}: {e}"
+                    ))
+                })?;
+                if !valid_label_name(&dst) {
+                    return exec_err(format!(
+                        "invalid destination label name in label_replace(): {dst}"
+                    ));
+                }
+                for s in v.iter_mut() {
+                    let src_v = s.labels.get(&src).unwrap_or("").to_string();
+                    if let Some(caps) = re.captures(&src_v) {
+                        let mut res = String::new();
+                        expand(&caps, &repl, &mut res);
+                        Rc::make_mut(&mut s.labels).set(dst.clone(), res);
+                        if dst == METRIC_NAME {
+                            s.drop_name = false;
+                        }
+                    }
+                }
+                Ok(Value::Vector(v))
+            }
+            "label_join" => {
+                let mut v = self.vector_arg(&args[0], t)?;
+                let dst = self.string_arg(&args[1], t)?;
+                let sep = self.string_arg(&args[2], t)?;
+                let mut srcs = Vec::new();
+                for a in &args[3..] {
+                    srcs.push(self.string_arg(a, t)?);
+                }
+                if !valid_label_name(&dst) {
+                    return exec_err(format!(
+                        "invalid destination label name in label_join(): {dst}"
+                    ));
+                }
+                for s in v.iter_mut() {
+                    let joined = srcs
+                        .iter()
+                        .map(|n| s.labels.get(n).unwrap_or(""))
+                        .collect::<Vec<_>>()
+                        .join(&sep);
+                    Rc::make_mut(&mut s.labels).set(dst.clone(), joined);
+                    if dst == METRIC_NAME {
+                        s.drop_name = false;
+                    }
+                }
+                Ok(Value::Vector(v))
+            }
+            _ => {
+                // Plain element-wise math.
+                let mut v = self.vector_arg(&args[0], t)?;
+                for s in v.iter_mut() {
+                    s.v = fx::simple(name, s.v);
+                    s.drop_name = true;
+                }
+                Ok(Value::Vector(v))
+            }
+        }
+    }
+
+    /// Classic-histogram buckets grouped by series identity without `le` (the name stays in the
+    /// key until evaluation ends, as in Prometheus). Malformed `le` values are warned about.
+    fn bucket_groups(&mut self, v: &[VecSample], arg: &Expr) -> Vec<(Labels, Vec<Bucket>)> {
+        let mut keys: HashMap<Labels, usize> = HashMap::new();
+        let mut groups: Vec<(Labels, Vec<Bucket>)> = Vec::new();
+        for s in v {
+            let le = s.labels.get("le").unwrap_or("");
+            let upper = parse_go_float(le);
+            let Some(upper) = upper else {
+                let name = s.labels.name().unwrap_or("").to_string();
+                self.warn(
+                    format!(
+                        "bucket label \"le\" is missing or has a malformed value of {} for metric name {}",
+                        go_quote(le),
+                        go_quote(&name)
+                    ),
+                    arg.span(),
+                );
+                continue;
+            };
+            // Grouped with the (to be dropped) name, so two histograms differing only in
+            // name collide at the end, as in Prometheus.
+            let mut key = (*s.labels).clone();
+            key.remove("le");
+            let gi = *keys.entry(key.clone()).or_insert_with(|| {
+                groups.push((key, vec![]));
+                groups.len() - 1
+            });
+            groups[gi].1.push(Bucket { upper, count: s.v });
+        }
+        groups
+    }
+
+    fn histogram_quantile(
+        &mut self,
+        q: f64,
+        v: Vec<VecSample>,
+        args: &[Expr],
+        span: Span,
+    ) -> Result<Value, EvalError> {
+        if !(0.0..=1.0).contains(&q) {
+            self.warn(
+                format!(
+                    "quantile value should be between 0 and 1, got {}",
+                    go_float(q)
+                ),
+                args[0].span(),
+            );
+        }
+        let groups = self.bucket_groups(&v, &args[1]);
+        let _ = span;
+        let mut out = Vec::new();
+        for (labels, mut buckets) in groups {
+            let name_hint = labels.name().unwrap_or("").to_string();
+            let (val, forced) = fx::bucket_quantile(q, &mut buckets);
+            if forced {
+                self.info(
+                    format!("input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {}", go_quote(&name_hint)),
+                    args[1].span(),
+                );
+            }
+            out.push(VecSample {
+                labels: Rc::new(labels),
+                v: val,
+                drop_name: true,
+            });
+        }
+        Ok(Value::Vector(out))
+    }
+
+    fn eval_range_fn(
+        &mut self,
+        name: &str,
+        args: &[Expr],
+        span: Span,
+        t: i64,
+    ) -> Result<Value, EvalError> {
+        let (marg_idx, scalar) = match name {
+            "quantile_over_time" => (1, Some(self.scalar_arg(&args[0], t)?)),
+            "predict_linear" => (0, Some(self.scalar_arg(&args[1], t)?)),
+            _ => (0, None),
+        };
+        let marg = &args[marg_idx];
+        let mut inner = marg;
+        while let Expr::Paren(e, _) = inner {
+            inner = e;
+        }
+        // Range boundaries of the argument, for extrapolation.
+        let (range, offset, at) = match inner {
+            Expr::Matrix { vs, range, .. } => (*range, vs.offset, vs.at),
+            Expr::Subquery {
+                range, offset, at, ..
+            } => (*range, *offset, *at),
+            _ => return exec_err("expected range vector"),
+        };
+        let eval_t = self.at_time(&at, t);
+        let range_end = eval_t - offset;
+        let range_start = range_end - range;
+        let absent = name == "absent_over_time";
+        let (out, non_counter) = match inner {
+            Expr::Matrix { vs, range, .. } => {
+                // Borrowed straight from the fetched samples: no copy per step.
+                let views = self.select_range(vs, *range, t)?;
+                if absent {
+                    (
+                        vec![],
+                        views.iter().any(|v| !v.points.is_empty()).then(String::new),
+                    )
+                } else {
+                    apply_range_fn(name, &views, scalar, range_start, range_end, t)?
+                }
+            }
+            _ => {
+                let owned = self.eval_subquery(inner, t)?;
+                let views: Vec<RangeView<'_>> = owned
+                    .iter()
+                    .map(|s| RangeView {
+                        labels: &s.labels,
+                        points: &s.points,
+                        drop_name: s.drop_name,
+                    })
+                    .collect();
+                if absent {
+                    (
+                        vec![],
+                        views.iter().any(|v| !v.points.is_empty()).then(String::new),
+                    )
+                } else {
+                    apply_range_fn(name, &views, scalar, range_start, range_end, t)?
+                }
+            }
+        };
+        if absent {
+            // For absent_over_time, `non_counter` carries "some sample exists".
+            if non_counter.is_some() {
+                return Ok(Value::Vector(vec![]));
+            }
+            return Ok(Value::Vector(vec![VecSample {
+                labels: Rc::new(absent_labels(marg)),
+                v: 1.0,
+                drop_name: false,
+            }]));
+        }
+        if let Some(n) = non_counter {
+            self.info(
+                format!("metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {}", go_quote(&n)),
+                marg.span(),
+            );
+        }
+        if name == "quantile_over_time" {
+            let q = scalar.unwrap_or(f64::NAN);
+            if !(0.0..=1.0).contains(&q) {
+                self.warn(
+                    format!(
+                        "quantile value should be between 0 and 1, got {}",
+                        go_float(q)
+                    ),
+                    args[0].span(),
+                );
+            }
+        }
+        let _ = span;
+        Ok(Value::Vector(out))
+    }
+}
+
+/// Applies a range-vector function to each series; also returns a metric name that does not
+/// look like a counter, for rate()/increase()'s annotation.
+fn apply_range_fn(
+    name: &str,
+    views: &[RangeView<'_>],
+    scalar: Option<f64>,
+    range_start: i64,
+    range_end: i64,
+    t: i64,
+) -> Result<(Vec<VecSample>, Option<String>), EvalError> {
+    let mut out = Vec::with_capacity(views.len());
+    let mut non_counter: Option<String> = None;
+    for s in views {
+        let p = s.points;
+        if p.is_empty() {
+            continue;
+        }
+        let vals = || p.iter().map(|x| x.v);
+        let v = match name {
+            "rate" | "increase" => {
+                if non_counter.is_none() {
+                    if let Some(n) = s.labels.name() {
+                        if !["_total", "_sum", "_count", "_bucket"]
+                            .iter()
+                            .any(|suf| n.ends_with(suf))
+                        {
+                            non_counter = Some(n.to_string());
+                        }
+                    }
+                }
+                fx::extrapolated_rate(p, range_start, range_end, true, name == "rate")
+            }
+            "delta" => fx::extrapolated_rate(p, range_start, range_end, false, false),
+            "irate" | "idelta" => {
+                if p.len() < 2 {
+                    None
+                } else {
+                    let (a, b) = (p[p.len() - 2], p[p.len() - 1]);
+                    let mut d = b.v - a.v;
+                    if name == "irate" {
+                        if b.v < a.v {
+                            d = b.v;
+                        }
+                        let dt = (b.t - a.t) as f64 / 1000.0;
+                        if dt == 0.0 {
+                            None
+                        } else {
+                            Some(d / dt)
+                        }
+                    } else {
+                        Some(d)
+                    }
+                }
+            }
+            "deriv" => {
+                if p.len() < 2 {
+                    None
+                } else {
+                    Some(fx::linear_regression(p, p[0].t).0)
+                }
+            }
+            "predict_linear" => {
+                if p.len() < 2 {
+                    None
+                } else {
+                    // The intercept is at the evaluation time, even under `@`.
+                    let (slope, icpt) = fx::linear_regression(p, t);
+                    Some(slope * scalar.unwrap_or(0.0) + icpt)
+                }
+            }
+            "avg_over_time" => Some(fx::mean(vals())),
+            "sum_over_time" => {
+                let (s, c) = vals().fold((0.0, 0.0), |(s, c), v| fx::kahan_inc(v, s, c));
+                Some(s + c)
+            }
+            "count_over_time" => Some(p.len() as f64),
+            "min_over_time" => {
+                Some(vals().fold(f64::NAN, |m, v| if m > v || m.is_nan() { v } else { m }))
+            }
+            "max_over_time" => {
+                Some(vals().fold(f64::NAN, |m, v| if m < v || m.is_nan() { v } else { m }))
+            }
+            "stddev_over_time" => Some(fx::variance(vals()).sqrt()),
+            "stdvar_over_time" => Some(fx::variance(vals())),
+            "last_over_time" => Some(p[p.len() - 1].v),
+            "present_over_time" => Some(1.0),
+            "quantile_over_time" => Some(fx::quantile(
+                scalar.unwrap_or(f64::NAN),
+                &mut vals().collect::<Vec<_>>(),
+            )),
+            "changes" => Some(
+                p.windows(2)
+                    .filter(|w| !(w[0].v == w[1].v || (w[0].v.is_nan() && w[1].v.is_nan())))
+                    .count() as f64,
+            ),
+            "resets" => Some(p.windows(2).filter(|w| w[1].v < w[0].v).count() as f64),
+            _ => return exec_err(format!("function {name} is not supported")),
+        };
+        if let Some(v) = v {
+            out.push(VecSample {
+                labels: s.labels.clone(),
+                v,
+                drop_name: name != "last_over_time" || s.drop_name,
+            });
+        }
+    }
+    Ok((out, non_counter))
+}
+
+fn welford(vals: impl Iterator<Item = f64>) -> f64 {
+    let (mut n, mut mean, mut m2) = (0.0, 0.0, 0.0);
+    for v in vals {
+        n += 1.0;
+        let d = v - mean;
+        mean += d / n;
+        m2 += d * (v - mean);
+    }
+    m2 / n
+}
+
+/// Go's math.Max/Min NaN semantics are not needed here (NaN bounds are handled by the caller).
+fn go_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+fn go_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
+}
+
+/// Result of applying `op`; for comparisons, `.1` says whether the comparison holds.
+fn scalar_op(op: BinOp, a: f64, b: f64) -> (f64, bool) {
+    use BinOp::*;
+    match op {
+        Add => (a + b, true),
+        Sub => (a - b, true),
+        Mul => (a * b, true),
+        Div => (a / b, true),
+        Mod => (a % b, true),
+        Pow => (a.powf(b), true),
+        Atan2 => (a.atan2(b), true),
+        Eql => (a, a == b),
+        Neq => (a, a != b),
+        Gtr => (a, a > b),
+        Lss => (a, a < b),
+        Gte => (a, a >= b),
+        Lte => (a, a <= b),
+        And | Or | Unless => (f64::NAN, false),
+    }
+}
+
+fn vector_scalar(
+    op: BinOp,
+    vs: Vec<VecSample>,
+    s: f64,
+    scalar_left: bool,
+    return_bool: bool,
+) -> Vec<VecSample> {
+    let mut out = Vec::with_capacity(vs.len());
+    for mut x in vs {
+        let (l, r) = if scalar_left { (s, x.v) } else { (x.v, s) };
+        let (mut v, keep) = scalar_op(op, l, r);
+        if op.is_comparison() {
+            if return_bool {
+                v = if keep { 1.0 } else { 0.0 };
+                x.drop_name = true;
+            } else if !keep {
+                continue;
+            } else {
+                v = x.v;
+            }
+        } else {
+            x.drop_name = true;
+        }
+        x.v = v;
+        out.push(x);
+    }
+    out
+}
+
+/// The label subset two samples must agree on to match.
+fn signature(l: &Labels, m: &VectorMatching) -> Labels {
+    if m.on {
+        Labels::from_pairs(
+            l.iter()
+                .filter(|(n, _)| m.labels.iter().any(|x| x == n))
+                .map(|(n, v)| (n.to_string(), v.to_string())),
+        )
+    } else {
+        Labels::from_pairs(
+            l.iter()
+                .filter(|(n, _)| *n != METRIC_NAME && !m.labels.iter().any(|x| x == n))
+                .map(|(n, v)| (n.to_string(), v.to_string())),
+        )
+    }
+}
+
+fn set_and(
+    a: Vec<VecSample>,
+    b: Vec<VecSample>,
+    m: &VectorMatching,
+    unless: bool,
+) -> Vec<VecSample> {
+    let sigs: std::collections::HashSet<Labels> =
+        b.iter().map(|s| signature(&s.labels, m)).collect();
+    a.into_iter()
+        .filter(|s| sigs.contains(&signature(&s.labels, m)) != unless)
+        .collect()
+}
+
+fn set_or(a: Vec<VecSample>, b: Vec<VecSample>, m: &VectorMatching) -> Vec<VecSample> {
+    let sigs: std::collections::HashSet<Labels> =
+        a.iter().map(|s| signature(&s.labels, m)).collect();
+    let mut out = a;
+    out.extend(
+        b.into_iter()
+            .filter(|s| !sigs.contains(&signature(&s.labels, m))),
+    );
+    out
+}
+
+/// Labels in Go's `labels.Labels.String()` form: `{a="b", c="d"}`.
+pub fn go_labels(l: &Labels) -> String {
+    let inner: Vec<String> = l
+        .iter()
+        .map(|(n, v)| format!("{n}={}", go_quote(v)))
+        .collect();
+    format!("{{{}}}", inner.join(", "))
+}
+
+fn vector_vector(
+    op: BinOp,
+    lhs: Vec<VecSample>,
+    rhs: Vec<VecSample>,
+    m: &VectorMatching,
+    return_bool: bool,
+) -> Result<Vec<VecSample>, EvalError> {
+    let swapped = m.card == Cardinality::OneToMany;
+    let (many, one) = if swapped { (rhs, lhs) } else { (lhs, rhs) };
+    // Index the "one" side by signature; duplicates there are an error.
+    let mut one_sigs: HashMap<Labels, usize> = HashMap::new();
+    for (i, s) in one.iter().enumerate() {
+        let sig = signature(&s.labels, m);
+        if let Some(&j) = one_sigs.get(&sig) {
+            let side = if swapped { "left" } else { "right" };
+            return exec_err(format!(
+                "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                go_labels(&sig),
+                go_labels(&one[j].labels),
+                go_labels(&s.labels)
+            ));
+        }
+        one_sigs.insert(sig, i);
+    }
+    let mut out = Vec::new();
+    let mut matched_one: HashMap<Labels, ()> = HashMap::new();
+    let mut inserted: std::collections::HashSet<Labels> = std::collections::HashSet::new();
+    for ls in &many {
+        let sig = signature(&ls.labels, m);
+        let Some(&ri) = one_sigs.get(&sig) else {
+            continue;
+        };
+        let rs = &one[ri];
+        // Checked before comparison filtering, so the error does not depend on values.
+        if m.card == Cardinality::OneToOne && matched_one.insert(sig.clone(), ()).is_some() {
+            return exec_err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
+        }
+        let (fl, fr) = if swapped { (rs.v, ls.v) } else { (ls.v, rs.v) };
+        let (mut v, keep) = scalar_op(op, fl, fr);
+        if op.is_comparison() {
+            if return_bool {
+                v = if keep { 1.0 } else { 0.0 };
+            } else if !keep {
+                continue;
+            }
+        }
+        // Result labels.
+        let mut labels = (*ls.labels).clone();
+        let drop = !op.is_comparison() || return_bool;
+        if m.card == Cardinality::OneToOne {
+            if m.on {
+                labels = Labels::from_pairs(
+                    ls.labels
+                        .iter()
+                        .filter(|(n, _)| m.labels.iter().any(|x| x == n))
+                        .map(|(n, v)| (n.to_string(), v.to_string())),
+                );
+                if drop {
+                    labels.remove(METRIC_NAME);
+                }
+            } else {
+                for l in &m.labels {
+                    labels.remove(l);
+                }
+            }
+        }
+        for l in &m.include {
+            match rs.labels.get(l) {
+                Some(v) => labels.set(l.clone(), v.to_string()),
+                None => labels.remove(l),
+            }
+        }
+        if m.card != Cardinality::OneToOne && !inserted.insert(labels.clone()) {
+            return exec_err(
+                "multiple matches for labels: grouping labels must ensure unique matches",
+            );
+        }
+        let drop_name = if drop { true } else { ls.drop_name };
+        out.push(VecSample {
+            labels: Rc::new(labels),
+            v,
+            drop_name,
+        });
+    }
+    Ok(out)
+}
+
+/// The grouping identity of a label set as borrowed strings (name, value, name, value, ...).
+fn group_key<'l>(l: &'l Labels, grouping: &[String], without: bool) -> Vec<&'l str> {
+    let mut k = Vec::with_capacity(grouping.len() * 2 + 4);
+    for (n, v) in l.iter() {
+        let listed = grouping.iter().any(|g| g == n);
+        if (without && !listed && n != METRIC_NAME) || (!without && listed) {
+            k.push(n);
+            k.push(v);
+        }
+    }
+    k
+}
+
+fn group_labels(l: &Labels, grouping: &[String], without: bool) -> Labels {
+    if without {
+        Labels::from_pairs(
+            l.iter()
+                .filter(|(n, _)| *n != METRIC_NAME && !grouping.iter().any(|g| g == n))
+                .map(|(n, v)| (n.to_string(), v.to_string())),
+        )
+    } else {
+        Labels::from_pairs(
+            l.iter()
+                .filter(|(n, _)| grouping.iter().any(|g| g == n))
+                .map(|(n, v)| (n.to_string(), v.to_string())),
+        )
+    }
+}
+
+/// Labels `absent()` reports: the equality matchers of a plain selector argument.
+fn absent_labels(e: &Expr) -> Labels {
+    let mut e = e;
+    loop {
+        match e {
+            Expr::Paren(inner, _) => e = inner,
+            Expr::Subquery { .. } => return Labels::new(),
+            _ => break,
+        }
+    }
+    let vs = match e {
+        Expr::Vector(vs) => vs,
+        Expr::Matrix { vs, .. } => vs,
+        _ => return Labels::new(),
+    };
+    // A label constrained by more than one matcher has no single value to report.
+    let mut l = Labels::new();
+    for m in &vs.matchers {
+        if m.name == METRIC_NAME || m.op != crate::model::MatchOp::Equal {
+            continue;
+        }
+        if vs.matchers.iter().filter(|o| o.name == m.name).count() == 1 {
+            l.set(m.name.clone(), m.value.clone());
+        }
+    }
+    l
+}
+
+/// `$1`, `${1}`, `$name` expansion as in Go's regexp.Expand.
+fn expand(caps: &regex_lite::Captures<'_>, tmpl: &str, out: &mut String) {
+    let b = tmpl.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'$' {
+            let c = tmpl[i..].chars().next().unwrap_or(' ');
+            out.push(c);
+            i += c.len_utf8();
+            continue;
+        }
+        if i + 1 < b.len() && b[i + 1] == b'$' {
+            out.push('$');
+            i += 2;
+            continue;
+        }
+        let (name, next) = if i + 1 < b.len() && b[i + 1] == b'{' {
+            match tmpl[i + 2..].find('}') {
+                Some(e) => (&tmpl[i + 2..i + 2 + e], i + 3 + e),
+                None => {
+                    out.push('$');
+                    i += 1;
+                    continue;
+                }
+            }
+        } else {
+            let mut j = i + 1;
+            while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
+                j += 1;
+            }
+            (&tmpl[i + 1..j], j)
+        };
+        if name.is_empty() {
+            out.push('$');
+            i += 1;
+            continue;
+        }
+        let val = match name.parse::<usize>() {
+            Ok(n) => caps.get(n).map(|m| m.as_str()),
+            Err(_) => caps.name(name).map(|m| m.as_str()),
+        };
+        out.push_str(val.unwrap_or(""));
+        i = next;
+    }
+}
+
+/// Any valid UTF-8 is a label name in Prometheus 3; our lexer marks invalid bytes with
+/// private-use characters, which makes the name invalid.
+fn valid_label_name(s: &str) -> bool {
+    !s.is_empty() && !s.chars().any(is_raw_byte_marker)
+}
+
+pub(crate) fn is_raw_byte_marker(c: char) -> bool {
+    ('\u{10FF80}'..='\u{10FFFF}').contains(&c)
+}
+
+/// Go's `%q` quoting (raw-byte markers render as `\xNN`).
+pub fn go_quote(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\t' => o.push_str("\\t"),
+            '\r' => o.push_str("\\r"),
+            c if is_raw_byte_marker(c) => {
+                o.push_str(&format!("\\x{:02x}", c as u32 - 0x10FF00));
+            }
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\x{:02x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`-like rendering used in label values and messages.
+pub fn go_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Parses a float the way Go's strconv.ParseFloat accepts `le` values.
+pub fn parse_go_float(s: &str) -> Option<f64> {
+    let t = s.trim();
+    match t.to_ascii_lowercase().as_str() {
+        "+inf" | "inf" | "infinity" | "+infinity" => return Some(f64::INFINITY),
+        "-inf" | "-infinity" => return Some(f64::NEG_INFINITY),
+        "nan" => return Some(f64::NAN),
+        _ => {}
+    }
+    if t != s || t.is_empty() {
+        return None;
+    }
+    t.parse::<f64>().ok()
+}
+
+/// Calendar fields of a Unix time in seconds (UTC).
+fn date_part(name: &str, secs: f64) -> f64 {
+    if !secs.is_finite() {
+        return f64::NAN;
+    }
+    let s = secs.floor() as i64;
+    let days = s.div_euclid(86_400);
+    let sod = s.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let mdays = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    match name {
+        "day_of_month" => d as f64,
+        "day_of_week" => (days + 4).rem_euclid(7) as f64,
+        "day_of_year" => {
+            let before: i64 = mdays[..(m - 1) as usize].iter().sum();
+            (before + d) as f64
+        }
+        "days_in_month" => mdays[(m - 1) as usize] as f64,
+        "hour" => (sod / 3600) as f64,
+        "minute" => (sod % 3600 / 60) as f64,
+        "month" => m as f64,
+        "year" => y as f64,
+        _ => f64::NAN,
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Computes each selector's fetch window over the whole query, following offsets, `@`,
+/// ranges and subqueries (Prometheus's FindMinMaxTimes).
+fn collect_windows<'e>(
+    e: &'e Expr,
+    lo: i64,
+    hi: i64,
+    qstart: i64,
+    qend: i64,
+    opts: &EngineOpts,
+    out: &mut HashMap<*const VectorSelector, (i64, i64, &'e VectorSelector)>,
+) {
+    let at_of = |at: &Option<AtModifier>| match at {
+        None => None,
+        Some(AtModifier::Time(x)) => Some(*x),
+        Some(AtModifier::Start) => Some(qstart),
+        Some(AtModifier::End) => Some(qend),
+    };
+    let mut add = |vs: &'e VectorSelector, before: i64| {
+        let (a, b) = match at_of(&vs.at) {
+            Some(x) => (x, x),
+            None => (lo, hi),
+        };
+        let mint = a - vs.offset - before + 1;
+        let maxt = b - vs.offset;
+        let ent = out.entry(vs as *const _).or_insert((mint, maxt, vs));
+        ent.0 = ent.0.min(mint);
+        ent.1 = ent.1.max(maxt);
+    };
+    match e {
+        Expr::Vector(vs) => add(vs, opts.lookback_delta),
+        Expr::Matrix { vs, range, .. } => add(vs, *range),
+        Expr::Subquery {
+            expr,
+            range,
+            offset,
+            at,
+            ..
+        } => {
+            let (a, b) = match at_of(at) {
+                Some(x) => (x, x),
+                None => (lo, hi),
+            };
+            collect_windows(
+                expr,
+                a - offset - range,
+                b - offset,
+                qstart,
+                qend,
+                opts,
+                out,
+            );
+        }
+        Expr::Paren(x, _) | Expr::Neg(x, _) => collect_windows(x, lo, hi, qstart, qend, opts, out),
+        Expr::Binary { lhs, rhs, .. } => {
+            collect_windows(lhs, lo, hi, qstart, qend, opts, out);
+            collect_windows(rhs, lo, hi, qstart, qend, opts, out);
+        }
+        Expr::Aggregate { expr, param, .. } => {
+            if let Some(p) = param {
+                collect_windows(p, lo, hi, qstart, qend, opts, out);
+            }
+            collect_windows(expr, lo, hi, qstart, qend, opts, out);
+        }
+        Expr::Call { args, .. } => {
+            for a in args {
+                collect_windows(a, lo, hi, qstart, qend, opts, out);
+            }
+        }
+        Expr::Number(..) | Expr::Str(..) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::stale_nan;
+    use crate::promql::testing::MemStorage;
+    use crate::tsdb::Appender;
+
+    fn store(points: &[(i64, f64)]) -> MemStorage {
+        let mut s = MemStorage::new();
+        let l = Labels::from_pairs([("__name__", "x_total"), ("job", "a")]);
+        for (t, v) in points {
+            s.append(&l, *t, *v).unwrap();
+        }
+        s
+    }
+
+    fn instant(s: &MemStorage, q: &str, t: i64, opts: &EngineOpts) -> Result<Value, EvalError> {
+        let e = crate::promql::parse(q).unwrap();
+        instant_query(s, q, &e, t, opts).map(|r| r.value)
+    }
+
+    fn values(v: Value) -> Vec<f64> {
+        match v {
+            Value::Vector(v) => v.iter().map(|s| s.v).collect(),
+            Value::Scalar(x) => vec![x],
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn instant_selector_honours_lookback_and_staleness() {
+        let s = store(&[(0, 1.0), (60_000, 2.0), (120_000, stale_nan())]);
+        let o = EngineOpts::default();
+        assert_eq!(
+            values(instant(&s, "x_total", 60_000, &o).unwrap()),
+            vec![2.0]
+        );
+        // Stale marker hides the series at once.
+        assert!(values(instant(&s, "x_total", 120_000, &o).unwrap()).is_empty());
+        // Without the marker, the sample would be visible for 5 minutes, not at exactly 5m.
+        let s = store(&[(0, 1.0)]);
+        assert_eq!(
+            values(instant(&s, "x_total", 299_999, &o).unwrap()),
+            vec![1.0]
+        );
+        assert!(values(instant(&s, "x_total", 300_000, &o).unwrap()).is_empty());
+        let short = EngineOpts {
+            lookback_delta: 10_000,
+            ..EngineOpts::default()
+        };
+        assert!(values(instant(&s, "x_total", 10_000, &short).unwrap()).is_empty());
+    }
+
+    #[test]
+    fn range_selector_is_left_open() {
+        let s = store(&[(0, 1.0), (60_000, 2.0), (120_000, 3.0)]);
+        let o = EngineOpts::default();
+        assert_eq!(
+            values(instant(&s, "count_over_time(x_total[1m])", 120_000, &o).unwrap()),
+            vec![1.0]
+        );
+        assert_eq!(
+            values(instant(&s, "count_over_time(x_total[2m])", 120_000, &o).unwrap()),
+            vec![2.0]
+        );
+    }
+
+    #[test]
+    fn max_samples_limit_fails_the_query() {
+        let pts: Vec<(i64, f64)> = (0..100).map(|i| (i * 1000, i as f64)).collect();
+        let s = store(&pts);
+        let o = EngineOpts {
+            max_samples: 50,
+            ..EngineOpts::default()
+        };
+        assert_eq!(
+            instant(&s, "sum_over_time(x_total[100s])", 99_000, &o),
+            Err(EvalError::TooManySamples)
+        );
+        assert!(instant(&s, "sum_over_time(x_total[40s])", 99_000, &o).is_ok());
+    }
+
+    #[test]
+    fn longest_accepted_operator_chain_evaluates_on_a_4_mib_stack() {
+        let s = store(&[(0, 1.0)]);
+        let q = vec!["x_total"; crate::promql::parser::MAX_NODES].join(" + ");
+        let v = std::thread::Builder::new()
+            .stack_size(4 << 20)
+            .spawn(move || {
+                let e = crate::promql::parse(&q).unwrap();
+                let text = e.to_string();
+                let v = instant(&s, &q, 0, &EngineOpts::default()).unwrap();
+                (text.len(), values(v))
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(v.1, vec![crate::promql::parser::MAX_NODES as f64]);
+    }
+
+    #[test]
+    fn zero_timeout_times_out() {
+        let pts: Vec<(i64, f64)> = (0..100).map(|i| (i * 1000, i as f64)).collect();
+        let s = store(&pts);
+        let o = EngineOpts {
+            timeout: Duration::ZERO,
+            ..EngineOpts::default()
+        };
+        let e = crate::promql::parse("x_total").unwrap();
+        let r = range_query(&s, "x_total", &e, 0, 1_000_000, 1000, &o);
+        assert_eq!(r.unwrap_err(), EvalError::Timeout);
+    }
+
+    #[test]
+    fn name_is_dropped_only_at_the_end_of_evaluation() {
+        let s = store(&[(0, 4.0)]);
+        let o = EngineOpts::default();
+        let Value::Vector(v) = instant(
+            &s,
+            "label_replace(abs(x_total), \"n\", \"$1\", \"__name__\", \"(.*)\")",
+            0,
+            &o,
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(v[0].labels.get("n"), Some("x_total"));
+        assert_eq!(v[0].labels.name(), None);
+    }
+
+    #[test]
+    fn calendar_fields_match_known_dates() {
+        // 2024-02-29T13:45:00Z
+        let t = 1_709_214_300.0;
+        assert_eq!(date_part("year", t), 2024.0);
+        assert_eq!(date_part("month", t), 2.0);
+        assert_eq!(date_part("day_of_month", t), 29.0);
+        assert_eq!(date_part("days_in_month", t), 29.0);
+        assert_eq!(date_part("day_of_week", t), 4.0);
+        assert_eq!(date_part("hour", t), 13.0);
+        assert_eq!(date_part("minute", t), 45.0);
+        assert_eq!(date_part("day_of_year", t), 60.0);
+    }
+
+    #[test]
+    fn label_replace_expansion_handles_braces_and_names() {
+        let re = regex_lite::Regex::new("^(?P<a>x)(y)$").unwrap();
+        let caps = re.captures("xy").unwrap();
+        let mut out = String::new();
+        expand(&caps, "${a}-$2-$$-$9", &mut out);
+        assert_eq!(out, "x-y-$-");
+    }
+}

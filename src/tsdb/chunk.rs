@@ -1,0 +1,467 @@
+//! Gorilla-style compressed chunks: delta-of-delta timestamps and XOR floats in one bit stream.
+//!
+//! Owns: the bit layout of one chunk (documented in docs/tsdb-format.md), the encoder that
+//! appends to an open chunk, and the decoder. Must not touch: series, budgets, files.
+//!
+//! The scheme follows Facebook's Gorilla paper (Pelkonen et al., VLDB 2015) as Prometheus's
+//! XOR chunks do, with one change: the smallest non-zero timestamp bucket is 4 bits (-8..=7 ms)
+//! instead of 14, because timer-driven collection jitters by a few milliseconds and that jitter
+//! would otherwise cost 16 bits per sample (±2 ms of jitter costs 6 bits here). The chunk's first timestamp is kept outside
+//! the bit stream (in the chunk's metadata, `mint`), so the stream starts with the raw value.
+//!
+//! A chunk never grows past [`CHUNK_MAX_BYTES`]: the encoder computes a sample's exact bit cost
+//! first and reports "full" instead of writing a partial sample, so the caller seals the chunk
+//! and starts a new one. Decoding never panics on damaged bytes; it stops and says so.
+
+use crate::model::{Sample, Timestamp};
+
+/// Upper bound of one chunk's bytes. Large enough that the per-chunk metadata (about 60 bytes
+/// with the allocation header) stays under a tenth of a byte per sample; small enough that
+/// eviction frees memory in small steps and a query decodes little it does not need.
+pub const CHUNK_MAX_BYTES: usize = 512;
+const CHUNK_MAX_BITS: u32 = (CHUNK_MAX_BYTES * 8) as u32;
+
+/// Encoder state of an open chunk. Everything needed to continue appending, all derivable by
+/// decoding the chunk's bytes (which is how recovery rebuilds it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct XorState {
+    pub mint: Timestamp,
+    pub last_t: Timestamp,
+    pub last_delta: i64,
+    pub last_v: u64,
+    /// Leading zeros of the current XOR window; `u8::MAX` before the first window.
+    pub leading: u8,
+    pub trailing: u8,
+    pub count: u16,
+    pub bit_len: u32,
+}
+
+impl XorState {
+    fn empty() -> XorState {
+        XorState {
+            mint: 0,
+            last_t: 0,
+            last_delta: 0,
+            last_v: 0,
+            leading: u8::MAX,
+            trailing: 0,
+            count: 0,
+            bit_len: 0,
+        }
+    }
+}
+
+/// Up to six (value, bit count) pieces of one encoded sample, written only if all fit.
+struct Pieces {
+    parts: [(u64, u8); 6],
+    len: usize,
+    bits: u32,
+}
+
+impl Pieces {
+    fn new() -> Pieces {
+        Pieces {
+            parts: [(0, 0); 6],
+            len: 0,
+            bits: 0,
+        }
+    }
+    fn push(&mut self, value: u64, n: u8) {
+        self.parts[self.len] = (value, n);
+        self.len += 1;
+        self.bits += n as u32;
+    }
+}
+
+/// An open chunk: its bytes grow (by doubling, capped at [`CHUNK_MAX_BYTES`]) as samples come.
+#[derive(Clone, Debug)]
+pub struct OpenChunk {
+    pub bytes: Vec<u8>,
+    pub state: XorState,
+}
+
+/// Why [`OpenChunk::push`] did not take a sample.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PushError {
+    /// The sample does not fit; seal this chunk and start a new one.
+    Full,
+}
+
+impl Default for OpenChunk {
+    fn default() -> Self {
+        OpenChunk::new()
+    }
+}
+
+impl OpenChunk {
+    pub fn new() -> OpenChunk {
+        OpenChunk {
+            bytes: Vec::new(),
+            state: XorState::empty(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.state.count == 0
+    }
+
+    /// Appends a sample whose timestamp is strictly greater than the last one.
+    pub fn push(&mut self, t: Timestamp, v: f64) -> Result<(), PushError> {
+        let s = &self.state;
+        let vb = v.to_bits();
+        let mut p = Pieces::new();
+        let (mut leading, mut trailing) = (s.leading, s.trailing);
+        if s.count == 0 {
+            p.push(vb, 64);
+        } else {
+            let delta = t.wrapping_sub(s.last_t);
+            let dod = delta.wrapping_sub(s.last_delta);
+            match dod {
+                0 => p.push(0, 1),
+                -8..=7 => {
+                    p.push(0b10, 2);
+                    p.push(dod as u64 & 0xf, 4);
+                }
+                -8192..=8191 => {
+                    p.push(0b110, 3);
+                    p.push(dod as u64 & 0x3fff, 14);
+                }
+                -524_288..=524_287 => {
+                    p.push(0b1110, 4);
+                    p.push(dod as u64 & 0xf_ffff, 20);
+                }
+                _ => {
+                    p.push(0b1111, 4);
+                    p.push(dod as u64, 64);
+                }
+            }
+            let x = vb ^ s.last_v;
+            if x == 0 {
+                p.push(0, 1);
+            } else {
+                let lz = (x.leading_zeros() as u8).min(31);
+                let tz = x.trailing_zeros() as u8;
+                if s.leading != u8::MAX && lz >= s.leading && tz >= s.trailing {
+                    let sig = 64 - s.leading - s.trailing;
+                    p.push(0b10, 2);
+                    p.push(x >> s.trailing, sig);
+                } else {
+                    let sig = 64 - lz - tz;
+                    p.push(0b11, 2);
+                    p.push(lz as u64, 5);
+                    // 64 significant bits are written as 0: 6 bits hold 0..=63.
+                    p.push((sig & 63) as u64, 6);
+                    p.push(x >> tz, sig);
+                    leading = lz;
+                    trailing = tz;
+                }
+            }
+        }
+        if s.bit_len + p.bits > CHUNK_MAX_BITS {
+            return Err(PushError::Full);
+        }
+        let need = (s.bit_len + p.bits).div_ceil(8) as usize;
+        if need > self.bytes.capacity() {
+            // Doubling keeps reallocations to a handful per chunk, never one per sample.
+            let target = (self.bytes.capacity() * 2)
+                .clamp(16, CHUNK_MAX_BYTES)
+                .max(need);
+            self.bytes.reserve_exact(target - self.bytes.len());
+        }
+        let mut bit_len = self.state.bit_len;
+        for &(value, n) in &p.parts[..p.len] {
+            write_bits(&mut self.bytes, &mut bit_len, value, n);
+        }
+        let s = &mut self.state;
+        if s.count == 0 {
+            s.mint = t;
+        } else {
+            s.last_delta = t - s.last_t;
+        }
+        s.last_t = t;
+        s.last_v = vb;
+        s.leading = leading;
+        s.trailing = trailing;
+        s.count += 1;
+        s.bit_len = bit_len;
+        Ok(())
+    }
+
+    /// Rebuilds an open chunk from persisted bytes by decoding them; `None` if they are damaged.
+    pub fn from_bytes(mint: Timestamp, bytes: &[u8], bit_len: u32) -> Option<OpenChunk> {
+        if bytes.len() > CHUNK_MAX_BYTES || (bit_len as usize).div_ceil(8) != bytes.len() {
+            return None;
+        }
+        let mut it = Decoder::new(mint, bytes, bit_len);
+        for _ in it.by_ref() {}
+        if it.failed {
+            return None;
+        }
+        let mut v = Vec::with_capacity(bytes.len().next_power_of_two().clamp(16, CHUNK_MAX_BYTES));
+        v.extend_from_slice(bytes);
+        Some(OpenChunk {
+            bytes: v,
+            state: it.state,
+        })
+    }
+}
+
+fn write_bits(buf: &mut Vec<u8>, bit_len: &mut u32, value: u64, n: u8) {
+    let mut remaining = n as u32;
+    while remaining > 0 {
+        let used = *bit_len % 8;
+        if used == 0 {
+            buf.push(0);
+        }
+        let free = 8 - used;
+        let take = free.min(remaining);
+        let shift = remaining - take;
+        let chunk = ((value >> shift) & ((1u64 << take) - 1)) as u8;
+        let last = buf.len() - 1;
+        buf[last] |= chunk << (free - take);
+        remaining -= take;
+        *bit_len += take;
+    }
+}
+
+/// Reads samples back out of a chunk's bytes. Stops at `bit_len`; sets `failed` (and stops)
+/// when the bytes cannot be a valid chunk, instead of panicking.
+pub struct Decoder<'a> {
+    bytes: &'a [u8],
+    pos: u32,
+    end: u32,
+    pub state: XorState,
+    pub failed: bool,
+}
+
+impl<'a> Decoder<'a> {
+    pub fn new(mint: Timestamp, bytes: &'a [u8], bit_len: u32) -> Decoder<'a> {
+        let end = bit_len.min((bytes.len() * 8) as u32);
+        let mut state = XorState::empty();
+        state.mint = mint;
+        Decoder {
+            bytes,
+            pos: 0,
+            end,
+            state,
+            failed: bit_len != end,
+        }
+    }
+
+    fn bit(&mut self) -> Option<bool> {
+        if self.pos >= self.end {
+            return None;
+        }
+        let b = self.bytes[(self.pos / 8) as usize] >> (7 - self.pos % 8) & 1;
+        self.pos += 1;
+        Some(b == 1)
+    }
+
+    fn bits(&mut self, n: u8) -> Option<u64> {
+        let n = n as u32;
+        if self.pos + n > self.end {
+            return None;
+        }
+        let mut out = 0u64;
+        let mut remaining = n;
+        while remaining > 0 {
+            let idx = (self.pos / 8) as usize;
+            let used = self.pos % 8;
+            let avail = 8 - used;
+            let take = avail.min(remaining);
+            let byte = self.bytes[idx] as u64;
+            let chunk = (byte >> (avail - take)) & ((1u64 << take) - 1);
+            out = if take == 64 {
+                chunk
+            } else {
+                (out << take) | chunk
+            };
+            remaining -= take;
+            self.pos += take;
+        }
+        Some(out)
+    }
+
+    fn next_inner(&mut self) -> Option<Sample> {
+        let s = &self.state;
+        if s.count == 0 {
+            let v = self.bits(64)?;
+            let s = &mut self.state;
+            s.last_t = s.mint;
+            s.last_v = v;
+            s.count = 1;
+            s.bit_len = self.pos;
+            return Some(Sample {
+                t: s.mint,
+                v: f64::from_bits(v),
+            });
+        }
+        let dod: i64 = if !self.bit()? {
+            0
+        } else if !self.bit()? {
+            sign_extend(self.bits(4)?, 4)
+        } else if !self.bit()? {
+            sign_extend(self.bits(14)?, 14)
+        } else if !self.bit()? {
+            sign_extend(self.bits(20)?, 20)
+        } else {
+            self.bits(64)? as i64
+        };
+        let (mut leading, mut trailing) = (self.state.leading, self.state.trailing);
+        let x = if !self.bit()? {
+            0
+        } else if !self.bit()? {
+            if leading == u8::MAX {
+                self.failed = true;
+                return None;
+            }
+            let sig = 64 - leading - trailing;
+            self.bits(sig)? << trailing
+        } else {
+            let lz = self.bits(5)? as u8;
+            let mut sig = self.bits(6)? as u8;
+            if sig == 0 {
+                sig = 64;
+            }
+            if lz as u32 + sig as u32 > 64 {
+                self.failed = true;
+                return None;
+            }
+            leading = lz;
+            trailing = 64 - lz - sig;
+            self.bits(sig)? << trailing
+        };
+        let s = &mut self.state;
+        let delta = s.last_delta.wrapping_add(dod);
+        let t = s.last_t.wrapping_add(delta);
+        s.last_delta = delta;
+        s.last_t = t;
+        s.last_v ^= x;
+        s.leading = leading;
+        s.trailing = trailing;
+        s.count = s.count.saturating_add(1);
+        s.bit_len = self.pos;
+        Some(Sample {
+            t,
+            v: f64::from_bits(s.last_v),
+        })
+    }
+}
+
+fn sign_extend(v: u64, bits: u32) -> i64 {
+    let shift = 64 - bits;
+    ((v << shift) as i64) >> shift
+}
+
+impl Iterator for Decoder<'_> {
+    type Item = Sample;
+    fn next(&mut self) -> Option<Sample> {
+        if self.failed || self.pos >= self.end {
+            return None;
+        }
+        let r = self.next_inner();
+        if r.is_none() {
+            // Bits remain but no whole sample could be read: the bytes or the length are wrong.
+            self.failed = true;
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{is_stale_nan, stale_nan};
+
+    fn roundtrip(samples: &[(i64, f64)]) -> Vec<Sample> {
+        let mut c = OpenChunk::new();
+        for &(t, v) in samples {
+            c.push(t, v).unwrap();
+        }
+        let d = Decoder::new(c.state.mint, &c.bytes, c.state.bit_len);
+        d.collect()
+    }
+
+    #[test]
+    fn chunk_roundtrips_bit_exact_values_including_stale_nan() {
+        let input = [
+            (1000, 1.0),
+            (16_000, 1.0),
+            (31_003, 2.5),
+            (45_999, stale_nan()),
+            (61_000, f64::NAN),
+            (76_000, -0.0),
+            (91_000, f64::INFINITY),
+            (91_001, 1e300),
+            (10_000_000_000, f64::MIN_POSITIVE),
+            (10_000_000_001, 123456.789),
+        ];
+        let out = roundtrip(&input);
+        assert_eq!(out.len(), input.len());
+        for (o, i) in out.iter().zip(input.iter()) {
+            assert_eq!(o.t, i.0);
+            assert_eq!(o.v.to_bits(), i.1.to_bits());
+        }
+        assert!(is_stale_nan(out[3].v));
+    }
+
+    #[test]
+    fn chunk_reports_full_and_never_exceeds_max_bytes() {
+        let mut c = OpenChunk::new();
+        let mut n = 0;
+        let mut rng = 0x1234_5678_9abc_def0u64;
+        loop {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            match c.push(n * 15_000 + (rng % 7) as i64, f64::from_bits(rng >> 2)) {
+                Ok(()) => n += 1,
+                Err(PushError::Full) => break,
+            }
+        }
+        assert!(c.bytes.len() <= CHUNK_MAX_BYTES);
+        assert!(c.bytes.capacity() <= CHUNK_MAX_BYTES);
+        let back: Vec<_> = Decoder::new(c.state.mint, &c.bytes, c.state.bit_len).collect();
+        assert_eq!(back.len() as i64, n);
+    }
+
+    #[test]
+    fn constant_series_at_regular_interval_costs_two_bits_per_sample() {
+        let mut c = OpenChunk::new();
+        for i in 0..1000 {
+            c.push(i * 15_000, 42.0).unwrap();
+        }
+        // 64 bits for the first value, 24 + 1 for the second, then 2 bits each.
+        assert_eq!(c.state.bit_len, 64 + 25 + 998 * 2);
+    }
+
+    #[test]
+    fn from_bytes_rebuilds_state_and_continues_identically() {
+        let mut a = OpenChunk::new();
+        for i in 0..50 {
+            a.push(i * 15_000 + i % 3, (i * i) as f64 * 0.25).unwrap();
+        }
+        let mut b = OpenChunk::from_bytes(a.state.mint, &a.bytes, a.state.bit_len).unwrap();
+        assert_eq!(a.state, b.state);
+        a.push(50 * 15_000, 7.0).unwrap();
+        b.push(50 * 15_000, 7.0).unwrap();
+        assert_eq!(a.bytes, b.bytes);
+    }
+
+    #[test]
+    fn decoder_stops_on_garbage_without_panicking() {
+        let mut rng = 99u64;
+        for len in 0..200usize {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    (rng >> 33) as u8
+                })
+                .collect();
+            let bits = (len * 8) as u32;
+            let _ = Decoder::new(0, &bytes, bits).count();
+            let _ = Decoder::new(0, &bytes, bits + 9).count();
+            let _ = OpenChunk::from_bytes(0, &bytes, bits);
+        }
+    }
+}

@@ -1,0 +1,1430 @@
+//! The store: series, their chunks, the byte budget, eviction, and persistence.
+//!
+//! Owns: [`Store`], which implements [`Appender`] and [`Querier`]. Must not touch: clocks (all
+//! time comes in as arguments), PromQL, HTTP.
+//!
+//! # Rules
+//! - **Budget.** [`Store::bytes_used`] (index + chunks + per-series tables, from allocation
+//!   sizes) never stays above `retention_bytes`: after every growth the oldest sealed chunks are
+//!   evicted in the order they were sealed (a ring). A series whose last sample is evicted leaves
+//!   the index. New series are refused (`TooManySeries`) when `max_series` is reached, or when
+//!   the index plus every series' worst-case open chunk would pass half the budget — that keeps
+//!   eviction of sealed chunks always able to bring the store back under budget.
+//! - **Order.** Samples of a series must have increasing timestamps. An equal timestamp with
+//!   the bit-identical value is accepted and ignored; with another value it is refused
+//!   (`DuplicateTimestamp`). An older timestamp is refused (`OutOfOrder`) — unless it is more
+//!   than [`CLOCK_STEP_BACK_MS`] older, which is a wall clock stepped back (a Pi without RTC):
+//!   the series then drops its samples at or after the new timestamp and continues, so the
+//!   store never wedges. A clock stepped forward is just a large delta.
+//! - **Idle series.** An open chunk whose newest sample is [`IDLE_SEAL_MS`] older than the
+//!   newest sample in the store is sealed at the next `poll`, so its data takes its place in
+//!   the eviction ring instead of pinning memory (and old segments) forever.
+//! - **Persistence** (optional, see [`Store::open`]): on each flush the new bytes of every chunk
+//!   go into the current segment file as framed records; nothing is rewritten in place. When a
+//!   segment is full a new one starts; a chunk may continue across segments, but one begun
+//!   [`REWRITE_AFTER_SEGS`] segments ago is written again whole. A segment is deleted once every
+//!   chunk that began in it was evicted and no open chunk began in it. Samples appended after the last flush are lost in a
+//!   crash; everything flushed is recovered.
+
+use super::chunk::{Decoder, OpenChunk, PushError, CHUNK_MAX_BYTES};
+use super::format::{self, ChunkEntry, Record, SeriesDef, Start};
+use super::fs::Fs;
+use super::index::{alloc_size, hash_labels, Index, SeriesId};
+use super::{AppendError, Appender, Querier, SeriesSamples};
+use crate::model::{Labels, Matcher, Sample, Timestamp};
+use std::collections::{BTreeMap, VecDeque};
+use std::mem::size_of;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A sample this much older than its series' newest means the wall clock was stepped back.
+pub const CLOCK_STEP_BACK_MS: i64 = 10 * 60 * 1000;
+/// Open chunks idle this long (in sample time) are sealed so they can age out.
+pub const IDLE_SEAL_MS: i64 = 60 * 60 * 1000;
+/// Log lines about refused series are written at most this often (in sample time).
+const LIMIT_LOG_EVERY_MS: i64 = 60 * 1000;
+/// Persistence errors are logged at most once per this many failures in a row.
+const ERROR_LOG_EVERY: u64 = 16;
+const NO_SEG: u32 = u32::MAX;
+/// A chunk continues across segment files for at most this many segments; after that its bytes
+/// are written again whole, so an old segment is never pinned for long by one slow chunk.
+/// Rewriting every open chunk at every new segment instead cost 10-20 % more flash writes.
+const REWRITE_AFTER_SEGS: u32 = 4;
+
+fn start_of(whole: bool, mint: Timestamp, first_seg: u32, cur: u32) -> Start {
+    if whole {
+        Start::New(mint)
+    } else if first_seg == cur {
+        Start::Continue
+    } else {
+        Start::ContinueFrom(first_seg)
+    }
+}
+
+/// Whether a chunk's next entry must carry all its bytes (a new start) or only the new ones.
+fn write_whole(first_seg: u32, persisted_bits: u32, cur: u32) -> bool {
+    first_seg == NO_SEG || persisted_bits == 0 || cur.wrapping_sub(first_seg) >= REWRITE_AFTER_SEGS
+}
+
+/// Limits and intervals. `Default` suits a Raspberry Pi Zero.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Hard memory budget in bytes (`--storage.tsdb.retention.size`).
+    pub retention_bytes: usize,
+    /// Optional age limit in ms, relative to the newest sample (`--storage.tsdb.retention.time`).
+    pub retention_ms: Option<i64>,
+    /// `--storage.tsdb.max-series`.
+    pub max_series: usize,
+    /// `--storage.tsdb.flush-interval`.
+    pub flush_interval: Duration,
+    /// Size at which a new segment file starts; 0 picks budget / 16 (at least 64 KiB).
+    pub segment_bytes: usize,
+}
+
+/// 16 MiB holds a day of ~1,000 node series at 15 s (about 1.2 bytes per sample).
+pub const DEFAULT_RETENTION_BYTES: usize = 16 << 20;
+pub const DEFAULT_MAX_SERIES: usize = 20_000;
+/// Minutes, not seconds: each flush costs a few bytes of framing per active series.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            retention_bytes: DEFAULT_RETENTION_BYTES,
+            retention_ms: None,
+            max_series: DEFAULT_MAX_SERIES,
+            flush_interval: DEFAULT_FLUSH_INTERVAL,
+            segment_bytes: 0,
+        }
+    }
+}
+
+impl Options {
+    fn segment_bytes(&self) -> usize {
+        if self.segment_bytes > 0 {
+            self.segment_bytes
+        } else {
+            (self.retention_bytes / 16).max(64 << 10)
+        }
+    }
+}
+
+/// Counters behind the `promlet_tsdb_*` self-metrics.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    pub samples_appended: u64,
+    pub rejected_out_of_order: u64,
+    pub rejected_duplicate: u64,
+    pub rejected_too_many_series: u64,
+    pub rejected_invalid: u64,
+    pub clock_step_resets: u64,
+    pub chunks_evicted: u64,
+    pub series_created: u64,
+    pub series_removed: u64,
+    pub corrupt_records: u64,
+    pub persist_errors: u64,
+    pub persist_writes: u64,
+    pub bytes_written: u64,
+    pub segments_deleted: u64,
+    pub chunks_recovered: u64,
+    pub samples_recovered: u64,
+}
+
+struct Sealed {
+    data: Box<[u8]>,
+    mint: Timestamp,
+    maxt: Timestamp,
+    bit_len: u32,
+    count: u16,
+    /// Segment holding this chunk's first bytes, or NO_SEG if none yet.
+    first_seg: u32,
+    /// Bits of `data` already durable in `first_seg`.
+    persisted_bits: u32,
+    /// Counted in `Persist::live` (fully durable as a sealed chunk).
+    counted: bool,
+}
+
+impl Sealed {
+    fn bytes(&self) -> usize {
+        alloc_size(self.data.len())
+    }
+}
+
+#[derive(Default)]
+struct SeriesData {
+    head: OpenChunk,
+    sealed: VecDeque<Sealed>,
+    head_first_seg: u32,
+    head_persisted_bits: u32,
+    /// Segment in which this id's SeriesDef was last written.
+    defined_seg: u32,
+}
+
+impl SeriesData {
+    fn new() -> SeriesData {
+        SeriesData {
+            head_first_seg: NO_SEG,
+            defined_seg: NO_SEG,
+            ..SeriesData::default()
+        }
+    }
+    fn last_t(&self) -> Option<Timestamp> {
+        if !self.head.is_empty() {
+            Some(self.head.state.last_t)
+        } else {
+            self.sealed.back().map(|c| c.maxt)
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.head.is_empty() && self.sealed.is_empty()
+    }
+}
+
+struct Persist {
+    dir: PathBuf,
+    fs: Box<dyn Fs>,
+    seg: u32,
+    seg_size: usize,
+    /// Live sealed chunks per segment of their first bytes.
+    live: BTreeMap<u32, u32>,
+    /// Segment files present.
+    files: Vec<u32>,
+    /// Chunks sealed since the last successful flush: (series, mint).
+    pending: Vec<(SeriesId, Timestamp)>,
+    needs_roll: bool,
+    next_flush: Option<Instant>,
+    failures_in_row: u64,
+}
+
+/// The ring-buffer store. See the module docs for its rules.
+pub struct Store {
+    opts: Options,
+    index: Index,
+    hashes: Vec<u64>,
+    data: Vec<SeriesData>,
+    fifo: VecDeque<SeriesId>,
+    chunk_bytes: usize,
+    max_t: Option<Timestamp>,
+    stats: Stats,
+    last_limit_log: Option<Timestamp>,
+    persist: Option<Persist>,
+}
+
+impl Store {
+    /// A store that lives only in memory.
+    pub fn new(opts: Options) -> Store {
+        Store {
+            opts,
+            index: Index::new(),
+            hashes: Vec::new(),
+            data: Vec::new(),
+            fifo: VecDeque::new(),
+            chunk_bytes: 0,
+            max_t: None,
+            stats: Stats::default(),
+            last_limit_log: None,
+            persist: None,
+        }
+    }
+
+    /// Opens (or creates) a persistent store under `dir`, recovering what the segment files
+    /// hold. Damaged records are counted in [`Stats::corrupt_records`], logged and skipped; an
+    /// unusable directory is logged and the store runs in memory. Never fails.
+    pub fn open(opts: Options, dir: &Path, mut fs: Box<dyn Fs>) -> Store {
+        let mut store = Store::new(opts);
+        if let Err(e) = fs.create_dir_all(dir) {
+            crate::log::error(&format!(
+                "tsdb: cannot create {}: {e}; running without persistence",
+                dir.display()
+            ));
+            store.stats.persist_errors += 1;
+            return store;
+        }
+        let mut seqs: Vec<u32> = match fs.list(dir) {
+            Ok(names) => names
+                .iter()
+                .filter_map(|n| format::parse_segment_name(n))
+                .collect(),
+            Err(e) => {
+                crate::log::error(&format!(
+                    "tsdb: cannot list {}: {e}; running without persistence",
+                    dir.display()
+                ));
+                store.stats.persist_errors += 1;
+                return store;
+            }
+        };
+        seqs.sort_unstable();
+        let mut replay = Replay {
+            oldest_seg: seqs.first().copied().unwrap_or(0),
+            ..Replay::default()
+        };
+        for &seq in &seqs {
+            // Every segment defines the ids it uses (the writer re-sends definitions).
+            replay.ids.clear();
+            let path = dir.join(format::segment_name(seq));
+            let buf = match fs.read(&path) {
+                Ok(b) => b,
+                Err(e) => {
+                    crate::log::warn(&format!("tsdb: cannot read {}: {e}", path.display()));
+                    store.stats.corrupt_records += 1;
+                    continue;
+                }
+            };
+            let res = format::read_records(&buf, |rec| store.replay_record(&mut replay, seq, rec));
+            match res {
+                Ok(d) if d.corrupt > 0 => {
+                    crate::log::warn(&format!(
+                        "tsdb: skipped {} damaged region(s) in {}",
+                        d.corrupt,
+                        path.display()
+                    ));
+                    store.stats.corrupt_records += d.corrupt;
+                }
+                Ok(_) => {}
+                Err(why) => {
+                    crate::log::warn(&format!("tsdb: skipping {}: {why}", path.display()));
+                    store.stats.corrupt_records += 1;
+                }
+            }
+        }
+        store.finish_replay(replay);
+        let mut live = BTreeMap::new();
+        for sd in &store.data {
+            for c in &sd.sealed {
+                if c.counted {
+                    *live.entry(c.first_seg).or_insert(0) += 1;
+                }
+            }
+        }
+        store.persist = Some(Persist {
+            dir: dir.to_path_buf(),
+            fs,
+            // Always continue in a fresh segment: the last one may end in a torn record.
+            seg: seqs.last().map_or(0, |s| s + 1),
+            seg_size: 0,
+            live,
+            files: seqs,
+            pending: Vec::new(),
+            needs_roll: false,
+            next_flush: None,
+            failures_in_row: 0,
+        });
+        store
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn series_count(&self) -> usize {
+        self.index.series_count()
+    }
+
+    /// Samples currently held.
+    pub fn sample_count(&self) -> u64 {
+        self.data
+            .iter()
+            .map(|sd| {
+                sd.head.state.count as u64 + sd.sealed.iter().map(|c| c.count as u64).sum::<u64>()
+            })
+            .sum()
+    }
+
+    /// Bytes of compressed sample data (chunk payloads only, no metadata).
+    pub fn chunk_payload_bytes(&self) -> u64 {
+        self.data
+            .iter()
+            .map(|sd| {
+                sd.head.bytes.len() as u64
+                    + sd.sealed.iter().map(|c| c.data.len() as u64).sum::<u64>()
+            })
+            .sum()
+    }
+
+    /// Oldest sample timestamp held, if any.
+    pub fn oldest_t(&self) -> Option<Timestamp> {
+        self.data
+            .iter()
+            .filter_map(|sd| {
+                sd.sealed.front().map(|c| c.mint).or(if sd.head.is_empty() {
+                    None
+                } else {
+                    Some(sd.head.state.mint)
+                })
+            })
+            .min()
+    }
+
+    /// Real bytes held: index, chunk payloads with their allocation headers, chunk metadata,
+    /// and the per-series tables. This is what the budget limits.
+    pub fn bytes_used(&self) -> usize {
+        self.index.bytes()
+            + self.chunk_bytes
+            + alloc_size(self.data.capacity() * size_of::<SeriesData>())
+            + alloc_size(self.hashes.capacity() * 8)
+            + alloc_size(self.fifo.capacity() * 4)
+            + self.persist.as_ref().map_or(0, |p| {
+                alloc_size(p.pending.capacity() * size_of::<(SeriesId, Timestamp)>())
+            })
+    }
+
+    fn series_fixed_bytes(sd: &SeriesData) -> usize {
+        alloc_size(sd.head.bytes.capacity())
+            + alloc_size(sd.sealed.capacity() * size_of::<Sealed>())
+    }
+
+    fn get_or_create(&mut self, labels: &Labels, t: Timestamp) -> Result<SeriesId, AppendError> {
+        let hash = hash_labels(labels);
+        if let Some(id) = self.index.lookup(labels, hash) {
+            return Ok(id);
+        }
+        if labels.name().is_none_or(|n| n.is_empty()) {
+            self.stats.rejected_invalid += 1;
+            return Err(AppendError::InvalidLabels(format!(
+                "series {labels} has no metric name"
+            )));
+        }
+        let n = self.index.series_count();
+        let worst_heads = (n + 1) * alloc_size(CHUNK_MAX_BYTES);
+        if n >= self.opts.max_series
+            || (self.index.bytes() + worst_heads) * 2 > self.opts.retention_bytes
+        {
+            self.stats.rejected_too_many_series += 1;
+            if self
+                .last_limit_log
+                .is_none_or(|l| t - l >= LIMIT_LOG_EVERY_MS || t < l)
+            {
+                self.last_limit_log = Some(t);
+                crate::log::warn(&format!(
+                    "tsdb: series limit reached ({n} series, max {}, budget {} bytes); \
+                     refusing new series such as {labels} ({} refused so far)",
+                    self.opts.max_series,
+                    self.opts.retention_bytes,
+                    self.stats.rejected_too_many_series
+                ));
+            }
+            return Err(AppendError::TooManySeries);
+        }
+        let id = self.index.insert(labels, hash);
+        let i = id as usize;
+        if i == self.data.len() {
+            self.data.push(SeriesData::new());
+            self.hashes.push(hash);
+        } else {
+            self.data[i] = SeriesData::new();
+            self.hashes[i] = hash;
+        }
+        self.stats.series_created += 1;
+        Ok(id)
+    }
+
+    fn remove_series(&mut self, id: SeriesId) {
+        let i = id as usize;
+        self.chunk_bytes -= Self::series_fixed_bytes(&self.data[i]);
+        self.data[i] = SeriesData::new();
+        self.index.remove(id, self.hashes[i]);
+        self.stats.series_removed += 1;
+    }
+
+    /// Seals the open chunk of `id` into the eviction ring.
+    fn seal_head(&mut self, id: SeriesId) {
+        let sd = &mut self.data[id as usize];
+        if sd.head.is_empty() {
+            return;
+        }
+        let before = Self::series_fixed_bytes(sd);
+        let head = std::mem::take(&mut sd.head);
+        let c = Sealed {
+            data: head.bytes.into_boxed_slice(),
+            mint: head.state.mint,
+            maxt: head.state.last_t,
+            bit_len: head.state.bit_len,
+            count: head.state.count,
+            first_seg: if sd.head_persisted_bits > 0 {
+                sd.head_first_seg
+            } else {
+                NO_SEG
+            },
+            persisted_bits: sd.head_persisted_bits,
+            counted: false,
+        };
+        sd.head_persisted_bits = 0;
+        sd.head_first_seg = NO_SEG;
+        let cb = c.bytes();
+        let mint = c.mint;
+        sd.sealed.push_back(c);
+        self.chunk_bytes = self.chunk_bytes + Self::series_fixed_bytes(sd) + cb - before;
+        self.fifo.push_back(id);
+        if let Some(p) = &mut self.persist {
+            p.pending.push((id, mint));
+        }
+    }
+
+    /// Evicts the oldest sealed chunk; false if there is none.
+    fn evict_oldest(&mut self) -> bool {
+        while let Some(id) = self.fifo.pop_front() {
+            let sd = &mut self.data[id as usize];
+            let Some(c) = sd.sealed.pop_front() else {
+                // Left behind by a clock-step reset that dropped newer chunks.
+                continue;
+            };
+            self.chunk_bytes -= c.bytes();
+            self.stats.chunks_evicted += 1;
+            if let Some(p) = &mut self.persist {
+                if c.counted {
+                    if let Some(n) = p.live.get_mut(&c.first_seg) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+            }
+            if sd.is_empty() {
+                self.remove_series(id);
+            }
+            return true;
+        }
+        false
+    }
+
+    fn enforce_budget(&mut self) {
+        while self.bytes_used() > self.opts.retention_bytes {
+            if !self.evict_oldest() {
+                break;
+            }
+        }
+    }
+
+    /// Drops every sample of `id` at or after `t` (the wall clock went back past them).
+    fn reset_from(&mut self, id: SeriesId, t: Timestamp) {
+        self.stats.clock_step_resets += 1;
+        let sd = &mut self.data[id as usize];
+        let before = Self::series_fixed_bytes(sd);
+        let mut freed = 0;
+        if !sd.head.is_empty() {
+            sd.head = OpenChunk::new();
+            sd.head_persisted_bits = 0;
+            sd.head_first_seg = NO_SEG;
+        }
+        while sd.sealed.back().is_some_and(|c| c.maxt >= t) {
+            if let Some(c) = sd.sealed.pop_back() {
+                freed += c.bytes();
+                if let Some(p) = &mut self.persist {
+                    if c.counted {
+                        if let Some(n) = p.live.get_mut(&c.first_seg) {
+                            *n = n.saturating_sub(1);
+                        }
+                    }
+                }
+            }
+        }
+        self.chunk_bytes = self.chunk_bytes + Self::series_fixed_bytes(sd) - before - freed;
+        crate::log::warn(&format!(
+            "tsdb: wall clock went back: series {} restarts at t={t}",
+            self.index.labels_of(id)
+        ));
+    }
+
+    fn push_sample(&mut self, id: SeriesId, t: Timestamp, v: f64) {
+        let sd = &mut self.data[id as usize];
+        let before = alloc_size(sd.head.bytes.capacity());
+        let pushed = match sd.head.push(t, v) {
+            Ok(()) => true,
+            Err(PushError::Full) => false,
+        };
+        let sd = if pushed {
+            sd
+        } else {
+            self.seal_head(id);
+            let sd = &mut self.data[id as usize];
+            // An empty chunk always takes one sample.
+            let _ = sd.head.push(t, v);
+            sd
+        };
+        let after = alloc_size(sd.head.bytes.capacity());
+        if pushed {
+            self.chunk_bytes = self.chunk_bytes + after - before;
+        } else {
+            self.chunk_bytes += after;
+        }
+        self.max_t = Some(self.max_t.map_or(t, |m| m.max(t)));
+    }
+
+    /// Housekeeping and persistence, driven by the caller's loop: seals idle chunks, applies
+    /// time retention, flushes when the flush interval has passed. Returns when to call again.
+    pub fn poll(&mut self, now: Instant) -> Instant {
+        let due = match &self.persist {
+            Some(p) => p.next_flush.is_none_or(|d| now >= d),
+            None => true,
+        };
+        if due {
+            self.housekeep();
+            self.flush(now);
+        }
+        match &self.persist {
+            Some(p) => p.next_flush.unwrap_or(now + self.opts.flush_interval),
+            None => now + self.opts.flush_interval,
+        }
+    }
+
+    fn housekeep(&mut self) {
+        let Some(max_t) = self.max_t else { return };
+        let idle: Vec<SeriesId> = self
+            .index
+            .select(&[])
+            .into_iter()
+            .filter(|&id| {
+                let h = &self.data[id as usize].head;
+                !h.is_empty() && h.state.last_t < max_t - IDLE_SEAL_MS
+            })
+            .collect();
+        for id in idle {
+            self.seal_head(id);
+        }
+        if let Some(ret) = self.opts.retention_ms {
+            let cutoff = max_t - ret;
+            while let Some(&id) = self.fifo.front() {
+                let old = self.data[id as usize]
+                    .sealed
+                    .front()
+                    .is_none_or(|c| c.maxt < cutoff);
+                if !old || !self.evict_oldest() {
+                    break;
+                }
+            }
+        }
+        self.enforce_budget();
+    }
+
+    /// Writes everything not yet durable and schedules the next flush at `now` + interval.
+    /// Errors are counted and logged; the data stays in memory and the next flush retries.
+    pub fn flush(&mut self, now: Instant) {
+        let Some(mut p) = self.persist.take() else {
+            return;
+        };
+        p.next_flush = Some(now + self.opts.flush_interval);
+        if p.needs_roll || p.seg_size >= self.opts.segment_bytes() {
+            p.seg = p.seg.wrapping_add(1);
+            p.seg_size = 0;
+            p.needs_roll = false;
+        }
+        let cur = p.seg;
+        let mut out = Vec::new();
+        if p.seg_size == 0 {
+            out.extend_from_slice(&format::segment_header());
+        }
+        // What to mark durable once the write succeeds.
+        let mut done_sealed: Vec<(SeriesId, usize, bool)> = Vec::new();
+        let mut done_heads: Vec<(SeriesId, bool)> = Vec::new();
+        let mut defined: Vec<SeriesId> = Vec::new();
+        {
+            let mut batch = BatchWriter::new(&mut out);
+            let pending = std::mem::take(&mut p.pending);
+            for &(id, mint) in &pending {
+                let sd = &self.data[id as usize];
+                let Some(pos) = sd.sealed.iter().rposition(|c| c.mint == mint) else {
+                    continue; // Evicted (or reset) before it was written.
+                };
+                let c = &sd.sealed[pos];
+                let whole = write_whole(c.first_seg, c.persisted_bits, cur);
+                let offset = if whole {
+                    0
+                } else {
+                    (c.persisted_bits / 8) as usize
+                };
+                batch.define(&self.index, id, sd.defined_seg != cur, &mut defined);
+                batch.push(ChunkEntry {
+                    id,
+                    start: start_of(whole, c.mint, c.first_seg, cur),
+                    offset: offset as u16,
+                    bit_len: c.bit_len as u16,
+                    sealed: Some((c.maxt, c.count)),
+                    bytes: &c.data[offset..],
+                });
+                done_sealed.push((id, pos, whole));
+            }
+            p.pending = pending;
+            for id in self.index.select(&[]) {
+                let sd = &self.data[id as usize];
+                let h = &sd.head;
+                if h.is_empty() {
+                    continue;
+                }
+                let whole = write_whole(sd.head_first_seg, sd.head_persisted_bits, cur);
+                if !whole && sd.head_persisted_bits == h.state.bit_len {
+                    continue;
+                }
+                let offset = if whole {
+                    0
+                } else {
+                    (sd.head_persisted_bits / 8) as usize
+                };
+                batch.define(&self.index, id, sd.defined_seg != cur, &mut defined);
+                batch.push(ChunkEntry {
+                    id,
+                    start: start_of(whole, h.state.mint, sd.head_first_seg, cur),
+                    offset: offset as u16,
+                    bit_len: h.state.bit_len as u16,
+                    sealed: None,
+                    bytes: &h.bytes[offset..],
+                });
+                done_heads.push((id, whole));
+            }
+            batch.finish();
+        }
+        if out.len() <= format::HEADER_LEN && p.seg_size == 0 {
+            // Nothing to write: do not create an empty segment.
+            self.persist = Some(p);
+            return;
+        }
+        let path = p.dir.join(format::segment_name(cur));
+        match p.fs.append_sync(&path, &out) {
+            Ok(()) => {
+                if p.seg_size == 0 && !p.files.contains(&cur) {
+                    p.files.push(cur);
+                }
+                p.seg_size += out.len();
+                p.failures_in_row = 0;
+                self.stats.persist_writes += 1;
+                self.stats.bytes_written += out.len() as u64;
+                p.pending.clear();
+                for id in defined {
+                    self.data[id as usize].defined_seg = cur;
+                }
+                for (id, pos, whole) in done_sealed {
+                    let c = &mut self.data[id as usize].sealed[pos];
+                    if whole {
+                        c.first_seg = cur;
+                    }
+                    c.persisted_bits = c.bit_len;
+                    if !c.counted {
+                        c.counted = true;
+                        *p.live.entry(c.first_seg).or_insert(0) += 1;
+                    }
+                }
+                for (id, whole) in done_heads {
+                    let sd = &mut self.data[id as usize];
+                    if whole {
+                        sd.head_first_seg = cur;
+                    }
+                    sd.head_persisted_bits = sd.head.state.bit_len;
+                }
+                self.delete_dead_segments(&mut p);
+            }
+            Err(e) => {
+                self.stats.persist_errors += 1;
+                if p.failures_in_row % ERROR_LOG_EVERY == 0 {
+                    crate::log::error(&format!(
+                        "tsdb: writing {} failed: {e}; keeping data in memory and retrying \
+                         ({} failures so far)",
+                        path.display(),
+                        self.stats.persist_errors
+                    ));
+                }
+                p.failures_in_row += 1;
+                // The file may now end in a torn record; continue in a fresh one.
+                p.needs_roll = true;
+                if p.seg_size == 0 {
+                    p.files.push(cur);
+                }
+            }
+        }
+        self.persist = Some(p);
+    }
+
+    /// Deletes segments older than every live chunk's first bytes. Only a prefix of the files
+    /// goes: a chunk's continuation entries may sit in any segment after its first.
+    fn delete_dead_segments(&mut self, p: &mut Persist) {
+        let min_head = self
+            .data
+            .iter()
+            .filter(|sd| !sd.head.is_empty() && sd.head_first_seg != NO_SEG)
+            .map(|sd| sd.head_first_seg)
+            .min()
+            .unwrap_or(p.seg);
+        let min_sealed = p
+            .live
+            .iter()
+            .find(|(_, &n)| n > 0)
+            .map_or(p.seg, |(&seq, _)| seq);
+        let keep_from = min_head.min(min_sealed).min(p.seg);
+        let mut deleted = 0;
+        for &seq in &p.files {
+            if seq >= keep_from {
+                break;
+            }
+            let path = p.dir.join(format::segment_name(seq));
+            if let Err(e) = p.fs.remove(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    crate::log::warn(&format!("tsdb: cannot delete {}: {e}", path.display()));
+                    break;
+                }
+            }
+            self.stats.segments_deleted += 1;
+            p.live.remove(&seq);
+            deleted += 1;
+        }
+        p.files.drain(..deleted);
+    }
+
+    fn replay_record(&mut self, r: &mut Replay, seg: u32, rec: Record) {
+        match rec {
+            Record::Batch { series, chunks } => {
+                for def in series {
+                    let labels = Labels::from_pairs(def.labels.iter().copied());
+                    let t = self.max_t.unwrap_or(0);
+                    match self.get_or_create(&labels, t) {
+                        Ok(id) => {
+                            r.ids.insert(def.id, id);
+                        }
+                        Err(_) => {
+                            r.ids.remove(&def.id);
+                        }
+                    }
+                }
+                for e in chunks {
+                    self.replay_chunk(r, seg, e);
+                }
+            }
+        }
+    }
+
+    fn replay_chunk(&mut self, r: &mut Replay, seg: u32, e: ChunkEntry) {
+        let Some(&id) = r.ids.get(&e.id) else {
+            r.inconsistent += 1;
+            return;
+        };
+        let raw = match e.start {
+            Start::New(mint) => {
+                if e.offset != 0 {
+                    r.inconsistent += 1;
+                    return;
+                }
+                if let Some(old) = r.take_head(id) {
+                    // The same chunk rewritten whole (new segment) replaces the old copy;
+                    // a different chunk means the old one's seal entry was lost: keep it.
+                    if old.mint != mint {
+                        self.adopt_raw_head(id, old, r);
+                    }
+                }
+                let mut bytes = r.spare.pop().unwrap_or_default();
+                bytes.clear();
+                bytes.extend_from_slice(e.bytes);
+                RawHead {
+                    mint,
+                    bytes,
+                    bit_len: e.bit_len as u32,
+                    seg,
+                }
+            }
+            _ => {
+                let Some(mut raw) = r.take_head(id) else {
+                    match e.start {
+                        // Its beginning was deleted with an evicted segment: expected.
+                        Start::ContinueFrom(s) if s < r.oldest_seg => {}
+                        _ => r.inconsistent += 1,
+                    }
+                    return;
+                };
+                if raw.bytes.len() < e.offset as usize {
+                    r.inconsistent += 1;
+                    return;
+                }
+                raw.bytes.truncate(e.offset as usize);
+                raw.bytes.extend_from_slice(e.bytes);
+                raw.bit_len = e.bit_len as u32;
+                raw
+            }
+        };
+        if raw.bytes.len() != (raw.bit_len as usize).div_ceil(8)
+            || raw.bytes.len() > CHUNK_MAX_BYTES
+        {
+            r.inconsistent += 1;
+            return;
+        }
+        match e.sealed {
+            Some((maxt, count)) => {
+                let c = Sealed {
+                    data: Box::from(&raw.bytes[..]),
+                    mint: raw.mint,
+                    maxt,
+                    bit_len: raw.bit_len,
+                    count,
+                    first_seg: raw.seg,
+                    persisted_bits: raw.bit_len,
+                    counted: true,
+                };
+                r.spare.push(raw.bytes);
+                self.insert_sealed(id, c);
+            }
+            None => {
+                r.put_head(id, raw);
+            }
+        }
+    }
+
+    /// Adds a recovered sealed chunk after the series' others, applying the same ordering
+    /// rules as appends: an exact repeat is ignored, an overlap keeps the newer chunk.
+    fn insert_sealed(&mut self, id: SeriesId, c: Sealed) {
+        let sd = &mut self.data[id as usize];
+        if c.maxt < c.mint || c.count == 0 {
+            return;
+        }
+        if let Some(last) = sd.sealed.back() {
+            if last.mint == c.mint && last.maxt >= c.maxt {
+                return; // Written again after a failed or repeated flush.
+            }
+            if last.maxt >= c.mint {
+                self.reset_from(id, c.mint);
+            }
+        }
+        let sd = &mut self.data[id as usize];
+        let before = Self::series_fixed_bytes(sd);
+        let cb = c.bytes();
+        self.stats.chunks_recovered += 1;
+        self.stats.samples_recovered += c.count as u64;
+        sd.sealed.push_back(c);
+        self.chunk_bytes = self.chunk_bytes + Self::series_fixed_bytes(sd) + cb - before;
+        self.fifo.push_back(id);
+        let maxt = sd.sealed.back().map(|c| c.maxt);
+        if let Some(m) = maxt {
+            self.max_t = Some(self.max_t.map_or(m, |x| x.max(m)));
+        }
+    }
+
+    fn adopt_raw_head(&mut self, id: SeriesId, raw: RawHead, r: &mut Replay) {
+        match OpenChunk::from_bytes(raw.mint, &raw.bytes, raw.bit_len) {
+            Some(oc) if oc.state.count > 0 => {
+                let c = Sealed {
+                    mint: oc.state.mint,
+                    maxt: oc.state.last_t,
+                    bit_len: oc.state.bit_len,
+                    count: oc.state.count,
+                    data: oc.bytes.into_boxed_slice(),
+                    first_seg: raw.seg,
+                    persisted_bits: raw.bit_len,
+                    counted: true,
+                };
+                self.insert_sealed(id, c);
+            }
+            _ => r.inconsistent += 1,
+        }
+    }
+
+    fn finish_replay(&mut self, mut r: Replay) {
+        let heads: Vec<(SeriesId, RawHead)> = std::mem::take(&mut r.heads)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(id, h)| h.map(|h| (id as SeriesId, h)))
+            .collect();
+        for (id, raw) in heads {
+            let Some(oc) = OpenChunk::from_bytes(raw.mint, &raw.bytes, raw.bit_len) else {
+                r.inconsistent += 1;
+                continue;
+            };
+            if oc.state.count == 0 || !self.index.is_live(id) {
+                continue;
+            }
+            if self.data[id as usize]
+                .last_t()
+                .is_some_and(|t| t >= oc.state.mint)
+            {
+                self.reset_from(id, oc.state.mint);
+            }
+            self.stats.samples_recovered += oc.state.count as u64;
+            let sd = &mut self.data[id as usize];
+            let before = Self::series_fixed_bytes(sd);
+            self.max_t = Some(
+                self.max_t
+                    .map_or(oc.state.last_t, |m| m.max(oc.state.last_t)),
+            );
+            sd.head = oc;
+            sd.head_first_seg = raw.seg;
+            sd.head_persisted_bits = raw.bit_len;
+            self.chunk_bytes = self.chunk_bytes + Self::series_fixed_bytes(sd) - before;
+        }
+        let empty: Vec<SeriesId> = self
+            .index
+            .select(&[])
+            .into_iter()
+            .filter(|&id| self.data[id as usize].is_empty())
+            .collect();
+        for id in empty {
+            self.remove_series(id);
+        }
+        // Only now: evicting mid-replay could free an id that a later entry still names.
+        self.enforce_budget();
+        if r.inconsistent > 0 {
+            crate::log::warn(&format!(
+                "tsdb: {} chunk entries could not be applied during recovery (damage or a \
+                 missing predecessor); their chunks were dropped",
+                r.inconsistent
+            ));
+            self.stats.corrupt_records += r.inconsistent;
+        }
+    }
+
+    /// Calls `f` for every series matching `matchers` with samples in `[mint, maxt]`, in label
+    /// order, reusing one sample buffer. Decodes only chunks overlapping the range.
+    fn select_each_inner(
+        &self,
+        matchers: &[Matcher],
+        mint: Timestamp,
+        maxt: Timestamp,
+        f: &mut dyn FnMut(&Labels, &[Sample]),
+    ) {
+        let mut ids = self.index.select(matchers);
+        ids.retain(|&id| self.overlaps(id, mint, maxt));
+        let mut with_labels: Vec<(Labels, SeriesId)> = ids
+            .into_iter()
+            .map(|id| (self.index.labels_of(id), id))
+            .collect();
+        with_labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut buf = Vec::new();
+        for (labels, id) in with_labels {
+            buf.clear();
+            self.samples_into(id, mint, maxt, &mut buf);
+            if !buf.is_empty() {
+                f(&labels, &buf);
+            }
+        }
+    }
+
+    fn overlaps(&self, id: SeriesId, mint: Timestamp, maxt: Timestamp) -> bool {
+        let sd = &self.data[id as usize];
+        (!sd.head.is_empty() && sd.head.state.mint <= maxt && sd.head.state.last_t >= mint)
+            || sd.sealed.iter().any(|c| c.mint <= maxt && c.maxt >= mint)
+    }
+
+    fn samples_into(&self, id: SeriesId, mint: Timestamp, maxt: Timestamp, out: &mut Vec<Sample>) {
+        let sd = &self.data[id as usize];
+        let first = sd.sealed.partition_point(|c| c.maxt < mint);
+        let chunks = sd
+            .sealed
+            .range(first..)
+            .map(|c| (c.mint, c.maxt, &c.data[..], c.bit_len));
+        let head = (!sd.head.is_empty()).then(|| {
+            (
+                sd.head.state.mint,
+                sd.head.state.last_t,
+                &sd.head.bytes[..],
+                sd.head.state.bit_len,
+            )
+        });
+        for (cmin, cmax, bytes, bits) in chunks.chain(head) {
+            if cmin > maxt {
+                break;
+            }
+            if cmax < mint {
+                continue;
+            }
+            for s in Decoder::new(cmin, bytes, bits) {
+                if s.t > maxt {
+                    break;
+                }
+                if s.t >= mint {
+                    out.push(s);
+                }
+            }
+        }
+    }
+
+    fn ids_in_range(
+        &self,
+        matchers: &[Matcher],
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Vec<SeriesId> {
+        let mut ids = self.index.select(matchers);
+        ids.retain(|&id| self.overlaps(id, mint, maxt));
+        ids
+    }
+}
+
+#[derive(Default)]
+struct Replay {
+    /// Persisted series id → store id.
+    ids: super::index::IdMap<u32, SeriesId>,
+    /// Chunks being rebuilt, by store id.
+    heads: Vec<Option<RawHead>>,
+    /// Byte buffers of finished chunks, reused for the next ones.
+    spare: Vec<Vec<u8>>,
+    /// The oldest segment file present.
+    oldest_seg: u32,
+    inconsistent: u64,
+}
+
+impl Replay {
+    fn take_head(&mut self, id: SeriesId) -> Option<RawHead> {
+        self.heads.get_mut(id as usize).and_then(Option::take)
+    }
+    fn put_head(&mut self, id: SeriesId, raw: RawHead) {
+        let i = id as usize;
+        if i >= self.heads.len() {
+            self.heads.resize_with(i + 1, || None);
+        }
+        self.heads[i] = Some(raw);
+    }
+}
+
+struct RawHead {
+    mint: Timestamp,
+    bytes: Vec<u8>,
+    bit_len: u32,
+    seg: u32,
+}
+
+/// Collects chunk entries into records of about [`format::RECORD_TARGET`] bytes.
+struct BatchWriter<'o, 'a> {
+    out: &'o mut Vec<u8>,
+    series: Vec<SeriesDef<'a>>,
+    chunks: Vec<ChunkEntry<'a>>,
+    size: usize,
+}
+
+impl<'o, 'a> BatchWriter<'o, 'a> {
+    fn new(out: &'o mut Vec<u8>) -> Self {
+        BatchWriter {
+            out,
+            series: Vec::new(),
+            chunks: Vec::new(),
+            size: 0,
+        }
+    }
+
+    fn define(&mut self, index: &'a Index, id: SeriesId, needed: bool, defined: &mut Vec<u32>) {
+        // A record may be lost to damage, so a definition goes in the same record as the
+        // first entry using it within this flush.
+        if needed && !defined.contains(&id) {
+            if self.size >= format::RECORD_TARGET {
+                self.finish();
+            }
+            let labels: Vec<(&str, &str)> = index.pairs_of(id).collect();
+            self.size += labels
+                .iter()
+                .map(|(n, v)| n.len() + v.len() + 2)
+                .sum::<usize>();
+            self.series.push(SeriesDef { id, labels });
+            defined.push(id);
+        }
+    }
+
+    fn push(&mut self, e: ChunkEntry<'a>) {
+        self.size += e.bytes.len() + 12;
+        self.chunks.push(e);
+        if self.size >= format::RECORD_TARGET {
+            self.finish();
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.chunks.is_empty() && self.series.is_empty() {
+            return;
+        }
+        let rec = Record::Batch {
+            series: std::mem::take(&mut self.series),
+            chunks: std::mem::take(&mut self.chunks),
+        };
+        format::write_frame(self.out, &rec);
+        self.size = 0;
+    }
+}
+
+impl Appender for Store {
+    fn append(&mut self, labels: &Labels, t: Timestamp, v: f64) -> Result<(), AppendError> {
+        let id = self.get_or_create(labels, t)?;
+        if let Some(last) = self.data[id as usize].last_t() {
+            if t == last {
+                let sd = &self.data[id as usize];
+                let same = !sd.head.is_empty() && sd.head.state.last_v == v.to_bits();
+                if same {
+                    return Ok(());
+                }
+                self.stats.rejected_duplicate += 1;
+                return Err(AppendError::DuplicateTimestamp);
+            }
+            if t < last {
+                if last - t <= CLOCK_STEP_BACK_MS {
+                    self.stats.rejected_out_of_order += 1;
+                    return Err(AppendError::OutOfOrder);
+                }
+                self.reset_from(id, t);
+            }
+        }
+        self.push_sample(id, t, v);
+        self.stats.samples_appended += 1;
+        self.enforce_budget();
+        Ok(())
+    }
+}
+
+impl Querier for Store {
+    fn select(&self, matchers: &[Matcher], mint: Timestamp, maxt: Timestamp) -> Vec<SeriesSamples> {
+        let mut out = Vec::new();
+        self.select_each_inner(matchers, mint, maxt, &mut |labels, samples| {
+            out.push(SeriesSamples {
+                labels: labels.clone(),
+                samples: samples.to_vec(),
+            })
+        });
+        out
+    }
+
+    fn select_each(
+        &self,
+        matchers: &[Matcher],
+        mint: Timestamp,
+        maxt: Timestamp,
+        f: &mut dyn FnMut(&Labels, &[Sample]),
+    ) {
+        self.select_each_inner(matchers, mint, maxt, f)
+    }
+
+    fn label_names(&self, matchers: &[Matcher], mint: Timestamp, maxt: Timestamp) -> Vec<String> {
+        let mut names: Vec<String> = if matchers.is_empty() {
+            self.index.names().map(str::to_owned).collect()
+        } else {
+            let mut v: Vec<String> = self
+                .ids_in_range(matchers, mint, maxt)
+                .into_iter()
+                .flat_map(|id| self.index.pairs_of(id).map(|(n, _)| n.to_owned()))
+                .collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        names.sort_unstable();
+        names
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Vec<String> {
+        let mut vals: Vec<String> = if matchers.is_empty() {
+            self.index.values_of(name).map(str::to_owned).collect()
+        } else {
+            self.ids_in_range(matchers, mint, maxt)
+                .into_iter()
+                .filter_map(|id| {
+                    self.index
+                        .pairs_of(id)
+                        .find(|(n, _)| *n == name)
+                        .map(|(_, v)| v.to_owned())
+                })
+                .collect()
+        };
+        vals.sort_unstable();
+        vals.dedup();
+        vals
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{is_stale_nan, stale_nan, MatchOp};
+
+    fn lbl(name: &str, inst: &str) -> Labels {
+        Labels::from_pairs([("__name__", name), ("instance", inst)])
+    }
+
+    fn eq(n: &str, v: &str) -> Matcher {
+        Matcher::new(MatchOp::Equal, n, v).unwrap()
+    }
+
+    #[test]
+    fn select_returns_samples_in_range_sorted_by_labels() {
+        let mut st = Store::new(Options::default());
+        for i in 0..2000i64 {
+            st.append(&lbl("up", "b"), i * 15_000, i as f64).unwrap();
+            st.append(&lbl("up", "a"), i * 15_000 + 3, -(i as f64))
+                .unwrap();
+        }
+        let got = st.select(&[eq("__name__", "up")], 15_000 * 100, 15_000 * 200);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].labels.get("instance"), Some("a"));
+        assert_eq!(got[1].samples.len(), 101);
+        assert_eq!(
+            got[1].samples[0],
+            Sample {
+                t: 1_500_000,
+                v: 100.0
+            }
+        );
+        assert_eq!(got[0].samples.len(), 100);
+        assert!(st.select(&[eq("instance", "c")], 0, i64::MAX).is_empty());
+        assert!(st.select(&[], 40_000_000, 50_000_000).is_empty());
+        assert_eq!(
+            st.label_values("instance", &[], 0, i64::MAX),
+            vec!["a", "b"]
+        );
+        assert_eq!(
+            st.label_names(&[], 0, i64::MAX),
+            vec!["__name__", "instance"]
+        );
+    }
+
+    #[test]
+    fn out_of_order_and_duplicates_are_refused_and_counted() {
+        let mut st = Store::new(Options::default());
+        let l = lbl("x", "a");
+        st.append(&l, 10_000, 1.0).unwrap();
+        assert_eq!(st.append(&l, 10_000, 1.0), Ok(()));
+        assert_eq!(
+            st.append(&l, 10_000, 2.0),
+            Err(AppendError::DuplicateTimestamp)
+        );
+        assert_eq!(st.append(&l, 9_000, 2.0), Err(AppendError::OutOfOrder));
+        assert_eq!(st.stats().rejected_duplicate, 1);
+        assert_eq!(st.stats().rejected_out_of_order, 1);
+        assert_eq!(st.sample_count(), 1);
+        assert!(matches!(
+            st.append(&Labels::from_pairs([("job", "x")]), 1, 1.0),
+            Err(AppendError::InvalidLabels(_))
+        ));
+    }
+
+    #[test]
+    fn staleness_markers_are_stored_exactly() {
+        let mut st = Store::new(Options::default());
+        let l = lbl("x", "a");
+        st.append(&l, 1, 5.0).unwrap();
+        st.append(&l, 2, stale_nan()).unwrap();
+        st.append(&l, 3, f64::NAN).unwrap();
+        let s = &st.select(&[], 0, 10)[0].samples;
+        assert!(is_stale_nan(s[1].v));
+        assert!(s[2].v.is_nan() && !is_stale_nan(s[2].v));
+    }
+
+    #[test]
+    fn budget_is_never_exceeded_and_oldest_data_goes_first() {
+        let budget = 256 << 10;
+        let mut st = Store::new(Options {
+            retention_bytes: budget,
+            ..Options::default()
+        });
+        let mut rng = 7u64;
+        for i in 0..40_000i64 {
+            for s in 0..20 {
+                rng = rng
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                st.append(&lbl("m", &s.to_string()), i * 15_000, (rng >> 40) as f64)
+                    .unwrap();
+            }
+            assert!(st.bytes_used() <= budget, "{} > {budget}", st.bytes_used());
+        }
+        assert!(st.stats().chunks_evicted > 0);
+        let all = st.select(&[], 0, i64::MAX);
+        assert_eq!(all.len(), 20);
+        // The newest samples are all there; the oldest are gone.
+        for s in &all {
+            assert_eq!(s.samples.last().unwrap().t, 39_999 * 15_000);
+            assert!(s.samples[0].t > 0);
+            assert!(s.samples.windows(2).all(|w| w[0].t < w[1].t));
+        }
+        assert!(
+            st.bytes_used() > budget * 8 / 10,
+            "budget is used, not wasted"
+        );
+    }
+
+    #[test]
+    fn series_without_samples_leave_the_index() {
+        let budget = 128 << 10;
+        let mut st = Store::new(Options {
+            retention_bytes: budget,
+            ..Options::default()
+        });
+        // A short-lived series, sealed when idle, then pushed out by a long-lived one.
+        for i in 0..100 {
+            st.append(&lbl("gone", "a"), i * 15_000, i as f64).unwrap();
+        }
+        let mut t = 100 * 15_000;
+        loop {
+            for s in 0..8 {
+                st.append(&lbl("stay", &s.to_string()), t, (t % 977) as f64)
+                    .unwrap();
+            }
+            t += 15_000;
+            if t % (15 * 60_000) == 0 {
+                st.poll(Instant::now());
+            }
+            if st.series_count() == 8 {
+                break;
+            }
+            assert!(t < 1_000_000_000, "the idle series never left");
+        }
+        assert!(st.select(&[eq("__name__", "gone")], 0, i64::MAX).is_empty());
+        assert!(st.label_values("__name__", &[], 0, i64::MAX) == vec!["stay"]);
+        assert!(st.stats().series_removed >= 1);
+    }
+
+    #[test]
+    fn max_series_refuses_new_series_but_keeps_existing() {
+        let mut st = Store::new(Options {
+            max_series: 3,
+            ..Options::default()
+        });
+        for i in 0..5 {
+            let r = st.append(&lbl("m", &i.to_string()), 1000, 1.0);
+            assert_eq!(r.is_ok(), i < 3);
+        }
+        assert_eq!(st.stats().rejected_too_many_series, 2);
+        assert!(st.append(&lbl("m", "0"), 2000, 1.0).is_ok());
+    }
+
+    #[test]
+    fn clock_stepped_back_by_days_resets_the_series_instead_of_wedging() {
+        let mut st = Store::new(Options::default());
+        let l = lbl("m", "a");
+        let day = 86_400_000;
+        let t0 = 1_700_000_000_000;
+        for i in 0..1000 {
+            st.append(&l, t0 + 3 * day + i * 15_000, 1.0).unwrap();
+        }
+        // NTP corrects a clock that was three days ahead.
+        st.append(&l, t0, 2.0).unwrap();
+        st.append(&l, t0 + 15_000, 3.0).unwrap();
+        assert_eq!(st.stats().clock_step_resets, 1);
+        let s = &st.select(&[], 0, i64::MAX)[0].samples;
+        assert_eq!(
+            s,
+            &vec![
+                Sample { t: t0, v: 2.0 },
+                Sample {
+                    t: t0 + 15_000,
+                    v: 3.0
+                }
+            ]
+        );
+        // Forward by days is just a long gap.
+        st.append(&l, t0 + 30 * day, 4.0).unwrap();
+        assert_eq!(st.select(&[], 0, i64::MAX)[0].samples.len(), 3);
+    }
+
+    #[test]
+    fn retention_time_drops_old_chunks() {
+        let mut st = Store::new(Options {
+            retention_ms: Some(3_600_000),
+            ..Options::default()
+        });
+        for i in 0..(6 * 240) {
+            st.append(&lbl("m", "a"), i * 15_000, (i % 13) as f64)
+                .unwrap();
+        }
+        st.poll(Instant::now());
+        let s = &st.select(&[], 0, i64::MAX)[0].samples;
+        let newest = s.last().unwrap().t;
+        // Only whole chunks go, so up to one chunk older than the limit may remain.
+        assert!(s[0].t >= newest - 3_600_000 - 15_000 * CHUNK_MAX_BYTES as i64 * 4);
+        assert!(s[0].t > 0);
+    }
+}
