@@ -136,11 +136,13 @@ for t in "${targets[@]}"; do
   if [ $RUN_TESTS = 1 ] && wants_tests "$t"; then
     start=$SECONDS
     # shellcheck disable=SC2046
-    if timeout 900 $(build_cmd "$t" test) --lib --target "$t" 2>"target/cross-test-$t.log" \
-        | tee "target/cross-test-$t.out" | grep -E '^test result:|FAILED|panicked'; then :; fi
-    rc=${PIPESTATUS[0]}
+    timeout 900 $(build_cmd "$t" test) --lib --target "$t" \
+      >"target/cross-test-$t.out" 2>"target/cross-test-$t.log"
+    rc=$?
+    grep -E '^test result:|FAILED|panicked' "target/cross-test-$t.out"
     if [ "$rc" != 0 ]; then
       tail -n 30 "target/cross-test-$t.log" >&2
+      sed -n '/^failures:/,$p' "target/cross-test-$t.out" | head -n 60 >&2
       fail "$t" "unit tests under $(runner "$t") failed (exit $rc)"
     else
       echo "unit tests under $(runner "$t"): ok ($((SECONDS - start)) s)"
