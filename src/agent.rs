@@ -30,7 +30,7 @@ use crate::config::Config;
 use crate::expo::{self, MetricSet, MetricType};
 use crate::http::api_v1::{self, ApiResponse, BuildInfo, MetricMetadata};
 use crate::http::{self, Limits, Request, Response, Router, Server, ServerStats, Shutdown};
-use crate::model::{Clock, StepDetector, SystemClock, Timestamp};
+use crate::model::{Clock, StampAligner, StepDetector, SystemClock, Timestamp};
 use crate::promql::EngineOpts;
 use crate::tsdb::{Appender, OsFs, Querier, SharedStore, Store};
 use async_executor::LocalExecutor;
@@ -151,6 +151,8 @@ pub struct State {
     pub config_text: String,
     pub stats: SelfStats,
     steps: StepDetector,
+    /// Puts cycle timestamps on the schedule's grid (compression; see `StampAligner`).
+    stamps: StampAligner,
     /// Reused between /metrics requests and cycles so collections stop allocating.
     scrape_buf: MetricSet,
     cycle_buf: MetricSet,
@@ -175,6 +177,7 @@ impl State {
                 ..SelfStats::default()
             },
             steps: StepDetector::new(step_tolerance(interval)),
+            stamps: StampAligner::new(CYCLE_STAMP_TOLERANCE_MS),
             scrape_buf: MetricSet::new(),
             cycle_buf: MetricSet::new(),
             last_body_len: 0,
@@ -187,9 +190,11 @@ impl State {
     /// every sample to the store, stamped with the wall-clock time.
     pub fn cycle(&mut self, clock: &dyn Clock, server: &ServerStats) {
         let mono = clock.monotonic();
-        let now = clock.wall_ms();
+        let read_at = clock.wall_ms();
+        let interval_ms = self.config.global.scrape_interval.as_millis() as i64;
+        let now = self.stamps.stamp(read_at, interval_ms);
         self.stats.cycles += 1;
-        if let Some(step) = self.steps.observe(mono, now) {
+        if let Some(step) = self.steps.observe(mono, read_at) {
             self.stats.clock_steps += 1;
             crate::log::warn(&format!(
                 "wall clock stepped by {step} ms relative to the monotonic clock; \
@@ -912,6 +917,9 @@ fn flag_values(args: &Args) -> Vec<(String, String)> {
     out.sort();
     out
 }
+
+/// How far from its scheduled time a cycle may run and still get the scheduled timestamp.
+const CYCLE_STAMP_TOLERANCE_MS: i64 = 25;
 
 /// The collection schedule on the monotonic clock. Falls behind gracefully: a late tick runs
 /// once and the schedule restarts from now (no burst of catch-up cycles).
