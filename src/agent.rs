@@ -31,7 +31,7 @@ use crate::config::Config;
 use crate::expo::{self, MetricSet, MetricType};
 use crate::http::api_v1::{self, ApiResponse, BuildInfo, MetricMetadata};
 use crate::http::{self, Limits, Request, Response, Router, Server, ServerStats, Shutdown};
-use crate::model::{Clock, StepDetector, SystemClock, Timestamp};
+use crate::model::{Clock, StampAligner, StepDetector, SystemClock, Timestamp};
 use crate::promql::EngineOpts;
 use crate::tsdb::{Appender, OsFs, Querier, SharedStore, Store};
 use async_executor::LocalExecutor;
@@ -187,6 +187,8 @@ pub struct State {
     /// The URL alerts link back to (`generatorURL`).
     pub external_url: String,
     steps: StepDetector,
+    /// Puts cycle timestamps on the schedule's grid (compression; see `StampAligner`).
+    stamps: StampAligner,
     /// Reused between /metrics requests and cycles so collections stop allocating.
     scrape_buf: MetricSet,
     cycle_buf: MetricSet,
@@ -214,6 +216,7 @@ impl State {
                 ..SelfStats::default()
             },
             steps: StepDetector::new(step_tolerance(interval)),
+            stamps: StampAligner::new(CYCLE_STAMP_TOLERANCE_MS),
             scrape_buf: MetricSet::new(),
             cycle_buf: MetricSet::new(),
             last_body_len: 0,
@@ -226,9 +229,11 @@ impl State {
     /// every sample to the store, stamped with the wall-clock time.
     pub fn cycle(&mut self, clock: &dyn Clock, server: &ServerStats) {
         let mono = clock.monotonic();
-        let now = clock.wall_ms();
+        let read_at = clock.wall_ms();
+        let interval_ms = self.config.global.scrape_interval.as_millis() as i64;
+        let now = self.stamps.stamp(read_at, interval_ms);
         self.stats.cycles += 1;
-        if let Some(step) = self.steps.observe(mono, now) {
+        if let Some(step) = self.steps.observe(mono, read_at) {
             self.stats.clock_steps += 1;
             crate::log::warn(&format!(
                 "wall clock stepped by {step} ms relative to the monotonic clock; \
@@ -821,8 +826,10 @@ fn read_boot_time() -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// File descriptors kept free of connections: listener, reactor, signal pipe, /proc reads.
-const RESERVED_FDS: u64 = 64;
+/// File descriptors kept free of connections: listener, reactor, signal pipe, the store's
+/// segments, and the /proc and /sys files collectors keep open between cycles to save syscalls
+/// (measured: 120 on a 2-CPU VM with two interfaces; netclass keeps ~20 per interface).
+const RESERVED_FDS: u64 = 256;
 
 /// Raises the soft open-files limit to the hard one (as Go's runtime does for node_exporter
 /// and Prometheus) and returns the soft limit now in force.
@@ -1073,6 +1080,9 @@ fn flag_values(args: &Args) -> Vec<(String, String)> {
     out
 }
 
+/// How far from its scheduled time a cycle may run and still get the scheduled timestamp.
+const CYCLE_STAMP_TOLERANCE_MS: i64 = 25;
+
 /// The collection schedule on the monotonic clock. Falls behind gracefully: a late tick runs
 /// once and the schedule restarts from now (no burst of catch-up cycles).
 async fn collection_loop(state: Rc<RefCell<State>>, server: Rc<ServerStats>) {
@@ -1321,7 +1331,7 @@ mod tests {
     #[test]
     fn connection_cap_leaves_room_for_own_fds() {
         assert_eq!(connection_cap(512, 20_000), 512);
-        assert_eq!(connection_cap(512, 256), 192);
+        assert_eq!(connection_cap(512, 512), 256);
         assert_eq!(connection_cap(512, 10), 1);
     }
 
