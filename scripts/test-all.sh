@@ -1,5 +1,74 @@
 #!/usr/bin/env bash
-# Runs promlet's whole test suite on a fresh Debian machine, installing what the tests need.
-set -euo pipefail
+# test-all.sh — promlet's whole test suite, on a fresh Debian machine (bookworm or later).
+#
+# Installs what the tests need (each step skipped when already there), then runs every check and
+# reports all failures at the end rather than stopping at the first:
+#
+#   1. toolchain: apt packages, rustup targets, zig, cargo-zigbuild   scripts/install-cross.sh
+#   2. the real Prometheus stack (Prometheus, promtool, node_exporter, Pushgateway, Alertmanager,
+#      blackbox_exporter) into $PROMLET_STACK_DIR or <repo>/.stack   scripts/install-stack.sh
+#   3. cargo fmt --check; cargo clippy --all-targets -D warnings; Cross.toml == cross.toml
+#   4. cargo test (unit + integration, against the real stack and ../shared test data)
+#   5. release builds for x86_64/aarch64/armv7/ARMv6 musl, size budget, `--version` and the
+#      library unit tests under qemu-user                               scripts/cross-test.sh
+#   6. (not a test) a short side-by-side run against node_exporter, if promlet serves /metrics
+#
+# Exit status is non-zero if any step failed. The last line sums up every `test result:` line.
+# Env: CI=true makes a missing test prerequisite a failure (tests/common/mod.rs);
+#      PROMLET_SHARED (default ../shared), PROMLET_STACK_DIR (default <repo>/.stack);
+#      PROMLET_SKIP_CROSS=1 skips step 5; PROMLET_SKIP_BENCH=1 skips step 6.
+set -uo pipefail
+export LC_ALL=C
 cd "$(dirname "$0")/.."
-cargo test --all-targets
+REPO=$PWD
+export PROMLET_STACK_DIR=${PROMLET_STACK_DIR:-$REPO/.stack}
+export CARGO_TERM_COLOR=never
+mkdir -p target
+LOG=target/test-all.log
+: >"$LOG"
+
+T0=$SECONDS
+failed=()
+timings=()
+# step NAME CMD...: runs CMD with its output shown and logged; records failure and duration.
+step() {
+  local name=$1 t=$SECONDS rc
+  shift
+  echo
+  echo "===== $name: $*"
+  "$@" 2>&1 | tee -a "$LOG"
+  rc=${PIPESTATUS[0]}
+  timings+=("$(printf '%-28s %4d s  %s' "$name" $((SECONDS - t)) "$([ "$rc" = 0 ] && echo ok || echo "FAILED (exit $rc)")")")
+  [ "$rc" = 0 ] || failed+=("$name")
+  return "$rc"
+}
+
+# Prerequisites: without them nothing below means anything, so stop here if they fail.
+step "install cross toolchain" bash scripts/install-cross.sh || exit 1
+step "install Prometheus stack" bash scripts/install-stack.sh "$PROMLET_STACK_DIR" || exit 1
+
+step "cross.toml == Cross.toml" cmp Cross.toml cross.toml
+step "cargo fmt --check" cargo fmt --check
+step "cargo clippy" cargo clippy --all-targets -- -D warnings
+step "cargo test" cargo test
+if [ "${PROMLET_SKIP_CROSS:-0}" != 1 ]; then
+  step "cross build + qemu tests" bash scripts/cross-test.sh
+fi
+if [ "${PROMLET_SKIP_BENCH:-0}" != 1 ] && [ -x target/x86_64-unknown-linux-musl/release/promlet ]; then
+  # A benchmark, not a test: its goals are printed, not enforced, and a failure is not fatal.
+  echo
+  echo "===== side-by-side with node_exporter (informational)"
+  PROMLET_BIN=target/x86_64-unknown-linux-musl/release/promlet \
+    bash scripts/bench-vs-node-exporter.sh 100 2>&1 || echo "(benchmark did not run; see above)"
+fi
+
+echo
+echo "===== summary ($((SECONDS - T0)) s)"
+for t in "${timings[@]}"; do echo "  $t"; done
+[ ${#failed[@]} -eq 0 ] || echo "FAILED steps: ${failed[*]}"
+# the closing line: every `test result:` line of cargo test and of the qemu runs, added up
+awk '/^test result:/ {
+       for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i }
+     }
+     END { printf "test-all: %d passed, %d failed\n", p, f }' "$LOG"
+[ ${#failed[@]} -eq 0 ]

@@ -24,6 +24,22 @@ fn main() {
             0
         }
         Ok(Command::CheckConfig(files)) => check_config(&files),
+        Ok(Command::CheckRules {
+            files,
+            ignore_unknown_fields,
+        }) => check_rules(&files, ignore_unknown_fields),
+        Ok(Command::TestRules {
+            files,
+            run,
+            ignore_unknown_fields,
+        }) => promlet::rules::unittest::run_files(
+            &files,
+            &promlet::rules::unittest::TestOptions {
+                run,
+                ignore_unknown_fields,
+            },
+            &mut std::io::stdout(),
+        ),
         Ok(Command::Query(q)) => {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -40,9 +56,46 @@ fn check_config(files: &[std::path::PathBuf]) -> i32 {
     let mut code = 0;
     for f in files {
         match Config::load(f) {
+            Ok(cfg) if !cfg.rule_files.is_empty() => {
+                // As promtool check config: the rule files it names are checked too.
+                let base = f.parent().unwrap_or(std::path::Path::new("."));
+                let loaded = promlet::rules::manager::expand_globs(base, &cfg.rule_files)
+                    .map_err(|e| vec![e])
+                    .and_then(|files| promlet::rules::manager::load_files(&files, false));
+                match loaded {
+                    Ok(groups) => println!(
+                        "{}: SUCCESS: {} rule groups found",
+                        f.display(),
+                        groups.len()
+                    ),
+                    Err(errs) => {
+                        for e in errs {
+                            eprintln!("{e}");
+                        }
+                        code = cli::EXIT_FAILURE;
+                    }
+                }
+            }
             Ok(_) => println!("{}: SUCCESS", f.display()),
             Err(e) => {
                 eprintln!("{e}");
+                code = cli::EXIT_FAILURE;
+            }
+        }
+    }
+    code
+}
+
+/// `promlet check rules FILE...`: like `promtool check rules`; exit 1 if any file is invalid.
+fn check_rules(files: &[std::path::PathBuf], ignore_unknown_fields: bool) -> i32 {
+    let mut code = 0;
+    for f in files {
+        match promlet::rules::RuleFile::load(f, ignore_unknown_fields) {
+            Ok(rf) => println!("{}: SUCCESS: {} rules found", f.display(), rf.rule_count()),
+            Err(errs) => {
+                for e in errs {
+                    eprintln!("{e}");
+                }
                 code = cli::EXIT_FAILURE;
             }
         }

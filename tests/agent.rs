@@ -590,7 +590,7 @@ fn thousand_slow_connections_do_not_starve_metrics() {
     assert_eq!(agent.get("/-/healthy", "").0, 200);
 }
 
-/// Under a low open-files limit the connection cap shrinks to fit, so 300 idle connections
+/// Under a low open-files limit the connection cap shrinks to fit, so 400 idle connections
 /// are evicted instead of exhausting fds (EMFILE would lock everyone out).
 #[test]
 fn low_fd_limit_shrinks_the_cap_instead_of_running_out() {
@@ -598,23 +598,23 @@ fn low_fd_limit_shrinks_the_cap_instead_of_running_out() {
     let port = common::free_port();
     let stderr = std::fs::File::create(dir.0.join("stderr.log")).unwrap();
     let script = format!(
-        "ulimit -n 128 && exec {} --web.listen-address=127.0.0.1:{port} --storage.tsdb.path={}",
+        "ulimit -n 512 && exec {} --web.listen-address=127.0.0.1:{port} --storage.tsdb.path={}",
         common::promlet_bin().display(),
         dir.0.join("data").display()
     );
     let _child = ChildGuard::spawn(Command::new("sh").args(["-c", &script]).stderr(stderr));
     assert!(common::wait_for_port(port));
-    let idle: Vec<TcpStream> = (0..300)
+    let idle: Vec<TcpStream> = (0..400)
         .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     let (status, _, body) = common::http_get(port, "/metrics", "");
     assert_eq!(status, 200);
     let body = String::from_utf8(body).unwrap();
-    assert!(body.contains("\nprocess_max_fds 128\n"), "{body}");
+    assert!(body.contains("\nprocess_max_fds 512\n"), "{body}");
     assert!(body.contains("\npromlet_threads 2\n"));
     let log = std::fs::read_to_string(dir.0.join("stderr.log")).unwrap();
-    assert!(log.contains("allows only 64 connections"), "{log}");
+    assert!(log.contains("allows only 256 connections"), "{log}");
     drop(idle);
 }
 

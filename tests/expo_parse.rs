@@ -67,6 +67,10 @@ const CORPUS: &[(&str, &str)] = &[
     ),
     ("le on untyped", "# TYPE a untyped\na_bucket{le=\"x\"} 1\n"),
     ("colon name", "a:b:c 1\n"),
+    (
+        "plain then quoted name (Go joins them)",
+        "a\"b\" 1\n{_bucket\"b\"} 1\nx{l\"m\"=\"1\"} 1\n",
+    ),
     ("utf8 in label value", "a{x=\"Grüße ✓\"} 1\n"),
     ("counter", "# TYPE c_total counter\nc_total 3\n"),
     ("whitespace only last line", "a 1\n   "),
@@ -93,6 +97,11 @@ const CORPUS: &[(&str, &str)] = &[
     ),
     ("second help", "# HELP a x\n# HELP a y\n"),
     ("unknown type", "# TYPE a foo\n"),
+    (
+        "backslashes in type are dropped",
+        "# TYPE a gau\\ge\\\na 1\n",
+    ),
+    ("backslash-only type", "# TYPE a \\x\n"),
     ("type with extra word", "# TYPE a gauge extra\n"),
     ("invalid name in comment", "# HELP 1a x\n"),
     ("name starts with digit", "1a 1\n"),
@@ -199,6 +208,123 @@ fn text_parser_agrees_with_promtool() {
     }
     eprintln!("promtool corpus: {accepted} accepted, {rejected} rejected");
     assert!(accepted >= 30 && rejected >= 30, "corpus lost its balance");
+    assert!(
+        disagreements.is_empty(),
+        "{} disagreements:\n{}",
+        disagreements.len(),
+        disagreements.join("\n")
+    );
+}
+
+/// Tiny deterministic RNG (xorshift) for the mutation test.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Bytes the mutations insert: the format's own punctuation and keywords.
+const TOKENS: &[&[u8]] = &[
+    b" ",
+    b"\t",
+    b"\n",
+    b"{",
+    b"}",
+    b"\"",
+    b",",
+    b"=",
+    b"\\",
+    b"#",
+    b"# HELP ",
+    b"# TYPE ",
+    b"counter",
+    b"summary",
+    b"histogram",
+    b"_sum",
+    b"_count",
+    b"_bucket",
+    b"le",
+    b"quantile",
+    b"NaN",
+    b"+Inf",
+    b"1e3",
+    b"-1",
+    b"x",
+    b"9",
+    b".",
+    b"\xc3\xa4",
+];
+
+fn mutate(rng: &mut Rng, body: &[u8]) -> Vec<u8> {
+    let mut b = body.to_vec();
+    for _ in 0..1 + rng.below(3) {
+        let at = if b.is_empty() {
+            0
+        } else {
+            rng.below(b.len() + 1)
+        };
+        match rng.below(3) {
+            0 if !b.is_empty() && at < b.len() => {
+                let end = (at + 1 + rng.below(3)).min(b.len());
+                b.drain(at..end);
+            }
+            _ => {
+                let t = TOKENS[rng.below(TOKENS.len())];
+                b.splice(at..at, t.iter().copied());
+            }
+        }
+    }
+    b
+}
+
+/// Differential test: 300 random mutations of the corpus bodies (more with
+/// `PROMLET_MUTATION_ROUNDS`, another sequence with `PROMLET_MUTATION_SEED`), each judged by
+/// promtool and by us. Agreement must be total.
+#[test]
+fn mutated_bodies_get_promtools_verdict() {
+    let Some(promtool) = common::stack_bin("promtool") else {
+        return;
+    };
+    let seed = std::env::var("PROMLET_MUTATION_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_1234_abcd_9876);
+    let rounds = std::env::var("PROMLET_MUTATION_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    let mut rng = Rng(seed);
+    let mut disagreements = Vec::new();
+    let (mut accepted, mut rejected) = (0, 0);
+    for _ in 0..rounds {
+        let (_, base) = CORPUS[rng.below(CORPUS.len())];
+        let body = mutate(&mut rng, base.as_bytes());
+        let (theirs, stderr) = promtool_accepts(&promtool, &body);
+        let mine = ours(&body);
+        if theirs {
+            accepted += 1;
+        } else {
+            rejected += 1;
+        }
+        if theirs != mine.is_ok() {
+            disagreements.push(format!(
+                "{:?}: promtool {} ({}), promlet {:?}",
+                String::from_utf8_lossy(&body),
+                if theirs { "accepts" } else { "rejects" },
+                stderr.trim(),
+                mine
+            ));
+        }
+    }
+    eprintln!("mutations: {accepted} accepted, {rejected} rejected by promtool");
     assert!(
         disagreements.is_empty(),
         "{} disagreements:\n{}",

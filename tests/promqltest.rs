@@ -7,13 +7,14 @@
 //! `PROMQLTEST_VERBOSE=1` prints every failure; `PROMQLTEST_FILE=name` runs one file.
 
 use crate::common;
-use promlet::model::{stale_nan, Labels};
+use promlet::model::Labels;
 use promlet::promql::ast::{AtModifier, Expr};
 use promlet::promql::engine::{go_labels, Value};
 use promlet::promql::functions::almost_equal;
 use promlet::promql::lexer::{lex, parse_duration, Tok};
 use promlet::promql::testing::MemStorage;
 use promlet::promql::{instant_query, parse, range_query, EngineOpts};
+use promlet::rules::notation::{parse_number, parse_series, parse_values};
 use promlet::tsdb::Appender;
 use promlet::tsdb::Querier;
 use std::collections::{HashMap, HashSet};
@@ -69,143 +70,6 @@ struct Counts {
 
 fn parse_dur(s: &str) -> Result<i64, String> {
     parse_duration(s).ok_or_else(|| format!("bad duration {s:?}"))
-}
-
-fn parse_number(s: &str) -> Option<f64> {
-    let l = s.to_ascii_lowercase();
-    let (neg, body) = match l.strip_prefix('-') {
-        Some(b) => (true, b),
-        None => (false, l.strip_prefix('+').unwrap_or(&l)),
-    };
-    let v = match body {
-        "inf" => f64::INFINITY,
-        "nan" => f64::NAN,
-        b if b.starts_with("0x") => i64::from_str_radix(&b[2..], 16).ok()? as f64,
-        b if b.starts_with("0o") => i64::from_str_radix(&b[2..], 8).ok()? as f64,
-        b if b.starts_with("0b") => i64::from_str_radix(&b[2..], 2).ok()? as f64,
-        b => b.parse::<f64>().ok()?,
-    };
-    Some(if neg { -v } else { v })
-}
-
-/// Splits `metric{labels} values...` into the label set and the rest of the line.
-fn parse_series(line: &str) -> Result<(Labels, String), String> {
-    let b = line.as_bytes();
-    let mut i = 0;
-    while i < b.len() && !b[i].is_ascii_whitespace() && b[i] != b'{' {
-        i += 1;
-    }
-    if i < b.len() && b[i] == b'{' {
-        let mut in_q = false;
-        let mut esc = false;
-        while i < b.len() {
-            let c = b[i];
-            i += 1;
-            if esc {
-                esc = false;
-                continue;
-            }
-            match c {
-                b'\\' if in_q => esc = true,
-                b'"' => in_q = !in_q,
-                b'}' if !in_q => break,
-                _ => {}
-            }
-        }
-    }
-    let metric = &line[..i];
-    let rest = line[i..].trim().to_string();
-    let toks = lex(metric).map_err(|e| e.to_string())?;
-    let mut labels = Labels::new();
-    let mut k = 0;
-    if let Tok::Ident(n) = &toks[0].tok {
-        labels.set("__name__".into(), n.clone());
-        k = 1;
-    }
-    if toks[k].tok == Tok::LBrace {
-        k += 1;
-        loop {
-            match &toks[k].tok {
-                Tok::RBrace => break,
-                Tok::Comma => k += 1,
-                Tok::Ident(n) | Tok::Str(n) if toks[k + 1].tok == Tok::Assign => {
-                    let Tok::Str(v) = &toks[k + 2].tok else {
-                        return Err(format!("bad label value in {metric}"));
-                    };
-                    labels.set(n.clone(), v.clone());
-                    k += 3;
-                }
-                Tok::Str(n) => {
-                    labels.set("__name__".into(), n.clone());
-                    k += 1;
-                }
-                t => return Err(format!("unexpected {t:?} in {metric}")),
-            }
-        }
-    }
-    Ok((labels, rest))
-}
-
-/// Expands the value notation (`1+2x3 _ stale _x2 ...`). Histograms give Err("histogram").
-fn parse_values(s: &str) -> Result<Vec<Option<f64>>, String> {
-    let mut out = Vec::new();
-    for item in s.split_whitespace() {
-        if item.contains("{{") || item.contains("}}") {
-            return Err("histogram".into());
-        }
-        if item == "_" {
-            out.push(None);
-            continue;
-        }
-        if let Some(n) = item.strip_prefix("_x") {
-            let n: usize = n.parse().map_err(|_| format!("bad item {item}"))?;
-            out.extend(std::iter::repeat_n(None, n));
-            continue;
-        }
-        if item == "stale" {
-            out.push(Some(stale_nan()));
-            continue;
-        }
-        if let Some(n) = item.strip_prefix("stalex") {
-            let n: usize = n.parse().map_err(|_| format!("bad item {item}"))?;
-            out.extend(std::iter::repeat_n(Some(stale_nan()), n + 1));
-            continue;
-        }
-        // a[+-]bxN or axN or a
-        let (head, times) = match item.rfind('x') {
-            Some(p) if item[p + 1..].bytes().all(|c| c.is_ascii_digit()) && p + 1 < item.len() => (
-                &item[..p],
-                Some(item[p + 1..].parse::<usize>().map_err(|e| e.to_string())?),
-            ),
-            _ => (item, None),
-        };
-        let hb = head.as_bytes();
-        let mut split = None;
-        for j in 1..hb.len() {
-            if (hb[j] == b'+' || hb[j] == b'-') && !matches!(hb[j - 1], b'e' | b'E') {
-                split = Some(j);
-            }
-        }
-        match (split, times) {
-            (Some(j), Some(n)) => {
-                let a = parse_number(&head[..j]).ok_or(format!("bad number in {item}"))?;
-                let d = parse_number(&head[j + 1..]).ok_or(format!("bad number in {item}"))?;
-                let d = if hb[j] == b'-' { -d } else { d };
-                let mut v = a;
-                for _ in 0..=n {
-                    out.push(Some(v));
-                    v += d;
-                }
-            }
-            (None, Some(n)) => {
-                let a = parse_number(head).ok_or(format!("bad number in {item}"))?;
-                out.extend(std::iter::repeat_n(Some(a), n + 1));
-            }
-            (None, None) => out.push(Some(parse_number(head).ok_or(format!("bad item {item}"))?)),
-            (Some(_), None) => return Err(format!("bad item {item}")),
-        }
-    }
-    Ok(out)
 }
 
 fn parse_expect_text(rest: &str) -> Option<(bool, String)> {

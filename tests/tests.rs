@@ -33,6 +33,10 @@ mod collect_live_exact;
 mod promql_diff;
 /// Prometheus's promqltest conformance scripts run against our engine.
 mod promqltest;
+/// Rule files and promtool rule unit tests, cross-checked with the real promtool.
+mod rules;
+/// Rules in the real binary: evaluation, API, reload, restore after restart.
+mod rules_agent;
 /// Scraping real targets: node_exporter, garbage, vanishing targets, DNS SRV via dnsmasq.
 mod scrape;
 /// The ring-buffer TSDB: budget, compression, persistence, recovery.

@@ -158,8 +158,8 @@ fn scrape_node_exporter(exporter: &Path, dir: &str) -> String {
         .collect()
 }
 
-/// A half-written file (cut mid-line) is skipped with the error metric set; the good file
-/// beside it still shows, and the collector keeps working once the file is whole again.
+/// A half-written file (cut mid-line) and a FIFO are skipped with the error metric set; the
+/// good file beside them still shows, and the collector keeps working once the file is whole again.
 #[test]
 fn half_written_file_is_skipped_without_poisoning_others() {
     let dir = std::env::temp_dir().join(format!("promlet-textfile-{}", std::process::id()));
@@ -176,6 +176,9 @@ fn half_written_file_is_skipped_without_poisoning_others() {
     )
     .unwrap();
     std::fs::write(dir.join("ignored.prom.tmp"), "garbage {{{\n").unwrap();
+    // A FIFO named *.prom must not block the collector (nobody ever writes to it).
+    let fifo = Command::new("mkfifo").arg(dir.join("pipe.prom")).status();
+    assert!(fifo.map(|s| s.success()).unwrap_or(false), "mkfifo failed");
     let d = dir.to_str().unwrap();
     let out = collect(d);
     assert!(out.contains("good_total 3\n"), "{out}");
@@ -191,6 +194,7 @@ fn half_written_file_is_skipped_without_poisoning_others() {
         !out.contains("half.prom"),
         "no mtime for a failed file: {out}"
     );
+    std::fs::remove_file(dir.join("pipe.prom")).unwrap();
     std::fs::write(
         dir.join("half.prom"),
         "# TYPE half gauge\nhalf{x=\"1\"} 1\nhalf{x=\"2\"} 2\n",
@@ -245,5 +249,64 @@ fn textfile_conflicts_match_real_node_exporter() {
         problems.extend(diff(case, &theirs, &collect(dir)));
     }
     std::fs::remove_dir_all(&base).unwrap();
+    // The default, an empty directory option: nothing read, no error.
+    let theirs = scrape_node_exporter(&exporter, "");
+    assert_eq!(
+        theirs,
+        "# HELP node_textfile_scrape_error 1 if there was an error opening or reading a file, 0 otherwise\n\
+         # TYPE node_textfile_scrape_error gauge\nnode_textfile_scrape_error 0\n"
+    );
+    problems.extend(diff("default empty directory", &theirs, &collect("")));
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The whole agent: the promlet binary started with `--collector.textfile.directory` and only
+/// the textfile collector serves, over HTTP, the same textfile families as node_exporter for
+/// every upstream case.
+#[test]
+fn promlet_binary_serves_what_node_exporter_serves() {
+    let Some(root) = common::shared_dir("node-fixtures/textfile") else {
+        return;
+    };
+    let Some(exporter) = common::stack_bin("prometheus-node-exporter") else {
+        return;
+    };
+    let root = root.canonicalize().unwrap();
+    let storage = std::env::temp_dir().join(format!("promlet-textfile-bin-{}", std::process::id()));
+    let mut problems = Vec::new();
+    for (case, dir) in CASES {
+        let dir = format!("{}/{dir}", root.display());
+        let theirs = scrape_node_exporter(&exporter, &dir);
+        let port = common::free_port();
+        let _promlet = common::ChildGuard::spawn(
+            Command::new(common::promlet_bin())
+                .arg("--collector.disable-defaults")
+                .arg("--collector.textfile")
+                .arg(format!("--collector.textfile.directory={dir}"))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    storage.join(case).display()
+                ))
+                .arg("--log.level=error")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+        );
+        assert!(common::wait_for_port(port), "promlet did not start");
+        let (status, _, body) = common::http_get(port, "/metrics", "");
+        assert_eq!(status, 200);
+        let ours: String = families(&String::from_utf8(body).unwrap())
+            .into_iter()
+            .filter(|(name, _)| {
+                !["process_", "promlet_", "node_scrape_collector_"]
+                    .iter()
+                    .any(|p| name.starts_with(p))
+            })
+            .flat_map(|(_, lines)| lines)
+            .map(|l| l + "\n")
+            .collect();
+        problems.extend(diff(case, &theirs, &ours));
+    }
+    let _ = std::fs::remove_dir_all(&storage);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -248,6 +248,17 @@ pub const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "rules.alert.resend-delay",
+        value_name: Some("DURATION"),
+        default: "1m",
+        category: Category::Query,
+        help: "Minimum time between resending a firing alert to the notifier.",
+        set: |a, v| {
+            a.rules_resend_delay = parse_duration_flag(v)?;
+            Ok(())
+        },
+    },
+    Flag {
         name: "log.level",
         value_name: Some("LEVEL"),
         default: "info",

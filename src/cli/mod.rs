@@ -44,6 +44,8 @@ pub struct Args {
     pub query_timeout: Duration,
     pub query_max_samples: usize,
     pub query_lookback_delta: Duration,
+    /// `--rules.alert.resend-delay`.
+    pub rules_resend_delay: Duration,
     /// Every flag given, as (name, value) in order, for `/api/v1/status/flags`.
     pub given_flags: Vec<(String, String)>,
     pub log_level: Level,
@@ -69,6 +71,7 @@ impl Default for Args {
             query_timeout: defs::DEFAULT_QUERY_TIMEOUT,
             query_max_samples: defs::DEFAULT_QUERY_MAX_SAMPLES,
             query_lookback_delta: Duration::from_secs(5 * 60),
+            rules_resend_delay: Duration::from_secs(60),
             given_flags: Vec::new(),
             log_level: Level::Info,
             log_format: LogFormat::Logfmt,
@@ -86,6 +89,17 @@ pub enum Command {
     Run(Box<Args>),
     /// `promlet check config FILE...`
     CheckConfig(Vec<PathBuf>),
+    /// `promlet check rules [--ignore-unknown-fields] FILE...`
+    CheckRules {
+        files: Vec<PathBuf>,
+        ignore_unknown_fields: bool,
+    },
+    /// `promlet test rules [--run REGEX]... [--ignore-unknown-fields] FILE...`
+    TestRules {
+        files: Vec<PathBuf>,
+        run: Vec<String>,
+        ignore_unknown_fields: bool,
+    },
     /// `promlet query [...] EXPR`
     Query(query::QueryArgs),
     Help,
@@ -148,6 +162,11 @@ pub fn parse_with(
     argv: impl IntoIterator<Item = String>,
     collectors: &'static [CollectorDef],
 ) -> Result<Command, UsageError> {
+    let argv: Vec<String> = argv.into_iter().collect();
+    let words: Vec<&str> = argv.iter().take(2).map(String::as_str).collect();
+    if matches!(words.as_slice(), ["test", "rules"] | ["check", "rules"]) {
+        return parse_rules_command(words[0] == "test", &argv[2..]);
+    }
     let mut args = Args::default();
     let mut positional: Vec<String> = Vec::new();
     let mut it = argv.into_iter().peekable();
@@ -239,11 +258,59 @@ pub fn parse_with(
     }
 }
 
+/// `test rules` / `check rules`: promtool's flags for them, then files.
+fn parse_rules_command(test: bool, rest: &[String]) -> Result<Command, UsageError> {
+    let mut files = Vec::new();
+    let mut run = Vec::new();
+    let mut ignore_unknown_fields = false;
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--ignore-unknown-fields" => ignore_unknown_fields = true,
+            "--run" if test => run.push(
+                it.next()
+                    .ok_or_else(|| UsageError("--run needs a value".into()))?
+                    .clone(),
+            ),
+            r if test && r.starts_with("--run=") => run.push(r["--run=".len()..].to_string()),
+            "-h" | "--help" => return Ok(Command::Help),
+            f if f.starts_with('-') && f.len() > 1 => {
+                return Err(UsageError(format!("unknown flag {f}")))
+            }
+            f => files.push(PathBuf::from(f)),
+        }
+    }
+    let what = if test { "test" } else { "check" };
+    if files.is_empty() {
+        return Err(UsageError(format!("{what} rules needs at least one FILE")));
+    }
+    Ok(if test {
+        Command::TestRules {
+            files,
+            run,
+            ignore_unknown_fields,
+        }
+    } else {
+        Command::CheckRules {
+            files,
+            ignore_unknown_fields,
+        }
+    })
+}
+
 /// Commands, for `--help`: usage and one line each.
 const COMMANDS: &[(&str, &str)] = &[
     (
         "check config FILE...",
         "Check configuration files. Exit 0 when valid; else print FILE:LINE:COLUMN: what is wrong, exit 1.",
+    ),
+    (
+        "check rules [--ignore-unknown-fields] FILE...",
+        "Check rule files as promtool does. Exit 0 when valid; else print FILE:LINE:COLUMN: group, rule and reason, exit 1.",
+    ),
+    (
+        "test rules [--run REGEX]... [--ignore-unknown-fields] FILE...",
+        "Run rule unit tests in promtool's format. Exit 0 when every test group passes, else 1.",
     ),
     (query::USAGE, query::HELP),
 ];

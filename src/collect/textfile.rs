@@ -416,6 +416,17 @@ impl Textfile {
     /// Reads and parses one file into `file_set`; returns its mtime in whole seconds.
     fn process_file(&mut self, path: &str) -> Result<f64, String> {
         use std::io::Read;
+        // A FIFO or device named *.prom would block the one work thread forever on open or
+        // read (node_exporter hangs there too); only regular files are read.
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => {
+                return Err(format!(
+                    "textfile {path:?} is not a regular file, skipping it"
+                ))
+            }
+            Err(e) => return Err(format!("failed to open textfile data file {path:?}: {e}")),
+        }
         let f = std::fs::File::open(path)
             .map_err(|e| format!("failed to open textfile data file {path:?}: {e}"))?;
         self.buf.clear();

@@ -88,10 +88,12 @@ pub struct Config {
     pub collectors: CollectorsConfig,
     /// `scrape_configs:`, decoded by [`crate::scrape::config`].
     pub scrape_configs: Vec<crate::scrape::config::ScrapeConfig>,
+    /// `rule_files:` globs, relative to the config file's directory (resolved by `rules`).
+    pub rule_files: Vec<String>,
 }
 
 /// Keys allowed at the top level.
-pub const TOP_LEVEL_KEYS: &[&str] = &["global", "collectors", "scrape_configs"];
+pub const TOP_LEVEL_KEYS: &[&str] = &["global", "collectors", "scrape_configs", "rule_files"];
 const GLOBAL_KEYS: &[&str] = &[
     "scrape_interval",
     "scrape_timeout",
@@ -138,6 +140,7 @@ impl Config {
                 "global" => timeout_set = decode_global(&d, v, &mut cfg.global)?,
                 "collectors" => cfg.collectors = decode_collectors(&d, v, collectors)?,
                 "scrape_configs" => scrape_node = Some(v),
+                "rule_files" => cfg.rule_files = decode_rule_files(&d, v)?,
                 _ => unreachable!("entries() rejects unknown keys"),
             }
         }
@@ -300,6 +303,28 @@ fn decode_global(d: &Decoder<'_>, node: &Node, g: &mut Global) -> Result<bool, C
         }
     }
     Ok(timeout_set)
+}
+
+/// Decodes `rule_files:`, a list of file names or globs (`*`, `?`).
+fn decode_rule_files(d: &Decoder<'_>, node: &Node) -> Result<Vec<String>, ConfigError> {
+    if node.is_null() {
+        return Ok(Vec::new());
+    }
+    let Value::Seq(items) = &node.value else {
+        return Err(d.err(node.pos, "rule_files must be a list of file names or globs"));
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let s = d.string(item, "a rule file")?;
+        if s.contains('[') {
+            return Err(d.err(
+                item.pos,
+                format!("{s:?}: only * and ? are supported in rule_files globs"),
+            ));
+        }
+        out.push(s.to_string());
+    }
+    Ok(out)
 }
 
 fn positive(d: &Decoder<'_>, v: &Node, key: &str) -> Result<Duration, ConfigError> {
@@ -613,5 +638,17 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
         assert_eq!(format_duration(Duration::from_millis(90_500)), "1m30s500ms");
+    }
+
+    #[test]
+    fn rule_files_are_a_list_of_globs() {
+        let c = Config::parse("rule_files:\n  - rules/*.yml\n  - extra.yml\n", "c.yml").unwrap();
+        assert_eq!(c.rule_files, ["rules/*.yml", "extra.yml"]);
+        let e = Config::parse("rule_files: rules.yml\n", "c.yml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c.yml:1:13: rule_files must be a list of file names or globs"
+        );
+        assert!(Config::parse("rule_files: ['[ab].yml']\n", "c.yml").is_err());
     }
 }

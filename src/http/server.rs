@@ -171,7 +171,16 @@ impl Server {
                     None => break,
                     Some(Ok((stream, _))) => stream,
                     Some(Err(e)) => {
-                        // EMFILE and friends: log at most once a second, back off briefly so a
+                        // Out of file descriptors (the collectors and the store hold some too):
+                        // free one by evicting the longest-waiting idle reader, as at the cap,
+                        // so a slow-client flood cannot lock out everyone else.
+                        if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+                            && table.evict_oldest_reader(&self.stats)
+                        {
+                            Timer::after(Duration::from_millis(1)).await;
+                            continue;
+                        }
+                        // Other errors: log at most once a second, back off briefly so a
                         // full fd table does not spin the work thread.
                         if last_accept_error.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
                             crate::log::warn(&format!("http: accept failed: {e}"));
@@ -287,21 +296,36 @@ impl ConnTable {
             .any(|c| !c.reading.get() && !c.killed.get())
     }
 
+    /// Kills the connection that has waited longest for request bytes; false if none is idle.
+    fn evict_oldest_reader(&self, stats: &Rc<ServerStats>) -> bool {
+        let mut conns = self.conns.borrow_mut();
+        conns.retain(|w| w.upgrade().is_some_and(|c| !c.killed.get()));
+        let Some((i, victim)) = conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| w.upgrade().map(|c| (i, c)))
+            .filter(|(_, c)| c.reading.get())
+            .min_by_key(|(_, c)| c.since.get())
+        else {
+            return false;
+        };
+        victim.kill();
+        conns.swap_remove(i);
+        bump(&stats.evicted);
+        true
+    }
+
     /// A slot for a new connection, evicting the longest-waiting reader at the cap; None when
     /// every connection is busy answering.
     fn admit(&self, cap: usize, stats: &Rc<ServerStats>) -> Option<(Rc<ConnState>, OpenGuard)> {
         let mut conns = self.conns.borrow_mut();
         conns.retain(|w| w.upgrade().is_some_and(|c| !c.killed.get()));
         if conns.len() >= cap {
-            let victim = conns
-                .iter()
-                .enumerate()
-                .filter_map(|(i, w)| w.upgrade().map(|c| (i, c)))
-                .filter(|(_, c)| c.reading.get())
-                .min_by_key(|(_, c)| c.since.get())?;
-            victim.1.kill();
-            conns.swap_remove(victim.0);
-            bump(&stats.evicted);
+            drop(conns);
+            if !self.evict_oldest_reader(stats) {
+                return None;
+            }
+            conns = self.conns.borrow_mut();
         }
         let state = Rc::new(ConnState {
             reading: Cell::new(true),

@@ -8,18 +8,24 @@
 //!
 //! # Which rules, and whose
 //! * **Text 0.0.4** follows what Go's `expfmt.TextParser` accepts, because that is what
-//!   `promtool check metrics` and node_exporter's textfile collector use; a test runs the real
-//!   promtool over a corpus and requires the same accept/reject verdicts. Consequences: a
-//!   family may be split into several groups (they are merged by name, as Go does, and
-//!   Prometheus's scraper accepts it too); trailing blanks after the value are an error; HELP
-//!   understands `\\`, `\n` and `\"`; `TYPE` after a sample of the family is an error; a
+//!   `promtool check metrics` and node_exporter's textfile collector use; tests run the real
+//!   promtool over a corpus and over random mutations of it and require the same
+//!   accept/reject verdicts. Consequences: a family may be split into several groups (they
+//!   are merged by name, as Go does, and Prometheus's scraper accepts it too: the spec's
+//!   "one group per name" is therefore not enforced for this format); trailing blanks after
+//!   the value are an error; HELP understands `\\`, `\n` and `\"`; `TYPE` after a sample of
+//!   the family is an error; backslashes in a TYPE value are dropped and a quoted part right
+//!   after plain name characters joins the name (`a"b"` is `ab`), both Go quirks; a
 //!   duplicate series is counted in [`ParseStats::duplicates`], not rejected (promtool only
 //!   lints it; Prometheus drops the second sample and keeps the scrape).
 //! * **OpenMetrics 1.0** is strict, as its spec says a partial or invalid exposition is
 //!   invalid as a whole: `# EOF` required and last, no blank lines, single spaces, families
 //!   contiguous with metadata first and at most once, counter/histogram/summary/info/stateset
-//!   sample names and values checked, histogram buckets increasing with a `+Inf` bucket,
-//!   duplicate series rejected unless their timestamps increase. Timestamps are seconds and
+//!   sample names and values checked; each histogram (label set) has increasing, cumulative
+//!   buckets ending in `+Inf`, buckets before `_count`/`_sum`, both or neither of those,
+//!   `_count` equal to the `+Inf` bucket, no `_sum` with negative buckets; duplicate series
+//!   are rejected unless their timestamps increase. Unknown escapes (`\t`) are kept as
+//!   written, as Prometheus's OpenMetrics parser does. Timestamps are seconds and
 //!   are converted to ms (rounded). Exemplars are checked and dropped. UNIT is checked and
 //!   dropped (a `MetricSet` has no unit). `stateset`/`info` families are stored as gauges and
 //!   `gaugehistogram` as histogram (their samples keep their own suffixes).
@@ -282,14 +288,19 @@ struct Fam {
     has_samples: bool,
 }
 
-/// Histogram bucket checks of the OpenMetrics family being read.
+/// OpenMetrics checks of the histogram (one label set of a histogram family) being read;
+/// settled when the next label set, family or `# EOF` comes.
 #[derive(Clone, Copy, Debug, Default)]
 struct BucketRun {
-    /// Hash of the labels without `le` of the current histogram, if any bucket was seen.
+    /// Hash of the labels without `le`, once a sample of the histogram was seen.
     group: Option<u64>,
     last_le: f64,
     last_count: f64,
     has_inf: bool,
+    inf_count: f64,
+    negative_bucket: bool,
+    count: Option<f64>,
+    sum: Option<f64>,
 }
 
 /// Reusable scratch for unescaping.
@@ -489,8 +500,9 @@ impl<'b> Cur<'b> {
 }
 
 /// Unescapes `raw` (the bytes between quotes, or a HELP text) into `buf`. `quote` says whether
-/// `\"` is an escape. Returns the offending escape on error.
-fn unescape_into(raw: &[u8], quote: bool, buf: &mut Vec<u8>) -> Result<(), String> {
+/// `\"` is an escape. `lenient` keeps an unknown escape as it is (`\t` stays two characters),
+/// as Prometheus's OpenMetrics parser does; otherwise it is an error naming the escape.
+fn unescape_into(raw: &[u8], quote: bool, lenient: bool, buf: &mut Vec<u8>) -> Result<(), String> {
     let mut it = raw.iter();
     while let Some(&b) = it.next() {
         if b != b'\\' {
@@ -501,12 +513,14 @@ fn unescape_into(raw: &[u8], quote: bool, buf: &mut Vec<u8>) -> Result<(), Strin
             Some(b'\\') => buf.push(b'\\'),
             Some(b'n') => buf.push(b'\n'),
             Some(b'"') if quote => buf.push(b'"'),
+            Some(&c) if lenient => buf.extend_from_slice(&[b'\\', c]),
             Some(&c) => {
                 return Err(format!(
                     "invalid escape sequence '\\{}'",
                     String::from_utf8_lossy(&[c])
                 ))
             }
+            None if lenient => buf.push(b'\\'),
             None => return Err("invalid escape sequence '\\\\n'".to_string()),
         }
     }
@@ -539,6 +553,7 @@ fn read_quoted<'b>(c: &mut Cur<'b>) -> Option<(&'b [u8], bool)> {
 fn quoted_str<'a>(
     raw: &'a [u8],
     escaped: bool,
+    lenient: bool,
     scratch: &'a mut String,
 ) -> Result<Cow<'a, str>, String> {
     if !escaped {
@@ -548,7 +563,7 @@ fn quoted_str<'a>(
     }
     let mut buf = std::mem::take(scratch).into_bytes();
     buf.clear();
-    let r = unescape_into(raw, true, &mut buf);
+    let r = unescape_into(raw, true, lenient, &mut buf);
     match String::from_utf8(buf) {
         Ok(s) => *scratch = s,
         Err(e) => {
@@ -567,6 +582,8 @@ fn quoted_str<'a>(
 enum NameTok<'b> {
     Plain(&'b [u8]),
     Quoted(&'b [u8], bool),
+    /// Go's reader lets a quoted part follow plain characters (`ab"c"` reads as `abc`).
+    Mixed(&'b [u8], &'b [u8], bool),
 }
 
 fn read_name_tok<'b>(c: &mut Cur<'b>, metric: bool) -> Option<NameTok<'b>> {
@@ -577,7 +594,11 @@ fn read_name_tok<'b>(c: &mut Cur<'b>, metric: bool) -> Option<NameTok<'b>> {
             while c.peek().is_some_and(|b| is_name_cont(b, metric)) {
                 c.i += 1;
             }
-            Some(NameTok::Plain(&c.s[start..c.i]))
+            let plain = &c.s[start..c.i];
+            if c.peek() == Some(b'"') {
+                return read_quoted(c).map(|(raw, esc)| NameTok::Mixed(plain, raw, esc));
+            }
+            Some(NameTok::Plain(plain))
         }
         _ => Some(NameTok::Plain(&[])),
     }
@@ -677,6 +698,10 @@ impl Run<'_> {
 
     // ---- families -------------------------------------------------------------------------
 
+    fn lenient(&self) -> bool {
+        self.opts.format == Format::OpenMetrics
+    }
+
     fn fname(&self, fi: usize) -> String {
         self.family_name(fi).to_string()
     }
@@ -767,18 +792,37 @@ impl Run<'_> {
 
     /// Reads a metric name token and returns it as `&str` (unescaped into scratch if quoted).
     fn metric_name<'s>(&self, tok: NameTok<'s>, scratch: &'s mut String) -> R<Cow<'s, str>> {
-        let name = match tok {
-            NameTok::Plain(raw) => {
-                // Plain tokens are ASCII by construction.
-                Cow::Borrowed(std::str::from_utf8(raw).unwrap_or(""))
-            }
-            NameTok::Quoted(raw, esc) => match quoted_str(raw, esc, scratch) {
-                Ok(s) => s,
-                Err(e) => return self.err(format!("metric name {}: {e}", q(raw))),
-            },
-        };
+        let name = self.tok_str(tok, scratch, "metric")?;
         self.check_name(&name, true)?;
         Ok(name)
+    }
+
+    /// A name token as text. Plain tokens are ASCII by construction; quoted ones are
+    /// unescaped into `scratch` when needed.
+    fn tok_str<'s>(
+        &self,
+        tok: NameTok<'s>,
+        scratch: &'s mut String,
+        what: &str,
+    ) -> R<Cow<'s, str>> {
+        match tok {
+            NameTok::Plain(raw) => Ok(Cow::Borrowed(std::str::from_utf8(raw).unwrap_or(""))),
+            NameTok::Quoted(raw, esc) => quoted_str(raw, esc, self.lenient(), scratch)
+                .or_else(|e| self.err(format!("{what} name {}: {e}", q(raw)))),
+            NameTok::Mixed(plain, raw, esc) => {
+                if self.opts.format == Format::OpenMetrics {
+                    return self.err(format!("invalid {what} name {}", q(plain)));
+                }
+                let mut tmp = String::new();
+                let quoted = quoted_str(raw, esc, false, &mut tmp)
+                    .map(|c| c.into_owned())
+                    .or_else(|e| self.err(format!("{what} name {}: {e}", q(raw))))?;
+                scratch.clear();
+                scratch.push_str(std::str::from_utf8(plain).unwrap_or(""));
+                scratch.push_str(&quoted);
+                Ok(Cow::Borrowed(scratch.as_str()))
+            }
+        }
     }
 
     // ---- text format ----------------------------------------------------------------------
@@ -843,7 +887,7 @@ impl Run<'_> {
             }
             let mut buf = std::mem::take(&mut self.p.scratch.help).into_bytes();
             buf.clear();
-            let r = unescape_into(rest, true, &mut buf);
+            let r = unescape_into(rest, true, false, &mut buf);
             let help = String::from_utf8_lossy(&buf);
             if r.is_ok() {
                 self.out.set_help(self.p.fams[fi].id, &help);
@@ -871,7 +915,14 @@ impl Run<'_> {
                 (b"UNTYPED", Kind::Unknown),
                 (b"GAUGE_HISTOGRAM", Kind::GaugeHistogram),
             ];
-            let Some(&(_, kind)) = kinds.iter().find(|(k, _)| rest.eq_ignore_ascii_case(k)) else {
+            // Go drops every backslash of the TYPE value (it reads it "without escapes").
+            let unslashed = || rest.iter().filter(|&&b| b != b'\\');
+            let Some(&(_, kind)) = kinds.iter().find(|(k, _)| {
+                unslashed().count() == k.len()
+                    && unslashed()
+                        .zip(k.iter())
+                        .all(|(a, b)| a.eq_ignore_ascii_case(b))
+            }) else {
                 return self.err(format!("unknown metric type {}", q(rest)));
             };
             self.set_kind(fi, kind);
@@ -934,7 +985,7 @@ impl Run<'_> {
         }
         let plain = match tok {
             NameTok::Plain(raw) => Some(raw),
-            NameTok::Quoted(..) => None,
+            NameTok::Quoted(..) | NameTok::Mixed(..) => None,
         };
         let r = self.resolve_text_name_slow(tok)?;
         if let Some(raw) = plain {
@@ -1016,11 +1067,7 @@ impl Run<'_> {
             c.i += 1;
             // Resolve the label name.
             let mut lscratch = std::mem::take(&mut self.p.scratch.label);
-            let lname: R<Cow<'_, str>> = match tok {
-                NameTok::Plain(raw) => Ok(Cow::Borrowed(std::str::from_utf8(raw).unwrap_or(""))),
-                NameTok::Quoted(raw, esc) => quoted_str(raw, esc, &mut lscratch)
-                    .or_else(|e| self.err(format!("label name {}: {e}", q(raw)))),
-            };
+            let lname = self.tok_str(tok, &mut lscratch, "label");
             let r = self.label_value(c, &*fam, lname, first_label, om);
             self.p.scratch.label = lscratch;
             r?;
@@ -1089,7 +1136,7 @@ impl Run<'_> {
                 .err("label value contains unescaped new-line (or misses its closing quote)");
         };
         let mut vscratch = std::mem::take(&mut self.p.scratch.value);
-        let r = match quoted_str(raw, esc, &mut vscratch) {
+        let r = match quoted_str(raw, esc, self.lenient(), &mut vscratch) {
             Ok(value) => self.push_label(fam, &lname, &value, first_label),
             Err(e) if e.starts_with("invalid escape") => self.err(e),
             Err(_) => self.err(format!("invalid label value {}", q(raw))),
@@ -1217,11 +1264,39 @@ impl Run<'_> {
 
     fn end_bucket_group(&mut self) -> R<()> {
         let run = std::mem::take(&mut self.buckets);
-        if run.group.is_some() && !run.has_inf {
-            if let Some(fi) = self.current {
-                let n = self.family_name(fi).to_string();
-                return self.err(format!("histogram {n:?} has no +Inf bucket"));
+        let (Some(_), Some(fi)) = (run.group, self.current) else {
+            return Ok(());
+        };
+        let n = || self.fname(fi);
+        let gauge = self.p.fams[fi].kind == Some(Kind::GaugeHistogram);
+        let (count, sum) = if gauge {
+            ("_gcount", "_gsum")
+        } else {
+            ("_count", "_sum")
+        };
+        if !run.has_inf {
+            return self.err(format!("histogram {:?} has no +Inf bucket", n()));
+        }
+        if run.count.is_some() != run.sum.is_some() {
+            return self.err(format!(
+                "histogram {:?} must have both {count} and {sum}, or neither",
+                n()
+            ));
+        }
+        if let Some(c) = run.count {
+            if c != run.inf_count {
+                return self.err(format!(
+                    "{count} of histogram {:?} is {c}, but its +Inf bucket is {}",
+                    n(),
+                    run.inf_count
+                ));
             }
+        }
+        if run.negative_bucket && run.sum.is_some() && !gauge {
+            return self.err(format!(
+                "histogram {:?} has negative buckets, so it must not have {sum}",
+                n()
+            ));
         }
         Ok(())
     }
@@ -1325,7 +1400,7 @@ impl Run<'_> {
                 }
                 let mut buf = std::mem::take(&mut self.p.scratch.help).into_bytes();
                 buf.clear();
-                let r = unescape_into(text, true, &mut buf);
+                let r = unescape_into(text, true, true, &mut buf);
                 let r = r.and_then(|()| match std::str::from_utf8(&buf) {
                     Ok(help) => {
                         self.out.set_help(self.p.fams[fi].id, help);
@@ -1570,7 +1645,31 @@ impl Run<'_> {
                 "counter {:?} has value {value}; a counter total must be a non-negative number",
                 self.fname(fi)
             )),
-            (Kind::Histogram | Kind::GaugeHistogram, "_bucket") => {
+            (Kind::Histogram | Kind::GaugeHistogram, suffix) if suffix != "_created" => {
+                let group = labels_hash(self.out.pending_labels(first_label), "le");
+                if self.buckets.group != Some(group) {
+                    self.end_bucket_group()?;
+                    self.buckets = BucketRun {
+                        group: Some(group),
+                        last_le: f64::NEG_INFINITY,
+                        ..BucketRun::default()
+                    };
+                }
+                if suffix != "_bucket" {
+                    let negative_ok = suffix == "_gsum";
+                    if value.is_nan() || (value < 0.0 && !negative_ok) {
+                        return self.err(format!(
+                            "{suffix} of histogram {:?} is {value}; it must be a non-negative number",
+                            self.fname(fi)
+                        ));
+                    }
+                    if suffix.ends_with("count") {
+                        self.buckets.count = Some(value);
+                    } else {
+                        self.buckets.sum = Some(value);
+                    }
+                    return Ok(());
+                }
                 let Some(le) = self.label_float(first_label, "le") else {
                     return self.err(format!(
                         "bucket of histogram {:?} has no le label",
@@ -1587,15 +1686,11 @@ impl Run<'_> {
                         self.fname(fi)
                     ));
                 }
-                let group = labels_hash(self.out.pending_labels(first_label), "le");
-                if self.buckets.group != Some(group) {
-                    self.end_bucket_group()?;
-                    self.buckets = BucketRun {
-                        group: Some(group),
-                        last_le: f64::NEG_INFINITY,
-                        last_count: 0.0,
-                        has_inf: false,
-                    };
+                if self.buckets.count.is_some() || self.buckets.sum.is_some() {
+                    return self.err(format!(
+                        "buckets of histogram {:?} must come before its count and sum",
+                        self.fname(fi)
+                    ));
                 }
                 if le <= self.buckets.last_le {
                     return self.err(format!(
@@ -1611,8 +1706,18 @@ impl Run<'_> {
                 }
                 self.buckets.last_le = le;
                 self.buckets.last_count = value;
-                self.buckets.has_inf |= le == f64::INFINITY;
+                self.buckets.negative_bucket |= le < 0.0;
+                if le == f64::INFINITY {
+                    self.buckets.has_inf = true;
+                    self.buckets.inf_count = value;
+                }
                 Ok(())
+            }
+            (Kind::Summary, "_sum" | "_count") if value.is_nan() || value < 0.0 => {
+                self.err(format!(
+                    "{suffix} of summary {:?} is {value}; it must be a non-negative number",
+                    self.fname(fi)
+                ))
             }
             (Kind::Summary, "") => match self.label_float(first_label, "quantile") {
                 Some(qv) if (0.0..=1.0).contains(&qv) => Ok(()),
@@ -1971,6 +2076,81 @@ mod tests {
         assert!(
             om("a 1 1\na 2 2\n# EOF\n").is_ok(),
             "increasing timestamps are points of one series"
+        );
+    }
+
+    /// The histogram rules of OpenMetrics, settled per label set.
+    #[test]
+    fn openmetrics_checks_each_histogram_as_a_whole() {
+        let cases = [
+            ("# TYPE a histogram\na_sum{a=\"1\"} 0\na_count{a=\"1\"} 0\na_sum{a=\"2\"} 0\n# EOF\n", "line 4: histogram \"a\" has no +Inf bucket"),
+            ("# TYPE a gaugehistogram\na_bucket{le=\"+Inf\"} 0\na_gsum 0\n# EOF\n", "line 4: histogram \"a\" must have both _gcount and _gsum, or neither"),
+            ("# TYPE a histogram\na_bucket{le=\"+Inf\"} 0\na_count 1\na_sum 0\n# EOF\n", "line 5: _count of histogram \"a\" is 1, but its +Inf bucket is 0"),
+            ("# TYPE a histogram\na_bucket{le=\"-1.0\"} 1\na_bucket{le=\"+Inf\"} 2\na_count 2\na_sum 1\n# EOF\n", "line 6: histogram \"a\" has negative buckets, so it must not have _sum"),
+            ("# TYPE a histogram\na_count 1\na_bucket{le=\"+Inf\"} 1\n# EOF\n", "line 3: buckets of histogram \"a\" must come before its count and sum"),
+            ("# TYPE a histogram\na_bucket{le=\"+Inf\"} NaN\n# EOF\n", "line 2: bucket of histogram \"a\" has count NaN; counts must be non-negative"),
+            ("# TYPE a histogram\na_bucket{le=\"+Inf\"} 1\na_count 1\na_sum -1\n# EOF\n", "line 4: _sum of histogram \"a\" is -1; it must be a non-negative number"),
+            ("# TYPE a histogram\na_bucket{a=\"1\",le=\"1\"} 0\na_bucket{a=\"2\",le=\"+Inf\"} 0\na_bucket{a=\"1\",le=\"+Inf\"} 0\n# EOF\n", "line 3: histogram \"a\" has no +Inf bucket"),
+            ("# TYPE s summary\ns_count -1\n# EOF\n", "line 2: _count of summary \"s\" is -1; it must be a non-negative number"),
+        ];
+        for (body, want) in cases {
+            assert_eq!(om_err(body), want, "{body:?}");
+        }
+        let good = "# TYPE a gaugehistogram\na_bucket{le=\"-1\"} 1\na_bucket{le=\"+Inf\"} 2\n\
+                    a_gcount 2\na_gsum -3\n# TYPE b histogram\nb_bucket{x=\"1\",le=\"+Inf\"} 1\n\
+                    b_count{x=\"1\"} 1\nb_sum{x=\"1\"} 0.5\nb_created{x=\"1\"} 1.5e9\n\
+                    b_bucket{x=\"2\",le=\"+Inf\"} 0\n# EOF\n";
+        assert!(om(good).is_ok(), "{:?}", om(good));
+    }
+
+    #[test]
+    fn openmetrics_exemplars_are_checked_strictly() {
+        let long = "x".repeat(128);
+        let ok = format!(
+            "# TYPE a counter\na_total 1 # {{a=\"{}\"}} 1 1\n# EOF\n",
+            &long[..127]
+        );
+        assert!(om(&ok).is_ok(), "{:?}", om(&ok));
+        let wide = format!(
+            "# TYPE a counter\na_total 1 # {{a=\"\u{2603}{}\"}} 1\n# EOF\n",
+            &long[..126]
+        );
+        assert!(
+            om(&wide).is_ok(),
+            "128 code points, more bytes: {:?}",
+            om(&wide)
+        );
+        let too_long = format!("# TYPE a counter\na_total 1 # {{a=\"{long}\"}} 1\n# EOF\n");
+        assert_eq!(
+            om_err(&too_long),
+            "line 2: exemplar labels have 129 characters, over the limit of 128"
+        );
+        for bad in [
+            "a_total 1 #\n",
+            "a_total 1# {} 1\n",
+            "a_total 1 #{} 1\n",
+            "a_total 1 # {}1\n",
+            "a_total 1 # {} 1 \n",
+            "a_total 1 # {} 1 1 \n",
+            "a_total 1 # {} 0x1p-3\n",
+            "a_total 1 # {} 1 0x1p-3\n",
+            "a_total 1 # {a=\"b\"} 0.5 Inf\n",
+        ] {
+            let body = format!("# TYPE a counter\n{bad}# EOF\n");
+            assert!(om(&body).is_err(), "{body:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn openmetrics_keeps_unknown_escapes_like_prometheus() {
+        assert_eq!(
+            om("# TYPE a counter\n# HELP a he\\n\\\\l\\tp\na_total{foo=\"b\\\\a\\z\"} 2\n# EOF\n")
+                .unwrap(),
+            "# a counter \"he\\n\\\\l\\\\tp\"\na_total{foo=\"b\\\\a\\\\z\"} 2\n"
+        );
+        assert_eq!(
+            text_err("a{x=\"\\z\"} 1\n"),
+            "line 1: invalid escape sequence '\\z'"
         );
     }
 

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# cross-test.sh [--no-tests] [--mips] [TARGET...]
+#
+# Builds the release binary of promlet for each target, prints its stripped size, checks it is
+# static and fits the size budget, runs `promlet --version` under qemu-user, and runs the library
+# unit tests under qemu-user for the ARM targets. No Docker: cargo-zigbuild (zig as C compiler and
+# linker) and, for the targets without a prebuilt std, nightly -Zbuild-std. Install the tools
+# first with scripts/install-cross.sh. targets/*.md explains each target.
+#
+#   default targets  x86_64-unknown-linux-musl aarch64-unknown-linux-musl
+#                    armv7-unknown-linux-musleabihf arm-unknown-linux-musleabihf (ARMv6)
+#   --mips           also mipsel-unknown-linux-musl and mips-unknown-linux-musl (tier 3, best
+#                    effort: their failures are reported but do not fail the run)
+#   --no-tests       build, size and --version only
+#
+# Writes target/cross-sizes.tsv (target, bytes, status) for scripts/bench-vs-node-exporter.sh.
+# Exit status: non-zero if any default target fails to build, run, test, or fit the budget.
+# Size: a binary over PROMLET_SIZE_BUDGET_KIB (default 1536: DESIGN.md's ceiling for the complete
+# agent without TLS) fails the run; PROMLET_SIZE_GOAL_KIB (default 800: issue 2's goal for the
+# foundation stage) is printed as met / NOT met next to each size. Set the budget to the goal to
+# enforce it.
+set -uo pipefail
+export LC_ALL=C
+cd "$(dirname "$0")/.."
+
+BUDGET_KIB=${PROMLET_SIZE_BUDGET_KIB:-1536}
+GOAL_KIB=${PROMLET_SIZE_GOAL_KIB:-800}
+RUN_TESTS=1
+MIPS=0
+targets=()
+for a in "$@"; do
+  case $a in
+    --no-tests) RUN_TESTS=0 ;;
+    --mips) MIPS=1 ;;
+    -*) echo "usage: $0 [--no-tests] [--mips] [TARGET...]" >&2; exit 2 ;;
+    *) targets+=("$a") ;;
+  esac
+done
+if [ ${#targets[@]} -eq 0 ]; then
+  targets=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl
+           armv7-unknown-linux-musleabihf arm-unknown-linux-musleabihf)
+  [ $MIPS = 1 ] && targets+=(mipsel-unknown-linux-musl mips-unknown-linux-musl)
+fi
+
+if [ -n "${RUSTFLAGS:-}" ]; then
+  # RUSTFLAGS replaces the per-target rustflags in .cargo/config.toml, which build-std needs
+  echo "cross-test: ignoring RUSTFLAGS='$RUSTFLAGS' (it would override .cargo/config.toml)" >&2
+  unset RUSTFLAGS
+fi
+for tool in cargo-zigbuild qemu-aarch64 qemu-arm readelf; do
+  command -v $tool >/dev/null || { echo "cross-test: $tool missing: run scripts/install-cross.sh" >&2; exit 1; }
+done
+
+# Per-target facts. Targets whose std rustup does not serve here build with nightly -Zbuild-std.
+needs_build_std() {
+  case $1 in
+    x86_64-unknown-linux-musl | aarch64-unknown-linux-musl) return 1 ;;
+    *) return 0 ;;
+  esac
+}
+best_effort() { case $1 in mips*) return 0 ;; *) return 1 ;; esac; }
+runner() {  # the qemu command line, as in .cargo/config.toml (x86_64 runs natively)
+  case $1 in
+    x86_64-*) echo "" ;;
+    aarch64-*) echo "qemu-aarch64" ;;
+    armv7-*) echo "qemu-arm" ;;
+    arm-*) echo "qemu-arm -cpu arm1176" ;;
+    mipsel-*) echo "qemu-mipsel" ;;
+    mips-*) echo "qemu-mips" ;;
+  esac
+}
+# Unit tests run under qemu for the ARM targets; x86_64 is the host (cargo test covers it).
+wants_tests() { case $1 in x86_64-*) return 1 ;; *) return 0 ;; esac; }
+
+build_cmd() {  # $1 target, $2 build|test
+  if needs_build_std "$1"; then
+    local std=std
+    [ "$2" = build ] && std=std,panic_abort   # release uses panic=abort; tests unwind
+    echo "env RUSTUP_TOOLCHAIN=nightly cargo-zigbuild $2 -Zbuild-std=$std"
+  else
+    echo "cargo-zigbuild $2"
+  fi
+}
+
+mkdir -p target
+SIZES=target/cross-sizes.tsv
+# keep the rows of targets not built in this run; this run's targets get fresh rows
+{
+  printf '# target\tbytes\tstatus\n'
+  [ -f "$SIZES" ] && grep -v '^#' "$SIZES" | grep -v -F -f <(printf '%s\t\n' "${targets[@]}")
+} >"$SIZES.new"
+mv "$SIZES.new" "$SIZES"
+failed=()
+soft_failed=()
+results=()
+fail() {  # $1 target, $2 why
+  if best_effort "$1"; then soft_failed+=("$1: $2"); else failed+=("$1: $2"); fi
+  echo "cross-test: FAIL $1: $2" >&2
+}
+
+for t in "${targets[@]}"; do
+  echo "=== $t"
+  start=$SECONDS
+  # shellcheck disable=SC2046
+  if ! $(build_cmd "$t" build) --release --target "$t" --bin promlet 2>"target/cross-$t.log"; then
+    tail -n 30 "target/cross-$t.log" >&2
+    fail "$t" "release build failed"
+    printf '%s\t-\tbuild failed\n' "$t" >>"$SIZES"
+    continue
+  fi
+  bin=target/$t/release/promlet
+  bytes=$(stat -c %s "$bin")
+  status=ok
+  echo "built in $((SECONDS - start)) s: $bin $bytes bytes ($((bytes / 1024)) KiB)"
+  if readelf -l "$bin" | grep -q 'Requesting program interpreter'; then
+    fail "$t" "not static (has a program interpreter)"; status="not static"
+  fi
+  if readelf -S "$bin" | grep -qE '\.symtab|\.debug_'; then
+    fail "$t" "not stripped"; status="not stripped"
+  fi
+  if [ "$t" = arm-unknown-linux-musleabihf ]; then
+    arch=$(readelf -A "$bin" | awk '/Tag_CPU_arch:/ { print $2 }')
+    [ "$arch" = v6 ] || { fail "$t" "Tag_CPU_arch is '$arch', not v6"; status="not ARMv6"; }
+  fi
+  if [ $((bytes)) -gt $((BUDGET_KIB * 1024)) ]; then
+    fail "$t" "$bytes bytes exceed the size budget of $BUDGET_KIB KiB"; status="over budget"
+  fi
+  how=$(runner "$t")
+  if out=$(timeout 60 $how "$bin" --version 2>&1) && grep -q '^promlet' <<<"$out"; then
+    echo "runs: ${how:-natively}: promlet --version -> $(head -n1 <<<"$out")"
+  else
+    fail "$t" "promlet --version under '$(runner "$t")' failed: $out"; status="does not run"
+  fi
+  printf '%s\t%s\t%s\n' "$t" "$bytes" "$status" >>"$SIZES"
+
+  if [ $RUN_TESTS = 1 ] && wants_tests "$t"; then
+    start=$SECONDS
+    # shellcheck disable=SC2046
+    timeout 900 $(build_cmd "$t" test) --lib --target "$t" \
+      >"target/cross-test-$t.out" 2>"target/cross-test-$t.log"
+    rc=$?
+    grep -E '^test result:|FAILED|panicked' "target/cross-test-$t.out"
+    if [ "$rc" != 0 ]; then
+      tail -n 30 "target/cross-test-$t.log" >&2
+      sed -n '/^failures:/,$p' "target/cross-test-$t.out" | head -n 60 >&2
+      fail "$t" "unit tests under $(runner "$t") failed (exit $rc)"
+    else
+      echo "unit tests under $(runner "$t"): ok ($((SECONDS - start)) s)"
+    fi
+  fi
+  results+=("$t $bytes $status")
+done
+
+echo "=== stripped release sizes (budget $BUDGET_KIB KiB = $((BUDGET_KIB * 1024)) bytes; goal at this stage $GOAL_KIB KiB)"
+awk -F'\t' -v goal=$((GOAL_KIB * 1024)) '!/^#/ {
+  printf "  %-34s %10s  %-12s %s\n", $1, $2, $3, ($2 ~ /^[0-9]+$/ ? ($2 <= goal ? "goal met" : "goal NOT met") : "") }' "$SIZES"
+for f in "${soft_failed[@]}"; do echo "best effort, not counted: $f"; done
+if [ ${#failed[@]} -gt 0 ]; then
+  for f in "${failed[@]}"; do echo "FAILED: $f"; done
+  exit 1
+fi
+echo "cross-test: all ${#targets[@]} targets ok"
