@@ -701,6 +701,42 @@ mod tests {
     }
 
     #[test]
+    fn openmetrics_bodies_are_parsed_by_content_type_and_honor_timestamps_false_restamps() {
+        let sc = job("    honor_timestamps: false\n");
+        let sp = spec(&sc);
+        let mut st = ScrapeState::new(&sp);
+        let mut app = Rec::default();
+        st.body = b"# TYPE c counter\nc_total 7 1.5\n# EOF\n".to_vec();
+        let resp = Response {
+            status: 200,
+            content_type: Some("application/openmetrics-text; version=1.0.0; charset=utf-8".into()),
+        };
+        st.finish(&sc, &sp, Ok(resp), 9000, Duration::ZERO, &mut app);
+        assert_eq!(st.last_error, "");
+        // The exposed 1.5 s timestamp is ignored: the scrape's own time is used.
+        assert_eq!(
+            app.value(r#"c_total{env="p", instance="h:1", job="j"}"#, 9000),
+            Some(7.0)
+        );
+        // The same body without `# EOF` is invalid OpenMetrics.
+        st.body = b"# TYPE c counter\nc_total 7\n".to_vec();
+        let resp = Response {
+            status: 200,
+            content_type: Some("application/openmetrics-text; version=1.0.0".into()),
+        };
+        st.finish(&sc, &sp, Ok(resp), 10_000, Duration::ZERO, &mut app);
+        assert!(
+            st.last_error.starts_with("OpenMetrics parse error"),
+            "{}",
+            st.last_error
+        );
+        assert!(is_stale_nan(
+            app.value(r#"c_total{env="p", instance="h:1", job="j"}"#, 10_000)
+                .unwrap()
+        ));
+    }
+
+    #[test]
     fn start_offsets_are_stable_and_within_the_interval() {
         let sc = job("");
         let sp = spec(&sc);
