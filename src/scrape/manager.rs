@@ -107,11 +107,14 @@ impl Manager {
         // Pools gone or changed: stop every target (stale markers).
         let mut old = std::mem::take(&mut m.pools);
         let mut kept = Vec::new();
+        let mut changed = Vec::new();
         for cfg in cfgs {
             if let Some(i) = old.iter().position(|p| *p.cfg == *cfg) {
                 kept.push(old.remove(i));
+                changed.push(false);
                 continue;
             }
+            changed.push(true);
             let mut pool = Pool {
                 cfg: Rc::new(cfg.clone()),
                 groups: Vec::new(),
@@ -156,9 +159,11 @@ impl Manager {
             stop_all(&env, p.active);
         }
         m.pools = kept;
-        for i in 0..m.pools.len() {
-            read_files(&mut m.pools[i], now, true);
-            sync_pool(&env, &mut m.pools[i], true);
+        for (i, restart) in changed.into_iter().enumerate() {
+            let pool = &mut m.pools[i];
+            if restart | read_files(pool, now, restart) {
+                sync_pool(&env, pool, restart);
+            }
         }
         // DNS discovery tasks for pools that have none yet.
         let weak = Rc::downgrade(this);
