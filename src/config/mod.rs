@@ -86,10 +86,12 @@ pub struct CollectorsConfig {
 pub struct Config {
     pub global: Global,
     pub collectors: CollectorsConfig,
+    /// `alerting:` (Alertmanagers, alert relabeling); decoded in `notify::config`.
+    pub alerting: crate::notify::config::AlertingConfig,
 }
 
 /// Keys allowed at the top level.
-pub const TOP_LEVEL_KEYS: &[&str] = &["global", "collectors"];
+pub const TOP_LEVEL_KEYS: &[&str] = &["global", "collectors", "alerting"];
 const GLOBAL_KEYS: &[&str] = &[
     "scrape_interval",
     "scrape_timeout",
@@ -133,6 +135,7 @@ impl Config {
             match d.key(k) {
                 "global" => timeout_set = decode_global(&d, v, &mut cfg.global)?,
                 "collectors" => cfg.collectors = decode_collectors(&d, v, collectors)?,
+                "alerting" => cfg.alerting = crate::notify::config::decode_alerting(&d, v)?,
                 _ => unreachable!("entries() rejects unknown keys"),
             }
         }
@@ -170,12 +173,13 @@ fn find_key(root: &Node, path: &[&str]) -> Option<Pos> {
     pos
 }
 
-struct Decoder<'a> {
-    file: &'a str,
+/// Shared by section decoders in other modules (`notify::config`).
+pub(crate) struct Decoder<'a> {
+    pub(crate) file: &'a str,
 }
 
 impl Decoder<'_> {
-    fn err(&self, pos: Pos, msg: impl Into<String>) -> ConfigError {
+    pub(crate) fn err(&self, pos: Pos, msg: impl Into<String>) -> ConfigError {
         ConfigError {
             file: self.file.to_string(),
             pos: Some((pos.line, pos.col)),
@@ -183,7 +187,7 @@ impl Decoder<'_> {
         }
     }
 
-    fn key<'n>(&self, k: &'n Node) -> &'n str {
+    pub(crate) fn key<'n>(&self, k: &'n Node) -> &'n str {
         match &k.value {
             Value::Scalar { text, .. } => text,
             _ => "",
@@ -192,7 +196,7 @@ impl Decoder<'_> {
 
     /// The entries of a mapping (a null section is empty), with every key checked against
     /// `allowed` (None: any scalar key) and duplicates rejected.
-    fn entries<'n>(
+    pub(crate) fn entries<'n>(
         &self,
         node: &'n Node,
         allowed: &[&str],
@@ -228,7 +232,7 @@ impl Decoder<'_> {
         Ok(entries)
     }
 
-    fn string<'n>(&self, node: &'n Node, what: &str) -> Result<&'n str, ConfigError> {
+    pub(crate) fn string<'n>(&self, node: &'n Node, what: &str) -> Result<&'n str, ConfigError> {
         match &node.value {
             Value::Scalar { text, .. } if !node.is_null() || what.is_empty() => Ok(text),
             _ => Err(self.err(
@@ -238,12 +242,12 @@ impl Decoder<'_> {
         }
     }
 
-    fn duration(&self, node: &Node, what: &str) -> Result<Duration, ConfigError> {
+    pub(crate) fn duration(&self, node: &Node, what: &str) -> Result<Duration, ConfigError> {
         let s = self.string(node, what)?;
         parse_duration(s).map_err(|e| self.err(node.pos, format!("{what}: {e}")))
     }
 
-    fn boolean(&self, node: &Node, what: &str) -> Result<bool, ConfigError> {
+    pub(crate) fn boolean(&self, node: &Node, what: &str) -> Result<bool, ConfigError> {
         match &node.value {
             Value::Scalar {
                 text,

@@ -1,3 +1,104 @@
-//! Alert notification: routing, grouping, silences, local receivers, the Alertmanager queue.
+//! Alert notification: the Alertmanager queue and its delivery.
 //!
-//! Must not touch: rule evaluation.
+//! Owns: [`OutgoingAlert`] (what rule evaluation hands over, shaped like Alertmanager's v2
+//! `postableAlert`), its JSON, the `alerting:` config section ([`config`]), the persisted
+//! bounded queue ([`queue`]), the one outbound sender thread ([`sender`]) and the
+//! [`Notifier`] that ties them together on the work thread ([`notifier`]).
+//! Must not touch: rule evaluation (alerts arrive through [`Notifier::send`]), the TSDB, the
+//! clock (time is passed in as ms since the epoch).
+//!
+//! Delivery differs from Prometheus's notifier in one deliberate way: Prometheus drops a batch
+//! that no Alertmanager accepted; promlet keeps it (in memory and on disk) and retries with
+//! exponential backoff, because a device whose uplink is down is exactly when alerts matter.
+//! Alerts with the same label set replace each other in the queue (the newest state wins, as
+//! Alertmanager would merge them anyway), so an outage of any length costs at most one queue
+//! entry per distinct alert; the bound counts distinct alerts, and overflow drops the oldest
+//! and is counted.
+
+pub mod config;
+pub mod notifier;
+pub mod queue;
+pub mod sender;
+
+pub use notifier::{Notifier, NotifierMetrics};
+
+use crate::http::json::Json;
+use crate::model::Labels;
+
+/// One alert handed to delivery. Times are ms since the epoch; `ends_at` 0 means unset.
+///
+/// Field for field the same as `rules::group::OutgoingAlert` on the `rules` branch, so the
+/// agent can pass one for the other (or rules can re-export this type).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutgoingAlert {
+    pub labels: Labels,
+    pub annotations: Labels,
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub generator_url: String,
+}
+
+/// Renders alerts as the JSON array that Alertmanager's `POST /api/v2/alerts` takes.
+pub fn encode_v2<'a>(alerts: impl IntoIterator<Item = &'a OutgoingAlert>) -> Vec<u8> {
+    let mut j = Json::new();
+    j.begin_array();
+    for a in alerts {
+        j.begin_object();
+        j.key("labels");
+        label_object(&mut j, &a.labels);
+        j.key("annotations");
+        label_object(&mut j, &a.annotations);
+        if a.starts_at != 0 {
+            j.key("startsAt").string(&rfc3339(a.starts_at));
+        }
+        if a.ends_at != 0 {
+            j.key("endsAt").string(&rfc3339(a.ends_at));
+        }
+        j.key("generatorURL").string(&a.generator_url);
+        j.end_object();
+    }
+    j.end_array();
+    j.into_bytes()
+}
+
+fn label_object(j: &mut Json, l: &Labels) {
+    j.begin_object();
+    for (n, v) in l.iter() {
+        j.key(n).string(v);
+    }
+    j.end_object();
+}
+
+/// RFC 3339 in UTC with milliseconds, as Alertmanager accepts it.
+pub fn rfc3339(ms: i64) -> String {
+    crate::log::format_rfc3339_ms(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_matches_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(rfc3339(1_795_309_323_456), "2026-11-22T01:02:03.456Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn v2_json_has_alertmanagers_field_names_and_omits_unset_end() {
+        let a = OutgoingAlert {
+            labels: Labels::from_pairs([("alertname", "Up"), ("job", "a\"b")]),
+            annotations: Labels::from_pairs([("summary", "x")]),
+            starts_at: 1000,
+            ends_at: 0,
+            generator_url: "http://h/graph".into(),
+        };
+        let s = String::from_utf8(encode_v2([&a])).unwrap();
+        assert_eq!(
+            s,
+            r#"[{"labels":{"alertname":"Up","job":"a\"b"},"annotations":{"summary":"x"},"startsAt":"1970-01-01T00:00:01.000Z","generatorURL":"http://h/graph"}]"#
+        );
+    }
+}
