@@ -12,7 +12,7 @@
 //! timeout, and only delays other deliveries, never the work loop.
 
 use std::net::ToSocketAddrs;
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::Duration;
 use ureq::http::Uri;
 use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
@@ -79,10 +79,7 @@ impl Sender {
 
     /// A finished job's outcome, if any.
     pub fn try_recv(&self) -> Option<Outcome> {
-        match self.outcomes.try_recv() {
-            Ok(o) => Some(o),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-        }
+        self.outcomes.try_recv().ok()
     }
 }
 
