@@ -1,0 +1,253 @@
+//! Alert delivery against a real Alertmanager 0.33 (`prometheus-alertmanager` from the stack).
+//!
+//! The rules engine is not wired into the agent yet, so these tests drive promlet's
+//! [`Notifier`] (the same code the agent will run: persisted queue, sender thread, ureq) from
+//! the test process with alerts shaped as rule evaluation emits them, and read what arrived
+//! back through Alertmanager's own `GET /api/v2/alerts`. A "promlet restart" is dropping the
+//! notifier and opening a new one on the same queue directory.
+
+use crate::common::{free_port, http_get, missing, stack_bin, wait_for_port, ChildGuard};
+use promlet::model::Labels;
+use promlet::notify::config::{AlertingConfig, AlertmanagerConfig};
+use promlet::notify::{rfc3339, Notifier, OutgoingAlert};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const AM_CONFIG: &str = "route:\n  receiver: blackhole\nreceivers:\n- name: blackhole\n";
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("promlet-notify-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Starts Alertmanager on `port` with its state in `dir`, kept off the cluster network.
+///
+/// Debian's build reads its default templates from /usr/share/prometheus/alertmanager, a
+/// compiled-in path. Where that is absent, the templates that scripts/install-stack.sh keeps in
+/// `<stack>/share` are overlaid onto /usr/share inside a user + mount namespace (`unshare`), so
+/// the host is not changed; `unshare` execs, so the guarded PID is Alertmanager's.
+fn start_alertmanager(bin: &Path, port: u16, dir: &Path) -> Option<ChildGuard> {
+    let cfg = dir.join("am.yml");
+    std::fs::write(&cfg, AM_CONFIG).unwrap();
+    let args = [
+        format!("--config.file={}", cfg.display()),
+        format!("--storage.path={}", dir.join("data").display()),
+        format!("--web.listen-address=127.0.0.1:{port}"),
+        "--cluster.listen-address=".to_string(),
+        "--log.level=warn".to_string(),
+    ];
+    let mut cmd = if Path::new("/usr/share/prometheus/alertmanager/default.tmpl").exists() {
+        Command::new(bin)
+    } else {
+        let share = bin.parent()?.parent()?.join("share");
+        if !share.join("prometheus/alertmanager/default.tmpl").exists() {
+            return missing(&format!(
+                "Alertmanager templates in {} (rerun scripts/install-stack.sh)",
+                share.display()
+            ));
+        }
+        let mut c = Command::new("unshare");
+        c.args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+            .arg(format!(
+            "mount -t overlay overlay -o lowerdir={}:/usr/share /usr/share && exec \"$0\" \"$@\"",
+            share.display()
+        ));
+        c.arg(bin);
+        c
+    };
+    let child = ChildGuard::spawn(
+        cmd.args(&args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("am.log")).unwrap()),
+    );
+    assert!(
+        wait_for_port(port),
+        "alertmanager did not listen on {port}: {}",
+        std::fs::read_to_string(dir.join("am.log")).unwrap_or_default()
+    );
+    Some(child)
+}
+
+fn alerting(port: u16) -> AlertingConfig {
+    AlertingConfig {
+        alertmanagers: vec![AlertmanagerConfig {
+            targets: vec![format!("127.0.0.1:{port}")],
+            timeout: Duration::from_secs(2),
+            ..Default::default()
+        }],
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A firing alert as a rule group sends it: endsAt = now + 4 × resend delay (Prometheus).
+fn firing(name: &str, severity: &str) -> OutgoingAlert {
+    let t = now_ms();
+    OutgoingAlert {
+        labels: Labels::from_pairs([("alertname", name), ("severity", severity)]),
+        annotations: Labels::from_pairs([
+            ("summary", format!("{name} on the device")),
+            ("description", "value is 0.93 \"quoted\"".to_string()),
+        ]),
+        starts_at: t - 60_000,
+        ends_at: t + 4 * 60_000,
+        generator_url: format!("http://pi.local:9099/graph?g0.expr=up+%3D%3D+0&name={name}"),
+    }
+}
+
+/// Polls `n` on its own monotonic clock until `done` or `limit`.
+fn drive(n: &mut Notifier, limit: Duration, done: impl Fn(&Notifier) -> bool) -> bool {
+    let start = Instant::now();
+    while !done(n) {
+        if start.elapsed() > limit {
+            return false;
+        }
+        n.poll(start.elapsed().as_millis() as i64);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+fn am_alerts(port: u16) -> String {
+    let (status, _, body) = http_get(port, "/api/v2/alerts", "");
+    assert_eq!(status, 200);
+    String::from_utf8(body).unwrap()
+}
+
+/// The top-level objects of a JSON array (brace depth outside strings), as text.
+fn array_objects(json: &str) -> Vec<&str> {
+    let (mut out, mut depth, mut start, mut in_str, mut esc) = (Vec::new(), 0, 0, false, false);
+    for (i, c) in json.char_indices() {
+        match (in_str, esc, c) {
+            (true, true, _) => esc = false,
+            (true, false, '\\') => esc = true,
+            (true, false, '"') => in_str = false,
+            (true, false, _) => {}
+            (false, _, '"') => in_str = true,
+            (false, _, '{') => {
+                if depth == 0 {
+                    start = i;
+                }
+                depth += 1;
+            }
+            (false, _, '}') => {
+                depth -= 1;
+                if depth == 0 {
+                    out.push(&json[start..=i]);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The JSON object of the alert named `name` in Alertmanager's answer.
+fn alert_object<'a>(json: &'a str, name: &str) -> Option<&'a str> {
+    let want = format!("\"alertname\":\"{name}\"");
+    array_objects(json).into_iter().find(|o| o.contains(&want))
+}
+
+#[test]
+fn alerts_arrive_with_labels_annotations_times_and_generator_url() {
+    let Some(bin) = stack_bin("prometheus-alertmanager") else {
+        return;
+    };
+    let dir = temp_dir("arrive");
+    let port = free_port();
+    let Some(_am) = start_alertmanager(&bin, port, &dir) else {
+        return;
+    };
+    let ext = Labels::from_pairs([("site", "garage")]);
+    let mut n = Notifier::new(&alerting(port), ext, Some(&dir.join("queue")), 100).unwrap();
+    let a = firing("DiskFull", "critical");
+    n.send(std::slice::from_ref(&a));
+    assert!(drive(&mut n, Duration::from_secs(10), |n| n.metrics().sent == 1));
+    assert_eq!(n.metrics().queue_length, 0);
+    let json = am_alerts(port);
+    let obj = alert_object(&json, "DiskFull").unwrap_or_else(|| panic!("not in {json}"));
+    for want in [
+        "\"severity\":\"critical\"".to_string(),
+        "\"site\":\"garage\"".to_string(),
+        "\"summary\":\"DiskFull on the device\"".to_string(),
+        r#""description":"value is 0.93 \"quoted\"""#.to_string(),
+        format!("\"startsAt\":\"{}\"", rfc3339(a.starts_at)),
+        format!("\"endsAt\":\"{}\"", rfc3339(a.ends_at)),
+        format!(
+            "\"generatorURL\":\"{}\"",
+            a.generator_url.replace('&', "\\u0026")
+        ),
+        "\"state\":\"active\"".to_string(),
+    ] {
+        assert!(obj.contains(&want), "{want} not in {obj}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn queued_alerts_arrive_after_an_alertmanager_outage_and_a_promlet_restart() {
+    let Some(bin) = stack_bin("prometheus-alertmanager") else {
+        return;
+    };
+    let dir = temp_dir("outage");
+    let queue = dir.join("queue");
+    let port = free_port();
+    let Some(am) = start_alertmanager(&bin, port, &dir) else {
+        return;
+    };
+    let mut n = Notifier::new(&alerting(port), Labels::new(), Some(&queue), 100).unwrap();
+    n.send(&[firing("Before", "info")]);
+    assert!(drive(&mut n, Duration::from_secs(10), |n| n.metrics().sent == 1));
+    assert!(alert_object(&am_alerts(port), "Before").is_some());
+
+    // Alertmanager goes away; two alerts fire and fail to go out.
+    drop(am);
+    n.send(&[
+        firing("DuringOutage", "critical"),
+        firing("Heartbeat", "none"),
+    ]);
+    assert!(drive(&mut n, Duration::from_secs(10), |n| n
+        .metrics()
+        .errors
+        >= 4));
+    assert_eq!(n.metrics().queue_length, 2);
+
+    // promlet restarts while Alertmanager is still down.
+    drop(n);
+    let mut n = Notifier::new(&alerting(port), Labels::new(), Some(&queue), 100).unwrap();
+    assert_eq!(n.metrics().queue_length, 2, "the queue did not survive");
+    assert!(drive(&mut n, Duration::from_secs(10), |n| n
+        .metrics()
+        .errors
+        >= 2));
+
+    // Alertmanager returns (its own in-memory alerts are gone); the queue drains into it.
+    let _am = start_alertmanager(&bin, port, &dir).unwrap();
+    assert!(
+        drive(&mut n, Duration::from_secs(30), |n| n.metrics().sent == 2),
+        "{:?}",
+        n.metrics()
+    );
+    assert_eq!(n.metrics().queue_length, 0);
+    let json = am_alerts(port);
+    for name in ["DuringOutage", "Heartbeat"] {
+        let obj = alert_object(&json, name).unwrap_or_else(|| panic!("{name} not in {json}"));
+        assert!(
+            obj.contains("\"generatorURL\":\"http://pi.local:9099/graph"),
+            "{obj}"
+        );
+    }
+    // Reopened once more, nothing is left to send.
+    drop(n);
+    let n = Notifier::new(&alerting(port), Labels::new(), Some(&queue), 100).unwrap();
+    assert_eq!(n.metrics().queue_length, 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
