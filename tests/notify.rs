@@ -167,7 +167,14 @@ fn alerts_arrive_with_labels_annotations_times_and_generator_url() {
         return;
     };
     let ext = Labels::from_pairs([("site", "garage")]);
-    let mut n = Notifier::new(&alerting(port), ext, Some(&dir.join("queue")), 100).unwrap();
+    let mut n = Notifier::new(
+        &alerting(port),
+        ext,
+        Some(&dir.join("queue")),
+        100,
+        Default::default(),
+    )
+    .unwrap();
     let a = firing("DiskFull", "critical");
     n.send(std::slice::from_ref(&a));
     assert!(drive(&mut n, Duration::from_secs(10), |n| n.metrics().sent == 1));
@@ -203,7 +210,14 @@ fn queued_alerts_arrive_after_an_alertmanager_outage_and_a_promlet_restart() {
     let Some(am) = start_alertmanager(&bin, port, &dir) else {
         return;
     };
-    let mut n = Notifier::new(&alerting(port), Labels::new(), Some(&queue), 100).unwrap();
+    let mut n = Notifier::new(
+        &alerting(port),
+        Labels::new(),
+        Some(&queue),
+        100,
+        Default::default(),
+    )
+    .unwrap();
     n.send(&[firing("Before", "info")]);
     assert!(drive(&mut n, Duration::from_secs(10), |n| n.metrics().sent == 1));
     assert!(alert_object(&am_alerts(port), "Before").is_some());
@@ -222,7 +236,14 @@ fn queued_alerts_arrive_after_an_alertmanager_outage_and_a_promlet_restart() {
 
     // promlet restarts while Alertmanager is still down.
     drop(n);
-    let mut n = Notifier::new(&alerting(port), Labels::new(), Some(&queue), 100).unwrap();
+    let mut n = Notifier::new(
+        &alerting(port),
+        Labels::new(),
+        Some(&queue),
+        100,
+        Default::default(),
+    )
+    .unwrap();
     assert_eq!(n.metrics().queue_length, 2, "the queue did not survive");
     assert!(drive(&mut n, Duration::from_secs(10), |n| n
         .metrics()
@@ -247,7 +268,14 @@ fn queued_alerts_arrive_after_an_alertmanager_outage_and_a_promlet_restart() {
     }
     // Reopened once more, nothing is left to send.
     drop(n);
-    let n = Notifier::new(&alerting(port), Labels::new(), Some(&queue), 100).unwrap();
+    let n = Notifier::new(
+        &alerting(port),
+        Labels::new(),
+        Some(&queue),
+        100,
+        Default::default(),
+    )
+    .unwrap();
     assert_eq!(n.metrics().queue_length, 0);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -88,10 +88,12 @@ pub struct Config {
     pub collectors: CollectorsConfig,
     /// `alerting:` (Alertmanagers, alert relabeling); decoded in `notify::config`.
     pub alerting: crate::notify::config::AlertingConfig,
+    /// `notify:` (the local route tree, Alertmanager's format); decoded in `notify::route`.
+    pub notify: crate::notify::route::RouteConfig,
 }
 
 /// Keys allowed at the top level.
-pub const TOP_LEVEL_KEYS: &[&str] = &["global", "collectors", "alerting"];
+pub const TOP_LEVEL_KEYS: &[&str] = &["global", "collectors", "alerting", "notify"];
 const GLOBAL_KEYS: &[&str] = &[
     "scrape_interval",
     "scrape_timeout",
@@ -136,6 +138,7 @@ impl Config {
                 "global" => timeout_set = decode_global(&d, v, &mut cfg.global)?,
                 "collectors" => cfg.collectors = decode_collectors(&d, v, collectors)?,
                 "alerting" => cfg.alerting = crate::notify::config::decode_alerting(&d, v)?,
+                "notify" => cfg.notify = crate::notify::route::decode_notify(&d, v)?,
                 _ => unreachable!("entries() rejects unknown keys"),
             }
         }

@@ -18,6 +18,7 @@
 pub mod config;
 pub mod notifier;
 pub mod queue;
+pub mod route;
 pub mod sender;
 
 pub use notifier::{Notifier, NotifierMetrics};

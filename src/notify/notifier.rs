@@ -14,10 +14,11 @@
 
 use super::config::AlertingConfig;
 use super::queue::Queue;
-use super::sender::{basic_authorization, Job, Sender, Target};
+use super::sender::{basic_authorization, SharedSender, Target};
 use super::{encode_v2, OutgoingAlert};
 use crate::model::Labels;
 use std::path::Path;
+use std::rc::Rc;
 
 /// Alerts per POST, as Prometheus's notifier (`maxBatchSize`).
 pub const BATCH_SIZE: usize = 256;
@@ -50,9 +51,8 @@ pub struct Notifier {
     queue: Queue,
     targets: Vec<Target>,
     external_labels: Labels,
-    sender: Option<Sender>,
+    sender: Rc<SharedSender>,
     in_flight: Option<InFlight>,
-    next_job: u64,
     backoff_ms: i64,
     retry_at: i64,
     sent: u64,
@@ -69,6 +69,7 @@ impl Notifier {
         external_labels: Labels,
         dir: Option<&Path>,
         capacity: usize,
+        sender: Rc<SharedSender>,
     ) -> std::io::Result<Notifier> {
         let queue = match dir {
             Some(d) => Queue::open(d, capacity)?,
@@ -84,9 +85,8 @@ impl Notifier {
             queue,
             targets: Vec::new(),
             external_labels,
-            sender: None,
+            sender,
             in_flight: None,
-            next_job: 1,
             backoff_ms: MIN_BACKOFF_MS,
             retry_at: i64::MIN,
             sent: 0,
@@ -150,67 +150,48 @@ impl Notifier {
     }
 
     fn collect_outcomes(&mut self, now: i64) {
-        let Some(sender) = &self.sender else { return };
-        while let Some(out) = sender.try_recv() {
-            let Some(f) = self.in_flight.take_if(|f| f.job == out.id) else {
-                continue;
-            };
-            let n = f.seqs.len() as u64;
-            self.errors += n * out.errors.len() as u64;
-            if out.delivered > 0 {
-                self.queue.ack(&f.seqs);
-                self.sent += n;
-                self.backoff_ms = MIN_BACKOFF_MS;
-                self.retry_at = i64::MIN;
-                if !self.last_error.is_empty() {
-                    crate::log::info("alertmanager delivery resumed");
-                    self.last_error.clear();
-                }
-            } else {
-                self.retry_at = now + self.backoff_ms;
-                self.backoff_ms = (self.backoff_ms * 2).min(MAX_BACKOFF_MS);
+        let Some(f) = &self.in_flight else { return };
+        let Some(out) = self.sender.take(f.job) else {
+            return;
+        };
+        let Some(f) = self.in_flight.take() else {
+            return;
+        };
+        let n = f.seqs.len() as u64;
+        self.errors += n * out.errors.len() as u64;
+        if out.delivered > 0 {
+            self.queue.ack(&f.seqs);
+            self.sent += n;
+            self.backoff_ms = MIN_BACKOFF_MS;
+            self.retry_at = i64::MIN;
+            if !self.last_error.is_empty() {
+                crate::log::info("alertmanager delivery resumed");
+                self.last_error.clear();
             }
-            let why = out.errors.join("; ");
-            if !why.is_empty() && why != self.last_error {
-                crate::log::warn(&format!(
-                    "alert delivery failed ({} queued): {why}",
-                    self.queue.len()
-                ));
-                self.last_error = why;
-            }
+        } else {
+            self.retry_at = now + self.backoff_ms;
+            self.backoff_ms = (self.backoff_ms * 2).min(MAX_BACKOFF_MS);
+        }
+        let why = out.errors.join("; ");
+        if !why.is_empty() && why != self.last_error {
+            crate::log::warn(&format!(
+                "alert delivery failed ({} queued): {why}",
+                self.queue.len()
+            ));
+            self.last_error = why;
         }
     }
 
     fn start_batch(&mut self, now: i64) {
-        if self.sender.is_none() {
-            match Sender::start() {
-                Ok(s) => self.sender = Some(s),
-                Err(e) => {
-                    crate::log::error(&format!("cannot start the alert sender thread: {e}"));
-                    self.retry_at = now + MAX_BACKOFF_MS;
-                    return;
-                }
-            }
-        }
         let seqs: Vec<u64> = self.queue.head(BATCH_SIZE).map(|(s, _)| s).collect();
         let body = encode_v2(self.queue.head(BATCH_SIZE).map(|(_, a)| a));
-        let job = Job {
-            id: self.next_job,
-            targets: self.targets.clone(),
-            content_type: "application/json",
-            body,
-        };
-        self.next_job += 1;
-        let id = job.id;
-        if let Some(s) = &self.sender {
-            if s.try_submit(job).is_err() {
-                // The thread is gone (or wedged): start a new one at the next attempt.
-                self.sender = None;
-                self.retry_at = now + self.backoff_ms;
-                return;
-            }
+        match self
+            .sender
+            .submit(self.targets.clone(), "application/json", body)
+        {
+            Some(job) => self.in_flight = Some(InFlight { job, seqs }),
+            None => self.retry_at = now + self.backoff_ms,
         }
-        self.in_flight = Some(InFlight { job: id, seqs });
     }
 
     pub fn metrics(&self) -> NotifierMetrics {
@@ -323,7 +304,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let mut n = Notifier::new(&cfg(port), Labels::new(), None, 10).unwrap();
+        let mut n = Notifier::new(&cfg(port), Labels::new(), None, 10, Rc::default()).unwrap();
         n.send(&[alert("a"), alert("b")]);
         let start = Instant::now();
         drive(&mut n, start, |n| n.metrics().errors >= 2);
@@ -355,7 +336,7 @@ mod tests {
             String::from_utf8(got).unwrap()
         });
         let ext = Labels::from_pairs([("site", "pi"), ("alertname", "ignored")]);
-        let mut n = Notifier::new(&cfg(port), ext, None, 10).unwrap();
+        let mut n = Notifier::new(&cfg(port), ext, None, 10, Rc::default()).unwrap();
         n.send(&[alert("a")]);
         drive(&mut n, Instant::now(), |n| n.metrics().sent == 1);
         let req = server.join().unwrap();
@@ -370,10 +351,17 @@ mod tests {
 
     #[test]
     fn without_alertmanagers_nothing_is_queued_or_started() {
-        let mut n = Notifier::new(&AlertingConfig::default(), Labels::new(), None, 10).unwrap();
+        let mut n = Notifier::new(
+            &AlertingConfig::default(),
+            Labels::new(),
+            None,
+            10,
+            Rc::default(),
+        )
+        .unwrap();
         n.send(&[alert("a")]);
         assert_eq!(n.poll(0), None);
-        assert!(n.sender.is_none());
+        assert!(!n.sender.started());
         let mut s = String::new();
         n.write_metrics(&mut s);
         assert!(

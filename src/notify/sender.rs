@@ -11,6 +11,7 @@
 //! the process stays at 3 threads; a DNS lookup is bounded by the system resolver's own
 //! timeout, and only delays other deliveries, never the work loop.
 
+use std::cell::{Cell, RefCell};
 use std::net::ToSocketAddrs;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::Duration;
@@ -77,9 +78,83 @@ impl Sender {
         })
     }
 
+    fn is_dead(&self) -> bool {
+        matches!(
+            self.outcomes.try_recv(),
+            Err(std::sync::mpsc::TryRecvError::Disconnected)
+        )
+    }
+
     /// A finished job's outcome, if any.
     pub fn try_recv(&self) -> Option<Outcome> {
         self.outcomes.try_recv().ok()
+    }
+}
+
+/// The one sender, shared by the Alertmanager notifier and the local receivers (webhooks):
+/// starts its thread on first use, hands out job ids, and keeps outcomes until their owner
+/// asks for them by id.
+#[derive(Default)]
+pub struct SharedSender {
+    sender: RefCell<Option<Sender>>,
+    stash: RefCell<Vec<Outcome>>,
+    next_id: Cell<u64>,
+}
+
+impl SharedSender {
+    /// Queues a POST of `body` to `targets`; returns its id, or None when the channel is full
+    /// or the thread cannot start (the caller retries later).
+    pub fn submit(
+        &self,
+        targets: Vec<Target>,
+        content_type: &'static str,
+        body: Vec<u8>,
+    ) -> Option<u64> {
+        let mut slot = self.sender.borrow_mut();
+        if slot.is_none() {
+            match Sender::start() {
+                Ok(s) => *slot = Some(s),
+                Err(e) => {
+                    crate::log::error(&format!("cannot start the sender thread: {e}"));
+                    return None;
+                }
+            }
+        }
+        let id = self.next_id.get() + 1;
+        self.next_id.set(id);
+        let job = Job {
+            id,
+            targets,
+            content_type,
+            body,
+        };
+        match slot.as_ref()?.try_submit(job) {
+            Ok(()) => Some(id),
+            Err(_) => {
+                // Full, or the thread died: a dead one is replaced at the next submit.
+                if slot.as_ref().is_some_and(|s| s.is_dead()) {
+                    *slot = None;
+                }
+                None
+            }
+        }
+    }
+
+    /// The outcome of job `id`, once it is done.
+    pub fn take(&self, id: u64) -> Option<Outcome> {
+        let mut stash = self.stash.borrow_mut();
+        if let Some(s) = self.sender.borrow().as_ref() {
+            while let Some(o) = s.try_recv() {
+                stash.push(o);
+            }
+        }
+        let i = stash.iter().position(|o| o.id == id)?;
+        Some(stash.swap_remove(i))
+    }
+
+    /// Whether the thread was started (tests).
+    pub fn started(&self) -> bool {
+        self.sender.borrow().is_some()
     }
 }
 
