@@ -16,6 +16,7 @@
 //! and is counted.
 
 pub mod config;
+pub mod dispatch;
 pub mod notifier;
 pub mod queue;
 pub mod route;
