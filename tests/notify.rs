@@ -279,3 +279,165 @@ fn queued_alerts_arrive_after_an_alertmanager_outage_and_a_promlet_restart() {
     assert_eq!(n.metrics().queue_length, 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A webhook receiver: answers 200 to every POST and records (ms since `start`, body).
+fn webhook_listener(
+    start: Instant,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<(u128, String)>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(c) = c else { return };
+            let mut r = BufReader::new(c);
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    let mut body = vec![0; len];
+                    if r.read_exact(&mut body).is_err() {
+                        break;
+                    }
+                    let at = start.elapsed().as_millis();
+                    sink.lock()
+                        .unwrap()
+                        .push((at, String::from_utf8_lossy(&body).into_owned()));
+                    let _ = r
+                        .get_mut()
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+                }
+            }
+        }
+    });
+    (port, got)
+}
+
+#[test]
+fn local_route_tree_groups_dedups_and_repeats_to_webhook_and_exec() {
+    use promlet::config::Config;
+    use promlet::notify::dispatch::Dispatcher;
+    let dir = temp_dir("route");
+    let out = dir.join("exec-out");
+    std::fs::create_dir_all(&out).unwrap();
+    let start = Instant::now();
+    let (port, hooks) = webhook_listener(start);
+    let yaml = format!(
+        "notify:
+  route:
+    receiver: device
+    group_by: [alertname]
+    group_wait: 1s
+    group_interval: 1s
+    repeat_interval: 3s
+  receivers:
+  - name: device
+    webhook_configs: [{{url: 'http://127.0.0.1:{port}/hook'}}]
+    exec_configs:
+    - command: [sh, -c, 'cat > \"$0/$(date +%s%N).json\"', '{}']
+      timeout: 5s
+",
+        out.display()
+    );
+    let cfg = Config::parse(&yaml, "t.yml").unwrap().notify;
+    let mut d = Dispatcher::new(
+        cfg,
+        "http://pi:9099".into(),
+        dir.clone(),
+        Default::default(),
+    );
+    let t0 = now_ms();
+    let mut h1 = firing("A", "h1");
+    h1.labels = Labels::from_pairs([("alertname", "A"), ("host", "h1")]);
+    h1.ends_at = 0;
+    let mut h2 = h1.clone();
+    h2.labels = Labels::from_pairs([("alertname", "A"), ("host", "h2")]);
+    h1.starts_at = t0;
+    h2.starts_at = t0;
+    // The rule engine resends firing alerts on every evaluation; these ingests stand in for it.
+    let mut sent_h2 = false;
+    let mut resolved_h1 = false;
+    while start.elapsed() < Duration::from_millis(6600) {
+        let el = start.elapsed().as_millis();
+        let now = now_ms();
+        let mut batch = vec![h1.clone()];
+        if el >= 1200 {
+            batch.push(h2.clone());
+            sent_h2 = true;
+        }
+        if el >= 5500 && !resolved_h1 {
+            h1.ends_at = now;
+            batch[0] = h1.clone();
+            resolved_h1 = true;
+        }
+        if el < 5500 || el % 500 < 30 {
+            d.ingest(&batch, now);
+        }
+        d.poll(now);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(sent_h2 && resolved_h1);
+    // Let the last webhook and command finish.
+    for _ in 0..100 {
+        d.poll(now_ms());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let hooks = hooks.lock().unwrap().clone();
+    let times: Vec<u128> = hooks.iter().map(|h| h.0).collect();
+    assert_eq!(hooks.len(), 4, "webhook notifications at {times:?} ms");
+    // group_wait, then the new alert at the next group_interval, then nothing new until
+    // repeat_interval, then the resolution.
+    assert!((1000..1700).contains(&times[0]), "{times:?}");
+    assert!((2000..2700).contains(&times[1]), "{times:?}");
+    assert!(
+        times[2] >= times[1] + 3000 && times[2] < times[1] + 4200,
+        "{times:?}"
+    );
+    assert!(times[3] >= 5500, "{times:?}");
+    let count = |s: &str, pat: &str| s.matches(pat).count();
+    assert_eq!(count(&hooks[0].1, "\"fingerprint\""), 1);
+    assert_eq!(count(&hooks[1].1, "\"fingerprint\""), 2);
+    assert_eq!(count(&hooks[2].1, "\"fingerprint\""), 2);
+    for h in &hooks {
+        assert!(
+            h.1.contains(r#""version":"4","groupKey":"{}:{alertname=\"A\"}""#),
+            "{}",
+            h.1
+        );
+        assert!(
+            h.1.contains(r#""groupLabels":{"alertname":"A"}"#),
+            "{}",
+            h.1
+        );
+    }
+    assert!(
+        hooks[3]
+            .1
+            .contains(r#"{"status":"resolved","labels":{"alertname":"A","host":"h1"}"#),
+        "{}",
+        hooks[3].1
+    );
+    // The exec receiver got the same four payloads on stdin.
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let execs: Vec<String> = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    let bodies: Vec<String> = hooks.iter().map(|h| h.1.clone()).collect();
+    assert_eq!(execs, bodies);
+    let m = d.metrics();
+    assert_eq!((m.notifications, m.failed), (8, 0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
