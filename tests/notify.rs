@@ -280,10 +280,11 @@ fn queued_alerts_arrive_after_an_alertmanager_outage_and_a_promlet_restart() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Webhook bodies with the ms since the test's start when each arrived.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(u128, String)>>>;
+
 /// A webhook receiver: answers 200 to every POST and records (ms since `start`, body).
-fn webhook_listener(
-    start: Instant,
-) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<(u128, String)>>>) {
+fn webhook_listener(start: Instant) -> (u16, Received) {
     use std::io::{BufRead, BufReader, Read, Write};
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
