@@ -3,7 +3,7 @@
 //!
 //! Usage: `tsdb_writer DIR`. Opens the store under DIR (recovering it), continues every series
 //! after its newest recovered sample, and runs until killed. After each flush it prints
-//! `flushed K` (K = newest tick now durable) on stdout. Values are a pure function of (series,
+//! `flushed K` (K = newest tick now durable) or `flush failed K` on stdout. Values are a pure function of (series,
 //! tick), so a checker can verify every recovered sample exactly.
 
 use promlet::model::Labels;
@@ -52,8 +52,13 @@ fn main() {
             }
         }
         if tick % 7 == 6 {
+            let errors = st.stats().persist_errors;
             st.flush(mono + Duration::from_millis(tick as u64));
-            let _ = writeln!(out, "flushed {tick}");
+            if st.stats().persist_errors == errors {
+                let _ = writeln!(out, "flushed {tick}");
+            } else {
+                let _ = writeln!(out, "flush failed {tick}");
+            }
             let _ = out.flush();
         }
         tick += 1;

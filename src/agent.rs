@@ -1,8 +1,11 @@
 //! The agent: wires the modules together and runs the single-threaded main loop.
 //!
 //! Owns: start-up, the collection schedule (monotonic clock), wall-clock step detection,
-//! `/metrics` with promlet's self-metrics, `/-/healthy`, `/-/ready`, `/-/reload`, `/-/quit`,
-//! reload (SIGHUP, HTTP) and shutdown (SIGTERM, SIGINT, `/-/quit`).
+//! the store (opened from `--storage.tsdb.*`, fed every cycle, flushed on its schedule and at
+//! shutdown), `/metrics` with promlet's self-metrics, the Prometheus HTTP API routes
+//! (`/api/v1/...`, handlers in `http::api_v1`, the store as their Querier), `/-/healthy`,
+//! `/-/ready`, `/-/reload`, `/-/quit`, reload (SIGHUP, HTTP) and shutdown (SIGTERM, SIGINT,
+//! `/-/quit`).
 //! Must not touch: business logic of other modules; it only calls them.
 //!
 //! Threads: everything runs in `async_io::block_on(executor.run(..))` on the main thread;
@@ -16,14 +19,20 @@
 //! Cargo.toml overrides it; the binary is no larger); level 6 gives 10.4 KB in 2.6 ms, so no.
 //! miniz_oxide adds 26 KiB stripped. The CPU is paid only by clients that ask for it, and on a
 //! device behind Wi-Fi or a metered uplink it saves ~48 KB per scrape (~280 MB/day at 15 s).
+//!
+//! Queries run synchronously on the work thread: while one runs, collection and other
+//! requests wait. `--query.timeout` (checked by the engine as it evaluates) and
+//! `--query.max-samples` bound that wait and the memory one query can take.
 
 use crate::cli::{Args, LogFormat};
 use crate::collect::{CollectorDef, CollectorOptions, Context, Driver};
 use crate::config::Config;
 use crate::expo::{self, MetricSet, MetricType};
+use crate::http::api_v1::{self, ApiResponse, BuildInfo, MetricMetadata};
 use crate::http::{self, Limits, Request, Response, Router, Server, ServerStats, Shutdown};
-use crate::model::{Clock, Labels, StepDetector, SystemClock, Timestamp};
-use crate::tsdb::Appender;
+use crate::model::{Clock, StepDetector, SystemClock, Timestamp};
+use crate::promql::EngineOpts;
+use crate::tsdb::{Appender, OsFs, Querier, SharedStore, Store};
 use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 use futures_lite::StreamExt;
@@ -73,9 +82,32 @@ pub fn build_driver(cfg: &Config, args: &Args) -> Result<Driver, String> {
 
 /// Loads the configuration named by the flags, or the embedded one.
 pub fn load_config(args: &Args) -> Result<Config, String> {
+    load_config_text(args).map(|(c, _)| c)
+}
+
+/// [`load_config`] plus the text it was parsed from (for `/api/v1/status/config`).
+pub fn load_config_text(args: &Args) -> Result<(Config, String), String> {
     match &args.config_file {
-        Some(p) => Config::load(p).map_err(|e| e.to_string()),
-        None => Ok(Config::embedded()),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
+            let cfg = Config::parse(&text, &p.display().to_string()).map_err(|e| e.to_string())?;
+            Ok((cfg, text))
+        }
+        None => Ok((
+            Config::embedded(),
+            crate::config::DEFAULT_CONFIG.to_string(),
+        )),
+    }
+}
+
+/// The engine's limits from the `--query.*` flags.
+pub fn engine_options(args: &Args) -> EngineOpts {
+    EngineOpts {
+        timeout: args.query_timeout,
+        max_samples: args.query_max_samples,
+        lookback_delta: i64::try_from(args.query_lookback_delta.as_millis()).unwrap_or(i64::MAX),
+        ..EngineOpts::default()
     }
 }
 
@@ -112,6 +144,11 @@ pub struct State {
     /// Where each cycle's samples go. None until the TSDB is wired in: the cycle then only
     /// checks the clock. (Seam for the TSDB issue.)
     pub appender: Option<Box<dyn Appender>>,
+    /// The store behind `appender`, for its self-metrics (and the query API).
+    pub tsdb: Option<SharedStore>,
+    pub engine: EngineOpts,
+    /// The text the running configuration was parsed from.
+    pub config_text: String,
     pub stats: SelfStats,
     steps: StepDetector,
     /// Reused between /metrics requests and cycles so collections stop allocating.
@@ -125,10 +162,13 @@ impl State {
     pub fn new(args: Args, config: Config, driver: Driver) -> State {
         let interval = config.global.scrape_interval;
         State {
+            engine: engine_options(&args),
             args,
             config,
             driver,
             appender: None,
+            tsdb: None,
+            config_text: String::new(),
             stats: SelfStats {
                 last_reload_ok: true,
                 last_reload_success_s: SystemClock.wall_ms() as f64 / 1000.0,
@@ -142,9 +182,10 @@ impl State {
         }
     }
 
-    /// One scheduled cycle: check the wall clock against the monotonic one, then (with a
-    /// store attached) collect and append every sample stamped with the wall-clock time.
-    pub fn cycle(&mut self, clock: &dyn Clock) {
+    /// One scheduled cycle: check the wall clock against the monotonic one, then collect
+    /// (self-metrics included, as Prometheus scraping promlet would store them) and append
+    /// every sample to the store, stamped with the wall-clock time.
+    pub fn cycle(&mut self, clock: &dyn Clock, server: &ServerStats) {
         let mono = clock.monotonic();
         let now = clock.wall_ms();
         self.stats.cycles += 1;
@@ -155,29 +196,53 @@ impl State {
                  samples are stamped with the new time from now on"
             ));
         }
-        let Some(app) = self.appender.as_mut() else {
+        if self.appender.is_none() {
             return;
-        };
-        self.cycle_buf.clear();
+        }
+        let mut set = std::mem::take(&mut self.cycle_buf);
+        set.clear();
         let ctx = Context {
             roots: &self.args.roots,
             now_ms: now,
         };
-        self.driver.collect(&ctx, &mut self.cycle_buf);
-        self.stats.append_errors += append_all(&self.cycle_buf, now, app.as_mut());
+        self.driver.collect(&ctx, &mut set);
+        self.self_metrics(&mut set, server);
+        if let Some(app) = self.appender.as_mut() {
+            self.stats.append_errors += append_all(&set, now, app.as_mut());
+        }
+        self.cycle_buf = set;
+    }
+
+    /// Metadata of every family the last cycle stored (for `/api/v1/metadata`).
+    fn metadata(&self) -> Vec<MetricMetadata> {
+        self.cycle_buf
+            .families()
+            .map(|f| MetricMetadata {
+                metric: f.name.to_string(),
+                // Prometheus's metadata API says "unknown" where text 0.0.4 says "untyped".
+                kind: match f.typ {
+                    MetricType::Untyped => "unknown",
+                    t => t.as_text(),
+                }
+                .to_string(),
+                help: f.help.to_string(),
+                unit: String::new(),
+            })
+            .collect()
     }
 
     /// Re-reads the configuration and rebuilds the collectors; on error keeps the running
     /// configuration. Logs either way.
     pub fn reload(&mut self) -> Result<(), String> {
-        let result = load_config(&self.args).and_then(|cfg| {
+        let result = load_config_text(&self.args).and_then(|(cfg, text)| {
             let driver = build_driver(&cfg, &self.args)?;
-            Ok((cfg, driver))
+            Ok((cfg, text, driver))
         });
         match result {
-            Ok((cfg, driver)) => {
+            Ok((cfg, text, driver)) => {
                 self.steps.tolerance = step_tolerance(cfg.global.scrape_interval);
                 self.config = cfg;
+                self.config_text = text;
                 self.driver = driver;
                 self.stats.last_reload_ok = true;
                 self.stats.last_reload_success_s = SystemClock.wall_ms() as f64 / 1000.0;
@@ -195,6 +260,63 @@ impl State {
                 Err(e)
             }
         }
+    }
+
+    /// What the API reads: the store, or nothing when none is attached (unit tests).
+    fn querier(&self) -> &dyn Querier {
+        match &self.tsdb {
+            Some(s) => s,
+            None => &NoStore,
+        }
+    }
+
+    /// `/api/v1/status/runtimeinfo`: the fields that mean something here, as JSON values.
+    fn runtime_info(&self) -> Vec<(String, String)> {
+        let q = |s: &str| {
+            let mut out = Vec::new();
+            http::json::write_str(&mut out, s);
+            String::from_utf8(out).unwrap_or_default()
+        };
+        let ts = |secs: f64| q(&crate::log::format_rfc3339_ms((secs * 1000.0) as i64));
+        let start = ProcessStats::read_self(self.boot_time_s).start_time_s;
+        let cwd = std::env::current_dir()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let given = |name: &str, default: &str| {
+            self.args
+                .given_flags
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map_or(default.to_string(), |(_, v)| v.clone())
+        };
+        let mut retention = given("storage.tsdb.retention.size", "16MB");
+        if self.args.tsdb.retention_ms.is_some() {
+            retention = format!(
+                "{} or {retention}",
+                given("storage.tsdb.retention.time", "")
+            );
+        }
+        vec![
+            ("startTime".into(), start.map_or("null".into(), ts)),
+            ("CWD".into(), q(&cwd)),
+            (
+                "reloadConfigSuccess".into(),
+                self.stats.last_reload_ok.to_string(),
+            ),
+            (
+                "lastConfigTime".into(),
+                ts(self.stats.last_reload_success_s),
+            ),
+            (
+                "corruptionCount".into(),
+                self.tsdb
+                    .as_ref()
+                    .map_or(0, |s| s.0.borrow().stats().corrupt_records)
+                    .to_string(),
+            ),
+            ("storageRetention".into(), q(&retention)),
+        ]
     }
 
     fn config_name(&self) -> String {
@@ -237,6 +359,9 @@ impl State {
     }
 
     fn self_metrics(&self, set: &mut MetricSet, server: &ServerStats) {
+        if let Some(store) = &self.tsdb {
+            store.0.borrow().write_metrics(set);
+        }
         let p = ProcessStats::read_self(self.boot_time_s);
         let g = MetricType::Gauge;
         if let Some(v) = p.cpu_seconds {
@@ -316,6 +441,19 @@ impl State {
         );
         let s = &self.stats;
         set.single(
+            "promlet_append_errors_total",
+            "Samples of collection cycles the store refused (reasons in \
+             promlet_tsdb_samples_rejected_total).",
+            MetricType::Counter,
+            s.append_errors as f64,
+        );
+        set.single(
+            "promlet_collection_cycles_total",
+            "Collection cycles run (each appends to the store).",
+            MetricType::Counter,
+            s.cycles as f64,
+        );
+        set.single(
             "promlet_clock_steps_total",
             "Wall-clock steps detected between collection cycles (e.g. NTP setting the clock \
              of a device without RTC).",
@@ -378,6 +516,32 @@ impl State {
     }
 }
 
+/// The empty store the API sees when none is attached.
+struct NoStore;
+
+impl Querier for NoStore {
+    fn select(
+        &self,
+        _: &[crate::model::Matcher],
+        _: Timestamp,
+        _: Timestamp,
+    ) -> Vec<crate::tsdb::SeriesSamples> {
+        Vec::new()
+    }
+    fn label_names(&self, _: &[crate::model::Matcher], _: Timestamp, _: Timestamp) -> Vec<String> {
+        Vec::new()
+    }
+    fn label_values(
+        &self,
+        _: &str,
+        _: &[crate::model::Matcher],
+        _: Timestamp,
+        _: Timestamp,
+    ) -> Vec<String> {
+        Vec::new()
+    }
+}
+
 /// Wall-clock movements beyond scheduling jitter and NTP slewing (500 ppm) count as steps.
 fn step_tolerance(interval: Duration) -> Duration {
     Duration::from_secs(1) + interval / 1000
@@ -388,17 +552,17 @@ fn step_tolerance(interval: Duration) -> Duration {
 pub fn append_all(set: &MetricSet, t: Timestamp, app: &mut dyn Appender) -> u64 {
     let mut errors = 0;
     let mut name = String::new();
+    // Reused for every sample: the store finds existing series from these parts without
+    // allocating (Appender::append_parts).
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
     for s in set.samples() {
         name.clear();
         name.push_str(s.family_name());
         name.push_str(s.suffix());
-        // One Labels per sample: the Appender trait takes `&Labels`. A series-ref cache
-        // belongs to the TSDB side of the seam.
-        let labels = Labels::from_pairs(
-            std::iter::once((crate::model::METRIC_NAME, name.as_str())).chain(s.labels()),
-        );
+        pairs.clear();
+        pairs.extend(s.labels());
         if app
-            .append(&labels, s.timestamp().unwrap_or(t), s.value())
+            .append_parts(&name, &pairs, s.timestamp().unwrap_or(t), s.value())
             .is_err()
         {
             errors += 1;
@@ -609,6 +773,7 @@ fn routes(state: Rc<RefCell<State>>, server: Rc<ServerStats>, shutdown: Shutdown
         shutdown.trigger();
         Response::text(200, "Requesting termination... Goodbye!\n")
     });
+    api_routes(&mut r, &state);
     r.get("/", |_| {
         Response::new(200)
             .header("Content-Type", "text/html; charset=utf-8")
@@ -621,15 +786,140 @@ fn routes(state: Rc<RefCell<State>>, server: Rc<ServerStats>, shutdown: Shutdown
     r
 }
 
+/// Form parameters of an API request, or the bad_data answer Prometheus gives when they
+/// cannot be decoded.
+fn api_params(req: &Request) -> Result<Vec<(String, String)>, Response> {
+    req.params().map_err(|e| {
+        let mut j = http::json::Json::new();
+        j.begin_object();
+        j.key("status").string("error");
+        j.key("errorType").string("bad_data");
+        j.key("error")
+            .string(&format!("error parsing form values: {e}"));
+        j.end_object();
+        Response::new(400)
+            .header("Content-Type", "application/json")
+            .body(j.into_bytes())
+    })
+}
+
+/// API bodies are gzipped when the client allows it (Grafana and Prometheus clients do), as
+/// Prometheus does; small ones are not worth the header.
+fn api_response(req: &Request, r: ApiResponse) -> Response {
+    let gzip = r.body.len() > 1024
+        && req
+            .header("accept-encoding")
+            .is_some_and(http::gzip::accepts_gzip);
+    let mut resp: Response = r.into();
+    if gzip {
+        resp.body = http::gzip::gzip(&resp.body);
+        resp = resp
+            .header("Content-Encoding", "gzip")
+            .header("Vary", "Accept-Encoding");
+    }
+    resp
+}
+
+/// Adds a route whose handler gets the request's form parameters and the state.
+fn api_route(
+    r: &mut Router,
+    methods: &'static [&'static str],
+    pattern: &'static str,
+    state: &Rc<RefCell<State>>,
+    f: impl Fn(&Request, &[(String, String)], &State) -> ApiResponse + 'static,
+) {
+    let st = state.clone();
+    r.route(methods, pattern, move |req| {
+        let params = match api_params(req) {
+            Ok(p) => p,
+            Err(resp) => return resp,
+        };
+        let resp = f(req, &params, &st.borrow());
+        api_response(req, resp)
+    });
+}
+
+const GET_POST: &[&str] = &["GET", "POST"];
+
+/// The Prometheus HTTP API v1 over the agent's store.
+fn api_routes(r: &mut Router, state: &Rc<RefCell<State>>) {
+    api_route(r, GET_POST, "/api/v1/query", state, |_, p, st| {
+        api_v1::query(p, st.querier(), SystemClock.wall_ms(), &st.engine)
+    });
+    api_route(r, GET_POST, "/api/v1/query_range", state, |_, p, st| {
+        api_v1::query_range(p, st.querier(), SystemClock.wall_ms(), &st.engine)
+    });
+    api_route(r, GET_POST, "/api/v1/series", state, |_, p, st| {
+        api_v1::series(p, st.querier())
+    });
+    api_route(r, GET_POST, "/api/v1/labels", state, |_, p, st| {
+        api_v1::labels(p, st.querier())
+    });
+    api_route(r, &["GET"], "/api/v1/label/*", state, |req, p, st| {
+        let name = req
+            .path
+            .strip_prefix("/api/v1/label/")
+            .and_then(|rest| rest.strip_suffix("/values"))
+            .unwrap_or("");
+        api_v1::label_values(name, p, st.querier())
+    });
+    api_route(r, &["GET"], "/api/v1/metadata", state, |_, p, st| {
+        api_v1::metadata(p, &st.metadata())
+    });
+    api_route(r, GET_POST, "/api/v1/format_query", state, |_, p, _| {
+        api_v1::format_query(p)
+    });
+    api_route(r, &["GET"], "/api/v1/status/buildinfo", state, |_, _, _| {
+        api_v1::buildinfo(&BuildInfo {
+            version: crate::VERSION.into(),
+            revision: REVISION.into(),
+            // The toolchain, in the field clients know as the Go version.
+            go_version: RUSTC_VERSION.into(),
+            ..BuildInfo::default()
+        })
+    });
+    api_route(r, &["GET"], "/api/v1/status/config", state, |_, _, st| {
+        api_v1::status_config(&st.config_text)
+    });
+    api_route(r, &["GET"], "/api/v1/status/flags", state, |_, _, st| {
+        api_v1::status_flags(&flag_values(&st.args))
+    });
+    api_route(
+        r,
+        &["GET"],
+        "/api/v1/status/runtimeinfo",
+        state,
+        |_, _, st| api_v1::status_runtimeinfo(&st.runtime_info()),
+    );
+    api_route(r, &["GET"], "/api/v1/status/tsdb", state, |_, p, st| {
+        api_v1::status_tsdb(p, st.querier(), SystemClock.wall_ms())
+    });
+}
+
+/// Every flag of the table with the value in force (the last one given, else its default),
+/// sorted by name as Prometheus lists them.
+fn flag_values(args: &Args) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = crate::cli::defs::FLAGS
+        .iter()
+        .map(|f| {
+            let given = args.given_flags.iter().rev().find(|(n, _)| n == f.name);
+            let v = given.map_or(f.default, |(_, v)| v.as_str());
+            (f.name.to_string(), v.to_string())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// The collection schedule on the monotonic clock. Falls behind gracefully: a late tick runs
 /// once and the schedule restarts from now (no burst of catch-up cycles).
-async fn collection_loop(state: Rc<RefCell<State>>) {
+async fn collection_loop(state: Rc<RefCell<State>>, server: Rc<ServerStats>) {
     let mut next = Instant::now();
     loop {
         Timer::at(next).await;
         let interval = {
             let mut st = state.borrow_mut();
-            st.cycle(&SystemClock);
+            st.cycle(&SystemClock, &server);
             st.config.global.scrape_interval
         };
         next += interval;
@@ -637,6 +927,14 @@ async fn collection_loop(state: Rc<RefCell<State>>) {
         if next < now {
             next = now + interval;
         }
+    }
+}
+
+/// Housekeeping and flushes of the TSDB, on the deadlines it asks for.
+async fn tsdb_loop(store: SharedStore) {
+    loop {
+        let next = store.0.borrow_mut().poll(Instant::now());
+        Timer::at(next).await;
     }
 }
 
@@ -675,7 +973,7 @@ pub fn run(args: Args) -> i32 {
         crate::log::error(&msg);
         crate::cli::EXIT_FAILURE
     };
-    let config = match load_config(&args) {
+    let (config, config_text) = match load_config_text(&args) {
         Ok(c) => c,
         Err(e) => return fail(format!("error loading config: {e}")),
     };
@@ -735,7 +1033,27 @@ pub fn run(args: Args) -> i32 {
             collectors.join(",")
         }
     ));
-    let state = Rc::new(RefCell::new(State::new(args, config, driver)));
+    let started = Instant::now();
+    let store = SharedStore::new(Store::open(
+        args.tsdb.clone(),
+        &args.storage_path,
+        Box::new(OsFs),
+    ));
+    {
+        let st = store.0.borrow();
+        crate::log::info(&format!(
+            "TSDB opened in {} ms: {} series, {} samples recovered, {} damaged records skipped",
+            started.elapsed().as_millis(),
+            st.series_count(),
+            st.stats().samples_recovered,
+            st.stats().corrupt_records
+        ));
+    }
+    let mut state = State::new(args, config, driver);
+    state.config_text = config_text;
+    state.appender = Some(Box::new(store.clone()));
+    state.tsdb = Some(store.clone());
+    let state = Rc::new(RefCell::new(state));
     let shutdown = Shutdown::new();
     let server = Server::new(limits);
     let router = routes(state.clone(), server.stats(), shutdown.clone());
@@ -750,11 +1068,15 @@ pub fn run(args: Args) -> i32 {
     };
     crate::log::info(&format!("listening on {local}"));
     let result = async_io::block_on(ex.run(async {
-        ex.spawn(collection_loop(state.clone())).detach();
+        ex.spawn(collection_loop(state.clone(), server.stats()))
+            .detach();
+        ex.spawn(tsdb_loop(store.clone())).detach();
         ex.spawn(signal_loop(signals, state.clone(), shutdown.clone()))
             .detach();
         server.serve(listener, counted, shutdown.wait()).await
     }));
+    // Make everything collected so far durable before exiting.
+    store.0.borrow_mut().flush(Instant::now());
     match result {
         Ok(()) => {
             crate::log::info("see you next time!");
@@ -767,6 +1089,7 @@ pub fn run(args: Args) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Labels;
     use crate::tsdb::AppendError;
     use std::cell::Cell;
 
@@ -895,6 +1218,37 @@ mod tests {
         );
     }
 
+    #[test]
+    fn cycle_stores_collectors_and_self_metrics_for_the_api() {
+        let args = Args::default();
+        let cfg = Config::embedded();
+        let driver = build_driver(&cfg, &args).unwrap();
+        let mut st = State::new(args, cfg, driver);
+        let store = SharedStore::new(Store::new(Default::default()));
+        st.appender = Some(Box::new(store.clone()));
+        st.tsdb = Some(store);
+        let clock = FakeClock {
+            mono: Cell::new(Instant::now()),
+            wall: Cell::new(1_000_000),
+        };
+        let server = ServerStats::default();
+        st.cycle(&clock, &server);
+        let names = st.querier().label_values("__name__", &[], 0, 2_000_000);
+        for n in [
+            "node_load1",
+            "promlet_collection_cycles_total",
+            "promlet_tsdb_series",
+            "process_resident_memory_bytes",
+        ] {
+            assert!(names.iter().any(|x| x == n), "{n} not stored: {names:?}");
+        }
+        assert_eq!(st.stats.append_errors, 0);
+        assert!(st
+            .metadata()
+            .iter()
+            .any(|m| m.metric == "node_load1" && m.kind == "gauge"));
+    }
+
     /// A clock whose wall time can be stepped.
     struct FakeClock {
         mono: Cell<Instant>,
@@ -920,20 +1274,21 @@ mod tests {
             mono: Cell::new(Instant::now()),
             wall: Cell::new(1_000_000),
         };
+        let server = ServerStats::default();
         let tick = |days: i64| {
             clock.mono.set(clock.mono.get() + Duration::from_secs(15));
             clock
                 .wall
                 .set(clock.wall.get() + 15_000 + days * 86_400_000);
         };
-        st.cycle(&clock);
+        st.cycle(&clock, &server);
         tick(0);
-        st.cycle(&clock);
+        st.cycle(&clock, &server);
         assert_eq!(st.stats.clock_steps, 0);
         tick(400);
-        st.cycle(&clock);
+        st.cycle(&clock, &server);
         tick(0);
-        st.cycle(&clock);
+        st.cycle(&clock, &server);
         assert_eq!(st.stats.clock_steps, 1);
         assert_eq!(st.stats.cycles, 4);
     }

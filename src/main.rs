@@ -24,6 +24,12 @@ fn main() {
             0
         }
         Ok(Command::CheckConfig(files)) => check_config(&files),
+        Ok(Command::Query(q)) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            cli::query::run(&q, now)
+        }
         Ok(Command::Run(args)) => promlet::agent::run(*args),
     };
     std::process::exit(code);

@@ -184,8 +184,12 @@ fn write(p: &Path, text: &str) {
     std::fs::write(p, text).unwrap();
 }
 
-/// /metrics in text 0.0.4 and OpenMetrics both pass `promtool check metrics` without errors
-/// (exit 0, or 3 for lint warnings only), and carry the self-metrics.
+/// /metrics in text 0.0.4 passes `promtool check metrics` without errors (exit 0, or 3 for
+/// lint warnings only) and carries the self-metrics. The OpenMetrics output is checked by
+/// parts that read OpenMetrics: `promtool check metrics` parses only text 0.0.4 (it rejects
+/// OpenMetrics' `unknown` type), so our strict OpenMetrics parser reads it, and a real
+/// Prometheus 3.5 limited to `OpenMetricsText1.0.0` scrapes it with `up` 1, no scrape error,
+/// and `scrape_samples_scraped` equal to the sample count our parser found.
 #[test]
 fn metrics_pass_promtool_in_text_and_openmetrics() {
     let agent = Agent::start(&[]);
@@ -216,15 +220,7 @@ fn metrics_pass_promtool_in_text_and_openmetrics() {
     assert!(text.contains("promlet_build_info{revision=\""));
     assert_eq!(agent.metric("promlet_threads"), Some(2.0));
 
-    let (status, head, om) = agent.get(
-        "/metrics",
-        "Accept: application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4\r\n",
-    );
-    assert_eq!(status, 200);
-    assert!(
-        head.contains("application/openmetrics-text; version=1.0.0"),
-        "{head}"
-    );
+    let om = openmetrics_body(&agent);
     let om_text = String::from_utf8(om.clone()).unwrap();
     assert!(om_text.ends_with("# EOF\n"));
     assert!(
@@ -235,6 +231,8 @@ fn metrics_pass_promtool_in_text_and_openmetrics() {
         om_text.contains("\npromlet_clock_steps_total "),
         "{om_text}"
     );
+    let om_samples = openmetrics_samples(&om);
+    assert!(om_samples > 100, "only {om_samples} samples");
 
     let Some((code, out)) = promtool_check(&body) else {
         return;
@@ -243,11 +241,131 @@ fn metrics_pass_promtool_in_text_and_openmetrics() {
         code == 0 || code == 3,
         "promtool on text: exit {code}\n{out}"
     );
-    let (code, out) = promtool_check(&om).unwrap();
-    assert!(
-        code == 0 || code == 3,
-        "promtool on OpenMetrics: exit {code}\n{out}"
+
+    let Some(prom) =
+        Prometheus::start(agent.port, "    scrape_protocols: [OpenMetricsText1.0.0]\n")
+    else {
+        return;
+    };
+    prom.wait_for("up", "1");
+    let targets = prom.get("/api/v1/targets");
+    assert!(targets.contains("\"lastError\":\"\""), "{targets}");
+    // The exposition can change between two requests (a mount or an interface comes or
+    // goes), so compare Prometheus's count with ours from a fetch close to one of its scrapes.
+    let t0 = Instant::now();
+    let mut last = (0, String::new());
+    while t0.elapsed() < Duration::from_secs(20) {
+        let ours = openmetrics_samples(&openmetrics_body(&agent));
+        let theirs = prom.query("scrape_samples_scraped");
+        if theirs.contains(&format!(",\"{ours}\"]")) {
+            return;
+        }
+        last = (ours, theirs);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    panic!(
+        "scrape_samples_scraped never matched our parser's {} samples: {}",
+        last.0, last.1
     );
+}
+
+/// /metrics as OpenMetrics (the Accept header Prometheus sends), checked for the content type.
+fn openmetrics_body(agent: &Agent) -> Vec<u8> {
+    let (status, head, om) = agent.get(
+        "/metrics",
+        "Accept: application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4\r\n",
+    );
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
+    om
+}
+
+/// Samples in an OpenMetrics body, read by our strict OpenMetrics parser (which fails on
+/// anything the spec forbids).
+fn openmetrics_samples(body: &[u8]) -> usize {
+    use promlet::scrape::parse::{parse, Options};
+    let mut set = promlet::expo::MetricSet::new();
+    match parse(body, &Options::openmetrics(), &mut set) {
+        Ok(stats) => stats.samples,
+        Err(e) => panic!(
+            "OpenMetrics body rejected: {e}\n{}",
+            String::from_utf8_lossy(body)
+        ),
+    }
+}
+
+/// A real Prometheus scraping one promlet every second; killed on drop.
+pub struct Prometheus {
+    _child: ChildGuard,
+    pub port: u16,
+    _dir: TempDir,
+}
+
+impl Prometheus {
+    /// Starts Prometheus with a 1 s scrape of `127.0.0.1:target`; `scrape_extra` is appended
+    /// to the scrape config (indented four spaces). None (a loud skip) without the binary.
+    pub fn start(target: u16, scrape_extra: &str) -> Option<Prometheus> {
+        let prometheus = common::stack_bin("prometheus")?;
+        let dir = TempDir::new("prom");
+        let cfg = dir.0.join("prometheus.yml");
+        write(
+            &cfg,
+            &format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: promlet\n    \
+                 static_configs:\n      - targets: ['127.0.0.1:{target}']\n{scrape_extra}"
+            ),
+        );
+        let port = common::free_port();
+        let child = ChildGuard::spawn(
+            Command::new(prometheus)
+                .arg(format!("--config.file={}", cfg.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.0.join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        assert!(common::wait_for_port(port), "prometheus did not start");
+        Some(Prometheus {
+            _child: child,
+            port,
+            _dir: dir,
+        })
+    }
+
+    /// GET `path`; "STATUS BODY".
+    pub fn get(&self, path: &str) -> String {
+        let (status, _, body) = common::http_get(self.port, path, "");
+        format!("{status} {}", String::from_utf8_lossy(&body))
+    }
+
+    /// An instant query (the expression must need no URL escaping); "STATUS BODY".
+    pub fn query(&self, q: &str) -> String {
+        self.get(&format!("/api/v1/query?query={q}"))
+    }
+
+    /// Waits (up to 30 s) until `q` returns a sample with value `v`. Prometheus answers 503
+    /// while it is still starting; this waits that out.
+    pub fn wait_for(&self, q: &str, v: &str) {
+        let t0 = Instant::now();
+        let mut last = String::new();
+        while t0.elapsed() < Duration::from_secs(30) {
+            last = self.query(q);
+            if last.contains("\"value\":[") && last.contains(&format!(",\"{v}\"]")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!(
+            "{q} never became {v}: {last}\ntargets: {}",
+            self.get("/api/v1/targets")
+        );
+    }
 }
 
 /// With `Accept-Encoding: gzip` the body is a gzip member that inflates to the exposition.
@@ -504,57 +622,16 @@ fn low_fd_limit_shrinks_the_cap_instead_of_running_out() {
 /// what it gets: `up` is 1 and promlet's self-metrics arrive with their values.
 #[test]
 fn real_prometheus_scrapes_promlet() {
-    let Some(prometheus) = common::stack_bin("prometheus") else {
+    let agent = Agent::start(&[]);
+    let Some(prom) = Prometheus::start(agent.port, "") else {
         return;
     };
-    let agent = Agent::start(&[]);
-    let dir = TempDir::new("prom");
-    let cfg = dir.0.join("prometheus.yml");
-    write(
-        &cfg,
-        &format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: promlet\n    \
-             static_configs:\n      - targets: ['127.0.0.1:{}']\n",
-            agent.port
-        ),
-    );
-    let port = common::free_port();
-    let _prom = ChildGuard::spawn(
-        Command::new(prometheus)
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.0.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    assert!(common::wait_for_port(port), "prometheus did not start");
-    // 503 while Prometheus is still starting; the loop below waits that out.
-    let query = |q: &str| {
-        let (status, _, body) = common::http_get(port, &format!("/api/v1/query?query={q}"), "");
-        format!("{status} {}", String::from_utf8_lossy(&body))
-    };
-    let t0 = Instant::now();
-    let mut last = String::new();
-    while t0.elapsed() < Duration::from_secs(30) {
-        last = query("up");
-        if last.contains("\"value\":[") && last.contains(",\"1\"]") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    let (_, _, targets) = common::http_get(port, "/api/v1/targets", "");
-    let targets = String::from_utf8_lossy(&targets);
-    assert!(
-        last.contains(",\"1\"]"),
-        "up != 1: {last}\ntargets: {targets}"
-    );
+    prom.wait_for("up", "1");
+    let targets = prom.get("/api/v1/targets");
     assert!(targets.contains("\"lastError\":\"\""), "{targets}");
-    let threads = query("promlet_threads");
+    let threads = prom.query("promlet_threads");
     assert!(threads.contains(",\"2\"]"), "{threads}");
     // OpenMetrics counters arrive under their _total name.
-    let steps = query("promlet_clock_steps_total");
+    let steps = prom.query("promlet_clock_steps_total");
     assert!(steps.contains(",\"0\"]"), "{steps}");
 }

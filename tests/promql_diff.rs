@@ -1,22 +1,23 @@
 //! Differential test: the same generated data in a real Prometheus 3.5 (imported with
 //! `promtool tsdb create-blocks-from openmetrics`) and in our engine; a list of instant and range
-//! queries goes through Prometheus's HTTP API and through our `api_v1` handlers, and the decoded
+//! queries goes through Prometheus's HTTP API and through our `api_v1` handlers over our
+//! ring-buffer TSDB (`tsdb::Store`), and the decoded
 //! results must agree (labels exactly, values within 1e-6 relative, NaN equals NaN).
 //!
-//! Prometheus runs with `--enable-feature=promql-delayed-name-removal`, the semantics our engine
-//! implements (and the upstream conformance suite uses).
+//! Two Prometheus instances run on copies of the same blocks: one with
+//! `--enable-feature=promql-delayed-name-removal` (our engine's default, and what the upstream
+//! conformance suite uses), one with the default immediate removal, compared with our engine's
+//! `delayed_name_removal: false`.
 
 use crate::common::{self, ChildGuard};
 use promlet::http::api_v1;
 use promlet::model::Labels;
 use promlet::promql::functions::almost_equal;
-use promlet::promql::testing::MemStorage;
 use promlet::promql::EngineOpts;
-use promlet::tsdb::Appender;
+use promlet::tsdb::{Appender, Querier, Store};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::Command;
-use std::sync::Arc;
 
 /// Start of the generated data (2023-11-14T22:13:20Z), 15 s apart, two hours.
 const T0: i64 = 1_700_000_000_000;
@@ -35,9 +36,22 @@ impl Lcg {
     }
 }
 
+type Series = Vec<(Labels, Vec<(i64, f64)>)>;
+
+/// The data in promlet's ring-buffer TSDB (in memory; the default budget holds it all).
+fn load_store(data: &Series) -> Store {
+    let mut store = Store::new(promlet::tsdb::Options::default());
+    for (l, pts) in data {
+        for (t, v) in pts {
+            store.append(l, *t, *v).unwrap();
+        }
+    }
+    store
+}
+
 /// Generated series: counters with a reset, gauges, classic histogram buckets, a series that
 /// stops half-way.
-fn generate() -> Vec<(Labels, Vec<(i64, f64)>)> {
+fn generate() -> Series {
     let mut rng = Lcg(42);
     let mut out = Vec::new();
     for job in ["api", "web"] {
@@ -275,7 +289,8 @@ fn json_value(b: &[u8], i: &mut usize) -> Result<J, String> {
     }
 }
 
-/// A decoded query result: label set (as sorted pairs) -> points (t ms, value).
+/// A decoded query result: result type (with the annotations appended), label set (as sorted
+/// pairs) -> points (t ms, value).
 type Decoded = (String, BTreeMap<Vec<(String, String)>, Vec<(i64, f64)>>);
 
 fn num(s: &str) -> f64 {
@@ -305,13 +320,20 @@ fn decode(body: &[u8]) -> Result<Decoded, String> {
         return Ok((format!("error:{t}"), BTreeMap::new()));
     }
     let data = j.get("data").ok_or("no data")?;
-    let rt = data
+    let mut rt = data
         .get("resultType")
         .map(|s| s.str().to_string())
         .unwrap_or_default();
+    let kind = rt.clone();
+    // Annotations are part of the answer: compare them too.
+    for k in ["warnings", "infos"] {
+        for w in j.get(k).map(|a| a.arr()).unwrap_or(&[]) {
+            rt.push_str(&format!(" {k}:{}", w.str()));
+        }
+    }
     let mut out = BTreeMap::new();
     let result = data.get("result").ok_or("no result")?;
-    match rt.as_str() {
+    match kind.as_str() {
         "scalar" | "string" => {
             out.insert(vec![], vec![point(result)]);
         }
@@ -379,10 +401,12 @@ fn url_encode(s: &str) -> String {
 
 /// A minimal HTTP/1.1 server (one thread, one request per connection) that routes the API paths
 /// to our handlers; it stands in for promlet's server so real clients can be pointed at them.
-fn serve_api(store: Arc<MemStorage>) -> u16 {
+fn serve_api(data: Series) -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
+        // The store lives on the server thread, like the agent's.
+        let store = load_store(&data);
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
             let mut r = BufReader::new(conn.try_clone().unwrap());
@@ -414,13 +438,13 @@ fn serve_api(store: Arc<MemStorage>) -> u16 {
             let opts = EngineOpts::default();
             let now = T0 + 7_200_000;
             let resp = match path {
-                "/api/v1/query" => api_v1::query(&params, &*store, now, &opts),
-                "/api/v1/query_range" => api_v1::query_range(&params, &*store, now, &opts),
-                "/api/v1/series" => api_v1::series(&params, &*store),
-                "/api/v1/labels" => api_v1::labels(&params, &*store),
+                "/api/v1/query" => api_v1::query(&params, &store, now, &opts),
+                "/api/v1/query_range" => api_v1::query_range(&params, &store, now, &opts),
+                "/api/v1/series" => api_v1::series(&params, &store),
+                "/api/v1/labels" => api_v1::labels(&params, &store),
                 p if p.starts_with("/api/v1/label/") && p.ends_with("/values") => {
                     let name = &p["/api/v1/label/".len()..p.len() - "/values".len()];
-                    api_v1::label_values(name, &params, &*store)
+                    api_v1::label_values(name, &params, &store)
                 }
                 _ => api_v1::ApiResponse {
                     status: 404,
@@ -519,6 +543,21 @@ const INSTANT: &[&str] = &[
     "http_requests_total + on (job) http_requests_total",
     "sum(",
     "rate(temp_celsius)",
+    "\"a string\"",
+    "temp_celsius[2m]",
+    "label_replace(temp_celsius, \"x\", \"$1\", \"room\", \"(\")",
+    "topk(0, temp_celsius)",
+    "quantile(1.5, temp_celsius)",
+    "rate(temp_celsius[5m])",
+    "sum by (__name__) (rate(http_requests_total[5m]))",
+    "label_replace(rate(http_requests_total[5m]), \"n\", \"$1\", \"__name__\", \"(.*)\")",
+    "rate({__name__=~\"http_requests_total|temp_celsius\"}[5m])",
+    "histogram_quantile(0.5, {__name__=~\"req_duration_seconds_bucket|temp_celsius\"})",
+    "count_values(\"value\", floor(temp_celsius))",
+    "sum(temp_celsius) by (nonexistent)",
+    "temp_celsius == bool on (room) temp_celsius",
+    "1 / 0 + -1 / 0",
+    "-(2 ^ 0.5) * NaN",
     "temp_celsius atan2 on (room) temp_celsius",
     "timestamp(temp_celsius)",
     "time()",
@@ -539,6 +578,9 @@ const INSTANT: &[&str] = &[
 ];
 
 const RANGE: &[&str] = &[
+    "temp_celsius[2m]",
+    "\"a string\"",
+    "1 + 1",
     "rate(http_requests_total[5m])",
     "sum by (job) (increase(http_requests_total[10m]))",
     "histogram_quantile(0.95, sum by (le) (rate(req_duration_seconds_bucket[5m])))",
@@ -549,6 +591,129 @@ const RANGE: &[&str] = &[
     "max_over_time(deriv(temp_celsius[5m])[10m:30s])",
     "time() - timestamp(temp_celsius)",
 ];
+
+/// Runs every query of INSTANT and RANGE through Prometheus (`port`) and our handlers; returns
+/// (comparisons, with data, with annotations) and appends mismatches to `failures`.
+fn compare_queries(
+    port: u16,
+    store: &dyn Querier,
+    opts: &EngineOpts,
+    failures: &mut Vec<String>,
+) -> (usize, usize, usize) {
+    let mut compared = 0;
+    let mut non_empty = 0;
+    let mut annotated = 0;
+    let instant_times = [
+        T0 + 3_600_000,
+        T0 + 5_400_000 + 7_000,
+        T0 + 7_200_000 + 240_000,
+    ];
+    for q in INSTANT {
+        for t in instant_times {
+            let ts = format!("{}.{:03}", t / 1000, t % 1000);
+            let path = format!("/api/v1/query?query={}&time={ts}", url_encode(q));
+            let (_, _, body) = common::http_get(port, &path, "");
+            let ours = api_v1::query(
+                &[("query".into(), q.to_string()), ("time".into(), ts.clone())],
+                store,
+                t,
+                opts,
+            );
+            compared += 1;
+            match (decode(&body), decode(&ours.body)) {
+                (Ok(a), Ok(b)) => {
+                    non_empty += usize::from(!a.1.is_empty());
+                    annotated += usize::from(a.0.contains("warnings:") || a.0.contains("infos:"));
+                    if let Err(e) = same(&a, &b) {
+                        failures.push(format!("{q} @ {ts}: {e}"));
+                    }
+                }
+                (a, b) => failures.push(format!("{q} @ {ts}: prometheus {a:?} / promlet {b:?}")),
+            }
+        }
+    }
+    for q in RANGE {
+        for (start, end, step) in [
+            (T0 + 1_800_000, T0 + 7_200_000, "60"),
+            (T0 + 600_000, T0 + 8_000_000, "37"),
+        ] {
+            let (s, e) = (format!("{}", start / 1000), format!("{}", end / 1000));
+            let path = format!(
+                "/api/v1/query_range?query={}&start={s}&end={e}&step={step}",
+                url_encode(q)
+            );
+            let (_, _, body) = common::http_get(port, &path, "");
+            let ours = api_v1::query_range(
+                &[
+                    ("query".into(), q.to_string()),
+                    ("start".into(), s.clone()),
+                    ("end".into(), e.clone()),
+                    ("step".into(), step.to_string()),
+                ],
+                store,
+                end,
+                opts,
+            );
+            compared += 1;
+            match (decode(&body), decode(&ours.body)) {
+                (Ok(a), Ok(b)) => {
+                    non_empty += usize::from(!a.1.is_empty());
+                    if let Err(err) = same(&a, &b) {
+                        failures.push(format!("range {q} step {step}: {err}"));
+                    }
+                }
+                (a, b) => failures.push(format!("range {q}: prometheus {a:?} / promlet {b:?}")),
+            }
+        }
+    }
+    (compared, non_empty, annotated)
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// Starts Prometheus on the blocks in `dir/data`, ready to answer; with `delayed`, using the
+/// delayed `__name__` removal our engine defaults to.
+fn start_prometheus(
+    prom: &std::path::Path,
+    dir: &std::path::Path,
+    data: &str,
+    delayed: bool,
+) -> (ChildGuard, u16) {
+    let port = common::free_port();
+    let mut cmd = Command::new(prom);
+    cmd.arg(format!(
+        "--config.file={}",
+        dir.join("prometheus.yml").display()
+    ))
+    .arg(format!("--storage.tsdb.path={}", dir.join(data).display()))
+    .arg("--storage.tsdb.retention.time=100y")
+    .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    if delayed {
+        cmd.arg("--enable-feature=promql-delayed-name-removal");
+    }
+    let guard = ChildGuard::spawn(&mut cmd);
+    assert!(common::wait_for_port(port), "prometheus did not start");
+    for _ in 0..100 {
+        if common::http_get(port, "/-/ready", "").0 == 200 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    (guard, port)
+}
 
 #[test]
 fn results_match_real_prometheus_3_5() {
@@ -579,107 +744,27 @@ fn results_match_real_prometheus_3_5() {
         "global:\n  scrape_interval: 1h\n",
     )
     .unwrap();
-    let port = common::free_port();
-    let _guard = ChildGuard::spawn(
-        Command::new(&prom)
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg("--storage.tsdb.retention.time=100y")
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--enable-feature=promql-delayed-name-removal")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null()),
-    );
-    assert!(common::wait_for_port(port), "prometheus did not start");
-    for _ in 0..100 {
-        if common::http_get(port, "/-/ready", "").0 == 200 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let mut store = MemStorage::new();
-    for (l, pts) in &data {
-        for (t, v) in pts {
-            store.append(l, *t, *v).unwrap();
-        }
-    }
-    let opts = EngineOpts::default();
+    // A second copy of the blocks for a Prometheus with default (immediate) name removal.
+    copy_dir(&dir.join("data"), &dir.join("data2"));
+    let (_guard, port) = start_prometheus(&prom, &dir, "data", true);
+    let (_guard2, port2) = start_prometheus(&prom, &dir, "data2", false);
+    let store = load_store(&data);
     let mut failures = Vec::new();
-    let mut compared = 0;
-    let mut non_empty = 0;
-    let instant_times = [
-        T0 + 3_600_000,
-        T0 + 5_400_000 + 7_000,
-        T0 + 7_200_000 + 240_000,
-    ];
-    for q in INSTANT {
-        for t in instant_times {
-            let ts = format!("{}.{:03}", t / 1000, t % 1000);
-            let path = format!("/api/v1/query?query={}&time={ts}", url_encode(q));
-            let (_, _, body) = common::http_get(port, &path, "");
-            let ours = api_v1::query(
-                &[("query".into(), q.to_string()), ("time".into(), ts.clone())],
-                &store,
-                t,
-                &opts,
-            );
-            compared += 1;
-            match (decode(&body), decode(&ours.body)) {
-                (Ok(a), Ok(b)) => {
-                    non_empty += usize::from(!a.1.is_empty());
-                    if let Err(e) = same(&a, &b) {
-                        failures.push(format!("{q} @ {ts}: {e}"));
-                    }
-                }
-                (a, b) => failures.push(format!("{q} @ {ts}: prometheus {a:?} / promlet {b:?}")),
-            }
-            if q.contains("histogram_fraction") {
-                eprintln!("PROM {}", String::from_utf8_lossy(&body));
-            }
-        }
-    }
-    for q in RANGE {
-        for (start, end, step) in [
-            (T0 + 1_800_000, T0 + 7_200_000, "60"),
-            (T0 + 600_000, T0 + 8_000_000, "37"),
-        ] {
-            let (s, e) = (format!("{}", start / 1000), format!("{}", end / 1000));
-            let path = format!(
-                "/api/v1/query_range?query={}&start={s}&end={e}&step={step}",
-                url_encode(q)
-            );
-            let (_, _, body) = common::http_get(port, &path, "");
-            let ours = api_v1::query_range(
-                &[
-                    ("query".into(), q.to_string()),
-                    ("start".into(), s.clone()),
-                    ("end".into(), e.clone()),
-                    ("step".into(), step.to_string()),
-                ],
-                &store,
-                end,
-                &opts,
-            );
-            compared += 1;
-            match (decode(&body), decode(&ours.body)) {
-                (Ok(a), Ok(b)) => {
-                    non_empty += usize::from(!a.1.is_empty());
-                    if let Err(err) = same(&a, &b) {
-                        failures.push(format!("range {q} step {step}: {err}"));
-                    }
-                }
-                (a, b) => failures.push(format!("range {q}: prometheus {a:?} / promlet {b:?}")),
-            }
-        }
-    }
+    let delayed = EngineOpts::default();
+    let (compared, non_empty, annotated) = compare_queries(port, &store, &delayed, &mut failures);
+    let immediate = EngineOpts {
+        delayed_name_removal: false,
+        ..EngineOpts::default()
+    };
+    let mut failures2 = Vec::new();
+    let (compared2, _, _) = compare_queries(port2, &store, &immediate, &mut failures2);
+    println!(
+        "immediate name removal: {compared2} comparisons, {} mismatches",
+        failures2.len()
+    );
+    failures.extend(failures2.into_iter().map(|f| format!("(immediate) {f}")));
     // Real client: promtool query against Prometheus and against our handlers.
-    let ours = serve_api(Arc::new(store));
+    let ours = serve_api(data.clone());
     let mut promtool_runs = 0;
     let t = format!("{}", (T0 + 3_600_000) / 1000);
     let (s, e) = (
@@ -779,8 +864,12 @@ fn results_match_real_prometheus_3_5() {
     println!("promtool: {promtool_runs} commands compared");
     let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "differential: {compared} comparisons ({non_empty} with data), {} mismatches",
+        "differential: {compared} comparisons ({non_empty} with data, {annotated} with annotations), {} mismatches",
         failures.len()
+    );
+    assert!(
+        annotated >= 6,
+        "expected warnings/infos on some queries, saw {annotated}"
     );
     // Guards against a broken import making everything trivially equal (empty).
     assert!(

@@ -15,6 +15,7 @@ use promlet::promql::lexer::{lex, parse_duration, Tok};
 use promlet::promql::testing::MemStorage;
 use promlet::promql::{instant_query, parse, range_query, EngineOpts};
 use promlet::tsdb::Appender;
+use promlet::tsdb::Querier;
 use std::collections::{HashMap, HashSet};
 
 /// Files that are about a feature we do not implement; reported, not required.
@@ -460,7 +461,16 @@ fn parse_file(text: &str) -> Result<Vec<Cmd>, String> {
                     }
                 }
             }
-            cmds.push(Cmd::Load(series, step));
+            // Within one block a repeated label set replaces the earlier line entirely.
+            let mut seen: HashSet<Labels> = HashSet::new();
+            let mut deduped: Vec<(Labels, Vec<Option<f64>>)> = Vec::new();
+            for (l, v) in series.into_iter().rev() {
+                if seen.insert(l.clone()) {
+                    deduped.push((l, v));
+                }
+            }
+            deduped.reverse();
+            cmds.push(Cmd::Load(deduped, step));
         } else if word.starts_with("eval") {
             let rest = l[word.len()..].trim();
             let mut ev = Eval {
@@ -706,7 +716,7 @@ fn matrix_of(v: &Value) -> Option<Points> {
 
 /// Runs an instant query at `t` and compares it with the eval's expectations.
 fn check_instant(
-    store: &MemStorage,
+    store: &dyn Querier,
     ev: &Eval,
     query: &str,
     t: i64,
@@ -776,7 +786,7 @@ fn check_instant(
 
 /// Runs the query as a range query T-1m..T+1m and compares the points at T.
 fn check_as_range(
-    store: &MemStorage,
+    store: &dyn Querier,
     ev: &Eval,
     query: &str,
     t: i64,
@@ -882,7 +892,7 @@ fn at_variant_allowed(e: &Expr) -> bool {
     ok
 }
 
-fn run_eval(store: &MemStorage, ev: &Eval, opts: &EngineOpts) -> Result<(), String> {
+fn run_eval(store: &dyn Querier, ev: &Eval, opts: &EngineOpts) -> Result<(), String> {
     if let Some((start, end, step)) = ev.range {
         let res = parse(&ev.query).map_err(|e| e.to_string()).and_then(|e| {
             range_query(store, &ev.query, &e, start, end, step, opts).map_err(|e| e.to_string())
@@ -944,9 +954,23 @@ fn run_eval(store: &MemStorage, ev: &Eval, opts: &EngineOpts) -> Result<(), Stri
     Ok(())
 }
 
-fn run_file(name: &str, text: &str, verbose: bool) -> Result<Counts, String> {
+/// What the runner loads data into and queries: our test store or the real TSDB.
+trait TestStore: Querier + Appender {}
+impl<T: Querier + Appender> TestStore for T {}
+
+/// The stores the suite runs against, each starting empty.
+type NewStore = fn() -> Box<dyn TestStore>;
+
+const STORES: &[(&str, NewStore)] = &[
+    ("memstore", || Box::new(MemStorage::new())),
+    ("tsdb", || {
+        Box::new(promlet::tsdb::Store::new(promlet::tsdb::Options::default()))
+    }),
+];
+
+fn run_file(name: &str, text: &str, verbose: bool, new_store: NewStore) -> Result<Counts, String> {
     let cmds = parse_file(text)?;
-    let mut store = MemStorage::new();
+    let mut store = new_store();
     let mut c = Counts::default();
     let opts = EngineOpts {
         max_samples: 10_000,
@@ -954,14 +978,14 @@ fn run_file(name: &str, text: &str, verbose: bool) -> Result<Counts, String> {
     };
     for cmd in cmds {
         match cmd {
-            Cmd::Clear => store.clear(),
+            Cmd::Clear => store = new_store(),
             Cmd::Load(series, step) => {
                 for (labels, vals) in series {
                     for (i, v) in vals.iter().enumerate() {
                         if let Some(v) = v {
-                            store
-                                .append(&labels, i as i64 * step, *v)
-                                .map_err(|e| format!("load: {e:?}"))?;
+                            store.append(&labels, i as i64 * step, *v).map_err(|e| {
+                                format!("load {labels} @ {}: {e:?}", i as i64 * step)
+                            })?;
                         }
                     }
                 }
@@ -972,7 +996,7 @@ fn run_file(name: &str, text: &str, verbose: bool) -> Result<Counts, String> {
                 }
                 c.skip += 1;
             }
-            Cmd::Eval(ev, None) => match run_eval(&store, &ev, &opts) {
+            Cmd::Eval(ev, None) => match run_eval(&*store, &ev, &opts) {
                 Ok(()) => c.pass += 1,
                 Err(e) => {
                     c.fail += 1;
@@ -999,51 +1023,47 @@ fn promqltest_suite_passes_at_least_the_stored_floor() {
         .filter(|p| p.extension().is_some_and(|x| x == "test"))
         .collect();
     files.sort();
-    let (mut core, mut feature) = (Counts::default(), Counts::default());
-    println!("{:<28} {:>5} {:>5} {:>5}", "file", "pass", "fail", "skip");
+    // Per store: (core, feature) totals.
+    let mut totals = vec![(Counts::default(), Counts::default()); STORES.len()];
+    print!("{:<28} {:>5}", "file", "skip");
+    for (store, _) in STORES {
+        print!(" {:>9} {:>5}", format!("{store} ok"), "fail");
+    }
+    println!();
     for f in files {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
             continue;
         }
         let text = std::fs::read_to_string(&f).expect("read test file");
-        let c = match run_file(&name, &text, verbose) {
-            Ok(c) => c,
-            Err(e) => {
-                println!("{name}: file did not parse: {e}");
-                Counts {
-                    fail: 1,
-                    ..Counts::default()
+        let feature_file = FEATURE_FILES.contains(&name.as_str());
+        let mut line = String::new();
+        let mut skip = 0;
+        for (k, (store, new_store)) in STORES.iter().enumerate() {
+            let c = match run_file(&format!("{name} [{store}]"), &text, verbose, *new_store) {
+                Ok(c) => c,
+                Err(e) => {
+                    println!("{name}: file did not parse: {e}");
+                    Counts {
+                        fail: 1,
+                        ..Counts::default()
+                    }
                 }
-            }
-        };
-        let tag = if FEATURE_FILES.contains(&name.as_str()) {
-            " (feature file)"
-        } else {
-            ""
-        };
-        println!(
-            "{:<28} {:>5} {:>5} {:>5}{tag}",
-            name, c.pass, c.fail, c.skip
-        );
-        let acc = if tag.is_empty() {
-            &mut core
-        } else {
-            &mut feature
-        };
-        acc.pass += c.pass;
-        acc.fail += c.fail;
-        acc.skip += c.skip;
+            };
+            skip = c.skip;
+            line.push_str(&format!(" {:>9} {:>5}", c.pass, c.fail));
+            let acc = if feature_file {
+                &mut totals[k].1
+            } else {
+                &mut totals[k].0
+            };
+            acc.pass += c.pass;
+            acc.fail += c.fail;
+            acc.skip += c.skip;
+        }
+        let tag = if feature_file { " (feature file)" } else { "" };
+        println!("{name:<28} {skip:>5}{line}{tag}");
     }
-    println!(
-        "core files:    pass {} fail {} skip {}",
-        core.pass, core.fail, core.skip
-    );
-    println!(
-        "feature files: pass {} fail {} skip {}",
-        feature.pass, feature.fail, feature.skip
-    );
-    let total = core.pass + feature.pass;
     let floor_path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/promqltest-floor.txt");
     let floor: usize = std::fs::read_to_string(&floor_path)
@@ -1051,12 +1071,18 @@ fn promqltest_suite_passes_at_least_the_stored_floor() {
         .trim()
         .parse()
         .expect("floor is a number");
-    println!("total pass {total}, floor {floor}");
-    if only.is_none() {
-        assert!(
-            total >= floor,
-            "promqltest passes fell to {total}, below the floor of {floor}"
+    for ((store, _), (core, feature)) in STORES.iter().zip(&totals) {
+        let total = core.pass + feature.pass;
+        println!(
+            "{store}: core files pass {} fail {} skip {}; feature files pass {} fail {} skip {}; total pass {total}, floor {floor}",
+            core.pass, core.fail, core.skip, feature.pass, feature.fail, feature.skip
         );
+        if only.is_none() {
+            assert!(
+                total >= floor,
+                "promqltest passes on {store} fell to {total}, below the floor of {floor}"
+            );
+        }
     }
 }
 

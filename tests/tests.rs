@@ -3,6 +3,9 @@
 /// The real binary: /metrics with promtool, negotiation, gzip, lifecycle, reload, signals,
 /// bad input under load.
 mod agent;
+/// The Prometheus HTTP API over the agent's own store, with promtool, `promlet query` and a
+/// real Prometheus scraping the same agent; restart and query-timeout behaviour.
+mod api;
 /// The command line: --help, --version, usage errors, `check config`.
 mod cli;
 mod common;

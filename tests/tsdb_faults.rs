@@ -113,8 +113,9 @@ fn tsdb_disk_full_keeps_ingesting_and_recovers_when_space_returns() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A write torn part-way (power cut, EIO) leaves a damaged tail; the store retries into a new
-/// segment, and recovery counts the damage, skips it, and loses nothing that was flushed.
+/// A write torn part-way (power cut, EIO) leaves a damaged tail; the store appends its retry
+/// after it (or restarts a torn new segment), and recovery counts the damage, skips it, and
+/// loses nothing that was flushed.
 #[test]
 fn tsdb_torn_write_is_skipped_and_retried() {
     for cut in [1usize, 9, 50, 400] {

@@ -11,6 +11,7 @@ pub enum Category {
     Config,
     Web,
     Storage,
+    Query,
     Logging,
     Paths,
     Collectors,
@@ -22,6 +23,7 @@ impl Category {
             Category::Config => "Configuration",
             Category::Web => "Web server",
             Category::Storage => "Storage",
+            Category::Query => "Queries (PromQL, /api/v1)",
             Category::Logging => "Logging",
             Category::Paths => "Filesystem roots (as node_exporter)",
             Category::Collectors => "Collectors (node_exporter names)",
@@ -45,6 +47,20 @@ pub struct Flag {
 /// (and 9094 for its cluster), node_exporter 9100, and 9100-9999 is the exporters' allocated
 /// range; 9099 sits just below it, so promlet can run beside all of them during a migration.
 pub const DEFAULT_LISTEN_ADDRESS: &str = ":9099";
+
+/// Queries run on the one work thread, so collection and every other request wait while one
+/// runs: 30 s instead of Prometheus's 2 m bounds that stall.
+pub const DEFAULT_QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// 5 M samples are ~80 MB of 16-byte samples at most: a query cannot exhaust a 512 MB Pi
+/// Zero (Prometheus's 50 M would be 800 MB). The default store holds fewer than 15 M in all.
+pub const DEFAULT_QUERY_MAX_SAMPLES: usize = 5_000_000;
+
+fn parse_count(v: &str) -> Result<usize, String> {
+    v.parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("expected a positive integer, got {v:?}"))
+}
 
 fn parse_bool(v: &str) -> Result<bool, String> {
     match v {
@@ -126,6 +142,108 @@ pub const FLAGS: &[Flag] = &[
                if it cannot be.",
         set: |a, v| {
             a.storage_path = v.into();
+            Ok(())
+        },
+    },
+    Flag {
+        name: "storage.tsdb.retention.size",
+        value_name: Some("SIZE"),
+        default: "16MB",
+        category: Category::Storage,
+        help: "Memory budget of the TSDB, index included (units B, KB, MB, GB; powers of 1024). \
+               When full, the oldest chunks are evicted. At least 64KB.",
+        set: |a, v| {
+            let n = crate::tsdb::parse_size(v)?;
+            if n < 64 << 10 {
+                return Err(format!("must be at least 64KB, got {v:?}"));
+            }
+            a.tsdb.retention_bytes = n;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "storage.tsdb.retention.time",
+        value_name: Some("DURATION"),
+        default: "0",
+        category: Category::Storage,
+        help: "Also drop samples older than this, relative to the newest sample (0: keep what \
+               fits in the size budget).",
+        set: |a, v| {
+            let d = parse_duration_flag(v)?;
+            a.tsdb.retention_ms = (!d.is_zero()).then_some(d.as_millis() as i64);
+            Ok(())
+        },
+    },
+    Flag {
+        name: "storage.tsdb.max-series",
+        value_name: Some("N"),
+        default: "20000",
+        category: Category::Storage,
+        help: "Refuse new series beyond this many (counted in \
+               promlet_tsdb_samples_rejected_total{reason=\"too_many_series\"}).",
+        set: |a, v| {
+            a.tsdb.max_series = v
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("expected a positive integer, got {v:?}"))?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "storage.tsdb.flush-interval",
+        value_name: Some("DURATION"),
+        default: "10m",
+        category: Category::Storage,
+        help: "How often new samples are written to --storage.tsdb.path. Samples since the last \
+               flush are lost in a crash; shorter intervals write more to flash.",
+        set: |a, v| {
+            let d = parse_duration_flag(v)?;
+            if d < std::time::Duration::from_millis(100) {
+                return Err(format!("must be at least 100ms, got {v:?}"));
+            }
+            a.tsdb.flush_interval = d;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "query.timeout",
+        value_name: Some("DURATION"),
+        default: "30s",
+        category: Category::Query,
+        help: "Maximum time one query may take; it then fails with errorType \"timeout\" (503). \
+               Queries run on the work thread, so collection waits while one runs.",
+        set: |a, v| {
+            a.query_timeout = parse_duration_flag(v)?;
+            if a.query_timeout.is_zero() {
+                return Err("must be positive".into());
+            }
+            Ok(())
+        },
+    },
+    Flag {
+        name: "query.max-samples",
+        value_name: Some("N"),
+        default: "5000000",
+        category: Category::Query,
+        help: "Maximum samples one query may hold in memory (about 16 bytes each); beyond it the \
+               query fails with errorType \"execution\" (422).",
+        set: |a, v| {
+            a.query_max_samples = parse_count(v)?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "query.lookback-delta",
+        value_name: Some("DURATION"),
+        default: "5m",
+        category: Category::Query,
+        help: "How far back an instant selector looks for the latest sample.",
+        set: |a, v| {
+            a.query_lookback_delta = parse_duration_flag(v)?;
+            if a.query_lookback_delta.is_zero() {
+                return Err("must be positive".into());
+            }
             Ok(())
         },
     },
@@ -237,6 +355,28 @@ mod tests {
     }
 
     #[test]
+    fn tsdb_flags_set_the_store_options() {
+        let a = run_args(&[
+            "--storage.tsdb.retention.size=64MB",
+            "--storage.tsdb.retention.time=2d",
+            "--storage.tsdb.max-series=500",
+            "--storage.tsdb.flush-interval=30s",
+        ]);
+        assert_eq!(a.tsdb.retention_bytes, 64 << 20);
+        assert_eq!(a.tsdb.retention_ms, Some(2 * 86_400_000));
+        assert_eq!(a.tsdb.max_series, 500);
+        assert_eq!(a.tsdb.flush_interval, std::time::Duration::from_secs(30));
+        for bad in [
+            "--storage.tsdb.retention.size=1KB",
+            "--storage.tsdb.retention.size=12",
+            "--storage.tsdb.max-series=0",
+            "--storage.tsdb.flush-interval=1ms",
+        ] {
+            assert!(parse([bad.to_string()]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn config_file_flag() {
         let a = run_args(&["--config.file=/etc/promlet.yml"]);
         assert_eq!(a.config_file.as_deref(), Some("/etc/promlet.yml".as_ref()));
@@ -279,6 +419,31 @@ mod tests {
         assert_eq!(a.log_level, Level::Debug);
         assert_eq!(a.log_format, LogFormat::Json);
         assert!(parse(["--log.format=xml".to_string()]).is_err());
+    }
+
+    #[test]
+    fn query_flags_and_given_flags() {
+        let a = run_args(&[
+            "--storage.tsdb.max-series=7",
+            "--query.timeout=1s",
+            "--query.max-samples=1000",
+            "--query.lookback-delta=1m",
+        ]);
+        assert_eq!(a.query_timeout, std::time::Duration::from_secs(1));
+        assert_eq!(a.query_max_samples, 1000);
+        assert_eq!(a.query_lookback_delta, std::time::Duration::from_secs(60));
+        assert_eq!(a.given_flags.len(), 4);
+        assert_eq!(
+            a.given_flags[0],
+            ("storage.tsdb.max-series".into(), "7".into())
+        );
+        for bad in [
+            "--query.timeout=0s",
+            "--query.max-samples=0",
+            "--query.lookback-delta=x",
+        ] {
+            assert!(parse([bad.to_string()]).is_err(), "{bad}");
+        }
     }
 
     #[test]

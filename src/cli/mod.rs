@@ -9,6 +9,7 @@
 //! Exit codes (documented in `--help`): 0 success, 1 runtime or config error, 2 usage error.
 
 pub mod defs;
+pub mod query;
 
 use crate::collect::{CollectorDef, Roots, COLLECTORS};
 use crate::log::Level;
@@ -37,6 +38,14 @@ pub struct Args {
     pub max_connections: usize,
     pub read_timeout: Duration,
     pub storage_path: PathBuf,
+    /// `--storage.tsdb.retention.size`, `.retention.time`, `.max-series`, `.flush-interval`.
+    pub tsdb: crate::tsdb::Options,
+    /// `--query.*`: limits of one query.
+    pub query_timeout: Duration,
+    pub query_max_samples: usize,
+    pub query_lookback_delta: Duration,
+    /// Every flag given, as (name, value) in order, for `/api/v1/status/flags`.
+    pub given_flags: Vec<(String, String)>,
     pub log_level: Level,
     pub log_format: LogFormat,
     pub roots: Roots,
@@ -56,6 +65,11 @@ impl Default for Args {
             max_connections: crate::http::server::MAX_CONNECTIONS,
             read_timeout: crate::http::server::READ_TIMEOUT,
             storage_path: "data/".into(),
+            tsdb: crate::tsdb::Options::default(),
+            query_timeout: defs::DEFAULT_QUERY_TIMEOUT,
+            query_max_samples: defs::DEFAULT_QUERY_MAX_SAMPLES,
+            query_lookback_delta: Duration::from_secs(5 * 60),
+            given_flags: Vec::new(),
             log_level: Level::Info,
             log_format: LogFormat::Logfmt,
             roots: Roots::default(),
@@ -72,6 +86,8 @@ pub enum Command {
     Run(Box<Args>),
     /// `promlet check config FILE...`
     CheckConfig(Vec<PathBuf>),
+    /// `promlet query [...] EXPR`
+    Query(query::QueryArgs),
     Help,
     Version,
 }
@@ -134,7 +150,15 @@ pub fn parse_with(
 ) -> Result<Command, UsageError> {
     let mut args = Args::default();
     let mut positional: Vec<String> = Vec::new();
-    let mut it = argv.into_iter();
+    let mut it = argv.into_iter().peekable();
+    // `query` has flags of its own (as promtool's subcommands do), so it parses the rest.
+    if it.peek().map(String::as_str) == Some("query") {
+        let rest: Vec<String> = it.skip(1).collect();
+        if rest.iter().any(|a| a == "-h" || a == "--help") {
+            return Ok(Command::Help);
+        }
+        return query::parse(&rest).map(Command::Query);
+    }
     while let Some(arg) = it.next() {
         if arg == "--" {
             positional.extend(it.by_ref());
@@ -185,7 +209,10 @@ pub fn parse_with(
         };
         let bad = |e: String| UsageError(format!("invalid value for --{name}: {e}"));
         match kind {
-            FlagKind::Static(f) => (f.set)(&mut args, &value).map_err(bad)?,
+            FlagKind::Static(f) => {
+                (f.set)(&mut args, &value).map_err(bad)?;
+                args.given_flags.push((name.to_string(), value));
+            }
             FlagKind::CollectorSwitch(c) => {
                 let on = match value.as_str() {
                     "true" => true,
@@ -213,10 +240,13 @@ pub fn parse_with(
 }
 
 /// Commands, for `--help`: usage and one line each.
-const COMMANDS: &[(&str, &str)] = &[(
-    "check config FILE...",
-    "Check configuration files. Exit 0 when valid; else print FILE:LINE:COLUMN: what is wrong, exit 1.",
-)];
+const COMMANDS: &[(&str, &str)] = &[
+    (
+        "check config FILE...",
+        "Check configuration files. Exit 0 when valid; else print FILE:LINE:COLUMN: what is wrong, exit 1.",
+    ),
+    (query::USAGE, query::HELP),
+];
 
 fn push_wrapped(out: &mut String, text: &str, indent: usize, width: usize) {
     let mut col = indent;
@@ -351,6 +381,21 @@ mod tests {
         }
         assert!(p(&["check", "config"]).is_err());
         assert!(p(&["frobnicate"]).is_err());
+    }
+
+    #[test]
+    fn query_subcommand_has_its_own_flags() {
+        match p(&["query", "--range", "--step=15s", "rate(x[1m])"]) {
+            Ok(Command::Query(q)) => {
+                assert!(q.range);
+                assert_eq!(q.step.as_deref(), Some("15s"));
+                assert_eq!(q.expr, "rate(x[1m])");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(p(&["query"]).is_err());
+        assert!(matches!(p(&["query", "--help"]), Ok(Command::Help)));
+        assert!(help().contains("query [--server=URL]"));
     }
 
     fn no_collector(

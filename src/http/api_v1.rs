@@ -141,13 +141,16 @@ fn params_all<'a>(params: &'a [(String, String)], name: &str) -> Vec<&'a str> {
 /// A time parameter: float Unix seconds or RFC 3339.
 pub fn parse_time(s: &str) -> Result<i64, String> {
     let bad = || format!("cannot parse \"{s}\" to a valid timestamp");
-    if let Ok(f) = s.parse::<f64>() {
+    // Bounded like MIN_TIME/MAX_TIME so that time arithmetic downstream cannot overflow.
+    let ms = if let Ok(f) = s.parse::<f64>() {
         if !f.is_finite() {
             return Err(bad());
         }
-        return Ok((f * 1000.0).round() as i64);
-    }
-    parse_rfc3339(s).ok_or_else(bad)
+        (f * 1000.0).round() as i64
+    } else {
+        parse_rfc3339(s).ok_or_else(bad)?
+    };
+    Ok(ms.clamp(MIN_TIME, MAX_TIME))
 }
 
 fn parse_rfc3339(s: &str) -> Option<i64> {
@@ -482,10 +485,11 @@ pub fn series(params: &[(String, String)], querier: &dyn Querier) -> ApiResponse
         Ok(l) => l,
         Err(r) => return r,
     };
-    let mut all: Vec<Labels> = sets
-        .iter()
-        .flat_map(|m| querier.select(m, start, end).into_iter().map(|s| s.labels))
-        .collect();
+    // Label sets only: streaming keeps the samples of every matching series out of memory.
+    let mut all: Vec<Labels> = Vec::new();
+    for m in &sets {
+        querier.select_each(m, start, end, &mut |labels, _| all.push(labels.clone()));
+    }
     all.sort();
     all.dedup();
     let mut warnings = vec![];
@@ -709,24 +713,26 @@ pub fn status_tsdb(params: &[(String, String)], querier: &dyn Querier, now_ms: i
         Ok(m) => m,
         Err(e) => return error(ErrorType::Internal, &e.to_string()),
     };
-    let all = querier.select(&[any], MIN_TIME, MAX_TIME);
+    // Streamed: the store lends one series at a time, so this never holds every sample.
     let (mut min_t, mut max_t, mut chunks) = (i64::MAX, i64::MIN, 0usize);
+    let mut num_series = 0usize;
     let mut by_name: std::collections::HashMap<String, u64> = Default::default();
     let mut values_by_label: std::collections::HashMap<String, std::collections::HashSet<String>> =
         Default::default();
     let mut bytes_by_label: std::collections::HashMap<String, u64> = Default::default();
     let mut by_pair: std::collections::HashMap<String, u64> = Default::default();
     let mut pairs: std::collections::HashSet<(String, String)> = Default::default();
-    for s in &all {
-        if let (Some(f), Some(l)) = (s.samples.first(), s.samples.last()) {
+    querier.select_each(&[any], MIN_TIME, MAX_TIME, &mut |labels, samples| {
+        num_series += 1;
+        if let (Some(f), Some(l)) = (samples.first(), samples.last()) {
             min_t = min_t.min(f.t);
             max_t = max_t.max(l.t);
         }
-        chunks += s.samples.len().div_ceil(120);
+        chunks += samples.len().div_ceil(120);
         *by_name
-            .entry(s.labels.name().unwrap_or("").to_string())
+            .entry(labels.name().unwrap_or("").to_string())
             .or_default() += 1;
-        for (n, v) in s.labels.iter() {
+        for (n, v) in labels.iter() {
             if values_by_label
                 .entry(n.to_string())
                 .or_default()
@@ -737,8 +743,8 @@ pub fn status_tsdb(params: &[(String, String)], querier: &dyn Querier, now_ms: i
             *by_pair.entry(format!("{n}={v}")).or_default() += 1;
             pairs.insert((n.to_string(), v.to_string()));
         }
-    }
-    if all.is_empty() {
+    });
+    if num_series == 0 {
         min_t = now_ms;
         max_t = now_ms;
     }
@@ -765,7 +771,7 @@ pub fn status_tsdb(params: &[(String, String)], querier: &dyn Querier, now_ms: i
     success(&[], &[], |j| {
         j.begin_object();
         j.key("headStats").begin_object();
-        j.key("numSeries").raw(&all.len().to_string());
+        j.key("numSeries").raw(&num_series.to_string());
         j.key("numLabelPairs").raw(&pairs.len().to_string());
         j.key("chunkCount").raw(&chunks.to_string());
         j.key("minTime").raw(&min_t.to_string());

@@ -25,6 +25,10 @@ pub struct EngineOpts {
     pub lookback_delta: i64,
     /// Step of subqueries written without one (ms).
     pub default_subquery_step: i64,
+    /// Keep `__name__` until evaluation ends and drop it then (Prometheus's
+    /// `promql-delayed-name-removal` feature, which its conformance suite uses). When false,
+    /// names go as soon as a function or operator drops them, as in a default Prometheus 3.5.
+    pub delayed_name_removal: bool,
 }
 
 impl Default for EngineOpts {
@@ -34,6 +38,7 @@ impl Default for EngineOpts {
             max_samples: 50_000_000,
             lookback_delta: 300_000,
             default_subquery_step: 60_000,
+            delayed_name_removal: true,
         }
     }
 }
@@ -109,7 +114,7 @@ pub fn instant_query(
     t: i64,
     opts: &EngineOpts,
 ) -> Result<QueryResult, EvalError> {
-    let mut ev = Evaluator::new(q, query, expr, t, t, 0, opts);
+    let mut ev = Evaluator::new(q, query, expr, t, t, 0, opts)?;
     let v = ev.eval(expr, t)?;
     let value = match v {
         Value::Vector(v) => Value::Vector(finish_vector(v)?),
@@ -144,45 +149,51 @@ pub fn range_query(
             ))
         }
     }
-    let mut ev = Evaluator::new(q, query, expr, start, end, step, opts);
-    // Series are keyed by their (shared) label sets: no label copies per step. Label sets that
-    // come straight from storage are the same allocation every step, so they are found by
-    // address first; `by_addr` only holds addresses of Rc's kept alive in `series`.
-    let mut index: HashMap<Rc<Labels>, usize> = HashMap::new();
-    let mut by_addr: HashMap<*const Labels, usize> = HashMap::new();
+    let mut ev = Evaluator::new(q, query, expr, start, end, step, opts)?;
+    // Series are keyed by their (shared) label sets and whether the name is to be dropped: no
+    // label copies per step. Label sets that come straight from storage are the same allocation
+    // every step, so they are found by address first; `by_addr` only holds addresses of Rc's
+    // kept alive in `series`. Names are dropped once, at the end (finish_matrix).
+    let mut index: HashMap<(Rc<Labels>, bool), usize> = HashMap::new();
+    let mut by_addr: HashMap<(*const Labels, bool), usize, AddrHash> = HashMap::default();
     let mut series: Vec<Series> = Vec::new();
     let mut total = 0usize;
     let mut t = start;
     while t <= end {
-        let mut push = |labels: Rc<Labels>, v: f64| {
-            let i = match by_addr.get(&Rc::as_ptr(&labels)) {
+        let mut push = |labels: Rc<Labels>, drop_name: bool, v: f64| -> Result<(), EvalError> {
+            let i = match by_addr.get(&(Rc::as_ptr(&labels), drop_name)) {
                 Some(&i) => i,
                 None => {
-                    let i = *index.entry(labels.clone()).or_insert_with(|| {
+                    let i = *index.entry((labels.clone(), drop_name)).or_insert_with(|| {
                         series.push(Series {
                             labels: labels.clone(),
                             points: Vec::new(),
-                            drop_name: false,
+                            drop_name,
                         });
                         series.len() - 1
                     });
                     if Rc::ptr_eq(&series[i].labels, &labels) {
-                        by_addr.insert(Rc::as_ptr(&labels), i);
+                        by_addr.insert((Rc::as_ptr(&labels), drop_name), i);
                     }
                     i
                 }
             };
-            series[i].points.push(Sample { t, v });
+            let pts = &mut series[i].points;
+            if pts.last().is_some_and(|p| p.t == t) {
+                return exec_err("vector cannot contain metrics with the same labelset");
+            }
+            pts.push(Sample { t, v });
+            Ok(())
         };
         match ev.eval(expr, t)? {
             Value::Scalar(v) => {
-                push(Rc::new(Labels::new()), v);
+                push(Rc::new(Labels::new()), false, v)?;
                 total += 1;
             }
             Value::Vector(vs) => {
                 total += vs.len();
-                for s in finish_vector(vs)? {
-                    push(s.labels, s.v);
+                for s in vs {
+                    push(s.labels, s.drop_name, s.v)?;
                 }
             }
             _ => return exec_err("range query produced an unexpected value type"),
@@ -190,8 +201,12 @@ pub fn range_query(
         if total > opts.max_samples {
             return Err(EvalError::TooManySamples);
         }
-        t += step;
+        let Some(next) = t.checked_add(step) else {
+            break;
+        };
+        t = next;
     }
+    let mut series = finish_matrix(series)?;
     series.sort_by(|a, b| a.labels.cmp(&b.labels));
     if expr.value_type() == ValueType::Vector {
         if let Some(w) = sort_warning(expr) {
@@ -202,6 +217,36 @@ pub fn range_query(
         value: Value::Matrix(series),
         annotations: ev.annos,
     })
+}
+
+/// (aggregation node, input label set) addresses.
+type GroupCacheKey = (*const Expr, *const Labels);
+
+/// A fast hasher for keys that are addresses: they are not chosen by users, so SipHash's
+/// flooding resistance buys nothing and costs a third of a range query's bookkeeping.
+type AddrHash = std::hash::BuildHasherDefault<AddrHasher>;
+
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl std::hash::Hasher for AddrHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(*b as u64);
+        }
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 fn sort_warning(expr: &Expr) -> Option<String> {
@@ -282,8 +327,8 @@ fn has_name_labels(l: &Labels) -> bool {
 /// One selector's fetched data: series with stale markers kept (instant selectors need them).
 struct Fetched {
     series: Vec<(Rc<Labels>, Vec<Sample>)>,
-    /// The same samples without stale markers, for range selectors.
-    clean: Vec<Vec<Sample>>,
+    /// The same samples without stale markers, for range selectors (None: there were none).
+    clean: Vec<Option<Vec<Sample>>>,
     /// Per series: where the last instant lookup, range start and range end landed. Steps
     /// mostly move forward, so the next lookup starts there instead of binary-searching
     /// (which costs a cache miss per probe on big series).
@@ -320,6 +365,11 @@ struct Evaluator<'a> {
     annos: Annotations,
     deadline: Instant,
     ticks: u32,
+    /// Aggregation groups by (aggregation node, input label-set address); the input Rc is kept
+    /// so the address stays valid. See [`Evaluator::group_of`].
+    group_cache: HashMap<GroupCacheKey, (Rc<Labels>, Rc<Labels>), AddrHash>,
+    /// Canonical group label sets per aggregation node.
+    group_canon: HashMap<(*const Expr, Labels), Rc<Labels>>,
 }
 
 /// A borrowed view of one range-vector series, whatever produced it.
@@ -338,23 +388,31 @@ impl<'a> Evaluator<'a> {
         end: i64,
         _step: i64,
         opts: &'a EngineOpts,
-    ) -> Evaluator<'a> {
+    ) -> Result<Evaluator<'a>, EvalError> {
         let mut windows: HashMap<*const VectorSelector, (i64, i64, &VectorSelector)> =
             HashMap::new();
         collect_windows(expr, start, end, start, end, opts, &mut windows);
         let mut data = HashMap::new();
+        // Everything a query reads is held in memory at once, so the sample limit applies to
+        // the sum of what the selectors fetch.
+        let mut loaded = 0usize;
         for (k, (mint, maxt, vs)) in windows {
             let got: Vec<SeriesSamples> = q.select(&vs.matchers, mint, maxt);
+            loaded += got.iter().map(|s| s.samples.len()).sum::<usize>();
+            if loaded > opts.max_samples {
+                return Err(EvalError::TooManySamples);
+            }
             let mut series = Vec::with_capacity(got.len());
             let mut clean = Vec::with_capacity(got.len());
             for s in got {
-                clean.push(
+                // A stale-free copy only where the series has stale markers.
+                clean.push(s.samples.iter().any(|p| is_stale_nan(p.v)).then(|| {
                     s.samples
                         .iter()
                         .copied()
                         .filter(|p| !is_stale_nan(p.v))
-                        .collect(),
-                );
+                        .collect()
+                }));
                 series.push((Rc::new(s.labels), s.samples));
             }
             let cursors = (0..series.len()).map(|_| Default::default()).collect();
@@ -367,7 +425,7 @@ impl<'a> Evaluator<'a> {
                 },
             );
         }
-        Evaluator {
+        Ok(Evaluator {
             query,
             start,
             end,
@@ -376,7 +434,9 @@ impl<'a> Evaluator<'a> {
             annos: Annotations::default(),
             deadline: Instant::now() + opts.timeout,
             ticks: 0,
-        }
+            group_cache: HashMap::default(),
+            group_canon: HashMap::new(),
+        })
     }
 
     fn pos(&self, span: Span) -> String {
@@ -418,6 +478,18 @@ impl<'a> Evaluator<'a> {
     }
 
     fn eval(&mut self, e: &Expr, t: i64) -> Result<Value, EvalError> {
+        let v = self.eval_node(e, t)?;
+        if self.opts.delayed_name_removal {
+            return Ok(v);
+        }
+        // Immediate name removal: every node hands on vectors with names already dropped.
+        match v {
+            Value::Vector(v) => Ok(Value::Vector(finish_vector(v)?)),
+            other => Ok(other),
+        }
+    }
+
+    fn eval_node(&mut self, e: &Expr, t: i64) -> Result<Value, EvalError> {
         self.check_time()?;
         match e {
             Expr::Number(v, _) => Ok(Value::Scalar(*v)),
@@ -475,8 +547,9 @@ impl<'a> Evaluator<'a> {
         let Some(f) = self.data.get(&(vs as *const _)) else {
             return vec![];
         };
-        let ref_t = self.at_time(&vs.at, t) - vs.offset;
-        let mint = ref_t - self.opts.lookback_delta;
+        // Saturating: offsets and `@` times come from the query text.
+        let ref_t = self.at_time(&vs.at, t).saturating_sub(vs.offset);
+        let mint = ref_t.saturating_sub(self.opts.lookback_delta);
         let mut out = Vec::new();
         for ((labels, samples), cur) in f.series.iter().zip(&f.cursors) {
             let idx = seek(samples, &cur[0], ref_t);
@@ -506,11 +579,12 @@ impl<'a> Evaluator<'a> {
         let Some(f) = self.data.get(&(vs as *const _)) else {
             return Ok(vec![]);
         };
-        let ref_t = self.at_time(&vs.at, t) - vs.offset;
-        let mint = ref_t - range;
+        let ref_t = self.at_time(&vs.at, t).saturating_sub(vs.offset);
+        let mint = ref_t.saturating_sub(range);
         let mut out = Vec::new();
         let mut total = 0;
-        for (((labels, _), samples), cur) in f.series.iter().zip(&f.clean).zip(&f.cursors) {
+        for (((labels, raw), clean), cur) in f.series.iter().zip(&f.clean).zip(&f.cursors) {
+            let samples: &[Sample] = clean.as_deref().unwrap_or(raw);
             let lo = seek(samples, &cur[1], mint);
             let hi = seek(samples, &cur[2], ref_t);
             if lo >= hi {
@@ -542,8 +616,8 @@ impl<'a> Evaluator<'a> {
             return Ok(vec![]);
         };
         let step = step.unwrap_or(self.opts.default_subquery_step);
-        let ref_t = self.at_time(at, t) - offset;
-        let lo = ref_t - range;
+        let ref_t = self.at_time(at, t).saturating_sub(*offset);
+        let lo = ref_t.saturating_sub(*range);
         // First step: the smallest multiple of `step` strictly after the range start.
         let mut ts = lo.div_euclid(step) * step;
         if ts <= lo {
@@ -584,9 +658,44 @@ impl<'a> Evaluator<'a> {
             if total * out.len().max(1) > self.opts.max_samples {
                 return Err(EvalError::TooManySamples);
             }
-            ts += step;
+            let Some(next) = ts.checked_add(step) else {
+                break;
+            };
+            ts = next;
         }
         Ok(out)
+    }
+
+    /// The output label set of the group `l` falls into for the aggregation `node`. Group
+    /// label sets are canonical (one Rc per content), so groups can be told apart by address
+    /// and outputs keep the same label allocation from step to step. Input label sets shared
+    /// with fetched data are remembered by address, which skips building the key every step.
+    fn group_of(
+        &mut self,
+        node: *const Expr,
+        l: &Rc<Labels>,
+        grouping: &[String],
+        without: bool,
+    ) -> Rc<Labels> {
+        // Only label sets that outlive this step (held by the fetched data too) are cached,
+        // so the cache is bounded by the number of fetched series.
+        let shared = Rc::strong_count(l) > 1;
+        if shared {
+            if let Some((_, g)) = self.group_cache.get(&(node, Rc::as_ptr(l))) {
+                return g.clone();
+            }
+        }
+        let key = group_labels(l, grouping, without);
+        let g = self
+            .group_canon
+            .entry((node, key))
+            .or_insert_with_key(|(_, k)| Rc::new(k.clone()))
+            .clone();
+        if shared {
+            self.group_cache
+                .insert((node, Rc::as_ptr(l)), (l.clone(), g.clone()));
+        }
+        g
     }
 
     fn scalar_arg(&mut self, e: &Expr, t: i64) -> Result<f64, EvalError> {
@@ -708,19 +817,15 @@ impl<'a> Evaluator<'a> {
             );
         }
         // Group the input, preserving first-appearance order.
-        // Keys borrow the input's label strings; Labels are built once per group.
-        let mut keys: HashMap<Vec<&str>, usize> = HashMap::new();
-        let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
+        let node = expr as *const Expr;
+        let mut by_group: HashMap<*const Labels, usize, AddrHash> = HashMap::default();
+        let mut groups: Vec<(Rc<Labels>, Vec<usize>)> = Vec::new();
         for (i, s) in input.iter().enumerate() {
-            let key = group_key(&s.labels, grouping, without);
-            let gi = match keys.get(&key) {
-                Some(&gi) => gi,
-                None => {
-                    keys.insert(key, groups.len());
-                    groups.push((group_labels(&s.labels, grouping, without), vec![]));
-                    groups.len() - 1
-                }
-            };
+            let g = self.group_of(node, &s.labels, grouping, without);
+            let gi = *by_group.entry(Rc::as_ptr(&g)).or_insert_with(|| {
+                groups.push((g.clone(), vec![]));
+                groups.len() - 1
+            });
             groups[gi].1.push(i);
         }
         let mut out = Vec::new();
@@ -771,7 +876,7 @@ impl<'a> Evaluator<'a> {
                         }
                     }
                     for (val, c) in counts {
-                        let mut l = key.clone();
+                        let mut l = (*key).clone();
                         l.set(label_param.clone(), val);
                         out.push(VecSample {
                             labels: Rc::new(l),
@@ -783,7 +888,7 @@ impl<'a> Evaluator<'a> {
                 }
             };
             out.push(VecSample {
-                labels: Rc::new(key),
+                labels: key,
                 v,
                 drop_name,
             });
@@ -1106,8 +1211,8 @@ impl<'a> Evaluator<'a> {
             _ => return exec_err("expected range vector"),
         };
         let eval_t = self.at_time(&at, t);
-        let range_end = eval_t - offset;
-        let range_start = range_end - range;
+        let range_end = eval_t.saturating_sub(offset);
+        let range_start = range_end.saturating_sub(range);
         let absent = name == "absent_over_time";
         let (out, non_counter) = match inner {
             Expr::Matrix { vs, range, .. } => {
@@ -1197,7 +1302,7 @@ fn apply_range_fn(
         let v = match name {
             "rate" | "increase" => {
                 if non_counter.is_none() {
-                    if let Some(n) = s.labels.name() {
+                    if let Some(n) = metric_name(s.labels) {
                         if !["_total", "_sum", "_count", "_bucket"]
                             .iter()
                             .any(|suf| n.ends_with(suf))
@@ -1283,6 +1388,15 @@ fn apply_range_fn(
         }
     }
     Ok((out, non_counter))
+}
+
+/// The metric name; `__name__` is almost always the first label, so look there first (this
+/// runs for every series at every step of rate()/increase()).
+fn metric_name(l: &Labels) -> Option<&str> {
+    match l.iter().next() {
+        Some((n, v)) if n == METRIC_NAME => Some(v),
+        _ => l.name(),
+    }
 }
 
 fn welford(vals: impl Iterator<Item = f64>) -> f64 {
@@ -1497,19 +1611,6 @@ fn vector_vector(
         });
     }
     Ok(out)
-}
-
-/// The grouping identity of a label set as borrowed strings (name, value, name, value, ...).
-fn group_key<'l>(l: &'l Labels, grouping: &[String], without: bool) -> Vec<&'l str> {
-    let mut k = Vec::with_capacity(grouping.len() * 2 + 4);
-    for (n, v) in l.iter() {
-        let listed = grouping.iter().any(|g| g == n);
-        if (without && !listed && n != METRIC_NAME) || (!without && listed) {
-            k.push(n);
-            k.push(v);
-        }
-    }
-    k
 }
 
 fn group_labels(l: &Labels, grouping: &[String], without: bool) -> Labels {
@@ -1735,8 +1836,11 @@ fn collect_windows<'e>(
             Some(x) => (x, x),
             None => (lo, hi),
         };
-        let mint = a - vs.offset - before + 1;
-        let maxt = b - vs.offset;
+        let mint = a
+            .saturating_sub(vs.offset)
+            .saturating_sub(before)
+            .saturating_add(1);
+        let maxt = b.saturating_sub(vs.offset);
         let ent = out.entry(vs as *const _).or_insert((mint, maxt, vs));
         ent.0 = ent.0.min(mint);
         ent.1 = ent.1.max(maxt);
@@ -1757,8 +1861,8 @@ fn collect_windows<'e>(
             };
             collect_windows(
                 expr,
-                a - offset - range,
-                b - offset,
+                a.saturating_sub(*offset).saturating_sub(*range),
+                b.saturating_sub(*offset),
                 qstart,
                 qend,
                 opts,
@@ -1883,6 +1987,38 @@ mod tests {
             .join()
             .unwrap();
         assert_eq!(v.1, vec![crate::promql::parser::MAX_NODES as f64]);
+    }
+
+    #[test]
+    fn immediate_name_removal_matches_default_prometheus() {
+        let s = store(&[(0, 4.0)]);
+        let q = "label_replace(abs(x_total), \"n\", \"$1\", \"__name__\", \"(.*)\")";
+        let o = EngineOpts {
+            delayed_name_removal: false,
+            ..EngineOpts::default()
+        };
+        let Value::Vector(v) = instant(&s, q, 0, &o).unwrap() else {
+            panic!()
+        };
+        assert_eq!(v[0].labels.get("n"), None);
+    }
+
+    #[test]
+    fn extreme_times_and_offsets_do_not_overflow() {
+        let s = store(&[(0, 1.0), (60_000, 2.0)]);
+        let o = EngineOpts::default();
+        for q in [
+            "rate(x_total[1000000y] offset -1000000y)",
+            "x_total offset 292000000y",
+            "x_total @ 9000000000000000 offset -292000000y",
+            "max_over_time(x_total[1000y:100y] @ -9000000000000000)",
+            "predict_linear(x_total[292000000y], 1e308)",
+        ] {
+            let e = crate::promql::parse(q).unwrap();
+            let _ = instant_query(&s, q, &e, i64::MAX / 2, &o);
+            let _ = instant_query(&s, q, &e, i64::MIN / 2, &o);
+            let _ = range_query(&s, q, &e, i64::MAX / 2 - 10_000, i64::MAX / 2, 5_000, &o);
+        }
     }
 
     #[test]

@@ -321,8 +321,9 @@ pub fn extrapolated_rate(
             prev = p.v;
         }
     }
-    let mut to_start = (first.t - range_start) as f64 / 1000.0;
-    let mut to_end = (range_end - last.t) as f64 / 1000.0;
+    // In f64: range bounds come from the query and may be far outside i64 differences.
+    let mut to_start = (first.t as f64 - range_start as f64) / 1000.0;
+    let mut to_end = (range_end as f64 - last.t as f64) / 1000.0;
     let sampled = (last.t - first.t) as f64 / 1000.0;
     let avg = sampled / (s.len() - 1) as f64;
     let threshold = avg * 1.1;
@@ -343,7 +344,7 @@ pub fn extrapolated_rate(
     }
     let mut factor = (sampled + to_start + to_end) / sampled;
     if is_rate {
-        factor /= (range_end - range_start) as f64 / 1000.0;
+        factor /= (range_end as f64 - range_start as f64) / 1000.0;
     }
     Some(result * factor)
 }

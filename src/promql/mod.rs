@@ -3,8 +3,26 @@
 //! Owns: the language and its evaluation limits. Reads data only through the TSDB query interface.
 //! Must not touch: TSDB internals, HTTP.
 //!
-//! Scope: Prometheus 3.x float semantics. Native histograms and experimental features
-//! (`limitk`, `info`, `fill()`, duration expressions, ...) are rejected with an error.
+//! ```text
+//!  text ─► lexer ─► parser (precedence climbing, type checks) ─► ast::Expr ─► engine ─► Value
+//!                                                                   ▲            │
+//!                                                      ast Display (round-trips) tsdb::Querier
+//! ```
+//!
+//! Scope: Prometheus 3.x float semantics, as its own promqltest suite and a real Prometheus 3.5
+//! check them (tests/promqltest.rs, tests/promql_diff.rs): left-open ranges, 5 m lookback,
+//! staleness markers, `@`/`offset`, subqueries, delayed `__name__` removal, every aggregation,
+//! operator and float function.
+//!
+//! **Not supported** (a parse error, never a wrong answer): native histograms and their
+//! functions (`histogram_count`, `histogram_sum`, `histogram_avg`, `histogram_stddev`,
+//! `histogram_stdvar`, `histogram_quantiles`), experimental functions (`limitk`, `limit_ratio`,
+//! `info`, `first_over_time`, `mad_over_time`, `ts_of_*`, `sort_by_label*`,
+//! `double_exponential_smoothing`, `start()`/`end()`/`range()`/`step()` as functions) and
+//! experimental syntax (duration expressions, `anchored`/`smoothed`, `fill()` modifiers).
+//!
+//! Limits ([`EngineOpts`]): timeout, max samples (fetched and produced), lookback delta; the
+//! parser bounds nesting depth and operator count so no query can exhaust the stack.
 
 pub mod ast;
 pub mod engine;

@@ -120,9 +120,22 @@ impl<'a> Parser<'a> {
         ParseError::at(self.input, at, msg.into())
     }
     fn unexpected(&self) -> ParseError {
+        self.unexpected_in("")
+    }
+
+    /// Like Prometheus: `unexpected <token>[ in <context>, expected <what>]`.
+    fn unexpected_in(&self, context: &str) -> ParseError {
         let t = &self.toks[self.pos.min(self.toks.len() - 1)];
         let msg = match &t.tok {
-            Tok::Eof if self.parens > 0 => "unclosed left parenthesis".to_string(),
+            // Prometheus's lexer reports stray closing brackets itself.
+            Tok::RBrace => return self.err(t.start, "unexpected character: '}'"),
+            Tok::RParen if self.parens == 0 => {
+                return self.err(t.end, "unexpected right parenthesis ')'")
+            }
+            Tok::RBracket => return self.err(t.start, "unexpected right bracket ']'"),
+            Tok::Eof if self.parens > 0 && context.is_empty() => {
+                "unclosed left parenthesis".to_string()
+            }
             Tok::Eof => "unexpected end of input".to_string(),
             Tok::Ident(s) => format!("unexpected identifier \"{s}\""),
             Tok::Number(_) | Tok::Duration(_) => {
@@ -131,7 +144,7 @@ impl<'a> Parser<'a> {
             Tok::Str(_) => format!("unexpected string \"{}\"", &self.input[t.start..t.end]),
             other => format!("unexpected \"{}\"", other.describe()),
         };
-        self.err(t.start, msg)
+        self.err(t.start, format!("{msg}{context}"))
     }
     fn expect(&mut self, t: Tok) -> Result<(), ParseError> {
         if *self.peek() == t {
@@ -276,7 +289,7 @@ impl<'a> Parser<'a> {
         let both_vectors = lt == ValueType::Vector && rt == ValueType::Vector;
         if op.is_comparison() && lt == ValueType::Scalar && rt == ValueType::Scalar && !return_bool
         {
-            return Err(self.err(at, "comparisons between scalars must use BOOL modifier"));
+            return Err(self.err(op_pos, "comparisons between scalars must use BOOL modifier"));
         }
         if op.is_set() {
             if !both_vectors {
@@ -464,7 +477,9 @@ impl<'a> Parser<'a> {
                         }
                         _ => 1,
                     };
-                    let d = self.duration()? * sign;
+                    let d = self.duration().map_err(|_| {
+                        self.unexpected_in(" in offset, expected number or duration")
+                    })? * sign;
                     let end = self.prev_end();
                     let slot = match &mut e {
                         Expr::Vector(vs) => &mut vs.offset,
@@ -512,7 +527,7 @@ impl<'a> Parser<'a> {
                         }
                         _ => {
                             self.pos -= 1;
-                            return Err(self.unexpected());
+                            return Err(self.unexpected_in(" in @, expected timestamp"));
                         }
                     };
                     let end = self.prev_end();
@@ -655,7 +670,7 @@ impl<'a> Parser<'a> {
                     self.next();
                 }
                 Tok::RParen => {}
-                _ => return Err(self.unexpected()),
+                _ => return Err(self.unexpected_in(" in grouping opts, expected \",\" or \")\"")),
             }
         }
     }
@@ -965,8 +980,36 @@ mod tests {
 
     #[test]
     fn errors_carry_line_and_column() {
-        let e = parse("foo{a=\"b\"}}").unwrap_err();
-        assert_eq!(e.to_string(), "1:11: parse error: unexpected \"}\"");
+        // Messages as Prometheus 3.5's parser words them (checked against promtool).
+        for (q, want) in [
+            (
+                "foo{a=\"b\"}}",
+                "1:11: parse error: unexpected character: '}'",
+            ),
+            (
+                "1 > 2",
+                "1:3: parse error: comparisons between scalars must use BOOL modifier",
+            ),
+            (
+                "foo offset",
+                "1:11: parse error: unexpected end of input in offset, expected number or duration",
+            ),
+            (
+                "sum by (a (foo)",
+                "1:11: parse error: unexpected \"(\" in grouping opts, expected \",\" or \")\"",
+            ),
+            (
+                "foo @ bar",
+                "1:7: parse error: unexpected identifier \"bar\" in @, expected timestamp",
+            ),
+            (
+                "sum(foo))",
+                "1:10: parse error: unexpected right parenthesis ')'",
+            ),
+            ("foo]", "1:4: parse error: unexpected right bracket ']'"),
+        ] {
+            assert_eq!(parse(q).unwrap_err().to_string(), want, "{q}");
+        }
         assert_eq!(
             parse("sum(").unwrap_err().to_string(),
             "1:5: parse error: unclosed left parenthesis"

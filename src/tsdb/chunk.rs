@@ -176,7 +176,7 @@ impl OpenChunk {
         if s.count == 0 {
             s.mint = t;
         } else {
-            s.last_delta = t - s.last_t;
+            s.last_delta = t.wrapping_sub(s.last_t);
         }
         s.last_t = t;
         s.last_v = vb;

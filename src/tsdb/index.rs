@@ -84,8 +84,13 @@ pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// FxHash-style hash of a label set's strings, with separators so ("ab","c") != ("a","bc").
 pub fn hash_labels(labels: &Labels) -> u64 {
+    hash_pairs(labels.iter())
+}
+
+/// [`hash_labels`] of sorted (name, value) pairs, without a `Labels`.
+pub fn hash_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
     let mut h = IdHasher(0);
-    for (n, v) in labels.iter() {
+    for (n, v) in pairs {
         h.write(n.as_bytes());
         h.write(&[0xff]);
         h.write(v.as_bytes());
@@ -214,6 +219,26 @@ impl Index {
                 .iter()
                 .zip(labels.iter())
                 .all(|(&(n, v), (ln, lv))| self.str_of(n) == ln && self.str_of(v) == lv)
+    }
+
+    /// [`Index::lookup`] for label pairs already sorted by name, unique, without empty values.
+    pub fn lookup_pairs(&self, pairs: &[(&str, &str)], hash: u64) -> Option<SeriesId> {
+        let same = |id: SeriesId| {
+            let own = &self.series[id as usize];
+            own.len() == pairs.len()
+                && own
+                    .iter()
+                    .zip(pairs)
+                    .all(|(&(n, v), &(ln, lv))| self.str_of(n) == ln && self.str_of(v) == lv)
+        };
+        let &id = self.by_hash.get(&hash)?;
+        if same(id) {
+            return Some(id);
+        }
+        self.collided
+            .iter()
+            .find(|&&(h, c)| h == hash && same(c))
+            .map(|&(_, c)| c)
     }
 
     /// Finds the series with exactly these labels; `hash` is [`hash_labels`] of them.
@@ -347,6 +372,17 @@ impl Index {
                     Some(v) => self.postings_of(name, v).to_vec(),
                     None => return Vec::new(),
                 }
+            } else if let Some(alts) = literal_alternatives(m) {
+                // `=~"a|b|c"` is a set of `=`: look each up instead of testing every value.
+                let mut u = Vec::new();
+                for alt in alts.split('|') {
+                    if let Some(v) = self.sym(alt) {
+                        u.extend_from_slice(self.postings_of(name, v));
+                    }
+                }
+                u.sort_unstable();
+                u.dedup();
+                u
             } else {
                 let mut u = Vec::new();
                 for &v in self.values.get(&name).map(|v| v.as_slice()).unwrap_or(&[]) {
@@ -387,6 +423,18 @@ impl Index {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.values.keys().map(|&n| self.str_of(n))
     }
+}
+
+/// The value of a `=~` matcher that is only literal alternatives (`a|b|c`, no empty one), as
+/// PromQL queries over label sets often are; `None` otherwise.
+fn literal_alternatives(m: &Matcher) -> Option<&str> {
+    let v = m.value.as_str();
+    let literal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '/' | ',');
+    (m.op == MatchOp::Regex
+        && !v.is_empty()
+        && v.chars().all(|c| c == '|' || literal(c))
+        && v.split('|').all(|alt| !alt.is_empty()))
+    .then_some(v)
 }
 
 fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
@@ -439,6 +487,11 @@ mod tests {
         );
         assert_eq!(sel(&[m(MatchOp::Regex, "job", "a.*|w.b")]), vec![a, b, d]);
         assert_eq!(sel(&[m(MatchOp::Regex, "job", "ap")]), Vec::<u32>::new());
+        assert_eq!(
+            sel(&[m(MatchOp::Regex, "job", "web|api|nope")]),
+            vec![a, b, d]
+        );
+        assert_eq!(sel(&[m(MatchOp::Regex, "job", "web|")]), vec![b, c]);
         assert_eq!(
             sel(&[
                 m(MatchOp::Equal, "__name__", "up"),

@@ -36,6 +36,12 @@ impl Store {
             self.oldest_t().map_or(0.0, |t| t as f64 / 1000.0),
         );
         set.single(
+            "promlet_tsdb_persisted_until_timestamp_seconds",
+            "Newest sample timestamp made durable by the last successful flush (0: none).",
+            g,
+            s.persisted_until.map_or(0.0, |t| t as f64 / 1000.0),
+        );
+        set.single(
             "promlet_tsdb_samples_appended_total",
             "Samples accepted into the TSDB.",
             c,

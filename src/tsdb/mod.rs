@@ -5,23 +5,75 @@
 //!
 //! The two traits below are the seams the rest of promlet uses: writers (collect, scrape, push,
 //! rules) see only [`Appender`], readers (promql, federate, remote_write) only [`Querier`].
+//!
+//! # Using the store (for `agent`/`main`)
+//! ```no_run
+//! use promlet::tsdb::{OsFs, Options, Store};
+//! use std::time::Instant;
+//! let opts = Options::default(); // retention_bytes, retention_ms, max_series, flush_interval
+//! let mut store = Store::open(opts, "data/".as_ref(), Box::new(OsFs)); // never fails
+//! // In the main loop: call poll with the monotonic "now"; sleep until what it returns.
+//! let next_deadline = store.poll(Instant::now());
+//! // On shutdown: make everything durable.
+//! store.flush(Instant::now());
+//! // For /metrics: store.write_metrics(&mut metric_set);
+//! # let _ = next_deadline;
+//! ```
+//! `Store::new(opts)` is the same store without a directory.
+//!
+//! # Layout
+//! | file | owns |
+//! |---|---|
+//! | `chunk.rs` | Gorilla bit stream: encoder of the open chunk, decoder |
+//! | `index.rs` | interned strings, series label sets, postings, matcher selection, byte accounting |
+//! | `store.rs` | series data, the budget and eviction ring, append rules, flush and recovery |
+//! | `format.rs` | segment header, frames, postcard records (docs/tsdb-format.md) |
+//! | `fs.rs` | the file operations, behind a trait for fault injection |
+//! | `metrics.rs` | `promlet_tsdb_*` self-metrics |
+//! | `workload.rs` | the node-like reference workload for tests and benchmarks |
+//!
+//! # Limits (each a constant or an option, documented where defined)
+//! Budget `Options::retention_bytes` (default 16 MiB); chunks of at most
+//! [`CHUNK_MAX_BYTES`]; new series refused beyond `max_series` or when the index plus every
+//! series' worst-case open chunk would pass half the budget; samples more than
+//! [`CLOCK_STEP_BACK_MS`] older than their series' newest reset that series (clock stepped back),
+//! less than that are refused as out of order; samples after the last flush are lost in a crash.
 
 mod chunk;
 pub mod format;
 pub mod fs;
 mod index;
 mod metrics;
+mod shared;
 mod store;
 pub mod workload;
 
 pub use chunk::CHUNK_MAX_BYTES;
 pub use fs::{Fs, OsFs};
+pub use shared::SharedStore;
 pub use store::{
     Options, Stats, Store, CLOCK_STEP_BACK_MS, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_SERIES,
     DEFAULT_RETENTION_BYTES, IDLE_SEAL_MS,
 };
 
 use crate::model::{Labels, Matcher, Sample, Timestamp};
+
+/// Parses a byte size as Prometheus's `--storage.tsdb.retention.size` does: a number and a
+/// unit among B, KB, MB, GB, TB (powers of 1024), e.g. `512MB`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let bad = || format!("not a valid size: {s:?} (use e.g. 16MB)");
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let n: usize = s[..digits].parse().map_err(|_| bad())?;
+    let shift = match &s[digits..] {
+        "B" => 0,
+        "KB" => 10,
+        "MB" => 20,
+        "GB" => 30,
+        "TB" => 40,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(1usize << shift).ok_or_else(bad)
+}
 
 /// Why an append was refused. Refusals are counted by the store, never fatal to the caller.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +91,22 @@ pub enum AppendError {
 /// Where samples go.
 pub trait Appender {
     fn append(&mut self, labels: &Labels, t: Timestamp, v: f64) -> Result<(), AppendError>;
+
+    /// The same as [`Appender::append`] for the series `name{pairs}`, with `pairs` in any
+    /// order (a later duplicate name wins, empty values are dropped, as in `Labels`). The store
+    /// finds an existing series without allocating; the default builds a `Labels`.
+    fn append_parts(
+        &mut self,
+        name: &str,
+        pairs: &[(&str, &str)],
+        t: Timestamp,
+        v: f64,
+    ) -> Result<(), AppendError> {
+        let labels = Labels::from_pairs(
+            std::iter::once((crate::model::METRIC_NAME, name)).chain(pairs.iter().copied()),
+        );
+        self.append(&labels, t, v)
+    }
 }
 
 /// One series and its samples inside a queried range, oldest first.
@@ -77,4 +145,28 @@ pub trait Querier {
         mint: Timestamp,
         maxt: Timestamp,
     ) -> Vec<String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_size_uses_binary_units_and_rejects_junk() {
+        assert_eq!(parse_size("16MB"), Ok(16 << 20));
+        assert_eq!(parse_size("512KB"), Ok(512 << 10));
+        assert_eq!(parse_size("100B"), Ok(100));
+        assert_eq!(parse_size("1GB"), Ok(1 << 30));
+        for bad in [
+            "",
+            "MB",
+            "16",
+            "16mb",
+            "-1MB",
+            "1.5MB",
+            "99999999999999999999TB",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
 }
