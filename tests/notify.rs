@@ -354,6 +354,7 @@ fn local_route_tree_groups_dedups_and_repeats_to_webhook_and_exec() {
         "http://pi:9099".into(),
         dir.clone(),
         Default::default(),
+        promlet::notify::silence::SilenceStore::open(None),
     );
     let t0 = now_ms();
     let mut h1 = firing("A", "h1");

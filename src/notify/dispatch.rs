@@ -15,6 +15,7 @@
 
 use super::route::{matches_all, Receiver, RouteConfig};
 use super::sender::{SharedSender, Target};
+use super::silence::SilenceStore;
 use super::{rfc3339, OutgoingAlert};
 use crate::http::json::Json;
 use crate::model::Labels;
@@ -68,6 +69,7 @@ pub struct DispatchMetrics {
     pub notifications: u64,
     pub failed: u64,
     pub inhibited: u64,
+    pub silenced: u64,
     pub groups: usize,
 }
 
@@ -78,6 +80,7 @@ pub struct Dispatcher {
     execs: Vec<RunningExec>,
     webhooks_in_flight: Vec<(u64, String)>,
     sender: Rc<SharedSender>,
+    silences: SilenceStore,
     external_url: String,
     temp_dir: PathBuf,
     temp_seq: u64,
@@ -94,6 +97,7 @@ impl Dispatcher {
         external_url: String,
         temp_dir: PathBuf,
         sender: Rc<SharedSender>,
+        silences: SilenceStore,
     ) -> Dispatcher {
         Dispatcher {
             cfg,
@@ -101,6 +105,7 @@ impl Dispatcher {
             execs: Vec::new(),
             webhooks_in_flight: Vec::new(),
             sender,
+            silences,
             external_url,
             temp_dir,
             temp_seq: 0,
@@ -113,6 +118,11 @@ impl Dispatcher {
         let n = cfg.routes.len();
         self.cfg = cfg;
         self.groups.retain(|(r, _), _| *r < n);
+    }
+
+    /// The silences applied to routing (the agent serves `/api/v2/silences` from them).
+    pub fn silences_mut(&mut self) -> &mut SilenceStore {
+        &mut self.silences
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -210,9 +220,13 @@ impl Dispatcher {
         let mut firing = BTreeSet::new();
         let mut resolved = BTreeSet::new();
         let mut shown: Vec<(u64, &OutgoingAlert)> = Vec::new();
-        let mut inhibited = 0;
+        let (mut inhibited, mut silenced) = (0, 0);
         for (fp, a) in &g.alerts {
             if is_firing(a, now) {
+                if self.silences.is_silenced(&a.labels, now) {
+                    silenced += 1;
+                    continue;
+                }
                 if self.is_inhibited(a, now) {
                     inhibited += 1;
                     continue;
@@ -262,6 +276,7 @@ impl Dispatcher {
             self.groups.remove(key);
         }
         self.metrics.inhibited += inhibited;
+        self.metrics.silenced += silenced;
         for job in jobs {
             self.deliver(job, now);
         }
@@ -562,6 +577,7 @@ mod tests {
             "http://pi:9099".into(),
             std::env::temp_dir(),
             Rc::default(),
+            SilenceStore::open(None),
         )
     }
 
@@ -636,6 +652,23 @@ mod tests {
         d.poll(t0 + 10_000);
         let m = d.metrics();
         assert_eq!((m.inhibited, m.notifications), (1, 2));
+    }
+
+    #[test]
+    fn silenced_alerts_are_muted_until_the_silence_expires() {
+        let mut d = dispatcher();
+        let t0 = 1_795_309_323_000; // 2026-11-22T01:02:03Z
+        let body = br#"{"matchers":[{"name":"host","value":"h1","isRegex":false}],"startsAt":"2026-11-22T01:00:00Z","endsAt":"2026-11-22T01:05:00Z","createdBy":"t","comment":"c"}"#;
+        let (st, _) = d
+            .silences_mut()
+            .handle("POST", "/api/v2/silences", body, t0, true);
+        assert_eq!(st, 200);
+        d.ingest(&[alert("A", "h1", "info", t0, 0)], t0);
+        d.poll(t0 + 10_000);
+        assert_eq!((d.metrics().silenced, d.metrics().notifications), (1, 0));
+        // 01:05:00 is 177 s after t0: the next flush after that notifies.
+        d.poll(t0 + 190_000);
+        assert_eq!(d.metrics().notifications, 1);
     }
 
     #[test]

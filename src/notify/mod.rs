@@ -21,6 +21,7 @@ pub mod notifier;
 pub mod queue;
 pub mod route;
 pub mod sender;
+pub mod silence;
 
 pub use notifier::{Notifier, NotifierMetrics};
 
