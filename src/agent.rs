@@ -146,6 +146,8 @@ pub struct State {
     pub appender: Option<Box<dyn Appender>>,
     /// The store behind `appender`, for its self-metrics (and the query API).
     pub tsdb: Option<SharedStore>,
+    /// Alert delivery (Alertmanager queue, local route tree, silences). None in unit tests.
+    pub notify: Option<Rc<RefCell<crate::notify::Hub>>>,
     pub engine: EngineOpts,
     /// The text the running configuration was parsed from.
     pub config_text: String,
@@ -168,6 +170,7 @@ impl State {
             driver,
             appender: None,
             tsdb: None,
+            notify: None,
             config_text: String::new(),
             stats: SelfStats {
                 last_reload_ok: true,
@@ -241,6 +244,9 @@ impl State {
         match result {
             Ok((cfg, text, driver)) => {
                 self.steps.tolerance = step_tolerance(cfg.global.scrape_interval);
+                if let Some(hub) = &self.notify {
+                    hub.borrow_mut().apply_config(&cfg);
+                }
                 self.config = cfg;
                 self.config_text = text;
                 self.driver = driver;
@@ -361,6 +367,9 @@ impl State {
     fn self_metrics(&self, set: &mut MetricSet, server: &ServerStats) {
         if let Some(store) = &self.tsdb {
             store.0.borrow().write_metrics(set);
+        }
+        if let Some(hub) = &self.notify {
+            hub.borrow().write_metrics(set);
         }
         let p = ProcessStats::read_self(self.boot_time_s);
         let g = MetricType::Gauge;
@@ -747,6 +756,7 @@ fn bind(addr: &str) -> std::io::Result<TcpListener> {
 fn routes(state: Rc<RefCell<State>>, server: Rc<ServerStats>, shutdown: Shutdown) -> Router {
     let lifecycle = state.borrow().args.enable_lifecycle;
     let mut r = Router::new();
+    silence_routes(&mut r, &state);
     let st = state.clone();
     r.get("/metrics", move |req| {
         st.borrow_mut().render_metrics(req, &server)
@@ -911,6 +921,50 @@ fn flag_values(args: &Args) -> Vec<(String, String)> {
     out
 }
 
+/// Alertmanager's `/api/v2/silences` subset over the local route tree's silences; writes need
+/// `--web.enable-silences`.
+fn silence_routes(r: &mut Router, state: &Rc<RefCell<State>>) {
+    let (hub, writable) = {
+        let st = state.borrow();
+        (st.notify.clone(), st.args.enable_silences)
+    };
+    let Some(hub) = hub else { return };
+    let handler = move |req: &Request| {
+        let now = SystemClock.wall_ms();
+        let (status, body) = hub.borrow_mut().dispatcher.silences_mut().handle(
+            &req.method,
+            &req.path,
+            &req.body,
+            now,
+            writable,
+        );
+        let ctype = if status == 200 {
+            "application/json"
+        } else {
+            "text/plain; charset=utf-8"
+        };
+        Response::new(status)
+            .header("Content-Type", ctype)
+            .body(body)
+    };
+    let h = Rc::new(handler);
+    let h2 = h.clone();
+    r.route(&["GET", "POST"], "/api/v2/silences", move |req| h(req));
+    r.route(&["GET", "DELETE"], "/api/v2/silence/*", move |req| h2(req));
+}
+
+/// Alert delivery on its own deadlines; polled at least every second so alerts handed over
+/// by rule evaluation leave within a second.
+async fn notify_loop(hub: Rc<RefCell<crate::notify::Hub>>) {
+    let start = Instant::now();
+    loop {
+        let mono = start.elapsed().as_millis() as i64;
+        let wait = hub.borrow_mut().poll(mono, SystemClock.wall_ms());
+        let wait = wait.map_or(Duration::from_secs(1), |w| w.min(Duration::from_secs(1)));
+        Timer::after(wait.max(Duration::from_millis(10))).await;
+    }
+}
+
 /// The collection schedule on the monotonic clock. Falls behind gracefully: a late tick runs
 /// once and the schedule restarts from now (no burst of catch-up cycles).
 async fn collection_loop(state: Rc<RefCell<State>>, server: Rc<ServerStats>) {
@@ -1049,7 +1103,13 @@ pub fn run(args: Args) -> i32 {
             st.stats().corrupt_records
         ));
     }
+    let external_url = format!("http://{local}");
+    let hub = match crate::notify::Hub::open(&config, &args.storage_path, external_url) {
+        Ok(h) => Rc::new(RefCell::new(h)),
+        Err(e) => return fail(format!("cannot open the alert queue: {e}")),
+    };
     let mut state = State::new(args, config, driver);
+    state.notify = Some(hub.clone());
     state.config_text = config_text;
     state.appender = Some(Box::new(store.clone()));
     state.tsdb = Some(store.clone());
@@ -1071,6 +1131,7 @@ pub fn run(args: Args) -> i32 {
         ex.spawn(collection_loop(state.clone(), server.stats()))
             .detach();
         ex.spawn(tsdb_loop(store.clone())).detach();
+        ex.spawn(notify_loop(hub.clone())).detach();
         ex.spawn(signal_loop(signals, state.clone(), shutdown.clone()))
             .detach();
         server.serve(listener, counted, shutdown.wait()).await

@@ -443,3 +443,85 @@ fn local_route_tree_groups_dedups_and_repeats_to_webhook_and_exec() {
     assert_eq!((m.notifications, m.failed), (8, 0));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Starts the real promlet with its storage in `dir`.
+fn start_promlet(port: u16, dir: &Path, extra: &[&str]) -> ChildGuard {
+    let child = ChildGuard::spawn(
+        Command::new(crate::common::promlet_bin())
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!("--storage.tsdb.path={}", dir.display()))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    assert!(wait_for_port(port), "promlet did not listen on {port}");
+    child
+}
+
+fn amtool(bin: &Path, port: u16, args: &[&str]) -> (bool, String) {
+    let out = Command::new(bin)
+        .arg(format!("--alertmanager.url=http://127.0.0.1:{port}"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// The real amtool manages promlet's silences: add, query, persist across a restart, expire;
+/// writes are refused without `--web.enable-silences`.
+#[test]
+fn amtool_adds_queries_and_expires_silences_that_survive_a_restart() {
+    let Some(am) = stack_bin("amtool") else {
+        return;
+    };
+    let dir = temp_dir("silences");
+    let port = free_port();
+    {
+        let _p = start_promlet(port, &dir, &[]);
+        let (ok, out) = amtool(&am, port, &["silence", "add", "alertname=X", "--comment=c"]);
+        assert!(
+            !ok,
+            "a write without --web.enable-silences succeeded: {out}"
+        );
+        assert!(out.contains("403") || out.contains("read-only"), "{out}");
+    }
+    let id = {
+        let _p = start_promlet(port, &dir, &["--web.enable-silences"]);
+        let (ok, out) = amtool(
+            &am,
+            port,
+            &[
+                "silence",
+                "add",
+                "alertname=DiskFull",
+                "host=~h[12]",
+                "--comment=maintenance",
+                "--author=ops",
+                "--duration=1h",
+            ],
+        );
+        assert!(ok, "{out}");
+        let id = out.trim().to_string();
+        assert_eq!(id.len(), 36, "{out}");
+        id
+    };
+    // Restarted: the silence is still there, with its matchers.
+    let _p = start_promlet(port, &dir, &["--web.enable-silences"]);
+    let (ok, out) = amtool(&am, port, &["silence", "query"]);
+    assert!(ok, "{out}");
+    assert!(out.contains(&id), "{out}");
+    assert!(
+        out.contains("alertname=\"DiskFull\" host=~\"h[12]\""),
+        "{out}"
+    );
+    assert!(out.contains("maintenance") && out.contains("ops"), "{out}");
+    let (ok, out) = amtool(&am, port, &["silence", "expire", &id]);
+    assert!(ok, "{out}");
+    let (_, active) = amtool(&am, port, &["silence", "query", "-q"]);
+    assert!(!active.contains(&id), "{active}");
+    let (_, expired) = amtool(&am, port, &["silence", "query", "--expired", "-q"]);
+    assert!(expired.contains(&id), "{expired}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -25,8 +25,153 @@ pub mod silence;
 
 pub use notifier::{Notifier, NotifierMetrics};
 
+use crate::config::Config;
+use crate::expo::{MetricSet, MetricType};
 use crate::http::json::Json;
 use crate::model::Labels;
+use dispatch::Dispatcher;
+use sender::SharedSender;
+use silence::SilenceStore;
+use std::path::Path;
+use std::rc::Rc;
+
+/// Everything notification needs on the work thread: the Alertmanager notifier and the local
+/// dispatcher, sharing the one sender thread. State lives in `<storage>/notify/`.
+pub struct Hub {
+    pub notifier: Notifier,
+    pub dispatcher: Dispatcher,
+}
+
+impl Hub {
+    /// Opens the queue and silences under `storage/notify`.
+    pub fn open(cfg: &Config, storage: &Path, external_url: String) -> std::io::Result<Hub> {
+        let dir = storage.join("notify");
+        let sender = Rc::new(SharedSender::default());
+        let external = Labels::from_pairs(cfg.global.external_labels.iter().cloned());
+        let notifier = Notifier::new(
+            &cfg.alerting,
+            external,
+            Some(&dir),
+            notifier::DEFAULT_QUEUE_CAPACITY,
+            sender.clone(),
+        )?;
+        let dispatcher = Dispatcher::new(
+            cfg.notify.clone(),
+            external_url,
+            dir.clone(),
+            sender,
+            SilenceStore::open(Some(dir)),
+        );
+        Ok(Hub {
+            notifier,
+            dispatcher,
+        })
+    }
+
+    /// Takes a reloaded configuration; queued alerts, groups and silences stay.
+    pub fn apply_config(&mut self, cfg: &Config) {
+        self.notifier.apply_config(&cfg.alerting);
+        self.dispatcher.apply_config(cfg.notify.clone());
+    }
+
+    /// Alerts from rule evaluation: to Alertmanager and to the local route tree.
+    pub fn send(&mut self, alerts: &[OutgoingAlert], wall_ms: i64) {
+        self.notifier.send(alerts);
+        if self.dispatcher.is_enabled() {
+            self.dispatcher.ingest(alerts, wall_ms);
+        }
+    }
+
+    /// Runs both on their deadlines; returns how long until either needs polling again.
+    pub fn poll(&mut self, mono_ms: i64, wall_ms: i64) -> Option<std::time::Duration> {
+        let a = self.notifier.poll(mono_ms).map(|t| t - mono_ms);
+        let b = self.dispatcher.poll(wall_ms).map(|t| t - wall_ms);
+        let ms = match (a, b) {
+            (Some(a), Some(b)) => a.min(b),
+            (x, y) => x.or(y)?,
+        };
+        Some(std::time::Duration::from_millis(ms.max(0) as u64))
+    }
+
+    /// Self-metrics (see [`notifier`] for the names and why they are promlet_ ones).
+    pub fn write_metrics(&self, set: &mut MetricSet) {
+        let m = self.notifier.metrics();
+        let d = self.dispatcher.metrics();
+        let c = MetricType::Counter;
+        let g = MetricType::Gauge;
+        let rows = [
+            (
+                "promlet_notifications_sent_total",
+                "Alerts an Alertmanager accepted.",
+                c,
+                m.sent,
+            ),
+            (
+                "promlet_notifications_errors_total",
+                "Alerts in POSTs to Alertmanager that failed, per target.",
+                c,
+                m.errors,
+            ),
+            (
+                "promlet_notifications_dropped_total",
+                "Alerts dropped from a full Alertmanager queue.",
+                c,
+                m.dropped,
+            ),
+            (
+                "promlet_notifications_queue_length",
+                "Alerts waiting for an Alertmanager.",
+                g,
+                m.queue_length as u64,
+            ),
+            (
+                "promlet_notifications_queue_capacity",
+                "Capacity of the Alertmanager queue (distinct alerts).",
+                g,
+                m.queue_capacity as u64,
+            ),
+            (
+                "promlet_notifications_alertmanagers_discovered",
+                "Alertmanager targets configured.",
+                g,
+                m.alertmanagers as u64,
+            ),
+            (
+                "promlet_local_notifications_total",
+                "Notifications to local receivers (per integration).",
+                c,
+                d.notifications,
+            ),
+            (
+                "promlet_local_notifications_failed_total",
+                "Local notifications that failed (webhook error, command failure or timeout).",
+                c,
+                d.failed,
+            ),
+            (
+                "promlet_local_alerts_silenced_total",
+                "Alerts muted by a silence at a flush.",
+                c,
+                d.silenced,
+            ),
+            (
+                "promlet_local_alerts_inhibited_total",
+                "Alerts muted by an inhibit rule at a flush.",
+                c,
+                d.inhibited,
+            ),
+            (
+                "promlet_local_alert_groups",
+                "Aggregation groups of the local route tree.",
+                g,
+                d.groups as u64,
+            ),
+        ];
+        for (name, help, typ, v) in rows {
+            set.single(name, help, typ, v as f64);
+        }
+    }
+}
 
 /// One alert handed to delivery. Times are ms since the epoch; `ends_at` 0 means unset.
 ///

@@ -204,56 +204,6 @@ impl Notifier {
             alertmanagers: self.targets.len(),
         }
     }
-
-    /// Appends the self-metrics in text format 0.0.4.
-    pub fn write_metrics(&self, out: &mut String) {
-        use std::fmt::Write;
-        let m = self.metrics();
-        let rows: [(&str, &str, &str, u64); 6] = [
-            (
-                "sent_total",
-                "counter",
-                "Alerts an Alertmanager accepted.",
-                m.sent,
-            ),
-            (
-                "errors_total",
-                "counter",
-                "Alerts in POSTs that failed, per target.",
-                m.errors,
-            ),
-            (
-                "dropped_total",
-                "counter",
-                "Alerts dropped from a full queue.",
-                m.dropped,
-            ),
-            (
-                "queue_length",
-                "gauge",
-                "Alerts waiting for delivery.",
-                m.queue_length as u64,
-            ),
-            (
-                "queue_capacity",
-                "gauge",
-                "Capacity of the alert queue.",
-                m.queue_capacity as u64,
-            ),
-            (
-                "alertmanagers",
-                "gauge",
-                "Alertmanager targets configured.",
-                m.alertmanagers as u64,
-            ),
-        ];
-        for (name, kind, help, v) in rows {
-            let _ = write!(
-                out,
-                "# HELP promlet_notifications_{name} {help}\n# TYPE promlet_notifications_{name} {kind}\npromlet_notifications_{name} {v}\n"
-            );
-        }
-    }
 }
 
 #[cfg(test)]
@@ -362,11 +312,6 @@ mod tests {
         n.send(&[alert("a")]);
         assert_eq!(n.poll(0), None);
         assert!(!n.sender.started());
-        let mut s = String::new();
-        n.write_metrics(&mut s);
-        assert!(
-            s.contains("promlet_notifications_queue_capacity 10\n"),
-            "{s}"
-        );
+        assert_eq!(n.metrics().queue_capacity, 10);
     }
 }
