@@ -34,8 +34,8 @@ pub struct Queue {
     entries: VecDeque<Entry>,
     capacity: usize,
     next_seq: u64,
+    /// The log file; None when memory-only (or after a disk error).
     path: Option<PathBuf>,
-    file: Option<File>,
     records_in_file: usize,
     /// Alerts dropped because the queue was full (oldest first).
     pub dropped: u64,
@@ -51,7 +51,6 @@ impl Queue {
             capacity: capacity.max(1),
             next_seq: 1,
             path: None,
-            file: None,
             records_in_file: 0,
             dropped: 0,
             corrupt_records: 0,
@@ -174,12 +173,17 @@ impl Queue {
         self.append(&rec);
     }
 
+    /// Opens, appends, closes: queue changes are rare, and a descriptor held for the whole
+    /// run would come out of the agent's fd budget (the connection cap is computed from it).
     fn append(&mut self, rec: &[u8]) {
-        if let Some(f) = self.file.as_mut() {
-            match f.write_all(rec) {
-                Ok(()) => self.records_in_file += 1,
-                Err(e) => self.disk_failed(&e),
-            }
+        let Some(path) = &self.path else { return };
+        let r = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(rec));
+        match r {
+            Ok(()) => self.records_in_file += 1,
+            Err(e) => self.disk_failed(&e),
         }
     }
 
@@ -190,7 +194,6 @@ impl Queue {
                 p.display()
             ));
         }
-        self.file = None;
         self.path = None;
     }
 
@@ -210,7 +213,6 @@ impl Queue {
             f.sync_all()?;
         }
         std::fs::rename(&tmp, &path)?;
-        self.file = Some(OpenOptions::new().append(true).open(&path)?);
         self.records_in_file = self.entries.len();
         Ok(())
     }
