@@ -5,7 +5,8 @@
 //! shutdown), `/metrics` with promlet's self-metrics, the Prometheus HTTP API routes
 //! (`/api/v1/...`, handlers in `http::api_v1`, the store as their Querier), `/-/healthy`,
 //! `/-/ready`, `/-/reload`, `/-/quit`, reload (SIGHUP, HTTP) and shutdown (SIGTERM, SIGINT,
-//! `/-/quit`).
+//! `/-/quit`), the scrape pools (created from `scrape_configs`, re-applied on reload, their
+//! target tasks on the same executor) and `/api/v1/targets`.
 //! Must not touch: business logic of other modules; it only calls them.
 //!
 //! Threads: everything runs in `async_io::block_on(executor.run(..))` on the main thread;
@@ -148,6 +149,8 @@ pub struct State {
     pub tsdb: Option<SharedStore>,
     /// Alert delivery (Alertmanager queue, local route tree, silences). None in unit tests.
     pub notify: Option<Rc<RefCell<crate::notify::Hub>>>,
+    /// The scrape pools (`scrape_configs`); None in unit tests without an executor.
+    pub scrapes: Option<Rc<RefCell<crate::scrape::manager::Manager>>>,
     pub engine: EngineOpts,
     /// The text the running configuration was parsed from.
     pub config_text: String,
@@ -171,6 +174,7 @@ impl State {
             appender: None,
             tsdb: None,
             notify: None,
+            scrapes: None,
             config_text: String::new(),
             stats: SelfStats {
                 last_reload_ok: true,
@@ -250,6 +254,10 @@ impl State {
                 self.config = cfg;
                 self.config_text = text;
                 self.driver = driver;
+                // Unchanged jobs keep their targets and schedules; others restart.
+                if let Some(m) = &self.scrapes {
+                    crate::scrape::manager::Manager::apply_config(m, &self.config.scrape_configs);
+                }
                 self.stats.last_reload_ok = true;
                 self.stats.last_reload_success_s = SystemClock.wall_ms() as f64 / 1000.0;
                 crate::log::info(&format!(
@@ -856,6 +864,19 @@ fn api_routes(r: &mut Router, state: &Rc<RefCell<State>>) {
     api_route(r, GET_POST, "/api/v1/query", state, |_, p, st| {
         api_v1::query(p, st.querier(), SystemClock.wall_ms(), &st.engine)
     });
+    api_route(r, &["GET"], "/api/v1/targets", state, |_, p, st| {
+        let get = |k: &str| {
+            p.iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("")
+        };
+        let body = match &st.scrapes {
+            Some(m) => m.borrow().targets_json(get("state"), get("scrapePool")),
+            None => br#"{"status":"success","data":{"activeTargets":[],"droppedTargets":[],"droppedTargetCounts":{}}}"#.to_vec(),
+        };
+        ApiResponse { status: 200, body }
+    });
     api_route(r, GET_POST, "/api/v1/query_range", state, |_, p, st| {
         api_v1::query_range(p, st.querier(), SystemClock.wall_ms(), &st.engine)
     });
@@ -1113,11 +1134,23 @@ pub fn run(args: Args) -> i32 {
     state.config_text = config_text;
     state.appender = Some(Box::new(store.clone()));
     state.tsdb = Some(store.clone());
+    // 'static so scrape pools can spawn their target tasks on it.
+    let ex: Rc<LocalExecutor<'static>> = Rc::new(LocalExecutor::new());
+    {
+        use crate::scrape::manager::{Env, Manager};
+        let app: Rc<RefCell<dyn Appender>> = store.0.clone();
+        let mgr = Manager::new(Env {
+            ex: ex.clone(),
+            app,
+            clock: Rc::new(SystemClock),
+        });
+        Manager::apply_config(&mgr, &state.config.scrape_configs);
+        state.scrapes = Some(mgr);
+    }
     let state = Rc::new(RefCell::new(state));
     let shutdown = Shutdown::new();
     let server = Server::new(limits);
     let router = routes(state.clone(), server.stats(), shutdown.clone());
-    let ex = LocalExecutor::new();
     let counted = {
         let state = state.clone();
         move |req: &Request| {

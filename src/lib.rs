@@ -25,6 +25,7 @@
 //! | [`promql`] | PromQL lexer, parser and engine over the TSDB                          |
 //! | [`rules`] | recording and alerting rule groups                                      |
 //! | [`notify`] | alert routing, local receivers, the Alertmanager queue                 |
+//! | [`relabel`] | Prometheus relabel_config: decoding, validation, applying rules    |
 //! | [`scrape`] | scraping local targets and parsing what they expose                    |
 //! | [`push`]  | the Pushgateway-compatible API                                          |
 //!
@@ -43,6 +44,7 @@ pub mod model;
 pub mod notify;
 pub mod promql;
 pub mod push;
+pub mod relabel;
 pub mod rules;
 pub mod scrape;
 pub mod tsdb;

@@ -36,9 +36,9 @@ fn full_file_loads_from_disk() {
 /// being silently ignored.
 #[test]
 fn sections_not_yet_supported_are_positioned_errors() {
-    let text = format!("{FULL}scrape_configs:\n  - job_name: x\n");
+    let text = format!("{FULL}remote_write:\n  - url: http://x/\n");
     assert!(
-        err(&text).starts_with("p.yml:11:1: unknown key \"scrape_configs\" in the top level"),
+        err(&text).starts_with("p.yml:11:1: unknown key \"remote_write\" in the top level"),
         "{}",
         err(&text)
     );

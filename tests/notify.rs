@@ -78,6 +78,7 @@ fn alerting(port: u16) -> AlertingConfig {
             timeout: Duration::from_secs(2),
             ..Default::default()
         }],
+        alert_relabel_configs: Vec::new(),
     }
 }
 

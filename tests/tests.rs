@@ -35,6 +35,8 @@ mod notify;
 mod promql_diff;
 /// Prometheus's promqltest conformance scripts run against our engine.
 mod promqltest;
+/// Scraping real targets: node_exporter, garbage, vanishing targets, DNS SRV via dnsmasq.
+mod scrape;
 /// The ring-buffer TSDB: budget, compression, persistence, recovery.
 mod tsdb;
 /// SIGKILL a real writer process at random moments and recover what it flushed.

@@ -90,10 +90,18 @@ pub struct Config {
     pub alerting: crate::notify::config::AlertingConfig,
     /// `notify:` (the local route tree, Alertmanager's format); decoded in `notify::route`.
     pub notify: crate::notify::route::RouteConfig,
+    /// `scrape_configs:`, decoded by [`crate::scrape::config`].
+    pub scrape_configs: Vec<crate::scrape::config::ScrapeConfig>,
 }
 
 /// Keys allowed at the top level.
-pub const TOP_LEVEL_KEYS: &[&str] = &["global", "collectors", "alerting", "notify"];
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "global",
+    "collectors",
+    "scrape_configs",
+    "alerting",
+    "notify",
+];
 const GLOBAL_KEYS: &[&str] = &[
     "scrape_interval",
     "scrape_timeout",
@@ -133,12 +141,15 @@ impl Config {
         let root = yaml::parse(text).map_err(|e| d.err(e.pos, e.msg))?;
         let mut cfg = Config::default();
         let mut timeout_set = false;
+        // Decoded after `global:`, whose intervals they inherit, wherever it appears.
+        let mut scrape_node = None;
         for (k, v) in d.entries(&root, TOP_LEVEL_KEYS, "the top level")? {
             match d.key(k) {
                 "global" => timeout_set = decode_global(&d, v, &mut cfg.global)?,
                 "collectors" => cfg.collectors = decode_collectors(&d, v, collectors)?,
                 "alerting" => cfg.alerting = crate::notify::config::decode_alerting(&d, v)?,
                 "notify" => cfg.notify = crate::notify::route::decode_notify(&d, v)?,
+                "scrape_configs" => scrape_node = Some(v),
                 _ => unreachable!("entries() rejects unknown keys"),
             }
         }
@@ -155,6 +166,9 @@ impl Config {
                     format_duration(g.scrape_interval)
                 ),
             ));
+        }
+        if let Some(n) = scrape_node {
+            cfg.scrape_configs = crate::scrape::config::decode_list(&d, n, &cfg.global)?;
         }
         Ok(cfg)
     }
@@ -176,7 +190,8 @@ fn find_key(root: &Node, path: &[&str]) -> Option<Pos> {
     pos
 }
 
-/// Shared by section decoders in other modules (`notify::config`).
+/// Turns YAML nodes into typed values with positioned errors; shared with the modules that
+/// decode their own sections (relabel, scrape).
 pub(crate) struct Decoder<'a> {
     pub(crate) file: &'a str,
 }

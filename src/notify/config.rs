@@ -2,10 +2,11 @@
 //!
 //! Owns: decoding `alerting.alertmanagers` (static_configs, api_version, path_prefix, scheme,
 //! timeout, basic_auth) into [`AlertingConfig`] with positioned errors.
-//! Must not touch: sockets. What is not supported yet is refused at load time with a reason,
-//! never silently ignored: `alert_relabel_configs` and `relabel_configs` (waiting for the
-//! shared relabeling module), `scheme: https` without the `tls` feature, service discovery
-//! other than `static_configs`.
+//! `alert_relabel_configs` use the shared [`crate::relabel`] module.
+//! Must not touch: sockets. What is not supported is refused at load time with a reason,
+//! never silently ignored: per-Alertmanager `relabel_configs` and `alert_relabel_configs`
+//! (target discovery is static here), `scheme: https` (not implemented; needs the `tls`
+//! feature), service discovery other than `static_configs`.
 
 use crate::config::yaml::{Node, Value};
 use crate::config::{ConfigError, Decoder};
@@ -15,6 +16,8 @@ use std::time::Duration;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AlertingConfig {
     pub alertmanagers: Vec<AlertmanagerConfig>,
+    /// Applied to every alert after the external labels are added, as in Prometheus.
+    pub alert_relabel_configs: Vec<crate::relabel::RelabelConfig>,
 }
 
 /// One entry of `alerting.alertmanagers`.
@@ -79,14 +82,10 @@ pub(crate) fn decode_alerting(d: &Decoder<'_>, node: &Node) -> Result<AlertingCo
                     out.alertmanagers.push(decode_alertmanager(d, am)?);
                 }
             }
-            "alert_relabel_configs" if !is_empty_seq(v) => {
-                return Err(d.err(
-                    k.pos,
-                    "alert_relabel_configs is not supported yet (promlet's relabeling module \
-                     has not landed)",
-                ))
+            _ => {
+                out.alert_relabel_configs =
+                    crate::relabel::decode_list(d, v, "alert_relabel_configs")?
             }
-            _ => {}
         }
     }
     Ok(out)
@@ -224,8 +223,7 @@ mod tests {
         let e = |y: &str| Config::parse(y, "t.yml").unwrap_err().to_string();
         assert!(e("alerting:\n  alertmanagers:\n  - api_version: v1\n").contains("t.yml:3:18"));
         assert!(e("alerting:\n  alertmanagers:\n  - scheme: https\n").contains("tls"));
-        assert!(e("alerting:\n  alert_relabel_configs:\n  - action: drop\n")
-            .contains("alert_relabel_configs is not supported"));
+        assert!(e("alerting:\n  alert_relabel_configs:\n  - action: nope\n").contains("t.yml:3"));
         assert!(
             e("alerting:\n  alertmanagers:\n  - static_configs:\n    - targets: [x]\n")
                 .contains("host:port")

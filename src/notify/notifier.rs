@@ -36,6 +36,7 @@ pub struct NotifierMetrics {
     pub sent: u64,
     pub errors: u64,
     pub dropped: u64,
+    pub relabel_dropped: u64,
     pub queue_length: usize,
     pub queue_capacity: usize,
     pub alertmanagers: usize,
@@ -50,6 +51,9 @@ struct InFlight {
 pub struct Notifier {
     queue: Queue,
     targets: Vec<Target>,
+    relabel: Vec<crate::relabel::RelabelConfig>,
+    /// Alerts dropped by `alert_relabel_configs`.
+    relabel_dropped: u64,
     external_labels: Labels,
     sender: Rc<SharedSender>,
     in_flight: Option<InFlight>,
@@ -84,6 +88,8 @@ impl Notifier {
         let mut n = Notifier {
             queue,
             targets: Vec::new(),
+            relabel: Vec::new(),
+            relabel_dropped: 0,
             external_labels,
             sender,
             in_flight: None,
@@ -99,6 +105,7 @@ impl Notifier {
 
     /// Takes a new `alerting:` section (reload). Queued alerts stay queued.
     pub fn apply_config(&mut self, cfg: &AlertingConfig) {
+        self.relabel = cfg.alert_relabel_configs.clone();
         self.targets = cfg
             .alertmanagers
             .iter()
@@ -117,7 +124,8 @@ impl Notifier {
     }
 
     /// Queues alerts for every Alertmanager (nothing happens without one, as in Prometheus).
-    /// External labels are added where the alert has no label of that name.
+    /// External labels are added where the alert has no label of that name, then
+    /// `alert_relabel_configs` apply (an alert they drop is counted, not sent).
     pub fn send(&mut self, alerts: &[OutgoingAlert]) {
         if self.targets.is_empty() {
             return;
@@ -128,6 +136,10 @@ impl Notifier {
                 if a.labels.get(n).is_none() {
                     a.labels.set(n.to_string(), v.to_string());
                 }
+            }
+            if !crate::relabel::process(&mut a.labels, &self.relabel) || a.labels.is_empty() {
+                self.relabel_dropped += 1;
+                continue;
             }
             self.queue.push(a);
         }
@@ -199,6 +211,7 @@ impl Notifier {
             sent: self.sent,
             errors: self.errors,
             dropped: self.queue.dropped,
+            relabel_dropped: self.relabel_dropped,
             queue_length: self.queue.len(),
             queue_capacity: self.queue.capacity(),
             alertmanagers: self.targets.len(),
@@ -231,6 +244,7 @@ mod tests {
                 timeout: Duration::from_secs(2),
                 ..Default::default()
             }],
+            alert_relabel_configs: Vec::new(),
         }
     }
 
@@ -297,6 +311,24 @@ mod tests {
         );
         assert_eq!(n.metrics().queue_length, 0);
         assert_eq!(n.poll(0), None);
+    }
+
+    #[test]
+    fn alert_relabel_configs_rewrite_and_drop_after_external_labels() {
+        let mut c = cfg(1);
+        c.alert_relabel_configs = crate::relabel::parse_list(
+            "- {source_labels: [alertname], regex: Noise, action: drop}\n\
+             - {source_labels: [site], target_label: location, replacement: 'at-$1'}\n",
+            "t.yml",
+        )
+        .unwrap();
+        let ext = Labels::from_pairs([("site", "pi")]);
+        let mut n = Notifier::new(&c, ext, None, 10, Rc::default()).unwrap();
+        n.send(&[alert("Noise"), alert("Real")]);
+        let m = n.metrics();
+        assert_eq!((m.relabel_dropped, m.queue_length), (1, 1));
+        let (_, a) = n.queue.head(1).next().unwrap();
+        assert_eq!(a.labels.get("location"), Some("at-pi"));
     }
 
     #[test]

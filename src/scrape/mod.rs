@@ -1,4 +1,20 @@
-//! Scraping local targets: schedule, exposition parsing, synthetic `up`/`scrape_*` series.
+//! Scraping local targets: configuration, discovery (static, file, DNS), the HTTP client,
+//! the per-target scrape loop with synthetic `up`/`scrape_*` series and staleness, and the
+//! exposition parser.
 //!
 //! Must not touch: TSDB internals (appends through its appender).
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | `scrape_configs:` decoding |
+//! | [`parse`] | text 0.0.4 and OpenMetrics parsing |
+//! | [`client`] | the async HTTP GET |
+//! | [`dns`] | the async DNS client and `dns_sd_configs` |
+//! | [`target`] | target labels and what one scrape appends |
+//! | [`manager`] | pools, discovery sources, scrape tasks, `/api/v1/targets` |
+pub mod client;
+pub mod config;
+pub mod dns;
+pub mod manager;
 pub mod parse;
+pub mod target;
