@@ -337,6 +337,39 @@ mod tests {
         d
     }
 
+    /// Queue bytes per alert: its strings plus 45 bytes of framing and times plus 8 per label
+    /// or annotation pair. A typical rule alert (4 labels, 2 annotations, a 90-byte
+    /// generatorURL) costs 339 bytes on disk.
+    #[test]
+    fn record_size_is_the_strings_plus_fixed_overhead() {
+        let a = OutgoingAlert {
+            labels: Labels::from_pairs([
+                ("alertname", "HighCPU"),
+                ("instance", "pi.local:9099"),
+                ("job", "node"),
+                ("severity", "warning"),
+            ]),
+            annotations: Labels::from_pairs([
+                ("summary", "CPU busy on pi.local:9099"),
+                ("description", "CPU has been above 90% for 10 minutes (value 93.2%)."),
+            ]),
+            starts_at: 1,
+            ends_at: 2,
+            generator_url: "http://pi.local:9099/graph?g0.expr=100+-+avg+by+(instance)(rate(node_cpu_seconds_total[5m]))".into(),
+        };
+        let strings: usize = a
+            .labels
+            .iter()
+            .chain(a.annotations.iter())
+            .map(|(n, v)| n.len() + v.len())
+            .sum::<usize>()
+            + a.generator_url.len();
+        let mut rec = Vec::new();
+        encode_put(&mut rec, 1, &a);
+        assert_eq!(rec.len(), strings + 45 + 8 * 6);
+        assert_eq!(rec.len(), 339);
+    }
+
     #[test]
     fn same_labels_replace_and_overflow_drops_the_oldest() {
         let mut q = Queue::in_memory(2);
