@@ -148,7 +148,7 @@ pub struct State {
     /// The store behind `appender`, for its self-metrics (and the query API).
     pub tsdb: Option<SharedStore>,
     /// Alert delivery (Alertmanager queue, local route tree, silences). None in unit tests.
-    pub notify: Option<Rc<RefCell<crate::notify::Hub>>>,
+    pub notify_hub: Option<Rc<RefCell<crate::notify::Hub>>>,
     /// The scrape pools (`scrape_configs`); None in unit tests without an executor.
     pub scrapes: Option<Rc<RefCell<crate::scrape::manager::Manager>>>,
     pub engine: EngineOpts,
@@ -173,7 +173,7 @@ impl State {
             driver,
             appender: None,
             tsdb: None,
-            notify: None,
+            notify_hub: None,
             scrapes: None,
             config_text: String::new(),
             stats: SelfStats {
@@ -248,7 +248,7 @@ impl State {
         match result {
             Ok((cfg, text, driver)) => {
                 self.steps.tolerance = step_tolerance(cfg.global.scrape_interval);
-                if let Some(hub) = &self.notify {
+                if let Some(hub) = &self.notify_hub {
                     hub.borrow_mut().apply_config(&cfg);
                 }
                 self.config = cfg;
@@ -376,7 +376,7 @@ impl State {
         if let Some(store) = &self.tsdb {
             store.0.borrow().write_metrics(set);
         }
-        if let Some(hub) = &self.notify {
+        if let Some(hub) = &self.notify_hub {
             hub.borrow().write_metrics(set);
         }
         let p = ProcessStats::read_self(self.boot_time_s);
@@ -947,7 +947,7 @@ fn flag_values(args: &Args) -> Vec<(String, String)> {
 fn silence_routes(r: &mut Router, state: &Rc<RefCell<State>>) {
     let (hub, writable) = {
         let st = state.borrow();
-        (st.notify.clone(), st.args.enable_silences)
+        (st.notify_hub.clone(), st.args.enable_silences)
     };
     let Some(hub) = hub else { return };
     let handler = move |req: &Request| {
@@ -1130,7 +1130,7 @@ pub fn run(args: Args) -> i32 {
         Err(e) => return fail(format!("cannot open the alert queue: {e}")),
     };
     let mut state = State::new(args, config, driver);
-    state.notify = Some(hub.clone());
+    state.notify_hub = Some(hub.clone());
     state.config_text = config_text;
     state.appender = Some(Box::new(store.clone()));
     state.tsdb = Some(store.clone());
