@@ -526,3 +526,69 @@ fn amtool_adds_queries_and_expires_silences_that_survive_a_restart() {
     assert!(expired.contains(&id), "{expired}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `promlet check config` accepts a full alerting + notify config and rejects an unsupported
+/// receiver with its position; the running binary exposes the notifier's self-metrics.
+#[test]
+fn check_config_and_self_metrics_of_the_real_binary() {
+    let dir = temp_dir("check");
+    let good = dir.join("good.yml");
+    std::fs::write(
+        &good,
+        "global: {external_labels: {site: garage}}
+alerting:
+  alert_relabel_configs: [{source_labels: [severity], regex: debug, action: drop}]
+  alertmanagers: [{static_configs: [{targets: ['127.0.0.1:9093']}], timeout: 3s}]
+notify:
+  route: {receiver: log, group_by: ['...'], routes: [{matchers: ['severity=\"critical\"'], receiver: log}]}
+  inhibit_rules: [{source_matchers: ['severity=\"critical\"'], target_matchers: ['severity=\"warning\"'], equal: [instance]}]
+  receivers: [{name: log, log_configs: [{}]}]
+",
+    )
+    .unwrap();
+    let bad = dir.join("bad.yml");
+    std::fs::write(
+        &bad,
+        "notify:\n  route: {receiver: x}\n  receivers:\n  - name: x\n    slack_configs: []\n",
+    )
+    .unwrap();
+    let run = |f: &Path| {
+        Command::new(crate::common::promlet_bin())
+            .args(["check", "config"])
+            .arg(f)
+            .output()
+            .unwrap()
+    };
+    let out = run(&good);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&bad);
+    let err =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("bad.yml:5:5") && err.contains("slack_configs"),
+        "{err}"
+    );
+
+    let port = free_port();
+    let _p = start_promlet(
+        port,
+        &dir.join("data"),
+        &[&format!("--config.file={}", good.display())],
+    );
+    let (_, _, body) = http_get(port, "/metrics", "");
+    let body = String::from_utf8(body).unwrap();
+    assert!(
+        body.contains("\npromlet_notifications_queue_capacity 10000\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("\npromlet_notifications_alertmanagers_discovered 1\n"),
+        "{body}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
