@@ -57,7 +57,11 @@ struct Group {
     log: Option<SentLog>,
 }
 
+/// A group's identity: its route and group labels.
+type GroupKey = (usize, Labels);
+
 struct RunningExec {
+    group: GroupKey,
     child: Child,
     deadline: i64,
     what: String,
@@ -78,7 +82,7 @@ pub struct Dispatcher {
     cfg: RouteConfig,
     groups: BTreeMap<(usize, Labels), Group>,
     execs: Vec<RunningExec>,
-    webhooks_in_flight: Vec<(u64, String)>,
+    webhooks_in_flight: Vec<(u64, String, GroupKey)>,
     sender: Rc<SharedSender>,
     silences: SilenceStore,
     external_url: String,
@@ -278,7 +282,7 @@ impl Dispatcher {
         self.metrics.inhibited += inhibited;
         self.metrics.silenced += silenced;
         for job in jobs {
-            self.deliver(job, now);
+            self.deliver(job, now, key);
         }
     }
 
@@ -352,16 +356,17 @@ impl Dispatcher {
         out
     }
 
-    fn deliver(&mut self, d: Delivery, now: i64) {
+    fn deliver(&mut self, d: Delivery, now: i64, group: &GroupKey) {
         self.metrics.notifications += 1;
         match d {
             Delivery::Log(line) => crate::log::info(&line),
             Delivery::Webhook { target, body } => {
                 let url = target.url.clone();
                 match self.sender.submit(vec![target], "application/json", body) {
-                    Some(id) => self.webhooks_in_flight.push((id, url)),
+                    Some(id) => self.webhooks_in_flight.push((id, url, group.clone())),
                     None => {
                         self.metrics.failed += 1;
+                        self.forget_sent(group);
                         crate::log::warn(&format!(
                             "webhook {url}: sender busy, notification dropped"
                         ));
@@ -374,12 +379,14 @@ impl Dispatcher {
                 body,
             } => match self.spawn(&command, &body) {
                 Ok(child) => self.execs.push(RunningExec {
+                    group: group.clone(),
                     child,
                     deadline: now + timeout.as_millis() as i64,
                     what: command.join(" "),
                 }),
                 Err(e) => {
                     self.metrics.failed += 1;
+                    self.forget_sent(group);
                     crate::log::warn(&format!("exec {}: {e}", command.join(" ")));
                 }
             },
@@ -404,12 +411,20 @@ impl Dispatcher {
             .spawn()
     }
 
+    /// A failed notification is not logged as sent (Alertmanager's rule), so the group's
+    /// next flush notifies again: delivery is at least once, per group.
+    fn forget_sent(&mut self, group: &GroupKey) {
+        if let Some(g) = self.groups.get_mut(group) {
+            g.log = None;
+        }
+    }
+
     fn reap(&mut self, now: i64) {
-        let mut failed = 0;
+        let mut failed_groups: Vec<GroupKey> = Vec::new();
         self.execs.retain_mut(|e| match e.child.try_wait() {
             Ok(Some(status)) => {
                 if !status.success() {
-                    failed += 1;
+                    failed_groups.push(e.group.clone());
                     crate::log::warn(&format!("exec {}: {status}", e.what));
                 }
                 false
@@ -417,7 +432,7 @@ impl Dispatcher {
             Ok(None) if now >= e.deadline => {
                 let _ = e.child.kill();
                 let _ = e.child.wait();
-                failed += 1;
+                failed_groups.push(e.group.clone());
                 crate::log::warn(&format!("exec {}: killed at its timeout", e.what));
                 false
             }
@@ -426,17 +441,20 @@ impl Dispatcher {
         });
         let sender = &self.sender;
         self.webhooks_in_flight
-            .retain(|(id, url)| match sender.take(*id) {
+            .retain(|(id, url, group)| match sender.take(*id) {
                 Some(o) => {
                     if o.delivered == 0 {
-                        failed += 1;
+                        failed_groups.push(group.clone());
                         crate::log::warn(&format!("webhook {url}: {}", o.errors.join("; ")));
                     }
                     false
                 }
                 None => true,
             });
-        self.metrics.failed += failed;
+        self.metrics.failed += failed_groups.len() as u64;
+        for g in failed_groups {
+            self.forget_sent(&g);
+        }
     }
 }
 
@@ -669,6 +687,40 @@ mod tests {
         // 01:05:00 is 177 s after t0: the next flush after that notifies.
         d.poll(t0 + 190_000);
         assert_eq!(d.metrics().notifications, 1);
+    }
+
+    #[test]
+    fn failed_command_is_notified_again_at_the_next_flush() {
+        let cfg = Config::parse(
+            "notify:\n  route: {receiver: r, group_wait: 0s, group_interval: 1s, repeat_interval: 1h}\n  \
+             receivers: [{name: r, exec_configs: [{command: ['false']}]}]\n",
+            "t.yml",
+        )
+        .unwrap()
+        .notify;
+        let mut d = Dispatcher::new(
+            cfg,
+            String::new(),
+            std::env::temp_dir(),
+            Rc::default(),
+            SilenceStore::open(None),
+        );
+        let t0 = 1_000_000;
+        d.ingest(&[alert("A", "h", "info", t0, 0)], t0);
+        d.poll(t0);
+        assert_eq!(d.metrics().notifications, 1);
+        let start = std::time::Instant::now();
+        while d.metrics().failed == 0 {
+            assert!(start.elapsed().as_secs() < 5);
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            d.poll(t0 + 10);
+        }
+        d.poll(t0 + 1000);
+        assert_eq!(
+            d.metrics().notifications,
+            2,
+            "not retried at group_interval"
+        );
     }
 
     #[test]
