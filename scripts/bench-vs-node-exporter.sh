@@ -10,7 +10,7 @@
 #   threads               Threads from /proc/PID/status                        goal 2
 #   bytes per scrape      response body, uncompressed and as gzip on the wire
 #   binary size           stripped release binary per target (target/cross-sizes.tsv from
-#                         scripts/cross-test.sh) vs node_exporter's              goal ≤ 800 KiB
+#                         scripts/cross-test.sh) vs node_exporter's              goal ≤ 1536 KiB
 #
 # Scrapes ask like Prometheus does: Accept text/plain;version=0.0.4 and Accept-Encoding gzip,
 # over a new connection each time. Each process gets 10 warm-up scrapes first; start-up CPU is
@@ -135,7 +135,7 @@ BEGIN {
 
 ne_size=$(stat -c %s "$NE")
 echo
-echo "stripped release binary (goal ≤ 800 KiB = 819200 bytes; node_exporter 1.11: $ne_size bytes)"
+echo "stripped release binary (goal ≤ 1536 KiB = 1572864 bytes, the complete agent without TLS; node_exporter 1.11: $ne_size bytes)"
 if [ -s target/cross-sizes.tsv ]; then
   awk -F'\t' -v ne="$ne_size" '!/^#/ && $2 ~ /^[0-9]+$/ {
     printf "  %-34s %9d bytes %7.1f KiB  %.3f×  %s\n", $1, $2, $2 / 1024, $2 / ne, ($2 <= 819200 ? "met" : "NOT met") }' \

@@ -48,6 +48,7 @@ STAMP=$BIN/.versions
 
 complete() {  # every binary named in the stamp (and every main binary) is present
   [ -f "$STAMP" ] || return 1
+  [ -f "$DEST/share/prometheus/alertmanager/default.tmpl" ] || return 1
   local b bins
   for b in "${MAIN_BINS[@]}"; do [ -x "$BIN/$b" ] || return 1; done
   while read -r _ _ _ bins; do
@@ -194,6 +195,13 @@ for p in "${PKGS[@]}"; do
     bins+=("$n")
   done
   [ ${#bins[@]} -gt 0 ] || die "$p has no usr/bin"
+  # Debian's Alertmanager reads its default templates from /usr/share/prometheus/alertmanager
+  # (a path compiled in); tests overlay DEST/share onto /usr/share in a user namespace.
+  if [ -d "$TMP/x/usr/share/prometheus" ]; then
+    mkdir -p "$DEST/share" && rm -rf "$DEST/share/prometheus.new" \
+      && cp -r "$TMP/x/usr/share/prometheus" "$DEST/share/prometheus.new" \
+      && rm -rf "$DEST/share/prometheus" && mv "$DEST/share/prometheus.new" "$DEST/share/prometheus"
+  fi
   echo "$p $ver $(dpkg-deb -f "$deb" Architecture) $(IFS=,; echo "${bins[*]}")" >>"$new_stamp"
 done
 for b in "${MAIN_BINS[@]}"; do

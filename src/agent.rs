@@ -178,6 +178,8 @@ pub struct State {
     pub appender: Option<Box<dyn Appender>>,
     /// The store behind `appender`, for its self-metrics (and the query API).
     pub tsdb: Option<SharedStore>,
+    /// Alert delivery (Alertmanager queue, local route tree, silences). None in unit tests.
+    pub notify_hub: Option<Rc<RefCell<crate::notify::Hub>>>,
     /// The scrape pools (`scrape_configs`); None in unit tests without an executor.
     pub scrapes: Option<Rc<RefCell<crate::scrape::manager::Manager>>>,
     pub engine: EngineOpts,
@@ -210,6 +212,7 @@ impl State {
             driver,
             appender: None,
             tsdb: None,
+            notify_hub: None,
             scrapes: None,
             config_text: String::new(),
             rules: crate::rules::Manager::new(),
@@ -292,6 +295,9 @@ impl State {
             Ok((cfg, text, driver, groups)) => {
                 self.rules.update(groups, cfg.global.evaluation_interval);
                 self.steps.tolerance = step_tolerance(cfg.global.scrape_interval);
+                if let Some(hub) = &self.notify_hub {
+                    hub.borrow_mut().apply_config(&cfg);
+                }
                 self.config = cfg;
                 self.config_text = text;
                 self.driver = driver;
@@ -467,6 +473,9 @@ impl State {
     fn self_metrics(&self, set: &mut MetricSet, server: &ServerStats) {
         if let Some(store) = &self.tsdb {
             store.0.borrow().write_metrics(set);
+        }
+        if let Some(hub) = &self.notify_hub {
+            hub.borrow().write_metrics(set);
         }
         let p = ProcessStats::read_self(self.boot_time_s);
         let g = MetricType::Gauge;
@@ -885,6 +894,7 @@ fn bind(addr: &str) -> std::io::Result<TcpListener> {
 fn routes(state: Rc<RefCell<State>>, server: Rc<ServerStats>, shutdown: Shutdown) -> Router {
     let lifecycle = state.borrow().args.enable_lifecycle;
     let mut r = Router::new();
+    silence_routes(&mut r, &state);
     let st = state.clone();
     r.get("/metrics", move |req| {
         st.borrow_mut().render_metrics(req, &server)
@@ -1104,6 +1114,49 @@ fn flag_values(args: &Args) -> Vec<(String, String)> {
 
 /// How far from its scheduled time a cycle may run and still get the scheduled timestamp.
 const CYCLE_STAMP_TOLERANCE_MS: i64 = 25;
+/// Alertmanager's `/api/v2/silences` subset over the local route tree's silences; writes need
+/// `--web.enable-silences`.
+fn silence_routes(r: &mut Router, state: &Rc<RefCell<State>>) {
+    let (hub, writable) = {
+        let st = state.borrow();
+        (st.notify_hub.clone(), st.args.enable_silences)
+    };
+    let Some(hub) = hub else { return };
+    let handler = move |req: &Request| {
+        let now = SystemClock.wall_ms();
+        let (status, body) = hub.borrow_mut().dispatcher.silences_mut().handle(
+            &req.method,
+            &req.path,
+            &req.body,
+            now,
+            writable,
+        );
+        let ctype = if status == 200 {
+            "application/json"
+        } else {
+            "text/plain; charset=utf-8"
+        };
+        Response::new(status)
+            .header("Content-Type", ctype)
+            .body(body)
+    };
+    let h = Rc::new(handler);
+    let h2 = h.clone();
+    r.route(&["GET", "POST"], "/api/v2/silences", move |req| h(req));
+    r.route(&["GET", "DELETE"], "/api/v2/silence/*", move |req| h2(req));
+}
+
+/// Alert delivery on its own deadlines; polled at least every second so alerts handed over
+/// by rule evaluation leave within a second.
+async fn notify_loop(hub: Rc<RefCell<crate::notify::Hub>>) {
+    let start = Instant::now();
+    loop {
+        let mono = start.elapsed().as_millis() as i64;
+        let wait = hub.borrow_mut().poll(mono, SystemClock.wall_ms());
+        let wait = wait.map_or(Duration::from_secs(1), |w| w.min(Duration::from_secs(1)));
+        Timer::after(wait.max(Duration::from_millis(10))).await;
+    }
+}
 
 /// The collection schedule on the monotonic clock. Falls behind gracefully: a late tick runs
 /// once and the schedule restarts from now (no burst of catch-up cycles).
@@ -1266,7 +1319,18 @@ pub fn run(args: Args) -> i32 {
             st.stats().corrupt_records
         ));
     }
+    let external_url = format!("http://{local}");
+    let hub = match crate::notify::Hub::open(&config, &args.storage_path, external_url) {
+        Ok(h) => Rc::new(RefCell::new(h)),
+        Err(e) => return fail(format!("cannot open the alert queue: {e}")),
+    };
     let mut state = State::new(args, config, driver);
+    state.notify_hub = Some(hub.clone());
+    // Rule evaluation hands its alerts to the hub: the Alertmanager queue and the local routes.
+    let to_hub = hub.clone();
+    state.notify = Some(Box::new(move |_expr, alerts| {
+        to_hub.borrow_mut().send(alerts, SystemClock.wall_ms());
+    }));
     state.config_text = config_text;
     state.appender = Some(Box::new(store.clone()));
     state.tsdb = Some(store.clone());
@@ -1304,6 +1368,7 @@ pub fn run(args: Args) -> i32 {
             .detach();
         ex.spawn(tsdb_loop(store.clone())).detach();
         ex.spawn(rules_loop(state.clone())).detach();
+        ex.spawn(notify_loop(hub.clone())).detach();
         ex.spawn(signal_loop(signals, state.clone(), shutdown.clone()))
             .detach();
         server.serve(listener, counted, shutdown.wait()).await

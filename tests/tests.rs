@@ -29,6 +29,8 @@ mod textfile;
 
 /// Exact series equality with the live node_exporter for info and static families.
 mod collect_live_exact;
+/// Alert delivery to a real Alertmanager: fields read back, outage, restart.
+mod notify;
 /// Differential test against a real Prometheus 3.5 (engine, HTTP API JSON, promtool).
 mod promql_diff;
 /// Prometheus's promqltest conformance scripts run against our engine.

@@ -106,6 +106,18 @@ pub const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "web.enable-silences",
+        value_name: None,
+        default: "false",
+        category: Category::Web,
+        help: "Allow creating and expiring silences of the local route tree via HTTP \
+               (POST /api/v2/silences, DELETE /api/v2/silence/ID). Listing is always allowed.",
+        set: |a, v| {
+            a.enable_silences = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    Flag {
         name: "web.max-connections",
         value_name: Some("N"),
         default: "512",

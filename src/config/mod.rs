@@ -86,6 +86,10 @@ pub struct CollectorsConfig {
 pub struct Config {
     pub global: Global,
     pub collectors: CollectorsConfig,
+    /// `alerting:` (Alertmanagers, alert relabeling); decoded in `notify::config`.
+    pub alerting: crate::notify::config::AlertingConfig,
+    /// `notify:` (the local route tree, Alertmanager's format); decoded in `notify::route`.
+    pub notify: crate::notify::route::RouteConfig,
     /// `scrape_configs:`, decoded by [`crate::scrape::config`].
     pub scrape_configs: Vec<crate::scrape::config::ScrapeConfig>,
     /// `rule_files:` globs, relative to the config file's directory (resolved by `rules`).
@@ -93,7 +97,14 @@ pub struct Config {
 }
 
 /// Keys allowed at the top level.
-pub const TOP_LEVEL_KEYS: &[&str] = &["global", "collectors", "scrape_configs", "rule_files"];
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "global",
+    "collectors",
+    "scrape_configs",
+    "rule_files",
+    "alerting",
+    "notify",
+];
 const GLOBAL_KEYS: &[&str] = &[
     "scrape_interval",
     "scrape_timeout",
@@ -139,6 +150,8 @@ impl Config {
             match d.key(k) {
                 "global" => timeout_set = decode_global(&d, v, &mut cfg.global)?,
                 "collectors" => cfg.collectors = decode_collectors(&d, v, collectors)?,
+                "alerting" => cfg.alerting = crate::notify::config::decode_alerting(&d, v)?,
+                "notify" => cfg.notify = crate::notify::route::decode_notify(&d, v)?,
                 "scrape_configs" => scrape_node = Some(v),
                 "rule_files" => cfg.rule_files = decode_rule_files(&d, v)?,
                 _ => unreachable!("entries() rejects unknown keys"),

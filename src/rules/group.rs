@@ -41,16 +41,9 @@ pub trait RuleBackend {
     fn querier(&self) -> &dyn Querier;
 }
 
-/// One alert handed to delivery, shaped like Alertmanager's v2 `postableAlert`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OutgoingAlert {
-    pub labels: Labels,
-    pub annotations: Labels,
-    /// ms since the epoch.
-    pub starts_at: i64,
-    pub ends_at: i64,
-    pub generator_url: String,
-}
+/// One alert handed to delivery (Alertmanager's v2 `postableAlert` shape); the type is
+/// notify's, so the agent hands alerts over without converting.
+pub use crate::notify::OutgoingAlert;
 
 /// The seam to notification delivery: the rule's expression text and the alerts to send.
 pub type NotifyFn<'a> = dyn FnMut(&str, &[OutgoingAlert]) + 'a;

@@ -1,0 +1,233 @@
+//! The `alerting:` section of prometheus.yml: Alertmanagers to deliver to.
+//!
+//! Owns: decoding `alerting.alertmanagers` (static_configs, api_version, path_prefix, scheme,
+//! timeout, basic_auth) into [`AlertingConfig`] with positioned errors.
+//! `alert_relabel_configs` use the shared [`crate::relabel`] module.
+//! Must not touch: sockets. What is not supported is refused at load time with a reason,
+//! never silently ignored: per-Alertmanager `relabel_configs` and `alert_relabel_configs`
+//! (target discovery is static here), `scheme: https` (not implemented; needs the `tls`
+//! feature), service discovery other than `static_configs`.
+
+use crate::config::yaml::{Node, Value};
+use crate::config::{ConfigError, Decoder};
+use std::time::Duration;
+
+/// `alerting:`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AlertingConfig {
+    pub alertmanagers: Vec<AlertmanagerConfig>,
+    /// Applied to every alert after the external labels are added, as in Prometheus.
+    pub alert_relabel_configs: Vec<crate::relabel::RelabelConfig>,
+}
+
+/// One entry of `alerting.alertmanagers`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertmanagerConfig {
+    /// "http" (or "https" with the `tls` feature).
+    pub scheme: String,
+    /// Prepended to `/api/v2/alerts`; no trailing slash.
+    pub path_prefix: String,
+    /// Whole-request timeout. Prometheus's default: 10s.
+    pub timeout: Duration,
+    pub basic_auth: Option<BasicAuth>,
+    /// `host:port` of every static target, in file order.
+    pub targets: Vec<String>,
+}
+
+impl Default for AlertmanagerConfig {
+    fn default() -> Self {
+        AlertmanagerConfig {
+            scheme: "http".into(),
+            path_prefix: String::new(),
+            timeout: Duration::from_secs(10),
+            basic_auth: None,
+            targets: Vec::new(),
+        }
+    }
+}
+
+impl AlertmanagerConfig {
+    /// The alerts endpoint of each target.
+    pub fn urls(&self) -> impl Iterator<Item = String> + '_ {
+        self.targets
+            .iter()
+            .map(|t| format!("{}://{t}{}/api/v2/alerts", self.scheme, self.path_prefix))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: String,
+}
+
+const ALERTING_KEYS: &[&str] = &["alertmanagers", "alert_relabel_configs"];
+const AM_KEYS: &[&str] = &[
+    "static_configs",
+    "api_version",
+    "path_prefix",
+    "scheme",
+    "timeout",
+    "basic_auth",
+    "relabel_configs",
+];
+
+/// Decodes `alerting:`.
+pub(crate) fn decode_alerting(d: &Decoder<'_>, node: &Node) -> Result<AlertingConfig, ConfigError> {
+    let mut out = AlertingConfig::default();
+    for (k, v) in d.entries(node, ALERTING_KEYS, "alerting")? {
+        match d.key(k) {
+            "alertmanagers" => {
+                for am in seq(d, v, "alerting.alertmanagers")? {
+                    out.alertmanagers.push(decode_alertmanager(d, am)?);
+                }
+            }
+            _ => {
+                out.alert_relabel_configs =
+                    crate::relabel::decode_list(d, v, "alert_relabel_configs")?
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn decode_alertmanager(d: &Decoder<'_>, node: &Node) -> Result<AlertmanagerConfig, ConfigError> {
+    let mut am = AlertmanagerConfig::default();
+    let what = "an alertmanagers entry";
+    for (k, v) in d.entries(node, AM_KEYS, what)? {
+        match d.key(k) {
+            "static_configs" => {
+                for sc in seq(d, v, "static_configs")? {
+                    for (sk, sv) in d.entries(sc, &["targets", "labels"], "a static_config")? {
+                        if d.key(sk) == "targets" {
+                            for t in seq(d, sv, "targets")? {
+                                let t = d.string(t, "a target")?;
+                                if !t.contains(':') || t.contains('/') {
+                                    return Err(
+                                        d.err(sk.pos, format!("target {t:?} must be host:port"))
+                                    );
+                                }
+                                am.targets.push(t.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+            "api_version" => {
+                let s = d.string(v, "api_version")?;
+                if s != "v2" {
+                    return Err(d.err(v.pos, format!("api_version {s:?}: only v2 is supported")));
+                }
+            }
+            "path_prefix" => {
+                let s = d.string(v, "path_prefix")?.trim_end_matches('/');
+                am.path_prefix = if s.is_empty() || s.starts_with('/') {
+                    s.to_string()
+                } else {
+                    format!("/{s}")
+                };
+            }
+            "scheme" => {
+                let s = d.string(v, "scheme")?;
+                match s {
+                    "http" => {}
+                    "https" if cfg!(feature = "tls") => {
+                        return Err(d.err(v.pos, "scheme https is not implemented yet"))
+                    }
+                    "https" => {
+                        return Err(d.err(
+                            v.pos,
+                            "scheme https needs a promlet built with the tls feature",
+                        ))
+                    }
+                    _ => return Err(d.err(v.pos, format!("scheme {s:?}: expected http"))),
+                }
+                am.scheme = s.to_string();
+            }
+            "timeout" => am.timeout = d.duration(v, "timeout")?,
+            "basic_auth" => {
+                let mut user = String::new();
+                let mut pass = String::new();
+                for (bk, bv) in
+                    d.entries(v, &["username", "password", "password_file"], "basic_auth")?
+                {
+                    match d.key(bk) {
+                        "username" => user = d.string(bv, "username")?.to_string(),
+                        "password" => pass = d.string(bv, "password")?.to_string(),
+                        _ => {
+                            let f = d.string(bv, "password_file")?;
+                            pass = std::fs::read_to_string(f)
+                                .map_err(|e| d.err(bv.pos, format!("password_file {f}: {e}")))?
+                                .trim_end_matches(['\r', '\n'])
+                                .to_string();
+                        }
+                    }
+                }
+                am.basic_auth = Some(BasicAuth {
+                    username: user,
+                    password: pass,
+                });
+            }
+            "relabel_configs" if !is_empty_seq(v) => {
+                return Err(d.err(k.pos, "relabel_configs is not supported yet"))
+            }
+            _ => {}
+        }
+    }
+    Ok(am)
+}
+
+fn seq<'n>(d: &Decoder<'_>, node: &'n Node, what: &str) -> Result<&'n [Node], ConfigError> {
+    match &node.value {
+        Value::Seq(items) => Ok(items),
+        _ if node.is_null() => Ok(&[]),
+        _ => Err(d.err(
+            node.pos,
+            format!("{what} must be a sequence, not a {}", node.kind()),
+        )),
+    }
+}
+
+fn is_empty_seq(node: &Node) -> bool {
+    node.is_null() || matches!(&node.value, Value::Seq(v) if v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::time::Duration;
+
+    #[test]
+    fn alertmanagers_decode_with_prefix_auth_and_timeout() {
+        let c = Config::parse(
+            "alerting:\n  alertmanagers:\n  - static_configs:\n    - targets: ['127.0.0.1:9093', 'am:80']\n    \
+             api_version: v2\n    path_prefix: am/\n    timeout: 3s\n    basic_auth: {username: u, password: p}\n",
+            "t.yml",
+        )
+        .unwrap();
+        let am = &c.alerting.alertmanagers[0];
+        assert_eq!(am.timeout, Duration::from_secs(3));
+        assert_eq!(am.basic_auth.as_ref().unwrap().username, "u");
+        let urls: Vec<String> = am.urls().collect();
+        assert_eq!(
+            urls,
+            [
+                "http://127.0.0.1:9093/am/api/v2/alerts",
+                "http://am:80/am/api/v2/alerts"
+            ]
+        );
+    }
+
+    #[test]
+    fn unsupported_settings_are_refused_with_position() {
+        let e = |y: &str| Config::parse(y, "t.yml").unwrap_err().to_string();
+        assert!(e("alerting:\n  alertmanagers:\n  - api_version: v1\n").contains("t.yml:3:18"));
+        assert!(e("alerting:\n  alertmanagers:\n  - scheme: https\n").contains("tls"));
+        assert!(e("alerting:\n  alert_relabel_configs:\n  - action: nope\n").contains("t.yml:3"));
+        assert!(
+            e("alerting:\n  alertmanagers:\n  - static_configs:\n    - targets: [x]\n")
+                .contains("host:port")
+        );
+        assert!(e("alerting:\n  alertmanagers:\n  - tiemout: 1s\n").contains("unknown key"));
+    }
+}

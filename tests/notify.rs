@@ -1,0 +1,594 @@
+//! Alert delivery against a real Alertmanager 0.33 (`prometheus-alertmanager` from the stack).
+//!
+//! The rules engine is not wired into the agent yet, so these tests drive promlet's
+//! [`Notifier`] (the same code the agent will run: persisted queue, sender thread, ureq) from
+//! the test process with alerts shaped as rule evaluation emits them, and read what arrived
+//! back through Alertmanager's own `GET /api/v2/alerts`. A "promlet restart" is dropping the
+//! notifier and opening a new one on the same queue directory.
+
+use crate::common::{free_port, http_get, missing, stack_bin, wait_for_port, ChildGuard};
+use promlet::model::Labels;
+use promlet::notify::config::{AlertingConfig, AlertmanagerConfig};
+use promlet::notify::{rfc3339, Notifier, OutgoingAlert};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const AM_CONFIG: &str = "route:\n  receiver: blackhole\nreceivers:\n- name: blackhole\n";
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("promlet-notify-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Starts Alertmanager on `port` with its state in `dir`, kept off the cluster network.
+///
+/// Debian's build reads its default templates from /usr/share/prometheus/alertmanager, a
+/// compiled-in path. Where that is absent, the templates that scripts/install-stack.sh keeps in
+/// `<stack>/share` are overlaid onto /usr/share inside a user + mount namespace (`unshare`), so
+/// the host is not changed; `unshare` execs, so the guarded PID is Alertmanager's.
+fn start_alertmanager(bin: &Path, port: u16, dir: &Path) -> Option<ChildGuard> {
+    let cfg = dir.join("am.yml");
+    std::fs::write(&cfg, AM_CONFIG).unwrap();
+    let args = [
+        format!("--config.file={}", cfg.display()),
+        format!("--storage.path={}", dir.join("data").display()),
+        format!("--web.listen-address=127.0.0.1:{port}"),
+        "--cluster.listen-address=".to_string(),
+        "--log.level=warn".to_string(),
+    ];
+    let mut cmd = if Path::new("/usr/share/prometheus/alertmanager/default.tmpl").exists() {
+        Command::new(bin)
+    } else {
+        let share = bin.parent()?.parent()?.join("share");
+        if !share.join("prometheus/alertmanager/default.tmpl").exists() {
+            return missing(&format!(
+                "Alertmanager templates in {} (rerun scripts/install-stack.sh)",
+                share.display()
+            ));
+        }
+        let mut c = Command::new("unshare");
+        c.args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+            .arg(format!(
+            "mount -t overlay overlay -o lowerdir={}:/usr/share /usr/share && exec \"$0\" \"$@\"",
+            share.display()
+        ));
+        c.arg(bin);
+        c
+    };
+    let child = ChildGuard::spawn(
+        cmd.args(&args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("am.log")).unwrap()),
+    );
+    assert!(
+        wait_for_port(port),
+        "alertmanager did not listen on {port}: {}",
+        std::fs::read_to_string(dir.join("am.log")).unwrap_or_default()
+    );
+    Some(child)
+}
+
+fn alerting(port: u16) -> AlertingConfig {
+    AlertingConfig {
+        alertmanagers: vec![AlertmanagerConfig {
+            targets: vec![format!("127.0.0.1:{port}")],
+            timeout: Duration::from_secs(2),
+            ..Default::default()
+        }],
+        alert_relabel_configs: Vec::new(),
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A firing alert as a rule group sends it: endsAt = now + 4 × resend delay (Prometheus).
+fn firing(name: &str, severity: &str) -> OutgoingAlert {
+    let t = now_ms();
+    OutgoingAlert {
+        labels: Labels::from_pairs([("alertname", name), ("severity", severity)]),
+        annotations: Labels::from_pairs([
+            ("summary", format!("{name} on the device")),
+            ("description", "value is 0.93 \"quoted\"".to_string()),
+        ]),
+        starts_at: t - 60_000,
+        ends_at: t + 4 * 60_000,
+        generator_url: format!("http://pi.local:9099/graph?g0.expr=up+%3D%3D+0&name={name}"),
+    }
+}
+
+/// Polls `n` on its own monotonic clock until `done` or `limit`.
+fn drive(n: &mut Notifier, limit: Duration, done: impl Fn(&Notifier) -> bool) -> bool {
+    let start = Instant::now();
+    while !done(n) {
+        if start.elapsed() > limit {
+            return false;
+        }
+        n.poll(start.elapsed().as_millis() as i64);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+fn am_alerts(port: u16) -> String {
+    let (status, _, body) = http_get(port, "/api/v2/alerts", "");
+    assert_eq!(status, 200);
+    String::from_utf8(body).unwrap()
+}
+
+/// The top-level objects of a JSON array (brace depth outside strings), as text.
+fn array_objects(json: &str) -> Vec<&str> {
+    let (mut out, mut depth, mut start, mut in_str, mut esc) = (Vec::new(), 0, 0, false, false);
+    for (i, c) in json.char_indices() {
+        match (in_str, esc, c) {
+            (true, true, _) => esc = false,
+            (true, false, '\\') => esc = true,
+            (true, false, '"') => in_str = false,
+            (true, false, _) => {}
+            (false, _, '"') => in_str = true,
+            (false, _, '{') => {
+                if depth == 0 {
+                    start = i;
+                }
+                depth += 1;
+            }
+            (false, _, '}') => {
+                depth -= 1;
+                if depth == 0 {
+                    out.push(&json[start..=i]);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The JSON object of the alert named `name` in Alertmanager's answer.
+fn alert_object<'a>(json: &'a str, name: &str) -> Option<&'a str> {
+    let want = format!("\"alertname\":\"{name}\"");
+    array_objects(json).into_iter().find(|o| o.contains(&want))
+}
+
+#[test]
+fn alerts_arrive_with_labels_annotations_times_and_generator_url() {
+    let Some(bin) = stack_bin("prometheus-alertmanager") else {
+        return;
+    };
+    let dir = temp_dir("arrive");
+    let port = free_port();
+    let Some(_am) = start_alertmanager(&bin, port, &dir) else {
+        return;
+    };
+    let ext = Labels::from_pairs([("site", "garage")]);
+    let mut n = Notifier::new(
+        &alerting(port),
+        ext,
+        Some(&dir.join("queue")),
+        100,
+        Default::default(),
+    )
+    .unwrap();
+    let a = firing("DiskFull", "critical");
+    n.send(std::slice::from_ref(&a));
+    assert!(drive(&mut n, Duration::from_secs(10), |n| n.metrics().sent == 1));
+    assert_eq!(n.metrics().queue_length, 0);
+    let json = am_alerts(port);
+    let obj = alert_object(&json, "DiskFull").unwrap_or_else(|| panic!("not in {json}"));
+    for want in [
+        "\"severity\":\"critical\"".to_string(),
+        "\"site\":\"garage\"".to_string(),
+        "\"summary\":\"DiskFull on the device\"".to_string(),
+        r#""description":"value is 0.93 \"quoted\"""#.to_string(),
+        format!("\"startsAt\":\"{}\"", rfc3339(a.starts_at)),
+        format!("\"endsAt\":\"{}\"", rfc3339(a.ends_at)),
+        format!(
+            "\"generatorURL\":\"{}\"",
+            a.generator_url.replace('&', "\\u0026")
+        ),
+        "\"state\":\"active\"".to_string(),
+    ] {
+        assert!(obj.contains(&want), "{want} not in {obj}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn queued_alerts_arrive_after_an_alertmanager_outage_and_a_promlet_restart() {
+    let Some(bin) = stack_bin("prometheus-alertmanager") else {
+        return;
+    };
+    let dir = temp_dir("outage");
+    let queue = dir.join("queue");
+    let port = free_port();
+    let Some(am) = start_alertmanager(&bin, port, &dir) else {
+        return;
+    };
+    let mut n = Notifier::new(
+        &alerting(port),
+        Labels::new(),
+        Some(&queue),
+        100,
+        Default::default(),
+    )
+    .unwrap();
+    n.send(&[firing("Before", "info")]);
+    assert!(drive(&mut n, Duration::from_secs(10), |n| n.metrics().sent == 1));
+    assert!(alert_object(&am_alerts(port), "Before").is_some());
+
+    // Alertmanager goes away; two alerts fire and fail to go out.
+    drop(am);
+    n.send(&[
+        firing("DuringOutage", "critical"),
+        firing("Heartbeat", "none"),
+    ]);
+    assert!(drive(&mut n, Duration::from_secs(10), |n| n
+        .metrics()
+        .errors
+        >= 4));
+    assert_eq!(n.metrics().queue_length, 2);
+
+    // promlet restarts while Alertmanager is still down.
+    drop(n);
+    let mut n = Notifier::new(
+        &alerting(port),
+        Labels::new(),
+        Some(&queue),
+        100,
+        Default::default(),
+    )
+    .unwrap();
+    assert_eq!(n.metrics().queue_length, 2, "the queue did not survive");
+    assert!(drive(&mut n, Duration::from_secs(10), |n| n
+        .metrics()
+        .errors
+        >= 2));
+
+    // Alertmanager returns (its own in-memory alerts are gone); the queue drains into it.
+    let _am = start_alertmanager(&bin, port, &dir).unwrap();
+    assert!(
+        drive(&mut n, Duration::from_secs(30), |n| n.metrics().sent == 2),
+        "{:?}",
+        n.metrics()
+    );
+    assert_eq!(n.metrics().queue_length, 0);
+    let json = am_alerts(port);
+    for name in ["DuringOutage", "Heartbeat"] {
+        let obj = alert_object(&json, name).unwrap_or_else(|| panic!("{name} not in {json}"));
+        assert!(
+            obj.contains("\"generatorURL\":\"http://pi.local:9099/graph"),
+            "{obj}"
+        );
+    }
+    // Reopened once more, nothing is left to send.
+    drop(n);
+    let n = Notifier::new(
+        &alerting(port),
+        Labels::new(),
+        Some(&queue),
+        100,
+        Default::default(),
+    )
+    .unwrap();
+    assert_eq!(n.metrics().queue_length, 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Webhook bodies with the ms since the test's start when each arrived.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(u128, String)>>>;
+
+/// A webhook receiver: answers 200 to every POST and records (ms since `start`, body).
+fn webhook_listener(start: Instant) -> (u16, Received) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(c) = c else { return };
+            let mut r = BufReader::new(c);
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    let mut body = vec![0; len];
+                    if r.read_exact(&mut body).is_err() {
+                        break;
+                    }
+                    let at = start.elapsed().as_millis();
+                    sink.lock()
+                        .unwrap()
+                        .push((at, String::from_utf8_lossy(&body).into_owned()));
+                    let _ = r
+                        .get_mut()
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+                }
+            }
+        }
+    });
+    (port, got)
+}
+
+#[test]
+fn local_route_tree_groups_dedups_and_repeats_to_webhook_and_exec() {
+    use promlet::config::Config;
+    use promlet::notify::dispatch::Dispatcher;
+    let dir = temp_dir("route");
+    let out = dir.join("exec-out");
+    std::fs::create_dir_all(&out).unwrap();
+    let start = Instant::now();
+    let (port, hooks) = webhook_listener(start);
+    let yaml = format!(
+        "notify:
+  route:
+    receiver: device
+    group_by: [alertname]
+    group_wait: 1s
+    group_interval: 1s
+    repeat_interval: 3s
+  receivers:
+  - name: device
+    webhook_configs: [{{url: 'http://127.0.0.1:{port}/hook'}}]
+    exec_configs:
+    - command: [sh, -c, 'cat > \"$0/$(date +%s%N).json\"', '{}']
+      timeout: 5s
+",
+        out.display()
+    );
+    let cfg = Config::parse(&yaml, "t.yml").unwrap().notify;
+    let mut d = Dispatcher::new(
+        cfg,
+        "http://pi:9099".into(),
+        dir.clone(),
+        Default::default(),
+        promlet::notify::silence::SilenceStore::open(None),
+    );
+    let t0 = now_ms();
+    let mut h1 = firing("A", "h1");
+    h1.labels = Labels::from_pairs([("alertname", "A"), ("host", "h1")]);
+    h1.ends_at = 0;
+    let mut h2 = h1.clone();
+    h2.labels = Labels::from_pairs([("alertname", "A"), ("host", "h2")]);
+    h1.starts_at = t0;
+    h2.starts_at = t0;
+    // The rule engine resends firing alerts on every evaluation; these ingests stand in for it.
+    let mut sent_h2 = false;
+    let mut resolved_h1 = false;
+    while start.elapsed() < Duration::from_millis(6600) {
+        let el = start.elapsed().as_millis();
+        let now = now_ms();
+        let mut batch = vec![h1.clone()];
+        if el >= 1200 {
+            batch.push(h2.clone());
+            sent_h2 = true;
+        }
+        if el >= 5500 && !resolved_h1 {
+            h1.ends_at = now;
+            batch[0] = h1.clone();
+            resolved_h1 = true;
+        }
+        if el < 5500 || el % 500 < 30 {
+            d.ingest(&batch, now);
+        }
+        d.poll(now);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(sent_h2 && resolved_h1);
+    // Let the last webhook and command finish.
+    for _ in 0..100 {
+        d.poll(now_ms());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let hooks = hooks.lock().unwrap().clone();
+    let times: Vec<u128> = hooks.iter().map(|h| h.0).collect();
+    assert_eq!(hooks.len(), 4, "webhook notifications at {times:?} ms");
+    // group_wait, then the new alert at the next group_interval, then nothing new until
+    // repeat_interval, then the resolution.
+    assert!((1000..1700).contains(&times[0]), "{times:?}");
+    assert!((2000..2700).contains(&times[1]), "{times:?}");
+    assert!(
+        times[2] >= times[1] + 3000 && times[2] < times[1] + 4200,
+        "{times:?}"
+    );
+    assert!(times[3] >= 5500, "{times:?}");
+    let count = |s: &str, pat: &str| s.matches(pat).count();
+    assert_eq!(count(&hooks[0].1, "\"fingerprint\""), 1);
+    assert_eq!(count(&hooks[1].1, "\"fingerprint\""), 2);
+    assert_eq!(count(&hooks[2].1, "\"fingerprint\""), 2);
+    for h in &hooks {
+        assert!(
+            h.1.contains(r#""version":"4","groupKey":"{}:{alertname=\"A\"}""#),
+            "{}",
+            h.1
+        );
+        assert!(
+            h.1.contains(r#""groupLabels":{"alertname":"A"}"#),
+            "{}",
+            h.1
+        );
+    }
+    assert!(
+        hooks[3]
+            .1
+            .contains(r#"{"status":"resolved","labels":{"alertname":"A","host":"h1"}"#),
+        "{}",
+        hooks[3].1
+    );
+    // The exec receiver got the same four payloads on stdin.
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let execs: Vec<String> = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    let bodies: Vec<String> = hooks.iter().map(|h| h.1.clone()).collect();
+    assert_eq!(execs, bodies);
+    let m = d.metrics();
+    assert_eq!((m.notifications, m.failed), (8, 0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Starts the real promlet with its storage in `dir`.
+fn start_promlet(port: u16, dir: &Path, extra: &[&str]) -> ChildGuard {
+    let child = ChildGuard::spawn(
+        Command::new(crate::common::promlet_bin())
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!("--storage.tsdb.path={}", dir.display()))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    assert!(wait_for_port(port), "promlet did not listen on {port}");
+    child
+}
+
+fn amtool(bin: &Path, port: u16, args: &[&str]) -> (bool, String) {
+    let out = Command::new(bin)
+        .arg(format!("--alertmanager.url=http://127.0.0.1:{port}"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// The real amtool manages promlet's silences: add, query, persist across a restart, expire;
+/// writes are refused without `--web.enable-silences`.
+#[test]
+fn amtool_adds_queries_and_expires_silences_that_survive_a_restart() {
+    let Some(am) = stack_bin("amtool") else {
+        return;
+    };
+    let dir = temp_dir("silences");
+    let port = free_port();
+    {
+        let _p = start_promlet(port, &dir, &[]);
+        let (ok, out) = amtool(&am, port, &["silence", "add", "alertname=X", "--comment=c"]);
+        assert!(
+            !ok,
+            "a write without --web.enable-silences succeeded: {out}"
+        );
+        assert!(out.contains("403") || out.contains("read-only"), "{out}");
+    }
+    let id = {
+        let _p = start_promlet(port, &dir, &["--web.enable-silences"]);
+        let (ok, out) = amtool(
+            &am,
+            port,
+            &[
+                "silence",
+                "add",
+                "alertname=DiskFull",
+                "host=~h[12]",
+                "--comment=maintenance",
+                "--author=ops",
+                "--duration=1h",
+            ],
+        );
+        assert!(ok, "{out}");
+        let id = out.trim().to_string();
+        assert_eq!(id.len(), 36, "{out}");
+        id
+    };
+    // Restarted: the silence is still there, with its matchers.
+    let _p = start_promlet(port, &dir, &["--web.enable-silences"]);
+    let (ok, out) = amtool(&am, port, &["silence", "query"]);
+    assert!(ok, "{out}");
+    assert!(out.contains(&id), "{out}");
+    assert!(
+        out.contains("alertname=\"DiskFull\" host=~\"h[12]\""),
+        "{out}"
+    );
+    assert!(out.contains("maintenance") && out.contains("ops"), "{out}");
+    let (ok, out) = amtool(&am, port, &["silence", "expire", &id]);
+    assert!(ok, "{out}");
+    let (_, active) = amtool(&am, port, &["silence", "query", "-q"]);
+    assert!(!active.contains(&id), "{active}");
+    let (_, expired) = amtool(&am, port, &["silence", "query", "--expired", "-q"]);
+    assert!(expired.contains(&id), "{expired}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `promlet check config` accepts a full alerting + notify config and rejects an unsupported
+/// receiver with its position; the running binary exposes the notifier's self-metrics.
+#[test]
+fn check_config_and_self_metrics_of_the_real_binary() {
+    let dir = temp_dir("check");
+    let good = dir.join("good.yml");
+    std::fs::write(
+        &good,
+        "global: {external_labels: {site: garage}}
+alerting:
+  alert_relabel_configs: [{source_labels: [severity], regex: debug, action: drop}]
+  alertmanagers: [{static_configs: [{targets: ['127.0.0.1:9093']}], timeout: 3s}]
+notify:
+  route: {receiver: log, group_by: ['...'], routes: [{matchers: ['severity=\"critical\"'], receiver: log}]}
+  inhibit_rules: [{source_matchers: ['severity=\"critical\"'], target_matchers: ['severity=\"warning\"'], equal: [instance]}]
+  receivers: [{name: log, log_configs: [{}]}]
+",
+    )
+    .unwrap();
+    let bad = dir.join("bad.yml");
+    std::fs::write(
+        &bad,
+        "notify:\n  route: {receiver: x}\n  receivers:\n  - name: x\n    slack_configs: []\n",
+    )
+    .unwrap();
+    let run = |f: &Path| {
+        Command::new(crate::common::promlet_bin())
+            .args(["check", "config"])
+            .arg(f)
+            .output()
+            .unwrap()
+    };
+    let out = run(&good);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&bad);
+    let err =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("bad.yml:5:5") && err.contains("slack_configs"),
+        "{err}"
+    );
+
+    let port = free_port();
+    let _p = start_promlet(
+        port,
+        &dir.join("data"),
+        &[&format!("--config.file={}", good.display())],
+    );
+    let (_, _, body) = http_get(port, "/metrics", "");
+    let body = String::from_utf8(body).unwrap();
+    assert!(
+        body.contains("\npromlet_notifications_queue_capacity 10000\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("\npromlet_notifications_alertmanagers_discovered 1\n"),
+        "{body}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
