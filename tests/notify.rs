@@ -1,10 +1,11 @@
 //! Alert delivery against a real Alertmanager 0.33 (`prometheus-alertmanager` from the stack).
 //!
-//! The rules engine is not wired into the agent yet, so these tests drive promlet's
-//! [`Notifier`] (the same code the agent will run: persisted queue, sender thread, ureq) from
-//! the test process with alerts shaped as rule evaluation emits them, and read what arrived
-//! back through Alertmanager's own `GET /api/v2/alerts`. A "promlet restart" is dropping the
-//! notifier and opening a new one on the same queue directory.
+//! Most tests drive promlet's [`Notifier`] (the code the agent runs: persisted queue, sender
+//! thread, ureq) from the test process, so queue persistence can be checked exactly: a "promlet
+//! restart" there is dropping the notifier and opening a new one on the same queue directory.
+//! `rule_alert_from_the_real_binary_…` runs the whole path in real processes: a rule file in
+//! the promlet binary, a real Alertmanager. What arrived is read back through Alertmanager's
+//! own `GET /api/v2/alerts`.
 
 use crate::common::{free_port, http_get, missing, stack_bin, wait_for_port, ChildGuard};
 use promlet::model::Labels;
@@ -590,5 +591,73 @@ notify:
         body.contains("\npromlet_notifications_alertmanagers_discovered 1\n"),
         "{body}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The whole path in real processes: a rule file in the real promlet fires, the alert reaches a
+/// real Alertmanager with its labels, annotation (template expanded) and generatorURL; after an
+/// Alertmanager outage (its memory lost) and a promlet SIGKILL + restart, it arrives again.
+#[test]
+fn rule_alert_from_the_real_binary_reaches_alertmanager_across_outage_and_restart() {
+    let Some(bin) = stack_bin("prometheus-alertmanager") else {
+        return;
+    };
+    let dir = temp_dir("e2e");
+    let am_port = free_port();
+    let Some(am) = start_alertmanager(&bin, am_port, &dir) else {
+        return;
+    };
+    std::fs::write(
+        dir.join("rules.yml"),
+        "groups:\n- name: edge\n  interval: 1s\n  rules:\n  - alert: AlwaysFiring\n    \
+         expr: vector(42)\n    labels:\n      severity: test\n    annotations:\n      \
+         summary: 'value is {{ $value }}'\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("promlet.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  external_labels:\n    \
+             site: e2e\nrule_files:\n- rules.yml\nalerting:\n  alertmanagers:\n  - static_configs:\n    \
+             - targets: ['127.0.0.1:{am_port}']\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let data = dir.join("data");
+    let config = format!("--config.file={}", dir.join("promlet.yml").display());
+    let extra = [config.as_str(), "--rules.alert.resend-delay=1s"];
+    let promlet = start_promlet(port, &data, &extra);
+    let arrived = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(obj) = alert_object(&am_alerts(am_port), "AlwaysFiring") {
+                return obj.to_string();
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("AlwaysFiring did not reach Alertmanager {what}");
+    };
+    let obj = arrived("at first");
+    for want in [
+        "\"severity\":\"test\"",
+        "\"site\":\"e2e\"",
+        "\"summary\":\"value is 42\"",
+        "\"generatorURL\":\"http://",
+    ] {
+        assert!(obj.contains(want), "{want} missing in {obj}");
+    }
+    // Alertmanager goes away and comes back empty: the resend brings the alert back.
+    drop(am);
+    std::thread::sleep(Duration::from_secs(3));
+    let am = start_alertmanager(&bin, am_port, &dir).unwrap();
+    arrived("after an Alertmanager outage");
+    // promlet is killed and restarted while Alertmanager is down again.
+    drop(am);
+    drop(promlet);
+    let _promlet = start_promlet(port, &data, &extra);
+    std::thread::sleep(Duration::from_secs(3));
+    let _am = start_alertmanager(&bin, am_port, &dir).unwrap();
+    arrived("after a promlet restart during an outage");
     let _ = std::fs::remove_dir_all(&dir);
 }
