@@ -85,8 +85,11 @@ fn federate_returns_latest_node_load_untyped_sorted_with_external_labels() {
     let text = String::from_utf8(body).unwrap();
     assert_eq!(status, 200, "{text}");
     assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    // Untyped families without help, as Prometheus federates them: TYPE line, no HELP line.
+    assert!(!text.contains("# HELP"), "{text}");
     for name in ["node_load1", "node_load15", "node_load5"] {
-        assert!(text.contains(&format!("# TYPE {name} untyped\n")), "{text}");
+        let type_line = format!("# TYPE {name} untyped\n");
+        assert!(text.contains(&type_line), "{text}");
     }
     let lines = samples(&text);
     let names: Vec<&str> = lines.iter().map(|l| l.split('{').next().unwrap()).collect();
