@@ -107,6 +107,18 @@ pub fn load_config_text(args: &Args) -> Result<(Config, String), String> {
 /// The rule groups of the config's `rule_files` (globs relative to the config file's
 /// directory); every error of every file, one per line.
 pub fn load_rules(cfg: &Config, args: &Args) -> Result<Vec<crate::rules::GroupDef>, String> {
+    if args.config_file.is_none() {
+        // The embedded defaults ship the heartbeat ("dead man's switch") rule: it always
+        // fires while rules run, so a receiver that stops hearing it knows the device is down.
+        return crate::rules::RuleFile::parse(HEARTBEAT_RULES, "<embedded heartbeat.yml>", false)
+            .map(|f| f.groups)
+            .map_err(|errs| {
+                errs.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+    }
     if cfg.rule_files.is_empty() {
         return Ok(Vec::new());
     }
@@ -126,6 +138,9 @@ pub fn load_rules(cfg: &Config, args: &Args) -> Result<Vec<crate::rules::GroupDe
         crate::rules::manager::expand_globs(&base, &cfg.rule_files).map_err(|e| join(vec![e]))?;
     crate::rules::manager::load_files(&files, false).map_err(join)
 }
+
+/// The rule group the embedded default configuration evaluates (docs/rules.md).
+pub const HEARTBEAT_RULES: &str = include_str!("../examples/rules/heartbeat.yml");
 
 /// The engine's limits from the `--query.*` flags.
 pub fn engine_options(args: &Args) -> EngineOpts {

@@ -216,3 +216,15 @@ fn pending_alert_keeps_its_for_progress_across_a_restart() {
         "original {original}, restored {restored}"
     );
 }
+
+/// With no config file, promlet runs its embedded defaults, which ship the heartbeat ("dead
+/// man's switch") rule: it is loaded and listed by /api/v1/rules. (Its group runs every minute
+/// at a hashed offset, so it is not waited for here; evaluation itself is tested above.)
+#[test]
+fn embedded_defaults_evaluate_the_heartbeat_rule() {
+    let agent = Agent::start(&[]);
+    let rules = body(&agent, "/api/v1/rules");
+    assert!(rules.contains("\"name\":\"promlet-heartbeat\""), "{rules}");
+    assert!(rules.contains("\"name\":\"Heartbeat\""), "{rules}");
+    assert!(rules.contains("\"query\":\"vector(1)\""), "{rules}");
+}
