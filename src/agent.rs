@@ -944,7 +944,7 @@ fn routes(state: Rc<RefCell<State>>, server: Rc<ServerStats>, shutdown: Shutdown
 /// removes the group. Off unless `--web.enable-push` (state-changing endpoints, DESIGN §9).
 fn push_routes(r: &mut Router, state: &Rc<RefCell<State>>) {
     let st = state.clone();
-    r.route(&["PUT", "POST", "DELETE"], "/metrics/job/*", move |req| {
+    r.route(&["PUT", "POST", "DELETE"], "/metrics/*", move |req| {
         if !st.borrow().args.enable_push {
             return Response::text(403, "Push API is not enabled.\n");
         }

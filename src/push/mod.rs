@@ -168,7 +168,16 @@ impl Store {
         body: &[u8],
         now_s: f64,
     ) -> Result<(), PushError> {
-        match self.build(key, method, body) {
+        // A body that does not parse changes nothing (the Pushgateway fails it before its
+        // storage sees it); a parsed but invalid push marks the group failed, creating it.
+        let mut parsed = MetricSet::new();
+        let opts = parse::Options {
+            names: parse::NameScheme::Legacy,
+            ..parse::Options::text()
+        };
+        parse::parse(body, &opts, &mut parsed)
+            .map_err(|e| PushError(format!("failed to parse text: {e}")))?;
+        match self.build(key, method, &parsed) {
             Ok(set) => {
                 let g = self.groups.entry(key.clone()).or_default();
                 g.set = set;
@@ -177,10 +186,8 @@ impl Store {
                 Ok(())
             }
             Err(e) => {
-                if let Some(g) = self.groups.get_mut(key) {
-                    g.failure_time_s = now_s;
-                    self.save();
-                }
+                self.groups.entry(key.clone()).or_default().failure_time_s = now_s;
+                self.save();
                 Err(e)
             }
         }
@@ -194,14 +201,12 @@ impl Store {
     }
 
     /// The group's new sample set, or why the push is refused.
-    fn build(&self, key: &GroupKey, method: Method, body: &[u8]) -> Result<MetricSet, PushError> {
-        let mut parsed = MetricSet::new();
-        let opts = parse::Options {
-            names: parse::NameScheme::Legacy,
-            ..parse::Options::text()
-        };
-        parse::parse(body, &opts, &mut parsed)
-            .map_err(|e| PushError(format!("failed to parse text: {e}")))?;
+    fn build(
+        &self,
+        key: &GroupKey,
+        method: Method,
+        parsed: &MetricSet,
+    ) -> Result<MetricSet, PushError> {
         if parsed.samples().any(|s| s.timestamp().is_some()) {
             return Err(PushError("pushed metrics must not have timestamps".into()));
         }
@@ -226,7 +231,7 @@ impl Store {
             }
         }
         for id in parsed.family_ids() {
-            copy_family(&parsed, id, &mut set, key);
+            copy_family(parsed, id, &mut set, key);
         }
         self.check_consistency(key, &set)?;
         Ok(set)
@@ -342,12 +347,30 @@ fn push_group_sample(out: &mut MetricSet, fam: FamilyId, key: &GroupKey, value: 
 fn copy_family(src: &MetricSet, id: FamilyId, dst: &mut MetricSet, key: &[(String, String)]) {
     let f = src.family_ref(id);
     let fam = dst.family(f.name, f.help, f.typ);
-    let mut labels: Vec<(&str, &str)> = Vec::new();
+    // Bucket bounds and quantiles are numbers to the Pushgateway: it re-exposes `le="10.0"`
+    // as `le="10"`. Same here, so both expose identical series.
+    let numeric = match f.typ {
+        MetricType::Histogram => "le",
+        MetricType::Summary => "quantile",
+        _ => "",
+    };
     for s in src.samples().filter(|s| s.family_id() == id) {
-        labels.clear();
+        let normalized: Option<String> = s
+            .labels()
+            .find(|(n, _)| !key.is_empty() && *n == numeric)
+            .and_then(|(_, v)| parse::parse_float(v.as_bytes()))
+            .map(|x| {
+                let mut buf = Vec::new();
+                expo::format_float(x, &mut buf);
+                String::from_utf8_lossy(&buf).into_owned()
+            });
+        let mut labels: Vec<(&str, &str)> = Vec::new();
         for (n, v) in s.labels() {
             match key.iter().find(|(kn, _)| kn == n) {
                 Some((_, kv)) => labels.push((n, kv)),
+                None if n == numeric && normalized.is_some() => {
+                    labels.push((n, normalized.as_deref().unwrap_or(v)))
+                }
                 None => labels.push((n, v)),
             }
         }
@@ -523,6 +546,20 @@ mod tests {
     }
 
     #[test]
+    fn bucket_bounds_are_normalized_like_the_pushgateway() {
+        let mut s = Store::new();
+        let k = grouping_key("job/j").unwrap();
+        let body = b"# TYPE h histogram\nh_bucket{le=\"10.0\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\nh_count 2\n";
+        s.push(&k, Method::Replace, body, 1.0).unwrap();
+        let t = text(&s);
+        assert!(
+            t.contains("h_bucket{instance=\"\",job=\"j\",le=\"10\"} 1\n"),
+            "{t}"
+        );
+        assert!(t.contains("le=\"+Inf\"} 2\n"), "{t}");
+    }
+
+    #[test]
     fn bad_pushes_change_nothing_but_the_failure_time() {
         let mut s = Store::new();
         let k = grouping_key("job/j").unwrap();
@@ -534,11 +571,18 @@ mod tests {
         assert!(s
             .push(&other, Method::Replace, b"# TYPE a counter\na 1\n", 7.0)
             .is_err());
-        assert_eq!(s.group_count(), 1);
+        // Refused after parsing: the group is marked failed (created, as the Pushgateway does).
+        assert_eq!(s.group_count(), 2);
         let t = text(&s);
         assert!(t.contains("a{instance=\"\",job=\"j\"} 1\n"), "{t}");
+        assert!(!t.contains("a{instance=\"\",job=\"other\"}"), "{t}");
+        // The parse error (at 6.0) is refused before the group is touched.
         assert!(
-            t.contains("push_failure_time_seconds{instance=\"\",job=\"j\"} 6\n"),
+            t.contains("push_failure_time_seconds{instance=\"\",job=\"j\"} 5\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("push_time_seconds{instance=\"\",job=\"other\"} 0\n"),
             "{t}"
         );
     }
