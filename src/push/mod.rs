@@ -20,6 +20,7 @@ pub type GroupKey = Vec<(String, String)>;
 
 const FILE_NAME: &str = "push_groups.bin";
 const MAGIC: &[u8; 8] = b"PLPUSH01";
+const PUSH_TIME_FAMILIES: [&str; 2] = ["push_time_seconds", "push_failure_time_seconds"];
 
 /// What a push asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -210,15 +211,6 @@ impl Store {
         if parsed.samples().any(|s| s.timestamp().is_some()) {
             return Err(PushError("pushed metrics must not have timestamps".into()));
         }
-        if let Some(f) = parsed
-            .families()
-            .find(|f| f.name == "push_time_seconds" || f.name == "push_failure_time_seconds")
-        {
-            return Err(PushError(format!(
-                "pushed metrics must not contain {}",
-                f.name
-            )));
-        }
         let mut set = MetricSet::new();
         if method == Method::Merge {
             if let Some(old) = self.groups.get(key) {
@@ -230,15 +222,20 @@ impl Store {
                 }
             }
         }
+        // The group's own push times win over pushed families of those names (the
+        // Pushgateway keeps one family per name and sets these last).
         for id in parsed.family_ids() {
-            copy_family(parsed, id, &mut set, key);
+            if !PUSH_TIME_FAMILIES.contains(&parsed.family_ref(id).name) {
+                copy_family(parsed, id, &mut set, key);
+            }
         }
         self.check_consistency(key, &set)?;
         Ok(set)
     }
 
-    /// Families of one name must agree on type and help across groups, and no series may
-    /// appear twice, so the combined exposition stays valid.
+    /// Families of one name must agree on type across groups, and no series may appear
+    /// twice, so the combined exposition stays valid. Help may differ (the Pushgateway
+    /// accepts that and exposes the first).
     fn check_consistency(&self, key: &GroupKey, set: &MetricSet) -> Result<(), PushError> {
         for f in set.families() {
             for (k, g) in &self.groups {
@@ -246,15 +243,13 @@ impl Store {
                     continue;
                 }
                 if let Some(other) = g.set.families().find(|o| o.name == f.name) {
-                    if other.typ != f.typ || other.help != f.help {
+                    if other.typ != f.typ {
                         return Err(PushError(format!(
-                            "pushed metrics are inconsistent with existing metrics: {} has \
-                             type {} and help {:?} in another group, got type {} and help {:?}",
+                            "pushed metrics are inconsistent with existing metrics: {} is a {} \
+                             in another group, got {}",
                             f.name,
                             other.typ.as_text(),
-                            other.help,
-                            f.typ.as_text(),
-                            f.help
+                            f.typ.as_text()
                         )));
                     }
                 }
@@ -543,6 +538,37 @@ mod tests {
         assert!(!t.contains("\na{") && t.contains("\nc{"), "{t}");
         s.delete(&k);
         assert_eq!(text(&s), "");
+    }
+
+    #[test]
+    fn other_help_is_accepted_and_pushed_push_times_are_dropped() {
+        let mut s = Store::new();
+        let a = grouping_key("job/a").unwrap();
+        let b = grouping_key("job/b").unwrap();
+        s.push(
+            &a,
+            Method::Replace,
+            b"# HELP t one\n# TYPE t gauge\nt 1\n",
+            1.0,
+        )
+        .unwrap();
+        s.push(
+            &b,
+            Method::Replace,
+            b"# HELP t two\n# TYPE t gauge\nt 2\npush_time_seconds 7\n",
+            2.0,
+        )
+        .unwrap();
+        let t = text(&s);
+        assert!(
+            t.contains("# HELP t one\n") && t.contains("t{instance=\"\",job=\"b\"} 2\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("push_time_seconds{instance=\"\",job=\"b\"} 2\n"),
+            "{t}"
+        );
+        assert!(!t.contains(" 7\n"), "{t}");
     }
 
     #[test]

@@ -64,6 +64,25 @@ def main():
     each(lambda gw: push_to_gateway(gw, job="gone", registry=r5))
     each(lambda gw: delete_from_gateway(gw, job="gone"))
 
+    # Accepted with a twist: another help (the first one is exposed), a pushed push time
+    # (the group's own wins), a pushed instance label (kept).
+    accepted = [
+        ("other help", "PUT", "/metrics/job/zhelp",
+         "# HELP temperature Another help.\n# TYPE temperature gauge\ntemperature 5\n"),
+        ("push time", "PUT", "/metrics/job/ptime", "push_time_seconds 1\nkept 2\n"),
+        ("instance", "POST", "/metrics/job/inst", 'u{instance="x"} 1\n'),
+        ("delete absent", "DELETE", "/metrics/job/never", ""),
+    ]
+    problems = []
+    for name, method, path, body in accepted:
+        codes = [raw(gw, method, path, body) for gw in GATEWAYS]
+        if codes[0] != codes[1] or codes[0] // 100 != 2:
+            problems.append(f"{name}: pushgateway answered {codes[0]}, promlet {codes[1]}")
+    r6 = CollectorRegistry()
+    Gauge("short_lived", "Deleted with a base64 key.", registry=r6).set(1)
+    each(lambda gw: push_to_gateway(gw, job="tmp", grouping_key={"dir": "/a/b"}, registry=r6))
+    each(lambda gw: delete_from_gateway(gw, job="tmp", grouping_key={"dir": "/a/b"}))
+
     # Refused pushes: both must answer alike and change nothing.
     statuses = {}
     for name, method, path, body in [
@@ -74,7 +93,6 @@ def main():
         codes = [raw(gw, method, path, body) for gw in GATEWAYS]
         statuses[name] = codes
 
-    problems = []
     for name, (a, b) in statuses.items():
         if a != b or a // 100 != 4:
             problems.append(f"{name}: pushgateway answered {a}, promlet {b}")
