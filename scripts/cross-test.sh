@@ -15,7 +15,7 @@
 #
 # Writes target/cross-sizes.tsv (target, bytes, status) for scripts/bench-vs-node-exporter.sh.
 # Exit status: non-zero if any default target fails to build, run, test, or fit the budget.
-# Size: a binary over PROMLET_SIZE_BUDGET_KIB (default 2560) fails the run: a guard against
+# Size: a binary over PROMLET_SIZE_BUDGET_KIB (default 3072) fails the run: a guard against
 # runaway bloat (full regex, rustls or a debug build would cross it). PROMLET_SIZE_GOAL_KIB
 # (default 1536: DESIGN.md's goal for the complete agent without TLS) is a benchmark goal, printed
 # as met / NOT met next to each size; the merged agent does not meet it on x86_64 yet (README).
@@ -24,7 +24,7 @@ set -uo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
 
-BUDGET_KIB=${PROMLET_SIZE_BUDGET_KIB:-2560}
+BUDGET_KIB=${PROMLET_SIZE_BUDGET_KIB:-3072}
 GOAL_KIB=${PROMLET_SIZE_GOAL_KIB:-1536}
 RUN_TESTS=1
 MIPS=0

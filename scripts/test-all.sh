@@ -7,6 +7,7 @@
 #   1. toolchain: apt packages, rustup targets, zig, cargo-zigbuild   scripts/install-cross.sh
 #   2. the real Prometheus stack (Prometheus, promtool, node_exporter, Pushgateway, Alertmanager,
 #      blackbox_exporter) into $PROMLET_STACK_DIR or <repo>/.stack   scripts/install-stack.sh
+#      and the other test peers (dnsmasq)                              scripts/install-test-peers.sh
 #   3. cargo fmt --check; cargo clippy --all-targets -D warnings; Cross.toml == cross.toml
 #   4. cargo test (unit + integration, against the real stack and ../shared test data)
 #   5. release builds for x86_64/aarch64/armv7/ARMv6 musl, size budget, `--version` and the
@@ -46,6 +47,7 @@ step() {
 # Prerequisites: without them nothing below means anything, so stop here if they fail.
 step "install cross toolchain" bash scripts/install-cross.sh || exit 1
 step "install Prometheus stack" bash scripts/install-stack.sh "$PROMLET_STACK_DIR" || exit 1
+step "install test peers" bash scripts/install-test-peers.sh || exit 1
 # prometheus_client drives the Pushgateway differential test (tests/push.rs).
 python3 -c 'import prometheus_client' 2>/dev/null ||
   step "install prometheus_client" python3 -m pip install --quiet prometheus_client || exit 1

@@ -451,26 +451,33 @@ impl State {
         };
         self.driver.collect(&ctx, &mut set);
         self.self_metrics(&mut set, server);
-        let openmetrics = wants_openmetrics(req.header("accept").unwrap_or(""));
-        let mut body = Vec::with_capacity(self.last_body_len + 4096);
-        let content_type = if openmetrics {
-            expo::encode_openmetrics(&set, &mut body);
-            expo::CONTENT_TYPE_OPENMETRICS
-        } else {
-            expo::encode_text(&set, &mut body);
-            expo::CONTENT_TYPE_TEXT
-        };
+        let (resp, body_len) = exposition_response(req, &set, self.last_body_len + 4096);
         self.scrape_buf = set;
-        self.last_body_len = body.len();
-        let mut resp = Response::new(200).header("Content-Type", content_type);
-        if req
-            .header("accept-encoding")
-            .is_some_and(http::gzip::accepts_gzip)
-        {
-            body = http::gzip::gzip(&body);
-            resp = resp.header("Content-Encoding", "gzip");
-        }
-        resp.header("Vary", "Accept, Accept-Encoding").body(body)
+        self.last_body_len = body_len;
+        resp
+    }
+
+    /// `/federate`: the latest sample of each series matching any `match[]`, with external
+    /// labels; encoded, negotiated and compressed as `/metrics` is.
+    fn render_federate(&self, req: &Request) -> Response {
+        let params = match req.params() {
+            Ok(p) => p,
+            Err(e) => return Response::text(400, format!("error parsing form values: {e}\n")),
+        };
+        let sets = match http::federate::matcher_sets(&params) {
+            Ok(s) => s,
+            Err(e) => return Response::text(400, format!("{e}\n")),
+        };
+        let mut set = MetricSet::new();
+        http::federate::collect(
+            self.querier(),
+            &sets,
+            &self.config.global.external_labels,
+            SystemClock.wall_ms(),
+            self.engine.lookback_delta,
+            &mut set,
+        );
+        exposition_response(req, &set, 4096).0
     }
 
     fn self_metrics(&self, set: &mut MetricSet, server: &ServerStats) {
@@ -721,6 +728,32 @@ pub fn append_all(set: &MetricSet, t: Timestamp, app: &mut dyn Appender) -> u64 
     errors
 }
 
+/// `set` encoded in the format the request's `Accept` asks for, gzipped when its
+/// `Accept-Encoding` allows; also returns the uncompressed length (the next buffer's size hint).
+fn exposition_response(req: &Request, set: &MetricSet, size_hint: usize) -> (Response, usize) {
+    let mut body = Vec::with_capacity(size_hint);
+    let content_type = if wants_openmetrics(req.header("accept").unwrap_or("")) {
+        expo::encode_openmetrics(set, &mut body);
+        expo::CONTENT_TYPE_OPENMETRICS
+    } else {
+        expo::encode_text(set, &mut body);
+        expo::CONTENT_TYPE_TEXT
+    };
+    let len = body.len();
+    let mut resp = Response::new(200).header("Content-Type", content_type);
+    if req
+        .header("accept-encoding")
+        .is_some_and(http::gzip::accepts_gzip)
+    {
+        body = http::gzip::gzip(&body);
+        resp = resp.header("Content-Encoding", "gzip");
+    }
+    (
+        resp.header("Vary", "Accept, Accept-Encoding").body(body),
+        len,
+    )
+}
+
 /// Content negotiation as Prometheus's expfmt does it: the first acceptable type in order of
 /// quality wins; OpenMetrics for `application/openmetrics-text` (version 1.0.0, 0.0.1 or
 /// none), text 0.0.4 otherwise.
@@ -903,6 +936,10 @@ fn routes(state: Rc<RefCell<State>>, server: Rc<ServerStats>, shutdown: Shutdown
     let st = state.clone();
     r.get("/metrics", move |req| {
         st.borrow_mut().render_metrics(req, &server)
+    });
+    let st = state.clone();
+    r.route(GET_POST, "/federate", move |req| {
+        st.borrow().render_federate(req)
     });
     r.get("/-/healthy", |_| {
         Response::text(200, "promlet is Healthy.\n")

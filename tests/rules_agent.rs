@@ -122,9 +122,11 @@ fn agent_evaluates_rules_serves_them_and_reloads() {
     assert!(agent
         .metric("promlet_rule_evaluations_total")
         .is_some_and(|n| n >= 3.0));
+    // Firing alerts are handed to the notify hub (the agent always has one).
     assert!(agent
-        .metric("promlet_alerts_dropped_total")
+        .metric("promlet_alerts_sent_total")
         .is_some_and(|n| n >= 1.0));
+    assert_eq!(agent.metric("promlet_alerts_dropped_total"), Some(0.0));
     assert_eq!(agent.metric("promlet_rule_group_count"), Some(1.0));
     let bad = body(&agent, "/api/v1/rules?type=bogus");
     assert!(bad.contains("\"errorType\":\"bad_data\""), "{bad}");

@@ -275,7 +275,7 @@ fn dns_sd_srv_a_aaaa_against_real_dnsmasq() {
     };
     let dnsmasq = std::path::Path::new("/usr/sbin/dnsmasq");
     if !dnsmasq.exists() {
-        common::missing::<()>("dnsmasq (apt-get install -y dnsmasq)");
+        common::missing::<()>("dnsmasq (scripts/install-test-peers.sh)");
         return;
     }
     let dns_port = free_udp_port();

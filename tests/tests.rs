@@ -11,6 +11,8 @@ mod cli;
 mod common;
 /// Config files: positioned errors, hostile input.
 mod config;
+/// `/federate` on the real binary and a real Prometheus federating it.
+mod federate;
 /// The HTTP/1.1 server at the wire level: exact bytes, limits, timeouts, the connection cap.
 mod http;
 

@@ -117,11 +117,15 @@ pub fn encode_text(set: &MetricSet, out: &mut Vec<u8>) {
         if samples.is_empty() {
             continue;
         }
-        out.extend_from_slice(b"# HELP ");
-        out.extend_from_slice(f.name.as_bytes());
-        out.push(b' ');
-        escape_into(f.help, false, out);
-        out.extend_from_slice(b"\n# TYPE ");
+        // No help, no HELP line (as expfmt writes a family without one, e.g. /federate's).
+        if !f.help.is_empty() {
+            out.extend_from_slice(b"# HELP ");
+            out.extend_from_slice(f.name.as_bytes());
+            out.push(b' ');
+            escape_into(f.help, false, out);
+            out.push(b'\n');
+        }
+        out.extend_from_slice(b"# TYPE ");
         out.extend_from_slice(f.name.as_bytes());
         out.push(b' ');
         out.extend_from_slice(f.typ.as_text().as_bytes());
@@ -245,6 +249,19 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "# TYPE c counter\n# HELP c C.\nc_total 1 1.500\n# TYPE u unknown\nu 1\n# EOF\n"
+        );
+    }
+
+    #[test]
+    fn text_omits_help_line_when_help_is_empty() {
+        let mut set = MetricSet::new();
+        let u = set.family("u", "", MetricType::Untyped);
+        set.sample_full(u, "", &[], 2.0, Some(1500));
+        let mut out = Vec::new();
+        encode_text(&set, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "# TYPE u untyped\nu 2 1500\n"
         );
     }
 

@@ -8,6 +8,7 @@
 //! (DESIGN.md §3). This server runs every connection as a task on the caller's thread.
 
 pub mod api_v1;
+pub mod federate;
 pub mod form;
 pub mod gzip;
 pub mod json;
