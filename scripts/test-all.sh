@@ -48,6 +48,9 @@ step() {
 step "install cross toolchain" bash scripts/install-cross.sh || exit 1
 step "install Prometheus stack" bash scripts/install-stack.sh "$PROMLET_STACK_DIR" || exit 1
 step "install test peers" bash scripts/install-test-peers.sh || exit 1
+# prometheus_client drives the Pushgateway differential test (tests/push.rs).
+python3 -c 'import prometheus_client' 2>/dev/null ||
+  step "install prometheus_client" python3 -m pip install --quiet prometheus_client || exit 1
 
 step "cross.toml == Cross.toml" cmp Cross.toml cross.toml
 step "cargo fmt --check" cargo fmt --check

@@ -195,6 +195,8 @@ pub struct State {
     pub tsdb: Option<SharedStore>,
     /// Alert delivery (Alertmanager queue, local route tree, silences). None in unit tests.
     pub notify_hub: Option<Rc<RefCell<crate::notify::Hub>>>,
+    /// Pushed groups (`--web.enable-push`); empty when pushing is off.
+    pub push: crate::push::Store,
     /// The scrape pools (`scrape_configs`); None in unit tests without an executor.
     pub scrapes: Option<Rc<RefCell<crate::scrape::manager::Manager>>>,
     pub engine: EngineOpts,
@@ -228,6 +230,7 @@ impl State {
             appender: None,
             tsdb: None,
             notify_hub: None,
+            push: crate::push::Store::new(),
             scrapes: None,
             config_text: String::new(),
             rules: crate::rules::Manager::new(),
@@ -499,6 +502,8 @@ impl State {
         if let Some(hub) = &self.notify_hub {
             hub.borrow().write_metrics(set);
         }
+        // Pushed groups are exposed and stored like a Pushgateway scraped with honor_labels.
+        self.push.write_metrics(set);
         let p = ProcessStats::read_self(self.boot_time_s);
         let g = MetricType::Gauge;
         if let Some(v) = p.cpu_seconds {
@@ -974,6 +979,7 @@ fn routes(state: Rc<RefCell<State>>, server: Rc<ServerStats>, shutdown: Shutdown
         Response::text(200, "Requesting termination... Goodbye!\n")
     });
     api_routes(&mut r, &state);
+    push_routes(&mut r, &state);
     r.get("/", |_| {
         Response::new(200)
             .header("Content-Type", "text/html; charset=utf-8")
@@ -984,6 +990,36 @@ fn routes(state: Rc<RefCell<State>>, server: Rc<ServerStats>, shutdown: Shutdown
             )
     });
     r
+}
+
+/// The Pushgateway API: PUT replaces a group, POST replaces the pushed families, DELETE
+/// removes the group. Off unless `--web.enable-push` (state-changing endpoints, DESIGN §9).
+fn push_routes(r: &mut Router, state: &Rc<RefCell<State>>) {
+    let st = state.clone();
+    r.route(&["PUT", "POST", "DELETE"], "/metrics/*", move |req| {
+        if !st.borrow().args.enable_push {
+            return Response::text(403, "Push API is not enabled.\n");
+        }
+        let rest = req.path.strip_prefix("/metrics/").unwrap_or("");
+        let key = match crate::push::grouping_key(rest) {
+            Ok(k) => k,
+            Err(e) => return Response::text(400, format!("{e}\n")),
+        };
+        let mut state = st.borrow_mut();
+        let now_s = SystemClock.wall_ms() as f64 / 1000.0;
+        let method = match req.method.as_str() {
+            "DELETE" => {
+                state.push.delete(&key);
+                return Response::text(202, "");
+            }
+            "PUT" => crate::push::Method::Replace,
+            _ => crate::push::Method::Merge,
+        };
+        match state.push.push(&key, method, &req.body, now_s) {
+            Ok(()) => Response::text(200, ""),
+            Err(e) => Response::text(400, format!("{e}\n")),
+        }
+    });
 }
 
 /// Form parameters of an API request, or the bad_data answer Prometheus gives when they
@@ -1376,7 +1412,16 @@ pub fn run(args: Args) -> i32 {
         Ok(h) => Rc::new(RefCell::new(h)),
         Err(e) => return fail(format!("cannot open the alert queue: {e}")),
     };
+    let push = if args.enable_push {
+        match crate::push::Store::open(&args.storage_path) {
+            Ok(p) => p,
+            Err(e) => return fail(format!("cannot open the pushed groups: {e}")),
+        }
+    } else {
+        crate::push::Store::new()
+    };
     let mut state = State::new(args, config, driver);
+    state.push = push;
     state.notify_hub = Some(hub.clone());
     // Rule evaluation hands its alerts to the hub: the Alertmanager queue and the local routes.
     let to_hub = hub.clone();

@@ -37,6 +37,8 @@ mod notify;
 mod promql_diff;
 /// Prometheus's promqltest conformance scripts run against our engine.
 mod promqltest;
+/// The Pushgateway API of the real binary, and a differential run against the real Pushgateway.
+mod push;
 /// Rule files and promtool rule unit tests, cross-checked with the real promtool.
 mod rules;
 /// Rules in the real binary: evaluation, API, reload, restore after restart.

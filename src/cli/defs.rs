@@ -106,6 +106,18 @@ pub const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "web.enable-push",
+        value_name: None,
+        default: "false",
+        category: Category::Web,
+        help: "Accept Pushgateway-style pushes (PUT/POST/DELETE /metrics/job/...); pushed groups \
+               are kept under --storage.tsdb.path and exposed on /metrics.",
+        set: |a, v| {
+            a.enable_push = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    Flag {
         name: "web.enable-silences",
         value_name: None,
         default: "false",

@@ -35,6 +35,8 @@ pub struct Args {
     pub config_file: Option<PathBuf>,
     pub listen_address: String,
     pub enable_lifecycle: bool,
+    /// `--web.enable-push`: the Pushgateway-compatible PUT/POST/DELETE on /metrics/job/...
+    pub enable_push: bool,
     /// `--web.enable-silences`: POST/DELETE on the silences API.
     pub enable_silences: bool,
     pub max_connections: usize,
@@ -66,6 +68,7 @@ impl Default for Args {
             config_file: None,
             listen_address: defs::DEFAULT_LISTEN_ADDRESS.into(),
             enable_lifecycle: false,
+            enable_push: false,
             enable_silences: false,
             max_connections: crate::http::server::MAX_CONNECTIONS,
             read_timeout: crate::http::server::READ_TIMEOUT,

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Drives a real Pushgateway and promlet with the same prometheus_client push calls, then
+compares the pushed families each exposes on /metrics (push times: set or 0, not the time).
+
+Usage: push_diff.py <pushgateway host:port> <promlet host:port>
+Prints "compared N samples" and exits 0 when both agree; prints the differences, exit 1."""
+import sys
+import urllib.error
+import urllib.request
+
+from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, Summary,
+                               delete_from_gateway, push_to_gateway, pushadd_to_gateway)
+from prometheus_client.parser import text_string_to_metric_families
+
+GATEWAYS = sys.argv[1:3]
+
+
+def each(fn):
+    for gw in GATEWAYS:
+        fn(gw)
+
+
+def raw(gw, method, path, body):
+    req = urllib.request.Request(f"http://{gw}{path}", data=body.encode(), method=method)
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def main():
+    r1 = CollectorRegistry()
+    c = Counter("jobs_done", "Jobs finished.", ["kind"], registry=r1)
+    c.labels("a").inc(3)
+    c.labels("b").inc(1.5)
+    g = Gauge("temperature", "Temperature now.", registry=r1)
+    g.set(21.5)
+    key = {"path": "/var/tmp", "host": "a"}
+    each(lambda gw: push_to_gateway(gw, job="batch", grouping_key=key, registry=r1))
+
+    r2 = CollectorRegistry()
+    Gauge("temperature", "Temperature now.", registry=r2).set(22)
+    s = Summary("latency_seconds", "Latency.", registry=r2)
+    s.observe(0.25)
+    s.observe(1.5)
+    each(lambda gw: pushadd_to_gateway(gw, job="batch", grouping_key=key, registry=r2))
+
+    r3 = CollectorRegistry()
+    h = Histogram("size_bytes", "Sizes.", buckets=(10, 100), registry=r3)
+    h.observe(5)
+    h.observe(50)
+    lab = Gauge("labelled", "Pushed labels vs grouping labels.", ["job", "zone"], registry=r3)
+    lab.labels("overridden", "z1").set(7)
+    each(lambda gw: push_to_gateway(gw, job="other", grouping_key={"instance": "i1"},
+                                    registry=r3))
+
+    r4 = CollectorRegistry()
+    Gauge("empty_key", "Empty grouping value.", registry=r4).set(1)
+    each(lambda gw: push_to_gateway(gw, job="empty/job", grouping_key={"e": ""}, registry=r4))
+
+    r5 = CollectorRegistry()
+    Gauge("doomed", "Deleted later.", registry=r5).set(1)
+    each(lambda gw: push_to_gateway(gw, job="gone", registry=r5))
+    each(lambda gw: delete_from_gateway(gw, job="gone"))
+
+    # Accepted with a twist: another help (the first one is exposed), a pushed push time
+    # (the group's own wins), a pushed instance label (kept).
+    accepted = [
+        ("other help", "PUT", "/metrics/job/zhelp",
+         "# HELP temperature Another help.\n# TYPE temperature gauge\ntemperature 5\n"),
+        ("push time", "PUT", "/metrics/job/ptime", "push_time_seconds 1\nkept 2\n"),
+        ("instance", "POST", "/metrics/job/inst", 'u{instance="x"} 1\n'),
+        ("delete absent", "DELETE", "/metrics/job/never", ""),
+    ]
+    problems = []
+    for name, method, path, body in accepted:
+        codes = [raw(gw, method, path, body) for gw in GATEWAYS]
+        if codes[0] != codes[1] or codes[0] // 100 != 2:
+            problems.append(f"{name}: pushgateway answered {codes[0]}, promlet {codes[1]}")
+    r6 = CollectorRegistry()
+    Gauge("short_lived", "Deleted with a base64 key.", registry=r6).set(1)
+    each(lambda gw: push_to_gateway(gw, job="tmp", grouping_key={"dir": "/a/b"}, registry=r6))
+    each(lambda gw: delete_from_gateway(gw, job="tmp", grouping_key={"dir": "/a/b"}))
+
+    # Refused pushes: both must answer alike and change nothing.
+    statuses = {}
+    for name, method, path, body in [
+        ("timestamp", "PUT", "/metrics/job/bad", "x 1 1000\n"),
+        ("parse error", "PUT", "/metrics/job/batch/host/a/path@base64/L3Zhci90bXA=", "x{ 1\n"),
+        ("type clash", "PUT", "/metrics/job/clash", "# TYPE temperature counter\ntemperature 1\n"),
+    ]:
+        codes = [raw(gw, method, path, body) for gw in GATEWAYS]
+        statuses[name] = codes
+
+    for name, (a, b) in statuses.items():
+        if a != b or a // 100 != 4:
+            problems.append(f"{name}: pushgateway answered {a}, promlet {b}")
+
+    views = [exposed(gw) for gw in GATEWAYS]
+    for label, i, j in (("only in pushgateway", 0, 1), ("only in promlet", 1, 0)):
+        for item in sorted(views[i] - views[j]):
+            problems.append(f"{label}: {item}")
+    if problems:
+        print("\n".join(problems))
+        return 1
+    print(f"compared {len(views[0])} samples and families")
+    return 0
+
+
+def exposed(gw):
+    """Pushed samples (those with a job label) and their families' type and help."""
+    with urllib.request.urlopen(f"http://{gw}/metrics") as r:
+        text = r.read().decode()
+    out = set()
+    for fam in text_string_to_metric_families(text):
+        pushed = [s for s in fam.samples if "job" in s.labels]
+        if not pushed:
+            continue
+        out.add(("family", fam.name, fam.type, fam.documentation))
+        for s in pushed:
+            value = s.value
+            if s.name in ("push_time_seconds", "push_failure_time_seconds"):
+                value = "a time" if s.value > 0 else s.value  # compare presence, not the time
+            out.add(("sample", s.name, tuple(sorted(s.labels.items())), value))
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
