@@ -96,8 +96,14 @@ fn graph_url_runs_query_into_table_and_svg() {
             "/api/v1/query?query=count_over_time(node_memory_MemTotal_bytes%5B1m%5D)",
             "",
         );
-        String::from_utf8_lossy(&body).contains("\"2\"")
-            || String::from_utf8_lossy(&body).contains("\"3\"")
+        let body = String::from_utf8_lossy(&body);
+        // `"value":[<time>,"<count>"]`
+        let count = body
+            .split("\"value\":[")
+            .nth(1)
+            .and_then(|v| v.split('"').nth(1))
+            .and_then(|n| n.parse::<f64>().ok());
+        count.is_some_and(|n| n >= 2.0)
     });
     let url = format!(
         "http://127.0.0.1:{}/graph?g0.expr=node_memory_MemTotal_bytes&g0.range_input=5m",
@@ -134,6 +140,21 @@ fn graph_url_runs_query_into_table_and_svg() {
         "path {d} for {points} points"
     );
     assert!(dom.contains("node_memory_MemTotal_bytes</div>"), "legend");
+
+    // A bad expression shows the engine's parse error instead of a table.
+    let bad = run_chromium(
+        &chromium,
+        &format!("http://127.0.0.1:{}/graph?g0.expr=sum(", agent.port),
+        &["--dump-dom"],
+    );
+    let at = bad.find("id=\"error\"").expect("error element");
+    let shown = &bad[at + bad[at..].find('>').unwrap() + 1..];
+    let shown = &shown[..shown.find('<').unwrap()];
+    assert!(shown.starts_with("bad_data: "), "error shown: {shown:?}");
+    assert!(
+        bad.contains("<tbody></tbody>"),
+        "no rows for a failed query"
+    );
 
     let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/webui-screenshot.png");
     let _ = std::fs::remove_file(&shot);
