@@ -5,6 +5,7 @@
 # reports all failures at the end rather than stopping at the first:
 #
 #   1. toolchain: apt packages, rustup targets, zig, cargo-zigbuild   scripts/install-cross.sh
+#   1b. chromium (apt) for the web UI tests
 #   2. the real Prometheus stack (Prometheus, promtool, node_exporter, Pushgateway, Alertmanager,
 #      blackbox_exporter) into $PROMLET_STACK_DIR or <repo>/.stack   scripts/install-stack.sh
 #      and the other test peers (dnsmasq)                              scripts/install-test-peers.sh
@@ -51,6 +52,17 @@ step "install test peers" bash scripts/install-test-peers.sh || exit 1
 # prometheus_client drives the Pushgateway differential test (tests/push.rs).
 python3 -c 'import prometheus_client' 2>/dev/null ||
   step "install prometheus_client" python3 -m pip install --quiet prometheus_client || exit 1
+# Headless Chromium drives the web UI tests (tests/webui.rs); installed as install-cross.sh
+# installs its apt packages (skipped when present or with SKIP_APT=1).
+install_chromium() {
+  [ "${SKIP_APT:-0}" = 1 ] && return 0
+  dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q 'install ok installed' && return 0
+  local sudo=()
+  [ "$(id -u)" = 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -q >/dev/null &&
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends chromium >/dev/null
+}
+step "install chromium" install_chromium || exit 1
 
 step "cross.toml == Cross.toml" cmp Cross.toml cross.toml
 step "cargo fmt --check" cargo fmt --check

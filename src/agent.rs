@@ -980,15 +980,11 @@ fn routes(state: Rc<RefCell<State>>, server: Rc<ServerStats>, shutdown: Shutdown
     });
     api_routes(&mut r, &state);
     push_routes(&mut r, &state);
-    r.get("/", |_| {
-        Response::new(200)
-            .header("Content-Type", "text/html; charset=utf-8")
-            .body(
-                b"<html><head><title>promlet</title></head><body><h1>promlet</h1>\
-                  <p><a href=\"/metrics\">Metrics</a></p></body></html>\n"
-                    .to_vec(),
-            )
-    });
+    // The web UI: `/graph` is where alerts' generatorURLs point.
+    let page = Rc::new(http::ui::Page::new());
+    let p = page.clone();
+    r.get("/", move |req| p.respond(req));
+    r.get("/graph", move |req| page.respond(req));
     r
 }
 

@@ -51,3 +51,5 @@ mod tsdb;
 mod tsdb_crash;
 /// Injected file faults: ENOSPC, torn writes, bad checksums.
 mod tsdb_faults;
+/// The web UI in headless Chromium: graph, table and the alerts/rules/targets/status tabs.
+mod webui;

@@ -1,7 +1,8 @@
 //! The HTTP/1.1 server on `Async<TcpListener>` + httparse, with limits and timeouts, and routing.
 //!
 //! Owns: the wire protocol ([`server`]), the [`Request`]/[`Response`] types handlers see,
-//! form and query-string decoding ([`form`]) and method + path dispatch ([`router`]).
+//! form and query-string decoding ([`form`]), method + path dispatch ([`router`]) and the
+//! embedded web UI page ([`ui`]).
 //! Must not touch: evaluating anything itself; handlers call into other modules.
 //!
 //! Why not tiny_http: it starts a thread per connection and has no header limit or read timeout
@@ -14,6 +15,7 @@ pub mod gzip;
 pub mod json;
 pub mod router;
 pub mod server;
+pub mod ui;
 
 pub use form::{parse_urlencoded, percent_decode, FormError};
 pub use router::Router;
