@@ -751,7 +751,7 @@ fn raw_server(reply: Vec<u8>) -> u16 {
 /// an unbounded buffer.
 #[test]
 fn hostile_responses_are_errors() {
-    use promlet::scrape::client::{get, Request};
+    use promlet::scrape::client::{send, Request};
     let long_header = {
         let mut v = b"HTTP/1.1 200 OK\r\nX-Junk: ".to_vec();
         v.extend(std::iter::repeat_n(b'a', 100_000));
@@ -771,18 +771,20 @@ fn hostile_responses_are_errors() {
         let port = raw_server(reply);
         let addr = format!("127.0.0.1:{port}");
         let req = Request {
+            method: "GET",
             addr: addr.parse().unwrap(),
             host: &addr,
             target: "/metrics",
             accept: "text/plain",
             authorization: None,
-            timeout_header: "",
+            extra_headers: "",
+            body: &[],
             timeout: Duration::from_secs(5),
             body_limit: 1 << 20,
             gzip: true,
         };
         let (mut raw, mut body) = (Vec::new(), Vec::new());
-        let r = async_io::block_on(get(&req, &mut raw, &mut body));
+        let r = async_io::block_on(send(&req, &mut raw, &mut body));
         let e = r.expect_err(want);
         assert!(e.contains(want), "want {want:?}, got {e:?}");
     }

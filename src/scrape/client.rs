@@ -1,5 +1,6 @@
-//! A tiny HTTP/1.1 GET client for scrapes, on `async_io::Async<TcpStream>` (no thread, no
-//! pool): one connection per scrape, `Connection: close`, the whole exchange under a deadline.
+//! A tiny HTTP/1.1 client for scrapes and other outbound requests (GET, or POST with a body),
+//! on `async_io::Async<TcpStream>` (no thread, no pool): one connection per request,
+//! `Connection: close`, the whole exchange under a deadline.
 //!
 //! Owns: the request bytes, response parsing (status line and headers via httparse; body by
 //! Content-Length, chunked, or to EOF), the body size limit, gzip decoding.
@@ -19,8 +20,10 @@ pub const DEFAULT_BODY_LIMIT: usize = 16 << 20;
 /// Response header block limit.
 const MAX_HEAD: usize = 16 << 10;
 
-/// What a scrape request needs.
+/// What a request needs.
 pub struct Request<'a> {
+    /// `GET`, `POST`, ...
+    pub method: &'a str,
     pub addr: SocketAddr,
     /// `Host:` header value (the target's `__address__`).
     pub host: &'a str,
@@ -29,8 +32,10 @@ pub struct Request<'a> {
     pub accept: &'a str,
     /// Full `Authorization:` header value, if any.
     pub authorization: Option<&'a str>,
-    /// Extra header lines (`X-Prometheus-Scrape-Timeout-Seconds: 10`).
-    pub timeout_header: &'a str,
+    /// Extra header lines, each ending in CRLF (`X-Prometheus-Scrape-Timeout-Seconds: 10\r\n`).
+    pub extra_headers: &'a str,
+    /// Request body; sent with a `Content-Length` unless the method is GET and it is empty.
+    pub body: &'a [u8],
     pub timeout: Duration,
     /// Limit on the decoded body; 0 means [`DEFAULT_BODY_LIMIT`].
     pub body_limit: usize,
@@ -46,9 +51,9 @@ pub struct Response {
     pub content_type: Option<String>,
 }
 
-/// GETs `req` and leaves the decoded body in `body` (cleared first). `raw` is scratch space,
-/// kept by the caller so its capacity is reused.
-pub async fn get(
+/// Sends `req` and leaves the decoded response body in `body` (cleared first). `raw` is
+/// scratch space, kept by the caller so its capacity is reused.
+pub async fn send(
     req: &Request<'_>,
     raw: &mut Vec<u8>,
     body: &mut Vec<u8>,
@@ -58,11 +63,22 @@ pub async fn get(
     futures_lite::future::or(work, async {
         deadline.await;
         Err(format!(
-            "Get \"http://{}{}\": context deadline exceeded",
-            req.host, req.target
+            "{} \"http://{}{}\": context deadline exceeded",
+            go_method_name(req.method),
+            req.host,
+            req.target
         ))
     })
     .await
+}
+
+/// Go's net/http spells methods this way in its errors ("Get \"http://...\"").
+fn go_method_name(method: &str) -> String {
+    let mut out = String::with_capacity(method.len());
+    for (i, c) in method.chars().enumerate() {
+        out.push(if i == 0 { c } else { c.to_ascii_lowercase() });
+    }
+    out
 }
 
 async fn exchange(
@@ -79,8 +95,9 @@ async fn exchange(
         .await
         .map_err(|e| format!("dial tcp {}: {e}", req.addr))?;
     let mut head = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: promlet/{}\r\nAccept: {}\r\n\
+        "{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: promlet/{}\r\nAccept: {}\r\n\
          {}Connection: close\r\n{}",
+        req.method,
         req.target,
         req.host,
         crate::VERSION,
@@ -90,8 +107,11 @@ async fn exchange(
         } else {
             ""
         },
-        req.timeout_header
+        req.extra_headers
     );
+    if req.method != "GET" || !req.body.is_empty() {
+        head.push_str(&format!("Content-Length: {}\r\n", req.body.len()));
+    }
     if let Some(a) = req.authorization {
         head.push_str("Authorization: ");
         head.push_str(a);
@@ -102,6 +122,12 @@ async fn exchange(
         .write_all(head.as_bytes())
         .await
         .map_err(|e| format!("write request: {e}"))?;
+    if !req.body.is_empty() {
+        stream
+            .write_all(req.body)
+            .await
+            .map_err(|e| format!("write request body: {e}"))?;
+    }
 
     raw.clear();
     body.clear();
@@ -350,5 +376,54 @@ mod tests {
         assert!(chunked_complete(b"ffffffffffffffff\r\nx"));
         assert!(dechunk(b"ffffffffffffffff\r\nx", &mut Vec::new()).is_err());
         assert!(dechunk(b"10000000000000000\r\nx", &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn post_sends_exact_head_and_body() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !got.ends_with(b"hello") {
+                let n = s.read(&mut buf).unwrap();
+                assert!(
+                    n > 0,
+                    "client closed early: {:?}",
+                    String::from_utf8_lossy(&got)
+                );
+                got.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
+            got
+        });
+        let host = addr.to_string();
+        let req = Request {
+            method: "POST",
+            addr,
+            host: &host,
+            target: "/api/v1/write",
+            accept: "*/*",
+            authorization: Some("Bearer t"),
+            extra_headers: "Content-Type: application/x-protobuf\r\n",
+            body: b"hello",
+            timeout: Duration::from_secs(5),
+            body_limit: 0,
+            gzip: false,
+        };
+        let (mut raw, mut body) = (Vec::new(), Vec::new());
+        let resp = async_io::block_on(send(&req, &mut raw, &mut body)).unwrap();
+        assert_eq!(resp.status, 204);
+        let sent = String::from_utf8(server.join().unwrap()).unwrap();
+        let want = format!(
+            "POST /api/v1/write HTTP/1.1\r\nHost: {host}\r\nUser-Agent: promlet/{}\r\n\
+             Accept: */*\r\nConnection: close\r\nContent-Type: application/x-protobuf\r\n\
+             Content-Length: 5\r\nAuthorization: Bearer t\r\n\r\nhello",
+            crate::VERSION
+        );
+        assert_eq!(sent, want);
     }
 }

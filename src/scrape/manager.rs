@@ -605,17 +605,19 @@ async fn target_loop(
         let fetched = match resolve(&spec.address, cfg.scrape_timeout).await {
             Ok(addr) => {
                 let req = Request {
+                    method: "GET",
                     addr,
                     host: &spec.address,
                     target: &spec.path,
                     accept: SCRAPE_ACCEPT,
                     authorization: authorization.as_deref(),
-                    timeout_header: &timeout_header,
+                    extra_headers: &timeout_header,
+                    body: &[],
                     timeout: cfg.scrape_timeout,
                     body_limit: cfg.body_size_limit,
                     gzip: !addr.ip().is_loopback(),
                 };
-                client::get(&req, &mut raw, &mut body).await
+                client::send(&req, &mut raw, &mut body).await
             }
             Err(e) => Err(e),
         };
