@@ -110,14 +110,21 @@ pub fn load_rules(cfg: &Config, args: &Args) -> Result<Vec<crate::rules::GroupDe
     if args.config_file.is_none() {
         // The embedded defaults ship the heartbeat ("dead man's switch") rule: it always
         // fires while rules run, so a receiver that stops hearing it knows the device is down.
-        return crate::rules::RuleFile::parse(HEARTBEAT_RULES, "<embedded heartbeat.yml>", false)
-            .map(|f| f.groups)
-            .map_err(|errs| {
+        // And the uplink alert over the default probes (docs/probes.md).
+        let mut groups = Vec::new();
+        for (text, name) in [
+            (HEARTBEAT_RULES, "<embedded heartbeat.yml>"),
+            (UPLINK_RULES, "<embedded uplink.yml>"),
+        ] {
+            let file = crate::rules::RuleFile::parse(text, name, false).map_err(|errs| {
                 errs.iter()
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join("\n")
-            });
+            })?;
+            groups.extend(file.groups);
+        }
+        return Ok(groups);
     }
     if cfg.rule_files.is_empty() {
         return Ok(Vec::new());
@@ -141,6 +148,9 @@ pub fn load_rules(cfg: &Config, args: &Args) -> Result<Vec<crate::rules::GroupDe
 
 /// The rule group the embedded default configuration evaluates (docs/rules.md).
 pub const HEARTBEAT_RULES: &str = include_str!("../examples/rules/heartbeat.yml");
+
+/// The `UplinkDown` alert the embedded default configuration evaluates (docs/probes.md).
+pub const UPLINK_RULES: &str = include_str!("../examples/rules/uplink.yml");
 
 /// The engine's limits from the `--query.*` flags.
 pub fn engine_options(args: &Args) -> EngineOpts {
@@ -199,6 +209,8 @@ pub struct State {
     pub push: crate::push::Store,
     /// The scrape pools (`scrape_configs`); None in unit tests without an executor.
     pub scrapes: Option<Rc<RefCell<crate::scrape::manager::Manager>>>,
+    /// Scheduled probes (`probes.jobs`); None in unit tests without an executor.
+    pub probes: Option<crate::probe::Scheduler>,
     pub engine: EngineOpts,
     /// The text the running configuration was parsed from.
     pub config_text: String,
@@ -232,6 +244,7 @@ impl State {
             notify_hub: None,
             push: crate::push::Store::new(),
             scrapes: None,
+            probes: None,
             config_text: String::new(),
             rules: crate::rules::Manager::new(),
             notify: None,
@@ -322,6 +335,9 @@ impl State {
                 // Unchanged jobs keep their targets and schedules; others restart.
                 if let Some(m) = &self.scrapes {
                     crate::scrape::manager::Manager::apply_config(m, &self.config.scrape_configs);
+                }
+                if let Some(p) = self.probes.as_mut() {
+                    p.apply(&self.config.probes);
                 }
                 self.stats.last_reload_ok = true;
                 self.stats.last_reload_success_s = SystemClock.wall_ms() as f64 / 1000.0;
@@ -504,6 +520,21 @@ impl State {
         }
         // Pushed groups are exposed and stored like a Pushgateway scraped with honor_labels.
         self.push.write_metrics(set);
+        if let Some(p) = &self.probes {
+            let st = *p.stats.borrow();
+            set.single(
+                "promlet_probes_total",
+                "Scheduled probes run (probes.jobs).",
+                MetricType::Counter,
+                st.probes as f64,
+            );
+            set.single(
+                "promlet_probe_failures_total",
+                "Scheduled probes whose probe_success was 0.",
+                MetricType::Counter,
+                st.failures as f64,
+            );
+        }
         let p = ProcessStats::read_self(self.boot_time_s);
         let g = MetricType::Gauge;
         if let Some(v) = p.cpu_seconds {
@@ -980,12 +1011,80 @@ fn routes(state: Rc<RefCell<State>>, server: Rc<ServerStats>, shutdown: Shutdown
     });
     api_routes(&mut r, &state);
     push_routes(&mut r, &state);
+    let st = state.clone();
+    r.route(GET_POST, "/probe", move |req| {
+        probe_response(req, &st.borrow().config)
+    });
     // The web UI: `/graph` is where alerts' generatorURLs point.
     let page = Rc::new(http::ui::Page::new());
     let p = page.clone();
     r.get("/", move |req| p.respond(req));
     r.get("/graph", move |req| page.respond(req));
     r
+}
+
+/// `/probe?target=…&module=…[&debug=true]`, blackbox_exporter's endpoint: runs the probe on
+/// the work thread (the connection waits; nothing else does) and answers with its metrics.
+/// The timeout is the module's, capped by Prometheus's scrape-timeout header minus
+/// [`crate::probe::TIMEOUT_OFFSET`], as blackbox_exporter computes it.
+pub fn probe_response(req: &Request, config: &Config) -> Response {
+    let params = match req.params() {
+        Ok(p) => p,
+        Err(e) => return Response::text(400, format!("{e}\n")),
+    };
+    let get = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let module_name = get("module").unwrap_or_else(|| "http_2xx".into());
+    let Some(module) = config.probes.module(&module_name) else {
+        return Response::text(400, format!("Unknown module {module_name:?}\n"));
+    };
+    let Some(target) = get("target").filter(|t| !t.is_empty()) else {
+        return Response::text(400, "Target parameter is missing\n");
+    };
+    let debug = get("debug").as_deref() == Some("true");
+    let mut timeout = crate::probe::DEFAULT_TIMEOUT;
+    if let Some(h) = req.header("x-prometheus-scrape-timeout-seconds") {
+        match h.trim().parse::<f64>() {
+            Ok(s) if s.is_finite() && s > 0.0 => {
+                timeout = Duration::from_secs_f64(s)
+                    .saturating_sub(crate::probe::TIMEOUT_OFFSET)
+                    .max(Duration::from_millis(100));
+            }
+            _ => {
+                return Response::text(
+                    400,
+                    format!("Failed to parse timeout from Prometheus header: {h:?}\n"),
+                )
+            }
+        }
+    }
+    if let Some(t) = module.timeout {
+        timeout = timeout.min(t);
+    }
+    Response::later(async move {
+        let mut report = crate::probe::Report::new(debug);
+        crate::probe::run(&module, &target, timeout, &mut report).await;
+        let mut set = MetricSet::new();
+        report.write(&mut set, &[]);
+        let mut body = Vec::new();
+        expo::encode_text(&set, &mut body);
+        if !debug {
+            return Response::new(200)
+                .header("Content-Type", expo::CONTENT_TYPE_TEXT)
+                .body(body);
+        }
+        let mut text = String::from("Logs for the probe:\n");
+        for line in report.log_lines() {
+            text.push_str(line);
+            text.push('\n');
+        }
+        text.push_str("\n\n\nMetrics that would have been returned:\n");
+        text.push_str(&String::from_utf8_lossy(&body));
+        text.push_str(&format!(
+            "\n\n\nModule configuration:\nmodule: {module_name}\ntimeout: {}\n{module:#?}\n",
+            crate::config::format_duration(timeout)
+        ));
+        Response::text(200, text)
+    })
 }
 
 /// The Pushgateway API: PUT replaces a group, POST replaces the pushed families, DELETE
@@ -1439,6 +1538,14 @@ pub fn run(args: Args) -> i32 {
         });
         Manager::apply_config(&mgr, &state.config.scrape_configs);
         state.scrapes = Some(mgr);
+        let app: Rc<RefCell<dyn Appender>> = store.0.clone();
+        let mut probes = crate::probe::Scheduler::new(crate::probe::Env {
+            ex: ex.clone(),
+            app,
+            clock: Rc::new(SystemClock),
+        });
+        probes.apply(&state.config.probes);
+        state.probes = Some(probes);
     }
     state.external_url = format!("http://{local}");
     let interval = state.config.global.evaluation_interval;

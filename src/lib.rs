@@ -28,6 +28,8 @@
 //! | [`relabel`] | Prometheus relabel_config: decoding, validation, applying rules    |
 //! | [`scrape`] | scraping local targets and parsing what they expose                    |
 //! | [`push`]  | the Pushgateway-compatible API                                          |
+//! | [`net`]   | small async network clients shared by scrape and probe (DNS)            |
+//! | [`probe`] | blackbox_exporter-compatible probes: `/probe` and scheduled probes      |
 //!
 //! Dependencies point one way: toward `model`, `expo` and `tsdb`. Only `agent` and `main`
 //! know every module. Time is passed in; no module below `agent` reads the clock for
@@ -41,7 +43,9 @@ pub mod expo;
 pub mod http;
 pub mod log;
 pub mod model;
+pub mod net;
 pub mod notify;
+pub mod probe;
 pub mod promql;
 pub mod push;
 pub mod relabel;

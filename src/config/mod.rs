@@ -94,6 +94,8 @@ pub struct Config {
     pub scrape_configs: Vec<crate::scrape::config::ScrapeConfig>,
     /// `rule_files:` globs, relative to the config file's directory (resolved by `rules`).
     pub rule_files: Vec<String>,
+    /// `probes:` (blackbox modules and scheduled probe jobs), decoded in `probe::config`.
+    pub probes: crate::probe::config::ProbesConfig,
 }
 
 /// Keys allowed at the top level.
@@ -104,6 +106,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "rule_files",
     "alerting",
     "notify",
+    "probes",
 ];
 const GLOBAL_KEYS: &[&str] = &[
     "scrape_interval",
@@ -146,6 +149,7 @@ impl Config {
         let mut timeout_set = false;
         // Decoded after `global:`, whose intervals they inherit, wherever it appears.
         let mut scrape_node = None;
+        let mut probes_node = None;
         for (k, v) in d.entries(&root, TOP_LEVEL_KEYS, "the top level")? {
             match d.key(k) {
                 "global" => timeout_set = decode_global(&d, v, &mut cfg.global)?,
@@ -154,6 +158,7 @@ impl Config {
                 "notify" => cfg.notify = crate::notify::route::decode_notify(&d, v)?,
                 "scrape_configs" => scrape_node = Some(v),
                 "rule_files" => cfg.rule_files = decode_rule_files(&d, v)?,
+                "probes" => probes_node = Some(v),
                 _ => unreachable!("entries() rejects unknown keys"),
             }
         }
@@ -173,6 +178,9 @@ impl Config {
         }
         if let Some(n) = scrape_node {
             cfg.scrape_configs = crate::scrape::config::decode_list(&d, n, &cfg.global)?;
+        }
+        if let Some(n) = probes_node {
+            cfg.probes = crate::probe::config::decode_probes(&d, n, &cfg.global)?;
         }
         Ok(cfg)
     }
