@@ -33,6 +33,8 @@ mod textfile;
 mod collect_live_exact;
 /// Alert delivery to a real Alertmanager: fields read back, outage, restart.
 mod notify;
+/// blackbox_exporter-compatible probes against real peers and the real blackbox_exporter.
+mod probe;
 /// Differential test against a real Prometheus 3.5 (engine, HTTP API JSON, promtool).
 mod promql_diff;
 /// Prometheus's promqltest conformance scripts run against our engine.
