@@ -1628,6 +1628,36 @@ mod tests {
     }
 
     #[test]
+    fn embedded_config_probes_the_uplink_and_logs_uplink_down() {
+        let cfg = Config::embedded();
+        let jobs: Vec<&str> = cfg
+            .probes
+            .jobs
+            .iter()
+            .map(|j| j.job_name.as_str())
+            .collect();
+        assert_eq!(jobs, ["uplink_gateway", "uplink_dns"]);
+        assert!(cfg.probes.jobs[0].default_gateway);
+        assert!(cfg.probes.jobs[1].resolv_conf_nameservers);
+        assert!(cfg.probes.module("dns_uplink").is_some());
+        let groups = load_rules(&cfg, &Args::default()).unwrap();
+        let names: Vec<&str> = groups
+            .iter()
+            .flat_map(|g| g.rules.iter().map(|r| r.name.as_str()))
+            .collect();
+        assert_eq!(names, ["Heartbeat", "UplinkDown"]);
+        let mut alert = crate::model::Labels::new();
+        alert.set("alertname".into(), "UplinkDown".into());
+        let routes = cfg.notify.matching(&alert);
+        assert_eq!(routes.len(), 1);
+        let receiver = cfg
+            .notify
+            .receiver(&cfg.notify.routes[routes[0]].receiver)
+            .unwrap();
+        assert_eq!(receiver.name, "log");
+    }
+
+    #[test]
     fn connection_cap_leaves_room_for_own_fds() {
         assert_eq!(connection_cap(512, 20_000), 512);
         assert_eq!(connection_cap(512, 512), 256);

@@ -5,7 +5,8 @@
 //! ```text
 //!  /proc, /sys ──► collect ─┐
 //!  local /metrics ► scrape ─┼─► tsdb (fixed-size ring, persisted) ◄── promql ◄── http: /api/v1, web UI
-//!  pushes ───────► push ────┘        │                       ▲
+//!  pushes ───────► push ────┤        │                       ▲
+//!  hosts, ports ─► probe ───┘        │
 //!                                    ├──► /metrics, /federate (upstream Prometheus pulls)
 //!                                    ├──► remote_write (store-and-forward, upstream push)
 //!                                    └──► rules ──► ALERTS ──► notify: local receivers + Alertmanager
