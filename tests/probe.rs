@@ -350,8 +350,12 @@ fn icmp_echo_to_loopback() {
     let (ok, r) = run(&m, "127.0.0.1", T);
     assert!(ok, "{:?}", r.log_lines());
     assert_eq!(r.value("probe_ip_protocol"), Some(4.0));
-    let (_, kind) = promlet::probe::icmp::open_socket(false).unwrap();
-    if kind == promlet::probe::icmp::SocketKind::Raw {
+    // From the TTL control message, whichever socket kind was allowed.
+    assert_eq!(r.value("probe_icmp_reply_hop_limit"), Some(64.0));
+    if promlet::probe::icmp::open_socket(true).is_ok() {
+        let (ok, r) = run(&m, "::1", T);
+        assert!(ok, "{:?}", r.log_lines());
+        assert_eq!(r.value("probe_ip_protocol"), Some(6.0));
         assert_eq!(r.value("probe_icmp_reply_hop_limit"), Some(64.0));
     }
     // 192.0.2.0/24 (TEST-NET-1) must not answer: a timeout, not a hang.
@@ -677,6 +681,9 @@ fn differential_against_blackbox_exporter() {
     ];
     if icmp_ok {
         cases.push(("127.0.0.1".into(), "icmp", 1.0));
+        if promlet::probe::icmp::open_socket(true).is_ok() {
+            cases.push(("::1".into(), "icmp", 1.0));
+        }
     }
     // Gauges whose values are not timings or host-specific must agree too.
     let exact = [

@@ -7,15 +7,16 @@
 //! `probe_icmp_*` gauges.
 //! Must not touch: the TSDB.
 //!
-//! `probe_icmp_reply_hop_limit` comes from the IPv4 header, which only raw sockets see: with a
-//! datagram socket (and for IPv6) it is not reported.
+//! `probe_icmp_reply_hop_limit` comes from the IP_TTL / IPV6_HOPLIMIT control message the
+//! kernel attaches when asked (IP_RECVTTL / IPV6_RECVHOPLIMIT), so datagram and raw sockets
+//! report it alike; raw IPv4 sockets also see it in the IP header.
 
 use super::config::IcmpModule;
 use super::{resolve, Report};
 use async_io::Async;
-use rustix::net::{ipproto, AddressFamily, RecvFlags, SendFlags, SocketType};
-use std::net::{IpAddr, SocketAddr};
-use std::os::fd::OwnedFd;
+use rustix::net::{ipproto, AddressFamily, SendFlags, SocketType};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Instant;
 
 const DURATION: &str = "probe_icmp_duration_seconds";
@@ -122,6 +123,7 @@ async fn echo(ip: IpAddr, m: &IcmpModule, r: &mut Report) -> Result<(), String> 
     let setup = Instant::now();
     let v6 = ip.is_ipv6();
     let (fd, kind) = open_socket(v6)?;
+    ask_for_hop_limit(&fd, v6);
     let sock = Async::new(fd).map_err(|e| format!("ICMP socket: {e}"))?;
     let id = (std::process::id() as u16) ^ 0x5a5a;
     let seq = super::super::net::dns::query_id("icmp", ip.is_ipv4() as u16);
@@ -153,21 +155,15 @@ async fn echo(ip: IpAddr, m: &IcmpModule, r: &mut Report) -> Result<(), String> 
     .map_err(|e| format!("sending ICMP echo to {ip}: {e}"))?;
     let mut buf = [0u8; 1500];
     loop {
-        let (n, from) = sock
-            .read_with(|fd| {
-                rustix::net::recvfrom(fd, &mut buf[..], RecvFlags::empty())
-                    .map(|(n, _, from)| (n, from))
-                    .map_err(std::io::Error::from)
-            })
+        let (n, from_ip, hop_limit) = sock
+            .read_with(|fd| recv_with_hop_limit(std::os::fd::AsFd::as_fd(fd), &mut buf))
             .await
             .map_err(|e| format!("reading ICMP reply: {e}"))?;
-        let from_ip = from
-            .and_then(|a| SocketAddr::try_from(a).ok())
-            .map(|a| a.ip());
         if from_ip != Some(ip) {
             continue;
         }
-        if let Some(ttl) = match_reply(&buf[..n], v6, kind, id, seq) {
+        if let Some(header_ttl) = match_reply(&buf[..n], v6, kind, id, seq) {
+            let ttl = hop_limit.or(header_ttl);
             r.add_labeled(
                 DURATION,
                 DURATION_HELP,
@@ -186,6 +182,87 @@ async fn echo(ip: IpAddr, m: &IcmpModule, r: &mut Report) -> Result<(), String> 
             return Ok(());
         }
     }
+}
+
+/// Asks the kernel to attach the reply's TTL (IPv4) or hop limit (IPv6) to each datagram.
+/// Best effort: without it the gauge is only missing.
+fn ask_for_hop_limit(fd: &OwnedFd, v6: bool) {
+    let one: libc::c_int = 1;
+    let (level, name) = if v6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_RECVTTL)
+    };
+    // SAFETY: a valid socket, a pointer to a live c_int and its size.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// `recvmsg(2)`: the datagram into `buf`, its source address and the TTL/hop-limit control
+/// message if there is one. (rustix's ancillary-data support has no IP_TTL.)
+fn recv_with_hop_limit(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, Option<IpAddr>, Option<u8>)> {
+    // SAFETY: all-zero is a valid value for these plain C structs.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // u64s keep the control buffer aligned for cmsghdr.
+    let mut control = [0u64; 16];
+    // SAFETY: as above.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: msg points at live buffers of the sizes it states.
+    let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut hop_limit = None;
+    // SAFETY: the CMSG_* walk stays inside msg_control/msg_controllen, which the kernel set.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            let h = &*c;
+            let is_ttl = (h.cmsg_level == libc::IPPROTO_IP && h.cmsg_type == libc::IP_TTL)
+                || (h.cmsg_level == libc::IPPROTO_IPV6 && h.cmsg_type == libc::IPV6_HOPLIMIT);
+            if is_ttl {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                hop_limit = u8::try_from(v).ok();
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    let from = match addr.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let a =
+                unsafe { &*(&addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let a =
+                unsafe { &*(&addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(IpAddr::V6(Ipv6Addr::from(a.sin6_addr.s6_addr)))
+        }
+        _ => None,
+    };
+    Ok((n as usize, from, hop_limit))
 }
 
 #[cfg(test)]
