@@ -127,8 +127,7 @@ struct Exchange {
 }
 
 /// Probes `target` (a URL; `http://` is assumed when the scheme is missing).
-pub async fn probe(target: &str, m: &HttpModule, deadline: Instant, r: &mut Report) -> bool {
-    let _ = deadline; // the caller's race enforces it; kept for symmetry with tcp
+pub async fn probe(target: &str, m: &HttpModule, r: &mut Report) -> bool {
     for (name, help) in [
         (
             "probe_http_content_length",

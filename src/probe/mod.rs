@@ -191,8 +191,8 @@ pub async fn run(module: &Module, target: &str, timeout: Duration, report: &mut 
     let success = {
         let work = async {
             match module.prober {
-                Prober::Http => http::probe(target, &module.http, deadline, report).await,
-                Prober::Tcp => tcp::probe(target, &module.tcp, deadline, report).await,
+                Prober::Http => http::probe(target, &module.http, report).await,
+                Prober::Tcp => tcp::probe(target, &module.tcp, report).await,
                 Prober::Dns => dns::probe(target, &module.dns, report).await,
                 Prober::Icmp => icmp::probe(target, &module.icmp, report).await,
             }
@@ -515,9 +515,12 @@ async fn job_loop(
                 ("module", &job.module),
                 ("target", &target),
             ];
-            labels.extend(job.labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            // The job's own labels win over the generated ones.
+            for (n, v) in &job.labels {
+                labels.retain(|(have, _)| have != n);
+                labels.push((n, v));
+            }
             labels.sort();
-            labels.dedup_by(|a, b| a.0 == b.0);
             report.write(&mut set, &labels);
             let mut s = stats.borrow_mut();
             s.probes += 1;

@@ -11,13 +11,12 @@ use super::{resolve, split_host_port, Report};
 use async_io::Async;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Instant;
 
 /// Longest line `expect` reads (Go's Scanner default token limit).
 const MAX_LINE: usize = 64 << 10;
 
 /// Probes `target` (`host:port`).
-pub async fn probe(target: &str, m: &TcpModule, _deadline: Instant, r: &mut Report) -> bool {
+pub async fn probe(target: &str, m: &TcpModule, r: &mut Report) -> bool {
     let (host, port) = split_host_port(target);
     let Some(port) = port else {
         r.log(|| format!("target {target:?} has no port"));
