@@ -548,6 +548,18 @@ mod tests {
         assert_eq!(u.join("c").unwrap().path, "/a/c");
         assert_eq!(u.join("//o:1/p").unwrap().host, "o");
         assert!(u.join("https://o/p").unwrap().https);
+        // Hostile targets parse or fail; they never panic.
+        for bad in [
+            "http://[",
+            "http://[::1",
+            "http://h:99999/",
+            "http://@/",
+            "http://h?x",
+            "http://\u{e9}:1",
+        ] {
+            let _ = Url::parse(bad).map(|u| (u.authority(), u.port(), u.join("../..")));
+        }
+        assert_eq!(Url::parse("http://h?x").unwrap().path, "/?x");
     }
 
     #[test]
