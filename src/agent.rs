@@ -1080,7 +1080,8 @@ pub fn probe_response(req: &Request, config: &Config) -> Response {
         text.push_str("\n\n\nMetrics that would have been returned:\n");
         text.push_str(&String::from_utf8_lossy(&body));
         text.push_str(&format!(
-            "\n\n\nModule configuration:\nmodule: {module_name}\ntimeout: {}\n{module:#?}\n",
+            "\n\n\nModule configuration:\nmodule: {module_name}\nprober: {}\ntimeout: {}\n",
+            module.prober.name(),
             crate::config::format_duration(timeout)
         ));
         Response::text(200, text)

@@ -41,6 +41,18 @@ pub enum Prober {
     Icmp,
 }
 
+impl Prober {
+    /// The name in blackbox's config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Prober::Http => "http",
+            Prober::Tcp => "tcp",
+            Prober::Dns => "dns",
+            Prober::Icmp => "icmp",
+        }
+    }
+}
+
 /// `preferred_ip_protocol` + `ip_protocol_fallback`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IpChoice {
