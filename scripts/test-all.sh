@@ -13,6 +13,8 @@
 #   4. cargo test (unit + integration, against the real stack and ../shared test data)
 #   5. release builds for x86_64/aarch64/armv7/ARMv6 musl, size budget, `--version` and the
 #      library unit tests under qemu-user                               scripts/cross-test.sh
+#   5b. packaging: the .deb built, installed with dpkg, run as installed, purged (root only)
+#       packaging/deb/test.sh; the OpenWrt package checks   packaging/openwrt/test.sh
 #   6. (not a test) a short side-by-side run against node_exporter, if promlet serves /metrics
 #
 # Exit status is non-zero if any step failed. The last line sums up every `test result:` line.
@@ -71,6 +73,15 @@ step "cargo test" cargo test
 if [ "${PROMLET_SKIP_CROSS:-0}" != 1 ]; then
   step "cross build + qemu tests" bash scripts/cross-test.sh
 fi
+# The .deb test installs and purges a package on this machine: root only (CI is root).
+if [ "$(id -u)" = 0 ]; then
+  step "deb package" bash packaging/deb/test.sh
+elif [ "${CI:-}" = true ]; then
+  step "deb package (needs root)" false
+else
+  echo "===== deb package: SKIPPED (needs root: it runs dpkg -i / --purge)"
+fi
+step "openwrt package" bash packaging/openwrt/test.sh
 if [ "${PROMLET_SKIP_BENCH:-0}" != 1 ] && [ -x target/x86_64-unknown-linux-musl/release/promlet ]; then
   # A benchmark, not a test: its goals are printed, not enforced, and a failure is not fatal.
   echo
