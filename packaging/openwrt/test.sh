@@ -104,8 +104,11 @@ procd_close_instance() { :; }
 procd_send_signal() { echo "signal \$*" >>"$WORK/calls"; kill -"\$3" \$(cat "$WORK/pid"); }
 start() { :; }
 SHIM
-# under sh (dash here; ash on the router), not bash
-sh -c '. "$1/shim.sh"; . "$2"; start_service' - "$WORK" $PKG/files/promlet.init || bad "start_service failed"
+# under BusyBox ash (the router's shell) when installed, else sh; not bash
+SH=(sh)
+command -v busybox >/dev/null && busybox sh -c true 2>/dev/null && SH=(busybox sh)
+echo "  (init script functions run under: ${SH[*]})"
+"${SH[@]}" -c '. "$1/shim.sh"; . "$2"; start_service' - "$WORK" $PKG/files/promlet.init || bad "start_service failed"
 [ -s "$WORK/command" ] && ok "start_service set a command: $(tr '\n' ' ' <"$WORK/command")" || bad "no command"
 tail -n2 "$WORK/command" | tr '\n' ' ' | grep -qx -- '--no-collector.arp --log.level=debug ' &&
   ok "extra_args appended as separate flags" || bad "extra_args not appended"
@@ -134,7 +137,7 @@ budget=$(sed -n 's/^promlet_tsdb_bytes_budget //p' <<<"$metrics")
   bad "TSDB budget is '$budget', not 4MB"
 rules=$(curl -fsS "http://127.0.0.1:$port/api/v1/rules")
 grep -q '"Heartbeat"' <<<"$rules" && ok "packaged rules loaded" || bad "rules not loaded"
-sh -c '. "$1/shim.sh"; . "$2"; reload_service' - "$WORK" $PKG/files/promlet.init || bad "reload_service failed"
+"${SH[@]}" -c '. "$1/shim.sh"; . "$2"; reload_service' - "$WORK" $PKG/files/promlet.init || bad "reload_service failed"
 sleep 1
 grep -q 'signal promlet \* HUP' "$WORK/calls" && ok "reload sends HUP" || bad "reload did not signal HUP"
 grep -q 'reload' "$WORK/promlet.log" && ok "promlet logged the reload" || bad "no reload in the log: $(cat "$WORK/promlet.log")"
