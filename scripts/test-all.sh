@@ -13,6 +13,7 @@
 #   4. cargo test (unit + integration, against the real stack and ../shared test data)
 #   5. release builds for x86_64/aarch64/armv7/ARMv6 musl, size budget, `--version` and the
 #      library unit tests under qemu-user                               scripts/cross-test.sh
+#   5a. release tarballs + .debs + SHA256SUMS from those binaries     scripts/release.sh --no-build
 #   5b. packaging: the .deb built, installed with dpkg, run as installed, purged (root only)
 #       packaging/deb/test.sh; the OpenWrt package checks   packaging/openwrt/test.sh
 #   6. (not a test) a short side-by-side run against node_exporter, if promlet serves /metrics
@@ -71,7 +72,8 @@ step "cargo fmt --check" cargo fmt --check
 step "cargo clippy" cargo clippy --all-targets -- -D warnings
 step "cargo test" cargo test
 if [ "${PROMLET_SKIP_CROSS:-0}" != 1 ]; then
-  step "cross build + qemu tests" bash scripts/cross-test.sh
+  step "cross build + qemu tests" bash scripts/cross-test.sh &&
+    step "release tarballs" bash scripts/release.sh --no-build --deb
 fi
 # The .deb test installs and purges a package on this machine: root only (CI is root).
 if [ "$(id -u)" = 0 ]; then
