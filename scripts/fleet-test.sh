@@ -212,7 +212,7 @@ check_server "federating Prometheus" "$FED_PORT" '{job="federate"}'
 if [ $REMOTE = 1 ]; then
   check_server "remote-write receiver" "$RECV_PORT" '{__name__=~".+"}'
   sent=$(for i in $(seq 0 $((N - 1))); do curl -fsS "http://127.0.0.1:$(pl_port "$i")/metrics"; done |
-    awk '/^(promlet_remote_write|prometheus_remote_storage)_/ { split($1, a, "{"); s[a[1]] += $NF } END { for (k in s) printf "  %s %.0f\n", k, s[k] }' | sort)
+    awk '!/timestamp/ && /^(promlet_remote_write|prometheus_remote_storage)_/ { split($1, a, "{"); s[a[1]] += $NF } END { for (k in s) printf "  %s %.0f\n", k, s[k] }' | sort)
   [ -n "$sent" ] && printf 'fleet: remote_write counters summed over the fleet:\n%s\n' "$sent"
 else
   echo "fleet: SKIPPED: remote_write half (this build rejects remote_write; see the NOTE above)"
