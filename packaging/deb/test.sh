@@ -73,6 +73,12 @@ check "group promlet" getent group promlet
 owner=$(stat -c '%U:%G %a' /var/lib/promlet 2>/dev/null)
 [ "$owner" = "promlet:promlet 750" ] && ok "/var/lib/promlet is $owner" || bad "/var/lib/promlet is '$owner'"
 check "installed config passes promlet check config" /usr/bin/promlet check config /etc/promlet/promlet.yml
+# the packaged config is the embedded default plus the rules section: keep them in step
+same_as_default() {
+  diff <(grep -v '^\s*#' src/config/default.yml | grep -v '^\s*$') \
+    <(sed '/^# Recording and alerting/,$d' /etc/promlet/promlet.yml | grep -v '^\s*#' | grep -v '^\s*$')
+}
+check "installed config = src/config/default.yml + rule_files" same_as_default
 dpkg -i "$deb" >/dev/null && ok "reinstall over itself (postinst configure with an old version)" || bad "reinstall"
 
 echo "== the unit"
