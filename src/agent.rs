@@ -1011,7 +1011,15 @@ fn push_routes(r: &mut Router, state: &Rc<RefCell<State>>) {
             "PUT" => crate::push::Method::Replace,
             _ => crate::push::Method::Merge,
         };
-        match state.push.push(&key, method, &req.body, now_s) {
+        let body = match crate::push::body_as_text(
+            req.header("content-type"),
+            req.header("content-encoding"),
+            &req.body,
+        ) {
+            Ok(b) => b,
+            Err(e) => return Response::text(400, format!("{e}\n")),
+        };
+        match state.push.push(&key, method, &body, now_s) {
             Ok(()) => Response::text(200, ""),
             Err(e) => Response::text(400, format!("{e}\n")),
         }
