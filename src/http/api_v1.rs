@@ -444,6 +444,26 @@ fn time_range(params: &[(String, String)]) -> Result<(i64, i64), ApiResponse> {
     Ok((start, end))
 }
 
+/// The parameters `/series`, `/labels` and `/label/<name>/values` share.
+struct Selection {
+    sets: Vec<Vec<Matcher>>,
+    start: i64,
+    end: i64,
+    limit: usize,
+}
+
+fn selection(params: &[(String, String)]) -> Result<Selection, ApiResponse> {
+    let sets = matcher_sets(params)?;
+    let (start, end) = time_range(params)?;
+    let limit = parse_limit(params)?;
+    Ok(Selection {
+        sets,
+        start,
+        end,
+        limit,
+    })
+}
+
 fn matcher_sets(params: &[(String, String)]) -> Result<Vec<Vec<Matcher>>, ApiResponse> {
     params_all(params, "match[]")
         .into_iter()
@@ -470,21 +490,18 @@ fn string_list(items: &[String], limit: usize) -> ApiResponse {
 
 /// `GET|POST /api/v1/series`.
 pub fn series(params: &[(String, String)], querier: &dyn Querier) -> ApiResponse {
-    let sets = match matcher_sets(params) {
+    let Selection {
+        sets,
+        start,
+        end,
+        limit,
+    } = match selection(params) {
         Ok(s) => s,
         Err(r) => return r,
     };
     if sets.is_empty() {
         return error(ErrorType::BadData, "no match[] parameter provided");
     }
-    let (start, end) = match time_range(params) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let limit = match parse_limit(params) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
     // Label sets only: streaming keeps the samples of every matching series out of memory.
     let mut all: Vec<Labels> = Vec::new();
     for m in &sets {
@@ -508,16 +525,13 @@ pub fn series(params: &[(String, String)], querier: &dyn Querier) -> ApiResponse
 
 /// `GET|POST /api/v1/labels`.
 pub fn labels(params: &[(String, String)], querier: &dyn Querier) -> ApiResponse {
-    let sets = match matcher_sets(params) {
+    let Selection {
+        sets,
+        start,
+        end,
+        limit,
+    } = match selection(params) {
         Ok(s) => s,
-        Err(r) => return r,
-    };
-    let (start, end) = match time_range(params) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let limit = match parse_limit(params) {
-        Ok(l) => l,
         Err(r) => return r,
     };
     let mut names: Vec<String> = if sets.is_empty() {
@@ -570,16 +584,13 @@ pub fn label_values(name: &str, params: &[(String, String)], querier: &dyn Queri
             )
         }
     };
-    let sets = match matcher_sets(params) {
+    let Selection {
+        sets,
+        start,
+        end,
+        limit,
+    } = match selection(params) {
         Ok(s) => s,
-        Err(r) => return r,
-    };
-    let (start, end) = match time_range(params) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let limit = match parse_limit(params) {
-        Ok(l) => l,
         Err(r) => return r,
     };
     let mut vals: Vec<String> = if sets.is_empty() {
