@@ -6,7 +6,7 @@
 
 use crate::agent::{Agent, Prometheus, TempDir};
 use crate::common;
-use promlet::cli::query::Json;
+use promlet::http::json::Value as Json;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
