@@ -288,22 +288,33 @@ impl State {
         self.cycle_buf = set;
     }
 
-    /// Metadata of every family the last cycle stored (for `/api/v1/metadata`).
+    /// Metadata of every family the last cycle stored and every scrape target's last body
+    /// exposed (for `/api/v1/metadata`).
     fn metadata(&self) -> Vec<MetricMetadata> {
-        self.cycle_buf
-            .families()
-            .map(|f| MetricMetadata {
-                metric: f.name.to_string(),
-                // Prometheus's metadata API says "unknown" where text 0.0.4 says "untyped".
-                kind: match f.typ {
-                    MetricType::Untyped => "unknown",
-                    t => t.as_text(),
+        let mut out: Vec<MetricMetadata> = self.cycle_buf.families().map(metric_metadata).collect();
+        out.extend(self.target_metadata().into_iter().map(|(_, m)| m));
+        out
+    }
+
+    /// (target labels, metadata) of every family each scrape target exposed, targets in
+    /// configuration order, families sorted by name (for `/api/v1/targets/metadata`).
+    fn target_metadata(&self) -> Vec<(crate::model::Labels, MetricMetadata)> {
+        let mut out = Vec::new();
+        if let Some(m) = &self.scrapes {
+            let mut target_start = 0;
+            let mut last: Option<crate::model::Labels> = None;
+            m.borrow().for_each_family(&mut |target, fam| {
+                if last.as_ref() != Some(target) {
+                    out[target_start..]
+                        .sort_by(|a: &(_, MetricMetadata), b| a.1.metric.cmp(&b.1.metric));
+                    target_start = out.len();
+                    last = Some(target.clone());
                 }
-                .to_string(),
-                help: f.help.to_string(),
-                unit: String::new(),
-            })
-            .collect()
+                out.push((target.clone(), metric_metadata(fam)));
+            });
+            out[target_start..].sort_by(|a, b| a.1.metric.cmp(&b.1.metric));
+        }
+        out
     }
 
     /// Re-reads the configuration and rebuilds the collectors; on error keeps the running
@@ -748,6 +759,20 @@ pub fn append_all(set: &MetricSet, t: Timestamp, app: &mut dyn Appender) -> u64 
     errors
 }
 
+fn metric_metadata(f: expo::FamilyRef<'_>) -> MetricMetadata {
+    MetricMetadata {
+        metric: f.name.to_string(),
+        // Prometheus's metadata API says "unknown" where text 0.0.4 says "untyped".
+        kind: match f.typ {
+            MetricType::Untyped => "unknown",
+            t => t.as_text(),
+        }
+        .to_string(),
+        help: f.help.to_string(),
+        unit: String::new(),
+    }
+}
+
 /// The series the collection cycles store, so that one which stops being reported (an
 /// unmounted filesystem, an unplugged USB NIC, a disabled collector) gets a staleness marker
 /// at once, as Prometheus writes one when a scraped series vanishes, instead of lingering
@@ -1180,6 +1205,40 @@ fn api_routes(r: &mut Router, state: &Rc<RefCell<State>>) {
     });
     api_route(r, &["GET"], "/api/v1/metadata", state, |_, p, st| {
         api_v1::metadata(p, &st.metadata())
+    });
+    api_route(
+        r,
+        &["GET"],
+        "/api/v1/targets/metadata",
+        state,
+        |_, p, st| api_v1::targets_metadata(p, &st.target_metadata()),
+    );
+    api_route(r, &["GET"], "/api/v1/scrape_pools", state, |_, _, st| {
+        let names = match &st.scrapes {
+            Some(m) => m.borrow().pool_names(),
+            None => Vec::new(),
+        };
+        api_v1::scrape_pools(&names)
+    });
+    api_route(r, &["GET"], "/api/v1/alertmanagers", state, |_, _, st| {
+        let urls: Vec<String> = st
+            .config
+            .alerting
+            .alertmanagers
+            .iter()
+            .flat_map(|am| {
+                am.targets
+                    .iter()
+                    .map(move |t| format!("{}://{t}{}/api/v2/alerts", am.scheme, am.path_prefix))
+            })
+            .collect();
+        api_v1::alertmanagers(&urls)
+    });
+    api_route(r, GET_POST, "/api/v1/query_exemplars", state, |_, p, _| {
+        api_v1::query_exemplars(p)
+    });
+    api_route(r, &["GET"], "/api/v1/status/walreplay", state, |_, _, _| {
+        api_v1::status_walreplay()
     });
     api_route(r, GET_POST, "/api/v1/format_query", state, |_, p, _| {
         api_v1::format_query(p)
