@@ -773,6 +773,23 @@ fn metric_metadata(f: expo::FamilyRef<'_>) -> MetricMetadata {
     }
 }
 
+/// Where alerts link to (`generatorURL`): `--web.external-url`, or like Prometheus,
+/// `http://<hostname>:<port>` — reachable from the Alertmanager, unlike the listen address
+/// (`0.0.0.0`).
+fn external_url(flag: Option<&str>, host: &str, port: u16) -> String {
+    match flag {
+        Some(u) => u.to_string(),
+        None => format!("http://{host}:{port}"),
+    }
+}
+
+fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// The series the collection cycles store, so that one which stops being reported (an
 /// unmounted filesystem, an unplugged USB NIC, a disabled collector) gets a staleness marker
 /// at once, as Prometheus writes one when a scraped series vanishes, instead of lingering
@@ -1532,8 +1549,9 @@ pub fn run(args: Args) -> i32 {
             st.stats().corrupt_records
         ));
     }
-    let external_url = format!("http://{local}");
-    let hub = match crate::notify::Hub::open(&config, &args.storage_path, external_url) {
+    let port = listener.get_ref().local_addr().map_or(0, |a| a.port());
+    let external_url = external_url(args.external_url.as_deref(), &host_name(), port);
+    let hub = match crate::notify::Hub::open(&config, &args.storage_path, external_url.clone()) {
         Ok(h) => Rc::new(RefCell::new(h)),
         Err(e) => return fail(format!("cannot open the alert queue: {e}")),
     };
@@ -1569,7 +1587,7 @@ pub fn run(args: Args) -> i32 {
         Manager::apply_config(&mgr, &state.config.scrape_configs);
         state.scrapes = Some(mgr);
     }
-    state.external_url = format!("http://{local}");
+    state.external_url = external_url;
     let interval = state.config.global.evaluation_interval;
     state.rules.update(rule_groups, interval);
     let state = Rc::new(RefCell::new(state));
@@ -1717,6 +1735,16 @@ mod tests {
             self.0.push((l.to_string(), t, v));
             Ok(())
         }
+    }
+
+    #[test]
+    fn external_url_is_the_flag_or_hostname_and_port() {
+        assert_eq!(external_url(None, "pi", 9099), "http://pi:9099");
+        assert_eq!(
+            external_url(Some("https://mon.example/pi"), "pi", 9099),
+            "https://mon.example/pi"
+        );
+        assert!(!host_name().is_empty());
     }
 
     #[test]
