@@ -1404,7 +1404,10 @@ pub fn run(args: Args) -> i32 {
         ));
     }
     let external_url = format!("http://{local}");
-    let hub = match crate::notify::Hub::open(&config, &args.storage_path, external_url) {
+    // 'static so scrape pools can spawn their target tasks on it, and notification its POSTs.
+    let ex: Rc<LocalExecutor<'static>> = Rc::new(LocalExecutor::new());
+    let hub = match crate::notify::Hub::open(&config, &args.storage_path, external_url, ex.clone())
+    {
         Ok(h) => Rc::new(RefCell::new(h)),
         Err(e) => return fail(format!("cannot open the alert queue: {e}")),
     };
@@ -1427,8 +1430,6 @@ pub fn run(args: Args) -> i32 {
     state.config_text = config_text;
     state.appender = Some(Box::new(store.clone()));
     state.tsdb = Some(store.clone());
-    // 'static so scrape pools can spawn their target tasks on it.
-    let ex: Rc<LocalExecutor<'static>> = Rc::new(LocalExecutor::new());
     {
         use crate::scrape::manager::{Env, Manager};
         let app: Rc<RefCell<dyn Appender>> = store.0.clone();

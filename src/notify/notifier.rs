@@ -66,8 +66,7 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// A notifier whose queue lives in `dir` (None: memory only). No thread starts until there
-    /// is something to deliver.
+    /// A notifier whose queue lives in `dir` (None: memory only).
     pub fn new(
         cfg: &AlertingConfig,
         external_labels: Labels,
@@ -343,7 +342,7 @@ mod tests {
         .unwrap();
         n.send(&[alert("a")]);
         assert_eq!(n.poll(0), None);
-        assert!(!n.sender.started());
+        assert_eq!(n.sender.jobs_submitted(), 0);
         assert_eq!(n.metrics().queue_capacity, 10);
     }
 }
