@@ -1,11 +1,12 @@
 //! Alert delivery against a real Alertmanager 0.33 (`prometheus-alertmanager` from the stack).
 //!
-//! Most tests drive promlet's [`Notifier`] (the code the agent runs: persisted queue, sender
-//! thread, ureq) from the test process, so queue persistence can be checked exactly: a "promlet
-//! restart" there is dropping the notifier and opening a new one on the same queue directory.
-//! `rule_alert_from_the_real_binary_…` runs the whole path in real processes: a rule file in
+//! Most tests drive promlet's [`Notifier`] (the code the agent runs: persisted queue, POSTs as
+//! tasks through the scrape HTTP client) from the test process, so queue persistence can be
+//! checked exactly: a "promlet restart" there is dropping the notifier and opening a new one on
+//! the same queue directory. `rule_alert_from_the_real_binary_…` and
+//! `rule_resolution_from_the_real_binary_…` run the whole path in real processes: a rule file in
 //! the promlet binary, a real Alertmanager. What arrived is read back through Alertmanager's
-//! own `GET /api/v2/alerts`.
+//! own `GET /api/v2/alerts` and its `/metrics` (resolved alerts are not listed there).
 
 use crate::common::{free_port, http_get, missing, stack_bin, wait_for_port, ChildGuard};
 use promlet::model::Labels;
