@@ -615,5 +615,17 @@ mod tests {
             "notify:\n  route: {receiver: a, group_interval: 0s}\n  receivers: [{name: a}]\n"
         )
         .contains("greater than 0"));
+        let hook = |url: &str| {
+            e(&format!(
+                "notify:\n  route: {{receiver: a}}\n  receivers:\n  - name: a\n    webhook_configs: [{{url: '{url}'}}]\n"
+            ))
+        };
+        let https = hook("https://hooks.lan/x");
+        assert!(
+            https.contains("t.yml:5:29") && https.contains("outbound TLS"),
+            "{https}"
+        );
+        assert!(hook("ftp://h/x").contains("http:// or https://"));
+        assert!(hook("http://h:99999/x").contains("bad port"));
     }
 }
