@@ -850,3 +850,54 @@ fn rule_resolution_from_the_real_binary_survives_outage_and_restart() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Alertmanagers are posted to at once, as tasks on the work thread: one that accepts
+/// connections and never answers (until its 20 s timeout) does not hold up the real one, and
+/// the process stays at 2 threads.
+#[test]
+fn a_silent_alertmanager_does_not_delay_the_real_one_and_adds_no_thread() {
+    let Some(bin) = stack_bin("prometheus-alertmanager") else {
+        return;
+    };
+    let dir = temp_dir("parallel");
+    let am_port = free_port();
+    let Some(_am) = start_alertmanager(&bin, am_port, &dir) else {
+        return;
+    };
+    // The kernel completes connections into the backlog; nothing ever reads or answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    std::fs::write(
+        dir.join("rules.yml"),
+        "groups:\n- name: edge\n  interval: 1s\n  rules:\n  - alert: AlwaysFiring\n    expr: vector(1)\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("promlet.yml"),
+        format!(
+            "global:\n  evaluation_interval: 1s\nrule_files:\n- rules.yml\nalerting:\n  \
+             alertmanagers:\n  - static_configs:\n    - targets: ['{silent_addr}', 'localhost:{am_port}']\n    \
+             timeout: 20s\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let config = format!("--config.file={}", dir.join("promlet.yml").display());
+    let started = Instant::now();
+    let _promlet = start_promlet(port, &dir.join("data"), &[config.as_str()]);
+    while alert_object(&am_alerts(am_port), "AlwaysFiring").is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the alert waited for the silent Alertmanager"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The POST to the silent one is still open (20 s timeout): delivery is under way.
+    assert_eq!(promlet_metric(port, "promlet_threads"), Some(2.0));
+    assert_eq!(
+        promlet_metric(port, "promlet_notifications_alertmanagers_discovered"),
+        Some(2.0)
+    );
+    drop(silent);
+    let _ = std::fs::remove_dir_all(&dir);
+}
