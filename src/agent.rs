@@ -1365,9 +1365,16 @@ async fn notify_loop(hub: Rc<RefCell<crate::notify::Hub>>) {
     let start = Instant::now();
     loop {
         let mono = start.elapsed().as_millis() as i64;
-        let wait = hub.borrow_mut().poll(mono, SystemClock.wall_ms());
+        let (wait, delivered) = {
+            let mut h = hub.borrow_mut();
+            (h.poll(mono, SystemClock.wall_ms()), h.delivery_finished())
+        };
         let wait = wait.map_or(Duration::from_secs(1), |w| w.min(Duration::from_secs(1)));
-        Timer::after(wait.max(Duration::from_millis(10))).await;
+        // A finished POST is collected at once rather than at the next deadline.
+        let timer = async {
+            Timer::after(wait.max(Duration::from_millis(10))).await;
+        };
+        futures_lite::future::or(timer, delivered).await;
     }
 }
 

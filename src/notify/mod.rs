@@ -41,6 +41,7 @@ use std::rc::Rc;
 pub struct Hub {
     pub notifier: Notifier,
     pub dispatcher: Dispatcher,
+    sender: Rc<SharedSender>,
 }
 
 impl Hub {
@@ -65,12 +66,13 @@ impl Hub {
             cfg.notify.clone(),
             external_url,
             dir.clone(),
-            sender,
+            sender.clone(),
             SilenceStore::open(Some(dir)),
         );
         Ok(Hub {
             notifier,
             dispatcher,
+            sender,
         })
     }
 
@@ -97,6 +99,12 @@ impl Hub {
             (x, y) => x.or(y)?,
         };
         Some(std::time::Duration::from_millis(ms.max(0) as u64))
+    }
+
+    /// Completes when an outbound POST finishes, so the caller polls at once (see
+    /// [`SharedSender::finished`]).
+    pub fn delivery_finished(&self) -> impl std::future::Future<Output = ()> + 'static {
+        self.sender.finished()
     }
 
     /// Self-metrics (see [`notifier`] for the names and why they are promlet_ ones).

@@ -18,6 +18,7 @@ use async_executor::LocalExecutor;
 use async_io::Timer;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 /// Requests in flight at once (Alertmanager POSTs and webhooks together). A job that would
@@ -62,6 +63,9 @@ struct Book {
     /// Jobs with requests still running, and how many.
     running: Vec<(Outcome, usize)>,
     done: Vec<Outcome>,
+    /// Jobs finished so far, and who waits for the next one (see [`SharedSender::finished`]).
+    finished: u64,
+    waiter: Option<Waker>,
 }
 
 impl Book {
@@ -79,6 +83,10 @@ impl Book {
         if *left == 0 {
             let (out, _) = self.running.swap_remove(i);
             self.done.push(out);
+            self.finished += 1;
+            if let Some(w) = self.waiter.take() {
+                w.wake();
+            }
         }
     }
 }
@@ -165,6 +173,22 @@ impl SharedSender {
         let mut book = self.book.borrow_mut();
         let i = book.done.iter().position(|o| o.id == id)?;
         Some(book.done.swap_remove(i))
+    }
+
+    /// Completes once a job finishes after this call: the work loop waits on it next to its
+    /// timer, so an outcome is collected at once instead of at the next poll. One waiter at a
+    /// time (the agent's notify loop); a newer call replaces an older one's wake-up.
+    pub fn finished(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let book = self.book.clone();
+        let seen = book.borrow().finished;
+        futures_lite::future::poll_fn(move |cx| {
+            let mut b = book.borrow_mut();
+            if b.finished != seen {
+                return Poll::Ready(());
+            }
+            b.waiter = Some(cx.waker().clone());
+            Poll::Pending
+        })
     }
 
     /// Requests running now.
@@ -477,6 +501,31 @@ mod tests {
             }
             assert!(req.ends_with("\r\n\r\n[{}]"), "{req}");
         }
+    }
+
+    #[test]
+    fn finished_wakes_its_waiter_when_a_job_ends() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", l.local_addr().unwrap());
+        let ex = Rc::new(LocalExecutor::new());
+        let s = SharedSender::on(ex.clone());
+        let start = Instant::now();
+        let id = s
+            .submit(vec![target(url, 200)], "text/plain", Vec::new())
+            .unwrap();
+        let done = s.finished();
+        // Far longer than the request's timeout: only the job's end can finish this.
+        let timer = async {
+            Timer::after(Duration::from_secs(10)).await;
+        };
+        async_io::block_on(ex.run(futures_lite::future::or(done, timer)));
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(s.take(id).unwrap().errors.len(), 1);
+        drop(l);
     }
 
     #[test]
