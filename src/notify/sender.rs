@@ -245,7 +245,8 @@ async fn post(t: &Target, content_type: &str, body: &[u8]) -> Result<(), String>
     };
     futures_lite::future::or(work, async {
         Timer::after(t.timeout).await;
-        Err(format!("no answer within {:?}", t.timeout))
+        // Worded as the client's own deadline (and Go's), whichever timer fires first.
+        Err(format!("Post \"{}\": context deadline exceeded", t.url))
     })
     .await
 }
