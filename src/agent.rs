@@ -1382,9 +1382,16 @@ async fn notify_loop(hub: Rc<RefCell<crate::notify::Hub>>) {
     let start = Instant::now();
     loop {
         let mono = start.elapsed().as_millis() as i64;
-        let wait = hub.borrow_mut().poll(mono, SystemClock.wall_ms());
+        let (wait, delivered) = {
+            let mut h = hub.borrow_mut();
+            (h.poll(mono, SystemClock.wall_ms()), h.delivery_finished())
+        };
         let wait = wait.map_or(Duration::from_secs(1), |w| w.min(Duration::from_secs(1)));
-        Timer::after(wait.max(Duration::from_millis(10))).await;
+        // A finished POST is collected at once rather than at the next deadline.
+        let timer = async {
+            Timer::after(wait.max(Duration::from_millis(10))).await;
+        };
+        futures_lite::future::or(timer, delivered).await;
     }
 }
 
@@ -1551,7 +1558,14 @@ pub fn run(args: Args) -> i32 {
     }
     let port = listener.get_ref().local_addr().map_or(0, |a| a.port());
     let external_url = external_url(args.external_url.as_deref(), &host_name(), port);
-    let hub = match crate::notify::Hub::open(&config, &args.storage_path, external_url.clone()) {
+    // 'static so scrape pools can spawn their target tasks on it, and notification its POSTs.
+    let ex: Rc<LocalExecutor<'static>> = Rc::new(LocalExecutor::new());
+    let hub = match crate::notify::Hub::open(
+        &config,
+        &args.storage_path,
+        external_url.clone(),
+        ex.clone(),
+    ) {
         Ok(h) => Rc::new(RefCell::new(h)),
         Err(e) => return fail(format!("cannot open the alert queue: {e}")),
     };
@@ -1574,8 +1588,6 @@ pub fn run(args: Args) -> i32 {
     state.config_text = config_text;
     state.appender = Some(Box::new(store.clone()));
     state.tsdb = Some(store.clone());
-    // 'static so scrape pools can spawn their target tasks on it.
-    let ex: Rc<LocalExecutor<'static>> = Rc::new(LocalExecutor::new());
     {
         use crate::scrape::manager::{Env, Manager};
         let app: Rc<RefCell<dyn Appender>> = store.0.clone();
