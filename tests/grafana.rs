@@ -14,7 +14,7 @@
 
 use crate::agent::{Agent, TempDir};
 use crate::common::{self, ChildGuard};
-use promlet::notify::silence::{parse_json, JsonValue};
+use promlet::http::json::Value as JsonValue;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -37,23 +37,24 @@ fn dashboard() -> JsonValue {
     parse_json(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+fn parse_json(s: &str) -> Result<JsonValue, String> {
+    JsonValue::parse(s)
+}
+
 fn field<'a>(v: &'a JsonValue, key: &str) -> Option<&'a JsonValue> {
-    match v {
-        JsonValue::Object(m) => m.get(key),
-        _ => None,
-    }
+    v.get(key)
 }
 
 fn string(v: &JsonValue, key: &str) -> Option<String> {
     match field(v, key)? {
-        JsonValue::String(s) => Some(s.clone()),
+        JsonValue::Str(s) => Some(s.clone()),
         _ => None,
     }
 }
 
 fn array<'a>(v: &'a JsonValue, key: &str) -> &'a [JsonValue] {
     match field(v, key) {
-        Some(JsonValue::Array(a)) => a,
+        Some(JsonValue::Arr(a)) => a,
         _ => &[],
     }
 }
@@ -108,7 +109,7 @@ fn variables(dash: &JsonValue) -> Vec<LabelVariable> {
         }
         let name = string(v, "name").unwrap();
         let q = match field(v, "query") {
-            Some(JsonValue::String(s)) => s.clone(),
+            Some(JsonValue::Str(s)) => s.clone(),
             Some(obj) => string(obj, "query").unwrap(),
             None => panic!("variable {name} has no query"),
         };
@@ -264,7 +265,7 @@ impl Server {
         Ok(array(&json, "data")
             .iter()
             .filter_map(|v| match v {
-                JsonValue::String(s) => Some(s.clone()),
+                JsonValue::Str(s) => Some(s.clone()),
                 _ => None,
             })
             .collect())
