@@ -229,6 +229,8 @@ pub struct State {
     cycle_buf: MetricSet,
     last_body_len: usize,
     boot_time_s: Option<f64>,
+    /// Series the collection cycles stored, for staleness markers when one vanishes.
+    vanished: VanishedSeries,
 }
 
 impl State {
@@ -260,6 +262,7 @@ impl State {
             cycle_buf: MetricSet::new(),
             last_body_len: 0,
             boot_time_s: read_boot_time(),
+            vanished: VanishedSeries::default(),
         }
     }
 
@@ -292,26 +295,39 @@ impl State {
         self.self_metrics(&mut set, server);
         if let Some(app) = self.appender.as_mut() {
             self.stats.append_errors += append_all(&set, now, app.as_mut());
+            self.vanished.observe(&set);
+            self.vanished.mark_stale(now, app.as_mut());
         }
         self.cycle_buf = set;
     }
 
-    /// Metadata of every family the last cycle stored (for `/api/v1/metadata`).
+    /// Metadata of every family the last cycle stored and every scrape target's last body
+    /// exposed (for `/api/v1/metadata`).
     fn metadata(&self) -> Vec<MetricMetadata> {
-        self.cycle_buf
-            .families()
-            .map(|f| MetricMetadata {
-                metric: f.name.to_string(),
-                // Prometheus's metadata API says "unknown" where text 0.0.4 says "untyped".
-                kind: match f.typ {
-                    MetricType::Untyped => "unknown",
-                    t => t.as_text(),
+        let mut out: Vec<MetricMetadata> = self.cycle_buf.families().map(metric_metadata).collect();
+        out.extend(self.target_metadata().into_iter().map(|(_, m)| m));
+        out
+    }
+
+    /// (target labels, metadata) of every family each scrape target exposed, targets in
+    /// configuration order, families sorted by name (for `/api/v1/targets/metadata`).
+    fn target_metadata(&self) -> Vec<(crate::model::Labels, MetricMetadata)> {
+        let mut out = Vec::new();
+        if let Some(m) = &self.scrapes {
+            let mut target_start = 0;
+            let mut last: Option<crate::model::Labels> = None;
+            m.borrow().for_each_family(&mut |target, fam| {
+                if last.as_ref() != Some(target) {
+                    out[target_start..]
+                        .sort_by(|a: &(_, MetricMetadata), b| a.1.metric.cmp(&b.1.metric));
+                    target_start = out.len();
+                    last = Some(target.clone());
                 }
-                .to_string(),
-                help: f.help.to_string(),
-                unit: String::new(),
-            })
-            .collect()
+                out.push((target.clone(), metric_metadata(fam)));
+            });
+            out[target_start..].sort_by(|a, b| a.1.metric.cmp(&b.1.metric));
+        }
+        out
     }
 
     /// Re-reads the configuration and rebuilds the collectors; on error keeps the running
@@ -774,6 +790,94 @@ pub fn append_all(set: &MetricSet, t: Timestamp, app: &mut dyn Appender) -> u64 
     errors
 }
 
+fn metric_metadata(f: expo::FamilyRef<'_>) -> MetricMetadata {
+    MetricMetadata {
+        metric: f.name.to_string(),
+        // Prometheus's metadata API says "unknown" where text 0.0.4 says "untyped".
+        kind: match f.typ {
+            MetricType::Untyped => "unknown",
+            t => t.as_text(),
+        }
+        .to_string(),
+        help: f.help.to_string(),
+        unit: String::new(),
+    }
+}
+
+/// Where alerts link to (`generatorURL`): `--web.external-url`, or like Prometheus,
+/// `http://<hostname>:<port>` — reachable from the Alertmanager, unlike the listen address
+/// (`0.0.0.0`).
+fn external_url(flag: Option<&str>, host: &str, port: u16) -> String {
+    match flag {
+        Some(u) => u.to_string(),
+        None => format!("http://{host}:{port}"),
+    }
+}
+
+fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The series the collection cycles store, so that one which stops being reported (an
+/// unmounted filesystem, an unplugged USB NIC, a disabled collector) gets a staleness marker
+/// at once, as Prometheus writes one when a scraped series vanishes, instead of lingering
+/// in queries for the 5-minute lookback.
+///
+/// Series are known by a hash of their name and labels, so a steady-state cycle allocates
+/// nothing; the labels are built once, when a series first appears.
+#[derive(Default)]
+pub struct VanishedSeries {
+    known: std::collections::HashMap<u64, (crate::model::Labels, u64)>,
+    cycle: u64,
+}
+
+impl VanishedSeries {
+    /// Notes every series in `set` as seen in a new cycle. Samples that carry their own
+    /// timestamp are left out: Prometheus does not mark those stale either.
+    pub fn observe(&mut self, set: &MetricSet) {
+        use std::hash::{Hash, Hasher};
+        self.cycle += 1;
+        for s in set.samples() {
+            if s.timestamp().is_some() {
+                continue;
+            }
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (s.family_name(), s.suffix()).hash(&mut h);
+            for pair in s.labels() {
+                pair.hash(&mut h);
+            }
+            let entry = self.known.entry(h.finish()).or_insert_with(|| {
+                let mut name = s.family_name().to_string();
+                name.push_str(s.suffix());
+                let labels = crate::model::Labels::from_pairs(
+                    std::iter::once((crate::model::METRIC_NAME, name.as_str())).chain(s.labels()),
+                );
+                (labels, 0)
+            });
+            entry.1 = self.cycle;
+        }
+    }
+
+    /// Appends a staleness marker at `t` for every series the last cycle did not see, and
+    /// forgets them; returns how many.
+    pub fn mark_stale(&mut self, t: Timestamp, app: &mut dyn Appender) -> usize {
+        let cycle = self.cycle;
+        let mut marked = 0;
+        self.known.retain(|_, (labels, seen)| {
+            if *seen == cycle {
+                return true;
+            }
+            let _ = app.append(labels, t, crate::model::stale_nan());
+            marked += 1;
+            false
+        });
+        marked
+    }
+}
+
 /// `set` encoded in the format the request's `Accept` asks for, gzipped when its
 /// `Accept-Encoding` allows; also returns the uncompressed length (the next buffer's size hint).
 fn exposition_response(req: &Request, set: &MetricSet, size_hint: usize) -> (Response, usize) {
@@ -1111,7 +1215,15 @@ fn push_routes(r: &mut Router, state: &Rc<RefCell<State>>) {
             "PUT" => crate::push::Method::Replace,
             _ => crate::push::Method::Merge,
         };
-        match state.push.push(&key, method, &req.body, now_s) {
+        let body = match crate::push::body_as_text(
+            req.header("content-type"),
+            req.header("content-encoding"),
+            &req.body,
+        ) {
+            Ok(b) => b,
+            Err(e) => return Response::text(400, format!("{e}\n")),
+        };
+        match state.push.push(&key, method, &body, now_s) {
             Ok(()) => Response::text(200, ""),
             Err(e) => Response::text(400, format!("{e}\n")),
         }
@@ -1210,6 +1322,40 @@ fn api_routes(r: &mut Router, state: &Rc<RefCell<State>>) {
     });
     api_route(r, &["GET"], "/api/v1/metadata", state, |_, p, st| {
         api_v1::metadata(p, &st.metadata())
+    });
+    api_route(
+        r,
+        &["GET"],
+        "/api/v1/targets/metadata",
+        state,
+        |_, p, st| api_v1::targets_metadata(p, &st.target_metadata()),
+    );
+    api_route(r, &["GET"], "/api/v1/scrape_pools", state, |_, _, st| {
+        let names = match &st.scrapes {
+            Some(m) => m.borrow().pool_names(),
+            None => Vec::new(),
+        };
+        api_v1::scrape_pools(&names)
+    });
+    api_route(r, &["GET"], "/api/v1/alertmanagers", state, |_, _, st| {
+        let urls: Vec<String> = st
+            .config
+            .alerting
+            .alertmanagers
+            .iter()
+            .flat_map(|am| {
+                am.targets
+                    .iter()
+                    .map(move |t| format!("{}://{t}{}/api/v2/alerts", am.scheme, am.path_prefix))
+            })
+            .collect();
+        api_v1::alertmanagers(&urls)
+    });
+    api_route(r, GET_POST, "/api/v1/query_exemplars", state, |_, p, _| {
+        api_v1::query_exemplars(p)
+    });
+    api_route(r, &["GET"], "/api/v1/status/walreplay", state, |_, _, _| {
+        api_v1::status_walreplay()
     });
     api_route(r, GET_POST, "/api/v1/format_query", state, |_, p, _| {
         api_v1::format_query(p)
@@ -1336,9 +1482,16 @@ async fn notify_loop(hub: Rc<RefCell<crate::notify::Hub>>) {
     let start = Instant::now();
     loop {
         let mono = start.elapsed().as_millis() as i64;
-        let wait = hub.borrow_mut().poll(mono, SystemClock.wall_ms());
+        let (wait, delivered) = {
+            let mut h = hub.borrow_mut();
+            (h.poll(mono, SystemClock.wall_ms()), h.delivery_finished())
+        };
         let wait = wait.map_or(Duration::from_secs(1), |w| w.min(Duration::from_secs(1)));
-        Timer::after(wait.max(Duration::from_millis(10))).await;
+        // A finished POST is collected at once rather than at the next deadline.
+        let timer = async {
+            Timer::after(wait.max(Duration::from_millis(10))).await;
+        };
+        futures_lite::future::or(timer, delivered).await;
     }
 }
 
@@ -1503,8 +1656,16 @@ pub fn run(args: Args) -> i32 {
             st.stats().corrupt_records
         ));
     }
-    let external_url = format!("http://{local}");
-    let hub = match crate::notify::Hub::open(&config, &args.storage_path, external_url) {
+    let port = listener.get_ref().local_addr().map_or(0, |a| a.port());
+    let external_url = external_url(args.external_url.as_deref(), &host_name(), port);
+    // 'static so scrape pools can spawn their target tasks on it, and notification its POSTs.
+    let ex: Rc<LocalExecutor<'static>> = Rc::new(LocalExecutor::new());
+    let hub = match crate::notify::Hub::open(
+        &config,
+        &args.storage_path,
+        external_url.clone(),
+        ex.clone(),
+    ) {
         Ok(h) => Rc::new(RefCell::new(h)),
         Err(e) => return fail(format!("cannot open the alert queue: {e}")),
     };
@@ -1527,8 +1688,6 @@ pub fn run(args: Args) -> i32 {
     state.config_text = config_text;
     state.appender = Some(Box::new(store.clone()));
     state.tsdb = Some(store.clone());
-    // 'static so scrape pools can spawn their target tasks on it.
-    let ex: Rc<LocalExecutor<'static>> = Rc::new(LocalExecutor::new());
     {
         use crate::scrape::manager::{Env, Manager};
         let app: Rc<RefCell<dyn Appender>> = store.0.clone();
@@ -1548,7 +1707,7 @@ pub fn run(args: Args) -> i32 {
         probes.apply(&state.config.probes);
         state.probes = Some(probes);
     }
-    state.external_url = format!("http://{local}");
+    state.external_url = external_url;
     let interval = state.config.global.evaluation_interval;
     state.rules.update(rule_groups, interval);
     let state = Rc::new(RefCell::new(state));
@@ -1726,6 +1885,61 @@ mod tests {
             self.0.push((l.to_string(), t, v));
             Ok(())
         }
+    }
+
+    #[test]
+    fn external_url_is_the_flag_or_hostname_and_port() {
+        assert_eq!(external_url(None, "pi", 9099), "http://pi:9099");
+        assert_eq!(
+            external_url(Some("https://mon.example/pi"), "pi", 9099),
+            "https://mon.example/pi"
+        );
+        assert!(!host_name().is_empty());
+    }
+
+    #[test]
+    fn series_that_stop_being_collected_get_one_staleness_marker() {
+        #[derive(Default)]
+        struct All(Vec<(String, i64, f64)>);
+        impl Appender for All {
+            fn append(&mut self, l: &Labels, t: Timestamp, v: f64) -> Result<(), AppendError> {
+                self.0.push((l.to_string(), t, v));
+                Ok(())
+            }
+        }
+        let cycle = |mounts: &[&str]| {
+            let mut set = MetricSet::new();
+            let f = set.family("node_filesystem_size_bytes", "h", MetricType::Gauge);
+            for m in mounts {
+                set.sample(f, &[("mountpoint", m)], 1.0);
+            }
+            let t = set.family("textfile_stamped", "h", MetricType::Gauge);
+            if mounts.len() == 2 {
+                set.sample_full(t, "", &[], 1.0, Some(5));
+            }
+            set
+        };
+        let mut vanished = VanishedSeries::default();
+        let mut app = All::default();
+        vanished.observe(&cycle(&["/", "/mnt/usb"]));
+        assert_eq!(vanished.mark_stale(1000, &mut app), 0);
+        vanished.observe(&cycle(&["/"]));
+        assert_eq!(vanished.mark_stale(2000, &mut app), 1);
+        assert_eq!(app.0.len(), 1);
+        let (series, t, v) = &app.0[0];
+        assert_eq!(
+            series,
+            "node_filesystem_size_bytes{mountpoint=\"/mnt/usb\"}"
+        );
+        assert_eq!(*t, 2000);
+        assert!(crate::model::is_stale_nan(*v));
+        // Gone once, marked once; back again, tracked again.
+        vanished.observe(&cycle(&["/"]));
+        assert_eq!(vanished.mark_stale(3000, &mut app), 0);
+        vanished.observe(&cycle(&["/", "/mnt/usb"]));
+        assert_eq!(vanished.mark_stale(4000, &mut app), 0);
+        vanished.observe(&cycle(&[]));
+        assert_eq!(vanished.mark_stale(5000, &mut app), 2);
     }
 
     #[test]

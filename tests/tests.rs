@@ -13,6 +13,8 @@ mod common;
 mod config;
 /// `/federate` on the real binary and a real Prometheus federating it.
 mod federate;
+/// The Grafana dashboard: every panel query against promlet and a federating Prometheus.
+mod grafana;
 /// The HTTP/1.1 server at the wire level: exact bytes, limits, timeouts, the connection cap.
 mod http;
 
