@@ -10,7 +10,7 @@
 # "armhf" also runs on the ARMv6 Pi Zero / Pi 1, and Debian's armhf (ARMv7) runs ARMv6 code.
 # Pass an armv7 binary explicitly for a Debian-armhf-only package.
 #
-# The package: /usr/bin/promlet, /etc/promlet/promlet.yml and /etc/promlet/rules/heartbeat.yml
+# The package: /usr/bin/promlet, /etc/promlet/promlet.yml, /etc/promlet/rules/heartbeat.yml and uplink.yml
 # (conffiles), /etc/default/promlet (ARGS for the unit, conffile), the systemd unit
 # packaging/systemd/promlet.service, docs in /usr/share/doc/promlet. postinst creates the
 # system user `promlet` and enables + starts the unit when systemd runs; purge removes the
@@ -42,6 +42,7 @@ R=$STAGE/root
 install -D -m 0755 "$BIN" "$R/usr/bin/promlet"
 install -D -m 0644 packaging/promlet.yml "$R/etc/promlet/promlet.yml"
 install -D -m 0644 examples/rules/heartbeat.yml "$R/etc/promlet/rules/heartbeat.yml"
+install -D -m 0644 examples/rules/uplink.yml "$R/etc/promlet/rules/uplink.yml"
 install -D -m 0644 packaging/deb/promlet.default "$R/etc/default/promlet"
 install -D -m 0644 packaging/systemd/promlet.service "$R/usr/lib/systemd/system/promlet.service"
 install -D -m 0644 README.md "$R/usr/share/doc/promlet/README.md"
@@ -60,7 +61,7 @@ mkdir -p "$R/DEBIAN"
 for s in postinst prerm postrm; do
   install -m 0755 "packaging/deb/$s" "$R/DEBIAN/$s"
 done
-printf '%s\n' /etc/promlet/promlet.yml /etc/promlet/rules/heartbeat.yml /etc/default/promlet \
+printf '%s\n' /etc/promlet/promlet.yml /etc/promlet/rules/heartbeat.yml /etc/promlet/rules/uplink.yml /etc/default/promlet \
   >"$R/DEBIAN/conffiles"
 installed_kib=$(du -sk --exclude=DEBIAN "$R" | cut -f1)
 cat >"$R/DEBIAN/control" <<CONTROL

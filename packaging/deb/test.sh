@@ -56,12 +56,12 @@ ok "built $(basename "$deb") ($(stat -c %s "$deb") bytes) from $BIN"
 echo "== install"
 dpkg -i "$deb" || { bad "dpkg -i"; exit 1; }
 for f in /usr/bin/promlet /etc/promlet/promlet.yml /etc/promlet/rules/heartbeat.yml \
-  /etc/default/promlet /usr/lib/systemd/system/promlet.service /usr/share/doc/promlet/copyright; do
+  /etc/promlet/rules/uplink.yml /etc/default/promlet /usr/lib/systemd/system/promlet.service /usr/share/doc/promlet/copyright; do
   check "installed $f" test -f "$f"
 done
 check "/usr/bin/promlet runs" sh -c '/usr/bin/promlet --version | grep -q "^promlet"'
 conffiles=$(dpkg-query -W -f='${Conffiles}' promlet)
-for f in /etc/promlet/promlet.yml /etc/promlet/rules/heartbeat.yml /etc/default/promlet; do
+for f in /etc/promlet/promlet.yml /etc/promlet/rules/heartbeat.yml /etc/promlet/rules/uplink.yml /etc/default/promlet; do
   check "conffile $f" grep -q " $f " <<<"$conffiles"
 done
 check "system user promlet" getent passwd promlet
@@ -124,6 +124,7 @@ check "/metrics has node_cpu_seconds_total" grep -q '^node_cpu_seconds_total' <<
 check "runs as promlet" sh -c "[ \"\$(stat -c %U /proc/$pid)\" = promlet ] && grep -q promlet /proc/$pid/comm"
 rules=$(curl -fsS "http://127.0.0.1:$port/api/v1/rules")
 check "the installed heartbeat rule is loaded" grep -q '"Heartbeat"' <<<"$rules"
+check "the installed uplink rule is loaded" grep -q '"UplinkDown"' <<<"$rules"
 kill -HUP "$pid"
 sleep 1
 check "SIGHUP (ExecReload) reloads" grep -q '^promlet_config_last_reload_successful 1' <<<"$(curl -fsS "http://127.0.0.1:$port/metrics")"
