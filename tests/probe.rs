@@ -264,33 +264,47 @@ fn dnsmasq() -> Option<(ChildGuard, u16)> {
     if !bin.exists() {
         return common::missing("dnsmasq (scripts/install-test-peers.sh)");
     }
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = ChildGuard::spawn(
-        Command::new(bin)
-            .args([
-                "--no-daemon",
-                "--no-resolv",
-                "--no-hosts",
-                "--conf-file=/dev/null",
-                "--listen-address=127.0.0.1",
-                "--bind-interfaces",
-                &format!("--port={port}"),
-                "--srv-host=_node._tcp.promlet.test,node1.promlet.test,9100",
-                "--host-record=node1.promlet.test,127.0.0.1,::1",
-                "--txt-record=txt.promlet.test,hello probes",
-                "--mx-host=promlet.test,mail.promlet.test,10",
-                // Authoritative for the test domain: unknown names are NXDOMAIN, not REFUSED.
-                "--local=/promlet.test/",
-            ])
-            .stderr(Stdio::null()),
-    );
-    // dnsmasq answers on TCP too; wait for that socket.
-    assert!(common::wait_for_port(port), "dnsmasq did not start");
-    Some((child, port))
+    // A port free for both UDP and TCP; another test may take it in between, so a dnsmasq
+    // that exits (address in use) is retried on a fresh port.
+    for _ in 0..5 {
+        let port = loop {
+            let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let p = u.local_addr().unwrap().port();
+            if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+                break p;
+            }
+        };
+        let mut child = ChildGuard::spawn(
+            Command::new(bin)
+                .args([
+                    "--no-daemon",
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--conf-file=/dev/null",
+                    "--listen-address=127.0.0.1",
+                    "--bind-interfaces",
+                    &format!("--port={port}"),
+                    "--srv-host=_node._tcp.promlet.test,node1.promlet.test,9100",
+                    "--host-record=node1.promlet.test,127.0.0.1,::1",
+                    "--txt-record=txt.promlet.test,hello probes",
+                    "--mx-host=promlet.test,mail.promlet.test,10",
+                    // Authoritative for the test domain: unknown names are NXDOMAIN, not REFUSED.
+                    "--local=/promlet.test/",
+                ])
+                .stderr(Stdio::null()),
+        );
+        // dnsmasq answers on TCP too; wait for that socket (or for it to give up).
+        for _ in 0..100 {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some((child, port));
+            }
+            if child.0.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("dnsmasq did not start on any of 5 ports");
 }
 
 /// DNS: A, AAAA, SRV, MX and TXT answers, NXDOMAIN against valid_rcodes, record regexps,
