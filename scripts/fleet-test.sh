@@ -23,6 +23,9 @@
 #      FLEET_SIZE, INTERVAL, WARMUP (30), MEASURE (60), KEEP=1 keeps the work dir.
 set -uo pipefail
 export LC_ALL=C
+# Never probe this machine's real gateway or nameservers (the default config would):
+# only loopback is ours to test against. See src/probe/mod.rs.
+export PROMLET_UPLINK_PROBES=off
 cd "$(dirname "$0")/.."
 
 N=${FLEET_SIZE:-20}

@@ -24,6 +24,9 @@
 #      PROMLET_SKIP_CROSS=1 skips step 5; PROMLET_SKIP_BENCH=1 skips step 6.
 set -uo pipefail
 export LC_ALL=C
+# Never probe this machine's real gateway or nameservers (the default config would):
+# only loopback is ours to test against. See src/probe/mod.rs.
+export PROMLET_UPLINK_PROBES=off
 cd "$(dirname "$0")/.."
 REPO=$PWD
 export PROMLET_STACK_DIR=${PROMLET_STACK_DIR:-$REPO/.stack}

@@ -12,6 +12,9 @@
 # Refuses to run when a promlet package or user already exists (it would remove them).
 set -uo pipefail
 export LC_ALL=C
+# Never probe this machine's real gateway or nameservers (the default config would):
+# only loopback is ours to test against. See src/probe/mod.rs.
+export PROMLET_UPLINK_PROBES=off
 cd "$(dirname "$0")/../.."
 
 fails=0

@@ -12,6 +12,9 @@
 # Not covered: the SDK build itself (rust-package.mk), procd's respawn, USERID creation.
 set -uo pipefail
 export LC_ALL=C
+# Never probe this machine's real gateway or nameservers (the default config would):
+# only loopback is ours to test against. See src/probe/mod.rs.
+export PROMLET_UPLINK_PROBES=off
 cd "$(dirname "$0")/../.."
 REPO=$PWD
 PKG=packaging/openwrt/promlet

@@ -370,9 +370,19 @@ pub fn default_gateway(route_table: &str) -> Option<Ipv4Addr> {
     best.map(|(_, ip)| ip)
 }
 
+/// Whether the gateway and resolv.conf target sources are on: `PROMLET_UPLINK_PROBES=off`
+/// turns them off for sandboxes and test suites, where the machine's real gateway and
+/// nameservers must not be probed (the embedded default configuration probes both).
+pub fn uplink_sources_enabled() -> bool {
+    std::env::var("PROMLET_UPLINK_PROBES").map_or(true, |v| v != "off")
+}
+
 /// The targets of a job right now: its list, plus the gateway and nameservers when asked.
 pub fn job_targets(job: &ProbeJob) -> Vec<String> {
     let mut out = job.targets.clone();
+    if !uplink_sources_enabled() {
+        return out;
+    }
     if job.default_gateway {
         let table = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
         if let Some(gw) = default_gateway(&table) {
@@ -541,6 +551,24 @@ async fn job_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uplink_sources_can_be_switched_off_for_sandboxes() {
+        // The test binaries run with it off (tests/common sets it for spawned agents; here it is
+        // set for this process): then only a job's own targets remain.
+        std::env::set_var("PROMLET_UPLINK_PROBES", "off");
+        let job = ProbeJob {
+            job_name: "uplink_gateway".into(),
+            module: "icmp".into(),
+            interval: Duration::from_secs(15),
+            timeout: Duration::from_secs(5),
+            targets: vec!["127.0.0.1".into()],
+            default_gateway: true,
+            resolv_conf_nameservers: true,
+            labels: Vec::new(),
+        };
+        assert_eq!(job_targets(&job), ["127.0.0.1"]);
+    }
 
     #[test]
     fn default_gateway_comes_from_the_lowest_metric_default_route() {
