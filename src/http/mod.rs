@@ -9,6 +9,8 @@
 //! (DESIGN.md §3). This server runs every connection as a task on the caller's thread.
 
 pub mod api_v1;
+pub mod bcrypt;
+mod blowfish_pi;
 pub mod federate;
 pub mod form;
 pub mod gzip;
