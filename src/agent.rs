@@ -1350,6 +1350,37 @@ pub fn run(args: Args) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(format!("cannot install signal handlers: {e}")),
     };
+    // The web config before the socket: a bad file must stop start-up, not lock users out.
+    let gate = match &args.web_config_file {
+        None => None,
+        Some(path) => match crate::http::webconfig::Gate::open(path) {
+            Ok(g) => Some(Rc::new(g)),
+            Err(e) => return fail(format!("error loading web config: {e}")),
+        },
+    };
+    let tls_settings = gate
+        .as_ref()
+        .and_then(|g| g.current().ok())
+        .and_then(|c| c.tls);
+    #[cfg(not(feature = "tls"))]
+    if tls_settings.is_some() {
+        return fail(format!(
+            "error loading web config: {}: tls_server_config needs a promlet built with the \
+             `tls` feature (cargo build --release --features tls)",
+            args.web_config_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        ));
+    }
+    #[cfg(feature = "tls")]
+    let server_tls = match &tls_settings {
+        None => None,
+        Some(t) => match crate::tls::ServerTls::new(t) {
+            Ok(s) => Some(Rc::new(s)),
+            Err(e) => return fail(format!("error loading web config: TLS: {e}")),
+        },
+    };
     let listener = match bind(&args.listen_address).and_then(Async::new) {
         Ok(l) => l,
         Err(e) => return fail(format!("cannot listen on {}: {e}", args.listen_address)),
@@ -1403,7 +1434,12 @@ pub fn run(args: Args) -> i32 {
             st.stats().corrupt_records
         ));
     }
-    let external_url = format!("http://{local}");
+    let scheme = if tls_settings.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let external_url = format!("{scheme}://{local}");
     let hub = match crate::notify::Hub::open(&config, &args.storage_path, external_url) {
         Ok(h) => Rc::new(RefCell::new(h)),
         Err(e) => return fail(format!("cannot open the alert queue: {e}")),
@@ -1440,19 +1476,37 @@ pub fn run(args: Args) -> i32 {
         Manager::apply_config(&mgr, &state.config.scrape_configs);
         state.scrapes = Some(mgr);
     }
-    state.external_url = format!("http://{local}");
+    state.external_url = format!("{scheme}://{local}");
     let interval = state.config.global.evaluation_interval;
     state.rules.update(rule_groups, interval);
     let state = Rc::new(RefCell::new(state));
     let shutdown = Shutdown::new();
     let server = Server::new(limits);
+    #[cfg(feature = "tls")]
+    let server = match (server_tls, gate.clone()) {
+        (Some(tls), Some(gate)) => server.with_tls(Rc::new(move || {
+            let now = gate.current()?.tls;
+            tls.config_for(now.as_ref())
+        })),
+        _ => server,
+    };
     let router = routes(state.clone(), server.stats(), shutdown.clone());
     let counted = {
         let state = state.clone();
         move |req: &Request| {
+            // With a web config, every endpoint needs credentials (as exporter-toolkit).
+            if let Some(gate) = &gate {
+                if let crate::http::webconfig::Verdict::Refuse(resp) = gate.check(req) {
+                    state.borrow_mut().stats.count_request("", resp.status);
+                    return gate.finish(resp);
+                }
+            }
             let (route, resp) = router.dispatch(req);
             state.borrow_mut().stats.count_request(route, resp.status);
-            resp
+            match &gate {
+                Some(gate) => gate.finish(resp),
+                None => resp,
+            }
         }
     };
     crate::log::info(&format!("listening on {local}"));

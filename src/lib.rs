@@ -28,6 +28,7 @@
 //! | [`relabel`] | Prometheus relabel_config: decoding, validation, applying rules    |
 //! | [`scrape`] | scraping local targets and parsing what they expose                    |
 //! | [`push`]  | the Pushgateway-compatible API                                          |
+//! | `tls` | (feature `tls`) rustls configs for the web server and outbound HTTP |
 //!
 //! Dependencies point one way: toward `model`, `expo` and `tsdb`. Only `agent` and `main`
 //! know every module. Time is passed in; no module below `agent` reads the clock for
@@ -47,6 +48,8 @@ pub mod push;
 pub mod relabel;
 pub mod rules;
 pub mod scrape;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod tsdb;
 
 /// The version printed by `--version` and exposed in `promlet_build_info`.

@@ -18,6 +18,7 @@ pub mod json;
 pub mod router;
 pub mod server;
 pub mod ui;
+pub mod webconfig;
 
 pub use form::{parse_urlencoded, percent_decode, FormError};
 pub use router::Router;
