@@ -209,6 +209,8 @@ pub struct State {
     pub notify: Option<Box<crate::rules::NotifyFn<'static>>>,
     /// The URL alerts link back to (`generatorURL`).
     pub external_url: String,
+    /// `--web.config.file`'s gate, for its self-metrics; None without a web config.
+    pub web_gate: Option<Rc<crate::http::webconfig::Gate>>,
     steps: StepDetector,
     /// Puts cycle timestamps on the schedule's grid (compression; see `StampAligner`).
     stamps: StampAligner,
@@ -236,6 +238,7 @@ impl State {
             rules: crate::rules::Manager::new(),
             notify: None,
             external_url: String::new(),
+            web_gate: None,
             stats: SelfStats {
                 last_reload_ok: true,
                 last_reload_success_s: SystemClock.wall_ms() as f64 / 1000.0,
@@ -644,6 +647,14 @@ impl State {
             g,
             s.last_reload_success_s,
         );
+        if let Some(gate) = &self.web_gate {
+            set.single(
+                "promlet_web_auth_bcrypt_checks_total",
+                "bcrypt password checks run for basic auth (cached successes are not counted).",
+                MetricType::Counter,
+                gate.bcrypt_checks() as f64,
+            );
+        }
         let f = set.family(
             "promlet_http_requests_total",
             "Counter of HTTP requests by route and status code.",
@@ -1477,6 +1488,7 @@ pub fn run(args: Args) -> i32 {
         state.scrapes = Some(mgr);
     }
     state.external_url = format!("{scheme}://{local}");
+    state.web_gate = gate.clone();
     let interval = state.config.global.evaluation_interval;
     state.rules.update(rule_groups, interval);
     let state = Rc::new(RefCell::new(state));
