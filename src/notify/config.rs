@@ -132,7 +132,11 @@ fn decode_alertmanager(d: &Decoder<'_>, node: &Node) -> Result<AlertmanagerConfi
                 match s {
                     "http" => {}
                     "https" if cfg!(feature = "tls") => {
-                        return Err(d.err(v.pos, "scheme https is not implemented yet"))
+                        return Err(d.err(
+                            v.pos,
+                            "scheme https for Alertmanager is not implemented yet (the tls \
+                             feature covers the web server and scrapes)",
+                        ))
                     }
                     "https" => {
                         return Err(d.err(
