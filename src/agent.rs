@@ -696,6 +696,15 @@ impl State {
             MetricType::Counter,
             server.timeouts.get() as f64,
         );
+        if self.web_gate.is_some() {
+            set.single(
+                "promlet_http_tls_handshake_errors_total",
+                "TLS handshakes that failed (bad or missing client certificate, protocol \
+                 mismatch, plain HTTP on the TLS port, timeout).",
+                MetricType::Counter,
+                server.tls_handshake_errors.get() as f64,
+            );
+        }
     }
 }
 

@@ -399,6 +399,29 @@ mod tls {
         assert!(!ok, "an unknown CA must fail verification: {out}");
         let (status, _) = get(agent.port, "/metrics", &basic("alice", "password"));
         assert_eq!(status, 0, "plain HTTP on the TLS port gets no HTTP answer");
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "20",
+                "--cacert",
+                ca,
+                "-u",
+                "alice:password",
+                &url,
+            ])
+            .output()
+            .unwrap();
+        let metrics = String::from_utf8_lossy(&out.stdout);
+        let failed: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("promlet_http_tls_handshake_errors_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("promlet_http_tls_handshake_errors_total");
+        assert!(
+            failed >= 2.0,
+            "the unknown-CA curl and the plain request: {failed}"
+        );
         // TLS 1.2 works as well as 1.3.
         let (ok, out) = curl(&[
             "--cacert",

@@ -87,6 +87,8 @@ pub struct ServerStats {
     pub timeouts: Cell<u64>,
     /// Answered with a 4xx by the protocol layer (400, 411, 413, 431).
     pub protocol_errors: Cell<u64>,
+    /// TLS handshakes that failed or timed out (feature `tls`).
+    pub tls_handshake_errors: Cell<u64>,
 }
 
 fn bump(c: &Cell<u64>) {
@@ -288,7 +290,7 @@ impl Server {
                         Some(source) => match handshake(stream, &source, &limits, &state.0).await {
                             Some(s) => s,
                             None => {
-                                bump(&stats.timeouts);
+                                bump(&stats.tls_handshake_errors);
                                 return;
                             }
                         },
