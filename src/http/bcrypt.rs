@@ -114,6 +114,7 @@ impl Blowfish {
             .wrapping_add(self.s[3][d as usize])
     }
 
+    #[inline(always)]
     fn encrypt(&self, mut l: u32, mut r: u32) -> (u32, u32) {
         l ^= self.p[0];
         for i in (1..17).step_by(2) {
@@ -123,36 +124,61 @@ impl Blowfish {
         (r ^ self.p[17], l)
     }
 
-    /// The key schedule step: XOR `key` into the P-array, then replace P and S with successive
-    /// encryptions of a running block, each first XORed with the next 64 bits of `salt`
-    /// (no salt: `expand0state`).
-    fn expand(&mut self, salt: Option<&[u8]>, key: &[u8]) {
-        let mut k = 0;
-        for p in self.p.iter_mut() {
-            *p ^= next_word(key, &mut k);
+    /// XORs the 18 key words into the P-array (Blowfish's `expandstate` first half).
+    fn mix_key(&mut self, key: &[u32; 18]) {
+        for (p, k) in self.p.iter_mut().zip(key) {
+            *p ^= k;
         }
+    }
+
+    /// Replaces P and S with successive encryptions of a running block, each first XORed
+    /// with the next 64 bits of the salt (`expandstate`'s second half).
+    fn rekey_salted(&mut self, salt: &[u32; 4]) {
         let (mut l, mut r) = (0u32, 0u32);
         let mut j = 0;
-        let mut step = |bf: &Blowfish, l: &mut u32, r: &mut u32| {
-            if let Some(salt) = salt {
-                *l ^= next_word(salt, &mut j);
-                *r ^= next_word(salt, &mut j);
-            }
-            (*l, *r) = bf.encrypt(*l, *r);
-        };
         for i in (0..18).step_by(2) {
-            step(self, &mut l, &mut r);
+            (l, r) = self.encrypt(l ^ salt[j], r ^ salt[j + 1]);
+            j ^= 2;
             self.p[i] = l;
             self.p[i + 1] = r;
         }
         for b in 0..4 {
             for i in (0..256).step_by(2) {
-                step(self, &mut l, &mut r);
+                (l, r) = self.encrypt(l ^ salt[j], r ^ salt[j + 1]);
+                j ^= 2;
                 self.s[b][i] = l;
                 self.s[b][i + 1] = r;
             }
         }
     }
+
+    /// The unsalted rekeying (`expand0state`'s second half): the hot loop of bcrypt,
+    /// 2 × 2^cost × 521 encryptions.
+    fn rekey(&mut self) {
+        let (mut l, mut r) = (0u32, 0u32);
+        for i in (0..18).step_by(2) {
+            (l, r) = self.encrypt(l, r);
+            self.p[i] = l;
+            self.p[i + 1] = r;
+        }
+        for b in 0..4 {
+            for i in (0..256).step_by(2) {
+                (l, r) = self.encrypt(l, r);
+                self.s[b][i] = l;
+                self.s[b][i + 1] = r;
+            }
+        }
+    }
+}
+
+/// The first 18 words of `data` repeated cyclically (Blowfish's `stream2word` over a key).
+fn key_words(data: &[u8]) -> [u32; 18] {
+    let mut at = 0;
+    let mut out = [0u32; 18];
+    for w in out.iter_mut() {
+        *w = next_word(data, &mut at);
+    }
+    out
 }
 
 /// bcrypt's raw output: the magic text encrypted 64 times under the eksblowfish state.
@@ -161,13 +187,18 @@ fn digest(cost: u32, salt: &[u8; 16], password: &[u8]) -> [u8; 24] {
     let mut key = [0u8; 73];
     let n = password.len().min(72);
     key[..n].copy_from_slice(&password[..n]);
-    let key = &key[..(n + 1).min(72)];
+    let key = key_words(&key[..(n + 1).min(72)]);
+    let salt_key = key_words(salt);
+    let salt_words = [salt_key[0], salt_key[1], salt_key[2], salt_key[3]];
 
     let mut bf = Blowfish::initial();
-    bf.expand(Some(salt), key);
+    bf.mix_key(&key);
+    bf.rekey_salted(&salt_words);
     for _ in 0..(1u64 << cost) {
-        bf.expand(None, key);
-        bf.expand(None, salt);
+        bf.mix_key(&key);
+        bf.rekey();
+        bf.mix_key(&salt_key);
+        bf.rekey();
     }
     let mut words = [0u32; 6];
     let mut at = 0;
