@@ -9,8 +9,11 @@
 #   2. the real Prometheus stack (Prometheus, promtool, node_exporter, Pushgateway, Alertmanager,
 #      blackbox_exporter) into $PROMLET_STACK_DIR or <repo>/.stack   scripts/install-stack.sh
 #      and the other test peers (dnsmasq)                              scripts/install-test-peers.sh
-#   3. cargo fmt --check; cargo clippy --all-targets -D warnings; Cross.toml == cross.toml
-#   4. cargo test (unit + integration, against the real stack and ../shared test data)
+#   3. cargo fmt --check; cargo clippy --all-targets -D warnings, without and with the `tls`
+#      feature; Cross.toml == cross.toml
+#   4. cargo test (unit + integration, against the real stack and ../shared test data), then
+#      with `--features tls` the library tests and the integration tests whose code the
+#      feature changes (webauth, scrape, http, agent) — not the whole suite twice
 #   5. release builds for x86_64/aarch64/armv7/ARMv6 musl, size budget, `--version` and the
 #      library unit tests under qemu-user                               scripts/cross-test.sh
 #   5a. release tarballs + .debs + SHA256SUMS from those binaries     scripts/release.sh --no-build
@@ -73,7 +76,11 @@ step "install chromium" install_chromium || exit 1
 step "cross.toml == Cross.toml" cmp Cross.toml cross.toml
 step "cargo fmt --check" cargo fmt --check
 step "cargo clippy" cargo clippy --all-targets -- -D warnings
+step "cargo clippy --features tls" cargo clippy --all-targets --features tls -- -D warnings
 step "cargo test" cargo test
+step "cargo test --features tls (lib)" cargo test --features tls --lib
+step "cargo test --features tls (integration)" \
+  cargo test --features tls --test tests -- webauth:: scrape:: http:: agent:: notify::alerts_reach_an_alertmanager_over_https
 if [ "${PROMLET_SKIP_CROSS:-0}" != 1 ]; then
   step "cross build + qemu tests" bash scripts/cross-test.sh &&
     step "release tarballs" bash scripts/release.sh --no-build --deb

@@ -221,6 +221,8 @@ pub struct State {
     pub notify: Option<Box<crate::rules::NotifyFn<'static>>>,
     /// The URL alerts link back to (`generatorURL`).
     pub external_url: String,
+    /// `--web.config.file`'s gate, for its self-metrics; None without a web config.
+    pub web_gate: Option<Rc<crate::http::webconfig::Gate>>,
     steps: StepDetector,
     /// Puts cycle timestamps on the schedule's grid (compression; see `StampAligner`).
     stamps: StampAligner,
@@ -251,6 +253,7 @@ impl State {
             rules: crate::rules::Manager::new(),
             notify: None,
             external_url: String::new(),
+            web_gate: None,
             stats: SelfStats {
                 last_reload_ok: true,
                 last_reload_success_s: SystemClock.wall_ms() as f64 / 1000.0,
@@ -691,6 +694,14 @@ impl State {
             g,
             s.last_reload_success_s,
         );
+        if let Some(gate) = &self.web_gate {
+            set.single(
+                "promlet_web_auth_bcrypt_checks_total",
+                "bcrypt password checks run for basic auth (cached successes are not counted).",
+                MetricType::Counter,
+                gate.bcrypt_checks() as f64,
+            );
+        }
         let f = set.family(
             "promlet_http_requests_total",
             "Counter of HTTP requests by route and status code.",
@@ -732,6 +743,15 @@ impl State {
             MetricType::Counter,
             server.timeouts.get() as f64,
         );
+        if self.web_gate.is_some() {
+            set.single(
+                "promlet_http_tls_handshake_errors_total",
+                "TLS handshakes that failed (bad or missing client certificate, protocol \
+                 mismatch, plain HTTP on the TLS port, timeout).",
+                MetricType::Counter,
+                server.tls_handshake_errors.get() as f64,
+            );
+        }
     }
 }
 
@@ -805,12 +825,12 @@ fn metric_metadata(f: expo::FamilyRef<'_>) -> MetricMetadata {
 }
 
 /// Where alerts link to (`generatorURL`): `--web.external-url`, or like Prometheus,
-/// `http://<hostname>:<port>` — reachable from the Alertmanager, unlike the listen address
-/// (`0.0.0.0`).
-fn external_url(flag: Option<&str>, host: &str, port: u16) -> String {
+/// `<scheme>://<hostname>:<port>` — reachable from the Alertmanager, unlike the listen
+/// address (`0.0.0.0`).
+fn external_url(flag: Option<&str>, scheme: &str, host: &str, port: u16) -> String {
     match flag {
         Some(u) => u.to_string(),
-        None => format!("http://{host}:{port}"),
+        None => format!("{scheme}://{host}:{port}"),
     }
 }
 
@@ -1603,6 +1623,37 @@ pub fn run(args: Args) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(format!("cannot install signal handlers: {e}")),
     };
+    // The web config before the socket: a bad file must stop start-up, not lock users out.
+    let gate = match &args.web_config_file {
+        None => None,
+        Some(path) => match crate::http::webconfig::Gate::open(path) {
+            Ok(g) => Some(Rc::new(g)),
+            Err(e) => return fail(format!("error loading web config: {e}")),
+        },
+    };
+    let tls_settings = gate
+        .as_ref()
+        .and_then(|g| g.current().ok())
+        .and_then(|c| c.tls);
+    #[cfg(not(feature = "tls"))]
+    if tls_settings.is_some() {
+        return fail(format!(
+            "error loading web config: {}: tls_server_config needs a promlet built with the \
+             `tls` feature (cargo build --release --features tls)",
+            args.web_config_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        ));
+    }
+    #[cfg(feature = "tls")]
+    let server_tls = match &tls_settings {
+        None => None,
+        Some(t) => match crate::tls::ServerTls::new(t) {
+            Ok(s) => Some(Rc::new(s)),
+            Err(e) => return fail(format!("error loading web config: TLS: {e}")),
+        },
+    };
     let listener = match bind(&args.listen_address).and_then(Async::new) {
         Ok(l) => l,
         Err(e) => return fail(format!("cannot listen on {}: {e}", args.listen_address)),
@@ -1656,8 +1707,13 @@ pub fn run(args: Args) -> i32 {
             st.stats().corrupt_records
         ));
     }
+    let scheme = if tls_settings.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let port = listener.get_ref().local_addr().map_or(0, |a| a.port());
-    let external_url = external_url(args.external_url.as_deref(), &host_name(), port);
+    let external_url = external_url(args.external_url.as_deref(), scheme, &host_name(), port);
     // 'static so scrape pools can spawn their target tasks on it, and notification its POSTs.
     let ex: Rc<LocalExecutor<'static>> = Rc::new(LocalExecutor::new());
     let hub = match crate::notify::Hub::open(
@@ -1708,18 +1764,37 @@ pub fn run(args: Args) -> i32 {
         state.probes = Some(probes);
     }
     state.external_url = external_url;
+    state.web_gate = gate.clone();
     let interval = state.config.global.evaluation_interval;
     state.rules.update(rule_groups, interval);
     let state = Rc::new(RefCell::new(state));
     let shutdown = Shutdown::new();
     let server = Server::new(limits);
+    #[cfg(feature = "tls")]
+    let server = match (server_tls, gate.clone()) {
+        (Some(tls), Some(gate)) => server.with_tls(Rc::new(move || {
+            let now = gate.current()?.tls;
+            tls.config_for(now.as_ref())
+        })),
+        _ => server,
+    };
     let router = routes(state.clone(), server.stats(), shutdown.clone());
     let counted = {
         let state = state.clone();
         move |req: &Request| {
+            // With a web config, every endpoint needs credentials (as exporter-toolkit).
+            if let Some(gate) = &gate {
+                if let crate::http::webconfig::Verdict::Refuse(resp) = gate.check(req) {
+                    state.borrow_mut().stats.count_request("", resp.status);
+                    return gate.finish(resp);
+                }
+            }
             let (route, resp) = router.dispatch(req);
             state.borrow_mut().stats.count_request(route, resp.status);
-            resp
+            match &gate {
+                Some(gate) => gate.finish(resp),
+                None => resp,
+            }
         }
     };
     crate::log::info(&format!("listening on {local}"));
@@ -1889,9 +1964,10 @@ mod tests {
 
     #[test]
     fn external_url_is_the_flag_or_hostname_and_port() {
-        assert_eq!(external_url(None, "pi", 9099), "http://pi:9099");
+        assert_eq!(external_url(None, "http", "pi", 9099), "http://pi:9099");
+        assert_eq!(external_url(None, "https", "pi", 9099), "https://pi:9099");
         assert_eq!(
-            external_url(Some("https://mon.example/pi"), "pi", 9099),
+            external_url(Some("https://mon.example/pi"), "http", "pi", 9099),
             "https://mon.example/pi"
         );
         assert!(!host_name().is_empty());

@@ -31,6 +31,7 @@
 //! | [`push`]  | the Pushgateway-compatible API                                          |
 //! | [`net`]   | small async network clients shared by scrape and probe (DNS)            |
 //! | [`probe`] | blackbox_exporter-compatible probes: `/probe` and scheduled probes      |
+//! | `tls` | (feature `tls`) rustls configs for the web server and outbound HTTP |
 //!
 //! Dependencies point one way: toward `model`, `expo` and `tsdb`. Only `agent` and `main`
 //! know every module. Time is passed in; no module below `agent` reads the clock for
@@ -52,6 +53,8 @@ pub mod push;
 pub mod relabel;
 pub mod rules;
 pub mod scrape;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod tsdb;
 
 /// The version printed by `--version` and exposed in `promlet_build_info`.

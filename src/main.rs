@@ -24,6 +24,7 @@ fn main() {
             0
         }
         Ok(Command::CheckConfig(files)) => check_config(&files),
+        Ok(Command::CheckWebConfig(files)) => check_web_config(&files),
         Ok(Command::CheckRules {
             files,
             ignore_unknown_fields,
@@ -49,6 +50,41 @@ fn main() {
         Ok(Command::Run(args)) => promlet::agent::run(*args),
     };
     std::process::exit(code);
+}
+
+/// `promlet check web-config FILE...`: the file, and with `tls_server_config` that its
+/// certificate, key and CA files load; exit 1 if any file is invalid.
+fn check_web_config(files: &[std::path::PathBuf]) -> i32 {
+    let mut code = 0;
+    for f in files {
+        let checked = promlet::http::webconfig::WebConfig::load(f)
+            .map_err(|e| e.to_string())
+            .and_then(|c| match &c.tls {
+                None => Ok(c),
+                #[cfg(feature = "tls")]
+                Some(t) => promlet::tls::ServerTls::new(t)
+                    .map(|_| c)
+                    .map_err(|e| format!("{}: TLS: {e}", f.display())),
+                #[cfg(not(feature = "tls"))]
+                Some(_) => Err(format!(
+                    "{}: tls_server_config needs a promlet built with the `tls` feature",
+                    f.display()
+                )),
+            });
+        match checked {
+            Ok(c) => println!(
+                "{}: SUCCESS: {} users, TLS {}",
+                f.display(),
+                c.users.len(),
+                if c.tls.is_some() { "on" } else { "off" }
+            ),
+            Err(e) => {
+                eprintln!("{e}");
+                code = cli::EXIT_FAILURE;
+            }
+        }
+    }
+    code
 }
 
 /// `promlet check config FILE...`: every file is checked; exit 1 if any is invalid.

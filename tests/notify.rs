@@ -32,15 +32,26 @@ fn temp_dir(name: &str) -> PathBuf {
 /// `<stack>/share` are overlaid onto /usr/share inside a user + mount namespace (`unshare`), so
 /// the host is not changed; `unshare` execs, so the guarded PID is Alertmanager's.
 fn start_alertmanager(bin: &Path, port: u16, dir: &Path) -> Option<ChildGuard> {
+    start_alertmanager_with(bin, port, dir, &[])
+}
+
+/// [`start_alertmanager`] with more flags (`--web.config.file=...` for TLS).
+fn start_alertmanager_with(
+    bin: &Path,
+    port: u16,
+    dir: &Path,
+    extra: &[String],
+) -> Option<ChildGuard> {
     let cfg = dir.join("am.yml");
     std::fs::write(&cfg, AM_CONFIG).unwrap();
-    let args = [
+    let mut args = vec![
         format!("--config.file={}", cfg.display()),
         format!("--storage.path={}", dir.join("data").display()),
         format!("--web.listen-address=127.0.0.1:{port}"),
         "--cluster.listen-address=".to_string(),
         "--log.level=warn".to_string(),
     ];
+    args.extend_from_slice(extra);
     let mut cmd = if Path::new("/usr/share/prometheus/alertmanager/default.tmpl").exists() {
         Command::new(bin)
     } else {
@@ -899,5 +910,108 @@ fn a_silent_alertmanager_does_not_delay_the_real_one_and_adds_no_thread() {
         Some(2.0)
     );
     drop(silent);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `scheme: https` (feature `tls`): alerts reach a real Alertmanager serving TLS with a
+/// self-signed certificate that `tls_config.ca_file` trusts; with the wrong CA nothing is
+/// delivered and the alert stays queued.
+#[cfg(feature = "tls")]
+#[test]
+fn alerts_reach_an_alertmanager_over_https() {
+    let Some(bin) = stack_bin("prometheus-alertmanager") else {
+        return;
+    };
+    let dir = temp_dir("https");
+    let cert = |name: &str| -> (PathBuf, PathBuf) {
+        let (crt, key) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        let out = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args(["-nodes", "-days", "2", "-subj", &format!("/CN={name}")])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+            // webpki refuses a CA certificate as the server's own (CaUsedAsEndEntity).
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .args(["-addext", "extendedKeyUsage=serverAuth"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&crt)
+            .output()
+            .expect("the openssl CLI (apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (crt, key)
+    };
+    let (crt, key) = cert("am");
+    let (other_ca, _) = cert("other");
+    let web = dir.join("am-web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+            crt.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let web_flag = format!("--web.config.file={}", web.display());
+    let Some(_am) = start_alertmanager_with(&bin, port, &dir, &[web_flag]) else {
+        return;
+    };
+    let https = |ca: &Path| {
+        let mut cfg = alerting(port);
+        cfg.alertmanagers[0].scheme = "https".into();
+        cfg.alertmanagers[0].tls = Some(promlet::notify::config::TlsConfig {
+            ca_file: Some(ca.to_path_buf()),
+            ..Default::default()
+        });
+        cfg
+    };
+    // Untrusted certificate: refused, kept in the queue.
+    let mut wrong = Notifier::new(
+        &https(&other_ca),
+        Labels::new(),
+        None,
+        100,
+        Default::default(),
+    )
+    .unwrap();
+    wrong.send(&[firing("Untrusted", "info")]);
+    assert!(drive(&mut wrong, Duration::from_secs(10), |n| n
+        .metrics()
+        .errors
+        > 0));
+    assert_eq!((wrong.metrics().sent, wrong.metrics().queue_length), (0, 1));
+    // Trusted: delivered, and Alertmanager (asked over TLS by curl) lists it.
+    let mut n = Notifier::new(&https(&crt), Labels::new(), None, 100, Default::default()).unwrap();
+    n.send(&[firing("OverTls", "info")]);
+    assert!(
+        drive(&mut n, Duration::from_secs(10), |n| n.metrics().sent == 1),
+        "{:?}",
+        n.metrics()
+    );
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(&crt)
+        .arg(format!("https://127.0.0.1:{port}/api/v2/alerts"))
+        .output()
+        .expect("curl");
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(alert_object(&json, "OverTls").is_some(), "{json}");
+    assert!(alert_object(&json, "Untrusted").is_none(), "{json}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -55,5 +55,8 @@ mod tsdb;
 mod tsdb_crash;
 /// Injected file faults: ENOSPC, torn writes, bad checksums.
 mod tsdb_faults;
+/// --web.config.file: basic auth, its cache, headers, reloads; with `--features tls`: https
+/// with curl, a real Prometheus over https with basic auth, mTLS, https scrapes.
+mod webauth;
 /// The web UI in headless Chromium: graph, table and the alerts/rules/targets/status tabs.
 mod webui;

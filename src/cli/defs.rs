@@ -95,6 +95,20 @@ pub const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "web.config.file",
+        value_name: Some("FILE"),
+        default: "",
+        category: Category::Web,
+        help: "Web config file in the Prometheus exporter-toolkit format: basic_auth_users \
+               (bcrypt hashes; every endpoint then needs credentials), http_server_config.headers \
+               and tls_server_config (needs a build with the `tls` feature). Re-read when it \
+               changes; whether to speak TLS is decided at start-up.",
+        set: |a, v| {
+            a.web_config_file = (!v.is_empty()).then(|| v.into());
+            Ok(())
+        },
+    },
+    Flag {
         name: "web.enable-lifecycle",
         value_name: None,
         default: "false",

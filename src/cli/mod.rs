@@ -34,6 +34,8 @@ pub enum LogFormat {
 pub struct Args {
     pub config_file: Option<PathBuf>,
     pub listen_address: String,
+    /// `--web.config.file`: basic auth users, response headers, TLS (exporter-toolkit format).
+    pub web_config_file: Option<PathBuf>,
     pub enable_lifecycle: bool,
     /// `--web.enable-push`: the Pushgateway-compatible PUT/POST/DELETE on /metrics/job/...
     pub enable_push: bool,
@@ -69,6 +71,7 @@ impl Default for Args {
         Args {
             config_file: None,
             listen_address: defs::DEFAULT_LISTEN_ADDRESS.into(),
+            web_config_file: None,
             enable_lifecycle: false,
             enable_push: false,
             enable_silences: false,
@@ -98,6 +101,8 @@ pub enum Command {
     Run(Box<Args>),
     /// `promlet check config FILE...`
     CheckConfig(Vec<PathBuf>),
+    /// `promlet check web-config FILE...`
+    CheckWebConfig(Vec<PathBuf>),
     /// `promlet check rules [--ignore-unknown-fields] FILE...`
     CheckRules {
         files: Vec<PathBuf>,
@@ -259,8 +264,14 @@ pub fn parse_with(
                 positional[2..].iter().map(PathBuf::from).collect(),
             )),
             Some("config") => Err(UsageError("check config needs at least one FILE".into())),
+            Some("web-config") if positional.len() > 2 => Ok(Command::CheckWebConfig(
+                positional[2..].iter().map(PathBuf::from).collect(),
+            )),
+            Some("web-config") => Err(UsageError(
+                "check web-config needs at least one FILE".into(),
+            )),
             _ => Err(UsageError(
-                "unknown check; expected: check config FILE...".into(),
+                "unknown check; expected: check config FILE... or check web-config FILE...".into(),
             )),
         },
         Some(other) => Err(UsageError(format!("unknown command {other:?}"))),
@@ -312,6 +323,10 @@ const COMMANDS: &[(&str, &str)] = &[
     (
         "check config FILE...",
         "Check configuration files. Exit 0 when valid; else print FILE:LINE:COLUMN: what is wrong, exit 1.",
+    ),
+    (
+        "check web-config FILE...",
+        "Check web config files (--web.config.file): YAML, bcrypt hashes, TLS settings and that the certificate files load. Exit 0 when valid, else print FILE:LINE:COLUMN: what is wrong, exit 1.",
     ),
     (
         "check rules [--ignore-unknown-fields] FILE...",
@@ -445,6 +460,15 @@ mod tests {
         ));
         assert!(matches!(p(&["-h"]), Ok(Command::Help)));
         assert!(matches!(p(&["--version"]), Ok(Command::Version)));
+    }
+
+    #[test]
+    fn check_web_config_takes_files() {
+        match p(&["check", "web-config", "web.yml"]) {
+            Ok(Command::CheckWebConfig(f)) => assert_eq!(f, vec![PathBuf::from("web.yml")]),
+            other => panic!("{other:?}"),
+        }
+        assert!(p(&["check", "web-config"]).is_err());
     }
 
     #[test]

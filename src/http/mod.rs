@@ -9,6 +9,8 @@
 //! (DESIGN.md §3). This server runs every connection as a task on the caller's thread.
 
 pub mod api_v1;
+pub mod bcrypt;
+mod blowfish_pi;
 pub mod federate;
 pub mod form;
 pub mod gzip;
@@ -16,6 +18,7 @@ pub mod json;
 pub mod router;
 pub mod server;
 pub mod ui;
+pub mod webconfig;
 
 use std::cell::RefCell;
 use std::future::Future;

@@ -13,19 +13,23 @@
 //!
 //! Requests with `Transfer-Encoding` bodies get 411 (send `Content-Length`); protocol errors get
 //! 400 and a close. Responses always carry `Content-Length`; HEAD gets the GET headers only.
+//!
+//! With the `tls` feature and [`Server::with_tls`], each accepted connection first completes a
+//! TLS handshake (within `read_timeout`, evictable like a reader) in its own task; after that
+//! plain and TLS connections run the same code over [`Stream`].
 
 use super::{reason, Request, Response};
 use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
-use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+use futures_lite::{future, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io::{self, Write};
 use std::net::{TcpListener, TcpStream};
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::rc::{Rc, Weak};
 use std::sync::{Arc, Mutex};
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 /// Default connection cap: Prometheus's `--web.max-connections` default. Each idle
@@ -83,6 +87,8 @@ pub struct ServerStats {
     pub timeouts: Cell<u64>,
     /// Answered with a 4xx by the protocol layer (400, 411, 413, 431).
     pub protocol_errors: Cell<u64>,
+    /// TLS handshakes that failed or timed out (feature `tls`).
+    pub tls_handshake_errors: Cell<u64>,
 }
 
 fn bump(c: &Cell<u64>) {
@@ -127,10 +133,68 @@ impl Shutdown {
     }
 }
 
+/// Gives the rustls config for each new connection (so certificates can change while running).
+#[cfg(feature = "tls")]
+pub type TlsSource = Rc<dyn Fn() -> Result<Arc<rustls::ServerConfig>, String>>;
+
+/// A connection's byte stream: plain TCP, or TLS over it. Both are `Unpin`.
+enum Stream {
+    Plain(Async<TcpStream>),
+    #[cfg(feature = "tls")]
+    Tls(Box<crate::tls::ServerStream<Async<TcpStream>>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    /// TLS: sends close_notify, then half-closes TCP; plain: half-closes TCP.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_close(cx),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => Pin::new(&mut **s).poll_close(cx),
+        }
+    }
+}
+
 /// A server: limits plus the counters it keeps.
 pub struct Server {
     limits: Limits,
     stats: Rc<ServerStats>,
+    #[cfg(feature = "tls")]
+    tls: Option<TlsSource>,
 }
 
 impl Server {
@@ -138,7 +202,16 @@ impl Server {
         Server {
             limits,
             stats: Rc::new(ServerStats::default()),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
+    }
+
+    /// Speak TLS on every connection, with the config `source` gives at each accept.
+    #[cfg(feature = "tls")]
+    pub fn with_tls(mut self, source: TlsSource) -> Server {
+        self.tls = Some(source);
+        self
     }
 
     pub fn stats(&self) -> Rc<ServerStats> {
@@ -194,6 +267,10 @@ impl Server {
                 let _ = stream.get_ref().set_nodelay(true);
                 let Some(state) = table.admit(self.limits.max_connections, &self.stats) else {
                     bump(&self.stats.rejected);
+                    #[cfg(feature = "tls")]
+                    if self.tls.is_some() {
+                        continue; // no handshake for a connection we refuse
+                    }
                     // Non-blocking best effort: a 503 fits in any socket buffer.
                     let _ = stream.get_ref().write(
                         b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
@@ -201,14 +278,35 @@ impl Server {
                     );
                     continue;
                 };
-                let conn = Conn {
-                    stream,
-                    limits: self.limits.clone(),
-                    stats: self.stats.clone(),
-                    state,
-                    handler: handler.clone(),
-                };
-                ex.spawn(conn.run()).detach();
+                let limits = self.limits.clone();
+                let stats = self.stats.clone();
+                let handler = handler.clone();
+                #[cfg(feature = "tls")]
+                let tls = self.tls.clone();
+                ex.spawn(async move {
+                    #[cfg(feature = "tls")]
+                    let stream = match tls {
+                        None => Stream::Plain(stream),
+                        Some(source) => match handshake(stream, &source, &limits, &state.0).await {
+                            Some(s) => s,
+                            None => {
+                                bump(&stats.tls_handshake_errors);
+                                return;
+                            }
+                        },
+                    };
+                    #[cfg(not(feature = "tls"))]
+                    let stream = Stream::Plain(stream);
+                    let conn = Conn {
+                        stream,
+                        limits,
+                        stats,
+                        state,
+                        handler,
+                    };
+                    conn.run().await
+                })
+                .detach();
             }
             // Let responses already being written finish (the "Goodbye" of /-/quit, a scrape
             // in flight); idle and half-read connections are simply dropped.
@@ -220,6 +318,44 @@ impl Server {
         })
         .await
     }
+}
+
+/// Completes the TLS handshake within the read timeout (evictable meanwhile); None if it
+/// failed, timed out or the connection was evicted.
+#[cfg(feature = "tls")]
+async fn handshake(
+    tcp: Async<TcpStream>,
+    source: &TlsSource,
+    limits: &Limits,
+    state: &ConnState,
+) -> Option<Stream> {
+    let config = match source() {
+        Ok(c) => c,
+        Err(e) => {
+            crate::log::error(&format!(
+                "http: TLS settings do not load, refusing connection: {e}"
+            ));
+            return None;
+        }
+    };
+    let accept = async {
+        crate::tls::TlsAcceptor::from(config)
+            .accept(tcp)
+            .await
+            .map_err(|e| crate::log::debug(&format!("http: TLS handshake failed: {e}")))
+            .ok()
+    };
+    let timeout = async {
+        Timer::after(limits.read_timeout).await;
+        None
+    };
+    let killed = async {
+        state.killed().await;
+        None
+    };
+    future::or(accept, future::or(timeout, killed))
+        .await
+        .map(|s| Stream::Tls(Box::new(s)))
 }
 
 /// Serves `listener` with `handler` under `limits` until `shutdown` resolves.
@@ -340,7 +476,7 @@ impl ConnTable {
 }
 
 struct Conn {
-    stream: Async<TcpStream>,
+    stream: Stream,
     limits: Limits,
     stats: Rc<ServerStats>,
     state: (Rc<ConnState>, OpenGuard),
@@ -410,7 +546,7 @@ fn parse_head(buf: &[u8], max_header_bytes: usize) -> Parsed {
 }
 
 impl Conn {
-    async fn run(self) {
+    async fn run(mut self) {
         let mut buf: Vec<u8> = Vec::new();
         let mut first = true;
         loop {
@@ -574,15 +710,15 @@ impl Conn {
     }
 
     /// Reads more bytes into `buf`, racing the deadline and eviction.
-    async fn read_more(&self, buf: &mut Vec<u8>, deadline: Instant) -> Result<(), ReadEnd> {
+    async fn read_more(&mut self, buf: &mut Vec<u8>, deadline: Instant) -> Result<(), ReadEnd> {
         // Grow by the buffer's size (1 KiB at least, 256 KiB at most): idle and slow
         // connections hold ~1 KiB, a large body is read in few, large reads.
         let old = buf.len();
         buf.resize(old + old.clamp(1024, 256 * 1024), 0);
-        let stream = &self.stream;
+        let stream = &mut self.stream;
+        let state = &self.state.0;
         let read = async {
-            let mut s = stream;
-            match s.read(&mut buf[old..]).await {
+            match stream.read(&mut buf[old..]).await {
                 Ok(0) => Err(ReadEnd::Eof),
                 Ok(n) => Ok(n),
                 Err(_) => Err(ReadEnd::Error),
@@ -593,7 +729,7 @@ impl Conn {
             Err(ReadEnd::Timeout)
         };
         let killed = async {
-            self.state.0.killed().await;
+            state.killed().await;
             Err(ReadEnd::Killed)
         };
         let r = future::or(read, future::or(timeout, killed)).await;
@@ -602,21 +738,24 @@ impl Conn {
         r.map(|_| ())
     }
 
-    async fn write_all(&self, bytes: &[u8], deadline: Instant) -> Result<(), ()> {
+    async fn write_all(&mut self, bytes: &[u8], deadline: Instant) -> Result<(), ()> {
+        let stream = &mut self.stream;
+        let stats = &self.stats;
         let write = async {
-            let mut s = &self.stream;
-            s.write_all(bytes).await.map_err(|_| ())
+            // flush: TLS buffers records until asked (a no-op for plain TCP).
+            stream.write_all(bytes).await.map_err(|_| ())?;
+            stream.flush().await.map_err(|_| ())
         };
         let timeout = async {
             Timer::at(deadline).await;
-            bump(&self.stats.timeouts);
+            bump(&stats.timeouts);
             Err(())
         };
         future::or(write, timeout).await
     }
 
     async fn write_response(
-        &self,
+        &mut self,
         resp: &Response,
         is_head: bool,
         keep_alive: bool,
@@ -649,17 +788,24 @@ impl Conn {
     }
 
     /// Answers a protocol error and closes.
-    async fn reply_error(&self, status: u16, msg: &str) {
+    async fn reply_error(&mut self, status: u16, msg: &str) {
         self.state.0.set_phase(false);
         let resp = Response::text(status, format!("{msg}\n"));
         let deadline = Instant::now() + Duration::from_secs(1).min(self.limits.read_timeout);
         let _ = self.write_response(&resp, false, false, deadline).await;
         // Half-close and let the client read the reply before the socket goes away, so it sees
         // the status instead of a reset caused by its own unread bytes.
-        let _ = self.stream.get_ref().shutdown(std::net::Shutdown::Write);
+        let stream = &mut self.stream;
+        let close = async {
+            let _ = stream.close().await;
+        };
+        future::or(close, async {
+            Timer::after(Duration::from_millis(200)).await;
+        })
+        .await;
         let mut sink = [0u8; 512];
         let drain = async {
-            let mut s = &self.stream;
+            let s = &mut self.stream;
             let mut total = 0usize;
             while let Ok(n) = s.read(&mut sink).await {
                 total += n;

@@ -38,15 +38,8 @@ pub struct AlertmanagerConfig {
     pub targets: Vec<String>,
 }
 
-/// `tls_config` as Prometheus spells it (the file-based subset). Paths are as written.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct TlsConfig {
-    pub ca_file: Option<String>,
-    pub cert_file: Option<String>,
-    pub key_file: Option<String>,
-    pub server_name: Option<String>,
-    pub insecure_skip_verify: bool,
-}
+/// `tls_config`: the same type scrape configs use (src/tls.rs builds a client from it).
+pub use crate::scrape::config::TlsConfig;
 
 impl Default for AlertmanagerConfig {
     fn default() -> Self {
@@ -195,8 +188,8 @@ fn decode_alertmanager(d: &Decoder<'_>, node: &Node) -> Result<AlertmanagerConfi
 }
 
 /// Why `scheme: https` is refused in this build.
-pub const HTTPS_MISSING: &str = "scheme https: this promlet has no outbound TLS yet \
-     (it is coming behind the `tls` cargo feature); use http, or a TLS proxy on the device";
+pub const HTTPS_MISSING: &str = "scheme https needs a promlet built with the `tls` feature \
+     (cargo build --features tls); or use http, or a TLS proxy on the device";
 
 fn decode_tls(d: &Decoder<'_>, node: &Node) -> Result<TlsConfig, ConfigError> {
     let mut tls = TlsConfig::default();
@@ -211,13 +204,12 @@ fn decode_tls(d: &Decoder<'_>, node: &Node) -> Result<TlsConfig, ConfigError> {
             // Checked now so a typo fails at load, not at the first alert.
             std::fs::metadata(&text).map_err(|e| d.err(v.pos, format!("{key} {text}: {e}")))?;
         }
-        let slot = match key {
-            "ca_file" => &mut tls.ca_file,
-            "cert_file" => &mut tls.cert_file,
-            "key_file" => &mut tls.key_file,
-            _ => &mut tls.server_name,
-        };
-        *slot = Some(text);
+        match key {
+            "ca_file" => tls.ca_file = Some(text.into()),
+            "cert_file" => tls.cert_file = Some(text.into()),
+            "key_file" => tls.key_file = Some(text.into()),
+            _ => tls.server_name = Some(text),
+        }
     }
     if tls.cert_file.is_some() != tls.key_file.is_some() {
         return Err(d.err(
@@ -273,11 +265,16 @@ mod tests {
     fn unsupported_settings_are_refused_with_position() {
         let e = |y: &str| Config::parse(y, "t.yml").unwrap_err().to_string();
         assert!(e("alerting:\n  alertmanagers:\n  - api_version: v1\n").contains("t.yml:3:18"));
-        let https = e("alerting:\n  alertmanagers:\n  - scheme: https\n");
-        assert!(
-            https.contains("t.yml:3:13") && https.contains("no outbound TLS"),
-            "{https}"
-        );
+        let https = "alerting:\n  alertmanagers:\n  - scheme: https\n";
+        if cfg!(feature = "tls") {
+            assert!(Config::parse(https, "t.yml").is_ok());
+        } else {
+            let e = e(https);
+            assert!(
+                e.contains("t.yml:3:13") && e.contains("`tls` feature"),
+                "{e}"
+            );
+        }
         assert!(e("alerting:\n  alert_relabel_configs:\n  - action: nope\n").contains("t.yml:3"));
         assert!(
             e("alerting:\n  alertmanagers:\n  - static_configs:\n    - targets: [x]\n")
@@ -309,7 +306,7 @@ mod tests {
         )
         .unwrap();
         let tls = c.alerting.alertmanagers[0].tls.clone().unwrap();
-        assert_eq!(tls.ca_file.as_deref(), Some(ca.to_str().unwrap()));
+        assert_eq!(tls.ca_file.as_deref(), Some(ca.as_path()));
         assert_eq!(tls.server_name.as_deref(), Some("am.lan"));
         assert!(tls.insecure_skip_verify);
         let e = |t: &str| Config::parse(&y(t), "t.yml").unwrap_err().to_string();

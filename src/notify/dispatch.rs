@@ -99,7 +99,6 @@ pub struct Dispatcher {
     silences: SilenceStore,
     external_url: String,
     temp_dir: PathBuf,
-    temp_seq: u64,
     metrics: DispatchMetrics,
 }
 
@@ -124,7 +123,6 @@ impl Dispatcher {
             silences,
             external_url,
             temp_dir,
-            temp_seq: 0,
             metrics: DispatchMetrics::default(),
         }
     }
@@ -343,11 +341,7 @@ impl Dispatcher {
         for w in &r.webhooks {
             if let Some(b) = body(w.send_resolved, w.max_alerts) {
                 out.push(Delivery::Webhook {
-                    target: Target {
-                        url: w.url.clone(),
-                        authorization: None,
-                        timeout: w.timeout,
-                    },
+                    target: Target::new(w.url.clone(), None, w.timeout, None),
                     body: b,
                 });
             }
@@ -420,13 +414,14 @@ impl Dispatcher {
     }
 
     fn spawn(&mut self, command: &[String], body: &[u8]) -> std::io::Result<Child> {
+        // Numbered per process, not per dispatcher: two dispatchers (tests run in parallel)
+        // sharing a directory must not write, read and remove each other's payloads.
+        static PAYLOAD_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         std::fs::create_dir_all(&self.temp_dir)?;
-        self.temp_seq += 1;
-        let path = self.temp_dir.join(format!(
-            "exec-payload-{}-{}",
-            std::process::id(),
-            self.temp_seq
-        ));
+        let seq = PAYLOAD_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self
+            .temp_dir
+            .join(format!("exec-payload-{}-{seq}", std::process::id()));
         std::fs::write(&path, body)?;
         let stdin = std::fs::File::open(&path);
         let _ = std::fs::remove_file(&path);

@@ -114,11 +114,8 @@ impl Notifier {
                     .basic_auth
                     .as_ref()
                     .map(|b| basic_authorization(&b.username, &b.password));
-                am.urls().map(move |url| Target {
-                    url,
-                    authorization: auth.clone(),
-                    timeout: am.timeout,
-                })
+                am.urls()
+                    .map(move |url| Target::new(url, auth.clone(), am.timeout, am.tls.as_ref()))
             })
             .collect();
     }

@@ -10,8 +10,8 @@
 //!
 //! Each request runs under its target's timeout from name resolution to the last byte of the
 //! answer; a peer that accepts and then says nothing costs a socket until then, never the loop.
-//! https: the config accepts `scheme: https` and `tls_config`, but is refused at load while
-//! [`HTTPS_SUPPORTED`] is false (the client's TLS lands behind the `tls` feature).
+//! https (feature `tls`): a target carries its [`client::ClientTls`] (from `tls_config`, or
+//! the system's CA bundle); without the feature https configs are refused at load.
 
 use crate::scrape::{client, dns};
 use async_executor::LocalExecutor;
@@ -26,10 +26,9 @@ use std::time::Duration;
 /// when nothing else is in flight.
 pub const MAX_IN_FLIGHT: usize = 16;
 
-/// Whether outbound https works in this build. Becomes `cfg!(feature = "tls")` once
-/// [`crate::scrape::client`] speaks TLS; until then configs asking for https are refused at load
-/// (`config.rs`, `route.rs`) instead of failing at every delivery.
-pub const HTTPS_SUPPORTED: bool = false;
+/// Whether outbound https works in this build; without it configs asking for https are
+/// refused at load (`config.rs`, `route.rs`) instead of failing at every delivery.
+pub const HTTPS_SUPPORTED: bool = cfg!(feature = "tls");
 
 /// Largest answer read from a receiver; only an error's first bytes are kept.
 const ANSWER_LIMIT: usize = 256 << 10;
@@ -44,6 +43,44 @@ pub struct Target {
     /// A ready `Authorization` header value.
     pub authorization: Option<String>,
     pub timeout: Duration,
+    /// For an https URL: the TLS client, or why there is none (a bad `tls_config`).
+    pub tls: Result<Option<client::ClientTls>, String>,
+}
+
+impl Target {
+    /// A target for `url`; for https, a TLS client from `tls` (system roots when None).
+    pub fn new(
+        url: String,
+        authorization: Option<String>,
+        timeout: Duration,
+        tls: Option<&crate::scrape::config::TlsConfig>,
+    ) -> Target {
+        let tls = if url.starts_with("https://") {
+            client_tls(tls)
+        } else {
+            Ok(None)
+        };
+        Target {
+            url,
+            authorization,
+            timeout,
+            tls,
+        }
+    }
+}
+
+#[cfg(feature = "tls")]
+fn client_tls(
+    cfg: Option<&crate::scrape::config::TlsConfig>,
+) -> Result<Option<client::ClientTls>, String> {
+    client::ClientTls::new(cfg.unwrap_or(&Default::default())).map(Some)
+}
+
+#[cfg(not(feature = "tls"))]
+fn client_tls(
+    _: Option<&crate::scrape::config::TlsConfig>,
+) -> Result<Option<client::ClientTls>, String> {
+    Err("https is not supported by this build (no `tls` feature)".into())
 }
 
 /// What happened to a job.
@@ -215,9 +252,11 @@ impl SharedSender {
 /// One POST, resolution included, under `t.timeout`; Ok when the answer is 2xx.
 async fn post(t: &Target, content_type: &str, body: &[u8]) -> Result<(), String> {
     let url = HttpUrl::parse(&t.url)?;
-    if url.https && !HTTPS_SUPPORTED {
-        return Err("https is not supported by this build".into());
-    }
+    let tls = t
+        .tls
+        .as_ref()
+        .map_err(|e| format!("tls_config: {e}"))?
+        .as_ref();
     let work = async {
         let addr = dns::resolve_host(&url.host, url.port, t.timeout).await?;
         let headers = format!("Content-Type: {content_type}\r\n");
@@ -235,7 +274,7 @@ async fn post(t: &Target, content_type: &str, body: &[u8]) -> Result<(), String>
             gzip: false,
         };
         let (mut raw, mut answer) = (Vec::new(), Vec::new());
-        let resp = client::send(&req, &mut raw, &mut answer).await?;
+        let resp = client::send_with_tls(&req, tls, &mut raw, &mut answer).await?;
         if (200..300).contains(&resp.status) {
             return Ok(());
         }
@@ -361,11 +400,7 @@ mod tests {
     use std::time::Instant;
 
     fn target(url: String, timeout_ms: u64) -> Target {
-        Target {
-            url,
-            authorization: None,
-            timeout: Duration::from_millis(timeout_ms),
-        }
+        Target::new(url, None, Duration::from_millis(timeout_ms), None)
     }
 
     /// Polls `s` for job `id` for up to 5 s; also returns how long it took.

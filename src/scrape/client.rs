@@ -8,9 +8,12 @@
 //!
 //! One connection per scrape costs a TCP handshake per interval; for a handful of loopback
 //! targets at 15 s that is noise, and it keeps a slow or broken target from holding state.
+//!
+//! https: [`send_with_tls`] with a [`ClientTls`] (feature `tls`; src/tls.rs builds it) runs
+//! the same exchange over a rustls stream on the same thread.
 
 use async_io::{Async, Timer};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -51,6 +54,15 @@ pub struct Response {
     pub content_type: Option<String>,
 }
 
+/// TLS settings for an https request (feature `tls`).
+#[cfg(feature = "tls")]
+pub use crate::tls::ClientTls;
+/// Without the `tls` feature no value of this type exists: configs asking for https are
+/// refused when loaded.
+#[cfg(not(feature = "tls"))]
+#[derive(Clone, Debug)]
+pub enum ClientTls {}
+
 /// Sends `req` and leaves the decoded response body in `body` (cleared first). `raw` is
 /// scratch space, kept by the caller so its capacity is reused.
 pub async fn send(
@@ -58,18 +70,54 @@ pub async fn send(
     raw: &mut Vec<u8>,
     body: &mut Vec<u8>,
 ) -> Result<Response, String> {
+    send_with_tls(req, None, raw, body).await
+}
+
+/// [`send`], over TLS when `tls` is given (https), under the same deadline.
+pub async fn send_with_tls(
+    req: &Request<'_>,
+    tls: Option<&ClientTls>,
+    raw: &mut Vec<u8>,
+    body: &mut Vec<u8>,
+) -> Result<Response, String> {
     let deadline = Timer::after(req.timeout);
-    let work = exchange(req, raw, body);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let work = connect_and_exchange(req, tls, raw, body);
     futures_lite::future::or(work, async {
         deadline.await;
         Err(format!(
-            "{} \"http://{}{}\": context deadline exceeded",
+            "{} \"{scheme}://{}{}\": context deadline exceeded",
             go_method_name(req.method),
             req.host,
             req.target
         ))
     })
     .await
+}
+
+async fn connect_and_exchange(
+    req: &Request<'_>,
+    tls: Option<&ClientTls>,
+    raw: &mut Vec<u8>,
+    body: &mut Vec<u8>,
+) -> Result<Response, String> {
+    let stream = Async::<TcpStream>::connect(req.addr)
+        .await
+        .map_err(|e| format!("dial tcp {}: {e}", req.addr))?;
+    match tls {
+        None => exchange(stream, req, raw, body).await,
+        #[cfg(feature = "tls")]
+        Some(tls) => {
+            let (connector, name) = tls.connector(req.host)?;
+            let stream = connector
+                .connect(name, stream)
+                .await
+                .map_err(|e| format!("tls: {e}"))?;
+            exchange(stream, req, raw, body).await
+        }
+        #[cfg(not(feature = "tls"))]
+        Some(never) => match *never {},
+    }
 }
 
 /// Go's net/http spells methods this way in its errors ("Get \"http://...\"").
@@ -81,7 +129,8 @@ fn go_method_name(method: &str) -> String {
     out
 }
 
-async fn exchange(
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     req: &Request<'_>,
     raw: &mut Vec<u8>,
     body: &mut Vec<u8>,
@@ -91,9 +140,6 @@ async fn exchange(
     } else {
         req.body_limit
     };
-    let mut stream = Async::<TcpStream>::connect(req.addr)
-        .await
-        .map_err(|e| format!("dial tcp {}: {e}", req.addr))?;
     let mut head = format!(
         "{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: promlet/{}\r\nAccept: {}\r\n\
          {}Connection: close\r\n{}",
@@ -128,6 +174,11 @@ async fn exchange(
             .await
             .map_err(|e| format!("write request body: {e}"))?;
     }
+    // TLS holds records until flushed; a no-op for plain TCP.
+    stream
+        .flush()
+        .await
+        .map_err(|e| format!("write request: {e}"))?;
 
     raw.clear();
     body.clear();

@@ -5,8 +5,8 @@
 //! Must not touch: sockets, files other than the config (file_sd files are read by
 //! discovery, not here).
 //!
-//! `scheme: https` is refused: outbound TLS is not built (the `tls` cargo feature is reserved
-//! for it). Kubernetes, Consul and the other cloud discoveries are not offered: they belong on
+//! `scheme: https` and `tls_config` need a build with the `tls` cargo feature; without it they
+//! are refused when the config is loaded. Kubernetes, Consul and the other cloud discoveries are not offered: they belong on
 //! the central Prometheus, which sees the cluster; a device scrapes what runs on it.
 
 use crate::config::yaml::{Node, Value};
@@ -27,6 +27,21 @@ pub enum Auth {
         scheme: String,
         credentials: String,
     },
+}
+
+/// `tls_config` as in Prometheus (the subset promlet supports). Relative paths are taken from
+/// the config file's directory. Used only with `scheme: https`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Trust roots; default: the system bundle (src/tls.rs, `SYSTEM_CA_BUNDLES`).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Client certificate and key, for targets that require one.
+    pub cert_file: Option<std::path::PathBuf>,
+    pub key_file: Option<std::path::PathBuf>,
+    /// SNI and the name the certificate must match; default: the target's host.
+    pub server_name: Option<String>,
+    /// Accept any certificate (the handshake's signatures are still checked).
+    pub insecure_skip_verify: bool,
 }
 
 /// One `static_configs` entry.
@@ -73,6 +88,7 @@ pub struct ScrapeConfig {
     pub honor_labels: bool,
     pub honor_timestamps: bool,
     pub auth: Auth,
+    pub tls_config: TlsConfig,
     pub static_configs: Vec<StaticConfig>,
     pub file_sd_configs: Vec<FileSdConfig>,
     pub dns_sd_configs: Vec<DnsSdConfig>,
@@ -95,6 +111,7 @@ const KEYS: &[&str] = &[
     "honor_timestamps",
     "basic_auth",
     "authorization",
+    "tls_config",
     "static_configs",
     "file_sd_configs",
     "dns_sd_configs",
@@ -219,6 +236,48 @@ fn get<'n>(entries: &'n [(Node, Node)], d: &Decoder<'_>, key: &str) -> Option<&'
         .map(|(_, v)| v)
 }
 
+fn decode_tls_config(d: &Decoder<'_>, node: &Node) -> Result<TlsConfig, ConfigError> {
+    const TLS_KEYS: &[&str] = &[
+        "ca_file",
+        "cert_file",
+        "key_file",
+        "server_name",
+        "insecure_skip_verify",
+    ];
+    if !cfg!(feature = "tls") {
+        return Err(d.err(
+            node.pos,
+            "tls_config needs a promlet built with the `tls` feature (cargo build --features tls)",
+        ));
+    }
+    let dir = std::path::Path::new(d.file)
+        .parent()
+        .unwrap_or(std::path::Path::new("."));
+    let mut t = TlsConfig::default();
+    for (k, v) in d.entries(node, TLS_KEYS, "tls_config")? {
+        let key = d.key(k);
+        match key {
+            "insecure_skip_verify" => t.insecure_skip_verify = d.boolean(v, key)?,
+            "server_name" => t.server_name = Some(d.string(v, key)?.to_string()),
+            _ => {
+                let p = dir.join(d.string(v, key)?);
+                match key {
+                    "ca_file" => t.ca_file = Some(p),
+                    "cert_file" => t.cert_file = Some(p),
+                    _ => t.key_file = Some(p),
+                }
+            }
+        }
+    }
+    if t.cert_file.is_some() != t.key_file.is_some() {
+        return Err(d.err(
+            node.pos,
+            "tls_config needs both cert_file and key_file, or neither",
+        ));
+    }
+    Ok(t)
+}
+
 fn decode_one(d: &Decoder<'_>, node: &Node, global: &Global) -> Result<ScrapeConfig, ConfigError> {
     let entries = d.entries(node, KEYS, "a scrape config")?;
     let mut sc = ScrapeConfig {
@@ -231,6 +290,7 @@ fn decode_one(d: &Decoder<'_>, node: &Node, global: &Global) -> Result<ScrapeCon
         honor_labels: false,
         honor_timestamps: true,
         auth: Auth::None,
+        tls_config: TlsConfig::default(),
         static_configs: Vec::new(),
         file_sd_configs: Vec::new(),
         dns_sd_configs: Vec::new(),
@@ -255,10 +315,12 @@ fn decode_one(d: &Decoder<'_>, node: &Node, global: &Global) -> Result<ScrapeCon
                 let s = d.string(v, key)?;
                 match s {
                     "http" => {}
+                    "https" if cfg!(feature = "tls") => {}
                     "https" => {
                         return Err(d.err(
                             v.pos,
-                            "scheme https is not supported: promlet is built without outbound TLS",
+                            "scheme https needs a promlet built with the `tls` feature \
+                             (cargo build --features tls)",
                         ))
                     }
                     _ => return Err(d.err(v.pos, format!("unknown scheme {s:?}"))),
@@ -318,6 +380,7 @@ fn decode_one(d: &Decoder<'_>, node: &Node, global: &Global) -> Result<ScrapeCon
                     credentials,
                 };
             }
+            "tls_config" => sc.tls_config = decode_tls_config(d, v)?,
             "static_configs" => {
                 for it in seq(d, v, key)? {
                     let e = d.entries(it, &["targets", "labels"], "a static config")?;
@@ -545,8 +608,11 @@ mod tests {
         assert!(e.msg.starts_with("unknown key \"scrape_intervall\""), "{e}");
         let e = parse("scrape_configs:\n  - job_name: a\n  - job_name: a\n").unwrap_err();
         assert_eq!(e.pos, Some((3, 5)));
-        let e = parse("scrape_configs:\n  - job_name: a\n    scheme: https\n").unwrap_err();
-        assert_eq!(e.pos, Some((3, 13)));
+        if !cfg!(feature = "tls") {
+            let e = parse("scrape_configs:\n  - job_name: a\n    scheme: https\n").unwrap_err();
+            assert_eq!(e.pos, Some((3, 13)));
+            assert!(e.msg.contains("`tls` feature"), "{e}");
+        }
         let e = parse(
             "scrape_configs:\n  - job_name: a\n    scrape_interval: 1s\n    scrape_timeout: 2s\n",
         )
@@ -565,6 +631,24 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.msg.contains("port is required"), "{e}");
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_config_paths_are_relative_to_the_config_file() {
+        let text = "scrape_configs:\n  - job_name: a\n    scheme: https\n    tls_config:\n      \
+                    ca_file: ca.crt\n      server_name: node1\n      insecure_skip_verify: true\n";
+        let cfg = crate::config::Config::parse(text, "/etc/promlet/promlet.yml").unwrap();
+        let t = &cfg.scrape_configs[0].tls_config;
+        assert_eq!(
+            t.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/promlet/ca.crt"))
+        );
+        assert_eq!(t.server_name.as_deref(), Some("node1"));
+        assert!(t.insecure_skip_verify);
+        let e = parse("scrape_configs:\n  - job_name: a\n    tls_config: {cert_file: c}\n")
+            .unwrap_err();
+        assert!(e.msg.contains("both cert_file and key_file"), "{e}");
     }
 
     #[test]

@@ -608,6 +608,9 @@ async fn target_loop(
         "X-Prometheus-Scrape-Timeout-Seconds: {}\r\n",
         cfg.scrape_timeout.as_secs_f64()
     );
+    // https (`__scheme__` may come from relabeling): the TLS settings are read once per target
+    // start (config load or reload); if they do not load, every scrape reports why.
+    let tls = tls_for(&cfg, &spec);
     loop {
         Timer::at(next).await;
         let start = clock.monotonic();
@@ -617,6 +620,7 @@ async fn target_loop(
             (std::mem::take(&mut s.raw), std::mem::take(&mut s.body))
         };
         let fetched = match resolve(&spec.address, cfg.scrape_timeout).await {
+            Ok(_) if tls.is_err() => Err(tls.as_ref().err().cloned().unwrap_or_default()),
             Ok(addr) => {
                 let req = Request {
                     method: "GET",
@@ -631,7 +635,8 @@ async fn target_loop(
                     body_limit: cfg.body_size_limit,
                     gzip: !addr.ip().is_loopback(),
                 };
-                client::send(&req, &mut raw, &mut body).await
+                let tls = tls.as_ref().ok().and_then(Option::as_ref);
+                client::send_with_tls(&req, tls, &mut raw, &mut body).await
             }
             Err(e) => Err(e),
         };
@@ -647,6 +652,22 @@ async fn target_loop(
         while next <= now {
             next += interval; // missed slots are skipped, not bunched up
         }
+    }
+}
+
+/// The TLS settings for an https target; Ok(None) for http.
+fn tls_for(cfg: &ScrapeConfig, spec: &TargetSpec) -> Result<Option<client::ClientTls>, String> {
+    if !spec.url.starts_with("https://") {
+        return Ok(None);
+    }
+    #[cfg(feature = "tls")]
+    {
+        client::ClientTls::new(&cfg.tls_config).map(Some)
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = cfg;
+        Err("https needs a promlet built with the `tls` feature".into())
     }
 }
 
