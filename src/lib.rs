@@ -28,6 +28,7 @@
 //! | [`relabel`] | Prometheus relabel_config: decoding, validation, applying rules    |
 //! | [`scrape`] | scraping local targets and parsing what they expose                    |
 //! | [`push`]  | the Pushgateway-compatible API                                          |
+//! | [`remote`] | remote_write: store-and-forward from the TSDB, durable cursor, wire format |
 //!
 //! Dependencies point one way: toward `model`, `expo` and `tsdb`. Only `agent` and `main`
 //! know every module. Time is passed in; no module below `agent` reads the clock for
@@ -45,6 +46,7 @@ pub mod notify;
 pub mod promql;
 pub mod push;
 pub mod relabel;
+pub mod remote;
 pub mod rules;
 pub mod scrape;
 pub mod tsdb;

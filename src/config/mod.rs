@@ -94,6 +94,8 @@ pub struct Config {
     pub scrape_configs: Vec<crate::scrape::config::ScrapeConfig>,
     /// `rule_files:` globs, relative to the config file's directory (resolved by `rules`).
     pub rule_files: Vec<String>,
+    /// `remote_write:`, decoded by [`crate::remote::config`].
+    pub remote_write: Vec<crate::remote::config::RemoteWriteConfig>,
 }
 
 /// Keys allowed at the top level.
@@ -104,6 +106,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "rule_files",
     "alerting",
     "notify",
+    "remote_write",
 ];
 const GLOBAL_KEYS: &[&str] = &[
     "scrape_interval",
@@ -154,6 +157,7 @@ impl Config {
                 "notify" => cfg.notify = crate::notify::route::decode_notify(&d, v)?,
                 "scrape_configs" => scrape_node = Some(v),
                 "rule_files" => cfg.rule_files = decode_rule_files(&d, v)?,
+                "remote_write" => cfg.remote_write = crate::remote::config::decode_list(&d, v)?,
                 _ => unreachable!("entries() rejects unknown keys"),
             }
         }

@@ -1,0 +1,171 @@
+//! `remote_write` with store-and-forward: samples leave the device from the TSDB itself.
+//!
+//! Owns: the `remote_write:` config ([`config`]), the wire format (hand-written protobuf in
+//! [`proto`], snappy block compression in [`snappy`]), each queue's durable cursor
+//! ([`cursor`]) and sender task ([`queue`]), the [`Manager`] that applies configurations
+//! (keeping a queue's cursor while its url and name stay the same) and the
+//! `prometheus_remote_storage_*` / `promlet_remote_write_*` self-metrics.
+//! Must not touch: what the TSDB holds (read only, through `Store::for_each_series`), other
+//! modules' outbound traffic. Runs on the work thread: one task per queue on the agent's
+//! `LocalExecutor`, the HTTP exchange through `scrape::client` (no thread, no pool).
+//!
+//! Unlike Prometheus's WAL-tailing queue (which loses what it had not sent when the WAL is
+//! truncated or the process restarts: prometheus#8809, #13539), the backlog here is whatever
+//! the ring still holds after each series' position, and the position survives restarts.
+//! docs/remote-write.md describes the guarantees and the measured costs.
+
+pub mod config;
+pub mod cursor;
+pub mod proto;
+pub mod queue;
+pub mod snappy;
+
+use crate::expo::{MetricSet, MetricType};
+use crate::tsdb::SharedStore;
+use async_executor::{LocalExecutor, Task};
+use config::RemoteWriteConfig;
+use queue::Queue;
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Instant;
+
+struct Running {
+    queue: Rc<RefCell<Queue>>,
+    _task: Task<()>,
+}
+
+/// The configured queues and their tasks.
+pub struct Manager {
+    ex: Rc<LocalExecutor<'static>>,
+    store: SharedStore,
+    /// Where cursors live (`<storage>/remote_write`); None: in memory only (tests).
+    dir: Option<PathBuf>,
+    running: Vec<Running>,
+}
+
+impl Manager {
+    pub fn new(
+        ex: Rc<LocalExecutor<'static>>,
+        store: SharedStore,
+        dir: Option<PathBuf>,
+    ) -> Manager {
+        Manager {
+            ex,
+            store,
+            dir,
+            running: Vec::new(),
+        }
+    }
+
+    /// Starts, restarts or stops queues to match `cfgs`. A queue whose url and name are
+    /// unchanged keeps its position (and, if its whole config is unchanged, its task: a send
+    /// in flight is not interrupted).
+    pub fn apply_config(
+        &mut self,
+        cfgs: &[RemoteWriteConfig],
+        external: &[(String, String)],
+        now_ms: i64,
+    ) {
+        let mut old = std::mem::take(&mut self.running);
+        for cfg in cfgs {
+            let same = old
+                .iter()
+                .position(|r| r.queue.borrow().cfg.identity() == cfg.identity());
+            if let Some(i) = same {
+                let r = old.swap_remove(i);
+                let unchanged = {
+                    let q = r.queue.borrow();
+                    q.cfg == *cfg && q.external() == external
+                };
+                if unchanged {
+                    self.running.push(r);
+                    continue;
+                }
+                let queue = r.queue.clone();
+                drop(r); // cancels the old task before the new one starts
+                queue
+                    .borrow_mut()
+                    .reconfigure(cfg.clone(), external.to_vec());
+                self.spawn(queue);
+                continue;
+            }
+            let queue = Rc::new(RefCell::new(Queue::new(
+                cfg.clone(),
+                external.to_vec(),
+                self.dir.as_deref(),
+                now_ms,
+            )));
+            crate::log::info(&format!("remote_write: starting queue for {}", cfg.url));
+            self.spawn(queue);
+        }
+        for r in old {
+            let mut q = r.queue.borrow_mut();
+            q.persist(Instant::now(), true);
+            crate::log::info(&format!("remote_write: stopped queue for {}", q.cfg.url));
+        }
+    }
+
+    fn spawn(&mut self, queue: Rc<RefCell<Queue>>) {
+        let task = self.ex.spawn(queue::run(queue.clone(), self.store.clone()));
+        self.running.push(Running { queue, _task: task });
+    }
+
+    /// Writes every cursor now (shutdown).
+    pub fn persist_all(&self) {
+        for r in &self.running {
+            r.queue.borrow_mut().persist(Instant::now(), true);
+        }
+    }
+
+    /// The queues' self-metrics, with Prometheus's names and `remote_name`/`url` labels.
+    pub fn write_metrics(&self, set: &mut MetricSet) {
+        if self.running.is_empty() {
+            return;
+        }
+        let c = MetricType::Counter;
+        let g = MetricType::Gauge;
+        type Get = fn(&queue::QueueStats) -> f64;
+        let rows: [(&str, &str, MetricType, Get); 11] = [
+            ("prometheus_remote_storage_samples_total", "Samples sent to remote storage (acknowledged).", c, |s| s.samples as f64),
+            ("prometheus_remote_storage_samples_failed_total", "Samples in batches the remote storage refused for good (non-retryable 4xx).", c, |s| s.failed as f64),
+            ("prometheus_remote_storage_samples_retried_total", "Samples in batches sent again after a retryable failure.", c, |s| s.retried as f64),
+            ("prometheus_remote_storage_samples_dropped_total", "Samples dropped by write_relabel_configs.", c, |s| s.dropped as f64),
+            ("prometheus_remote_storage_bytes_total", "Compressed request body bytes acknowledged by remote storage.", c, |s| s.bytes as f64),
+            ("prometheus_remote_storage_queue_highest_sent_timestamp_seconds", "Newest sample timestamp acknowledged by remote storage.", g, |s| if s.highest_sent_ms == i64::MIN { 0.0 } else { s.highest_sent_ms as f64 / 1000.0 }),
+            ("prometheus_remote_storage_samples_pending", "Samples held in the TSDB and not yet sent (same as promlet_remote_write_backlog_samples).", g, |s| s.backlog as f64),
+            ("promlet_remote_write_backlog_samples", "Samples held in the TSDB and not yet sent, at the last batch.", g, |s| s.backlog as f64),
+            ("promlet_remote_write_lost_samples_total", "Samples evicted from the TSDB ring before they were sent.", c, |s| s.lost as f64),
+            ("promlet_remote_write_cursor_writes_total", "Cursor file writes.", c, |s| s.cursor_writes as f64),
+            ("promlet_remote_write_cursor_write_errors_total", "Cursor file writes that failed.", c, |s| s.cursor_write_errors as f64),
+        ];
+        for (name, help, typ, get) in rows {
+            let f = set.family(name, help, typ);
+            for r in &self.running {
+                let q = r.queue.borrow();
+                let rn = queue_name(&q.cfg);
+                set.sample(
+                    f,
+                    &[("remote_name", &rn), ("url", &q.cfg.url)],
+                    get(&q.stats),
+                );
+            }
+        }
+        let newest = self.store.0.borrow().max_t();
+        set.single(
+            "prometheus_remote_storage_highest_timestamp_in_seconds",
+            "Newest sample timestamp in the TSDB (what remote storage could have).",
+            g,
+            newest.map_or(0.0, |t| t as f64 / 1000.0),
+        );
+    }
+}
+
+/// Prometheus's `remote_name` label: the configured name, else a hash of the config.
+fn queue_name(cfg: &RemoteWriteConfig) -> String {
+    if cfg.name.is_empty() {
+        format!("{:06x}", queue::queue_id(cfg) & 0xff_ffff)
+    } else {
+        cfg.name.clone()
+    }
+}
