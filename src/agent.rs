@@ -331,7 +331,6 @@ impl State {
                     r.borrow_mut().apply_config(
                         &self.config.remote_write,
                         &self.config.global.external_labels,
-                        SystemClock.wall_ms(),
                     );
                 }
                 self.stats.last_reload_ok = true;
@@ -1463,7 +1462,6 @@ pub fn run(args: Args) -> i32 {
     remote.borrow_mut().apply_config(
         &state.config.remote_write,
         &state.config.global.external_labels,
-        SystemClock.wall_ms(),
     );
     state.remote = Some(remote.clone());
     state.external_url = format!("http://{local}");

@@ -61,12 +61,11 @@ impl Manager {
     /// Starts, restarts or stops queues to match `cfgs`. A queue whose url and name are
     /// unchanged keeps its position (and, if its whole config is unchanged, its task: a send
     /// in flight is not interrupted).
-    pub fn apply_config(
-        &mut self,
-        cfgs: &[RemoteWriteConfig],
-        external: &[(String, String)],
-        now_ms: i64,
-    ) {
+    ///
+    /// A new queue without a cursor starts after the newest sample the store holds now
+    /// (the ring's history is not sent, as Prometheus does not send its WAL's past).
+    pub fn apply_config(&mut self, cfgs: &[RemoteWriteConfig], external: &[(String, String)]) {
+        let start_after = self.store.0.borrow().max_t().unwrap_or(i64::MIN);
         let mut old = std::mem::take(&mut self.running);
         for cfg in cfgs {
             let same = old
@@ -94,7 +93,7 @@ impl Manager {
                 cfg.clone(),
                 external.to_vec(),
                 self.dir.as_deref(),
-                now_ms,
+                start_after,
             )));
             crate::log::info(&format!("remote_write: starting queue for {}", cfg.url));
             self.spawn(queue);

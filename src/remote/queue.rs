@@ -86,20 +86,20 @@ pub struct Queue {
 
 impl Queue {
     /// A queue for `cfg`, resuming from its cursor in `dir` if there is one. Without a cursor
-    /// the queue starts at `now_ms` (as Prometheus does, the ring's history is not sent); with
-    /// an unreadable one it starts from the oldest sample held (duplicates rather than loss).
+    /// the queue sends samples newer than `start_after`; with an unreadable one it starts
+    /// from the oldest sample held (duplicates rather than loss).
     pub fn new(
         cfg: RemoteWriteConfig,
         external: Vec<(String, String)>,
         dir: Option<&std::path::Path>,
-        now_ms: Timestamp,
+        start_after: Timestamp,
     ) -> Queue {
         let cursor_path = dir.map(|d| d.join(format!("{:016x}.cursor", queue_id(&cfg))));
         let mut q = Queue {
             cfg,
             external,
             cursor_path,
-            floor: now_ms,
+            floor: start_after,
             series: HashMap::new(),
             gen: 0,
             pending: Vec::new(),
@@ -167,7 +167,9 @@ impl Queue {
         let mut lo = Timestamp::MAX;
         let mut backlog = 0u64;
         let mut lost = 0u64;
+        let mut dropped = 0u64;
         let series = &mut self.series;
+        let (cfg, external) = (&self.cfg, &self.external);
         store.for_each_series(&mut |v| {
             let key = series_key(v.pairs());
             let st = series.entry(key).or_insert_with(|| SeriesState::new(floor));
@@ -181,6 +183,17 @@ impl Queue {
                 }
                 st.seen_evicted = ev.samples;
             }
+            let labels = st
+                .labels
+                .get_or_insert_with(|| encode_series_labels(v.pairs(), external, cfg));
+            if labels.is_none() {
+                // Dropped by write_relabel_configs: skipped for good, never backlog.
+                if st.last_t > st.sent {
+                    dropped += v.count_after(st.sent);
+                    st.sent = st.last_t;
+                }
+                return;
+            }
             if let Some(f) = v.first_after(st.sent) {
                 lo = lo.min(f);
                 backlog += v.count_after(st.sent);
@@ -189,6 +202,10 @@ impl Queue {
         series.retain(|_, s| s.gen == gen);
         self.stats.lost += lost;
         self.stats.backlog = backlog;
+        self.stats.dropped += dropped;
+        if dropped > 0 {
+            self.dirty = true;
+        }
         self.pending.clear();
         self.pending_highest = Timestamp::MIN;
         self.body.clear();
@@ -200,9 +217,7 @@ impl Queue {
         let cap = self.cfg.queue.max_samples_per_send;
         let mut n = 0;
         let (scratch, body, pending) = (&mut self.scratch, &mut self.body, &mut self.pending);
-        let (cfg, external) = (&self.cfg, &self.external);
         let mut highest = Timestamp::MIN;
-        let mut dropped = 0u64;
         store.for_each_series(&mut |v| {
             if n >= cap {
                 return;
@@ -211,20 +226,14 @@ impl Queue {
             let Some(st) = series.get_mut(&key) else {
                 return;
             };
+            let Some(Some(labels)) = &st.labels else {
+                return;
+            };
             scratch.clear();
             v.samples_after(st.sent, upto, scratch);
             if scratch.is_empty() {
                 return;
             }
-            let labels = st
-                .labels
-                .get_or_insert_with(|| encode_series_labels(v.pairs(), external, cfg));
-            let Some(labels) = labels else {
-                // Dropped by write_relabel_configs: skipped for good, nothing to acknowledge.
-                st.sent = scratch[scratch.len() - 1].t;
-                dropped += scratch.len() as u64;
-                return;
-            };
             let take = scratch.len().min(cap - n);
             let part = &scratch[..take];
             proto::encode_series(labels, part, body);
@@ -233,10 +242,6 @@ impl Queue {
             highest = highest.max(last);
             pending.push((key, last));
         });
-        self.stats.dropped += dropped;
-        if dropped > 0 {
-            self.dirty = true;
-        }
         self.pending_highest = highest;
         if n > 0 {
             super::snappy::compress(&self.body, &mut self.wire);
@@ -401,10 +406,6 @@ pub async fn run(queue: Rc<RefCell<Queue>>, store: SharedStore) {
         // Pacing: a batch of n samples occupies n / rate seconds, so the average rate stays
         // under the limit however large the backlog is.
         Timer::at(next_send).await;
-        let start = Instant::now();
-        if rate > 0 {
-            next_send = start + Duration::from_secs_f64(n as f64 / rate as f64);
-        }
         let mut backoff = queue.borrow().cfg.queue.min_backoff;
         loop {
             let outcome = send_once(&queue, &mut raw, &mut resp_body).await;
@@ -440,6 +441,11 @@ pub async fn run(queue: Rc<RefCell<Queue>>, store: SharedStore) {
             let Some(max) = max_backoff else { break };
             Timer::after(backoff).await;
             backoff = (backoff * 2).min(max);
+        }
+        if rate > 0 {
+            // Counted from the end of the send, so a batch retried through an outage does not
+            // let the next one out at once.
+            next_send = Instant::now() + Duration::from_secs_f64(n as f64 / rate as f64);
         }
         queue.borrow_mut().persist(Instant::now(), false);
     }
