@@ -168,3 +168,71 @@ fn queue_name(cfg: &RemoteWriteConfig) -> String {
         cfg.name.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tsdb::{Options, Store};
+
+    fn cfgs(yaml: &str) -> Vec<RemoteWriteConfig> {
+        crate::config::Config::parse(yaml, "t")
+            .unwrap()
+            .remote_write
+    }
+
+    #[test]
+    fn reload_keeps_the_queue_and_its_position_while_url_and_name_stay() {
+        let ex = Rc::new(LocalExecutor::new());
+        let store = SharedStore::new(Store::new(Options::default()));
+        let mut m = Manager::new(ex, store, None);
+        let a = cfgs("remote_write: [{url: 'http://127.0.0.1:1/w', name: a}]");
+        m.apply_config(&a, &[]);
+        let first = m.running[0].queue.clone();
+        // Unchanged: the same queue and task.
+        m.apply_config(&a, &[]);
+        assert!(Rc::ptr_eq(&first, &m.running[0].queue));
+        // Same identity, other settings and external labels: the same queue state, new config.
+        let a2 = cfgs(
+            "remote_write: [{url: 'http://127.0.0.1:1/w', name: a, queue_config: {max_samples_per_send: 7}}]",
+        );
+        m.apply_config(&a2, &[("site".into(), "x".into())]);
+        assert!(Rc::ptr_eq(&first, &m.running[0].queue));
+        assert_eq!(first.borrow().cfg.queue.max_samples_per_send, 7);
+        assert_eq!(first.borrow().external(), &[("site".into(), "x".into())]);
+        // Another name is another queue; the old one is gone.
+        let b = cfgs("remote_write: [{url: 'http://127.0.0.1:1/w', name: b}]");
+        m.apply_config(&b, &[]);
+        assert_eq!(m.running.len(), 1);
+        assert!(!Rc::ptr_eq(&first, &m.running[0].queue));
+        m.apply_config(&[], &[]);
+        assert!(m.running.is_empty());
+    }
+
+    #[test]
+    fn metrics_use_prometheus_names_with_remote_name_and_url() {
+        let ex = Rc::new(LocalExecutor::new());
+        let store = SharedStore::new(Store::new(Options::default()));
+        let mut m = Manager::new(ex, store, None);
+        m.apply_config(
+            &cfgs("remote_write: [{url: 'http://127.0.0.1:1/w', name: up}]"),
+            &[],
+        );
+        let mut set = MetricSet::new();
+        m.write_metrics(&mut set);
+        let mut text = Vec::new();
+        crate::expo::encode_text(&set, &mut text);
+        let text = String::from_utf8(text).unwrap();
+        for want in [
+            "prometheus_remote_storage_samples_total{remote_name=\"up\",url=\"http://127.0.0.1:1/w\"} 0",
+            "prometheus_remote_storage_samples_failed_total{",
+            "prometheus_remote_storage_samples_retried_total{",
+            "prometheus_remote_storage_bytes_total{",
+            "prometheus_remote_storage_queue_highest_sent_timestamp_seconds{",
+            "promlet_remote_write_backlog_samples{",
+            "promlet_remote_write_lost_samples_total{",
+            "prometheus_remote_storage_highest_timestamp_in_seconds 0",
+        ] {
+            assert!(text.contains(want), "{want} missing:\n{text}");
+        }
+    }
+}
