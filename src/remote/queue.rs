@@ -35,6 +35,10 @@ pub const CATCHUP_WINDOW_MS: i64 = 5 * 60 * 1000;
 /// The cursor file is written after an acknowledged batch at most this often (flash wear).
 pub const PERSIST_EVERY: Duration = Duration::from_secs(60);
 
+/// A series whose newest sample is this close to the watermark may still receive older
+/// samples (late scrapes), so the cursor file lists it explicitly.
+pub const LATE_MS: i64 = 10 * 60 * 1000;
+
 /// Counters behind the `prometheus_remote_storage_*` and `promlet_remote_write_*` metrics.
 #[derive(Clone, Debug, Default)]
 pub struct QueueStats {
@@ -288,12 +292,16 @@ impl Queue {
             .max()
             .unwrap_or(self.floor)
             .max(self.floor);
-        // Series with nothing unsent are complete through the watermark; only the ones still
-        // behind need their own entry.
+        // Series behind the watermark need their own entry if they have unsent samples, or
+        // may still get samples older than the watermark (a scrape stamped at its start and
+        // appended when it ends). Series idle for longer than LATE_MS are complete through
+        // the watermark, which keeps the file small.
         let mut lagging: Vec<(u64, Timestamp)> = self
             .series
             .iter()
-            .filter(|(_, s)| s.sent < watermark && s.last_t > s.sent)
+            .filter(|(_, s)| {
+                s.sent < watermark && (s.last_t > s.sent || watermark - s.sent < LATE_MS)
+            })
             .map(|(&k, s)| (k, s.sent))
             .collect();
         lagging.sort_unstable();
@@ -629,6 +637,27 @@ mod tests {
         let got = decode(&q);
         assert_eq!(n, 4, "{got:?}");
         assert_eq!(got[0].samples[0].t, 2500);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_late_sample_older_than_the_watermark_is_still_sent_after_a_restart() {
+        let dir = std::env::temp_dir().join(format!("promlet-rwlate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut st = Store::new(Options::default());
+        st.append(&lbl("collected", 0), 5000, 1.0).unwrap();
+        st.append(&lbl("scraped", 0), 3000, 1.0).unwrap();
+        let c = cfg("");
+        let mut q = Queue::new(c.clone(), vec![], Some(&dir), 0);
+        let n = q.build_batch(&st);
+        q.acknowledge(n);
+        q.persist(Instant::now(), true);
+        drop(q);
+        // The scrape that started at 4 s finishes after the cursor was written.
+        st.append(&lbl("scraped", 0), 4000, 2.0).unwrap();
+        let mut q = Queue::new(c, vec![], Some(&dir), 0);
+        assert_eq!(q.build_batch(&st), 1);
+        assert_eq!(decode(&q)[0].samples, vec![Sample { t: 4000, v: 2.0 }]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
