@@ -383,8 +383,23 @@ fn outage_and_restart_deliver_every_sample_exactly_once() {
         agent.stderr()
     );
     let dir = agent.into_dir();
+    // Reload with other queue settings for the same url and name: the queue keeps its place.
+    let reload_dir = TempDir(dir.0.clone());
     let agent = Agent::start_in(dir, &[&arg]);
-    std::thread::sleep(Duration::from_secs(4));
+    std::thread::sleep(Duration::from_secs(2));
+    promlet_config(
+        &reload_dir,
+        relay.port,
+        keep,
+        "      batch_send_deadline: 1s\n      min_backoff: 100ms\n      max_backoff: 1s\n      \
+         max_samples_per_send: 40\n",
+    );
+    std::mem::forget(reload_dir); // the agent owns the directory
+    agent.signal("HUP");
+    std::thread::sleep(Duration::from_secs(2));
+    let log = agent.stderr();
+    assert!(log.contains("completed loading of configuration"), "{log}");
+    assert_eq!(log.matches("starting queue").count(), 1, "{log}");
     assert!(
         agent.stderr().contains("resuming from cursor"),
         "{}",
@@ -419,6 +434,14 @@ fn outage_and_restart_deliver_every_sample_exactly_once() {
         Some(0.0)
     );
 
+    // The reloaded batch size is in force: after the batch built before the reload (retried
+    // as it was), the backlog went out in full batches of 40.
+    let sizes: Vec<usize> = relay.log.lock().unwrap()[before..]
+        .iter()
+        .map(|d| d.series.iter().map(|s| s.samples.len()).sum())
+        .collect();
+    assert!(sizes[0] <= 50, "{sizes:?}");
+    assert_eq!(sizes[1..].iter().max(), Some(&40), "{sizes:?}");
     let selector = format!("{{__name__=~\"{keep}\"}}");
     let ours = raw_samples(agent.port, &selector, cut, "");
     let theirs = raw_samples(prom.port, &selector, cut, "site");

@@ -58,9 +58,8 @@ impl Manager {
         }
     }
 
-    /// Starts, restarts or stops queues to match `cfgs`. A queue whose url and name are
-    /// unchanged keeps its position (and, if its whole config is unchanged, its task: a send
-    /// in flight is not interrupted).
+    /// Starts or stops queues to match `cfgs`. A queue whose url and name are unchanged keeps
+    /// its position and its task; other changes to it apply from its next batch.
     ///
     /// A new queue without a cursor starts after the newest sample the store holds now
     /// (the ring's history is not sent, as Prometheus does not send its WAL's past).
@@ -72,21 +71,17 @@ impl Manager {
                 .iter()
                 .position(|r| r.queue.borrow().cfg.identity() == cfg.identity());
             if let Some(i) = same {
+                // The task reads its settings from the queue at every batch, so a changed
+                // configuration applies in place: no send is cancelled (which could repeat a
+                // batch the receiver already took).
                 let r = old.swap_remove(i);
-                let unchanged = {
-                    let q = r.queue.borrow();
-                    q.cfg == *cfg && q.external() == external
-                };
-                if unchanged {
-                    self.running.push(r);
-                    continue;
+                {
+                    let mut q = r.queue.borrow_mut();
+                    if q.cfg != *cfg || q.external() != external {
+                        q.reconfigure(cfg.clone(), external.to_vec());
+                    }
                 }
-                let queue = r.queue.clone();
-                drop(r); // cancels the old task before the new one starts
-                queue
-                    .borrow_mut()
-                    .reconfigure(cfg.clone(), external.to_vec());
-                self.spawn(queue);
+                self.running.push(r);
                 continue;
             }
             let queue = Rc::new(RefCell::new(Queue::new(
