@@ -80,6 +80,9 @@ pub struct Queue {
     pending: Vec<(u64, Timestamp)>,
     pending_highest: Timestamp,
     scratch: Vec<Sample>,
+    /// Series keys in the order the first pass of a batch visited them (the second pass
+    /// visits the same series in the same order under the same borrow, so it need not hash).
+    keys: Vec<u64>,
     body: Vec<u8>,
     /// The compressed batch ready to send.
     pub wire: Vec<u8>,
@@ -109,6 +112,7 @@ impl Queue {
             pending: Vec::new(),
             pending_highest: Timestamp::MIN,
             scratch: Vec::new(),
+            keys: Vec::new(),
             body: Vec::new(),
             wire: Vec::new(),
             stats: QueueStats::default(),
@@ -173,9 +177,12 @@ impl Queue {
         let mut lost = 0u64;
         let mut dropped = 0u64;
         let series = &mut self.series;
+        let keys = &mut self.keys;
+        keys.clear();
         let (cfg, external) = (&self.cfg, &self.external);
         store.for_each_series(&mut |v| {
             let key = series_key(v.pairs());
+            keys.push(key);
             let st = series.entry(key).or_insert_with(|| SeriesState::new(floor));
             st.gen = gen;
             st.last_t = v.last_t().unwrap_or(Timestamp::MIN);
@@ -222,11 +229,16 @@ impl Queue {
         let mut n = 0;
         let (scratch, body, pending) = (&mut self.scratch, &mut self.body, &mut self.pending);
         let mut highest = Timestamp::MIN;
+        let keys = &self.keys;
+        let mut visit = 0;
         store.for_each_series(&mut |v| {
+            let Some(&key) = keys.get(visit) else {
+                return;
+            };
+            visit += 1;
             if n >= cap {
                 return;
             }
-            let key = series_key(v.pairs());
             let Some(st) = series.get_mut(&key) else {
                 return;
             };
