@@ -207,12 +207,10 @@ impl Queue {
             }
             if let Some(f) = v.first_after(st.sent) {
                 lo = lo.min(f);
-                backlog += v.count_after(st.sent);
             }
         });
         series.retain(|_, s| s.gen == gen);
         self.stats.lost += lost;
-        self.stats.backlog = backlog;
         self.stats.dropped += dropped;
         if dropped > 0 {
             self.dirty = true;
@@ -222,6 +220,7 @@ impl Queue {
         self.body.clear();
         self.wire.clear();
         if lo == Timestamp::MAX {
+            self.stats.backlog = 0;
             return 0;
         }
         let upto = lo.saturating_add(CATCHUP_WINDOW_MS);
@@ -236,17 +235,27 @@ impl Queue {
                 return;
             };
             visit += 1;
-            if n >= cap {
-                return;
-            }
             let Some(st) = series.get_mut(&key) else {
                 return;
             };
             let Some(Some(labels)) = &st.labels else {
                 return;
             };
+            if st.last_t <= st.sent {
+                return;
+            }
+            // The backlog is counted here rather than in the first pass, so in steady state
+            // each chunk is decoded once per batch.
+            if n >= cap {
+                backlog += v.count_after(st.sent);
+                return;
+            }
             scratch.clear();
             v.samples_after(st.sent, upto, scratch);
+            backlog += scratch.len() as u64;
+            if st.last_t > upto {
+                backlog += v.count_after(upto);
+            }
             if scratch.is_empty() {
                 return;
             }
@@ -258,6 +267,7 @@ impl Queue {
             highest = highest.max(last);
             pending.push((key, last));
         });
+        self.stats.backlog = backlog;
         self.pending_highest = highest;
         if n > 0 {
             super::snappy::compress(&self.body, &mut self.wire);
@@ -578,6 +588,7 @@ mod tests {
         // An unacknowledged batch is built again the same.
         let n = q.build_batch(&st);
         assert_eq!(n, 7);
+        assert_eq!(q.stats.backlog, 30, "everything is unsent, in the batch or not");
         let first = decode(&q);
         assert_eq!(q.build_batch(&st), 7);
         assert_eq!(decode(&q), first);
@@ -593,6 +604,7 @@ mod tests {
             }
             q.acknowledge(n);
         }
+        assert_eq!(q.stats.backlog, 0);
         seen.sort();
         let before = seen.len();
         seen.dedup();
