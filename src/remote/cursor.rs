@@ -5,8 +5,8 @@
 //!
 //! A position is "every sample with t <= `watermark` is sent, except for the listed series,
 //! which are sent up to their own timestamp". The queue keeps an exact per-series position in
-//! memory; writing only the watermark plus the series that lag behind it keeps the file at
-//! ~30 bytes in steady state (every series caught up), so frequent writes cost little flash.
+//! memory and decides which series to list; writing only the watermark plus those keeps the
+//! file at 24 bytes + 16 per listed series, so writes cost little flash.
 //!
 //! ```text
 //! "PLRWCUR" (7) | version 1 (1) | watermark i64 LE | n u32 LE | n × (key u64 LE, t i64 LE)
