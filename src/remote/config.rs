@@ -49,7 +49,7 @@ impl Default for QueueConfig {
 
 /// Default catch-up rate: a node's few hundred series at 15 s produce ~30 samples/s, so the
 /// backlog of an hour's outage (~110k samples) drains in about a minute without saturating a
-/// slow uplink (~15 KB/s compressed at the measured ~1.5 bytes per sample on the wire).
+/// slow uplink (~8 KB/s at the measured ~4 bytes per sample on the wire during catch-up).
 pub const DEFAULT_MAX_SAMPLES_PER_SECOND: usize = 2000;
 
 /// One validated `remote_write` entry.

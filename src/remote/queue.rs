@@ -444,6 +444,8 @@ pub async fn run(queue: Rc<RefCell<Queue>>, store: SharedStore) {
                 match outcome {
                     Outcome::Ok => {
                         q.acknowledge(n);
+                        // The next failure, even the same one, is news worth a log line.
+                        q.stats.last_error.clear();
                         None
                     }
                     Outcome::Reject(e) => {
