@@ -590,7 +590,10 @@ mod tests {
         // An unacknowledged batch is built again the same.
         let n = q.build_batch(&st);
         assert_eq!(n, 7);
-        assert_eq!(q.stats.backlog, 30, "everything is unsent, in the batch or not");
+        assert_eq!(
+            q.stats.backlog, 30,
+            "everything is unsent, in the batch or not"
+        );
         let first = decode(&q);
         assert_eq!(q.build_batch(&st), 7);
         assert_eq!(decode(&q), first);
@@ -719,6 +722,70 @@ mod tests {
             q.stats.lost,
             appended - held,
             "lost is exact when nothing was sent"
+        );
+    }
+
+    #[test]
+    fn the_task_retries_5xx_and_drops_a_batch_on_400_as_prometheus_does() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let mut heads = Vec::new();
+            for status in [
+                "503 Service Unavailable",
+                "400 Bad Request",
+                "204 No Content",
+            ] {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let n = s.read(&mut buf).unwrap();
+                    got.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&got).to_string();
+                    if let Some((head, _)) = text.split_once("\r\n\r\n") {
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("Content-Length: "))
+                            .map_or(0, |v| v.parse().unwrap());
+                        if got.len() - head.len() - 4 >= len || n == 0 {
+                            heads.push(head.to_string());
+                            break;
+                        }
+                    }
+                }
+                write!(s, "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").unwrap();
+            }
+            heads
+        });
+        let mut c = cfg(
+            "    queue_config: {batch_send_deadline: 10ms, min_backoff: 10ms, max_samples_per_send: 2}\n",
+        );
+        c.port = port;
+        c.url = format!("http://127.0.0.1:{port}/w");
+        let mut store = Store::new(Options::default());
+        for t in 1..=4 {
+            store.append(&lbl("m", 0), t * 1000, 1.0).unwrap();
+        }
+        let shared = SharedStore::new(store);
+        let q = Rc::new(RefCell::new(Queue::new(c, vec![], None, 0)));
+        let ex = async_executor::LocalExecutor::new();
+        async_io::block_on(ex.run(async {
+            let _task = ex.spawn(run(q.clone(), shared.clone()));
+            let t0 = Instant::now();
+            while q.borrow().stats.samples < 2 && t0.elapsed() < Duration::from_secs(10) {
+                Timer::after(Duration::from_millis(10)).await;
+            }
+        }));
+        let heads = server.join().unwrap();
+        let s = &q.borrow().stats;
+        assert_eq!((s.retried, s.failed, s.samples), (2, 2, 2), "{s:?}");
+        assert!(heads[0].starts_with("POST /w HTTP/1.1"), "{}", heads[0]);
+        assert!(
+            heads[0].contains("Content-Encoding: snappy"),
+            "{}",
+            heads[0]
         );
     }
 
