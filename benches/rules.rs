@@ -1,8 +1,10 @@
 //! Rule evaluation benchmarks (run: `cargo bench --bench rules`). Prints figures; asserts
 //! nothing timed. Issue 5's numbers: evaluation cost of one group of 100 rules over an hour of
-//! node-like metrics in the real ring-buffer store, and heap bytes per active alert.
+//! node-like metrics in the real ring-buffer store, heap bytes per active alert, and the
+//! notification queue's bytes per alert (on disk and in memory).
 
 use promlet::model::Labels;
+use promlet::notify::queue::Queue;
 use promlet::promql::EngineOpts;
 use promlet::rules::{EngineBackend, EvalContext, Group, OutgoingAlert, RuleFile};
 use promlet::tsdb::workload::NodeWorkload;
@@ -121,4 +123,36 @@ fn main() {
         "active alerts: {n}, heap held {:.0} bytes per alert (labels, annotations, state)",
         (after - before) as f64 / n as f64
     );
+
+    // Notification queue bytes per alert: every alert of a rule that fires at once, as the
+    // group hands them over, queued (Alertmanager unreachable) in the persisted queue.
+    let firing = "groups:\n- name: queued\n  rules:\n  - alert: Every\n    expr: node_cpu_seconds_total >= 0\n    labels: {severity: page}\n    annotations: {summary: '{{ $labels.cpu }}/{{ $labels.mode }} is {{ $value | humanize }}'}\n";
+    let rf = RuleFile::parse(firing, "queued.yml", false).unwrap();
+    let mut g = Group::new(rf.groups[0].clone(), Duration::from_secs(15));
+    g.mark_restored();
+    let mut handed: Vec<OutgoingAlert> = Vec::new();
+    let mut b = EngineBackend::new(&mut store, &opts);
+    g.eval(t, &mut b, &ctx, &mut |_: &str, a: &[OutgoingAlert]| {
+        handed.extend_from_slice(a)
+    });
+    let dir = std::env::temp_dir().join(format!("promlet-bench-queue-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut q = Queue::open(&dir, 100_000).unwrap();
+    for a in &handed {
+        q.push(a.clone());
+    }
+    let heap = LIVE.load(Ordering::Relaxed) - before;
+    let disk = std::fs::metadata(dir.join("alert-queue.log"))
+        .unwrap()
+        .len();
+    let n = q.len();
+    assert_eq!(n, handed.len());
+    println!(
+        "notification queue: {n} alerts, {:.0} bytes per alert on disk, {:.0} bytes per alert in memory",
+        disk as f64 / n as f64,
+        heap as f64 / n as f64
+    );
+    drop(q);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -25,6 +25,9 @@
 #      NODE_EXPORTER_ARGS (extra flags).
 set -euo pipefail
 export LC_ALL=C
+# Never probe this machine's real gateway or nameservers (the default config would):
+# only loopback is ours to test against. See src/probe/mod.rs.
+export PROMLET_UPLINK_PROBES=off
 cd "$(dirname "$0")/.."
 N=${1:-300}
 [[ $N =~ ^[0-9]+$ ]] && [ "$N" -ge 10 ] || { echo "usage: $0 [N>=10]" >&2; exit 2; }

@@ -4,7 +4,8 @@
 # second run takes about a second.
 #
 #   apt:    qemu-user (the test runner), musl-tools, gcc cross compilers + libc for the two
-#           glibc ARM targets (aarch64-unknown-linux-gnu, armv7-unknown-linux-gnueabihf)
+#           glibc ARM targets (aarch64-unknown-linux-gnu, armv7-unknown-linux-gnueabihf);
+#           busybox, systemd, curl for the packaging tests
 #   rustup: stable std for x86_64/aarch64 musl and the two gnu ARM targets; nightly rust-src
 #           (ARMv6, armv7-musl and mips have no prebuilt std: they build with -Zbuild-std)
 #   PyPI:   ziglang (zig is the C compiler and linker cargo-zigbuild drives)
@@ -18,8 +19,10 @@ export LC_ALL=C
 log() { echo "install-cross: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
+# busybox: OpenWrt's shell for the init-script check; systemd: systemd-analyze verifies the
+# .deb's unit; curl: the packaging tests (packaging/*/test.sh)
 APT_PKGS=(qemu-user musl-tools gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf
-          libc6-dev-arm64-cross libc6-dev-armhf-cross)
+          libc6-dev-arm64-cross libc6-dev-armhf-cross busybox systemd curl)
 STABLE_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl
                 aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf)
 

@@ -13,6 +13,9 @@
 #   4. cargo test (unit + integration, against the real stack and ../shared test data)
 #   5. release builds for x86_64/aarch64/armv7/ARMv6 musl, size budget, `--version` and the
 #      library unit tests under qemu-user                               scripts/cross-test.sh
+#   5a. release tarballs + .debs + SHA256SUMS from those binaries     scripts/release.sh --no-build
+#   5b. packaging: the .deb built, installed with dpkg, run as installed, purged (root only)
+#       packaging/deb/test.sh; the OpenWrt package checks   packaging/openwrt/test.sh
 #   6. (not a test) a short side-by-side run against node_exporter, if promlet serves /metrics
 #
 # Exit status is non-zero if any step failed. The last line sums up every `test result:` line.
@@ -21,6 +24,9 @@
 #      PROMLET_SKIP_CROSS=1 skips step 5; PROMLET_SKIP_BENCH=1 skips step 6.
 set -uo pipefail
 export LC_ALL=C
+# Never probe this machine's real gateway or nameservers (the default config would):
+# only loopback is ours to test against. See src/probe/mod.rs.
+export PROMLET_UPLINK_PROBES=off
 cd "$(dirname "$0")/.."
 REPO=$PWD
 export PROMLET_STACK_DIR=${PROMLET_STACK_DIR:-$REPO/.stack}
@@ -69,8 +75,18 @@ step "cargo fmt --check" cargo fmt --check
 step "cargo clippy" cargo clippy --all-targets -- -D warnings
 step "cargo test" cargo test
 if [ "${PROMLET_SKIP_CROSS:-0}" != 1 ]; then
-  step "cross build + qemu tests" bash scripts/cross-test.sh
+  step "cross build + qemu tests" bash scripts/cross-test.sh &&
+    step "release tarballs" bash scripts/release.sh --no-build --deb
 fi
+# The .deb test installs and purges a package on this machine: root only (CI is root).
+if [ "$(id -u)" = 0 ]; then
+  step "deb package" bash packaging/deb/test.sh
+elif [ "${CI:-}" = true ]; then
+  step "deb package (needs root)" false
+else
+  echo "===== deb package: SKIPPED (needs root: it runs dpkg -i / --purge)"
+fi
+step "openwrt package" bash packaging/openwrt/test.sh
 if [ "${PROMLET_SKIP_BENCH:-0}" != 1 ] && [ -x target/x86_64-unknown-linux-musl/release/promlet ]; then
   # A benchmark, not a test: its goals are printed, not enforced, and a failure is not fatal.
   echo

@@ -110,14 +110,21 @@ pub fn load_rules(cfg: &Config, args: &Args) -> Result<Vec<crate::rules::GroupDe
     if args.config_file.is_none() {
         // The embedded defaults ship the heartbeat ("dead man's switch") rule: it always
         // fires while rules run, so a receiver that stops hearing it knows the device is down.
-        return crate::rules::RuleFile::parse(HEARTBEAT_RULES, "<embedded heartbeat.yml>", false)
-            .map(|f| f.groups)
-            .map_err(|errs| {
+        // And the uplink alert over the default probes (docs/probes.md).
+        let mut groups = Vec::new();
+        for (text, name) in [
+            (HEARTBEAT_RULES, "<embedded heartbeat.yml>"),
+            (UPLINK_RULES, "<embedded uplink.yml>"),
+        ] {
+            let file = crate::rules::RuleFile::parse(text, name, false).map_err(|errs| {
                 errs.iter()
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join("\n")
-            });
+            })?;
+            groups.extend(file.groups);
+        }
+        return Ok(groups);
     }
     if cfg.rule_files.is_empty() {
         return Ok(Vec::new());
@@ -141,6 +148,9 @@ pub fn load_rules(cfg: &Config, args: &Args) -> Result<Vec<crate::rules::GroupDe
 
 /// The rule group the embedded default configuration evaluates (docs/rules.md).
 pub const HEARTBEAT_RULES: &str = include_str!("../examples/rules/heartbeat.yml");
+
+/// The `UplinkDown` alert the embedded default configuration evaluates (docs/probes.md).
+pub const UPLINK_RULES: &str = include_str!("../examples/rules/uplink.yml");
 
 /// The engine's limits from the `--query.*` flags.
 pub fn engine_options(args: &Args) -> EngineOpts {
@@ -201,6 +211,8 @@ pub struct State {
     pub scrapes: Option<Rc<RefCell<crate::scrape::manager::Manager>>>,
     /// The remote_write queues; None in unit tests without an executor.
     pub remote: Option<Rc<RefCell<crate::remote::Manager>>>,
+    /// Scheduled probes (`probes.jobs`); None in unit tests without an executor.
+    pub probes: Option<crate::probe::Scheduler>,
     pub engine: EngineOpts,
     /// The text the running configuration was parsed from.
     pub config_text: String,
@@ -219,6 +231,8 @@ pub struct State {
     cycle_buf: MetricSet,
     last_body_len: usize,
     boot_time_s: Option<f64>,
+    /// Series the collection cycles stored, for staleness markers when one vanishes.
+    vanished: VanishedSeries,
 }
 
 impl State {
@@ -235,6 +249,7 @@ impl State {
             push: crate::push::Store::new(),
             scrapes: None,
             remote: None,
+            probes: None,
             config_text: String::new(),
             rules: crate::rules::Manager::new(),
             notify: None,
@@ -250,6 +265,7 @@ impl State {
             cycle_buf: MetricSet::new(),
             last_body_len: 0,
             boot_time_s: read_boot_time(),
+            vanished: VanishedSeries::default(),
         }
     }
 
@@ -282,26 +298,39 @@ impl State {
         self.self_metrics(&mut set, server);
         if let Some(app) = self.appender.as_mut() {
             self.stats.append_errors += append_all(&set, now, app.as_mut());
+            self.vanished.observe(&set);
+            self.vanished.mark_stale(now, app.as_mut());
         }
         self.cycle_buf = set;
     }
 
-    /// Metadata of every family the last cycle stored (for `/api/v1/metadata`).
+    /// Metadata of every family the last cycle stored and every scrape target's last body
+    /// exposed (for `/api/v1/metadata`).
     fn metadata(&self) -> Vec<MetricMetadata> {
-        self.cycle_buf
-            .families()
-            .map(|f| MetricMetadata {
-                metric: f.name.to_string(),
-                // Prometheus's metadata API says "unknown" where text 0.0.4 says "untyped".
-                kind: match f.typ {
-                    MetricType::Untyped => "unknown",
-                    t => t.as_text(),
+        let mut out: Vec<MetricMetadata> = self.cycle_buf.families().map(metric_metadata).collect();
+        out.extend(self.target_metadata().into_iter().map(|(_, m)| m));
+        out
+    }
+
+    /// (target labels, metadata) of every family each scrape target exposed, targets in
+    /// configuration order, families sorted by name (for `/api/v1/targets/metadata`).
+    fn target_metadata(&self) -> Vec<(crate::model::Labels, MetricMetadata)> {
+        let mut out = Vec::new();
+        if let Some(m) = &self.scrapes {
+            let mut target_start = 0;
+            let mut last: Option<crate::model::Labels> = None;
+            m.borrow().for_each_family(&mut |target, fam| {
+                if last.as_ref() != Some(target) {
+                    out[target_start..]
+                        .sort_by(|a: &(_, MetricMetadata), b| a.1.metric.cmp(&b.1.metric));
+                    target_start = out.len();
+                    last = Some(target.clone());
                 }
-                .to_string(),
-                help: f.help.to_string(),
-                unit: String::new(),
-            })
-            .collect()
+                out.push((target.clone(), metric_metadata(fam)));
+            });
+            out[target_start..].sort_by(|a, b| a.1.metric.cmp(&b.1.metric));
+        }
+        out
     }
 
     /// Re-reads the configuration and rebuilds the collectors; on error keeps the running
@@ -332,6 +361,9 @@ impl State {
                         &self.config.remote_write,
                         &self.config.global.external_labels,
                     );
+                }
+                if let Some(p) = self.probes.as_mut() {
+                    p.apply(&self.config.probes);
                 }
                 self.stats.last_reload_ok = true;
                 self.stats.last_reload_success_s = SystemClock.wall_ms() as f64 / 1000.0;
@@ -517,6 +549,21 @@ impl State {
         }
         // Pushed groups are exposed and stored like a Pushgateway scraped with honor_labels.
         self.push.write_metrics(set);
+        if let Some(p) = &self.probes {
+            let st = *p.stats.borrow();
+            set.single(
+                "promlet_probes_total",
+                "Scheduled probes run (probes.jobs).",
+                MetricType::Counter,
+                st.probes as f64,
+            );
+            set.single(
+                "promlet_probe_failures_total",
+                "Scheduled probes whose probe_success was 0.",
+                MetricType::Counter,
+                st.failures as f64,
+            );
+        }
         let p = ProcessStats::read_self(self.boot_time_s);
         let g = MetricType::Gauge;
         if let Some(v) = p.cpu_seconds {
@@ -756,6 +803,94 @@ pub fn append_all(set: &MetricSet, t: Timestamp, app: &mut dyn Appender) -> u64 
     errors
 }
 
+fn metric_metadata(f: expo::FamilyRef<'_>) -> MetricMetadata {
+    MetricMetadata {
+        metric: f.name.to_string(),
+        // Prometheus's metadata API says "unknown" where text 0.0.4 says "untyped".
+        kind: match f.typ {
+            MetricType::Untyped => "unknown",
+            t => t.as_text(),
+        }
+        .to_string(),
+        help: f.help.to_string(),
+        unit: String::new(),
+    }
+}
+
+/// Where alerts link to (`generatorURL`): `--web.external-url`, or like Prometheus,
+/// `http://<hostname>:<port>` — reachable from the Alertmanager, unlike the listen address
+/// (`0.0.0.0`).
+fn external_url(flag: Option<&str>, host: &str, port: u16) -> String {
+    match flag {
+        Some(u) => u.to_string(),
+        None => format!("http://{host}:{port}"),
+    }
+}
+
+fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The series the collection cycles store, so that one which stops being reported (an
+/// unmounted filesystem, an unplugged USB NIC, a disabled collector) gets a staleness marker
+/// at once, as Prometheus writes one when a scraped series vanishes, instead of lingering
+/// in queries for the 5-minute lookback.
+///
+/// Series are known by a hash of their name and labels, so a steady-state cycle allocates
+/// nothing; the labels are built once, when a series first appears.
+#[derive(Default)]
+pub struct VanishedSeries {
+    known: std::collections::HashMap<u64, (crate::model::Labels, u64)>,
+    cycle: u64,
+}
+
+impl VanishedSeries {
+    /// Notes every series in `set` as seen in a new cycle. Samples that carry their own
+    /// timestamp are left out: Prometheus does not mark those stale either.
+    pub fn observe(&mut self, set: &MetricSet) {
+        use std::hash::{Hash, Hasher};
+        self.cycle += 1;
+        for s in set.samples() {
+            if s.timestamp().is_some() {
+                continue;
+            }
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (s.family_name(), s.suffix()).hash(&mut h);
+            for pair in s.labels() {
+                pair.hash(&mut h);
+            }
+            let entry = self.known.entry(h.finish()).or_insert_with(|| {
+                let mut name = s.family_name().to_string();
+                name.push_str(s.suffix());
+                let labels = crate::model::Labels::from_pairs(
+                    std::iter::once((crate::model::METRIC_NAME, name.as_str())).chain(s.labels()),
+                );
+                (labels, 0)
+            });
+            entry.1 = self.cycle;
+        }
+    }
+
+    /// Appends a staleness marker at `t` for every series the last cycle did not see, and
+    /// forgets them; returns how many.
+    pub fn mark_stale(&mut self, t: Timestamp, app: &mut dyn Appender) -> usize {
+        let cycle = self.cycle;
+        let mut marked = 0;
+        self.known.retain(|_, (labels, seen)| {
+            if *seen == cycle {
+                return true;
+            }
+            let _ = app.append(labels, t, crate::model::stale_nan());
+            marked += 1;
+            false
+        });
+        marked
+    }
+}
+
 /// `set` encoded in the format the request's `Accept` asks for, gzipped when its
 /// `Accept-Encoding` allows; also returns the uncompressed length (the next buffer's size hint).
 fn exposition_response(req: &Request, set: &MetricSet, size_hint: usize) -> (Response, usize) {
@@ -993,12 +1128,81 @@ fn routes(state: Rc<RefCell<State>>, server: Rc<ServerStats>, shutdown: Shutdown
     });
     api_routes(&mut r, &state);
     push_routes(&mut r, &state);
+    let st = state.clone();
+    r.route(GET_POST, "/probe", move |req| {
+        probe_response(req, &st.borrow().config)
+    });
     // The web UI: `/graph` is where alerts' generatorURLs point.
     let page = Rc::new(http::ui::Page::new());
     let p = page.clone();
     r.get("/", move |req| p.respond(req));
     r.get("/graph", move |req| page.respond(req));
     r
+}
+
+/// `/probe?target=…&module=…[&debug=true]`, blackbox_exporter's endpoint: runs the probe on
+/// the work thread (the connection waits; nothing else does) and answers with its metrics.
+/// The timeout is the module's, capped by Prometheus's scrape-timeout header minus
+/// [`crate::probe::TIMEOUT_OFFSET`], as blackbox_exporter computes it.
+pub fn probe_response(req: &Request, config: &Config) -> Response {
+    let params = match req.params() {
+        Ok(p) => p,
+        Err(e) => return Response::text(400, format!("{e}\n")),
+    };
+    let get = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let module_name = get("module").unwrap_or_else(|| "http_2xx".into());
+    let Some(module) = config.probes.module(&module_name) else {
+        return Response::text(400, format!("Unknown module {module_name:?}\n"));
+    };
+    let Some(target) = get("target").filter(|t| !t.is_empty()) else {
+        return Response::text(400, "Target parameter is missing\n");
+    };
+    let debug = get("debug").as_deref() == Some("true");
+    let mut timeout = crate::probe::DEFAULT_TIMEOUT;
+    if let Some(h) = req.header("x-prometheus-scrape-timeout-seconds") {
+        match h.trim().parse::<f64>() {
+            Ok(s) if s.is_finite() && s > 0.0 => {
+                timeout = Duration::from_secs_f64(s)
+                    .saturating_sub(crate::probe::TIMEOUT_OFFSET)
+                    .max(Duration::from_millis(100));
+            }
+            _ => {
+                return Response::text(
+                    400,
+                    format!("Failed to parse timeout from Prometheus header: {h:?}\n"),
+                )
+            }
+        }
+    }
+    if let Some(t) = module.timeout {
+        timeout = timeout.min(t);
+    }
+    Response::later(async move {
+        let mut report = crate::probe::Report::new(debug);
+        crate::probe::run(&module, &target, timeout, &mut report).await;
+        let mut set = MetricSet::new();
+        report.write(&mut set, &[]);
+        let mut body = Vec::new();
+        expo::encode_text(&set, &mut body);
+        if !debug {
+            return Response::new(200)
+                .header("Content-Type", expo::CONTENT_TYPE_TEXT)
+                .body(body);
+        }
+        let mut text = String::from("Logs for the probe:\n");
+        for line in report.log_lines() {
+            text.push_str(line);
+            text.push('\n');
+        }
+        text.push_str("\n\n\nMetrics that would have been returned:\n");
+        text.push_str(&String::from_utf8_lossy(&body));
+        text.push_str(&format!(
+            "\n\n\nModule configuration:\nmodule: {module_name}\nprober: {}\ntimeout: {}\n",
+            module.prober.name(),
+            crate::config::format_duration(timeout)
+        ));
+        Response::text(200, text)
+    })
 }
 
 /// The Pushgateway API: PUT replaces a group, POST replaces the pushed families, DELETE
@@ -1024,7 +1228,15 @@ fn push_routes(r: &mut Router, state: &Rc<RefCell<State>>) {
             "PUT" => crate::push::Method::Replace,
             _ => crate::push::Method::Merge,
         };
-        match state.push.push(&key, method, &req.body, now_s) {
+        let body = match crate::push::body_as_text(
+            req.header("content-type"),
+            req.header("content-encoding"),
+            &req.body,
+        ) {
+            Ok(b) => b,
+            Err(e) => return Response::text(400, format!("{e}\n")),
+        };
+        match state.push.push(&key, method, &body, now_s) {
             Ok(()) => Response::text(200, ""),
             Err(e) => Response::text(400, format!("{e}\n")),
         }
@@ -1123,6 +1335,40 @@ fn api_routes(r: &mut Router, state: &Rc<RefCell<State>>) {
     });
     api_route(r, &["GET"], "/api/v1/metadata", state, |_, p, st| {
         api_v1::metadata(p, &st.metadata())
+    });
+    api_route(
+        r,
+        &["GET"],
+        "/api/v1/targets/metadata",
+        state,
+        |_, p, st| api_v1::targets_metadata(p, &st.target_metadata()),
+    );
+    api_route(r, &["GET"], "/api/v1/scrape_pools", state, |_, _, st| {
+        let names = match &st.scrapes {
+            Some(m) => m.borrow().pool_names(),
+            None => Vec::new(),
+        };
+        api_v1::scrape_pools(&names)
+    });
+    api_route(r, &["GET"], "/api/v1/alertmanagers", state, |_, _, st| {
+        let urls: Vec<String> = st
+            .config
+            .alerting
+            .alertmanagers
+            .iter()
+            .flat_map(|am| {
+                am.targets
+                    .iter()
+                    .map(move |t| format!("{}://{t}{}/api/v2/alerts", am.scheme, am.path_prefix))
+            })
+            .collect();
+        api_v1::alertmanagers(&urls)
+    });
+    api_route(r, GET_POST, "/api/v1/query_exemplars", state, |_, p, _| {
+        api_v1::query_exemplars(p)
+    });
+    api_route(r, &["GET"], "/api/v1/status/walreplay", state, |_, _, _| {
+        api_v1::status_walreplay()
     });
     api_route(r, GET_POST, "/api/v1/format_query", state, |_, p, _| {
         api_v1::format_query(p)
@@ -1249,9 +1495,16 @@ async fn notify_loop(hub: Rc<RefCell<crate::notify::Hub>>) {
     let start = Instant::now();
     loop {
         let mono = start.elapsed().as_millis() as i64;
-        let wait = hub.borrow_mut().poll(mono, SystemClock.wall_ms());
+        let (wait, delivered) = {
+            let mut h = hub.borrow_mut();
+            (h.poll(mono, SystemClock.wall_ms()), h.delivery_finished())
+        };
         let wait = wait.map_or(Duration::from_secs(1), |w| w.min(Duration::from_secs(1)));
-        Timer::after(wait.max(Duration::from_millis(10))).await;
+        // A finished POST is collected at once rather than at the next deadline.
+        let timer = async {
+            Timer::after(wait.max(Duration::from_millis(10))).await;
+        };
+        futures_lite::future::or(timer, delivered).await;
     }
 }
 
@@ -1416,8 +1669,16 @@ pub fn run(args: Args) -> i32 {
             st.stats().corrupt_records
         ));
     }
-    let external_url = format!("http://{local}");
-    let hub = match crate::notify::Hub::open(&config, &args.storage_path, external_url) {
+    let port = listener.get_ref().local_addr().map_or(0, |a| a.port());
+    let external_url = external_url(args.external_url.as_deref(), &host_name(), port);
+    // 'static so scrape pools can spawn their target tasks on it, and notification its POSTs.
+    let ex: Rc<LocalExecutor<'static>> = Rc::new(LocalExecutor::new());
+    let hub = match crate::notify::Hub::open(
+        &config,
+        &args.storage_path,
+        external_url.clone(),
+        ex.clone(),
+    ) {
         Ok(h) => Rc::new(RefCell::new(h)),
         Err(e) => return fail(format!("cannot open the alert queue: {e}")),
     };
@@ -1440,8 +1701,6 @@ pub fn run(args: Args) -> i32 {
     state.config_text = config_text;
     state.appender = Some(Box::new(store.clone()));
     state.tsdb = Some(store.clone());
-    // 'static so scrape pools can spawn their target tasks on it.
-    let ex: Rc<LocalExecutor<'static>> = Rc::new(LocalExecutor::new());
     {
         use crate::scrape::manager::{Env, Manager};
         let app: Rc<RefCell<dyn Appender>> = store.0.clone();
@@ -1452,6 +1711,14 @@ pub fn run(args: Args) -> i32 {
         });
         Manager::apply_config(&mgr, &state.config.scrape_configs);
         state.scrapes = Some(mgr);
+        let app: Rc<RefCell<dyn Appender>> = store.0.clone();
+        let mut probes = crate::probe::Scheduler::new(crate::probe::Env {
+            ex: ex.clone(),
+            app,
+            clock: Rc::new(SystemClock),
+        });
+        probes.apply(&state.config.probes);
+        state.probes = Some(probes);
     }
     // remote_write: one task per queue on the same executor, cursors under the data dir.
     let remote = Rc::new(RefCell::new(crate::remote::Manager::new(
@@ -1464,7 +1731,7 @@ pub fn run(args: Args) -> i32 {
         &state.config.global.external_labels,
     );
     state.remote = Some(remote.clone());
-    state.external_url = format!("http://{local}");
+    state.external_url = external_url;
     let interval = state.config.global.evaluation_interval;
     state.rules.update(rule_groups, interval);
     let state = Rc::new(RefCell::new(state));
@@ -1546,6 +1813,36 @@ mod tests {
     }
 
     #[test]
+    fn embedded_config_probes_the_uplink_and_logs_uplink_down() {
+        let cfg = Config::embedded();
+        let jobs: Vec<&str> = cfg
+            .probes
+            .jobs
+            .iter()
+            .map(|j| j.job_name.as_str())
+            .collect();
+        assert_eq!(jobs, ["uplink_gateway", "uplink_dns"]);
+        assert!(cfg.probes.jobs[0].default_gateway);
+        assert!(cfg.probes.jobs[1].resolv_conf_nameservers);
+        assert!(cfg.probes.module("dns_uplink").is_some());
+        let groups = load_rules(&cfg, &Args::default()).unwrap();
+        let names: Vec<&str> = groups
+            .iter()
+            .flat_map(|g| g.rules.iter().map(|r| r.name.as_str()))
+            .collect();
+        assert_eq!(names, ["Heartbeat", "UplinkDown"]);
+        let mut alert = crate::model::Labels::new();
+        alert.set("alertname".into(), "UplinkDown".into());
+        let routes = cfg.notify.matching(&alert);
+        assert_eq!(routes.len(), 1);
+        let receiver = cfg
+            .notify
+            .receiver(&cfg.notify.routes[routes[0]].receiver)
+            .unwrap();
+        assert_eq!(receiver.name, "log");
+    }
+
+    #[test]
     fn connection_cap_leaves_room_for_own_fds() {
         assert_eq!(connection_cap(512, 20_000), 512);
         assert_eq!(connection_cap(512, 512), 256);
@@ -1613,6 +1910,61 @@ mod tests {
             self.0.push((l.to_string(), t, v));
             Ok(())
         }
+    }
+
+    #[test]
+    fn external_url_is_the_flag_or_hostname_and_port() {
+        assert_eq!(external_url(None, "pi", 9099), "http://pi:9099");
+        assert_eq!(
+            external_url(Some("https://mon.example/pi"), "pi", 9099),
+            "https://mon.example/pi"
+        );
+        assert!(!host_name().is_empty());
+    }
+
+    #[test]
+    fn series_that_stop_being_collected_get_one_staleness_marker() {
+        #[derive(Default)]
+        struct All(Vec<(String, i64, f64)>);
+        impl Appender for All {
+            fn append(&mut self, l: &Labels, t: Timestamp, v: f64) -> Result<(), AppendError> {
+                self.0.push((l.to_string(), t, v));
+                Ok(())
+            }
+        }
+        let cycle = |mounts: &[&str]| {
+            let mut set = MetricSet::new();
+            let f = set.family("node_filesystem_size_bytes", "h", MetricType::Gauge);
+            for m in mounts {
+                set.sample(f, &[("mountpoint", m)], 1.0);
+            }
+            let t = set.family("textfile_stamped", "h", MetricType::Gauge);
+            if mounts.len() == 2 {
+                set.sample_full(t, "", &[], 1.0, Some(5));
+            }
+            set
+        };
+        let mut vanished = VanishedSeries::default();
+        let mut app = All::default();
+        vanished.observe(&cycle(&["/", "/mnt/usb"]));
+        assert_eq!(vanished.mark_stale(1000, &mut app), 0);
+        vanished.observe(&cycle(&["/"]));
+        assert_eq!(vanished.mark_stale(2000, &mut app), 1);
+        assert_eq!(app.0.len(), 1);
+        let (series, t, v) = &app.0[0];
+        assert_eq!(
+            series,
+            "node_filesystem_size_bytes{mountpoint=\"/mnt/usb\"}"
+        );
+        assert_eq!(*t, 2000);
+        assert!(crate::model::is_stale_nan(*v));
+        // Gone once, marked once; back again, tracked again.
+        vanished.observe(&cycle(&["/"]));
+        assert_eq!(vanished.mark_stale(3000, &mut app), 0);
+        vanished.observe(&cycle(&["/", "/mnt/usb"]));
+        assert_eq!(vanished.mark_stale(4000, &mut app), 0);
+        vanished.observe(&cycle(&[]));
+        assert_eq!(vanished.mark_stale(5000, &mut app), 2);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! ```text
 //!  /proc, /sys ──► collect ─┐
 //!  local /metrics ► scrape ─┼─► tsdb (fixed-size ring, persisted) ◄── promql ◄── http: /api/v1, web UI
-//!  pushes ───────► push ────┘        │                       ▲
+//!  pushes ───────► push ────┤        │                       ▲
+//!  hosts, ports ─► probe ───┘        │
 //!                                    ├──► /metrics, /federate (upstream Prometheus pulls)
 //!                                    ├──► remote_write (store-and-forward, upstream push)
 //!                                    └──► rules ──► ALERTS ──► notify: local receivers + Alertmanager
@@ -29,6 +30,8 @@
 //! | [`scrape`] | scraping local targets and parsing what they expose                    |
 //! | [`push`]  | the Pushgateway-compatible API                                          |
 //! | [`remote`] | remote_write: store-and-forward from the TSDB, durable cursor, wire format |
+//! | [`net`]   | small async network clients shared by scrape and probe (DNS)            |
+//! | [`probe`] | blackbox_exporter-compatible probes: `/probe` and scheduled probes      |
 //!
 //! Dependencies point one way: toward `model`, `expo` and `tsdb`. Only `agent` and `main`
 //! know every module. Time is passed in; no module below `agent` reads the clock for
@@ -42,7 +45,9 @@ pub mod expo;
 pub mod http;
 pub mod log;
 pub mod model;
+pub mod net;
 pub mod notify;
+pub mod probe;
 pub mod promql;
 pub mod push;
 pub mod relabel;

@@ -6,7 +6,7 @@
 
 use crate::agent::{Agent, Prometheus, TempDir};
 use crate::common;
-use promlet::cli::query::Json;
+use promlet::http::json::Value as Json;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
@@ -581,4 +581,113 @@ fn query_max_samples_flag_refuses_big_queries() {
     );
     let j = query(agent.port, "node_load1");
     assert_eq!(result(&j).len(), 1);
+}
+
+/// A promlet and a real Prometheus 3.5 scraping the same target (another promlet) answer the
+/// discovery-side endpoints alike: `/api/v1/targets/metadata` (filters, `limit`, the `metric`
+/// field left out when filtered on), `/api/v1/metadata` for a scraped metric,
+/// `/api/v1/scrape_pools`, `/api/v1/alertmanagers`, `/api/v1/query_exemplars`,
+/// `/api/v1/status/walreplay`.
+#[test]
+fn target_metadata_and_small_endpoints_match_real_prometheus() {
+    let target = collecting_agent(&[]);
+    let dir = TempDir::new("api-scraper");
+    let cfg = dir.0.join("promlet.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: promlet\n    \
+             static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+            target.port
+        ),
+    )
+    .unwrap();
+    let scraper = Agent::start_in(dir, &[&format!("--config.file={}", cfg.display())]);
+    let Some(prom) = Prometheus::start(target.port, "") else {
+        return;
+    };
+    prom.wait_for("up", "1");
+    scraper.eventually("a scrape of the target", |a| {
+        let (_, _, j) = get_json(a.port, "/api/v1/query?query=up");
+        result(&j).len() == 1 && sample_value(&result(&j)[0]) == 1.0
+    });
+    // Metadata is Go-map ordered in Prometheus: compare as sorted JSON texts.
+    let entries = |port: u16, path: &str| -> Vec<String> {
+        let (status, _, j) = get_json(port, path);
+        assert_eq!(status, 200, "{path}: {j:?}");
+        let mut v: Vec<String> = j
+            .get("data")
+            .and_then(Json::as_array)
+            .unwrap_or_else(|| panic!("{path}: {j:?}"))
+            .iter()
+            .map(|e| {
+                let mut s = String::new();
+                e.write(&mut s);
+                s
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let one_metric = "/api/v1/targets/metadata?metric=node_load1";
+    let ours = entries(scraper.port, one_metric);
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    assert!(!ours[0].contains("\"metric\""), "{ours:?}");
+    assert_eq!(ours, entries(prom.port, one_metric));
+    let by_target = format!(
+        "/api/v1/targets/metadata?match_target={}",
+        enc("{job=\"promlet\"}")
+    );
+    let (a, b) = (
+        entries(scraper.port, &by_target),
+        entries(prom.port, &by_target),
+    );
+    // Both list every family of the target with its name; promlet's own self-metrics move
+    // between scrapes, so compare the node_* families only.
+    let node = |v: &[String]| -> Vec<String> {
+        v.iter()
+            .filter(|e| e.contains("\"metric\":\"node_"))
+            .cloned()
+            .collect()
+    };
+    assert!(node(&a).len() > 50, "{}", a.len());
+    assert_eq!(node(&a), node(&b));
+    for path in [
+        format!(
+            "/api/v1/targets/metadata?match_target={}",
+            enc("{job=\"nope\"}")
+        ),
+        "/api/v1/targets/metadata?metric=no_such_metric".to_string(),
+        "/api/v1/targets/metadata?limit=0".to_string(),
+    ] {
+        assert_eq!(entries(scraper.port, &path), Vec::<String>::new(), "{path}");
+        assert_eq!(entries(prom.port, &path), Vec::<String>::new(), "{path}");
+    }
+    assert_eq!(
+        entries(scraper.port, "/api/v1/targets/metadata?limit=2").len(),
+        2
+    );
+    let bad = format!("/api/v1/targets/metadata?match_target={}", enc("bad{"));
+    let (s1, _, e1) = get_json(scraper.port, &bad);
+    let (s2, _, e2) = get_json(prom.port, &bad);
+    assert_eq!((s1, e1.get("errorType")), (s2, e2.get("errorType")));
+    assert_eq!(e1.get("error"), e2.get("error"));
+    // /api/v1/metadata merges what the scraper collects itself with what it scraped; the
+    // same family from both is listed once, as Prometheus lists it once for its target.
+    let meta = "/api/v1/metadata?metric=node_load5";
+    let (_, _, m1) = get_json(scraper.port, meta);
+    let (_, _, m2) = get_json(prom.port, meta);
+    assert_eq!(m1.get("data"), m2.get("data"));
+    for path in [
+        "/api/v1/scrape_pools",
+        "/api/v1/alertmanagers",
+        "/api/v1/status/walreplay",
+        "/api/v1/query_exemplars?query=up&start=1&end=2",
+        "/api/v1/query_exemplars?query=up(",
+        "/api/v1/query_exemplars",
+    ] {
+        let (s1, _, j1) = get_json(scraper.port, path);
+        let (s2, _, j2) = get_json(prom.port, path);
+        assert_eq!((s1, &j1), (s2, &j2), "{path}");
+    }
 }

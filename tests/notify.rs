@@ -1,11 +1,12 @@
 //! Alert delivery against a real Alertmanager 0.33 (`prometheus-alertmanager` from the stack).
 //!
-//! Most tests drive promlet's [`Notifier`] (the code the agent runs: persisted queue, sender
-//! thread, ureq) from the test process, so queue persistence can be checked exactly: a "promlet
-//! restart" there is dropping the notifier and opening a new one on the same queue directory.
-//! `rule_alert_from_the_real_binary_…` runs the whole path in real processes: a rule file in
+//! Most tests drive promlet's [`Notifier`] (the code the agent runs: persisted queue, POSTs as
+//! tasks through the scrape HTTP client) from the test process, so queue persistence can be
+//! checked exactly: a "promlet restart" there is dropping the notifier and opening a new one on
+//! the same queue directory. `rule_alert_from_the_real_binary_…` and
+//! `rule_resolution_from_the_real_binary_…` run the whole path in real processes: a rule file in
 //! the promlet binary, a real Alertmanager. What arrived is read back through Alertmanager's
-//! own `GET /api/v2/alerts`.
+//! own `GET /api/v2/alerts` and its `/metrics` (resolved alerts are not listed there).
 
 use crate::common::{free_port, http_get, missing, stack_bin, wait_for_port, ChildGuard};
 use promlet::model::Labels;
@@ -279,6 +280,100 @@ fn queued_alerts_arrive_after_an_alertmanager_outage_and_a_promlet_restart() {
     )
     .unwrap();
     assert_eq!(n.metrics().queue_length, 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The value of the sample `series` (name and labels exactly as exposed) in Alertmanager's own
+/// /metrics; 0 when absent (a counter not yet incremented).
+fn am_metric(port: u16, series: &str) -> f64 {
+    let (status, _, body) = http_get(port, "/metrics", "");
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+/// A resolution that fails to go out is queued and retried like a firing alert, persisted across
+/// a promlet restart; an Alertmanager that restarted meanwhile (its memory gone) ends up with the
+/// alert resolved: it receives the resolved state (endsAt set) and never the stale firing one.
+#[test]
+fn resolved_alert_queued_during_an_outage_resolves_it_in_a_restarted_alertmanager() {
+    let Some(bin) = stack_bin("prometheus-alertmanager") else {
+        return;
+    };
+    let dir = temp_dir("resolved");
+    let queue = dir.join("queue");
+    let port = free_port();
+    let Some(am) = start_alertmanager(&bin, port, &dir) else {
+        return;
+    };
+    let open = || {
+        Notifier::new(
+            &alerting(port),
+            Labels::new(),
+            Some(&queue),
+            100,
+            Default::default(),
+        )
+        .unwrap()
+    };
+    let mut n = open();
+    let fire = firing("Flapping", "warning");
+    n.send(std::slice::from_ref(&fire));
+    assert!(drive(&mut n, Duration::from_secs(10), |n| n.metrics().sent == 1));
+    assert!(alert_object(&am_alerts(port), "Flapping").is_some());
+    assert_eq!(
+        am_metric(port, "alertmanager_alerts{state=\"active\"}"),
+        1.0
+    );
+
+    // Alertmanager goes away; the alert resolves and the resolution cannot be delivered.
+    drop(am);
+    let mut resolved = fire.clone();
+    resolved.ends_at = now_ms() - 1000;
+    n.send(std::slice::from_ref(&resolved));
+    assert!(drive(&mut n, Duration::from_secs(10), |n| n
+        .metrics()
+        .errors
+        >= 2));
+    assert_eq!((n.metrics().sent, n.metrics().queue_length), (1, 1));
+
+    // promlet restarts during the outage: the queued resolution survives it.
+    drop(n);
+    let mut n = open();
+    assert_eq!(
+        n.metrics().queue_length,
+        1,
+        "the resolution did not survive"
+    );
+
+    // Alertmanager returns with no memory of the alert and receives the resolved state.
+    let _am = start_alertmanager(&bin, port, &dir).unwrap();
+    assert!(
+        drive(&mut n, Duration::from_secs(30), |n| n.metrics().sent == 1),
+        "{:?}",
+        n.metrics()
+    );
+    assert_eq!(n.metrics().queue_length, 0);
+    let received = |status: &str| {
+        am_metric(
+            port,
+            &format!("alertmanager_alerts_received_total{{status=\"{status}\",version=\"v2\"}}"),
+        )
+    };
+    assert_eq!((received("resolved"), received("firing")), (1.0, 0.0));
+    assert_eq!(
+        am_metric(port, "alertmanager_alerts{state=\"active\"}"),
+        0.0
+    );
+    let json = am_alerts(port);
+    assert!(
+        alert_object(&json, "Flapping").is_none(),
+        "still firing: {json}"
+    );
+    drop(n);
+    assert_eq!(open().metrics().queue_length, 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -659,5 +754,150 @@ fn rule_alert_from_the_real_binary_reaches_alertmanager_across_outage_and_restar
     std::thread::sleep(Duration::from_secs(3));
     let _am = start_alertmanager(&bin, am_port, &dir).unwrap();
     arrived("after a promlet restart during an outage");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A sample's value in the real promlet's /metrics (None when absent).
+fn promlet_metric(port: u16, series: &str) -> Option<f64> {
+    let (_, _, body) = http_get(port, "/metrics", "");
+    let text = String::from_utf8(body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+/// The whole path for a resolution: a rule in the real promlet stops firing while Alertmanager
+/// is down; promlet is SIGKILLed and restarted (its rule state no longer knows the alert, so only
+/// the persisted queue does); Alertmanager comes back empty and receives the resolved alert,
+/// never a firing one. While deliveries fail and retry, promlet runs on its 2 threads.
+#[test]
+fn rule_resolution_from_the_real_binary_survives_outage_and_restart() {
+    let Some(bin) = stack_bin("prometheus-alertmanager") else {
+        return;
+    };
+    let dir = temp_dir("e2e-resolved");
+    let am_port = free_port();
+    let Some(am) = start_alertmanager(&bin, am_port, &dir) else {
+        return;
+    };
+    // Fires until `until` (Unix seconds), then resolves.
+    let until = now_ms() / 1000 + 15;
+    std::fs::write(
+        dir.join("rules.yml"),
+        format!(
+            "groups:\n- name: edge\n  interval: 1s\n  rules:\n  - alert: UntilDeadline\n    \
+             expr: vector(time()) < {until}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("promlet.yml"),
+        format!(
+            "global:\n  evaluation_interval: 1s\nrule_files:\n- rules.yml\nalerting:\n  \
+             alertmanagers:\n  - static_configs:\n    - targets: ['127.0.0.1:{am_port}']\n    \
+             timeout: 1s\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let data = dir.join("data");
+    let config = format!("--config.file={}", dir.join("promlet.yml").display());
+    let extra = [config.as_str(), "--rules.alert.resend-delay=1s"];
+    let promlet = start_promlet(port, &data, &extra);
+    let deadline = Instant::now() + Duration::from_secs(12);
+    while alert_object(&am_alerts(am_port), "UntilDeadline").is_none() {
+        assert!(Instant::now() < deadline, "the firing alert did not arrive");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        now_ms() / 1000 < until - 1,
+        "arrived too late to test a resolution"
+    );
+    drop(am);
+    // The rule resolves while Alertmanager is down; its resolution waits in the queue.
+    while now_ms() / 1000 < until + 3 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        promlet_metric(port, "promlet_notifications_queue_length"),
+        Some(1.0)
+    );
+    assert!(promlet_metric(port, "promlet_notifications_errors_total").unwrap() >= 1.0);
+    assert_eq!(promlet_metric(port, "promlet_threads"), Some(2.0));
+    drop(promlet);
+    let _promlet = start_promlet(port, &data, &extra);
+    std::thread::sleep(Duration::from_secs(2));
+    let _am = start_alertmanager(&bin, am_port, &dir).unwrap();
+    let received = |status: &str| {
+        am_metric(
+            am_port,
+            &format!("alertmanager_alerts_received_total{{status=\"{status}\",version=\"v2\"}}"),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while received("resolved") < 1.0 {
+        assert!(Instant::now() < deadline, "the resolution never arrived");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(received("firing"), 0.0);
+    assert_eq!(
+        am_metric(am_port, "alertmanager_alerts{state=\"active\"}"),
+        0.0
+    );
+    assert_eq!(
+        promlet_metric(port, "promlet_notifications_queue_length"),
+        Some(0.0)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Alertmanagers are posted to at once, as tasks on the work thread: one that accepts
+/// connections and never answers (until its 20 s timeout) does not hold up the real one, and
+/// the process stays at 2 threads.
+#[test]
+fn a_silent_alertmanager_does_not_delay_the_real_one_and_adds_no_thread() {
+    let Some(bin) = stack_bin("prometheus-alertmanager") else {
+        return;
+    };
+    let dir = temp_dir("parallel");
+    let am_port = free_port();
+    let Some(_am) = start_alertmanager(&bin, am_port, &dir) else {
+        return;
+    };
+    // The kernel completes connections into the backlog; nothing ever reads or answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    std::fs::write(
+        dir.join("rules.yml"),
+        "groups:\n- name: edge\n  interval: 1s\n  rules:\n  - alert: AlwaysFiring\n    expr: vector(1)\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("promlet.yml"),
+        format!(
+            "global:\n  evaluation_interval: 1s\nrule_files:\n- rules.yml\nalerting:\n  \
+             alertmanagers:\n  - static_configs:\n    - targets: ['{silent_addr}', 'localhost:{am_port}']\n    \
+             timeout: 20s\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let config = format!("--config.file={}", dir.join("promlet.yml").display());
+    let started = Instant::now();
+    let _promlet = start_promlet(port, &dir.join("data"), &[config.as_str()]);
+    while alert_object(&am_alerts(am_port), "AlwaysFiring").is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the alert waited for the silent Alertmanager"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The POST to the silent one is still open (20 s timeout): delivery is under way.
+    assert_eq!(promlet_metric(port, "promlet_threads"), Some(2.0));
+    assert_eq!(
+        promlet_metric(port, "promlet_notifications_alertmanagers_discovered"),
+        Some(2.0)
+    );
+    drop(silent);
     let _ = std::fs::remove_dir_all(&dir);
 }

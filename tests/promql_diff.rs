@@ -144,148 +144,21 @@ fn openmetrics(data: &[(Labels, Vec<(i64, f64)>)]) -> String {
     s
 }
 
-// ---- a minimal JSON reader for comparing API responses ----
+// ---- reading API responses (promlet's own JSON reader; lenient accessors) ----
 
-#[derive(Debug, Clone, PartialEq)]
-enum J {
-    Null,
-    Bool(bool),
-    Num(f64),
-    Str(String),
-    Arr(Vec<J>),
-    Obj(Vec<(String, J)>),
+use promlet::http::json::Value as J;
+
+trait Lenient {
+    fn str(&self) -> &str;
+    fn arr(&self) -> &[J];
 }
 
-impl J {
-    fn get(&self, k: &str) -> Option<&J> {
-        match self {
-            J::Obj(m) => m.iter().find(|(n, _)| n == k).map(|(_, v)| v),
-            _ => None,
-        }
-    }
+impl Lenient for J {
     fn str(&self) -> &str {
-        match self {
-            J::Str(s) => s,
-            _ => "",
-        }
+        self.as_str().unwrap_or("")
     }
     fn arr(&self) -> &[J] {
-        match self {
-            J::Arr(a) => a,
-            _ => &[],
-        }
-    }
-}
-
-fn parse_json(s: &str) -> Result<J, String> {
-    let b = s.as_bytes();
-    let mut i = 0;
-    let v = json_value(b, &mut i)?;
-    Ok(v)
-}
-
-fn ws(b: &[u8], i: &mut usize) {
-    while *i < b.len() && b[*i].is_ascii_whitespace() {
-        *i += 1;
-    }
-}
-
-fn json_value(b: &[u8], i: &mut usize) -> Result<J, String> {
-    ws(b, i);
-    match b.get(*i) {
-        Some(b'{') => {
-            *i += 1;
-            let mut m = Vec::new();
-            loop {
-                ws(b, i);
-                if b.get(*i) == Some(&b'}') {
-                    *i += 1;
-                    return Ok(J::Obj(m));
-                }
-                let J::Str(k) = json_value(b, i)? else {
-                    return Err("object key".into());
-                };
-                ws(b, i);
-                *i += 1; // ':'
-                let v = json_value(b, i)?;
-                m.push((k, v));
-                ws(b, i);
-                if b.get(*i) == Some(&b',') {
-                    *i += 1;
-                }
-            }
-        }
-        Some(b'[') => {
-            *i += 1;
-            let mut a = Vec::new();
-            loop {
-                ws(b, i);
-                if b.get(*i) == Some(&b']') {
-                    *i += 1;
-                    return Ok(J::Arr(a));
-                }
-                a.push(json_value(b, i)?);
-                ws(b, i);
-                if b.get(*i) == Some(&b',') {
-                    *i += 1;
-                }
-            }
-        }
-        Some(b'"') => {
-            *i += 1;
-            let mut out = String::new();
-            while *i < b.len() && b[*i] != b'"' {
-                if b[*i] == b'\\' {
-                    *i += 1;
-                    match b[*i] {
-                        b'n' => out.push('\n'),
-                        b't' => out.push('\t'),
-                        b'r' => out.push('\r'),
-                        b'u' => {
-                            let h = std::str::from_utf8(&b[*i + 1..*i + 5])
-                                .map_err(|e| e.to_string())?;
-                            let c = u32::from_str_radix(h, 16).map_err(|e| e.to_string())?;
-                            out.push(char::from_u32(c).unwrap_or('?'));
-                            *i += 4;
-                        }
-                        c => out.push(c as char),
-                    }
-                    *i += 1;
-                } else {
-                    let st = *i;
-                    while *i < b.len() && b[*i] != b'"' && b[*i] != b'\\' {
-                        *i += 1;
-                    }
-                    out.push_str(std::str::from_utf8(&b[st..*i]).map_err(|e| e.to_string())?);
-                }
-            }
-            *i += 1;
-            Ok(J::Str(out))
-        }
-        Some(b't') => {
-            *i += 4;
-            Ok(J::Bool(true))
-        }
-        Some(b'f') => {
-            *i += 5;
-            Ok(J::Bool(false))
-        }
-        Some(b'n') => {
-            *i += 4;
-            Ok(J::Null)
-        }
-        Some(_) => {
-            let st = *i;
-            while *i < b.len() && (b[*i].is_ascii_digit() || b"+-.eE".contains(&b[*i])) {
-                *i += 1;
-            }
-            std::str::from_utf8(&b[st..*i])
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .map(J::Num)
-                .ok_or_else(|| format!("bad number at {st}"))
-        }
-        None => Err("unexpected end".into()),
+        self.as_array().unwrap_or(&[])
     }
 }
 
@@ -313,7 +186,7 @@ fn point(p: &J) -> (i64, f64) {
 
 fn decode(body: &[u8]) -> Result<Decoded, String> {
     let text = String::from_utf8_lossy(body);
-    let j = parse_json(&text)?;
+    let j = J::parse(&text)?;
     if j.get("status").map(|s| s.str()) != Some("success") {
         // Errors compare by type only: messages are worded differently.
         let t = j.get("errorType").map(|s| s.str()).unwrap_or("?");

@@ -7,7 +7,7 @@
 
 use crate::agent::{Agent, TempDir};
 use crate::common::{self, ChildGuard};
-use promlet::cli::query::Json;
+use promlet::http::json::Value as Json;
 use promlet::remote::{proto, snappy};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -5,7 +5,7 @@
 
 use crate::agent::{Agent, TempDir};
 use crate::common;
-use promlet::cli::query::Json;
+use promlet::http::json::Value as Json;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const CONFIG: &str = "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  external_labels:\n    site: attic\nrule_files: ['rules/*.yml']\n";

@@ -13,6 +13,8 @@ mod common;
 mod config;
 /// `/federate` on the real binary and a real Prometheus federating it.
 mod federate;
+/// The Grafana dashboard: every panel query against promlet and a federating Prometheus.
+mod grafana;
 /// The HTTP/1.1 server at the wire level: exact bytes, limits, timeouts, the connection cap.
 mod http;
 
@@ -33,6 +35,8 @@ mod textfile;
 mod collect_live_exact;
 /// Alert delivery to a real Alertmanager: fields read back, outage, restart.
 mod notify;
+/// blackbox_exporter-compatible probes against real peers and the real blackbox_exporter.
+mod probe;
 /// Differential test against a real Prometheus 3.5 (engine, HTTP API JSON, promtool).
 mod promql_diff;
 /// Prometheus's promqltest conformance scripts run against our engine.

@@ -158,6 +158,21 @@ pub const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        name: "web.external-url",
+        value_name: Some("URL"),
+        default: "",
+        category: Category::Web,
+        help: "The URL under which promlet is reached from outside (behind a reverse proxy, by \
+               DNS name); alerts link to it (generatorURL). Default: http://<hostname>:<port>.",
+        set: |a, v| {
+            if !v.is_empty() && !v.starts_with("http://") && !v.starts_with("https://") {
+                return Err(format!("{v:?} is not an http:// or https:// URL"));
+            }
+            a.external_url = (!v.is_empty()).then(|| v.trim_end_matches('/').to_string());
+            Ok(())
+        },
+    },
+    Flag {
         name: "storage.tsdb.path",
         value_name: Some("DIR"),
         default: "data/",
@@ -446,6 +461,16 @@ mod tests {
             run_args(&["--web.read-timeout=1m30s"]).read_timeout,
             std::time::Duration::from_secs(90)
         );
+    }
+
+    #[test]
+    fn external_url_must_be_http_and_loses_its_trailing_slash() {
+        assert_eq!(
+            run_args(&["--web.external-url=https://pi.example/promlet/"]).external_url,
+            Some("https://pi.example/promlet".to_string())
+        );
+        assert_eq!(run_args(&[]).external_url, None);
+        assert!(parse(["--web.external-url=pi:9099".to_string()]).is_err());
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct Args {
     pub enable_silences: bool,
     pub max_connections: usize,
     pub read_timeout: Duration,
+    /// `--web.external-url`, without a trailing slash; None: `http://<hostname>:<port>`.
+    pub external_url: Option<String>,
     pub storage_path: PathBuf,
     /// `--storage.tsdb.retention.size`, `.retention.time`, `.max-series`, `.flush-interval`.
     pub tsdb: crate::tsdb::Options,
@@ -72,6 +74,7 @@ impl Default for Args {
             enable_silences: false,
             max_connections: crate::http::server::MAX_CONNECTIONS,
             read_timeout: crate::http::server::READ_TIMEOUT,
+            external_url: None,
             storage_path: "data/".into(),
             tsdb: crate::tsdb::Options::default(),
             query_timeout: defs::DEFAULT_QUERY_TIMEOUT,

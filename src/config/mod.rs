@@ -96,6 +96,8 @@ pub struct Config {
     pub rule_files: Vec<String>,
     /// `remote_write:`, decoded by [`crate::remote::config`].
     pub remote_write: Vec<crate::remote::config::RemoteWriteConfig>,
+    /// `probes:` (blackbox modules and scheduled probe jobs), decoded in `probe::config`.
+    pub probes: crate::probe::config::ProbesConfig,
 }
 
 /// Keys allowed at the top level.
@@ -107,6 +109,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "alerting",
     "notify",
     "remote_write",
+    "probes",
 ];
 const GLOBAL_KEYS: &[&str] = &[
     "scrape_interval",
@@ -149,6 +152,7 @@ impl Config {
         let mut timeout_set = false;
         // Decoded after `global:`, whose intervals they inherit, wherever it appears.
         let mut scrape_node = None;
+        let mut probes_node = None;
         for (k, v) in d.entries(&root, TOP_LEVEL_KEYS, "the top level")? {
             match d.key(k) {
                 "global" => timeout_set = decode_global(&d, v, &mut cfg.global)?,
@@ -158,6 +162,7 @@ impl Config {
                 "scrape_configs" => scrape_node = Some(v),
                 "rule_files" => cfg.rule_files = decode_rule_files(&d, v)?,
                 "remote_write" => cfg.remote_write = crate::remote::config::decode_list(&d, v)?,
+                "probes" => probes_node = Some(v),
                 _ => unreachable!("entries() rejects unknown keys"),
             }
         }
@@ -177,6 +182,9 @@ impl Config {
         }
         if let Some(n) = scrape_node {
             cfg.scrape_configs = crate::scrape::config::decode_list(&d, n, &cfg.global)?;
+        }
+        if let Some(n) = probes_node {
+            cfg.probes = crate::probe::config::decode_probes(&d, n, &cfg.global)?;
         }
         Ok(cfg)
     }

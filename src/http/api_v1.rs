@@ -444,6 +444,26 @@ fn time_range(params: &[(String, String)]) -> Result<(i64, i64), ApiResponse> {
     Ok((start, end))
 }
 
+/// The parameters `/series`, `/labels` and `/label/<name>/values` share.
+struct Selection {
+    sets: Vec<Vec<Matcher>>,
+    start: i64,
+    end: i64,
+    limit: usize,
+}
+
+fn selection(params: &[(String, String)]) -> Result<Selection, ApiResponse> {
+    let sets = matcher_sets(params)?;
+    let (start, end) = time_range(params)?;
+    let limit = parse_limit(params)?;
+    Ok(Selection {
+        sets,
+        start,
+        end,
+        limit,
+    })
+}
+
 fn matcher_sets(params: &[(String, String)]) -> Result<Vec<Vec<Matcher>>, ApiResponse> {
     params_all(params, "match[]")
         .into_iter()
@@ -470,21 +490,18 @@ fn string_list(items: &[String], limit: usize) -> ApiResponse {
 
 /// `GET|POST /api/v1/series`.
 pub fn series(params: &[(String, String)], querier: &dyn Querier) -> ApiResponse {
-    let sets = match matcher_sets(params) {
+    let Selection {
+        sets,
+        start,
+        end,
+        limit,
+    } = match selection(params) {
         Ok(s) => s,
         Err(r) => return r,
     };
     if sets.is_empty() {
         return error(ErrorType::BadData, "no match[] parameter provided");
     }
-    let (start, end) = match time_range(params) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let limit = match parse_limit(params) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
     // Label sets only: streaming keeps the samples of every matching series out of memory.
     let mut all: Vec<Labels> = Vec::new();
     for m in &sets {
@@ -508,16 +525,13 @@ pub fn series(params: &[(String, String)], querier: &dyn Querier) -> ApiResponse
 
 /// `GET|POST /api/v1/labels`.
 pub fn labels(params: &[(String, String)], querier: &dyn Querier) -> ApiResponse {
-    let sets = match matcher_sets(params) {
+    let Selection {
+        sets,
+        start,
+        end,
+        limit,
+    } = match selection(params) {
         Ok(s) => s,
-        Err(r) => return r,
-    };
-    let (start, end) = match time_range(params) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let limit = match parse_limit(params) {
-        Ok(l) => l,
         Err(r) => return r,
     };
     let mut names: Vec<String> = if sets.is_empty() {
@@ -570,16 +584,13 @@ pub fn label_values(name: &str, params: &[(String, String)], querier: &dyn Queri
             )
         }
     };
-    let sets = match matcher_sets(params) {
+    let Selection {
+        sets,
+        start,
+        end,
+        limit,
+    } = match selection(params) {
         Ok(s) => s,
-        Err(r) => return r,
-    };
-    let (start, end) = match time_range(params) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let limit = match parse_limit(params) {
-        Ok(l) => l,
         Err(r) => return r,
     };
     let mut vals: Vec<String> = if sets.is_empty() {
@@ -639,14 +650,125 @@ pub fn metadata(params: &[(String, String)], known: &[MetricMetadata]) -> ApiRes
                 if per_metric > 0 && k as i64 >= per_metric {
                     break;
                 }
+                // Prometheus 3.5's key order here (its targets/metadata differs).
                 j.begin_object();
                 j.key("type").string(&m.kind);
-                j.key("help").string(&m.help);
                 j.key("unit").string(&m.unit);
+                j.key("help").string(&m.help);
                 j.end_object();
             }
             j.end_array();
         }
+        j.end_object();
+    })
+}
+
+/// `GET /api/v1/targets/metadata`: `entries` are (target labels, metadata) in target order.
+/// `match_target` selects targets by their labels, `metric` one metric (then left out of each
+/// entry, as Prometheus does), `limit` caps the entries.
+pub fn targets_metadata(
+    params: &[(String, String)],
+    entries: &[(Labels, MetricMetadata)],
+) -> ApiResponse {
+    let matchers = match param(params, "match_target").filter(|s| !s.is_empty()) {
+        None => Vec::new(),
+        Some(m) => match promql::parse_selector(m) {
+            Ok(m) => m,
+            Err(e) => return bad_param("match_target", &e.to_string()),
+        },
+    };
+    let limit = match param(params, "limit").filter(|s| !s.is_empty()) {
+        None => -1,
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) => n,
+            Err(_) => return bad_param("limit", &format!("cannot parse \"{s}\" to a valid limit")),
+        },
+    };
+    let only = param(params, "metric").filter(|s| !s.is_empty());
+    let selected = entries.iter().filter(|(target, m)| {
+        only.is_none_or(|o| o == m.metric)
+            && matchers
+                .iter()
+                .all(|mt| mt.matches(target.get(&mt.name).unwrap_or("")))
+    });
+    let n = if limit < 0 {
+        usize::MAX
+    } else {
+        limit as usize
+    };
+    success(&[], &[], |j| {
+        j.begin_array();
+        for (target, m) in selected.take(n) {
+            j.begin_object();
+            j.key("target");
+            write_labels(j, target);
+            if only.is_none() {
+                j.key("metric").string(&m.metric);
+            }
+            j.key("type").string(&m.kind);
+            j.key("help").string(&m.help);
+            j.key("unit").string(&m.unit);
+            j.end_object();
+        }
+        j.end_array();
+    })
+}
+
+/// `GET /api/v1/scrape_pools`.
+pub fn scrape_pools(names: &[String]) -> ApiResponse {
+    success(&[], &[], |j| {
+        j.begin_object();
+        j.key("scrapePools").begin_array();
+        for n in names {
+            j.string(n);
+        }
+        j.end_array();
+        j.end_object();
+    })
+}
+
+/// `GET /api/v1/alertmanagers`: the Alertmanagers alerts are sent to (static targets only,
+/// so none is ever dropped by discovery).
+pub fn alertmanagers(urls: &[String]) -> ApiResponse {
+    success(&[], &[], |j| {
+        j.begin_object();
+        j.key("activeAlertmanagers").begin_array();
+        for u in urls {
+            j.begin_object();
+            j.key("url").string(u);
+            j.end_object();
+        }
+        j.end_array();
+        j.key("droppedAlertmanagers").begin_array();
+        j.end_array();
+        j.end_object();
+    })
+}
+
+/// `GET|POST /api/v1/query_exemplars`: the query is checked like Prometheus checks it, and
+/// the answer is always empty — the TSDB keeps no exemplars (a fixed budget spent on samples).
+pub fn query_exemplars(params: &[(String, String)]) -> ApiResponse {
+    // Unlike /query, Prometheus words these errors without naming the parameter.
+    if let Err(e) = promql::parse(param(params, "query").unwrap_or("")) {
+        return error(ErrorType::BadData, &e.to_string());
+    }
+    if let Err(r) = time_range(params) {
+        return r;
+    }
+    success(&[], &[], |j| {
+        j.begin_array();
+        j.end_array();
+    })
+}
+
+/// `GET /api/v1/status/walreplay`: promlet replays its segments before it listens, so the
+/// replay is always complete by the time anyone can ask.
+pub fn status_walreplay() -> ApiResponse {
+    success(&[], &[], |j| {
+        j.begin_object();
+        j.key("min").raw("0");
+        j.key("max").raw("0");
+        j.key("current").raw("0");
         j.end_object();
     })
 }
@@ -964,7 +1086,7 @@ mod tests {
         }];
         assert_eq!(
             body(&metadata(&p(&[]), &m)),
-            r#"{"status":"success","data":{"up_total":[{"type":"counter","help":"Up.","unit":""}]}}"#
+            r#"{"status":"success","data":{"up_total":[{"type":"counter","unit":"","help":"Up."}]}}"#
         );
         let b = buildinfo(&BuildInfo {
             version: "0.1.0".into(),

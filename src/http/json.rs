@@ -1,6 +1,8 @@
-//! A tiny append-only JSON writer (no serde) and the number/time formats of Prometheus's API.
+//! A tiny append-only JSON writer and reader (no serde), and the number/time formats of
+//! Prometheus's API.
 //!
-//! Owns: escaping and float/timestamp rendering. Must not touch: what the documents contain.
+//! Owns: escaping, float/timestamp rendering, parsing documents into [`Value`].
+//! Must not touch: what the documents contain.
 
 /// Appends JSON text to a byte buffer, placing commas itself.
 #[derive(Default)]
@@ -146,6 +148,237 @@ pub fn format_ts(ms: i64) -> String {
     s
 }
 
+/// A parsed JSON document: API answers (`promlet query`, tests) and request bodies
+/// (silences). Object keys keep their order; `get` finds the first of duplicates.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Num(f64),
+    Str(String),
+    Arr(Vec<Value>),
+    Obj(Vec<(String, Value)>),
+}
+
+/// Nesting beyond this is refused (API answers nest 5 deep, silences 3), so hostile input
+/// cannot overflow the stack.
+const MAX_DEPTH: usize = 64;
+
+impl Value {
+    /// Parses a whole document; errors name the byte offset.
+    pub fn parse(s: &str) -> Result<Value, String> {
+        let mut r = Reader {
+            b: s.as_bytes(),
+            i: 0,
+        };
+        let v = r.value(0)?;
+        r.ws();
+        if r.i != r.b.len() {
+            return Err(format!("trailing data at byte {}", r.i));
+        }
+        Ok(v)
+    }
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match self {
+            Value::Obj(p) => p.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_array(&self) -> Option<&[Value]> {
+        match self {
+            Value::Arr(a) => Some(a),
+            _ => None,
+        }
+    }
+    /// Compact JSON text.
+    pub fn write(&self, out: &mut String) {
+        match self {
+            Value::Null => out.push_str("null"),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Num(n) => {
+                out.push_str(&n.to_string());
+            }
+            Value::Str(s) => {
+                let mut q = Vec::new();
+                write_str(&mut q, s);
+                out.push_str(&String::from_utf8_lossy(&q));
+            }
+            Value::Arr(a) => {
+                out.push('[');
+                for (i, v) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    v.write(out);
+                }
+                out.push(']');
+            }
+            Value::Obj(p) => {
+                out.push('{');
+                for (i, (k, v)) in p.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    Value::Str(k.clone()).write(out);
+                    out.push(':');
+                    v.write(out);
+                }
+                out.push('}');
+            }
+        }
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Reader<'_> {
+    fn ws(&mut self) {
+        while self.i < self.b.len() && b" \t\r\n".contains(&self.b[self.i]) {
+            self.i += 1;
+        }
+    }
+    fn err<T>(&self, what: &str) -> Result<T, String> {
+        Err(format!("{what} at byte {}", self.i))
+    }
+    fn eat(&mut self, c: u8) -> bool {
+        self.ws();
+        if self.b.get(self.i) == Some(&c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+    fn value(&mut self, depth: usize) -> Result<Value, String> {
+        if depth > MAX_DEPTH {
+            return self.err("nesting too deep");
+        }
+        self.ws();
+        match self.b.get(self.i) {
+            Some(b'{') => {
+                self.i += 1;
+                let mut p = Vec::new();
+                if self.eat(b'}') {
+                    return Ok(Value::Obj(p));
+                }
+                loop {
+                    self.ws();
+                    let k = self.string()?;
+                    if !self.eat(b':') {
+                        return self.err("expected ':'");
+                    }
+                    p.push((k, self.value(depth + 1)?));
+                    if self.eat(b'}') {
+                        return Ok(Value::Obj(p));
+                    }
+                    if !self.eat(b',') {
+                        return self.err("expected ',' or '}'");
+                    }
+                }
+            }
+            Some(b'[') => {
+                self.i += 1;
+                let mut a = Vec::new();
+                if self.eat(b']') {
+                    return Ok(Value::Arr(a));
+                }
+                loop {
+                    a.push(self.value(depth + 1)?);
+                    if self.eat(b']') {
+                        return Ok(Value::Arr(a));
+                    }
+                    if !self.eat(b',') {
+                        return self.err("expected ',' or ']'");
+                    }
+                }
+            }
+            Some(b'"') => Ok(Value::Str(self.string()?)),
+            Some(_) => {
+                let st = self.i;
+                while self.i < self.b.len() && !b",]} \t\r\n".contains(&self.b[self.i]) {
+                    self.i += 1;
+                }
+                match &self.b[st..self.i] {
+                    b"null" => Ok(Value::Null),
+                    b"true" => Ok(Value::Bool(true)),
+                    b"false" => Ok(Value::Bool(false)),
+                    w => match std::str::from_utf8(w).ok().and_then(|w| w.parse().ok()) {
+                        Some(n) => Ok(Value::Num(n)),
+                        None => self.err("invalid value"),
+                    },
+                }
+            }
+            None => self.err("unexpected end"),
+        }
+    }
+    fn string(&mut self) -> Result<String, String> {
+        if self.b.get(self.i) != Some(&b'"') {
+            return self.err("expected a string");
+        }
+        self.i += 1;
+        let mut out: Vec<u8> = Vec::new();
+        loop {
+            match self.b.get(self.i) {
+                None => return self.err("unterminated string"),
+                Some(b'"') => {
+                    self.i += 1;
+                    return String::from_utf8(out).map_err(|_| "invalid UTF-8".to_string());
+                }
+                Some(b'\\') => {
+                    let c = self.b.get(self.i + 1).copied();
+                    self.i += 2;
+                    let ch = match c {
+                        Some(b'"') => '"',
+                        Some(b'\\') => '\\',
+                        Some(b'/') => '/',
+                        Some(b'b') => '\u{8}',
+                        Some(b'f') => '\u{c}',
+                        Some(b'n') => '\n',
+                        Some(b'r') => '\r',
+                        Some(b't') => '\t',
+                        Some(b'u') => {
+                            let hex = |r: &mut Self| -> Option<u32> {
+                                let h = std::str::from_utf8(r.b.get(r.i..r.i + 4)?).ok()?;
+                                r.i += 4;
+                                u32::from_str_radix(h, 16).ok()
+                            };
+                            let Some(mut cp) = hex(self) else {
+                                return self.err("bad \\u escape");
+                            };
+                            if (0xD800..0xDC00).contains(&cp)
+                                && self.b.get(self.i..self.i + 2) == Some(b"\\u")
+                            {
+                                self.i += 2;
+                                let lo = hex(self).unwrap_or(0);
+                                cp = 0x10000
+                                    + ((cp - 0xD800) << 10)
+                                    + (lo.wrapping_sub(0xDC00) & 0x3FF);
+                            }
+                            char::from_u32(cp).unwrap_or('\u{FFFD}')
+                        }
+                        _ => return self.err("bad escape"),
+                    };
+                    let mut tmp = [0u8; 4];
+                    out.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
+                }
+                Some(&c) => {
+                    out.push(c);
+                    self.i += 1;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +417,25 @@ mod tests {
             String::from_utf8(j.into_bytes()).unwrap(),
             r#"{"a":"x\u003cy","b":[1,2,{}],"c":null}"#
         );
+    }
+
+    #[test]
+    fn reader_handles_escapes_and_refuses_garbage() {
+        let v = Value::parse(r#" {"a":"x\"\u00e9\ud83d\ude00","b":[true,null,-1.5e3]} "#).unwrap();
+        assert_eq!(v.get("a").unwrap().as_str(), Some("x\"é😀"));
+        let mut s = String::new();
+        v.get("b").unwrap().write(&mut s);
+        assert_eq!(s, "[true,null,-1500]");
+        for bad in [
+            "",
+            "{",
+            "[1,]",
+            "{\"a\" 1}",
+            "\"abc",
+            "[1] x",
+            &"[".repeat(1000),
+        ] {
+            assert!(Value::parse(bad).is_err(), "{bad}");
+        }
     }
 }

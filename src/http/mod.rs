@@ -17,6 +17,11 @@ pub mod router;
 pub mod server;
 pub mod ui;
 
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
 pub use form::{parse_urlencoded, percent_decode, FormError};
 pub use router::Router;
 pub use server::{serve, Limits, Server, ServerStats, Shutdown};
@@ -84,6 +89,30 @@ pub struct Response {
     /// Extra headers; the server adds `Content-Length` and `Connection` itself.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Set by [`Response::later`]: the real response, still being computed.
+    pub deferred: Option<Deferred>,
+}
+
+/// A response that needs I/O first (a `/probe`): handlers stay synchronous and return this;
+/// the server awaits it on the same thread while the connection waits, so other requests
+/// and the collection loop keep running.
+#[derive(Clone)]
+pub struct Deferred(Rc<RefCell<Option<PendingResponse>>>);
+
+/// The future behind a [`Deferred`].
+pub type PendingResponse = Pin<Box<dyn Future<Output = Response>>>;
+
+impl Deferred {
+    /// The future, once (None if already taken).
+    pub fn take(&self) -> Option<PendingResponse> {
+        self.0.borrow_mut().take()
+    }
+}
+
+impl std::fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Deferred")
+    }
 }
 
 impl Response {
@@ -92,7 +121,15 @@ impl Response {
             status,
             headers: Vec::new(),
             body: Vec::new(),
+            deferred: None,
         }
+    }
+
+    /// A response the server awaits before sending (see [`Deferred`]).
+    pub fn later(fut: impl Future<Output = Response> + 'static) -> Response {
+        let mut r = Response::new(200);
+        r.deferred = Some(Deferred(Rc::new(RefCell::new(Some(Box::pin(fut))))));
+        r
     }
 
     /// A `text/plain` response.

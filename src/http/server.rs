@@ -552,8 +552,11 @@ impl Conn {
             buf.drain(..head_len + body_len);
 
             self.state.0.set_phase(false);
-            let resp = (self.handler)(&req);
+            let mut resp = (self.handler)(&req);
             drop(req);
+            if let Some(later) = resp.deferred.take().and_then(|d| d.take()) {
+                resp = later.await;
+            }
             let deadline = Instant::now() + self.limits.read_timeout;
             if self
                 .write_response(&resp, is_head, keep_alive, deadline)

@@ -1,13 +1,15 @@
 //! The `alerting:` section of prometheus.yml: Alertmanagers to deliver to.
 //!
 //! Owns: decoding `alerting.alertmanagers` (static_configs, api_version, path_prefix, scheme,
-//! timeout, basic_auth) into [`AlertingConfig`] with positioned errors.
+//! timeout, basic_auth, tls_config) into [`AlertingConfig`] with positioned errors.
 //! `alert_relabel_configs` use the shared [`crate::relabel`] module.
 //! Must not touch: sockets. What is not supported is refused at load time with a reason,
-//! never silently ignored: per-Alertmanager `relabel_configs` and `alert_relabel_configs`
-//! (target discovery is static here), `scheme: https` (not implemented; needs the `tls`
-//! feature), service discovery other than `static_configs`.
+//! never silently ignored: per-Alertmanager `relabel_configs` (target discovery is static
+//! here), service discovery other than `static_configs`, and `scheme: https` while the build has
+//! no outbound TLS ([`super::sender::HTTPS_SUPPORTED`]). `tls_config` is decoded and checked
+//! (files readable) already, so TLS only has to be plugged into the sender.
 
+use super::sender::HTTPS_SUPPORTED;
 use crate::config::yaml::{Node, Value};
 use crate::config::{ConfigError, Decoder};
 use std::time::Duration;
@@ -30,8 +32,20 @@ pub struct AlertmanagerConfig {
     /// Whole-request timeout. Prometheus's default: 10s.
     pub timeout: Duration,
     pub basic_auth: Option<BasicAuth>,
+    /// `tls_config`, for `scheme: https`.
+    pub tls: Option<TlsConfig>,
     /// `host:port` of every static target, in file order.
     pub targets: Vec<String>,
+}
+
+/// `tls_config` as Prometheus spells it (the file-based subset). Paths are as written.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TlsConfig {
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub server_name: Option<String>,
+    pub insecure_skip_verify: bool,
 }
 
 impl Default for AlertmanagerConfig {
@@ -41,6 +55,7 @@ impl Default for AlertmanagerConfig {
             path_prefix: String::new(),
             timeout: Duration::from_secs(10),
             basic_auth: None,
+            tls: None,
             targets: Vec::new(),
         }
     }
@@ -69,7 +84,15 @@ const AM_KEYS: &[&str] = &[
     "scheme",
     "timeout",
     "basic_auth",
+    "tls_config",
     "relabel_configs",
+];
+const TLS_KEYS: &[&str] = &[
+    "ca_file",
+    "cert_file",
+    "key_file",
+    "server_name",
+    "insecure_skip_verify",
 ];
 
 /// Decodes `alerting:`.
@@ -131,19 +154,13 @@ fn decode_alertmanager(d: &Decoder<'_>, node: &Node) -> Result<AlertmanagerConfi
                 let s = d.string(v, "scheme")?;
                 match s {
                     "http" => {}
-                    "https" if cfg!(feature = "tls") => {
-                        return Err(d.err(v.pos, "scheme https is not implemented yet"))
-                    }
-                    "https" => {
-                        return Err(d.err(
-                            v.pos,
-                            "scheme https needs a promlet built with the tls feature",
-                        ))
-                    }
-                    _ => return Err(d.err(v.pos, format!("scheme {s:?}: expected http"))),
+                    "https" if HTTPS_SUPPORTED => {}
+                    "https" => return Err(d.err(v.pos, HTTPS_MISSING)),
+                    _ => return Err(d.err(v.pos, format!("scheme {s:?}: expected http or https"))),
                 }
                 am.scheme = s.to_string();
             }
+            "tls_config" => am.tls = Some(decode_tls(d, v)?),
             "timeout" => am.timeout = d.duration(v, "timeout")?,
             "basic_auth" => {
                 let mut user = String::new();
@@ -175,6 +192,40 @@ fn decode_alertmanager(d: &Decoder<'_>, node: &Node) -> Result<AlertmanagerConfi
         }
     }
     Ok(am)
+}
+
+/// Why `scheme: https` is refused in this build.
+pub const HTTPS_MISSING: &str = "scheme https: this promlet has no outbound TLS yet \
+     (it is coming behind the `tls` cargo feature); use http, or a TLS proxy on the device";
+
+fn decode_tls(d: &Decoder<'_>, node: &Node) -> Result<TlsConfig, ConfigError> {
+    let mut tls = TlsConfig::default();
+    for (k, v) in d.entries(node, TLS_KEYS, "tls_config")? {
+        let key = d.key(k);
+        if key == "insecure_skip_verify" {
+            tls.insecure_skip_verify = d.boolean(v, key)?;
+            continue;
+        }
+        let text = d.string(v, key)?.to_string();
+        if key.ends_with("_file") {
+            // Checked now so a typo fails at load, not at the first alert.
+            std::fs::metadata(&text).map_err(|e| d.err(v.pos, format!("{key} {text}: {e}")))?;
+        }
+        let slot = match key {
+            "ca_file" => &mut tls.ca_file,
+            "cert_file" => &mut tls.cert_file,
+            "key_file" => &mut tls.key_file,
+            _ => &mut tls.server_name,
+        };
+        *slot = Some(text);
+    }
+    if tls.cert_file.is_some() != tls.key_file.is_some() {
+        return Err(d.err(
+            node.pos,
+            "tls_config needs both cert_file and key_file, or neither",
+        ));
+    }
+    Ok(tls)
 }
 
 fn seq<'n>(d: &Decoder<'_>, node: &'n Node, what: &str) -> Result<&'n [Node], ConfigError> {
@@ -222,12 +273,50 @@ mod tests {
     fn unsupported_settings_are_refused_with_position() {
         let e = |y: &str| Config::parse(y, "t.yml").unwrap_err().to_string();
         assert!(e("alerting:\n  alertmanagers:\n  - api_version: v1\n").contains("t.yml:3:18"));
-        assert!(e("alerting:\n  alertmanagers:\n  - scheme: https\n").contains("tls"));
+        let https = e("alerting:\n  alertmanagers:\n  - scheme: https\n");
+        assert!(
+            https.contains("t.yml:3:13") && https.contains("no outbound TLS"),
+            "{https}"
+        );
         assert!(e("alerting:\n  alert_relabel_configs:\n  - action: nope\n").contains("t.yml:3"));
         assert!(
             e("alerting:\n  alertmanagers:\n  - static_configs:\n    - targets: [x]\n")
                 .contains("host:port")
         );
         assert!(e("alerting:\n  alertmanagers:\n  - tiemout: 1s\n").contains("unknown key"));
+    }
+
+    /// `tls_config` is decoded and checked whatever the scheme, so https only needs the
+    /// sender's TLS; until then `scheme: https` is the one thing refused.
+    #[test]
+    fn tls_config_is_decoded_and_checked() {
+        let dir = std::env::temp_dir().join(format!("promlet-amtls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, "x").unwrap();
+        let y = |tls: &str| {
+            format!(
+                "alerting:\n  alertmanagers:\n  - static_configs: [{{targets: ['am:9093']}}]\n    \
+                 tls_config: {tls}\n"
+            )
+        };
+        let c = Config::parse(
+            &y(&format!(
+                "{{ca_file: {}, server_name: am.lan, insecure_skip_verify: true}}",
+                ca.display()
+            )),
+            "t.yml",
+        )
+        .unwrap();
+        let tls = c.alerting.alertmanagers[0].tls.clone().unwrap();
+        assert_eq!(tls.ca_file.as_deref(), Some(ca.to_str().unwrap()));
+        assert_eq!(tls.server_name.as_deref(), Some("am.lan"));
+        assert!(tls.insecure_skip_verify);
+        let e = |t: &str| Config::parse(&y(t), "t.yml").unwrap_err().to_string();
+        assert!(e("{ca_file: /nonexistent/ca.pem}").contains("ca_file /nonexistent/ca.pem"));
+        assert!(e(&format!("{{cert_file: {}}}", ca.display())).contains("key_file"));
+        assert!(e("{ca: inline}").contains("unknown key"));
+        assert!(e("{insecure_skip_verify: maybe}").contains("insecure_skip_verify"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

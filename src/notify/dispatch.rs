@@ -60,8 +60,20 @@ struct Group {
 /// A group's identity: its route and group labels.
 type GroupKey = (usize, Labels);
 
+/// What a flush's notifications take back when one of them fails. Alertmanager logs a
+/// notification only once it succeeded; likewise the group goes back to its log from before the
+/// flush and gets back the resolved alerts the flush let go (re-creating the group if they were
+/// its last), so its next flush notifies again, resolutions included.
+struct Undo {
+    key: GroupKey,
+    log_before: Option<SentLog>,
+    resolved: Vec<(u64, OutgoingAlert)>,
+    /// When a re-created group flushes.
+    next_flush: i64,
+}
+
 struct RunningExec {
-    group: GroupKey,
+    undo: Rc<Undo>,
     child: Child,
     deadline: i64,
     what: String,
@@ -82,7 +94,7 @@ pub struct Dispatcher {
     cfg: RouteConfig,
     groups: BTreeMap<(usize, Labels), Group>,
     execs: Vec<RunningExec>,
-    webhooks_in_flight: Vec<(u64, String, GroupKey)>,
+    webhooks_in_flight: Vec<(u64, String, Rc<Undo>)>,
     sender: Rc<SharedSender>,
     silences: SilenceStore,
     external_url: String,
@@ -262,10 +274,24 @@ impl Dispatcher {
                 jobs = self.payloads(r, &group_key, &g.labels, &shown, now);
             }
         }
+        let group_interval = route.group_interval.as_millis() as i64;
+        let undo = Rc::new(Undo {
+            key: key.clone(),
+            log_before: g.log.clone(),
+            resolved: if jobs.is_empty() {
+                Vec::new()
+            } else {
+                resolved
+                    .iter()
+                    .map(|fp| (*fp, g.alerts[fp].clone()))
+                    .collect()
+            },
+            next_flush: now + group_interval,
+        });
         let resolved_now: Vec<u64> = resolved.iter().copied().collect();
         let g = self.groups.get_mut(key).expect("looked up above");
         g.flushed = true;
-        g.next_flush = now + route.group_interval.as_millis() as i64;
+        g.next_flush = now + group_interval;
         if needs {
             g.log = Some(SentLog {
                 firing,
@@ -282,7 +308,7 @@ impl Dispatcher {
         self.metrics.inhibited += inhibited;
         self.metrics.silenced += silenced;
         for job in jobs {
-            self.deliver(job, now, key);
+            self.deliver(job, now, &undo);
         }
     }
 
@@ -356,17 +382,17 @@ impl Dispatcher {
         out
     }
 
-    fn deliver(&mut self, d: Delivery, now: i64, group: &GroupKey) {
+    fn deliver(&mut self, d: Delivery, now: i64, undo: &Rc<Undo>) {
         self.metrics.notifications += 1;
         match d {
             Delivery::Log(line) => crate::log::info(&line),
             Delivery::Webhook { target, body } => {
                 let url = target.url.clone();
                 match self.sender.submit(vec![target], "application/json", body) {
-                    Some(id) => self.webhooks_in_flight.push((id, url, group.clone())),
+                    Some(id) => self.webhooks_in_flight.push((id, url, undo.clone())),
                     None => {
                         self.metrics.failed += 1;
-                        self.forget_sent(group);
+                        self.undo(undo);
                         crate::log::warn(&format!(
                             "webhook {url}: sender busy, notification dropped"
                         ));
@@ -379,14 +405,14 @@ impl Dispatcher {
                 body,
             } => match self.spawn(&command, &body) {
                 Ok(child) => self.execs.push(RunningExec {
-                    group: group.clone(),
+                    undo: undo.clone(),
                     child,
                     deadline: now + timeout.as_millis() as i64,
                     what: command.join(" "),
                 }),
                 Err(e) => {
                     self.metrics.failed += 1;
-                    self.forget_sent(group);
+                    self.undo(undo);
                     crate::log::warn(&format!("exec {}: {e}", command.join(" ")));
                 }
             },
@@ -411,20 +437,33 @@ impl Dispatcher {
             .spawn()
     }
 
-    /// A failed notification is not logged as sent (Alertmanager's rule), so the group's
-    /// next flush notifies again: delivery is at least once, per group.
-    fn forget_sent(&mut self, group: &GroupKey) {
-        if let Some(g) = self.groups.get_mut(group) {
-            g.log = None;
+    /// A failed notification is not logged as sent (see [`Undo`]): delivery is at least once,
+    /// per group, for resolutions as for firing alerts.
+    fn undo(&mut self, u: &Undo) {
+        if u.key.0 >= self.cfg.routes.len() {
+            return; // the route went away in a reload
+        }
+        let g = self.groups.entry(u.key.clone()).or_insert_with(|| Group {
+            route: u.key.0,
+            labels: u.key.1.clone(),
+            alerts: BTreeMap::new(),
+            next_flush: u.next_flush,
+            flushed: true,
+            log: None,
+        });
+        g.log = u.log_before.clone();
+        for (fp, a) in &u.resolved {
+            // A newer state of the alert, ingested since, wins.
+            g.alerts.entry(*fp).or_insert_with(|| a.clone());
         }
     }
 
     fn reap(&mut self, now: i64) {
-        let mut failed_groups: Vec<GroupKey> = Vec::new();
+        let mut failed: Vec<Rc<Undo>> = Vec::new();
         self.execs.retain_mut(|e| match e.child.try_wait() {
             Ok(Some(status)) => {
                 if !status.success() {
-                    failed_groups.push(e.group.clone());
+                    failed.push(e.undo.clone());
                     crate::log::warn(&format!("exec {}: {status}", e.what));
                 }
                 false
@@ -432,7 +471,7 @@ impl Dispatcher {
             Ok(None) if now >= e.deadline => {
                 let _ = e.child.kill();
                 let _ = e.child.wait();
-                failed_groups.push(e.group.clone());
+                failed.push(e.undo.clone());
                 crate::log::warn(&format!("exec {}: killed at its timeout", e.what));
                 false
             }
@@ -441,19 +480,19 @@ impl Dispatcher {
         });
         let sender = &self.sender;
         self.webhooks_in_flight
-            .retain(|(id, url, group)| match sender.take(*id) {
+            .retain(|(id, url, undo)| match sender.take(*id) {
                 Some(o) => {
                     if o.delivered == 0 {
-                        failed_groups.push(group.clone());
+                        failed.push(undo.clone());
                         crate::log::warn(&format!("webhook {url}: {}", o.errors.join("; ")));
                     }
                     false
                 }
                 None => true,
             });
-        self.metrics.failed += failed_groups.len() as u64;
-        for g in failed_groups {
-            self.forget_sent(&g);
+        self.metrics.failed += failed.len() as u64;
+        for u in failed {
+            self.undo(&u);
         }
     }
 }
@@ -721,6 +760,58 @@ mod tests {
             2,
             "not retried at group_interval"
         );
+    }
+
+    /// Before: a group whose last alert resolved was gone after the flush, so a resolution
+    /// that failed to go out was never retried.
+    #[test]
+    fn failed_resolution_is_notified_again_at_the_next_flush() {
+        let flag = std::env::temp_dir().join(format!("promlet-fail-flag-{}", std::process::id()));
+        let _ = std::fs::remove_file(&flag);
+        let cfg = Config::parse(
+            &format!(
+                "notify:\n  route: {{receiver: r, group_wait: 0s, group_interval: 1s, repeat_interval: 1h}}\n  \
+                 receivers: [{{name: r, exec_configs: [{{command: [sh, -c, 'cat >/dev/null; test ! -e \"$0\"', '{}'], send_resolved: true}}]}}]\n",
+                flag.display()
+            ),
+            "t.yml",
+        )
+        .unwrap()
+        .notify;
+        let mut d = Dispatcher::new(
+            cfg,
+            String::new(),
+            std::env::temp_dir(),
+            Rc::default(),
+            SilenceStore::open(None),
+        );
+        let settle = |d: &mut Dispatcher, now: i64| {
+            let start = std::time::Instant::now();
+            while !d.execs.is_empty() {
+                assert!(start.elapsed().as_secs() < 5);
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                d.poll(now);
+            }
+        };
+        let t0 = 1_000_000;
+        d.ingest(&[alert("A", "h", "info", t0 - 60_000, 0)], t0);
+        d.poll(t0);
+        settle(&mut d, t0);
+        assert_eq!((d.metrics().notifications, d.metrics().failed), (1, 0));
+        // The resolution fails (the command exits 1 while the flag exists).
+        std::fs::write(&flag, "").unwrap();
+        d.ingest(&[alert("A", "h", "info", t0 - 60_000, t0 + 500)], t0 + 600);
+        d.poll(t0 + 1000);
+        settle(&mut d, t0 + 1000);
+        assert_eq!((d.metrics().notifications, d.metrics().failed), (2, 1));
+        assert_eq!(d.metrics().groups, 1, "the failed resolution was dropped");
+        // The next flush sends it again, and this time it goes out.
+        std::fs::remove_file(&flag).unwrap();
+        d.poll(t0 + 2000);
+        settle(&mut d, t0 + 2000);
+        assert_eq!((d.metrics().notifications, d.metrics().failed), (3, 1));
+        assert_eq!(d.metrics().groups, 0);
+        assert_eq!(d.poll(t0 + 3000), None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! Owns: [`OutgoingAlert`] (what rule evaluation hands over, shaped like Alertmanager's v2
 //! `postableAlert`), its JSON, the `alerting:` config section ([`config`]), the persisted
-//! bounded queue ([`queue`]), the one outbound sender thread ([`sender`]) and the
+//! bounded queue ([`queue`]), outbound HTTP as tasks on the work thread ([`sender`]) and the
 //! [`Notifier`] that ties them together on the work thread ([`notifier`]).
 //! Must not touch: rule evaluation (alerts arrive through [`Notifier::send`]), the TSDB, the
 //! clock (time is passed in as ms since the epoch).
@@ -29,6 +29,7 @@ use crate::config::Config;
 use crate::expo::{MetricSet, MetricType};
 use crate::http::json::Json;
 use crate::model::Labels;
+use async_executor::LocalExecutor;
 use dispatch::Dispatcher;
 use sender::SharedSender;
 use silence::SilenceStore;
@@ -36,17 +37,23 @@ use std::path::Path;
 use std::rc::Rc;
 
 /// Everything notification needs on the work thread: the Alertmanager notifier and the local
-/// dispatcher, sharing the one sender thread. State lives in `<storage>/notify/`.
+/// dispatcher, sharing one sender whose requests run on `ex`. State lives in `<storage>/notify/`.
 pub struct Hub {
     pub notifier: Notifier,
     pub dispatcher: Dispatcher,
+    sender: Rc<SharedSender>,
 }
 
 impl Hub {
-    /// Opens the queue and silences under `storage/notify`.
-    pub fn open(cfg: &Config, storage: &Path, external_url: String) -> std::io::Result<Hub> {
+    /// Opens the queue and silences under `storage/notify`; deliveries become tasks on `ex`.
+    pub fn open(
+        cfg: &Config,
+        storage: &Path,
+        external_url: String,
+        ex: Rc<LocalExecutor<'static>>,
+    ) -> std::io::Result<Hub> {
         let dir = storage.join("notify");
-        let sender = Rc::new(SharedSender::default());
+        let sender = Rc::new(SharedSender::on(ex));
         let external = Labels::from_pairs(cfg.global.external_labels.iter().cloned());
         let notifier = Notifier::new(
             &cfg.alerting,
@@ -59,12 +66,13 @@ impl Hub {
             cfg.notify.clone(),
             external_url,
             dir.clone(),
-            sender,
+            sender.clone(),
             SilenceStore::open(Some(dir)),
         );
         Ok(Hub {
             notifier,
             dispatcher,
+            sender,
         })
     }
 
@@ -91,6 +99,12 @@ impl Hub {
             (x, y) => x.or(y)?,
         };
         Some(std::time::Duration::from_millis(ms.max(0) as u64))
+    }
+
+    /// Completes when an outbound POST finishes, so the caller polls at once (see
+    /// [`SharedSender::finished`]).
+    pub fn delivery_finished(&self) -> impl std::future::Future<Output = ()> + 'static {
+        self.sender.finished()
     }
 
     /// Self-metrics (see [`notifier`] for the names and why they are promlet_ ones).

@@ -27,8 +27,9 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
 /// First retry delay after a batch no Alertmanager accepted; doubles up to [`MAX_BACKOFF_MS`].
 pub const MIN_BACKOFF_MS: i64 = 1000;
 pub const MAX_BACKOFF_MS: i64 = 60_000;
-/// How soon to look for the outcome of a POST in flight.
-const IN_FLIGHT_POLL_MS: i64 = 50;
+/// How soon to look for the outcome of a POST in flight when nothing wakes the caller earlier
+/// (the agent's loop also wakes when a POST finishes: `Hub::delivery_finished`).
+const IN_FLIGHT_POLL_MS: i64 = 1000;
 
 /// Counters and gauges for /metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -66,8 +67,7 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// A notifier whose queue lives in `dir` (None: memory only). No thread starts until there
-    /// is something to deliver.
+    /// A notifier whose queue lives in `dir` (None: memory only).
     pub fn new(
         cfg: &AlertingConfig,
         external_labels: Labels,
@@ -343,7 +343,7 @@ mod tests {
         .unwrap();
         n.send(&[alert("a")]);
         assert_eq!(n.poll(0), None);
-        assert!(!n.sender.started());
+        assert_eq!(n.sender.jobs_submitted(), 0);
         assert_eq!(n.metrics().queue_capacity, 10);
     }
 }

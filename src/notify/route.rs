@@ -34,6 +34,7 @@
 //! Alertmanager's `*_configs`. Other Alertmanager integrations (email, Slack, …) and time
 //! intervals are refused at load time.
 
+use super::sender::{HttpUrl, HTTPS_SUPPORTED};
 use crate::config::yaml::{Node, Value};
 use crate::config::{ConfigError, Decoder};
 use crate::model::{Labels, MatchOp, Matcher};
@@ -429,8 +430,9 @@ fn decode_receiver(d: &Decoder<'_>, node: &Node) -> Result<Receiver, ConfigError
                         match d.key(wk) {
                             "url" => {
                                 let u = d.string(wv, "url")?;
-                                if !u.starts_with("http://") {
-                                    return Err(d.err(wv.pos, format!("webhook url {u:?} must start with http:// (https needs the tls feature, not implemented)")));
+                                let url = HttpUrl::parse(u).map_err(|e| d.err(wv.pos, e))?;
+                                if url.https && !HTTPS_SUPPORTED {
+                                    return Err(d.err(wv.pos, format!("webhook url {u:?}: https needs outbound TLS, which this promlet does not have yet (the `tls` feature)")));
                                 }
                                 wc.url = u.to_string();
                             }
@@ -613,5 +615,17 @@ mod tests {
             "notify:\n  route: {receiver: a, group_interval: 0s}\n  receivers: [{name: a}]\n"
         )
         .contains("greater than 0"));
+        let hook = |url: &str| {
+            e(&format!(
+                "notify:\n  route: {{receiver: a}}\n  receivers:\n  - name: a\n    webhook_configs: [{{url: '{url}'}}]\n"
+            ))
+        };
+        let https = hook("https://hooks.lan/x");
+        assert!(
+            https.contains("t.yml:5:29") && https.contains("outbound TLS"),
+            "{https}"
+        );
+        assert!(hook("ftp://h/x").contains("http:// or https://"));
+        assert!(hook("http://h:99999/x").contains("bad port"));
     }
 }

@@ -12,9 +12,8 @@
 //! always served. Expired silences are kept for a day, then forgotten.
 
 use super::rfc3339;
-use crate::http::json::Json;
+use crate::http::json::{Json, Value};
 use crate::model::{Labels, MatchOp, Matcher};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// How long an expired silence stays listed (Alertmanager's default `--data.retention` is 120h;
@@ -78,8 +77,8 @@ impl SilenceStore {
         let Ok(text) = std::fs::read_to_string(&path) else {
             return s;
         };
-        match parse_json(&text).and_then(|v| match v {
-            JsonValue::Array(items) => items.iter().map(silence_from_json).collect(),
+        match Value::parse(&text).and_then(|v| match v {
+            Value::Arr(items) => items.iter().map(silence_from_json).collect(),
             _ => Err("not an array".into()),
         }) {
             Ok(list) => s.silences = list,
@@ -173,7 +172,7 @@ impl SilenceStore {
 
     fn post(&mut self, body: &[u8], now: i64) -> Result<String, String> {
         let text = std::str::from_utf8(body).map_err(|_| "body is not UTF-8".to_string())?;
-        let v = parse_json(text)?;
+        let v = Value::parse(text).map_err(|e| format!("JSON: {e}"))?;
         let mut s = silence_from_json(&v)?;
         if s.ends_at <= s.starts_at {
             return Err("endsAt must be after startsAt".into());
@@ -268,35 +267,36 @@ fn silence_json(j: &mut Json, s: &Silence, now: i64) {
     j.end_object();
 }
 
-fn silence_from_json(v: &JsonValue) -> Result<Silence, String> {
-    let JsonValue::Object(o) = v else {
+fn silence_from_json(o: &Value) -> Result<Silence, String> {
+    let Value::Obj(_) = o else {
         return Err("a silence must be a JSON object".into());
     };
     let s = |k: &str| -> Result<String, String> {
         match o.get(k) {
-            Some(JsonValue::String(s)) => Ok(s.clone()),
-            None | Some(JsonValue::Null) => Ok(String::new()),
+            Some(Value::Str(s)) => Ok(s.clone()),
+            None | Some(Value::Null) => Ok(String::new()),
             _ => Err(format!("{k} must be a string")),
         }
     };
     let time = |k: &str| -> Result<i64, String> {
         parse_rfc3339(&s(k)?).ok_or_else(|| format!("{k} must be an RFC 3339 time"))
     };
-    let Some(JsonValue::Array(ms)) = o.get("matchers") else {
+    let Some(Value::Arr(ms)) = o.get("matchers") else {
         return Err("matchers (an array) is required".into());
     };
     let mut matchers = Vec::new();
     let mut compiled = Vec::new();
     for m in ms {
-        let JsonValue::Object(mo) = m else {
+        let mo = m;
+        let Value::Obj(_) = mo else {
             return Err("each matcher must be an object".into());
         };
         let field = |k: &str| match mo.get(k) {
-            Some(JsonValue::String(s)) => Ok(s.clone()),
+            Some(Value::Str(s)) => Ok(s.clone()),
             _ => Err(format!("matcher {k} must be a string")),
         };
         let flag = |k: &str, default: bool| match mo.get(k) {
-            Some(JsonValue::Bool(b)) => Ok(*b),
+            Some(Value::Bool(b)) => Ok(*b),
             None => Ok(default),
             _ => Err(format!("matcher {k} must be true or false")),
         };
@@ -382,176 +382,6 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// A parsed JSON value (only what request bodies need).
-#[derive(Clone, Debug, PartialEq)]
-pub enum JsonValue {
-    Null,
-    Bool(bool),
-    Number(f64),
-    String(String),
-    Array(Vec<JsonValue>),
-    Object(BTreeMap<String, JsonValue>),
-}
-
-/// Nesting deeper than this is refused (no stack overflow from hostile bodies).
-const MAX_DEPTH: usize = 32;
-
-/// Parses a JSON document.
-pub fn parse_json(s: &str) -> Result<JsonValue, String> {
-    let mut p = JsonParser {
-        b: s.as_bytes(),
-        i: 0,
-    };
-    let v = p.value(0)?;
-    p.ws();
-    if p.i != p.b.len() {
-        return Err(format!("JSON: trailing data at byte {}", p.i));
-    }
-    Ok(v)
-}
-
-struct JsonParser<'a> {
-    b: &'a [u8],
-    i: usize,
-}
-
-impl JsonParser<'_> {
-    fn ws(&mut self) {
-        while self.i < self.b.len() && self.b[self.i].is_ascii_whitespace() {
-            self.i += 1;
-        }
-    }
-    fn err<T>(&self, what: &str) -> Result<T, String> {
-        Err(format!("JSON: {what} at byte {}", self.i))
-    }
-    fn eat(&mut self, c: u8) -> bool {
-        self.ws();
-        if self.b.get(self.i) == Some(&c) {
-            self.i += 1;
-            true
-        } else {
-            false
-        }
-    }
-    fn value(&mut self, depth: usize) -> Result<JsonValue, String> {
-        if depth > MAX_DEPTH {
-            return self.err("nesting too deep");
-        }
-        self.ws();
-        match self.b.get(self.i) {
-            Some(b'{') => {
-                self.i += 1;
-                let mut o = BTreeMap::new();
-                if self.eat(b'}') {
-                    return Ok(JsonValue::Object(o));
-                }
-                loop {
-                    self.ws();
-                    let k = self.string()?;
-                    if !self.eat(b':') {
-                        return self.err("expected ':'");
-                    }
-                    o.insert(k, self.value(depth + 1)?);
-                    if self.eat(b'}') {
-                        return Ok(JsonValue::Object(o));
-                    }
-                    if !self.eat(b',') {
-                        return self.err("expected ',' or '}'");
-                    }
-                }
-            }
-            Some(b'[') => {
-                self.i += 1;
-                let mut a = Vec::new();
-                if self.eat(b']') {
-                    return Ok(JsonValue::Array(a));
-                }
-                loop {
-                    a.push(self.value(depth + 1)?);
-                    if self.eat(b']') {
-                        return Ok(JsonValue::Array(a));
-                    }
-                    if !self.eat(b',') {
-                        return self.err("expected ',' or ']'");
-                    }
-                }
-            }
-            Some(b'"') => Ok(JsonValue::String(self.string()?)),
-            Some(_) => {
-                let start = self.i;
-                while self.i < self.b.len() && !b",]} \t\r\n".contains(&self.b[self.i]) {
-                    self.i += 1;
-                }
-                match &self.b[start..self.i] {
-                    b"true" => Ok(JsonValue::Bool(true)),
-                    b"false" => Ok(JsonValue::Bool(false)),
-                    b"null" => Ok(JsonValue::Null),
-                    t => std::str::from_utf8(t)
-                        .ok()
-                        .and_then(|t| t.parse().ok())
-                        .map(JsonValue::Number)
-                        .map_or_else(|| self.err("bad value"), Ok),
-                }
-            }
-            None => self.err("unexpected end"),
-        }
-    }
-    fn string(&mut self) -> Result<String, String> {
-        if self.b.get(self.i) != Some(&b'"') {
-            return self.err("expected a string");
-        }
-        self.i += 1;
-        let mut out = Vec::new();
-        loop {
-            let Some(&c) = self.b.get(self.i) else {
-                return self.err("unterminated string");
-            };
-            self.i += 1;
-            match c {
-                b'"' => break,
-                b'\\' => {
-                    let Some(&e) = self.b.get(self.i) else {
-                        return self.err("unterminated escape");
-                    };
-                    self.i += 1;
-                    match e {
-                        b'n' => out.push(b'\n'),
-                        b't' => out.push(b'\t'),
-                        b'r' => out.push(b'\r'),
-                        b'b' => out.push(8),
-                        b'f' => out.push(12),
-                        b'u' => {
-                            let hex = self.b.get(self.i..self.i + 4).and_then(|h| {
-                                u32::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
-                            });
-                            let Some(mut cp) = hex else {
-                                return self.err("bad \\u escape");
-                            };
-                            self.i += 4;
-                            if (0xd800..0xdc00).contains(&cp)
-                                && self.b.get(self.i..self.i + 2) == Some(b"\\u")
-                            {
-                                let lo = self.b.get(self.i + 2..self.i + 6).and_then(|h| {
-                                    u32::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
-                                });
-                                if let Some(lo @ 0xdc00..=0xdfff) = lo {
-                                    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-                                    self.i += 6;
-                                }
-                            }
-                            let ch = char::from_u32(cp).unwrap_or('\u{fffd}');
-                            out.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes());
-                        }
-                        o => out.push(o),
-                    }
-                }
-                c => out.push(c),
-            }
-        }
-        String::from_utf8(out).map_err(|_| "JSON: string is not UTF-8".to_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -593,10 +423,8 @@ mod tests {
             true,
         );
         assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
-        let JsonValue::Object(o) = parse_json(std::str::from_utf8(&b).unwrap()).unwrap() else {
-            panic!()
-        };
-        let Some(JsonValue::String(id)) = o.get("silenceID") else {
+        let o = Value::parse(std::str::from_utf8(&b).unwrap()).unwrap();
+        let Some(Value::Str(id)) = o.get("silenceID") else {
             panic!()
         };
         let hit = Labels::from_pairs([("alertname", "DiskFull"), ("host", "h1")]);

@@ -2,6 +2,7 @@
 //!
 //! Owns: node shapes and their textual form. Must not touch: evaluation or storage.
 
+use super::engine::go_quote;
 use crate::model::Matcher;
 use std::fmt;
 
@@ -328,23 +329,6 @@ pub fn format_duration(ms: i64) -> String {
     out
 }
 
-fn quote(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            '\n' => o.push_str("\\n"),
-            '\t' => o.push_str("\\t"),
-            '\r' => o.push_str("\\r"),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
-
 /// A label name as written in PromQL: bare if it is a valid legacy name, quoted otherwise.
 fn label_name(s: &str) -> String {
     let valid = !s.is_empty()
@@ -354,7 +338,7 @@ fn label_name(s: &str) -> String {
     if valid {
         s.to_string()
     } else {
-        quote(s)
+        go_quote(s)
     }
 }
 
@@ -430,7 +414,7 @@ impl fmt::Display for VectorSelector {
                     "{}{}{}",
                     label_name(&m.name),
                     m.op.as_str(),
-                    quote(&m.value)
+                    go_quote(&m.value)
                 )?;
             }
             f.write_str("}")?;
@@ -454,7 +438,7 @@ impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Expr::Number(v, _) => f.write_str(&format_number(*v)),
-            Expr::Str(s, _) => f.write_str(&quote(s)),
+            Expr::Str(s, _) => f.write_str(&go_quote(s)),
             Expr::Vector(vs) => {
                 write!(f, "{vs}")?;
                 write_modifiers(f, vs.offset, &vs.at)

@@ -39,6 +39,7 @@ pub use parser::{parse, parse_selector};
 /// (`1:14: parse error: unexpected "}"`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParseError {
+    /// 1-based; 0 when there is no position to name (an empty query, as Prometheus says).
     pub line: usize,
     pub col: usize,
     pub msg: String,
@@ -55,6 +56,9 @@ impl ParseError {
 
 impl std::fmt::Display for ParseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line == 0 {
+            return write!(f, "unknown position: parse error: {}", self.msg);
+        }
         write!(f, "{}:{}: parse error: {}", self.line, self.col, self.msg)
     }
 }

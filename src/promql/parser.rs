@@ -17,15 +17,16 @@ pub fn parse(input: &str) -> Result<Expr, ParseError> {
         toks,
         pos: 0,
         parens: 0,
+        in_braces: false,
         depth: 0,
         nodes: 0,
     };
     if p.peek() == &Tok::Eof {
-        return Err(ParseError::at(
-            input,
-            0,
-            "no expression found in input".into(),
-        ));
+        let mut e = ParseError::at(input, 0, "no expression found in input".into());
+        if input.is_empty() {
+            (e.line, e.col) = (0, 0);
+        }
+        return Err(e);
     }
     let e = p.expr(0)?;
     if p.peek() != &Tok::Eof {
@@ -52,6 +53,8 @@ struct Parser<'a> {
     pos: usize,
     /// Open parentheses, for Prometheus's "unclosed left parenthesis" at end of input.
     parens: usize,
+    /// Inside a selector's `{...}`: Prometheus's lexer words an end of input there itself.
+    in_braces: bool,
     /// Current recursion depth and operator count: both bound how deep the parser, the
     /// evaluator and the tree's drop may recurse, so a hostile query cannot blow the stack.
     depth: usize,
@@ -133,6 +136,9 @@ impl<'a> Parser<'a> {
                 return self.err(t.end, "unexpected right parenthesis ')'")
             }
             Tok::RBracket => return self.err(t.start, "unexpected right bracket ']'"),
+            Tok::Eof if self.in_braces => {
+                return self.err(t.start, "unexpected end of input inside braces")
+            }
             Tok::Eof if self.parens > 0 && context.is_empty() => {
                 "unclosed left parenthesis".to_string()
             }
@@ -141,7 +147,10 @@ impl<'a> Parser<'a> {
             Tok::Number(_) | Tok::Duration(_) => {
                 format!("unexpected number \"{}\"", &self.input[t.start..t.end])
             }
-            Tok::Str(_) => format!("unexpected string \"{}\"", &self.input[t.start..t.end]),
+            Tok::Str(_) => format!(
+                "unexpected string {}",
+                super::engine::go_quote(&self.input[t.start..t.end])
+            ),
             other => format!("unexpected \"{}\"", other.describe()),
         };
         self.err(t.start, format!("{msg}{context}"))
@@ -611,13 +620,19 @@ impl<'a> Parser<'a> {
                         self.next();
                         return self.call(f, start);
                     }
+                    // Prometheus names an unknown function only once its call parsed, so
+                    // errors inside the call (an unclosed parenthesis) come first.
                     if functions::UNSUPPORTED.contains(&name.as_str()) {
+                        self.next();
+                        self.call_args()?;
                         return Err(self.err(
                             start,
                             format!("function \"{name}\" is not supported (native histograms and experimental functions are out of scope)"),
                         ));
                     }
                     if !is_keyword(&name) {
+                        self.next();
+                        self.call_args()?;
                         return Err(
                             self.err(start, format!("unknown function with name \"{name}\""))
                         );
@@ -683,9 +698,11 @@ impl<'a> Parser<'a> {
         }
         if *self.peek() == Tok::LBrace {
             self.next();
+            self.in_braces = true;
             loop {
                 if *self.peek() == Tok::RBrace {
                     self.next();
+                    self.in_braces = false;
                     break;
                 }
                 let lpos = self.start();
@@ -712,14 +729,16 @@ impl<'a> Parser<'a> {
                     Tok::NeqRegex => MatchOp::NotRegex,
                     _ => {
                         self.pos -= 1;
-                        return Err(self.unexpected());
+                        return Err(self.unexpected_in(
+                            " in label matching, expected label matching operator",
+                        ));
                     }
                 };
                 let value = match self.next() {
                     Tok::Str(s) => s,
                     _ => {
                         self.pos -= 1;
-                        return Err(self.unexpected());
+                        return Err(self.unexpected_in(" in label matching, expected string"));
                     }
                 };
                 if lname == METRIC_NAME && name.is_some() {
@@ -731,7 +750,11 @@ impl<'a> Parser<'a> {
                         self.next();
                     }
                     Tok::RBrace => {}
-                    _ => return Err(self.unexpected()),
+                    _ => {
+                        return Err(
+                            self.unexpected_in(" in label matching, expected \",\" or \"}\"")
+                        )
+                    }
                 }
             }
         }
@@ -751,6 +774,27 @@ impl<'a> Parser<'a> {
                 end: self.prev_end(),
             },
         }))
+    }
+
+    /// `( expr, ... )` of a function call; a trailing comma is allowed, as in Prometheus.
+    fn call_args(&mut self) -> Result<Vec<Expr>, ParseError> {
+        self.expect(Tok::LParen)?;
+        let mut args = Vec::new();
+        if *self.peek() != Tok::RParen {
+            loop {
+                args.push(self.expr(0)?);
+                if *self.peek() == Tok::Comma {
+                    self.next();
+                    if *self.peek() == Tok::RParen {
+                        break;
+                    }
+                } else {
+                    break;
+                }
+            }
+        }
+        self.expect(Tok::RParen)?;
+        Ok(args)
     }
 
     fn matcher(
@@ -846,22 +890,7 @@ impl<'a> Parser<'a> {
 
     fn call(&mut self, f: &'static Function, start: usize) -> Result<Expr, ParseError> {
         self.count_node()?;
-        self.expect(Tok::LParen)?;
-        let mut args = Vec::new();
-        if *self.peek() != Tok::RParen {
-            loop {
-                args.push(self.expr(0)?);
-                if *self.peek() == Tok::Comma {
-                    self.next();
-                    if *self.peek() == Tok::RParen {
-                        break;
-                    }
-                } else {
-                    break;
-                }
-            }
-        }
-        self.expect(Tok::RParen)?;
+        let args = self.call_args()?;
         let span = Span {
             start,
             end: self.prev_end(),
@@ -994,6 +1023,33 @@ mod tests {
                 "foo offset",
                 "1:11: parse error: unexpected end of input in offset, expected number or duration",
             ),
+            ("bad{", "1:5: parse error: unexpected end of input inside braces"),
+            ("up{a=", "1:6: parse error: unexpected end of input inside braces"),
+            ("up{a=\"b\"", "1:9: parse error: unexpected end of input inside braces"),
+            ("up{a=\"b\",", "1:10: parse error: unexpected end of input inside braces"),
+            ("{", "1:2: parse error: unexpected end of input inside braces"),
+            ("up{a", "1:5: parse error: unexpected end of input inside braces"),
+            ("up(", "1:4: parse error: unclosed left parenthesis"),
+            ("", "unknown position: parse error: no expression found in input"),
+            (" ", "1:1: parse error: no expression found in input"),
+            ("up()", "1:1: parse error: unknown function with name \"up\""),
+            (
+                "up{a \"b\"}",
+                "1:6: parse error: unexpected string \"\\\"b\\\"\" in label matching, expected label matching operator",
+            ),
+            (
+                "up{a=b}",
+                "1:6: parse error: unexpected identifier \"b\" in label matching, expected string",
+            ),
+            (
+                "up{a=\"b\"=}",
+                "1:9: parse error: unexpected \"=\" in label matching, expected \",\" or \"}\"",
+            ),
+            (
+                "up{a=\"b\" or",
+                "1:10: parse error: unexpected identifier \"or\" in label matching, expected \",\" or \"}\"",
+            ),
+            ("up{\"a\"", "1:7: parse error: unexpected end of input inside braces"),
             (
                 "sum by (a (foo)",
                 "1:11: parse error: unexpected \"(\" in grouping opts, expected \",\" or \")\"",

@@ -15,6 +15,37 @@ use std::path::{Path, PathBuf};
 use crate::expo::{self, FamilyId, MetricSet, MetricType};
 use crate::scrape::parse;
 
+pub mod protobuf;
+
+/// Largest body a gzipped push may inflate to.
+const MAX_DECODED_BODY: usize = 16 << 20;
+
+/// The text-format bytes of a push body, whatever way it came: plain text, gzip
+/// (`Content-Encoding: gzip`) and/or delimited protobuf, as the Pushgateway accepts.
+pub fn body_as_text<'a>(
+    content_type: Option<&str>,
+    content_encoding: Option<&str>,
+    body: &'a [u8],
+) -> Result<std::borrow::Cow<'a, [u8]>, PushError> {
+    let mut bytes = std::borrow::Cow::Borrowed(body);
+    match content_encoding.map(str::trim) {
+        None | Some("") | Some("identity") => {}
+        Some(e) if e.eq_ignore_ascii_case("gzip") => {
+            let mut out = Vec::new();
+            crate::scrape::client::gunzip(body, MAX_DECODED_BODY, &mut out)
+                .map_err(|e| PushError(format!("failed to decompress body: {e}")))?;
+            bytes = std::borrow::Cow::Owned(out);
+        }
+        Some(e) => return Err(PushError(format!("unsupported Content-Encoding {e:?}"))),
+    }
+    if content_type.is_some_and(protobuf::is_delimited_protobuf) {
+        let text = protobuf::to_text(&bytes)
+            .map_err(|e| PushError(format!("failed to parse protobuf: {e}")))?;
+        bytes = std::borrow::Cow::Owned(text.into_bytes());
+    }
+    Ok(bytes)
+}
+
 /// Sorted grouping labels, `job` included.
 pub type GroupKey = Vec<(String, String)>;
 

@@ -488,8 +488,7 @@ async fn send_once(queue: &Rc<RefCell<Queue>>, raw: &mut Vec<u8>, resp: &mut Vec
         let mut q = queue.borrow_mut();
         (q.cfg.clone(), std::mem::take(&mut q.wire))
     };
-    let addr = match crate::scrape::dns::resolve_host(&cfg.host, cfg.port, cfg.remote_timeout).await
-    {
+    let addr = match crate::net::dns::resolve_host(&cfg.host, cfg.port, cfg.remote_timeout).await {
         Ok(a) => a,
         Err(e) => {
             queue.borrow_mut().wire = wire;

@@ -275,11 +275,13 @@ fn walk_chunks(mut b: &[u8], mut out: Option<&mut Vec<u8>>) -> Result<bool, Stri
     }
 }
 
-fn chunked_complete(b: &[u8]) -> bool {
+/// True once a chunked body's terminating chunk has arrived (or the framing is broken).
+pub(crate) fn chunked_complete(b: &[u8]) -> bool {
     walk_chunks(b, None).unwrap_or(true)
 }
 
-fn dechunk(b: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+/// Appends a complete chunked body's payload to `out`.
+pub(crate) fn dechunk(b: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
     if walk_chunks(b, Some(out))? {
         Ok(())
     } else {

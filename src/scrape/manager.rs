@@ -242,6 +242,20 @@ impl Manager {
 
     /// The `data` of `/api/v1/targets` wrapped in the success envelope. `state` is `active`,
     /// `dropped`, `any` or empty (any); `pool` filters by job when non-empty.
+    /// Job names of the scrape pools, in configuration order.
+    pub fn pool_names(&self) -> Vec<String> {
+        self.pools.iter().map(|p| p.cfg.job_name.clone()).collect()
+    }
+
+    /// Calls `f` with each active target's labels and every family its last scrape exposed.
+    pub fn for_each_family(&self, f: &mut dyn FnMut(&Labels, crate::expo::FamilyRef<'_>)) {
+        for a in self.pools.iter().flat_map(|p| &p.active) {
+            for fam in a.state.borrow().families() {
+                f(&a.spec.labels, fam);
+            }
+        }
+    }
+
     pub fn targets_json(&self, state: &str, pool: &str) -> Vec<u8> {
         let (show_active, show_dropped) = match state {
             "active" => (true, false),

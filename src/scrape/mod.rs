@@ -9,7 +9,7 @@
 //! | [`config`] | `scrape_configs:` decoding |
 //! | [`parse`] | text 0.0.4 and OpenMetrics parsing |
 //! | [`client`] | the async HTTP GET |
-//! | [`dns`] | the async DNS client and `dns_sd_configs` |
+//! | [`dns`] | `dns_sd_configs` (the resolver is [`crate::net::dns`]) |
 //! | [`target`] | target labels and what one scrape appends |
 //! | [`manager`] | pools, discovery sources, scrape tasks, `/api/v1/targets` |
 pub mod client;

@@ -202,6 +202,12 @@ impl ScrapeState {
         }
     }
 
+    /// Families of the last parsed body (for `/api/v1/targets/metadata`): read from the
+    /// parser's arena, so keeping metadata costs the scrape nothing.
+    pub fn families(&self) -> impl Iterator<Item = crate::expo::FamilyRef<'_>> {
+        self.set.families()
+    }
+
     /// Number of series the last successful scrape appended (cache size bound).
     pub fn series(&self) -> usize {
         self.cache.values().filter(|e| e.labels.is_some()).count()

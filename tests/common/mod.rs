@@ -75,6 +75,9 @@ pub fn free_port() -> u16 {
 
 /// The promlet binary built for this test run.
 pub fn promlet_bin() -> &'static Path {
+    // The embedded default configuration probes this machine's default gateway and
+    // nameservers; no test may (only loopback is ours). Every promlet a test starts inherits it.
+    std::env::set_var("PROMLET_UPLINK_PROBES", "off");
     Path::new(env!("CARGO_BIN_EXE_promlet"))
 }
 

@@ -4,6 +4,8 @@ compares the pushed families each exposes on /metrics (push times: set or 0, not
 
 Usage: push_diff.py <pushgateway host:port> <promlet host:port>
 Prints "compared N samples" and exits 0 when both agree; prints the differences, exit 1."""
+import gzip
+import struct
 import sys
 import urllib.error
 import urllib.request
@@ -20,8 +22,10 @@ def each(fn):
         fn(gw)
 
 
-def raw(gw, method, path, body):
-    req = urllib.request.Request(f"http://{gw}{path}", data=body.encode(), method=method)
+def raw(gw, method, path, body, headers=None):
+    data = body if isinstance(body, bytes) else body.encode()
+    req = urllib.request.Request(f"http://{gw}{path}", data=data, method=method,
+                                 headers=headers or {})
     try:
         with urllib.request.urlopen(req) as r:
             return r.status
@@ -80,6 +84,22 @@ def main():
         codes = [raw(gw, method, path, body) for gw in GATEWAYS]
         if codes[0] != codes[1] or codes[0] // 100 != 2:
             problems.append(f"{name}: pushgateway answered {codes[0]}, promlet {codes[1]}")
+    # What Go's client_golang push package sends (delimited protobuf), and gzipped text.
+    for name, path, body, headers in [
+        ("protobuf", "/metrics/job/go_batch/instance/pi", protobuf_push(), {"Content-Type": PROTO}),
+        ("gzip", "/metrics/job/zipped", gzip.compress(b"# TYPE zipped gauge\nzipped 2\n"),
+         {"Content-Encoding": "gzip"}),
+        ("gzip protobuf", "/metrics/job/zipped_pb", gzip.compress(protobuf_push()),
+         {"Content-Type": PROTO, "Content-Encoding": "gzip"}),
+    ]:
+        codes = [raw(gw, "PUT", path, body, headers) for gw in GATEWAYS]
+        if codes[0] != codes[1] or codes[0] // 100 != 2:
+            problems.append(f"{name}: pushgateway answered {codes[0]}, promlet {codes[1]}")
+    codes = [raw(gw, "PUT", "/metrics/job/badpb", b"\x05\x0a", {"Content-Type": PROTO})
+             for gw in GATEWAYS]
+    if codes[0] != codes[1] or codes[0] // 100 != 4:
+        problems.append(f"truncated protobuf: pushgateway answered {codes[0]}, promlet {codes[1]}")
+
     r6 = CollectorRegistry()
     Gauge("short_lived", "Deleted with a base64 key.", registry=r6).set(1)
     each(lambda gw: push_to_gateway(gw, job="tmp", grouping_key={"dir": "/a/b"}, registry=r6))
@@ -108,6 +128,55 @@ def main():
         return 1
     print(f"compared {len(views[0])} samples and families")
     return 0
+
+
+PROTO = ("application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; "
+         "encoding=delimited")
+
+
+def varint(n):
+    out = b""
+    while True:
+        b, n = n & 0x7F, n >> 7
+        if not n:
+            return out + bytes([b])
+        out += bytes([b | 0x80])
+
+
+def field(num, payload):
+    """One protobuf field: bytes are length-delimited, floats fixed64, ints varints."""
+    if isinstance(payload, bytes):
+        return varint(num << 3 | 2) + varint(len(payload)) + payload
+    if isinstance(payload, float):
+        return varint(num << 3 | 1) + struct.pack("<d", payload)
+    return varint(num << 3) + varint(payload)
+
+
+def family(name, help_text, kind, metrics):
+    body = field(1, name.encode()) + field(2, help_text.encode()) + field(3, kind)
+    for m in metrics:
+        body += field(4, m)
+    return varint(len(body)) + body
+
+
+def label(name, value):
+    return field(1, field(1, name.encode()) + field(2, value.encode()))
+
+
+def protobuf_push():
+    """A counter, a labelled gauge, a summary and a histogram, as client_golang encodes them."""
+    counter = family("pb_requests_total", "Requests.", 0,
+                     [label("code", "200") + field(3, field(1, 7.0))])
+    gauge = family("pb_temperature", "Temperature.", 1,
+                   [label("room", 'a "b"') + field(2, field(1, 21.5)),
+                    label("room", "c") + field(2, field(1, -3.0))])
+    quantile = field(3, field(1, 0.5) + field(2, 0.25))
+    summary = family("pb_latency_seconds", "Latency.", 2,
+                     [field(4, field(1, 4) + field(2, 1.75) + quantile)])
+    buckets = field(3, field(1, 1) + field(2, 0.1)) + field(3, field(1, 3) + field(2, 1.0))
+    histogram = family("pb_size_bytes", "Sizes.", 4,
+                       [field(7, field(1, 4) + field(2, 9.5) + buckets)])
+    return counter + gauge + summary + histogram
 
 
 # Families pushed with different HELP texts in different groups, and those texts.
