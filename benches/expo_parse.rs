@@ -2,28 +2,35 @@
 //! (samples/s) and allocations per sample"). Dependency-free: a counting global allocator,
 //! a synthetic body shaped like a node_exporter scrape (gauges, counters with 2-3 labels,
 //! histograms), parsed again and again into a reused `MetricSet` by a reused `Parser`.
+//! Also "memory per scrape target": the heap one target's scrape state holds (series cache,
+//! parser tables, reused buffers) after scraping a node-like body.
 //! Run: `cargo bench --bench expo_parse`.
 
 use promlet::expo::{encode_openmetrics, encode_text, MetricSet, MetricType};
 use promlet::scrape::parse::{Format, Limits, NameScheme, Options, Parser};
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 struct Counting;
 
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
+/// Live heap bytes (for memory per target).
+static LIVE: AtomicI64 = AtomicI64::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
+        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
+        LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -130,6 +137,80 @@ fn run(name: &str, body: &[u8], opts: &Options, budget: Duration) {
     );
 }
 
+/// Discards samples: the target's own memory is measured, not the store's.
+struct Discard;
+
+impl promlet::tsdb::Appender for Discard {
+    fn append(
+        &mut self,
+        _: &promlet::model::Labels,
+        _: i64,
+        _: f64,
+    ) -> Result<(), promlet::tsdb::AppendError> {
+        Ok(())
+    }
+}
+
+/// Heap held per scrape target after one scrape of a node_exporter-sized body (~500
+/// series): prints the mean over 50 targets.
+fn memory_per_target() {
+    use promlet::model::Labels;
+    use promlet::scrape::client::Response;
+    use promlet::scrape::target::{populate, ScrapeState};
+    let cfg = promlet::config::Config::parse(
+        "scrape_configs:\n  - job_name: node\n    static_configs: [{targets: ['127.0.0.1:9100']}]\n",
+        "bench",
+    )
+    .expect("bench config");
+    let sc = &cfg.scrape_configs[0];
+    // A node-like body: ~500 samples over ~250 families with node_exporter's label shapes.
+    let mut set = MetricSet::new();
+    for f in 0..250 {
+        let id = set.family(
+            &format!("node_family_{f}_total"),
+            "Help text of a node family.",
+            MetricType::Counter,
+        );
+        set.sample(id, &[("device", &format!("sda{}", f % 4))], f as f64 * 1.5);
+        set.sample(id, &[("device", &format!("eth{}", f % 3))], f as f64 * 7.25);
+    }
+    let mut text = Vec::new();
+    encode_text(&set, &mut text);
+    const TARGETS: usize = 50;
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut states = Vec::new();
+    for i in 0..TARGETS {
+        let discovered = Labels::from_pairs([("__address__", format!("127.0.0.1:{}", 9100 + i))]);
+        let spec = populate(sc, &discovered).expect("a target").expect("kept");
+        let mut st = ScrapeState::new(&spec);
+        st.body.extend_from_slice(&text);
+        let resp = Response {
+            status: 200,
+            content_type: Some("text/plain; version=0.0.4".into()),
+        };
+        st.finish(
+            sc,
+            &spec,
+            Ok(resp),
+            1_700_000_000_000,
+            Duration::from_millis(3),
+            &mut Discard,
+        );
+        states.push((spec, st));
+    }
+    let per = (LIVE.load(Ordering::Relaxed) - before) as f64 / TARGETS as f64;
+    let series = states[0].1.series();
+    let body = states[0].1.body.capacity() + states[0].1.raw.capacity();
+    println!(
+        "memory per scrape target: {:.1} KiB after a {}-byte, {series}-series scrape \
+         (of which {:.1} KiB are the reused body buffers)",
+        per / 1024.0,
+        text.len(),
+        body as f64 / 1024.0
+    );
+    assert!(series >= 500, "{series} series cached");
+}
+
 fn main() {
     // `cargo bench` passes --bench; under `cargo test --benches` one round is a smoke test.
     let budget = if std::env::args().any(|a| a == "--bench") {
@@ -137,6 +218,7 @@ fn main() {
     } else {
         Duration::ZERO
     };
+    memory_per_target();
     let set = body();
     let mut text = Vec::new();
     encode_text(&set, &mut text);

@@ -209,6 +209,8 @@ pub struct State {
     pub push: crate::push::Store,
     /// The scrape pools (`scrape_configs`); None in unit tests without an executor.
     pub scrapes: Option<Rc<RefCell<crate::scrape::manager::Manager>>>,
+    /// The remote_write queues; None in unit tests without an executor.
+    pub remote: Option<Rc<RefCell<crate::remote::Manager>>>,
     /// Scheduled probes (`probes.jobs`); None in unit tests without an executor.
     pub probes: Option<crate::probe::Scheduler>,
     pub engine: EngineOpts,
@@ -248,6 +250,7 @@ impl State {
             notify_hub: None,
             push: crate::push::Store::new(),
             scrapes: None,
+            remote: None,
             probes: None,
             config_text: String::new(),
             rules: crate::rules::Manager::new(),
@@ -354,6 +357,13 @@ impl State {
                 // Unchanged jobs keep their targets and schedules; others restart.
                 if let Some(m) = &self.scrapes {
                     crate::scrape::manager::Manager::apply_config(m, &self.config.scrape_configs);
+                }
+                // Queues with the same url and name keep their cursors.
+                if let Some(r) = &self.remote {
+                    r.borrow_mut().apply_config(
+                        &self.config.remote_write,
+                        &self.config.global.external_labels,
+                    );
                 }
                 if let Some(p) = self.probes.as_mut() {
                     p.apply(&self.config.probes);
@@ -536,6 +546,9 @@ impl State {
         }
         if let Some(hub) = &self.notify_hub {
             hub.borrow().write_metrics(set);
+        }
+        if let Some(remote) = &self.remote {
+            remote.borrow().write_metrics(set);
         }
         // Pushed groups are exposed and stored like a Pushgateway scraped with honor_labels.
         self.push.write_metrics(set);
@@ -1763,6 +1776,17 @@ pub fn run(args: Args) -> i32 {
         probes.apply(&state.config.probes);
         state.probes = Some(probes);
     }
+    // remote_write: one task per queue on the same executor, cursors under the data dir.
+    let remote = Rc::new(RefCell::new(crate::remote::Manager::new(
+        ex.clone(),
+        store.clone(),
+        Some(state.args.storage_path.join("remote_write")),
+    )));
+    remote.borrow_mut().apply_config(
+        &state.config.remote_write,
+        &state.config.global.external_labels,
+    );
+    state.remote = Some(remote.clone());
     state.external_url = external_url;
     state.web_gate = gate.clone();
     let interval = state.config.global.evaluation_interval;
@@ -1808,8 +1832,9 @@ pub fn run(args: Args) -> i32 {
             .detach();
         server.serve(listener, counted, shutdown.wait()).await
     }));
-    // Make everything collected so far durable before exiting.
+    // Make everything collected so far durable before exiting, and where each queue got to.
     store.0.borrow_mut().flush(Instant::now());
+    remote.borrow().persist_all();
     match result {
         Ok(()) => {
             crate::log::info("see you next time!");

@@ -29,6 +29,7 @@
 //! | [`relabel`] | Prometheus relabel_config: decoding, validation, applying rules    |
 //! | [`scrape`] | scraping local targets and parsing what they expose                    |
 //! | [`push`]  | the Pushgateway-compatible API                                          |
+//! | [`remote`] | remote_write: store-and-forward from the TSDB, durable cursor, wire format |
 //! | [`net`]   | small async network clients shared by scrape and probe (DNS)            |
 //! | [`probe`] | blackbox_exporter-compatible probes: `/probe` and scheduled probes      |
 //! | `tls` | (feature `tls`) rustls configs for the web server and outbound HTTP |
@@ -51,6 +52,7 @@ pub mod probe;
 pub mod promql;
 pub mod push;
 pub mod relabel;
+pub mod remote;
 pub mod rules;
 pub mod scrape;
 #[cfg(feature = "tls")]

@@ -76,6 +76,13 @@ impl Agent {
         self.child.pid()
     }
 
+    /// Stops the process (killing it if still running) and hands back its directory, so a
+    /// test can start the agent again on the same data.
+    pub fn into_dir(self) -> TempDir {
+        drop(self.child);
+        self._dir
+    }
+
     pub fn get(&self, path: &str, headers: &str) -> (u16, String, Vec<u8>) {
         common::http_get(self.port, path, headers)
     }

@@ -32,13 +32,22 @@ fn full_file_loads_from_disk() {
     assert_eq!(c.global.external_labels.len(), 2);
 }
 
-/// Sections later issues add are unknown today, and say so at their position instead of
-/// being silently ignored.
+/// `remote_write` (the last section to arrive) loads, and a typo inside it, or an https URL
+/// in a build without outbound TLS, is an error at its position.
 #[test]
-fn sections_not_yet_supported_are_positioned_errors() {
+fn remote_write_loads_and_its_mistakes_are_positioned_errors() {
     let text = format!("{FULL}remote_write:\n  - url: http://x/\n");
+    let c = Config::parse(&text, "p.yml").unwrap();
+    assert_eq!(c.remote_write[0].url, "http://x/");
+    let text = format!("{FULL}remote_write:\n  - url: http://x/\n    queue_config:\n      max_sample_per_send: 1\n");
     assert!(
-        err(&text).starts_with("p.yml:11:1: unknown key \"remote_write\" in the top level"),
+        err(&text).starts_with("p.yml:14:7: unknown key \"max_sample_per_send\" in queue_config"),
+        "{}",
+        err(&text)
+    );
+    let text = format!("{FULL}remote_write:\n  - url: https://x/\n");
+    assert!(
+        err(&text).starts_with("p.yml:12:10: \"https://x/\": https is not supported"),
         "{}",
         err(&text)
     );

@@ -43,6 +43,9 @@ mod promql_diff;
 mod promqltest;
 /// The Pushgateway API of the real binary, and a differential run against the real Pushgateway.
 mod push;
+/// remote_write to a real Prometheus 3.5 through a recording relay: outage, restart, exactly
+/// once, the catch-up rate limit.
+mod remote_write;
 /// Rule files and promtool rule unit tests, cross-checked with the real promtool.
 mod rules;
 /// Rules in the real binary: evaluation, API, reload, restore after restart.

@@ -94,6 +94,8 @@ pub struct Config {
     pub scrape_configs: Vec<crate::scrape::config::ScrapeConfig>,
     /// `rule_files:` globs, relative to the config file's directory (resolved by `rules`).
     pub rule_files: Vec<String>,
+    /// `remote_write:`, decoded by [`crate::remote::config`].
+    pub remote_write: Vec<crate::remote::config::RemoteWriteConfig>,
     /// `probes:` (blackbox modules and scheduled probe jobs), decoded in `probe::config`.
     pub probes: crate::probe::config::ProbesConfig,
 }
@@ -106,6 +108,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "rule_files",
     "alerting",
     "notify",
+    "remote_write",
     "probes",
 ];
 const GLOBAL_KEYS: &[&str] = &[
@@ -158,6 +161,7 @@ impl Config {
                 "notify" => cfg.notify = crate::notify::route::decode_notify(&d, v)?,
                 "scrape_configs" => scrape_node = Some(v),
                 "rule_files" => cfg.rule_files = decode_rule_files(&d, v)?,
+                "remote_write" => cfg.remote_write = crate::remote::config::decode_list(&d, v)?,
                 "probes" => probes_node = Some(v),
                 _ => unreachable!("entries() rejects unknown keys"),
             }

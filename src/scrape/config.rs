@@ -155,7 +155,11 @@ pub(crate) fn decode_list(
     Ok(out)
 }
 
-fn seq<'n>(d: &Decoder<'_>, node: &'n Node, what: &str) -> Result<&'n [Node], ConfigError> {
+pub(crate) fn seq<'n>(
+    d: &Decoder<'_>,
+    node: &'n Node,
+    what: &str,
+) -> Result<&'n [Node], ConfigError> {
     match &node.value {
         Value::Seq(items) => Ok(items),
         _ if node.is_null() => Ok(&[]),
@@ -166,7 +170,7 @@ fn seq<'n>(d: &Decoder<'_>, node: &'n Node, what: &str) -> Result<&'n [Node], Co
     }
 }
 
-fn uint(d: &Decoder<'_>, v: &Node, key: &str) -> Result<usize, ConfigError> {
+pub(crate) fn uint(d: &Decoder<'_>, v: &Node, key: &str) -> Result<usize, ConfigError> {
     let s = d.string(v, key)?;
     s.parse().map_err(|_| {
         d.err(
@@ -207,7 +211,7 @@ fn labels_map(d: &Decoder<'_>, v: &Node, what: &str) -> Result<Vec<(String, Stri
     Ok(out)
 }
 
-fn secret(
+pub(crate) fn secret(
     d: &Decoder<'_>,
     value: Option<&Node>,
     file: Option<&Node>,
@@ -229,7 +233,7 @@ fn secret(
     }
 }
 
-fn get<'n>(entries: &'n [(Node, Node)], d: &Decoder<'_>, key: &str) -> Option<&'n Node> {
+pub(crate) fn get<'n>(entries: &'n [(Node, Node)], d: &Decoder<'_>, key: &str) -> Option<&'n Node> {
     entries
         .iter()
         .find(|(k, _)| d.key(k) == key)

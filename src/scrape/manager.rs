@@ -685,7 +685,7 @@ async fn resolve(address: &str, timeout: Duration) -> Result<SocketAddr, String>
     dns::resolve_host(host, port, timeout).await
 }
 
-fn base64(data: &[u8]) -> String {
+pub(crate) fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for c in data.chunks(3) {

@@ -21,6 +21,12 @@
 //! ```
 //! `Store::new(opts)` is the same store without a directory.
 //!
+//! Readers that must see every sample exactly once (remote_write) use
+//! [`Store::for_each_series`]: a [`SeriesView`] per series gives its labels, the samples after
+//! a timestamp (only chunks reaching past it are decoded) and what eviction took from it. A
+//! series accepts samples only in timestamp order, so "last timestamp sent" per series is a
+//! complete position.
+//!
 //! # Layout
 //! | file | owns |
 //! |---|---|
@@ -52,8 +58,8 @@ pub use chunk::CHUNK_MAX_BYTES;
 pub use fs::{Fs, OsFs};
 pub use shared::SharedStore;
 pub use store::{
-    Options, Stats, Store, CLOCK_STEP_BACK_MS, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_SERIES,
-    DEFAULT_RETENTION_BYTES, IDLE_SEAL_MS,
+    Evicted, Options, SeriesView, Stats, Store, CLOCK_STEP_BACK_MS, DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_MAX_SERIES, DEFAULT_RETENTION_BYTES, IDLE_SEAL_MS,
 };
 
 use crate::model::{Labels, Matcher, Sample, Timestamp};

@@ -161,6 +161,19 @@ struct SeriesData {
     head_persisted_bits: u32,
     /// Segment in which this id's SeriesDef was last written.
     defined_seg: u32,
+    /// What eviction took from this series (for the remote-write sender's loss count).
+    evicted: Evicted,
+}
+
+/// What the eviction ring has taken from one series since the store started (not persisted).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Evicted {
+    /// Samples in all evicted chunks.
+    pub samples: u64,
+    /// The newest evicted chunk's first and last timestamps and sample count (0s if none).
+    pub last_mint: Timestamp,
+    pub last_maxt: Timestamp,
+    pub last_count: u16,
 }
 
 impl SeriesData {
@@ -325,6 +338,11 @@ impl Store {
             failures_in_row: 0,
         });
         store
+    }
+
+    /// The newest timestamp ever appended (or recovered), if any.
+    pub fn max_t(&self) -> Option<Timestamp> {
+        self.max_t
     }
 
     pub fn options(&self) -> &Options {
@@ -500,6 +518,12 @@ impl Store {
             };
             self.chunk_bytes -= c.bytes();
             self.stats.chunks_evicted += 1;
+            sd.evicted = Evicted {
+                samples: sd.evicted.samples + u64::from(c.count),
+                last_mint: c.mint,
+                last_maxt: c.maxt,
+                last_count: c.count,
+            };
             if let Some(p) = &mut self.persist {
                 if c.counted {
                     if let Some(n) = p.live.get_mut(&c.first_seg) {
@@ -1025,6 +1049,19 @@ impl Store {
 
     /// Calls `f` for every series matching `matchers` with samples in `[mint, maxt]`, in label
     /// order, reusing one sample buffer. Decodes only chunks overlapping the range.
+    /// Visits every series holding samples, in id order, for readers that keep their own
+    /// per-series position (the remote-write sender). Cheap: a view only borrows.
+    pub fn for_each_series(&self, f: &mut dyn FnMut(SeriesView<'_>)) {
+        for (i, sd) in self.data.iter().enumerate() {
+            if !sd.is_empty() {
+                f(SeriesView {
+                    store: self,
+                    id: i as SeriesId,
+                });
+            }
+        }
+    }
+
     fn select_each_inner(
         &self,
         matchers: &[Matcher],
@@ -1191,6 +1228,81 @@ impl<'o, 'a> BatchWriter<'o, 'a> {
 
 /// Label pairs [`Store::append_parts`] sorts on the stack; more fall back to a `Labels`.
 const MAX_STACK_LABELS: usize = 32;
+
+/// One series as [`Store::for_each_series`] shows it.
+pub struct SeriesView<'a> {
+    store: &'a Store,
+    id: SeriesId,
+}
+
+impl<'a> SeriesView<'a> {
+    /// The label pairs, sorted by name, without allocating.
+    pub fn pairs(&self) -> impl Iterator<Item = (&'a str, &'a str)> {
+        self.store.index.pairs_of(self.id)
+    }
+
+    /// The newest sample's timestamp.
+    pub fn last_t(&self) -> Option<Timestamp> {
+        self.store.data[self.id as usize].last_t()
+    }
+
+    /// A lower bound on the first timestamp after `after` (from chunk bounds, no decoding);
+    /// None if the series holds nothing newer than `after`.
+    pub fn first_after(&self, after: Timestamp) -> Option<Timestamp> {
+        let sd = &self.store.data[self.id as usize];
+        let i = sd.sealed.partition_point(|c| c.maxt <= after);
+        let mint = match sd.sealed.get(i) {
+            Some(c) => c.mint,
+            None if !sd.head.is_empty() && sd.head.state.last_t > after => sd.head.state.mint,
+            None => return None,
+        };
+        Some(mint.max(after.saturating_add(1)))
+    }
+
+    /// Appends to `out` the samples with `after < t <= upto`, oldest first, decoding only the
+    /// chunks that reach past `after`.
+    pub fn samples_after(&self, after: Timestamp, upto: Timestamp, out: &mut Vec<Sample>) {
+        if after < upto {
+            self.store
+                .samples_into(self.id, after.saturating_add(1), upto, out);
+        }
+    }
+
+    /// How many samples have `t > after` (decodes at most the chunk `after` falls in).
+    pub fn count_after(&self, after: Timestamp) -> u64 {
+        let sd = &self.store.data[self.id as usize];
+        let first = sd.sealed.partition_point(|c| c.maxt <= after);
+        let sealed = sd
+            .sealed
+            .range(first..)
+            .map(|c| (c.mint, &c.data[..], c.bit_len, c.count));
+        let head = (!sd.head.is_empty() && sd.head.state.last_t > after).then(|| {
+            (
+                sd.head.state.mint,
+                &sd.head.bytes[..],
+                sd.head.state.bit_len,
+                sd.head.state.count,
+            )
+        });
+        sealed
+            .chain(head)
+            .map(|(mint, bytes, bits, count)| {
+                if mint > after {
+                    u64::from(count)
+                } else {
+                    Decoder::new(mint, bytes, bits)
+                        .filter(|s| s.t > after)
+                        .count() as u64
+                }
+            })
+            .sum()
+    }
+
+    /// What eviction has taken from this series.
+    pub fn evicted(&self) -> Evicted {
+        self.store.data[self.id as usize].evicted
+    }
+}
 
 impl Appender for Store {
     fn append(&mut self, labels: &Labels, t: Timestamp, v: f64) -> Result<(), AppendError> {
