@@ -1213,7 +1213,7 @@ fn flag_values(args: &Args) -> Vec<(String, String)> {
             (f.name.to_string(), v.to_string())
         })
         .collect();
-    out.sort();
+    out.sort_unstable();
     out
 }
 
