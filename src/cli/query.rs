@@ -276,7 +276,7 @@ fn metric(m: Option<&Json>) -> String {
             rest.push((k, v));
         }
     }
-    rest.sort();
+    rest.sort_unstable();
     let mut out = name.to_string();
     if rest.is_empty() && !name.is_empty() {
         return out;

@@ -131,7 +131,7 @@ fn go_uint64(v: f64) -> f64 {
 
 fn label_key(labels: &[(String, String)], skip: &str) -> Vec<(String, String)> {
     let mut k: Vec<(String, String)> = labels.iter().filter(|(n, _)| n != skip).cloned().collect();
-    k.sort();
+    k.sort_unstable();
     k
 }
 
@@ -260,7 +260,7 @@ fn pad_labels(series: &mut [Series]) {
         .iter()
         .flat_map(|s| s.labels.iter().map(|(n, _)| n.clone()))
         .collect();
-    names.sort();
+    names.sort_unstable();
     names.dedup();
     for s in series {
         for n in &names {
@@ -268,7 +268,7 @@ fn pad_labels(series: &mut [Series]) {
                 s.labels.push((n.clone(), String::new()));
             }
         }
-        s.labels.sort();
+        s.labels.sort_unstable();
     }
 }
 
@@ -398,7 +398,7 @@ fn expand_glob(pattern: &str) -> Option<Vec<String>> {
                     .filter_map(|e| e.file_name().into_string().ok())
                     .filter(|n| glob_match(comp.as_bytes(), n.as_bytes()))
                     .collect();
-                names.sort();
+                names.sort_unstable();
                 next.extend(names.into_iter().map(|n| join_clean(base, &n)));
             } else {
                 let p = join_clean(base, comp);
@@ -487,7 +487,7 @@ impl Collector for Textfile {
                         .flatten()
                         .filter_map(|e| e.file_name().into_string().ok())
                         .collect();
-                    names.sort();
+                    names.sort_unstable();
                     names
                 }
                 Err(e) => {

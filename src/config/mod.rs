@@ -322,7 +322,7 @@ fn decode_global(d: &Decoder<'_>, node: &Node, g: &mut Global) -> Result<bool, C
                     g.external_labels
                         .push((name.to_string(), value.to_string()));
                 }
-                g.external_labels.sort();
+                g.external_labels.sort_unstable();
             }
             _ => unreachable!(),
         }

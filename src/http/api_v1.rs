@@ -507,7 +507,7 @@ pub fn series(params: &[(String, String)], querier: &dyn Querier) -> ApiResponse
     for m in &sets {
         querier.select_each(m, start, end, &mut |labels, _| all.push(labels.clone()));
     }
-    all.sort();
+    all.sort_unstable();
     all.dedup();
     let mut warnings = vec![];
     if limit > 0 && all.len() > limit {
@@ -541,7 +541,7 @@ pub fn labels(params: &[(String, String)], querier: &dyn Querier) -> ApiResponse
             .flat_map(|m| querier.label_names(m, start, end))
             .collect()
     };
-    names.sort();
+    names.sort_unstable();
     names.dedup();
     string_list(&names, limit)
 }
@@ -600,7 +600,7 @@ pub fn label_values(name: &str, params: &[(String, String)], querier: &dyn Queri
             .flat_map(|m| querier.label_values(&name, m, start, end))
             .collect()
     };
-    vals.sort();
+    vals.sort_unstable();
     vals.dedup();
     string_list(&vals, limit)
 }

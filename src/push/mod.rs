@@ -119,7 +119,7 @@ pub fn grouping_key(rest: &str) -> Result<GroupKey, PushError> {
     if key[0].1.is_empty() {
         return Err(PushError("job name is required".into()));
     }
-    key.sort();
+    key.sort_unstable();
     Ok(key)
 }
 
@@ -359,7 +359,7 @@ fn push_group_sample(out: &mut MetricSet, fam: FamilyId, key: &GroupKey, value: 
     let mut pending: Vec<(&str, &str)> = key.iter().map(|(n, v)| (&n[..], &v[..])).collect();
     if !has_instance {
         pending.push(("instance", ""));
-        pending.sort();
+        pending.sort_unstable();
     }
     for (n, v) in pending {
         out.push_label(n, v);
@@ -408,7 +408,7 @@ fn copy_family(src: &MetricSet, id: FamilyId, dst: &mut MetricSet, key: &[(Strin
         if !key.is_empty() && !labels.iter().any(|(n, _)| *n == "instance") {
             labels.push(("instance", ""));
         }
-        labels.sort();
+        labels.sort_unstable();
         let first = dst.label_mark();
         for (n, v) in &labels {
             dst.push_label(n, v);

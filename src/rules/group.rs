@@ -236,7 +236,7 @@ impl Group {
                 }
             }
             // Series produced last time but not now get a stale marker.
-            written.sort();
+            written.sort_unstable();
             for old in std::mem::take(&mut state.prev_series) {
                 if written.binary_search(&old).is_err() {
                     backend.append(&old, qt, stale_nan());
@@ -365,7 +365,7 @@ fn eval_recording(
         out.push((l, s.value));
     }
     let mut seen: Vec<&Labels> = out.iter().map(|(l, _)| l).collect();
-    seen.sort();
+    seen.sort_unstable();
     if seen.windows(2).any(|w| w[0] == w[1]) {
         return Err(
             "vector contains metrics with the same labelset after applying rule labels".into(),

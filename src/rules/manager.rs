@@ -97,7 +97,7 @@ pub fn glob(base: &Path, pattern: &str) -> Vec<PathBuf> {
                 .map(|e| e.file_name().to_string_lossy().to_string())
                 .filter(|n| !n.starts_with('.') || c.starts_with('.'))
                 .collect();
-            names.sort();
+            names.sort_unstable();
             for n in names {
                 if wildcard(&c, &n) {
                     next.push(p.join(n));

@@ -488,7 +488,7 @@ fn expand_glob(pattern: &str) -> Vec<PathBuf> {
         })
         .map(|e| e.path())
         .collect();
-    out.sort();
+    out.sort_unstable();
     out
 }
 
@@ -772,7 +772,7 @@ mod tests {
         std::fs::write(&y, "[{\"targets\": [").unwrap();
         assert!(read_file_sd(&y).is_err());
         let mut g = expand_glob(&format!("{}/*.json", dir.display()));
-        g.sort();
+        g.sort_unstable();
         assert_eq!(g, vec![j.clone()]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
