@@ -47,7 +47,9 @@ fn remote_write_loads_and_its_mistakes_are_positioned_errors() {
     );
     let text = format!("{FULL}remote_write:\n  - url: https://x/\n");
     assert!(
-        err(&text).starts_with("p.yml:12:10: \"https://x/\": https is not supported"),
+        err(&text).starts_with(
+            "p.yml:12:10: \"https://x/\": https needs a promlet built with the `tls` feature"
+        ),
         "{}",
         err(&text)
     );

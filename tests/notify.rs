@@ -923,40 +923,10 @@ fn alerts_reach_an_alertmanager_over_https() {
         return;
     };
     let dir = temp_dir("https");
-    let cert = |name: &str| -> (PathBuf, PathBuf) {
-        let (crt, key) = (
-            dir.join(format!("{name}.crt")),
-            dir.join(format!("{name}.key")),
-        );
-        let out = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-            ])
-            .args(["-nodes", "-days", "2", "-subj", &format!("/CN={name}")])
-            .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-            // webpki refuses a CA certificate as the server's own (CaUsedAsEndEntity).
-            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-            .args(["-addext", "extendedKeyUsage=serverAuth"])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&crt)
-            .output()
-            .expect("the openssl CLI (apt-get install openssl)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (crt, key)
+    let Some((crt, key)) = crate::common::self_signed_cert(&dir, "am") else {
+        return;
     };
-    let (crt, key) = cert("am");
-    let (other_ca, _) = cert("other");
+    let (other_ca, _) = crate::common::self_signed_cert(&dir, "other").unwrap();
     let web = dir.join("am-web.yml");
     std::fs::write(
         &web,

@@ -586,3 +586,90 @@ fn backlog_goes_out_no_faster_than_the_rate_limit() {
     );
     drop(agent);
 }
+
+/// `https://` with `tls_config.ca_file` (feature `tls`): promlet's samples reach a real
+/// Prometheus 3.5 whose remote-write receiver serves TLS with a self-signed certificate.
+#[cfg(feature = "tls")]
+#[test]
+fn remote_write_over_https_reaches_a_tls_prometheus() {
+    let Some(bin) = common::stack_bin("prometheus") else {
+        return;
+    };
+    let dir = TempDir::new("rw-tls");
+    let Some((crt, key)) = common::self_signed_cert(&dir.0, "prom") else {
+        return;
+    };
+    std::fs::write(
+        dir.0.join("prometheus.yml"),
+        "global:\n  scrape_interval: 1m\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.0.join("web.yml"),
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+            crt.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let port = common::free_port();
+    let _prom = ChildGuard::spawn(
+        Command::new(bin)
+            .arg(format!(
+                "--config.file={}",
+                dir.0.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--web.config.file={}",
+                dir.0.join("web.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.0.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.enable-remote-write-receiver")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let query = |q: &str| -> String {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "5", "--cacert"])
+            .arg(&crt)
+            .arg(format!(
+                "https://127.0.0.1:{port}/api/v1/query?query={}",
+                urlencode(q)
+            ))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_until("Prometheus over TLS", Duration::from_secs(30), || {
+        query("vector(1)").contains("success")
+    });
+    let promlet_dir = TempDir::new("rw-tls-promlet");
+    let cfg = promlet_dir.0.join("promlet.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\n  external_labels:\n    site: tls\n\
+             collectors:\n  disable_defaults: true\n  loadavg: true\n\
+             remote_write:\n  - url: https://127.0.0.1:{port}/api/v1/write\n\
+             \x20   tls_config:\n      ca_file: {}\n\
+             \x20   queue_config:\n      batch_send_deadline: 1s\n",
+            crt.display()
+        ),
+    )
+    .unwrap();
+    let agent = Agent::start_in(promlet_dir, &[&format!("--config.file={}", cfg.display())]);
+    wait_until(
+        "node_load1 from promlet over https",
+        Duration::from_secs(30),
+        || query("node_load1{site=\"tls\"}").contains("\"node_load1\""),
+    );
+    assert_eq!(
+        labelled_metric(&agent, "prometheus_remote_storage_samples_failed_total"),
+        Some(0.0)
+    );
+}

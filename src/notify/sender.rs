@@ -56,7 +56,7 @@ impl Target {
         tls: Option<&crate::scrape::config::TlsConfig>,
     ) -> Target {
         let tls = if url.starts_with("https://") {
-            client_tls(tls)
+            client::client_tls(tls.unwrap_or(&Default::default())).map(Some)
         } else {
             Ok(None)
         };
@@ -67,20 +67,6 @@ impl Target {
             tls,
         }
     }
-}
-
-#[cfg(feature = "tls")]
-fn client_tls(
-    cfg: Option<&crate::scrape::config::TlsConfig>,
-) -> Result<Option<client::ClientTls>, String> {
-    client::ClientTls::new(cfg.unwrap_or(&Default::default())).map(Some)
-}
-
-#[cfg(not(feature = "tls"))]
-fn client_tls(
-    _: Option<&crate::scrape::config::TlsConfig>,
-) -> Result<Option<client::ClientTls>, String> {
-    Err("https is not supported by this build (no `tls` feature)".into())
 }
 
 /// What happened to a job.

@@ -56,6 +56,9 @@ pub const DEFAULT_MAX_SAMPLES_PER_SECOND: usize = 2000;
 #[derive(Clone, Debug, PartialEq)]
 pub struct RemoteWriteConfig {
     pub url: String,
+    /// `https://` (feature `tls`; [`RemoteWriteConfig::tls_config`] applies).
+    pub https: bool,
+    pub tls_config: crate::scrape::config::TlsConfig,
     /// Host (as written, for `Host:` and resolution), port and path+query of `url`.
     pub host: String,
     pub port: u16,
@@ -87,6 +90,7 @@ const KEYS: &[&str] = &[
     "bearer_token_file",
     "write_relabel_configs",
     "queue_config",
+    "tls_config",
 ];
 
 const QUEUE_KEYS: &[&str] = &[
@@ -120,16 +124,20 @@ const RESERVED_HEADERS: &[&str] = &[
     "transfer-encoding",
 ];
 
-/// Splits `http://host[:port][/path]`; https and anything else are errors.
-pub fn split_url(url: &str) -> Result<(String, u16, String), String> {
-    let rest = if let Some(r) = url.strip_prefix("http://") {
-        r
-    } else if url.starts_with("https://") {
-        return Err(format!(
-            "{url:?}: https is not supported: promlet is built without outbound TLS"
-        ));
+/// Splits `http(s)://host[:port][/path]` into (https, host, port, path); https needs the
+/// `tls` feature.
+pub fn split_url(url: &str) -> Result<(bool, String, u16, String), String> {
+    let (https, rest) = if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else if let Some(r) = url.strip_prefix("https://") {
+        if !cfg!(feature = "tls") {
+            return Err(format!(
+                "{url:?}: https needs a promlet built with the `tls` feature"
+            ));
+        }
+        (true, r)
     } else {
-        return Err(format!("{url:?} is not an http:// URL"));
+        return Err(format!("{url:?} is not an http:// or https:// URL"));
     };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -148,7 +156,7 @@ pub fn split_url(url: &str) -> Result<(String, u16, String), String> {
                 .map_err(|_| format!("{url:?}: bad port {p:?}"))?;
             (&authority[..i], port)
         }
-        _ => (authority, 80),
+        _ => (authority, if https { 443 } else { 80 }),
     };
     if host.is_empty() {
         return Err(format!("{url:?} has no host"));
@@ -158,7 +166,7 @@ pub fn split_url(url: &str) -> Result<(String, u16, String), String> {
     } else {
         path.to_string()
     };
-    Ok((host.to_string(), port, path))
+    Ok((https, host.to_string(), port, path))
 }
 
 /// Decodes the `remote_write:` sequence.
@@ -200,9 +208,11 @@ fn decode_one(d: &Decoder<'_>, node: &Node) -> Result<RemoteWriteConfig, ConfigE
         return Err(d.err(node.pos, "remote_write: url is required"));
     };
     let url = d.string(url_node, "url")?.to_string();
-    let (host, port, path) = split_url(&url).map_err(|e| d.err(url_node.pos, e))?;
+    let (https, host, port, path) = split_url(&url).map_err(|e| d.err(url_node.pos, e))?;
     let mut rw = RemoteWriteConfig {
         url,
+        https,
+        tls_config: Default::default(),
         host,
         port,
         path,
@@ -230,6 +240,9 @@ fn decode_one(d: &Decoder<'_>, node: &Node) -> Result<RemoteWriteConfig, ConfigE
         match key {
             "url" => {}
             "name" => rw.name = d.string(v, key)?.to_string(),
+            "tls_config" => {
+                rw.tls_config = crate::scrape::config::decode_tls_config(d, v)?;
+            }
             "remote_timeout" => rw.remote_timeout = positive(d, v, key)?,
             "headers" => {
                 for (hk, hv) in d.entries(v, &[], "headers")? {
@@ -432,7 +445,8 @@ mod tests {
     #[test]
     fn bad_entries_are_positioned_errors() {
         let cases = [
-            ("remote_write:\n  - url: https://h/w\n", "2:10", "https is not supported"),
+            #[cfg(not(feature = "tls"))]
+            ("remote_write:\n  - url: https://h/w\n", "2:10", "`tls` feature"),
             ("remote_write:\n  - url: ftp://h/w\n", "2:10", "not an http"),
             ("remote_write:\n  - name: x\n", "2:5", "url is required"),
             ("remote_write:\n  - url: http://h/\n    urll: 1\n", "3:5", "unknown key \"urll\""),

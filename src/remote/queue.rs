@@ -89,6 +89,9 @@ pub struct Queue {
     pub stats: QueueStats,
     last_persist: Option<Instant>,
     dirty: bool,
+    /// The TLS client for an https URL, built at the first send after (re)configuration
+    /// (reading a CA bundle is not worth repeating per batch).
+    tls: Option<Result<client::ClientTls, String>>,
 }
 
 impl Queue {
@@ -118,6 +121,7 @@ impl Queue {
             stats: QueueStats::default(),
             last_persist: None,
             dirty: false,
+            tls: None,
         };
         if let Some(path) = q.cursor_path.clone() {
             if let Some(d) = path.parent() {
@@ -160,6 +164,7 @@ impl Queue {
     /// label cache (external labels or relabeling may have changed).
     pub fn reconfigure(&mut self, cfg: RemoteWriteConfig, external: Vec<(String, String)>) {
         self.cfg = cfg;
+        self.tls = None;
         self.external = external;
         for s in self.series.values_mut() {
             s.labels = None;
@@ -484,9 +489,19 @@ pub async fn run(queue: Rc<RefCell<Queue>>, store: SharedStore) {
 }
 
 async fn send_once(queue: &Rc<RefCell<Queue>>, raw: &mut Vec<u8>, resp: &mut Vec<u8>) -> Outcome {
-    let (cfg, wire) = {
+    let (cfg, wire, tls) = {
         let mut q = queue.borrow_mut();
-        (q.cfg.clone(), std::mem::take(&mut q.wire))
+        let q = &mut *q;
+        let tls = if q.cfg.https {
+            let cfg = &q.cfg.tls_config;
+            match q.tls.get_or_insert_with(|| client::client_tls(cfg)) {
+                Ok(t) => Some(t.clone()),
+                Err(e) => return Outcome::Retry(format!("tls_config: {e}")),
+            }
+        } else {
+            None
+        };
+        (q.cfg.clone(), std::mem::take(&mut q.wire), tls)
     };
     let addr = match crate::net::dns::resolve_host(&cfg.host, cfg.port, cfg.remote_timeout).await {
         Ok(a) => a,
@@ -513,7 +528,8 @@ async fn send_once(queue: &Rc<RefCell<Queue>>, raw: &mut Vec<u8>, resp: &mut Vec
     for (k, v) in &cfg.headers {
         headers.push_str(&format!("{k}: {v}\r\n"));
     }
-    let host = if cfg.port == 80 {
+    let default_port = if cfg.https { 443 } else { 80 };
+    let host = if cfg.port == default_port {
         cfg.host.clone()
     } else {
         format!("{}:{}", cfg.host, cfg.port)
@@ -531,7 +547,7 @@ async fn send_once(queue: &Rc<RefCell<Queue>>, raw: &mut Vec<u8>, resp: &mut Vec
         body_limit: 1 << 20,
         gzip: false,
     };
-    let result = client::send(&req, raw, resp).await;
+    let result = client::send_with_tls(&req, tls.as_ref(), raw, resp).await;
     queue.borrow_mut().wire = wire;
     match result {
         Ok(r) if (200..300).contains(&r.status) => Outcome::Ok,

@@ -63,6 +63,20 @@ pub use crate::tls::ClientTls;
 #[derive(Clone, Debug)]
 pub enum ClientTls {}
 
+/// The TLS client for `cfg` (scrapes, remote_write, Alertmanagers, webhooks), or why there is
+/// none: unreadable files, or a build without the `tls` feature.
+pub fn client_tls(cfg: &crate::scrape::config::TlsConfig) -> Result<ClientTls, String> {
+    #[cfg(feature = "tls")]
+    {
+        ClientTls::new(cfg)
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = cfg;
+        Err("https needs a promlet built with the `tls` feature".into())
+    }
+}
+
 /// Sends `req` and leaves the decoded response body in `body` (cleared first). `raw` is
 /// scratch space, kept by the caller so its capacity is reused.
 pub async fn send(

@@ -240,7 +240,7 @@ pub(crate) fn get<'n>(entries: &'n [(Node, Node)], d: &Decoder<'_>, key: &str) -
         .map(|(_, v)| v)
 }
 
-fn decode_tls_config(d: &Decoder<'_>, node: &Node) -> Result<TlsConfig, ConfigError> {
+pub(crate) fn decode_tls_config(d: &Decoder<'_>, node: &Node) -> Result<TlsConfig, ConfigError> {
     const TLS_KEYS: &[&str] = &[
         "ca_file",
         "cert_file",

@@ -660,15 +660,7 @@ fn tls_for(cfg: &ScrapeConfig, spec: &TargetSpec) -> Result<Option<client::Clien
     if !spec.url.starts_with("https://") {
         return Ok(None);
     }
-    #[cfg(feature = "tls")]
-    {
-        client::ClientTls::new(&cfg.tls_config).map(Some)
-    }
-    #[cfg(not(feature = "tls"))]
-    {
-        let _ = cfg;
-        Err("https needs a promlet built with the `tls` feature".into())
-    }
+    client::client_tls(&cfg.tls_config).map(Some)
 }
 
 /// `host:port` to a socket address: IP literals directly, names through [`dns`].

@@ -160,3 +160,41 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// A self-signed server certificate for 127.0.0.1 (CA:FALSE, serverAuth: webpki refuses a CA
+/// certificate as the server's own) and its key, made by the openssl CLI in `dir`.
+#[cfg(feature = "tls")]
+pub fn self_signed_cert(dir: &Path, name: &str) -> Option<(PathBuf, PathBuf)> {
+    if Command::new("openssl").arg("version").output().is_err() {
+        return missing("the openssl CLI (apt-get install openssl)");
+    }
+    let (crt, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", &format!("/CN={name}")])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some((crt, key))
+}
