@@ -1,4 +1,5 @@
 //! Chaos tests: the real agent (or its real parts) under abuse a device in the field meets.
+//! Run: `cargo test --test tests chaos -- --nocapture` to see the `chaos:` lines.
 //! Each test prints one `chaos:` line saying what it held and what it lost (goal: nothing) and
 //! asserts it. Kept short for CI (≈ 1 min together); the SIGKILL loop of the whole agent is in
 //! tsdb_crash.rs, disk-full runs in tsdb_crash.rs and tsdb_faults.rs.
@@ -389,4 +390,130 @@ fn chaos_alertmanager_unreachable_for_a_simulated_hour() {
 #[allow(dead_code)]
 fn remote_write_receiver_unreachable_for_an_hour_hook() {
     unimplemented!("remote_write has not landed yet")
+}
+
+/// A clock whose wall time the test steps; monotonic time only moves forward.
+struct SteppedClock {
+    mono: std::cell::Cell<Instant>,
+    wall: std::cell::Cell<i64>,
+}
+
+impl promlet::model::Clock for SteppedClock {
+    fn monotonic(&self) -> Instant {
+        self.mono.get()
+    }
+    fn wall_ms(&self) -> i64 {
+        self.wall.get()
+    }
+}
+
+/// Samples (all series) whose timestamps fall in `[from, to)`.
+fn samples_in(store: &promlet::tsdb::SharedStore, from: i64, to: i64) -> usize {
+    use promlet::tsdb::Querier;
+    store
+        .select(&[], from, to - 1)
+        .iter()
+        .map(|s| s.samples.len())
+        .sum()
+}
+
+/// Runs the agent's collection cycle (real collectors, the real persistent store) on an
+/// injected clock: 20 cycles on true time, 20 with the wall clock stepped by `jump_days`, 20
+/// after it steps back to true time. Returns samples per phase as (held right after the phase,
+/// held at the end, held after reopening the data directory), and the clock steps counted.
+fn clock_jump_run(jump_days: i64) -> ([(usize, usize, usize); 3], u64) {
+    use promlet::agent::{build_driver, State};
+    use promlet::tsdb::{Options, OsFs, SharedStore, Store};
+    let dir = temp_dir(&format!("clock{jump_days}"));
+    let args = promlet::cli::Args::default();
+    let cfg = promlet::config::Config::embedded();
+    let driver = build_driver(&cfg, &args).unwrap();
+    let mut st = State::new(args, cfg, driver);
+    let store = SharedStore::new(Store::open(Options::default(), &dir, Box::new(OsFs)));
+    st.appender = Some(Box::new(store.clone()));
+    st.tsdb = Some(store.clone());
+    let server = promlet::http::ServerStats::default();
+    let t0 = 1_760_000_000_000i64; // a fixed true time, not the machine's clock
+    let clock = SteppedClock {
+        mono: std::cell::Cell::new(Instant::now()),
+        wall: std::cell::Cell::new(t0),
+    };
+    let jump = jump_days * 86_400_000;
+    let step = 15_000;
+    let phase_len = 20 * step;
+    // Wall-time windows of the three phases.
+    let windows = [
+        (t0, t0 + phase_len),
+        (t0 + phase_len + jump, t0 + 2 * phase_len + jump),
+        (t0 + 2 * phase_len, t0 + 3 * phase_len),
+    ];
+    let mut right_after = [0usize; 3];
+    for (phase, &(from, _)) in windows.iter().enumerate() {
+        clock.wall.set(from);
+        for _ in 0..20 {
+            st.cycle(&clock, &server);
+            clock
+                .mono
+                .set(clock.mono.get() + Duration::from_millis(step as u64));
+            clock.wall.set(clock.wall.get() + step);
+        }
+        right_after[phase] = samples_in(&store, windows[phase].0, windows[phase].1);
+    }
+    store.0.borrow_mut().flush(Instant::now());
+    let steps = st.stats.clock_steps;
+    drop(st);
+    let reopened = SharedStore::new(Store::open(Options::default(), &dir, Box::new(OsFs)));
+    let mut out = [(0, 0, 0); 3];
+    for (i, &(from, to)) in windows.iter().enumerate() {
+        out[i] = (
+            right_after[i],
+            samples_in(&store, from, to),
+            samples_in(&reopened, from, to),
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    (out, steps)
+}
+
+/// Wall clock jumps by +3 days and back, and by -3 days and back, through an injected clock
+/// (never the machine's). The agent keeps collecting and storing in every phase, counts each
+/// step, and the data directory reopens to what memory held. What a step back costs is the
+/// store's documented rule (tsdb::store: a series stepped back by more than 10 minutes drops
+/// its samples at or after the new time so it never wedges): after +3 d and back, only the
+/// future-stamped samples go (this test found that the whole chunk holding the jump went, true
+/// history included); after -3 d, the true history before the step is newer than the new
+/// time and goes.
+#[test]
+fn chaos_wall_clock_jumps_three_days_both_ways() {
+    for days in [3i64, -3] {
+        let (phases, steps) = clock_jump_run(days);
+        let [(a0, a1, a2), (b0, b1, b2), (c0, c1, c2)] = phases;
+        println!(
+            "chaos: wall clock {days:+} d and back: {steps} steps counted; samples held \
+             (right after / at the end / after reopening): before {a0}/{a1}/{a2}, during \
+             {b0}/{b1}/{b2}, after {c0}/{c1}/{c2}; lost: {} before, {} during, {} after",
+            a0 - a1.min(a0),
+            b0 - b1.min(b0),
+            c0 - c1.min(c0)
+        );
+        assert_eq!(steps, 2, "both steps must be counted");
+        assert!(a0 > 0 && b0 > 0 && c0 > 0, "a phase stored nothing");
+        // Nothing stored after the clock settled is lost, and disk equals memory.
+        assert_eq!(c1, c0);
+        assert_eq!(
+            (a2, b2, c2),
+            (a1, b1, c1),
+            "reopened data differs from memory"
+        );
+        if days > 0 {
+            assert_eq!(a1, a0, "true history lost after a forward jump");
+            assert_eq!(
+                b1, 0,
+                "future-stamped samples kept after the clock came back"
+            );
+        } else {
+            assert_eq!(b1, b0, "samples of the stepped-back phase lost");
+            assert_eq!(a1, 0, "the step back should have reset the newer history");
+        }
+    }
 }

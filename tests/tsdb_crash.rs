@@ -427,7 +427,10 @@ fn agent_state_survives_sigkill_loop() {
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped()),
         );
-        assert!(crate::common::wait_for_port(port), "round {round}: not listening");
+        assert!(
+            crate::common::wait_for_port(port),
+            "round {round}: not listening"
+        );
         // Push one more group; the answer comes after it is on disk.
         let body = format!("# TYPE round gauge\nround {round}\n");
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -441,7 +444,10 @@ fn agent_state_survives_sigkill_loop() {
         .unwrap();
         let mut resp = String::new();
         s.read_to_string(&mut resp).unwrap();
-        assert!(resp.starts_with("HTTP/1.1 200"), "round {round}: push: {resp}");
+        assert!(
+            resp.starts_with("HTTP/1.1 200"),
+            "round {round}: push: {resp}"
+        );
         // The pending alert: restored (older than this start) after the first round.
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let active = loop {
@@ -449,7 +455,10 @@ fn agent_state_survives_sigkill_loop() {
             if let Some(t) = alert_active_at(&String::from_utf8_lossy(&b), "Slow") {
                 break t;
             }
-            assert!(std::time::Instant::now() < deadline, "round {round}: Slow never pending");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: Slow never pending"
+            );
             std::thread::sleep(Duration::from_millis(100));
         };
         match original_active {
@@ -477,15 +486,27 @@ fn agent_state_survives_sigkill_loop() {
             if until >= want {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "round {round}: no flush");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: no flush"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         std::thread::sleep(Duration::from_millis(rng.u64(0..1000)));
         child.0.kill().unwrap();
         let _ = child.0.wait();
         let mut err = String::new();
-        child.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-        assert!(!err.contains("panicked"), "round {round}: promlet panicked:\n{err}");
+        child
+            .0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(
+            !err.contains("panicked"),
+            "round {round}: promlet panicked:\n{err}"
+        );
 
         // What the next start will read: every pushed group, the queued alert.
         let push = promlet::push::Store::open(&data).unwrap();
