@@ -13,12 +13,15 @@
 #   4. cargo test (unit + integration, against the real stack and ../shared test data)
 #   5. release builds for x86_64/aarch64/armv7/ARMv6 musl, size budget, `--version` and the
 #      library unit tests under qemu-user                               scripts/cross-test.sh
-#   6. (not a test) a short side-by-side run against node_exporter, if promlet serves /metrics
+#   6. fuzz smoke: every cargo-fuzz target for 20 s (nightly + cargo-fuzz installed if missing)
+#                                                                      scripts/fuzz.sh
+#   7. (not a test) a short side-by-side run against node_exporter, if promlet serves /metrics
 #
 # Exit status is non-zero if any step failed. The last line sums up every `test result:` line.
 # Env: CI=true makes a missing test prerequisite a failure (tests/common/mod.rs);
 #      PROMLET_SHARED (default ../shared), PROMLET_STACK_DIR (default <repo>/.stack);
-#      PROMLET_SKIP_CROSS=1 skips step 5; PROMLET_SKIP_BENCH=1 skips step 6.
+#      PROMLET_SKIP_CROSS=1 skips step 5; PROMLET_SKIP_FUZZ=1 skips step 6 (PROMLET_FUZZ_SECONDS
+#      sets its time per target); PROMLET_SKIP_BENCH=1 skips step 7.
 set -uo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
@@ -70,6 +73,16 @@ step "cargo clippy" cargo clippy --all-targets -- -D warnings
 step "cargo test" cargo test
 if [ "${PROMLET_SKIP_CROSS:-0}" != 1 ]; then
   step "cross build + qemu tests" bash scripts/cross-test.sh
+fi
+# Fuzzing needs a nightly toolchain (install-cross.sh may have installed one for -Zbuild-std)
+# and cargo-fuzz; both are kept between runs.
+install_fuzz() {
+  rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal || return 1
+  command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+}
+if [ "${PROMLET_SKIP_FUZZ:-0}" != 1 ]; then
+  step "install cargo-fuzz" install_fuzz &&
+    step "fuzz smoke" bash scripts/fuzz.sh "${PROMLET_FUZZ_SECONDS:-20}"
 fi
 if [ "${PROMLET_SKIP_BENCH:-0}" != 1 ] && [ -x target/x86_64-unknown-linux-musl/release/promlet ]; then
   # A benchmark, not a test: its goals are printed, not enforced, and a failure is not fatal.

@@ -222,7 +222,7 @@ fn query_value(port: u16, expr: &str) -> Option<f64> {
 /// A scrape target exposing 1,000,000 series (~27 MB) scraped by two jobs: one with the
 /// default body limit (16 MiB), one with `sample_limit: 10000`. Both scrapes must fail cleanly
 /// (up 0), the agent's peak RSS must stay within its budget (TSDB retention.size + the body
-/// limit + 24 MiB of baseline) and /-/healthy must answer within 1 s throughout.
+/// limit + 24 MiB of baseline) and /-/healthy must answer within 2 s throughout.
 #[test]
 fn chaos_scrape_target_with_a_million_series() {
     const SERIES: usize = 1_000_000;
@@ -250,10 +250,10 @@ fn chaos_scrape_target_with_a_million_series() {
     let (mut checks, mut worst) = (0, Duration::ZERO);
     while start.elapsed() < Duration::from_secs(12) {
         checks += 1;
-        let d = timed_get(port, "/-/healthy", Duration::from_secs(1));
+        let d = timed_get(port, "/-/healthy", Duration::from_secs(2));
         assert!(
             d.is_some(),
-            "/-/healthy failed or took over 1 s while scraping"
+            "/-/healthy failed or took over 2 s while scraping"
         );
         worst = worst.max(d.unwrap());
         std::thread::sleep(Duration::from_millis(200));
