@@ -19,12 +19,15 @@
 #   5a. release tarballs + .debs + SHA256SUMS from those binaries     scripts/release.sh --no-build
 #   5b. packaging: the .deb built, installed with dpkg, run as installed, purged (root only)
 #       packaging/deb/test.sh; the OpenWrt package checks   packaging/openwrt/test.sh
-#   6. (not a test) a short side-by-side run against node_exporter, if promlet serves /metrics
+#   6. fuzz smoke: every cargo-fuzz target for 20 s (nightly + cargo-fuzz installed if missing)
+#                                                                      scripts/fuzz.sh
+#   7. (not a test) a short side-by-side run against node_exporter, if promlet serves /metrics
 #
 # Exit status is non-zero if any step failed. The last line sums up every `test result:` line.
 # Env: CI=true makes a missing test prerequisite a failure (tests/common/mod.rs);
 #      PROMLET_SHARED (default ../shared), PROMLET_STACK_DIR (default <repo>/.stack);
-#      PROMLET_SKIP_CROSS=1 skips step 5; PROMLET_SKIP_BENCH=1 skips step 6.
+#      PROMLET_SKIP_CROSS=1 skips step 5; PROMLET_SKIP_FUZZ=1 skips step 6 (PROMLET_FUZZ_SECONDS
+#      sets its time per target); PROMLET_SKIP_BENCH=1 skips step 7.
 set -uo pipefail
 export LC_ALL=C
 # Never probe this machine's real gateway or nameservers (the default config would):
@@ -94,6 +97,16 @@ else
   echo "===== deb package: SKIPPED (needs root: it runs dpkg -i / --purge)"
 fi
 step "openwrt package" bash packaging/openwrt/test.sh
+# Fuzzing needs a nightly toolchain (install-cross.sh may have installed one for -Zbuild-std)
+# and cargo-fuzz; both are kept between runs.
+install_fuzz() {
+  rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal || return 1
+  command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+}
+if [ "${PROMLET_SKIP_FUZZ:-0}" != 1 ]; then
+  step "install cargo-fuzz" install_fuzz &&
+    step "fuzz smoke" bash scripts/fuzz.sh "${PROMLET_FUZZ_SECONDS:-20}"
+fi
 if [ "${PROMLET_SKIP_BENCH:-0}" != 1 ] && [ -x target/x86_64-unknown-linux-musl/release/promlet ]; then
   # A benchmark, not a test: its goals are printed, not enforced, and a failure is not fatal.
   echo

@@ -1133,7 +1133,8 @@ fn bind(addr: &str) -> std::io::Result<TcpListener> {
     Ok(listener)
 }
 
-fn routes(state: Rc<RefCell<State>>, server: Rc<ServerStats>, shutdown: Shutdown) -> Router {
+/// The agent's routing table over `state` (public so the HTTP fuzz target drives it from bytes).
+pub fn routes(state: Rc<RefCell<State>>, server: Rc<ServerStats>, shutdown: Shutdown) -> Router {
     let lifecycle = state.borrow().args.enable_lifecycle;
     let mut r = Router::new();
     silence_routes(&mut r, &state);

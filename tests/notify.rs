@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const AM_CONFIG: &str = "route:\n  receiver: blackhole\nreceivers:\n- name: blackhole\n";
 
-fn temp_dir(name: &str) -> PathBuf {
+pub(crate) fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("promlet-notify-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
@@ -31,7 +31,7 @@ fn temp_dir(name: &str) -> PathBuf {
 /// compiled-in path. Where that is absent, the templates that scripts/install-stack.sh keeps in
 /// `<stack>/share` are overlaid onto /usr/share inside a user + mount namespace (`unshare`), so
 /// the host is not changed; `unshare` execs, so the guarded PID is Alertmanager's.
-fn start_alertmanager(bin: &Path, port: u16, dir: &Path) -> Option<ChildGuard> {
+pub(crate) fn start_alertmanager(bin: &Path, port: u16, dir: &Path) -> Option<ChildGuard> {
     start_alertmanager_with(bin, port, dir, &[])
 }
 
@@ -84,7 +84,7 @@ fn start_alertmanager_with(
     Some(child)
 }
 
-fn alerting(port: u16) -> AlertingConfig {
+pub(crate) fn alerting(port: u16) -> AlertingConfig {
     AlertingConfig {
         alertmanagers: vec![AlertmanagerConfig {
             targets: vec![format!("127.0.0.1:{port}")],
@@ -130,7 +130,7 @@ fn drive(n: &mut Notifier, limit: Duration, done: impl Fn(&Notifier) -> bool) ->
     true
 }
 
-fn am_alerts(port: u16) -> String {
+pub(crate) fn am_alerts(port: u16) -> String {
     let (status, _, body) = http_get(port, "/api/v2/alerts", "");
     assert_eq!(status, 200);
     String::from_utf8(body).unwrap()
@@ -165,7 +165,7 @@ fn array_objects(json: &str) -> Vec<&str> {
 }
 
 /// The JSON object of the alert named `name` in Alertmanager's answer.
-fn alert_object<'a>(json: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn alert_object<'a>(json: &'a str, name: &str) -> Option<&'a str> {
     let want = format!("\"alertname\":\"{name}\"");
     array_objects(json).into_iter().find(|o| o.contains(&want))
 }

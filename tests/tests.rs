@@ -7,6 +7,9 @@ mod agent;
 /// real Prometheus scraping the same agent; restart and query-timeout behaviour.
 mod api;
 /// The command line: --help, --version, usage errors, `check config`.
+/// Chaos: slow-loris flood, a million-series target, Alertmanager down for a simulated hour,
+/// wall clock jumps of ±3 days.
+mod chaos;
 mod cli;
 mod common;
 /// Config files: positioned errors, hostile input.

@@ -369,3 +369,332 @@ fn tsdb_promlet_survives_sigkill_loop() {
     assert!(samples > 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `activeAt` (ms) of alert `name` in an /api/v1/alerts body.
+fn alert_active_at(body: &str, name: &str) -> Option<i64> {
+    let at = body.find(&format!("\"alertname\":\"{name}\""))?;
+    // activeAt belongs to the same alert object: the first one after its labels.
+    let rest = &body[at..];
+    let v = rest.split("\"activeAt\":\"").nth(1)?.split('"').next()?;
+    promlet::notify::silence::parse_rfc3339(v)
+}
+
+/// The whole agent under a SIGKILL loop: besides the TSDB (above), the state of rules (a
+/// pending `for: 1h` alert restored from ALERTS_FOR_STATE), the Alertmanager queue (its
+/// Alertmanager is unreachable, so a firing alert stays queued on disk) and pushed groups (one
+/// more each round) must all survive being killed at random moments. Every round prints nothing;
+/// the end prints what was held and lost.
+#[test]
+fn agent_state_survives_sigkill_loop() {
+    const ROUNDS: usize = 8;
+    let dir = temp_dir("promlet-agent-crash");
+    std::fs::create_dir_all(&dir).unwrap();
+    let dead = crate::common::free_port(); // nothing listens: Alertmanager unreachable
+    std::fs::write(
+        dir.join("rules.yml"),
+        "groups:\n- name: g\n  interval: 1s\n  rules:\n  - alert: Slow\n    expr: vector(1)\n    \
+         for: 1h\n  - alert: Now\n    expr: vector(1)\n",
+    )
+    .unwrap();
+    let cfg = dir.join("promlet.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\n\
+             alerting:\n  alertmanagers:\n  - static_configs:\n    - targets: ['127.0.0.1:{dead}']\n"
+        ),
+    )
+    .unwrap();
+    let data = dir.join("data");
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut original_active: Option<i64> = None;
+    let (mut groups_lost, mut queue_lost, mut rules_lost) = (0, 0, 0);
+    for round in 0..ROUNDS {
+        let port = crate::common::free_port();
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let mut child = crate::common::ChildGuard::spawn(
+            Command::new(crate::common::promlet_bin())
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg(format!("--config.file={}", cfg.display()))
+                .arg(format!("--storage.tsdb.path={}", data.display()))
+                .arg("--storage.tsdb.flush-interval=1s")
+                .arg("--web.enable-push")
+                .arg("--collector.disable-defaults")
+                .arg("--collector.loadavg")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        );
+        assert!(
+            crate::common::wait_for_port(port),
+            "round {round}: not listening"
+        );
+        // Push one more group; the answer comes after it is on disk.
+        let body = format!("# TYPE round gauge\nround {round}\n");
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        use std::io::Write;
+        write!(
+            s,
+            "PUT /metrics/job/round{round} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        assert!(
+            resp.starts_with("HTTP/1.1 200"),
+            "round {round}: push: {resp}"
+        );
+        // The pending alert: restored (older than this start) after the first round.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let active = loop {
+            let (_, _, b) = crate::common::http_get(port, "/api/v1/alerts", "");
+            if let Some(t) = alert_active_at(&String::from_utf8_lossy(&b), "Slow") {
+                break t;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: Slow never pending"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        match original_active {
+            None => original_active = Some(active),
+            Some(orig) => {
+                if !(active < started && active >= orig - 1000) {
+                    rules_lost += 1;
+                    eprintln!(
+                        "round {round}: Slow activeAt {active}, first {orig}, started {started}"
+                    );
+                }
+            }
+        }
+        // Wait for a TSDB flush that covers ALERTS_FOR_STATE from this run, then kill at a
+        // random moment.
+        let want = started + 2000;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, _, b) = crate::common::http_get(port, "/metrics", "");
+            let until = String::from_utf8_lossy(&b)
+                .lines()
+                .find_map(|l| l.strip_prefix("promlet_tsdb_persisted_until_timestamp_seconds "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .map_or(0, |s| (s * 1000.0) as i64);
+            if until >= want {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: no flush"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(rng.u64(0..1000)));
+        child.0.kill().unwrap();
+        let _ = child.0.wait();
+        let mut err = String::new();
+        child
+            .0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(
+            !err.contains("panicked"),
+            "round {round}: promlet panicked:\n{err}"
+        );
+
+        // What the next start will read: every pushed group, the queued alert.
+        let push = promlet::push::Store::open(&data).unwrap();
+        groups_lost += (round + 1).saturating_sub(push.group_count());
+        let q = promlet::notify::queue::Queue::open(&data.join("notify"), 10_000).unwrap();
+        let queued: Vec<String> = q.head(100).map(|(_, a)| a.labels.to_string()).collect();
+        if !queued.iter().any(|l| l.contains("alertname=\"Now\"")) {
+            queue_lost += 1;
+            eprintln!("round {round}: queue holds {queued:?}");
+        }
+    }
+    println!(
+        "chaos: whole agent SIGKILLed {ROUNDS} times: held {ROUNDS} pushed groups (lost \
+         {groups_lost}), the queued alert in {} of {ROUNDS} rounds (lost {queue_lost}), the \
+         pending alert's progress in {} of {} restarts (lost {rules_lost})",
+        ROUNDS - queue_lost,
+        ROUNDS - 1 - rules_lost,
+        ROUNDS - 1
+    );
+    assert_eq!(groups_lost, 0, "pushed groups lost");
+    assert_eq!(queue_lost, 0, "the queued alert was lost");
+    assert_eq!(rules_lost, 0, "pending alert progress lost");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A self-metric's value in a /metrics body (first sample of `name` without labels).
+fn metric(port: u16, name: &str) -> f64 {
+    let (_, _, b) = crate::common::http_get(port, "/metrics", "");
+    String::from_utf8_lossy(&b)
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn push(port: u16, job: &str) -> u16 {
+    use std::io::Write;
+    let body = format!("# TYPE pushed gauge\npushed{{from=\"{job}\"}} 1\n");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "PUT /metrics/job/{job} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// Disk full for the whole agent: its data directory (TSDB, Alertmanager queue, pushed groups)
+/// is on a 256 KiB tmpfs that fills up. The agent keeps answering, collecting and accepting
+/// pushes, and counts the failed writes; once the tmpfs is grown, flushes resume and, after a
+/// SIGKILL, the directory holds every sample up to the last reported flush, the pushed groups
+/// and the queued alert.
+#[test]
+fn agent_disk_full_on_tmpfs_then_space_returns() {
+    let base = temp_dir("agent-tmpfs");
+    std::fs::create_dir_all(&base).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&base)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        let _ = std::fs::remove_dir(&base);
+        crate::common::missing::<()>("a tmpfs mount for the disk-full test (needs root)");
+        return;
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+            let _ = std::fs::remove_dir(self.0);
+        }
+    }
+    let _unmount = Unmount(&base);
+    let etc = temp_dir("agent-tmpfs-etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    let dead = crate::common::free_port();
+    std::fs::write(
+        etc.join("rules.yml"),
+        "groups:\n- name: g\n  interval: 1s\n  rules:\n  - alert: Now\n    expr: vector(1)\n",
+    )
+    .unwrap();
+    let cfg = etc.join("promlet.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\n\
+             alerting:\n  alertmanagers:\n  - static_configs:\n    - targets: ['127.0.0.1:{dead}']\n"
+        ),
+    )
+    .unwrap();
+    let data = base.join("data");
+    let port = crate::common::free_port();
+    let mut child = crate::common::ChildGuard::spawn(
+        Command::new(crate::common::promlet_bin())
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg("--storage.tsdb.flush-interval=1s")
+            .arg("--web.enable-push")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    assert!(crate::common::wait_for_port(port), "not listening");
+    assert_eq!(push(port, "before"), 200);
+    // Fill the disk: the TSDB's own segments do it within seconds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while metric(port, "promlet_tsdb_persist_errors_total").partial_cmp(&0.0)
+        != Some(std::cmp::Ordering::Greater)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the 256 KiB tmpfs never filled"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Full: still answering, collecting and taking pushes (kept in memory).
+    let appended = metric(port, "promlet_tsdb_samples_appended_total");
+    assert_eq!(push(port, "during"), 200, "a push while the disk is full");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        metric(port, "promlet_tsdb_samples_appended_total") > appended,
+        "collection stopped"
+    );
+    let errors_full = metric(port, "promlet_tsdb_persist_errors_total");
+    // Space returns.
+    assert!(Command::new("mount")
+        .args(["-o", "remount,size=16m"])
+        .arg(&base)
+        .status()
+        .unwrap()
+        .success());
+    let back = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as f64
+        / 1000.0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let until = loop {
+        let u = metric(port, "promlet_tsdb_persisted_until_timestamp_seconds");
+        if u > back + 1.0 {
+            break u;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "flushes did not resume"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(push(port, "after"), 200);
+    child.0.kill().unwrap();
+    let _ = child.0.wait();
+    let mut err = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!err.contains("panicked"), "promlet panicked:\n{err}");
+
+    let st = Store::open(Options::default(), &data, Box::new(OsFs));
+    let all = st.select(&[], i64::MIN, i64::MAX);
+    let newest = all
+        .iter()
+        .filter_map(|s| s.samples.last())
+        .map(|s| s.t)
+        .max();
+    let samples: usize = all.iter().map(|s| s.samples.len()).sum();
+    let push = promlet::push::Store::open(&data).unwrap();
+    let q = promlet::notify::queue::Queue::open(&data.join("notify"), 10_000).unwrap();
+    println!(
+        "chaos: agent disk full (256 KiB tmpfs): {errors_full} failed writes while full; after \
+         space returned: held {samples} samples up to {newest:?} (flushed until {until}), {} of 3 \
+         pushed groups, {} queued alert(s); lost: {} pushed groups",
+        push.group_count(),
+        q.len(),
+        3 - push.group_count().min(3)
+    );
+    assert!(
+        newest.is_some_and(|t| t as f64 >= (until * 1000.0).floor()),
+        "samples flushed before the kill are missing"
+    );
+    assert_eq!(push.group_count(), 3, "a pushed group was lost");
+    assert!(!q.is_empty(), "the queued alert was lost");
+    let _ = std::fs::remove_dir_all(&etc);
+}

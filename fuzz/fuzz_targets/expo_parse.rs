@@ -13,12 +13,24 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let opts = Options {
-        format: if mode & 1 == 0 { Format::Text } else { Format::OpenMetrics },
-        names: if mode & 2 == 0 { NameScheme::Legacy } else { NameScheme::Utf8 },
+        format: if mode & 1 == 0 {
+            Format::Text
+        } else {
+            Format::OpenMetrics
+        },
+        names: if mode & 2 == 0 {
+            NameScheme::Legacy
+        } else {
+            NameScheme::Utf8
+        },
         limits: if mode & 4 == 0 {
             Limits::default()
         } else {
-            Limits { max_samples: 5, max_labels: 3, max_line_len: 64 }
+            Limits {
+                max_samples: 5,
+                max_labels: 3,
+                max_line_len: 64,
+            }
         },
     };
     let mut set = MetricSet::new();
@@ -40,9 +52,19 @@ fuzz_target!(|data: &[u8]| {
                 let mut text = Vec::new();
                 encode_text(&set, &mut text);
                 let mut again = MetricSet::new();
-                let reparsed = parser.parse(&text, &Options { limits: Limits::NONE, ..opts }, &mut again);
+                let reparsed = parser.parse(
+                    &text,
+                    &Options {
+                        limits: Limits::NONE,
+                        ..opts
+                    },
+                    &mut again,
+                );
                 let reparsed = reparsed.unwrap_or_else(|e| {
-                    panic!("re-encoded body does not parse: {e}\n{}", String::from_utf8_lossy(&text))
+                    panic!(
+                        "re-encoded body does not parse: {e}\n{}",
+                        String::from_utf8_lossy(&text)
+                    )
                 });
                 assert_eq!(reparsed.samples, set.sample_count());
             }

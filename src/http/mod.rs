@@ -27,7 +27,7 @@ use std::rc::Rc;
 
 pub use form::{parse_urlencoded, percent_decode, FormError};
 pub use router::Router;
-pub use server::{serve, Limits, Server, ServerStats, Shutdown};
+pub use server::{answer_bytes, serve, Limits, Server, ServerStats, Shutdown};
 
 /// One parsed request, as handlers see it.
 #[derive(Clone, Debug, Default)]

@@ -545,6 +545,163 @@ fn parse_head(buf: &[u8], max_header_bytes: usize) -> Parsed {
     }
 }
 
+/// What a request head decides before its body is read: the body's length, whether the
+/// connection stays open, and the routed path and query.
+struct Framing {
+    body_len: usize,
+    expect_continue: bool,
+    keep_alive: bool,
+    is_head: bool,
+    method: String,
+    path: String,
+    query: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Framing {
+    fn into_request(self, body: &[u8]) -> Request {
+        Request {
+            method: self.method,
+            path: self.path,
+            query: self.query,
+            headers: self.headers,
+            body: body.to_vec(),
+        }
+    }
+}
+
+/// Frames a parsed head, or the status and message to reject it with (then close).
+fn frame(head: Head, max_body_bytes: usize) -> Result<Framing, (u16, &'static str)> {
+    let header = |name: &str| {
+        head.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    // Body: Content-Length only.
+    if header("transfer-encoding").is_some_and(|te| !te.eq_ignore_ascii_case("identity")) {
+        return Err((411, "send the body with Content-Length"));
+    }
+    let body_len = match header("content-length").map(|v| v.trim().parse::<usize>()) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return Err((400, "invalid Content-Length")),
+    };
+    if body_len > max_body_bytes {
+        return Err((413, "request body too large"));
+    }
+    let expect_continue = header("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue"));
+    // Keep-alive per RFC 9112: 1.1 unless "close", 1.0 only with "keep-alive".
+    let conn_hdr = header("connection").unwrap_or("");
+    let has = |tok: &str| {
+        conn_hdr
+            .split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case(tok))
+    };
+    let keep_alive = if head.minor_version == 0 {
+        has("keep-alive")
+    } else {
+        !has("close")
+    };
+    // Absolute-form targets (`GET http://host/metrics`, sent through proxies) are reduced to
+    // their path, as RFC 9112 §3.2.2 asks of servers.
+    let target = match head
+        .target
+        .strip_prefix("http://")
+        .or_else(|| head.target.strip_prefix("https://"))
+    {
+        Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => head.target.as_str(),
+    };
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, q),
+        None => (target, ""),
+    };
+    let Ok(path) = super::percent_decode(path) else {
+        return Err((400, "invalid escape in request path"));
+    };
+    let query = query.to_string();
+    Ok(Framing {
+        body_len,
+        expect_continue,
+        keep_alive,
+        is_head: head.method == "HEAD",
+        method: head.method,
+        path,
+        query,
+        headers: head.headers,
+    })
+}
+
+/// The status line and headers of `resp` (with `Content-Length`), ending in the blank line.
+fn encode_head(resp: &Response, keep_alive: bool) -> Vec<u8> {
+    let mut head = Vec::with_capacity(256);
+    let _ = write!(head, "HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
+    for (n, v) in &resp.headers {
+        // Values come from our own handlers, but never let one split the response.
+        if v.contains(['\r', '\n']) || n.contains(['\r', '\n', ':']) {
+            continue;
+        }
+        let _ = write!(head, "{n}: {v}\r\n");
+    }
+    let _ = write!(head, "Content-Length: {}\r\n", resp.body.len());
+    if !keep_alive {
+        head.extend_from_slice(b"Connection: close\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+/// The connection loop without the socket: answers every complete request in `input` the way
+/// a connection would (pipelined, keep-alive, protocol errors close) and returns the bytes it
+/// would write. An incomplete last request is left unanswered, as a connection would wait for
+/// it. Lets the fuzzer and tests drive request handling from bytes.
+pub fn answer_bytes(
+    input: &[u8],
+    limits: &Limits,
+    handler: &dyn Fn(&Request) -> Response,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = input;
+    while !buf.is_empty() {
+        let (head, head_len) = match parse_head(buf, limits.max_header_bytes) {
+            Parsed::Partial => break,
+            Parsed::Head(h, len) => (h, len),
+            Parsed::Reject(status, msg) => {
+                let resp = Response::text(status, format!("{msg}\n"));
+                out.extend_from_slice(&encode_head(&resp, false));
+                out.extend_from_slice(&resp.body);
+                break;
+            }
+        };
+        let framed = match frame(head, limits.max_body_bytes) {
+            Ok(f) => f,
+            Err((status, msg)) => {
+                let resp = Response::text(status, format!("{msg}\n"));
+                out.extend_from_slice(&encode_head(&resp, false));
+                out.extend_from_slice(&resp.body);
+                break;
+            }
+        };
+        let end = head_len + framed.body_len;
+        if buf.len() < end {
+            break;
+        }
+        let (keep_alive, is_head) = (framed.keep_alive, framed.is_head);
+        let req = framed.into_request(&buf[head_len..end]);
+        buf = &buf[end..];
+        let resp = handler(&req);
+        out.extend_from_slice(&encode_head(&resp, keep_alive));
+        if !is_head {
+            out.extend_from_slice(&resp.body);
+        }
+        if !keep_alive {
+            break;
+        }
+    }
+    out
+}
+
 impl Conn {
     async fn run(mut self) {
         let mut buf: Vec<u8> = Vec::new();
@@ -594,36 +751,16 @@ impl Conn {
                 }
             };
 
-            // Body: Content-Length only.
-            let header = |name: &str| {
-                head.headers
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, v)| v.as_str())
-            };
-            if header("transfer-encoding").is_some_and(|te| !te.eq_ignore_ascii_case("identity")) {
-                bump(&self.stats.protocol_errors);
-                self.reply_error(411, "send the body with Content-Length")
-                    .await;
-                return;
-            }
-            let body_len = match header("content-length").map(|v| v.trim().parse::<usize>()) {
-                None => 0,
-                Some(Ok(n)) => n,
-                Some(Err(_)) => {
+            let framed = match frame(head, self.limits.max_body_bytes) {
+                Ok(f) => f,
+                Err((status, msg)) => {
                     bump(&self.stats.protocol_errors);
-                    self.reply_error(400, "invalid Content-Length").await;
+                    self.reply_error(status, msg).await;
                     return;
                 }
             };
-            if body_len > self.limits.max_body_bytes {
-                bump(&self.stats.protocol_errors);
-                self.reply_error(413, "request body too large").await;
-                return;
-            }
-            let expect_continue =
-                header("expect").is_some_and(|e| e.eq_ignore_ascii_case("100-continue"));
-            if expect_continue
+            let body_len = framed.body_len;
+            if framed.expect_continue
                 && buf.len() < head_len + body_len
                 && self
                     .write_all(b"HTTP/1.1 100 Continue\r\n\r\n", deadline)
@@ -643,48 +780,8 @@ impl Conn {
                     Err(_) => return,
                 }
             }
-
-            // Keep-alive per RFC 9112: 1.1 unless "close", 1.0 only with "keep-alive".
-            let conn_hdr = header("connection").unwrap_or("");
-            let has = |tok: &str| {
-                conn_hdr
-                    .split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case(tok))
-            };
-            let keep_alive = if head.minor_version == 0 {
-                has("keep-alive")
-            } else {
-                !has("close")
-            };
-
-            // Absolute-form targets (`GET http://host/metrics`, sent through proxies) are
-            // reduced to their path, as RFC 9112 §3.2.2 asks of servers.
-            let target = match head
-                .target
-                .strip_prefix("http://")
-                .or_else(|| head.target.strip_prefix("https://"))
-            {
-                Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
-                None => head.target.as_str(),
-            };
-            let (path, query) = match target.split_once('?') {
-                Some((p, q)) => (p, q),
-                None => (target, ""),
-            };
-            let Ok(path) = super::percent_decode(path) else {
-                bump(&self.stats.protocol_errors);
-                self.reply_error(400, "invalid escape in request path")
-                    .await;
-                return;
-            };
-            let is_head = head.method == "HEAD";
-            let req = Request {
-                method: head.method,
-                path,
-                query: query.to_string(),
-                headers: head.headers,
-                body: buf[head_len..head_len + body_len].to_vec(),
-            };
+            let (keep_alive, is_head) = (framed.keep_alive, framed.is_head);
+            let req = framed.into_request(&buf[head_len..head_len + body_len]);
             buf.drain(..head_len + body_len);
 
             self.state.0.set_phase(false);
@@ -761,20 +858,7 @@ impl Conn {
         keep_alive: bool,
         deadline: Instant,
     ) -> Result<(), ()> {
-        let mut head = Vec::with_capacity(256);
-        let _ = write!(head, "HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
-        for (n, v) in &resp.headers {
-            // Values come from our own handlers, but never let one split the response.
-            if v.contains(['\r', '\n']) || n.contains(['\r', '\n', ':']) {
-                continue;
-            }
-            let _ = write!(head, "{n}: {v}\r\n");
-        }
-        let _ = write!(head, "Content-Length: {}\r\n", resp.body.len());
-        if !keep_alive {
-            head.extend_from_slice(b"Connection: close\r\n");
-        }
-        head.extend_from_slice(b"\r\n");
+        let mut head = encode_head(resp, keep_alive);
         if !is_head && resp.body.len() <= 16 * 1024 {
             // One write for small responses: one packet, no Nagle/delayed-ACK interplay.
             head.extend_from_slice(&resp.body);
@@ -849,6 +933,33 @@ mod tests {
             parse_head(long.as_bytes(), 64),
             Parsed::Reject(431, _)
         ));
+    }
+
+    #[test]
+    fn answer_bytes_serves_pipelined_requests_and_stops_at_a_rejected_one() {
+        let limits = Limits::default();
+        let echo = |req: &Request| Response::text(200, format!("{} {}", req.method, req.path));
+        let out = answer_bytes(
+            b"GET /a%20b?x=1 HTTP/1.1\r\n\r\nPOST /p HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi\
+              GET /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nGET /never HTTP/1.1\r\n\r\n",
+            &limits,
+            &echo,
+        );
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(out.contains("GET /a b") && out.contains("POST /p"), "{out}");
+        assert!(out.contains("HTTP/1.1 411 "), "{out}");
+        assert!(
+            !out.contains("/never"),
+            "answered after a rejected request: {out}"
+        );
+        // An incomplete request (body still missing) is not answered.
+        let partial = answer_bytes(
+            b"POST / HTTP/1.1\r\nContent-Length: 9\r\n\r\nab",
+            &limits,
+            &echo,
+        );
+        assert!(partial.is_empty());
     }
 
     #[test]

@@ -20,6 +20,8 @@ use std::time::Duration;
 /// Used when a job sets no `body_size_limit`: nothing on a device legitimately exposes more,
 /// and it bounds what a broken target can make us hold.
 pub const DEFAULT_BODY_LIMIT: usize = 16 << 20;
+/// Capacity the reused raw and body buffers keep between scrapes; larger ones are freed.
+const KEEP_CAPACITY: usize = 1 << 20;
 /// Response header block limit.
 const MAX_HEAD: usize = 16 << 10;
 
@@ -196,6 +198,10 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
 
     raw.clear();
     body.clear();
+    // Buffers are reused between scrapes, but one huge body must not stay resident twice
+    // (raw and decoded) until the next scrape: keep at most KEEP_CAPACITY of each.
+    raw.shrink_to(KEEP_CAPACITY);
+    body.shrink_to(KEEP_CAPACITY);
     // Raw bytes are bounded too: compressed bodies are smaller than decoded ones, and
     // chunk framing adds little.
     let raw_limit = limit.saturating_add(MAX_HEAD + limit / 8 + 1024);
@@ -251,6 +257,8 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         if n > raw_limit {
             return Err(body_limit_error(limit));
         }
+        // The exact size, not Vec's doubling: a 30 MB body must not cost 64 MB.
+        raw.reserve_exact((head_len + n).saturating_sub(raw.len()));
     }
     // Read to the framing's end (or EOF: we asked for Connection: close).
     loop {
@@ -277,6 +285,20 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         if raw.len() > raw_limit {
             return Err(body_limit_error(limit));
         }
+    }
+    if let (Framing::Length(_) | Framing::ToEof, false) = (framing, gzip) {
+        // Identity body: hand over the buffer instead of copying it.
+        let end = match framing {
+            Framing::Length(n) => (head_len + n).min(raw.len()),
+            _ => raw.len(),
+        };
+        if end - head_len > limit {
+            return Err(body_limit_error(limit));
+        }
+        raw.truncate(end);
+        raw.drain(..head_len);
+        std::mem::swap(raw, body);
+        return Ok(resp);
     }
     let payload: &[u8] = &raw[head_len..];
     let mut dechunked = Vec::new();

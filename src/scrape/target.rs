@@ -297,16 +297,32 @@ impl ScrapeState {
             ));
         }
         let format = parse::format_for_content_type(resp.content_type.as_deref(), None)?;
+        // Without metric relabeling every parsed sample counts against `sample_limit`, so the
+        // parser can stop at the limit instead of building (and caching keys for) a body of a
+        // million series on the one work thread. With relabeling, drops are only known after.
+        let max_samples = if sc.metric_relabel_configs.is_empty() {
+            sc.sample_limit
+        } else {
+            0
+        };
         let opts = Options {
             format,
             names: NameScheme::Utf8,
-            limits: Limits::default(),
+            limits: Limits {
+                max_samples,
+                ..Limits::default()
+            },
         };
         self.set.clear();
         let stats = self
             .parser
             .parse(&self.body, &opts, &mut self.set)
             .map_err(|e| {
+                if max_samples > 0 && e.msg.starts_with("sample limit exceeded") {
+                    return format!(
+                        "sample limit exceeded: more than {max_samples} samples, limit {max_samples}"
+                    );
+                }
                 let kind = match format {
                     Format::Text => "text",
                     Format::OpenMetrics => "OpenMetrics",
@@ -671,6 +687,16 @@ mod tests {
         let mut st = ScrapeState::new(&sp);
         scrape(&mut st, &sc, &sp, "a 1\nb 1\n", 1000, &mut app);
         assert_eq!(st.health, Health::Down);
+        assert_eq!(
+            st.last_error,
+            "sample limit exceeded: more than 1 samples, limit 1"
+        );
+        // With metric relabeling the limit applies after it: counted, not cut short.
+        let sc = job("    sample_limit: 1\n    metric_relabel_configs: [{source_labels: [__name__], regex: go_.*, action: drop}]\n");
+        let mut st = ScrapeState::new(&sp);
+        scrape(&mut st, &sc, &sp, "go_a 1\ngo_b 1\na 1\n", 1000, &mut app);
+        assert_eq!(st.health, Health::Up, "{}", st.last_error);
+        scrape(&mut st, &sc, &sp, "go_a 1\na 1\nb 1\n", 2000, &mut app);
         assert_eq!(st.last_error, "sample limit exceeded: 2 samples, limit 1");
         let sc = job("    label_limit: 3\n");
         let mut st = ScrapeState::new(&sp);

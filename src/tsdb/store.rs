@@ -66,6 +66,17 @@ fn write_whole(first_seg: u32, persisted_bits: u32, cur: u32) -> bool {
     first_seg == NO_SEG || persisted_bits == 0 || cur.wrapping_sub(first_seg) >= REWRITE_AFTER_SEGS
 }
 
+/// The samples of a chunk older than `t`, re-encoded as an open chunk; None if there are none.
+fn prefix_before(mint: Timestamp, bytes: &[u8], bit_len: u32, t: Timestamp) -> Option<OpenChunk> {
+    let mut oc = OpenChunk::new();
+    for s in Decoder::new(mint, bytes, bit_len).take_while(|s| s.t < t) {
+        if oc.push(s.t, s.v).is_err() {
+            break;
+        }
+    }
+    (!oc.is_empty()).then_some(oc)
+}
+
 /// Limits and intervals. `Default` suits a Raspberry Pi Zero.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -553,13 +564,24 @@ impl Store {
         let sd = &mut self.data[id as usize];
         let before = Self::series_fixed_bytes(sd);
         let mut freed = 0;
-        if !sd.head.is_empty() {
-            sd.head = OpenChunk::new();
-            sd.head_persisted_bits = 0;
-            sd.head_first_seg = NO_SEG;
-        }
+        // Samples older than `t` in a chunk that also holds newer ones are kept: the chunk is
+        // re-encoded up to `t` as the new head, written whole at the next flush (same first
+        // timestamp, so recovery takes it in place of the old copy).
+        let head_prefix = if sd.head.is_empty() {
+            None
+        } else {
+            let h = &sd.head;
+            prefix_before(h.state.mint, &h.bytes, h.state.bit_len, t)
+        };
+        sd.head = OpenChunk::new();
+        sd.head_persisted_bits = 0;
+        sd.head_first_seg = NO_SEG;
+        let mut kept = head_prefix;
         while sd.sealed.back().is_some_and(|c| c.maxt >= t) {
             if let Some(c) = sd.sealed.pop_back() {
+                if kept.is_none() && c.mint < t {
+                    kept = prefix_before(c.mint, &c.data, c.bit_len, t);
+                }
                 freed += c.bytes();
                 if let Some(p) = &mut self.persist {
                     if c.counted {
@@ -569,6 +591,9 @@ impl Store {
                     }
                 }
             }
+        }
+        if let Some(oc) = kept {
+            sd.head = oc;
         }
         self.chunk_bytes = self.chunk_bytes + Self::series_fixed_bytes(sd) - before - freed;
         // One line per step, not one per series (a step hits every series at once).
@@ -1455,6 +1480,27 @@ mod tests {
 
     fn eq(n: &str, v: &str) -> Matcher {
         Matcher::new(MatchOp::Equal, n, v).unwrap()
+    }
+
+    /// Regression (chaos test `chaos_wall_clock_jumps_three_days_both_ways`): a clock stepped
+    /// forward and back dropped the whole chunk holding the jump, true history included.
+    #[test]
+    fn clock_step_back_keeps_the_older_samples_of_the_chunk_it_cuts() {
+        let mut st = Store::new(Options::default());
+        let l = lbl("m", "a");
+        let day3 = 3 * 86_400_000;
+        for i in 0..20 {
+            st.append(&l, i * 15_000, i as f64).unwrap();
+        }
+        for i in 0..5 {
+            st.append(&l, day3 + i * 15_000, 100.0).unwrap();
+        }
+        // Back to true time: the future samples go, the first 20 stay.
+        st.append(&l, 20 * 15_000, 20.0).unwrap();
+        let got = st.select(&[eq("__name__", "m")], 0, i64::MAX);
+        let ts: Vec<i64> = got[0].samples.iter().map(|s| s.t).collect();
+        assert_eq!(ts, (0..21).map(|i| i * 15_000).collect::<Vec<_>>());
+        assert_eq!(st.stats().clock_step_resets, 1);
     }
 
     #[test]
