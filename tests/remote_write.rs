@@ -365,9 +365,11 @@ fn outage_and_restart_deliver_every_sample_exactly_once() {
         );
     }
 
-    // Link down: Prometheus stops; promlet keeps collecting and retrying.
+    // Link down for minutes (as the issue asks): Prometheus stops; promlet keeps collecting
+    // and retrying, restarts half way, and is reloaded.
     prom.down();
-    std::thread::sleep(Duration::from_secs(4));
+    let outage = Instant::now();
+    std::thread::sleep(Duration::from_secs(60));
     assert!(
         labelled_metric(&agent, "prometheus_remote_storage_samples_retried_total").unwrap() > 0.0
     );
@@ -406,8 +408,11 @@ fn outage_and_restart_deliver_every_sample_exactly_once() {
         agent.stderr()
     );
     let before = relay.deliveries();
+    // The second half of the outage, on the restarted promlet.
+    std::thread::sleep(Duration::from_secs(120).saturating_sub(outage.elapsed()));
+    assert!(outage.elapsed() >= Duration::from_secs(120));
 
-    // Link back: the backlog drains.
+    // Link back after two minutes: the backlog drains.
     prom.up();
     wait_until("the backlog drains", Duration::from_secs(60), || {
         relay.deliveries() > before
