@@ -1786,6 +1786,7 @@ pub fn run(args: Args) -> i32 {
             ex: ex.clone(),
             app,
             clock: Rc::new(SystemClock),
+            series_cap: state.args.tsdb.max_series,
         });
         Manager::apply_config(&mgr, &state.config.scrape_configs);
         state.scrapes = Some(mgr);

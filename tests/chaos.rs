@@ -218,9 +218,11 @@ fn query_value(port: u16, expr: &str) -> Option<f64> {
 }
 
 /// A scrape target exposing 1,000,000 series (~27 MB) scraped by two jobs: one with the
-/// default body limit (16 MiB), one with `sample_limit: 10000`. Both scrapes must fail cleanly
-/// (up 0), the agent's peak RSS must stay within its budget (TSDB retention.size + the body
-/// limit + 24 MiB of baseline) and /-/healthy must answer within 2 s throughout.
+/// default body limit (16 MiB), one with `sample_limit: 10000`; and a target of 550,000 tiny
+/// series (under the body limit) with no sample_limit, which the store's max-series caps.
+/// Every scrape must fail cleanly (up 0), the agent's peak RSS must stay within its budget
+/// (TSDB retention.size + the jobs' body limits + 24 MiB of baseline) and /-/healthy must
+/// answer within 2 s throughout.
 #[test]
 fn chaos_scrape_target_with_a_million_series() {
     const SERIES: usize = 1_000_000;
@@ -231,12 +233,21 @@ fn chaos_scrape_target_with_a_million_series() {
     }
     let size = body.len();
     let target = exposition_server(Arc::new(body));
+    // 550,000 tiny series fit under the default 16 MiB body limit: before the store's
+    // max-series capped the parse, this one took 426 MiB.
+    let mut tiny = Vec::new();
+    for i in 0..550_000 {
+        let _ = writeln!(tiny, "t{{i=\"{i}\"}} 1");
+    }
+    let tiny_size = tiny.len();
+    let tiny_target = exposition_server(Arc::new(tiny));
     let dir = temp_dir("million");
     let config = format!(
         "global:\n  scrape_interval: 3s\n  scrape_timeout: 3s\nscrape_configs:\n\
          - job_name: default_limits\n  static_configs:\n  - targets: ['127.0.0.1:{target}']\n\
          - job_name: sample_limit\n  sample_limit: 10000\n  body_size_limit: 32MB\n  \
-         static_configs:\n  - targets: ['127.0.0.1:{target}']\n"
+         static_configs:\n  - targets: ['127.0.0.1:{target}']\n\
+         - job_name: tiny_series\n  static_configs:\n  - targets: ['127.0.0.1:{tiny_target}']\n"
     );
     let retention_mib = 8;
     let (agent, port) = start_promlet(
@@ -259,11 +270,15 @@ fn chaos_scrape_target_with_a_million_series() {
     let (_, hwm) = rss_kib(agent.pid());
     let up_default = query_value(port, "up{job=\"default_limits\"}");
     let up_limited = query_value(port, "up{job=\"sample_limit\"}");
-    let stored = query_value(port, "count(chaos_series)").unwrap_or(0.0);
-    let budget_kib = (retention_mib + 32 + 24) * 1024;
+    let up_tiny = query_value(port, "up{job=\"tiny_series\"}");
+    let stored = query_value(port, "count(chaos_series)").unwrap_or(0.0)
+        + query_value(port, "count(t)").unwrap_or(0.0);
+    // Each job may hold its body limit while it scrapes (32 MiB, and 16 MiB for tiny_series).
+    let budget_kib = (retention_mib + 32 + 16 + 24) * 1024;
     println!(
         "chaos: 1,000,000-series target ({size} bytes): up {up_default:?} (default limits), \
-         {up_limited:?} (sample_limit); {stored} of its series stored; held {checks}/{checks} \
+         {up_limited:?} (sample_limit); 550,000 tiny series ({tiny_size} bytes): up \
+         {up_tiny:?}; {stored} of their series stored; held {checks}/{checks} \
          health checks (worst {worst:?}); peak RSS {hwm} KiB of a {budget_kib} KiB budget"
     );
     assert_eq!(
@@ -275,6 +290,11 @@ fn chaos_scrape_target_with_a_million_series() {
         up_limited,
         Some(0.0),
         "sample_limit did not fail the scrape"
+    );
+    assert_eq!(
+        up_tiny,
+        Some(0.0),
+        "the store's max-series did not cap the tiny-series scrape"
     );
     assert_eq!(stored, 0.0, "a failed scrape must store nothing");
     assert!(

@@ -34,6 +34,7 @@ impl Rig {
             ex: ex.clone(),
             app,
             clock: Rc::new(SystemClock),
+            series_cap: 0,
         });
         Manager::apply_config(&mgr, &cfg.scrape_configs);
         Rig { ex, store, mgr }

@@ -38,6 +38,10 @@ pub struct Env {
     pub ex: Rc<LocalExecutor<'static>>,
     pub app: Rc<RefCell<dyn Appender>>,
     pub clock: Rc<dyn Clock>,
+    /// The store's `--storage.tsdb.max-series` (0: none): a target without `sample_limit`
+    /// cannot usefully send more samples than that, so its parse stops there
+    /// ([`ScrapeState::series_cap`]).
+    pub series_cap: usize,
 }
 
 struct Active {
@@ -390,7 +394,11 @@ fn sync_pool(env: &Env, pool: &mut Pool, restart: bool) {
     for spec in wanted {
         let state = match carried.iter().position(|c| c.spec.labels == spec.labels) {
             Some(i) => carried.remove(i).state,
-            None => Rc::new(RefCell::new(ScrapeState::new(&spec))),
+            None => {
+                let mut st = ScrapeState::new(&spec);
+                st.series_cap = env.series_cap;
+                Rc::new(RefCell::new(st))
+            }
         };
         let spec = Rc::new(spec);
         let task = env.ex.spawn(target_loop(

@@ -159,6 +159,11 @@ pub struct ScrapeState {
     pub last_duration: Duration,
     /// Samples in the last body and after metric relabeling.
     pub last_samples: usize,
+    /// Without `sample_limit` and metric relabeling, a body may hold at most this many samples
+    /// (the store's max-series; 0: no cap): more could not be stored, and parsing them all
+    /// would let one target take the device's memory (a 12 MB body of 550,000 tiny series
+    /// peaked at 426 MiB before this cap).
+    pub series_cap: usize,
     pub last_post_relabel: usize,
     iteration: u64,
     cache: HashMap<Vec<u8>, Entry>,
@@ -190,6 +195,7 @@ impl ScrapeState {
             last_scrape_ms: 0,
             last_duration: Duration::ZERO,
             last_samples: 0,
+            series_cap: 0,
             last_post_relabel: 0,
             iteration: 0,
             cache: HashMap::new(),
@@ -300,11 +306,12 @@ impl ScrapeState {
         // Without metric relabeling every parsed sample counts against `sample_limit`, so the
         // parser can stop at the limit instead of building (and caching keys for) a body of a
         // million series on the one work thread. With relabeling, drops are only known after.
-        let max_samples = if sc.metric_relabel_configs.is_empty() {
-            sc.sample_limit
-        } else {
-            0
+        let max_samples = match (sc.metric_relabel_configs.is_empty(), sc.sample_limit) {
+            (false, _) => 0,
+            (true, 0) => self.series_cap,
+            (true, limit) => limit,
         };
+        let implicit = sc.sample_limit == 0 && max_samples > 0;
         let opts = Options {
             format,
             names: NameScheme::Utf8,
@@ -319,6 +326,13 @@ impl ScrapeState {
             .parse(&self.body, &opts, &mut self.set)
             .map_err(|e| {
                 if max_samples > 0 && e.msg.starts_with("sample limit exceeded") {
+                    if implicit {
+                        return format!(
+                            "more than {max_samples} samples: the store keeps at most \
+                             {max_samples} series (--storage.tsdb.max-series); set sample_limit \
+                             to choose another limit"
+                        );
+                    }
                     return format!(
                         "sample limit exceeded: more than {max_samples} samples, limit {max_samples}"
                     );
@@ -702,6 +716,32 @@ mod tests {
         let mut st = ScrapeState::new(&sp);
         scrape(&mut st, &sc, &sp, "a{x=\"1\"} 1\n", 1000, &mut app);
         assert_eq!(st.last_error, "label_limit exceeded (metric: a)");
+    }
+
+    /// Before: with no sample_limit, a body of 550,000 tiny series was parsed (and its keys
+    /// cached) whole although the store would keep at most max-series of them: 426 MiB.
+    #[test]
+    fn bodies_beyond_the_store_series_cap_stop_parsing_without_sample_limit() {
+        let sc = job("");
+        let sp = spec(&sc);
+        let mut app = Rec::default();
+        let mut st = ScrapeState::new(&sp);
+        st.series_cap = 2;
+        scrape(&mut st, &sc, &sp, "a 1\nb 1\n", 1000, &mut app);
+        assert_eq!(st.health, Health::Up, "{}", st.last_error);
+        scrape(&mut st, &sc, &sp, "a 1\nb 1\nc 1\n", 2000, &mut app);
+        assert_eq!(st.health, Health::Down);
+        assert!(
+            st.last_error
+                .starts_with("more than 2 samples: the store keeps at most 2 series"),
+            "{}",
+            st.last_error
+        );
+        assert!(st.cache.len() <= 3, "{}", st.cache.len());
+        // An explicit sample_limit is the user's choice and wins over the cap.
+        let sc = job("    sample_limit: 5\n");
+        scrape(&mut st, &sc, &sp, "a 1\nb 1\nc 1\n", 3000, &mut app);
+        assert_eq!(st.health, Health::Up, "{}", st.last_error);
     }
 
     #[test]
