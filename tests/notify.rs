@@ -923,10 +923,10 @@ fn alerts_reach_an_alertmanager_over_https() {
         return;
     };
     let dir = temp_dir("https");
-    let Some((crt, key)) = crate::common::self_signed_cert(&dir, "am") else {
+    let Some((crt, key)) = crate::common::self_signed_cert(&dir, "am", "serverAuth") else {
         return;
     };
-    let (other_ca, _) = crate::common::self_signed_cert(&dir, "other").unwrap();
+    let (other_ca, _) = crate::common::self_signed_cert(&dir, "other", "serverAuth").unwrap();
     let web = dir.join("am-web.yml");
     std::fs::write(
         &web,

@@ -601,7 +601,7 @@ fn remote_write_over_https_reaches_a_tls_prometheus() {
         return;
     };
     let dir = TempDir::new("rw-tls");
-    let Some((crt, key)) = common::self_signed_cert(&dir.0, "prom") else {
+    let Some((crt, key)) = common::self_signed_cert(&dir.0, "prom", "serverAuth") else {
         return;
     };
     std::fs::write(

@@ -303,42 +303,6 @@ fn tls_server_config_needs_the_tls_feature() {
 mod tls {
     use super::*;
     use crate::agent::Prometheus;
-    use std::path::Path;
-
-    /// A self-signed certificate (CA:FALSE, SAN 127.0.0.1 and localhost) and its key, made
-    /// by the openssl CLI; None (a loud skip, a failure in CI) without openssl.
-    fn self_signed(dir: &Path, name: &str, usage: &str) -> Option<(PathBuf, PathBuf)> {
-        if Command::new("openssl").arg("version").output().is_err() {
-            return common::missing("the openssl CLI (apt-get install openssl)");
-        }
-        let cert = dir.join(format!("{name}.crt"));
-        let key = dir.join(format!("{name}.key"));
-        let out = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-            ])
-            .args(["-nodes", "-days", "2", "-subj", &format!("/CN={name}")])
-            .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-            .args(["-addext", &format!("extendedKeyUsage={usage}")])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Some((cert, key))
-    }
 
     fn curl(args: &[&str]) -> (bool, String) {
         let out = Command::new("curl")
@@ -367,7 +331,7 @@ mod tls {
     /// A TLS agent with alice; the certificate files live beside web.yml (relative paths).
     fn tls_agent(tag: &str, extra_tls: &str) -> Option<(Agent, PathBuf)> {
         let dir = TempDir::new(tag);
-        let (cert, _) = self_signed(&dir.0, "server", "serverAuth")?;
+        let (cert, _) = common::self_signed_cert(&dir.0, "server", "serverAuth")?;
         let web = dir.0.join("web.yml");
         std::fs::write(
             &web,
@@ -463,7 +427,9 @@ mod tls {
     #[test]
     fn mtls_rejects_a_client_without_certificate() {
         let dir = TempDir::new("webauth-mtls-client");
-        let Some((client_cert, client_key)) = self_signed(&dir.0, "client", "clientAuth") else {
+        let Some((client_cert, client_key)) =
+            common::self_signed_cert(&dir.0, "client", "clientAuth")
+        else {
             return;
         };
         let extra = format!(
@@ -493,7 +459,7 @@ mod tls {
         ]);
         assert!(ok && out == "200", "with a client certificate: {out}");
         // A certificate the server does not trust is refused too.
-        let (other, other_key) = self_signed(&dir.0, "other", "clientAuth").unwrap();
+        let (other, other_key) = common::self_signed_cert(&dir.0, "other", "clientAuth").unwrap();
         let (ok, out) = curl(&[
             "--cacert",
             ca,
@@ -515,7 +481,7 @@ mod tls {
             return;
         };
         let dir = TempDir::new("webauth-scraper");
-        let (wrong_ca, _) = self_signed(&dir.0, "wrong", "serverAuth").unwrap();
+        let (wrong_ca, _) = common::self_signed_cert(&dir.0, "wrong", "serverAuth").unwrap();
         let job = |name: &str, tls: &str| {
             format!(
                 "  - job_name: {name}\n    scrape_interval: 1s\n    scheme: https\n    \

@@ -265,50 +265,9 @@ fn decode_one(d: &Decoder<'_>, node: &Node) -> Result<RemoteWriteConfig, ConfigE
                 }
                 rw.headers.sort();
             }
-            "basic_auth" => {
-                let e = d.entries(v, &["username", "password", "password_file"], "basic_auth")?;
-                let username = get(e, d, "username")
-                    .map(|n| d.string(n, "username"))
-                    .transpose()?
-                    .unwrap_or("")
-                    .to_string();
-                let password = secret(
-                    d,
-                    get(e, d, "password"),
-                    get(e, d, "password_file"),
-                    "password",
-                )?;
-                set_auth(&mut rw, Auth::Basic { username, password })?;
-            }
+            "basic_auth" => set_auth(&mut rw, crate::scrape::config::decode_basic_auth(d, v)?)?,
             "authorization" => {
-                let e = d.entries(
-                    v,
-                    &["type", "credentials", "credentials_file"],
-                    "authorization",
-                )?;
-                let scheme = match get(e, d, "type") {
-                    Some(n) => d.string(n, "type")?.to_string(),
-                    None => "Bearer".into(),
-                };
-                if scheme.eq_ignore_ascii_case("basic") {
-                    return Err(d.err(
-                        v.pos,
-                        "authorization type cannot be set to \"basic\", use \"basic_auth\" instead",
-                    ));
-                }
-                let credentials = secret(
-                    d,
-                    get(e, d, "credentials"),
-                    get(e, d, "credentials_file"),
-                    "credentials",
-                )?;
-                set_auth(
-                    &mut rw,
-                    Auth::Header {
-                        scheme,
-                        credentials,
-                    },
-                )?;
+                set_auth(&mut rw, crate::scrape::config::decode_authorization(d, v)?)?
             }
             "bearer_token" | "bearer_token_file" => {
                 if key == "bearer_token_file" && get(entries, d, "bearer_token").is_some() {

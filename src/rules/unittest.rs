@@ -403,18 +403,8 @@ fn parse_start(s: &str) -> Result<i64, String> {
         }
         _ => return Err(bad()),
     };
-    let days = days_from_civil(y, mo, d);
+    let days = crate::log::days_from_civil(y, mo, d);
     Ok(((days * 86_400 + h * 3600 + mi * 60 + se - offset_s) * 1000) + frac_ms)
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// Prometheus's `model.Duration` text: `0s`, `5m`, `1d`, `2m59s999ms`.

@@ -240,6 +240,52 @@ pub(crate) fn get<'n>(entries: &'n [(Node, Node)], d: &Decoder<'_>, key: &str) -
         .map(|(_, v)| v)
 }
 
+/// `basic_auth: {username, password | password_file}` (scrape configs, remote_write).
+pub(crate) fn decode_basic_auth(d: &Decoder<'_>, v: &Node) -> Result<Auth, ConfigError> {
+    let e = d.entries(v, &["username", "password", "password_file"], "basic_auth")?;
+    let username = get(e, d, "username")
+        .map(|n| d.string(n, "username"))
+        .transpose()?
+        .unwrap_or("")
+        .to_string();
+    let password = secret(
+        d,
+        get(e, d, "password"),
+        get(e, d, "password_file"),
+        "password",
+    )?;
+    Ok(Auth::Basic { username, password })
+}
+
+/// `authorization: {type (default Bearer), credentials | credentials_file}`.
+pub(crate) fn decode_authorization(d: &Decoder<'_>, v: &Node) -> Result<Auth, ConfigError> {
+    let e = d.entries(
+        v,
+        &["type", "credentials", "credentials_file"],
+        "authorization",
+    )?;
+    let scheme = match get(e, d, "type") {
+        Some(n) => d.string(n, "type")?.to_string(),
+        None => "Bearer".into(),
+    };
+    if scheme.eq_ignore_ascii_case("basic") {
+        return Err(d.err(
+            v.pos,
+            "authorization type cannot be set to \"basic\", use \"basic_auth\" instead",
+        ));
+    }
+    let credentials = secret(
+        d,
+        get(e, d, "credentials"),
+        get(e, d, "credentials_file"),
+        "credentials",
+    )?;
+    Ok(Auth::Header {
+        scheme,
+        credentials,
+    })
+}
+
 pub(crate) fn decode_tls_config(d: &Decoder<'_>, node: &Node) -> Result<TlsConfig, ConfigError> {
     const TLS_KEYS: &[&str] = &[
         "ca_file",
@@ -342,48 +388,8 @@ fn decode_one(d: &Decoder<'_>, node: &Node, global: &Global) -> Result<ScrapeCon
             }
             "honor_labels" => sc.honor_labels = d.boolean(v, key)?,
             "honor_timestamps" => sc.honor_timestamps = d.boolean(v, key)?,
-            "basic_auth" => {
-                let e = d.entries(v, &["username", "password", "password_file"], "basic_auth")?;
-                let username = get(e, d, "username")
-                    .map(|n| d.string(n, "username"))
-                    .transpose()?
-                    .unwrap_or("")
-                    .to_string();
-                let password = secret(
-                    d,
-                    get(e, d, "password"),
-                    get(e, d, "password_file"),
-                    "password",
-                )?;
-                sc.auth = Auth::Basic { username, password };
-            }
-            "authorization" => {
-                let e = d.entries(
-                    v,
-                    &["type", "credentials", "credentials_file"],
-                    "authorization",
-                )?;
-                let scheme = match get(e, d, "type") {
-                    Some(n) => d.string(n, "type")?.to_string(),
-                    None => "Bearer".into(),
-                };
-                if scheme.eq_ignore_ascii_case("basic") {
-                    return Err(d.err(
-                        v.pos,
-                        "authorization type cannot be set to \"basic\", use \"basic_auth\" instead",
-                    ));
-                }
-                let credentials = secret(
-                    d,
-                    get(e, d, "credentials"),
-                    get(e, d, "credentials_file"),
-                    "credentials",
-                )?;
-                sc.auth = Auth::Header {
-                    scheme,
-                    credentials,
-                };
-            }
+            "basic_auth" => sc.auth = decode_basic_auth(d, v)?,
+            "authorization" => sc.auth = decode_authorization(d, v)?,
             "tls_config" => sc.tls_config = decode_tls_config(d, v)?,
             "static_configs" => {
                 for it in seq(d, v, key)? {

@@ -161,10 +161,11 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A self-signed server certificate for 127.0.0.1 (CA:FALSE, serverAuth: webpki refuses a CA
-/// certificate as the server's own) and its key, made by the openssl CLI in `dir`.
+/// A self-signed certificate for 127.0.0.1 and localhost (CA:FALSE: webpki refuses a CA
+/// certificate as the peer's own) with the extended key `usage` (`serverAuth`, `clientAuth`)
+/// and its key, made by the openssl CLI in `dir`; None (a failure in CI) without openssl.
 #[cfg(feature = "tls")]
-pub fn self_signed_cert(dir: &Path, name: &str) -> Option<(PathBuf, PathBuf)> {
+pub fn self_signed_cert(dir: &Path, name: &str, usage: &str) -> Option<(PathBuf, PathBuf)> {
     if Command::new("openssl").arg("version").output().is_err() {
         return missing("the openssl CLI (apt-get install openssl)");
     }
@@ -182,9 +183,9 @@ pub fn self_signed_cert(dir: &Path, name: &str) -> Option<(PathBuf, PathBuf)> {
             "ec_paramgen_curve:prime256v1",
         ])
         .args(["-nodes", "-days", "2", "-subj", &format!("/CN={name}")])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
         .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .args(["-addext", &format!("extendedKeyUsage={usage}")])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
