@@ -591,7 +591,13 @@ fn thousand_slow_connections_do_not_starve_metrics() {
         a.metric("promlet_http_connections_evicted_total").unwrap() >= 488.0
     });
     eprintln!("RSS {rss_before} kB idle, {rss} kB with 1,000 slow connections, {open} open");
-    assert!(rss < 16 * 1024, "RSS {rss} kB with 1,000 slow connections");
+    // Bounded by the connection cap: a few KiB per open connection, whatever the baseline
+    // (a `tls` build starts ~2 MiB higher).
+    assert!(
+        rss.saturating_sub(rss_before) < 4 * 1024,
+        "RSS grew from {rss_before} to {rss} kB with 1,000 slow connections"
+    );
+    assert!(rss < 24 * 1024, "RSS {rss} kB with 1,000 slow connections");
     drop(slow);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(agent.get("/-/healthy", "").0, 200);
