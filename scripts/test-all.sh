@@ -83,7 +83,7 @@ step "cargo clippy --features tls" cargo clippy --all-targets --features tls -- 
 step "cargo test" cargo test
 step "cargo test --features tls (lib)" cargo test --features tls --lib
 step "cargo test --features tls (integration)" \
-  cargo test --features tls --test tests -- webauth:: scrape:: http:: agent:: notify::alerts_reach_an_alertmanager_over_https remote_write::remote_write_over_https
+  cargo test --features tls --test tests -- webauth:: scrape:: http:: agent:: notify::alerts_reach_an_alertmanager_over_https remote_write::remote_write_over_https probe::https_probes_match_blackbox_exporter
 if [ "${PROMLET_SKIP_CROSS:-0}" != 1 ]; then
   step "cross build + qemu tests" bash scripts/cross-test.sh &&
     step "release tarballs" bash scripts/release.sh --no-build --deb

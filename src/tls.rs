@@ -315,6 +315,96 @@ impl ServerCertVerifier for SkipVerify {
     }
 }
 
+/// What a probe reports about a finished client handshake (blackbox_exporter's names).
+pub struct HandshakeFacts {
+    /// `TLS 1.2` / `TLS 1.3`, as Go spells them.
+    pub version: &'static str,
+    /// Go's name of the cipher suite.
+    pub cipher: &'static str,
+    /// The earliest `notAfter` of the certificates the server presented, in Unix seconds.
+    pub earliest_expiry: Option<i64>,
+}
+
+/// Facts of the handshake `conn` completed.
+pub fn handshake_facts(conn: &rustls::ClientConnection) -> HandshakeFacts {
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLS 1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLS 1.2",
+        _ => "unknown",
+    };
+    let cipher = conn
+        .negotiated_cipher_suite()
+        .map(|s| match s.suite() {
+            // Go names the TLS 1.3 suites without rustls's "TLS13_" prefix.
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256 => "TLS_AES_128_GCM_SHA256",
+            rustls::CipherSuite::TLS13_AES_256_GCM_SHA384 => "TLS_AES_256_GCM_SHA384",
+            rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256 => "TLS_CHACHA20_POLY1305_SHA256",
+            other => other.as_str().unwrap_or("unknown"),
+        })
+        .unwrap_or("unknown");
+    let earliest_expiry = conn
+        .peer_certificates()
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(|c| not_after(c.as_ref()))
+        .min();
+    HandshakeFacts {
+        version,
+        cipher,
+        earliest_expiry,
+    }
+}
+
+/// The `notAfter` of a DER X.509 certificate, in Unix seconds: Certificate → tbsCertificate →
+/// (skip version, serialNumber, signature, issuer) → validity → notAfter (UTCTime or
+/// GeneralizedTime). None for anything that does not parse.
+pub fn not_after(der: &[u8]) -> Option<i64> {
+    /// (tag, contents, rest) of the DER element at the start of `b`.
+    fn element(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, b) = b.split_first()?;
+        let (&first, mut b) = b.split_first()?;
+        let len = if first < 0x80 {
+            first as usize
+        } else {
+            let n = (first & 0x7f) as usize;
+            if n == 0 || n > 4 || b.len() < n {
+                return None;
+            }
+            let len = b[..n].iter().fold(0usize, |a, &x| (a << 8) | x as usize);
+            b = &b[n..];
+            len
+        };
+        (b.len() >= len).then(|| (tag, &b[..len], &b[len..]))
+    }
+    let (_, cert, _) = element(der)?;
+    let (_, mut tbs, _) = element(cert)?;
+    let (tag, _, rest) = element(tbs)?;
+    if tag == 0xa0 {
+        tbs = rest; // explicit version
+    }
+    for _ in 0..3 {
+        tbs = element(tbs)?.2; // serialNumber, signature, issuer
+    }
+    let (_, validity, _) = element(tbs)?;
+    let after_not_before = element(validity)?.2;
+    let (tag, t, _) = element(after_not_before)?;
+    let t = std::str::from_utf8(t).ok()?;
+    let (year, rest) = match tag {
+        0x17 => {
+            let yy: i64 = t.get(..2)?.parse().ok()?;
+            (if yy < 50 { 2000 + yy } else { 1900 + yy }, t.get(2..)?)
+        }
+        0x18 => (t.get(..4)?.parse().ok()?, t.get(4..)?),
+        _ => return None,
+    };
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { rest.get(r)?.parse().ok() };
+    let (mo, d, h, mi, sec) = (num(0..2)?, num(2..4)?, num(4..6)?, num(6..8)?, num(8..10)?);
+    if rest.get(10..11) != Some("Z") {
+        return None;
+    }
+    Some(crate::log::days_from_civil(year, mo, d) * 86_400 + h * 3600 + mi * 60 + sec)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

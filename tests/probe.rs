@@ -169,17 +169,18 @@ fn http_status_codes_redirects_and_body_regexps() {
     assert!(run(&m("http_post_2xx"), &url("/post"), T).0);
     assert!(!run(&m("http_2xx"), &url("/post"), T).0);
 
-    // No TLS in this build: https fails cleanly and says so, as does fail_if_not_ssl.
-    let (ok, r) = run(&m("http_2xx"), &format!("https://127.0.0.1:{port}/ok"), T);
-    assert!(!ok);
-    assert_eq!(r.value("probe_http_ssl"), Some(0.0));
-    assert!(
-        r.log_lines()
-            .iter()
-            .any(|l| l.contains("https is not supported")),
-        "{:?}",
-        r.log_lines()
-    );
+    // Without the tls feature https fails cleanly and says so (https_probes_match_blackbox_exporter
+    // covers a tls build); fail_if_not_ssl fails a plain http target either way.
+    if !cfg!(feature = "tls") {
+        let (ok, r) = run(&m("http_2xx"), &format!("https://127.0.0.1:{port}/ok"), T);
+        assert!(!ok);
+        assert_eq!(r.value("probe_http_ssl"), Some(0.0));
+        assert!(
+            r.log_lines().iter().any(|l| l.contains("`tls` feature")),
+            "{:?}",
+            r.log_lines()
+        );
+    }
     assert!(!run(&m("tls_only"), &url("/ok"), T).0);
 
     // A refused connection fails with status 0.
@@ -745,6 +746,132 @@ fn differential_against_blackbox_exporter() {
                 t.get(name),
                 "{name} for {module} {target}\nblackbox:\n{theirs}\npromlet:\n{ours}"
             );
+        }
+    }
+}
+
+/// https probes (feature `tls`) against `openssl s_server` with a self-signed certificate,
+/// through the real blackbox_exporter 0.28 and promlet's `/probe` with the same module file:
+/// the same success values, `probe_http_ssl`, TLS version and cipher, and certificate expiry.
+/// blackbox's `probe_ssl_last_chain_info` (subject, issuer, SANs, fingerprint) is the one gauge
+/// promlet does not report.
+#[cfg(feature = "tls")]
+#[test]
+fn https_probes_match_blackbox_exporter() {
+    let Some(bb) = common::stack_bin("prometheus-blackbox-exporter") else {
+        return;
+    };
+    let dir = TempDir::new("probe-tls");
+    let Some((crt, key)) = common::self_signed_cert(&dir.0, "server", "serverAuth") else {
+        return;
+    };
+    let tls_port = common::free_port();
+    let _server = ChildGuard::spawn(
+        Command::new("openssl")
+            .args(["s_server", "-www", "-quiet", "-accept"])
+            .arg(format!("127.0.0.1:{tls_port}"))
+            .arg("-cert")
+            .arg(&crt)
+            .arg("-key")
+            .arg(&key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    assert!(
+        common::wait_for_port(tls_port),
+        "openssl s_server did not start"
+    );
+    let modules_file = dir.0.join("blackbox.yml");
+    std::fs::write(
+        &modules_file,
+        format!(
+            "modules:
+  https_ok:
+    prober: http
+    timeout: 3s
+    http:
+      tls_config: {{ca_file: {ca}}}
+  https_refuse_ssl:
+    prober: http
+    timeout: 3s
+    http:
+      fail_if_ssl: true
+      tls_config: {{ca_file: {ca}}}
+  https_untrusted:
+    prober: http
+    timeout: 3s
+",
+            ca = crt.display()
+        ),
+    )
+    .unwrap();
+    let bb_port = common::free_port();
+    let _bb = ChildGuard::spawn(
+        Command::new(bb)
+            .arg(format!("--config.file={}", modules_file.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{bb_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    assert!(
+        common::wait_for_port(bb_port),
+        "blackbox_exporter did not start"
+    );
+    let cfg = dir.0.join("promlet.yml");
+    std::fs::write(
+        &cfg,
+        "global: {scrape_interval: 1h}\ncollectors: {disable_defaults: true}\nprobes:\n  modules_file: blackbox.yml\n",
+    )
+    .unwrap();
+    let agent = Agent::start_in(dir, &[&format!("--config.file={}", cfg.display())]);
+    let target = format!("https://127.0.0.1:{tls_port}/");
+    // The negotiated cipher is the client's preference (Go puts AES-128 first, rustls
+    // AES-256): compared as "one was reported".
+    let comparable = |text: &str| -> String {
+        text.lines()
+            .filter(|l| !l.contains("probe_ssl_last_chain_info"))
+            .map(|l| match l.find("cipher=\"") {
+                Some(i) => format!("{}cipher=\"*\"}} 1", &l[..i]),
+                None => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for (module, success) in [
+        ("https_ok", 1.0),
+        ("https_refuse_ssl", 0.0),
+        ("https_untrusted", 0.0),
+    ] {
+        let path = format!("/probe?target={target}&module={module}");
+        let (s1, _, theirs) = common::http_get(bb_port, &path, "");
+        let (s2, _, ours) = agent.get(&path, "");
+        assert_eq!((s1, s2), (200, 200), "{path}");
+        let theirs = comparable(&String::from_utf8_lossy(&theirs));
+        let ours = comparable(&String::from_utf8_lossy(&ours));
+        let (t, o) = (series(&theirs), series(&ours));
+        assert_eq!(
+            t.get("probe_success"),
+            Some(&success),
+            "{module}: blackbox\n{theirs}"
+        );
+        assert_eq!(help_lines(&ours), help_lines(&theirs), "{module}");
+        assert_eq!(
+            o.keys().collect::<Vec<_>>(),
+            t.keys().collect::<Vec<_>>(),
+            "{module}\nblackbox:\n{theirs}\npromlet:\n{ours}"
+        );
+        for (name, value) in &t {
+            // s_server's page describes the client's handshake, so its length differs.
+            let varies = name.contains("duration")
+                || name.contains("lookup_time")
+                || name == "probe_http_uncompressed_body_length";
+            if !varies {
+                assert_eq!(
+                    o.get(name),
+                    Some(value),
+                    "{name} for {module}\nblackbox:\n{theirs}\npromlet:\n{ours}"
+                );
+            }
         }
     }
 }

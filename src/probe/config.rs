@@ -94,6 +94,8 @@ pub struct HttpModule {
     pub fail_if_body_matches: Vec<Pattern>,
     pub fail_if_body_not_matches: Vec<Pattern>,
     pub ip: IpChoice,
+    /// `tls_config` for https targets (feature `tls`; the system CA bundle without `ca_file`).
+    pub tls_config: crate::scrape::config::TlsConfig,
 }
 
 impl Default for HttpModule {
@@ -106,6 +108,7 @@ impl Default for HttpModule {
             follow_redirects: true,
             fail_if_ssl: false,
             fail_if_not_ssl: false,
+            tls_config: Default::default(),
             fail_if_body_matches: Vec::new(),
             fail_if_body_not_matches: Vec::new(),
             ip: IpChoice::default(),
@@ -527,6 +530,7 @@ fn decode_http(d: &Decoder<'_>, node: &Node, h: &mut HttpModule) -> Result<(), C
         "preferred_ip_protocol",
         "ip_protocol_fallback",
         "enable_http2",
+        "tls_config",
     ];
     for (k, v) in d.entries(node, KEYS, "http")? {
         let key = d.key(k);
@@ -555,6 +559,7 @@ fn decode_http(d: &Decoder<'_>, node: &Node, h: &mut HttpModule) -> Result<(), C
             "body" => h.body = d.string(v, key)?.to_string(),
             "follow_redirects" => h.follow_redirects = d.boolean(v, key)?,
             "no_follow_redirects" => h.follow_redirects = !d.boolean(v, key)?,
+            "tls_config" => h.tls_config = crate::scrape::config::decode_tls_config(d, v)?,
             "fail_if_ssl" => h.fail_if_ssl = d.boolean(v, key)?,
             "fail_if_not_ssl" => h.fail_if_not_ssl = d.boolean(v, key)?,
             "fail_if_body_matches_regexp" => h.fail_if_body_matches = patterns(d, v, key)?,
@@ -772,7 +777,7 @@ mod tests {
     fn unsupported_options_and_bad_values_are_positioned_errors() {
         let cases = [
             ("modules:\n  x:\n    prober: grpc\n", "3:13"),
-            ("modules:\n  x:\n    prober: http\n    http:\n      tls_config: {}\n", "5:7"),
+            ("modules:\n  x:\n    prober: http\n    http:\n      tls_confi: {}\n", "5:7"),
             ("modules:\n  x:\n    prober: dns\n    dns: {query_name: a, query_type: HINFO}\n", "4:"),
             ("modules:\n  x:\n    prober: dns\n", "3:5"),
             ("modules:\n  x:\n    prober: http\n    http:\n      fail_if_body_matches_regexp: ['(']\n", "5:"),

@@ -6,16 +6,20 @@
 //! Must not touch: name resolution beyond [`super::resolve`], the TSDB.
 //!
 //! Phases are summed over redirects, as blackbox does: `resolve` (the lookup), `connect` (TCP
-//! handshake), `tls` (always 0 until the `tls` feature brings a client), `processing` (request
-//! sent to first response byte), `transfer` (first byte to the end of the body).
+//! handshake), `tls` (the TLS handshake), `processing` (request sent to first response byte),
+//! `transfer` (first byte to the end of the body).
 //!
-//! `https://` targets fail cleanly with `probe_http_ssl 0`: outbound TLS is not built yet.
+//! `https://` needs the `tls` feature (without it such targets fail cleanly with
+//! `probe_http_ssl 0`); then the handshake also reports `probe_tls_version_info`,
+//! `probe_tls_cipher_info`, `probe_ssl_earliest_cert_expiry` and
+//! `probe_ssl_last_chain_expiry_timestamp_seconds` (over the certificates the server presented;
+//! blackbox's `probe_ssl_last_chain_info` is not reported).
 
 use super::config::HttpModule;
 use super::{resolve, split_host_port, Report};
 use crate::scrape::client::{chunked_complete, dechunk, gunzip};
 use async_io::Async;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
 
@@ -184,10 +188,8 @@ pub async fn probe(target: &str, m: &HttpModule, r: &mut Report) -> bool {
     let mut redirects = 0usize;
     let first_host = url.host.clone();
     let resp = loop {
-        if url.https {
-            r.log(|| {
-                "https is not supported by this build (TLS comes with the tls feature)".into()
-            });
+        if url.https && !cfg!(feature = "tls") {
+            r.log(|| "https needs a promlet built with the `tls` feature".into());
             r.set(
                 "probe_http_ssl",
                 "Indicates if SSL was used for the final redirect",
@@ -310,11 +312,19 @@ pub async fn probe(target: &str, m: &HttpModule, r: &mut Report) -> bool {
             if success { 0.0 } else { 1.0 },
         );
     }
-    if success && m.fail_if_not_ssl {
+    r.set(
+        "probe_http_ssl",
+        "Indicates if SSL was used for the final redirect",
+        if url.https { 1.0 } else { 0.0 },
+    );
+    if success && m.fail_if_not_ssl && !url.https {
         r.log(|| "final request was not over SSL".into());
         success = false;
     }
-    let _ = m.fail_if_ssl; // never over SSL in this build
+    if success && m.fail_if_ssl && url.https {
+        r.log(|| "final request was over SSL".into());
+        success = false;
+    }
     success
 }
 
@@ -338,7 +348,75 @@ async fn exchange(
         "connect",
         start.elapsed().as_secs_f64(),
     );
-    let mut stream = stream.map_err(|e| format!("dial tcp {addr}: {e}"))?;
+    let stream = stream.map_err(|e| format!("dial tcp {addr}: {e}"))?;
+    if !url.https {
+        return exchange_on(stream, url, host_header, method, body, keep_body, m, r).await;
+    }
+    #[cfg(feature = "tls")]
+    {
+        let tls = crate::scrape::client::client_tls(&m.tls_config)?;
+        let (connector, name) = tls.connector(&url.host)?;
+        let start = Instant::now();
+        let stream = connector.connect(name, stream).await;
+        r.add_labeled(
+            DURATION,
+            DURATION_HELP,
+            "phase",
+            "tls",
+            start.elapsed().as_secs_f64(),
+        );
+        let stream = stream.map_err(|e| format!("tls: {e}"))?;
+        report_handshake(stream.get_ref().1, r);
+        exchange_on(stream, url, host_header, method, body, keep_body, m, r).await
+    }
+    #[cfg(not(feature = "tls"))]
+    Err("https needs a promlet built with the `tls` feature".into())
+}
+
+/// blackbox's TLS gauges for a finished handshake.
+#[cfg(feature = "tls")]
+fn report_handshake(conn: &rustls::ClientConnection, r: &mut Report) {
+    let facts = crate::tls::handshake_facts(conn);
+    r.set_labeled(
+        "probe_tls_version_info",
+        "Returns the TLS version used or NaN when unknown",
+        "version",
+        facts.version,
+        1.0,
+    );
+    r.set_labeled(
+        "probe_tls_cipher_info",
+        "Returns the TLS cipher negotiated during handshake",
+        "cipher",
+        facts.cipher,
+        1.0,
+    );
+    if let Some(t) = facts.earliest_expiry {
+        r.set(
+            "probe_ssl_earliest_cert_expiry",
+            "Returns last SSL chain expiry in unixtime",
+            t as f64,
+        );
+        r.set(
+            "probe_ssl_last_chain_expiry_timestamp_seconds",
+            "Returns last SSL chain expiry in timestamp",
+            t as f64,
+        );
+    }
+}
+
+/// The request and its response over a connected (plain or TLS) stream.
+#[allow(clippy::too_many_arguments)]
+async fn exchange_on<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    url: &Url,
+    host_header: &str,
+    method: &str,
+    body: &str,
+    keep_body: bool,
+    m: &HttpModule,
+    r: &mut Report,
+) -> Result<Exchange, String> {
     let connected = Instant::now();
     let mut head = format!(
         "{method} {} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: promlet/{}\r\n",

@@ -113,6 +113,21 @@ impl Report {
         }
     }
 
+    /// Sets a labeled series, registering it if needed.
+    pub fn set_labeled(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        label: &'static str,
+        value_of_label: &'static str,
+        value: f64,
+    ) {
+        self.register_labeled(name, help, label, value_of_label);
+        self.find(name, Some(value_of_label))
+            .expect("registered")
+            .value = value;
+    }
+
     /// Adds to a labeled series, registering it if needed.
     pub fn add_labeled(
         &mut self,
