@@ -28,6 +28,7 @@ pub mod tcp;
 
 use crate::expo::{MetricSet, MetricType};
 use crate::model::{Clock, Timestamp};
+pub use crate::net::split_host_port;
 use crate::tsdb::Appender;
 use async_executor::{LocalExecutor, Task};
 use async_io::Timer;
@@ -334,25 +335,6 @@ async fn candidates(host: &str, ip: IpChoice) -> Result<Vec<IpAddr>, String> {
         (false, _) => Ok(out),
         (true, Some(e)) => Err(e),
         (true, None) => Err(format!("lookup {host}: no such host")),
-    }
-}
-
-/// Splits `host:port`, `[v6]:port` or a bare host (port None).
-pub fn split_host_port(target: &str) -> (String, Option<u16>) {
-    if let Some(rest) = target.strip_prefix('[') {
-        if let Some((h, p)) = rest.split_once(']') {
-            return (
-                h.to_string(),
-                p.strip_prefix(':').and_then(|p| p.parse().ok()),
-            );
-        }
-    }
-    match target.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => match p.parse() {
-            Ok(port) => (h.to_string(), Some(port)),
-            Err(_) => (target.to_string(), None),
-        },
-        _ => (target.to_string(), None),
     }
 }
 

@@ -627,7 +627,8 @@ async fn target_loop(
             let mut s = state.borrow_mut();
             (std::mem::take(&mut s.raw), std::mem::take(&mut s.body))
         };
-        let fetched = match resolve(&spec.address, cfg.scrape_timeout).await {
+        let https = spec.url.starts_with("https://");
+        let fetched = match resolve(&spec.address, https, cfg.scrape_timeout).await {
             Ok(_) if tls.is_err() => Err(tls.as_ref().err().cloned().unwrap_or_default()),
             Ok(addr) => {
                 let req = Request {
@@ -672,17 +673,28 @@ fn tls_for(cfg: &ScrapeConfig, spec: &TargetSpec) -> Result<Option<client::Clien
 }
 
 /// `host:port` to a socket address: IP literals directly, names through [`dns`].
-async fn resolve(address: &str, timeout: Duration) -> Result<SocketAddr, String> {
+async fn resolve(address: &str, https: bool, timeout: Duration) -> Result<SocketAddr, String> {
     if let Ok(a) = address.parse::<SocketAddr>() {
         return Ok(a);
     }
-    let (host, port) = address
-        .rsplit_once(':')
-        .ok_or_else(|| format!("address {address:?} has no port"))?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("address {address:?} has a bad port"))?;
-    dns::resolve_host(host, port, timeout).await
+    let (host, port) = crate::net::split_host_port(address);
+    let port = match port {
+        Some(p) => p,
+        // No port: the scheme's, as Prometheus 3 connects (it no longer writes one into
+        // `instance`).
+        None if !host.contains(':') || address.starts_with('[') => {
+            if https {
+                443
+            } else {
+                80
+            }
+        }
+        None => return Err(format!("address {address:?} has a bad port")),
+    };
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    dns::resolve_host(&host, port, timeout).await
 }
 
 pub(crate) fn base64(data: &[u8]) -> String {
@@ -731,6 +743,24 @@ mod tests {
         assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(rfc3339(0), "0001-01-01T00:00:00Z");
+    }
+
+    /// Before: a target written without a port ("pi.lan", "[::1]") was an error; Prometheus 3
+    /// connects to the scheme's port.
+    #[test]
+    fn addresses_without_a_port_use_the_scheme_port() {
+        let r = |a: &str, https: bool| {
+            async_io::block_on(resolve(a, https, Duration::from_secs(1))).map(|s| s.to_string())
+        };
+        assert_eq!(r("127.0.0.1", false).unwrap(), "127.0.0.1:80");
+        assert_eq!(r("127.0.0.1", true).unwrap(), "127.0.0.1:443");
+        assert_eq!(r("[::1]", false).unwrap(), "[::1]:80");
+        assert_eq!(r("[::1]:9100", false).unwrap(), "[::1]:9100");
+        assert_eq!(r("127.0.0.1:9100", true).unwrap(), "127.0.0.1:9100");
+        assert!(r("127.0.0.1:http", false).unwrap_err().contains("bad port"));
+        assert!(r("127.0.0.1:99999", false)
+            .unwrap_err()
+            .contains("bad port"));
     }
 
     #[test]
