@@ -545,6 +545,32 @@ probes:
     assert!(failed.contains("\"0\"]"), "{failed}");
 }
 
+/// The real blackbox_exporter and a promlet, both loading `dir/blackbox.yml`: (blackbox's
+/// guard, its port, the agent).
+fn blackbox_and_promlet(bb: &std::path::Path, dir: TempDir) -> (ChildGuard, u16, Agent) {
+    let modules_file = dir.0.join("blackbox.yml");
+    let bb_port = common::free_port();
+    let guard = ChildGuard::spawn(
+        Command::new(bb)
+            .arg(format!("--config.file={}", modules_file.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{bb_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    assert!(
+        common::wait_for_port(bb_port),
+        "blackbox_exporter did not start"
+    );
+    let cfg = dir.0.join("promlet.yml");
+    std::fs::write(
+        &cfg,
+        "global: {scrape_interval: 1h}\ncollectors: {disable_defaults: true}\nprobes:\n  modules_file: blackbox.yml\n",
+    )
+    .unwrap();
+    let agent = Agent::start_in(dir, &[&format!("--config.file={}", cfg.display())]);
+    (guard, bb_port, agent)
+}
+
 /// The same module file and targets through the real blackbox_exporter 0.28 and promlet's
 /// `/probe`: the same metric names, label sets, HELP/TYPE lines and success values (and the
 /// same values for the gauges that are not timings).
@@ -640,25 +666,7 @@ fn differential_against_blackbox_exporter() {
 ",
     )
     .unwrap();
-    let bb_port = common::free_port();
-    let _bb = ChildGuard::spawn(
-        Command::new(bb)
-            .arg(format!("--config.file={}", modules_file.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{bb_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    assert!(
-        common::wait_for_port(bb_port),
-        "blackbox_exporter did not start"
-    );
-    let cfg = dir.0.join("promlet.yml");
-    std::fs::write(
-        &cfg,
-        "global: {scrape_interval: 1h}\ncollectors: {disable_defaults: true}\nprobes:\n  modules_file: blackbox.yml\n",
-    )
-    .unwrap();
-    let agent = Agent::start_in(dir, &[&format!("--config.file={}", cfg.display())]);
+    let (_bb, bb_port, agent) = blackbox_and_promlet(&bb, dir);
     let icmp_ok = promlet::probe::icmp::open_socket(false).is_ok();
     let dns = format!("127.0.0.1:{dns_port}");
     let mut cases: Vec<(String, &str, f64)> = vec![
@@ -805,25 +813,7 @@ fn https_probes_match_blackbox_exporter() {
         ),
     )
     .unwrap();
-    let bb_port = common::free_port();
-    let _bb = ChildGuard::spawn(
-        Command::new(bb)
-            .arg(format!("--config.file={}", modules_file.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{bb_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    assert!(
-        common::wait_for_port(bb_port),
-        "blackbox_exporter did not start"
-    );
-    let cfg = dir.0.join("promlet.yml");
-    std::fs::write(
-        &cfg,
-        "global: {scrape_interval: 1h}\ncollectors: {disable_defaults: true}\nprobes:\n  modules_file: blackbox.yml\n",
-    )
-    .unwrap();
-    let agent = Agent::start_in(dir, &[&format!("--config.file={}", cfg.display())]);
+    let (_bb, bb_port, agent) = blackbox_and_promlet(&bb, dir);
     let target = format!("https://127.0.0.1:{tls_port}/");
     // The negotiated cipher is the client's preference (Go puts AES-128 first, rustls
     // AES-256): compared as "one was reported".

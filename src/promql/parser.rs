@@ -819,22 +819,7 @@ impl<'a> Parser<'a> {
             grouping = self.label_list()?;
             has_grouping = true;
         }
-        self.expect(Tok::LParen)?;
-        let mut args = Vec::new();
-        if *self.peek() != Tok::RParen {
-            loop {
-                args.push(self.expr(0)?);
-                if *self.peek() == Tok::Comma {
-                    self.next();
-                    if *self.peek() == Tok::RParen {
-                        break;
-                    }
-                } else {
-                    break;
-                }
-            }
-        }
-        self.expect(Tok::RParen)?;
+        let mut args = self.call_args()?;
         if !has_grouping && (self.is_ident("by") || self.is_ident("without")) {
             without = self.is_ident("without");
             self.next();
