@@ -348,7 +348,7 @@ fn free_udp_port() -> u16 {
 /// that adds a garbage target, that target is down with a lastError, the agent keeps going.
 #[test]
 fn agent_scrapes_node_exporter_and_reloads_on_sighup() {
-    use crate::agent::{Agent, TempDir};
+    use crate::common::{Agent, TempDir};
     let Some((_ne, ne_port)) = node_exporter() else {
         return;
     };
@@ -439,10 +439,7 @@ fn agent_scrapes_node_exporter_and_reloads_on_sighup() {
 #[test]
 fn target_relabeling_matches_real_prometheus() {
     use promlet::scrape::target::populate;
-    let Some(prom) = common::stack_bin("prometheus") else {
-        return;
-    };
-    let dir = crate::agent::TempDir::new("relabel-diff");
+    let dir = crate::common::TempDir::new("relabel-diff");
     // Ports nothing listens on; scrapes are an hour apart anyway.
     let targets: Vec<String> = (0..40)
         .map(|i| format!("127.0.0.1:{}", 1 + i * 7))
@@ -468,23 +465,10 @@ fn target_relabeling_matches_real_prometheus() {
 ",
         quoted.join(", ")
     );
-    std::fs::write(dir.0.join("prometheus.yml"), &yaml).unwrap();
-    let port = common::free_port();
-    let _p = ChildGuard::spawn(
-        Command::new(prom)
-            .arg(format!(
-                "--config.file={}",
-                dir.0.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.0.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null()),
-    );
-    assert!(common::wait_for_port(port));
+    let Some(prom) = crate::common::Prometheus::launch_in(dir, &yaml, &[]) else {
+        return;
+    };
+    let port = prom.port;
     let mut theirs: Vec<String> = Vec::new();
     for _ in 0..100 {
         let body = String::from_utf8(common::http_get(port, "/api/v1/targets?state=active", "").2)
@@ -695,7 +679,7 @@ fn basic_auth_and_bearer_credentials_are_sent() {
     let basic = auth_server("Basic dXNlcjpzM2NyZXQ="); // user:s3cret
     let bearer = auth_server("Bearer tok-123");
     let wrong = auth_server("Bearer other");
-    let dir = crate::agent::TempDir::new("scrape-auth");
+    let dir = crate::common::TempDir::new("scrape-auth");
     std::fs::write(dir.0.join("token"), "tok-123\n").unwrap();
     let rig = Rig::new(&format!(
         "scrape_configs:
