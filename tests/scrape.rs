@@ -295,13 +295,16 @@ fn dns_sd_srv_a_aaaa_against_real_dnsmasq() {
             ])
             .stderr(std::process::Stdio::null()),
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // Started, not yet answering: wait until it answers the A query the test relies on (a fixed
+    // sleep was too short on a loaded machine, and every discovery then started with a failure).
+    let answers = (0..50).any(|_| dns_answers(dns_port, "node1.promlet.test"));
+    assert!(answers, "dnsmasq on 127.0.0.1:{dns_port} did not answer");
     // The process-wide nameserver override; only this test sets it.
     std::env::set_var("PROMLET_DNS_SERVER", format!("127.0.0.1:{dns_port}"));
     let rig = Rig::new(
         &format!("scrape_configs:\n  - job_name: dns\n    scrape_interval: 1s\n    dns_sd_configs: [{{names: [_node._tcp.promlet.test], refresh_interval: 1s}}]\n  - job_name: dns_a\n    scrape_interval: 1s\n    dns_sd_configs: [{{names: [node1.promlet.test], type: A, port: {port}}}]\n  - job_name: dns_aaaa\n    scrape_interval: 1s\n    dns_sd_configs: [{{names: [node1.promlet.test], type: AAAA, port: {port}}}]\n"),
     );
-    let ok = rig.run_until(Duration::from_secs(10), |r| {
+    let ok = rig.run_until(Duration::from_secs(20), |r| {
         r.samples("up", "dns")
             .first()
             .is_some_and(|(_, v)| v.last() == Some(&1.0))
@@ -333,6 +336,25 @@ fn dns_sd_srv_a_aaaa_against_real_dnsmasq() {
     );
     assert!(t.contains(&format!("\"instance\":\"[::1]:{port}\"")), "{t}");
     assert_eq!(rig.samples("up", "dns_aaaa")[0].1[0], 0.0);
+}
+
+/// Whether the DNS server on 127.0.0.1:`port` answers an A query for `name` with an address
+/// within 200 ms.
+fn dns_answers(port: u16, name: &str) -> bool {
+    use promlet::net::dns::{encode_query, parse_response, T_A};
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let query = encode_query(7, name, T_A).unwrap();
+    if sock.send_to(&query, ("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(200));
+        return false;
+    }
+    let mut buf = [0u8; 512];
+    match sock.recv(&mut buf) {
+        Ok(n) => parse_response(&buf[..n], 7, T_A).is_ok_and(|r| !r.is_empty()),
+        Err(_) => false,
+    }
 }
 
 fn free_udp_port() -> u16 {
