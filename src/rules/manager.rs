@@ -235,10 +235,10 @@ impl Manager {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::group::AlertState;
     use crate::model::Labels;
     use crate::promql::testing::MemStorage;
     use crate::promql::EngineOpts;
+    use crate::rules::group::AlertState;
     use crate::rules::EngineBackend;
     use crate::tsdb::{Appender, Querier};
 

@@ -623,7 +623,7 @@ impl Store {
     /// appends at the corrected time are accepted again. Series left empty leave the index;
     /// the newest timestamp is recomputed. Durable at the next flush ([`Record::Cut`] is
     /// written before any sample appended after this call). Returns (series cut, samples
-    /// dropped) and logs both once.
+    /// dropped) for the caller, who knows why, to log.
     pub fn discard_from(&mut self, from: Timestamp) -> (u64, u64) {
         let ids: Vec<SeriesId> = self
             .index
@@ -646,10 +646,6 @@ impl Store {
         self.stats.clock_cuts += 1;
         self.stats.clock_step_resets += series;
         self.stats.clock_step_discarded += samples;
-        crate::log::warn(&format!(
-            "tsdb: wall clock is behind the stored data: discarded {samples} samples stamped at              or after t={from} in {series} series (stamped by a clock that was ahead); newest              sample now {}",
-            self.max_t.map_or("none".to_string(), |t| t.to_string())
-        ));
         (series, samples)
     }
 
@@ -1011,7 +1007,10 @@ impl Store {
         self.recompute_max_t();
         for h in r.heads.iter().flatten() {
             if let Some(oc) = OpenChunk::from_bytes(h.mint, &h.bytes, h.bit_len) {
-                self.max_t = Some(self.max_t.map_or(oc.state.last_t, |m| m.max(oc.state.last_t)));
+                self.max_t = Some(
+                    self.max_t
+                        .map_or(oc.state.last_t, |m| m.max(oc.state.last_t)),
+                );
             }
         }
     }
@@ -1612,7 +1611,10 @@ mod tests {
             st.append(&l, day3 + i * 15_000, 100.0).unwrap();
         }
         // Back to true time: refused until the caller says the clock was behind.
-        assert_eq!(st.append(&l, 20 * 15_000, 20.0), Err(AppendError::OutOfOrder));
+        assert_eq!(
+            st.append(&l, 20 * 15_000, 20.0),
+            Err(AppendError::OutOfOrder)
+        );
         assert_eq!(st.discard_from(20 * 15_000), (1, 5));
         assert_eq!(st.max_t(), Some(19 * 15_000));
         st.append(&l, 20 * 15_000, 20.0).unwrap();
@@ -1820,11 +1822,22 @@ mod tests {
         let got = st.select(&[eq("instance", "a")], 0, i64::MAX);
         assert_eq!(
             got[0].samples,
-            vec![Sample { t: t0, v: 2.0 }, Sample { t: t0 + 15_000, v: 3.0 }]
+            vec![
+                Sample { t: t0, v: 2.0 },
+                Sample {
+                    t: t0 + 15_000,
+                    v: 3.0
+                }
+            ]
         );
         // Forward by days is just a long gap.
         st.append(&a, t0 + 30 * day, 4.0).unwrap();
-        assert_eq!(st.select(&[eq("instance", "a")], 0, i64::MAX)[0].samples.len(), 3);
+        assert_eq!(
+            st.select(&[eq("instance", "a")], 0, i64::MAX)[0]
+                .samples
+                .len(),
+            3
+        );
         assert_eq!(st.chunk_bytes, st.recount_chunk_bytes());
     }
 
