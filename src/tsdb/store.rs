@@ -1891,6 +1891,62 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A torn flush that kept the cut but lost the chunks written after it: recovery truncates
+    /// the rebuilt chunks itself (the open one of `a`, the sealed one of `b` that straddles
+    /// the cut), and the chunk continuations the restarted writer appends to those truncated
+    /// chunks read back exactly.
+    #[test]
+    fn a_cut_whose_chunks_were_torn_off_recovers_and_continues() {
+        use crate::tsdb::OsFs;
+        let dir = std::env::temp_dir().join(format!("promlet-cut-torn-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let now = Instant::now();
+        let (a, b) = (lbl("m", "a"), lbl("m", "b"));
+        let cut = 100 * 15_000;
+        let mut st = Store::open(Options::default(), &dir, Box::new(OsFs));
+        for i in 0..100 {
+            st.append(&a, i * 15_000, (i % 7) as f64).unwrap();
+            st.append(&b, i * 15_000, (i % 5) as f64).unwrap();
+        }
+        for i in 0..10 {
+            st.append(&a, cut + 1_000_000 + i * 15_000, 9.0).unwrap();
+        }
+        for i in 0..600 {
+            st.append(&b, cut + 1_000_000 + i * 15_000, i as f64)
+                .unwrap();
+        }
+        st.flush(now);
+        let seg = dir.join(format::segment_name(0));
+        let cut_at = std::fs::read(&seg).unwrap().len();
+        st.discard_from(cut);
+        let want = st.select(&[], i64::MIN, i64::MAX);
+        assert_eq!(want.len(), 2);
+        assert!(want.iter().all(|s| s.samples.len() == 100));
+        st.flush(now);
+        drop(st);
+        // Keep what the first flush wrote and the frame holding the cut; tear off the rest.
+        let bytes = std::fs::read(&seg).unwrap();
+        let len = u32::from_le_bytes(bytes[cut_at + 1..cut_at + 5].try_into().unwrap()) as usize;
+        assert!(len < 16, "the cut is the first frame of its flush");
+        std::fs::write(&seg, &bytes[..cut_at + format::FRAME_OVERHEAD + len]).unwrap();
+        let mut st = Store::open(Options::default(), &dir, Box::new(OsFs));
+        assert_eq!(st.stats().corrupt_records, 0);
+        assert_eq!(st.select(&[], i64::MIN, i64::MAX), want);
+        assert_eq!(st.max_t(), Some(99 * 15_000));
+        for i in 100..130 {
+            st.append(&a, i * 15_000, 1.0).unwrap();
+            st.append(&b, i * 15_000, 2.0).unwrap();
+        }
+        st.flush(now);
+        let want = st.select(&[], i64::MIN, i64::MAX);
+        drop(st);
+        let st = Store::open(Options::default(), &dir, Box::new(OsFs));
+        assert_eq!(st.stats().corrupt_records, 0);
+        assert_eq!(st.select(&[], i64::MIN, i64::MAX), want);
+        assert_eq!(st.chunk_bytes, st.recount_chunk_bytes());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn retention_time_drops_old_chunks() {
         let mut st = Store::new(Options {
