@@ -341,7 +341,7 @@ impl Dispatcher {
         for w in &r.webhooks {
             if let Some(b) = body(w.send_resolved, w.max_alerts) {
                 out.push(Delivery::Webhook {
-                    target: Target::new(w.url.clone(), None, w.timeout, None),
+                    target: Target::cached(w.url.clone(), None, w.timeout, &w.tls_client),
                     body: b,
                 });
             }

@@ -79,6 +79,45 @@ pub fn client_tls(cfg: &crate::scrape::config::TlsConfig) -> Result<ClientTls, S
     }
 }
 
+/// A TLS client built at first use and shared by clones, for holders whose `tls_config` is
+/// fixed until the next reload (a probe module, a webhook receiver): building one reads the CA
+/// bundle and parses every certificate in it, which is not worth repeating per probe or per
+/// delivery. A reload builds new holders, so changed files are read again then (remote_write
+/// queues keep theirs the same way). Equal to every other cache: it is not configuration.
+#[derive(Clone, Default)]
+pub struct TlsClientCache(std::sync::Arc<std::sync::OnceLock<Result<ClientTls, String>>>);
+
+impl TlsClientCache {
+    /// The client for `cfg` (the same `cfg` at every call), built on the first call.
+    pub fn get(&self, cfg: &crate::scrape::config::TlsConfig) -> Result<&ClientTls, String> {
+        self.0
+            .get_or_init(|| client_tls(cfg))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Whether the client was built (tests).
+    pub fn is_built(&self) -> bool {
+        self.0.get().is_some()
+    }
+}
+
+impl PartialEq for TlsClientCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for TlsClientCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_built() {
+            "TlsClientCache(built)"
+        } else {
+            "TlsClientCache(empty)"
+        })
+    }
+}
+
 /// Sends `req` and leaves the decoded response body in `body` (cleared first). `raw` is
 /// scratch space, kept by the caller so its capacity is reused.
 pub async fn send(
@@ -424,6 +463,32 @@ pub fn gunzip(data: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), String
 
 #[cfg(test)]
 mod tests {
+
+    /// The CA bundle is read once per cache: later calls use the built client even after the
+    /// file is gone, clones share it, and a new cache (a reload) reads the file again.
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_client_cache_reads_the_ca_bundle_once() {
+        let ca = std::env::temp_dir().join(format!("promlet-ca-{}.pem", std::process::id()));
+        std::fs::copy("/etc/ssl/certs/ca-certificates.crt", &ca).unwrap();
+        let cfg = crate::scrape::config::TlsConfig {
+            ca_file: Some(ca.clone()),
+            ..Default::default()
+        };
+        let cache = TlsClientCache::default();
+        let shared = cache.clone();
+        let started = std::time::Instant::now();
+        assert!(cache.get(&cfg).is_ok());
+        let build = started.elapsed();
+        std::fs::remove_file(&ca).unwrap();
+        let started = std::time::Instant::now();
+        assert!(cache.get(&cfg).is_ok());
+        assert!(shared.is_built() && shared.get(&cfg).is_ok());
+        let cached = started.elapsed();
+        let e = TlsClientCache::default().get(&cfg).unwrap_err();
+        assert!(e.contains("promlet-ca-"), "{e}");
+        println!("TLS client from a 220 KB CA bundle: built in {build:?}, cached in {cached:?}");
+    }
     use super::*;
 
     fn gzip(data: &[u8]) -> Vec<u8> {
