@@ -804,6 +804,15 @@ impl State {
                 MetricType::Counter,
                 gate.bcrypt_checks() as f64,
             );
+            let f = set.family(
+                "promlet_web_auth_refused_unchecked_total",
+                "Basic-auth requests refused without a bcrypt check: a recently failed \
+                 user/password pair (401) or too many failing checks (429).",
+                MetricType::Counter,
+            );
+            let (remembered, throttled) = gate.refused_unchecked();
+            set.sample(f, &[("reason", &"remembered_failure")], remembered as f64);
+            set.sample(f, &[("reason", &"throttled")], throttled as f64);
         }
         let f = set.family(
             "promlet_http_requests_total",
@@ -1916,7 +1925,9 @@ pub fn run(args: Args) -> i32 {
         move |req: &Request| {
             // With a web config, every endpoint needs credentials (as exporter-toolkit).
             if let Some(gate) = &gate {
-                if let crate::http::webconfig::Verdict::Refuse(resp) = gate.check(req) {
+                if let crate::http::webconfig::Verdict::Refuse(resp) =
+                    gate.check(req, Instant::now())
+                {
                     state.borrow_mut().stats.count_request("", resp.status);
                     return gate.finish(resp);
                 }
