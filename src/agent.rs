@@ -341,6 +341,9 @@ impl State {
         if let Some(step) = step {
             self.stats.clock_steps += 1;
             self.rules.shift_time(step);
+            if let Some(hub) = &self.notify_hub {
+                hub.borrow_mut().shift_time(step);
+            }
             crate::log::warn(&format!(
                 "wall clock stepped by {step} ms relative to the monotonic clock; \
                  samples are stamped with the new time from now on"
