@@ -77,7 +77,7 @@ impl Target {
         cache: &client::TlsClientCache,
     ) -> Target {
         let tls = if url.starts_with("https://") {
-            cache.get(&Default::default()).cloned().map(Some)
+            cache.get(&Default::default()).map(Some)
         } else {
             Ok(None)
         };
