@@ -236,6 +236,10 @@ pub struct State {
     /// `--web.config.file`'s gate, for its self-metrics; None without a web config.
     pub web_gate: Option<Rc<crate::http::webconfig::Gate>>,
     steps: StepDetector,
+    /// Whether the wall clock was observed before (the first observation is start-up).
+    clock_seen: bool,
+    /// Since when (monotonic) the clock has been behind the stored data at start-up.
+    clock_behind_since: Option<Instant>,
     /// Puts cycle timestamps on the schedule's grid (compression; see `StampAligner`).
     stamps: StampAligner,
     /// Reused between /metrics requests and cycles so collections stop allocating.
@@ -273,6 +277,8 @@ impl State {
                 ..SelfStats::default()
             },
             steps: StepDetector::new(step_tolerance(interval)),
+            clock_seen: false,
+            clock_behind_since: None,
             stamps: StampAligner::new(CYCLE_STAMP_TOLERANCE_MS),
             scrape_buf: MetricSet::new(),
             cycle_buf: MetricSet::new(),
@@ -291,13 +297,7 @@ impl State {
         let interval_ms = self.config.global.scrape_interval.as_millis() as i64;
         let now = self.stamps.stamp(read_at, interval_ms);
         self.stats.cycles += 1;
-        if let Some(step) = self.steps.observe(mono, read_at) {
-            self.stats.clock_steps += 1;
-            crate::log::warn(&format!(
-                "wall clock stepped by {step} ms relative to the monotonic clock; \
-                 samples are stamped with the new time from now on"
-            ));
-        }
+        self.observe_clock(mono, read_at);
         if self.appender.is_none() {
             return;
         }
@@ -315,6 +315,89 @@ impl State {
             self.vanished.mark_stale(now, app.as_mut());
         }
         self.cycle_buf = set;
+    }
+
+    /// Checks the wall clock against the monotonic one (a step) and against the stored data
+    /// (a clock behind it), and applies what that means. Called before anything is stamped,
+    /// by the collection cycle and by the rule loop, so whichever runs first after a step
+    /// sees it.
+    ///
+    /// - Any step moves the rules' alert times along, so `for` and resend delays measure time
+    ///   that really passed.
+    /// - A step back (NTP or an admin correcting a clock that was ahead) leaves the store
+    ///   holding samples from the "future": they were stamped by the wrong clock, so the store
+    ///   drops every sample newer than now ([`crate::tsdb::Store::discard_from`], logged with
+    ///   counts), writes that at once, and the remote_write positions move back with it.
+    ///   Without that every series would refuse samples until the wall clock caught up.
+    /// - At start-up the clock may be behind the data with no step seen: either this boot's
+    ///   clock is not set yet (a Pi without RTC, before NTP) and the data is right, or the
+    ///   data was stamped by a clock that was ahead. Samples are refused (out of order) while
+    ///   promlet waits up to [`CLOCK_BEHIND_GRACE`] for a step forward; if none comes, the
+    ///   clock is trusted and the newer data dropped as above.
+    pub fn observe_clock(&mut self, mono: Instant, wall: Timestamp) {
+        let first = !self.clock_seen;
+        self.clock_seen = true;
+        let step = self.steps.observe(mono, wall);
+        if let Some(step) = step {
+            self.stats.clock_steps += 1;
+            self.rules.shift_time(step);
+            if let Some(hub) = &self.notify_hub {
+                hub.borrow_mut().shift_time(step);
+            }
+            crate::log::warn(&format!(
+                "wall clock stepped by {step} ms relative to the monotonic clock; \
+                 samples are stamped with the new time from now on"
+            ));
+        }
+        let Some(store) = self.tsdb.clone() else {
+            return;
+        };
+        let newest = store.0.borrow().max_t();
+        let ahead = newest.map_or(0, |n| n.saturating_sub(wall));
+        if step.is_some_and(|s| s < 0) && ahead > 0 {
+            self.clock_behind_since = None;
+            self.discard_future(&store, wall, mono);
+            return;
+        }
+        if ahead <= crate::tsdb::CLOCK_STEP_BACK_MS || !(first || self.clock_behind_since.is_some())
+        {
+            self.clock_behind_since = None;
+            return;
+        }
+        let since = *self.clock_behind_since.get_or_insert_with(|| {
+            crate::log::warn(&format!(
+                "wall clock (t={wall}) is {ahead} ms behind the newest stored sample; samples \
+                 are refused until it is set (waiting up to {} s), then the newer data is \
+                 discarded",
+                CLOCK_BEHIND_GRACE.as_secs()
+            ));
+            mono
+        });
+        if mono.saturating_duration_since(since) >= CLOCK_BEHIND_GRACE {
+            self.clock_behind_since = None;
+            self.discard_future(&store, wall, mono);
+        }
+    }
+
+    /// Drops what the store holds after `wall`, makes that durable, and moves remote_write
+    /// positions back (in that order: a crash in between leaves a cursor beyond the store's
+    /// newest sample, which a queue clamps at start).
+    fn discard_future(&mut self, store: &SharedStore, wall: Timestamp, mono: Instant) {
+        let (series, samples) = store.0.borrow_mut().discard_from(wall.saturating_add(1));
+        store.0.borrow_mut().flush(mono);
+        if let Some(r) = &self.remote {
+            r.borrow_mut().rewind(wall, mono);
+        }
+        crate::log::warn(&format!(
+            "wall clock is behind the stored data: discarded {samples} samples in {series} \
+             series stamped after t={wall} (by a clock that was ahead); newest sample now {}; \
+             collection continues at the corrected time",
+            store
+                .0
+                .borrow()
+                .max_t()
+                .map_or_else(|| "none".to_string(), |t| t.to_string())
+        ));
     }
 
     /// Metadata of every family the last cycle stored and every scrape target's last body
@@ -724,6 +807,15 @@ impl State {
                 MetricType::Counter,
                 gate.bcrypt_checks() as f64,
             );
+            let f = set.family(
+                "promlet_web_auth_refused_unchecked_total",
+                "Basic-auth requests refused without a bcrypt check: a recently failed \
+                 user/password pair (401) or too many failing checks (429).",
+                MetricType::Counter,
+            );
+            let (remembered, throttled) = gate.refused_unchecked();
+            set.sample(f, &[("reason", &"remembered_failure")], remembered as f64);
+            set.sample(f, &[("reason", &"throttled")], throttled as f64);
         }
         let f = set.family(
             "promlet_http_requests_total",
@@ -803,6 +895,10 @@ impl Querier for NoStore {
         Vec::new()
     }
 }
+
+/// How long a wall clock found behind the stored data at start-up may take to be set (NTP
+/// after boot on a device without RTC) before it is trusted and the newer data discarded.
+pub const CLOCK_BEHIND_GRACE: Duration = Duration::from_secs(10 * 60);
 
 /// Wall-clock movements beyond scheduling jitter and NTP slewing (500 ppm) count as steps.
 fn step_tolerance(interval: Duration) -> Duration {
@@ -1579,6 +1675,7 @@ async fn rules_loop(state: Rc<RefCell<State>>) {
             if st.rules.groups().is_empty() {
                 None
             } else {
+                st.observe_clock(Instant::now(), SystemClock.wall_ms());
                 st.run_rules(SystemClock.wall_ms())
                     .map(|next| next - SystemClock.wall_ms())
             }
@@ -1831,7 +1928,9 @@ pub fn run(args: Args) -> i32 {
         move |req: &Request| {
             // With a web config, every endpoint needs credentials (as exporter-toolkit).
             if let Some(gate) = &gate {
-                if let crate::http::webconfig::Verdict::Refuse(resp) = gate.check(req) {
+                if let crate::http::webconfig::Verdict::Refuse(resp) =
+                    gate.check(req, Instant::now())
+                {
                     state.borrow_mut().stats.count_request("", resp.status);
                     return gate.finish(resp);
                 }
@@ -2166,5 +2265,96 @@ mod tests {
         st.cycle(&clock, &server);
         assert_eq!(st.stats.clock_steps, 1);
         assert_eq!(st.stats.cycles, 4);
+    }
+
+    /// A state whose cycles append to an in-memory store holding one sample of every series
+    /// the cycle writes at `stored_at`.
+    fn state_with_data_at(stored_at: Timestamp, clock: &FakeClock) -> (State, SharedStore) {
+        let args = Args::default();
+        let cfg = Config::embedded();
+        let driver = build_driver(&cfg, &args).unwrap();
+        let mut st = State::new(args, cfg, driver);
+        let store = SharedStore::new(Store::new(crate::tsdb::Options::default()));
+        st.appender = Some(Box::new(store.clone()));
+        st.tsdb = Some(store.clone());
+        let wall = clock.wall.get();
+        clock.wall.set(stored_at);
+        st.cycle(clock, &ServerStats::default());
+        clock.wall.set(wall);
+        // A new process: nothing observed yet.
+        let (args, cfg) = (Args::default(), Config::embedded());
+        let driver = build_driver(&cfg, &args).unwrap();
+        let mut fresh = State::new(args, cfg, driver);
+        fresh.appender = Some(Box::new(store.clone()));
+        fresh.tsdb = Some(store.clone());
+        (fresh, store)
+    }
+
+    fn held(store: &SharedStore, from: Timestamp, to: Timestamp) -> usize {
+        store
+            .select(&[], from, to)
+            .iter()
+            .map(|s| s.samples.len())
+            .sum()
+    }
+
+    /// Start-up with the clock behind the data, then NTP sets it (a Pi without RTC): the
+    /// history is kept, the cycles before the clock is set are refused, collection resumes
+    /// after the step.
+    #[test]
+    fn startup_clock_behind_the_data_keeps_history_when_ntp_sets_it() {
+        let truth = 1_760_000_000_000;
+        let clock = FakeClock {
+            mono: Cell::new(Instant::now()),
+            wall: Cell::new(1_000_000), // 1970
+        };
+        let (mut st, store) = state_with_data_at(truth, &clock);
+        let history = held(&store, truth, truth);
+        assert!(history > 100);
+        let server = ServerStats::default();
+        st.cycle(&clock, &server);
+        assert!(
+            st.stats.append_errors > 0,
+            "1970 samples must not be stored"
+        );
+        assert_eq!(held(&store, truth, truth), history);
+        clock.mono.set(clock.mono.get() + Duration::from_secs(30));
+        clock.wall.set(truth + 60_000);
+        st.cycle(&clock, &server);
+        assert_eq!(st.stats.clock_steps, 1);
+        assert_eq!(held(&store, truth, truth), history, "true history lost");
+        assert!(held(&store, truth + 60_000, truth + 60_000) >= history);
+        assert_eq!(held(&store, 0, truth - 1), 0);
+    }
+
+    /// Start-up with the clock behind the data and no step within the grace period (the data
+    /// was stamped by a clock that was ahead): the clock is trusted, the newer data dropped,
+    /// and collection continues at the clock's time.
+    #[test]
+    fn startup_clock_behind_the_data_is_trusted_after_the_grace_period() {
+        let truth = 1_760_000_000_000;
+        let clock = FakeClock {
+            mono: Cell::new(Instant::now()),
+            wall: Cell::new(truth),
+        };
+        let (mut st, store) = state_with_data_at(truth + 3 * 86_400_000, &clock);
+        let server = ServerStats::default();
+        let mut stored_before_grace = 0;
+        for _ in 0..CLOCK_BEHIND_GRACE.as_secs() / 15 {
+            st.cycle(&clock, &server);
+            stored_before_grace = held(&store, truth, clock.wall.get());
+            clock.mono.set(clock.mono.get() + Duration::from_secs(15));
+            clock.wall.set(clock.wall.get() + 15_000);
+        }
+        assert_eq!(stored_before_grace, 0, "stored while waiting for the clock");
+        st.cycle(&clock, &server);
+        assert_eq!(st.stats.clock_steps, 0);
+        assert_eq!(
+            held(&store, truth + 86_400_000, i64::MAX),
+            0,
+            "future data kept"
+        );
+        assert!(held(&store, truth, clock.wall.get()) > 100);
+        assert!(store.0.borrow().stats().clock_step_discarded > 100);
     }
 }

@@ -546,11 +546,20 @@ fn samples_in(store: &promlet::tsdb::SharedStore, from: i64, to: i64) -> usize {
         .sum()
 }
 
-/// Runs the agent's collection cycle (real collectors, the real persistent store) on an
-/// injected clock: 20 cycles on true time, 20 with the wall clock stepped by `jump_days`, 20
-/// after it steps back to true time. Returns samples per phase as (held right after the phase,
-/// held at the end, held after reopening the data directory), and the clock steps counted.
-fn clock_jump_run(jump_days: i64) -> ([(usize, usize, usize); 3], u64) {
+/// What one clock-jump run saw.
+struct ClockRun {
+    /// Samples per phase: (held right after the phase, at the end, after reopening).
+    phases: [(usize, usize, usize); 3],
+    steps: u64,
+    /// The cycle (1-based) at which the `for: 3m` alert, active from cycle 16, first fired.
+    fired_at_cycle: Option<usize>,
+    discarded: u64,
+}
+
+/// Runs the agent's collection cycle (real collectors, the real persistent store) and rule
+/// evaluation on an injected clock: 20 cycles on true time, 20 with the wall clock stepped by
+/// `jump_days`, 20 after it steps back to true time.
+fn clock_jump_run(jump_days: i64) -> ClockRun {
     use promlet::agent::{build_driver, State};
     use promlet::tsdb::{Options, OsFs, SharedStore, Store};
     let dir = temp_dir(&format!("clock{jump_days}"));
@@ -558,6 +567,13 @@ fn clock_jump_run(jump_days: i64) -> ([(usize, usize, usize); 3], u64) {
     let cfg = promlet::config::Config::embedded();
     let driver = build_driver(&cfg, &args).unwrap();
     let mut st = State::new(args, cfg, driver);
+    // Active from the 16th cycle, 5 cycles before the first step; `for: 3m` is 12 cycles.
+    let rules = "groups:\n- name: clock\n  interval: 15s\n  rules:\n  - alert: Stepped\n    \
+                 expr: promlet_collection_cycles_total > 15\n    for: 3m\n";
+    let groups = promlet::rules::RuleFile::parse(rules, "clock.yml", false)
+        .unwrap()
+        .groups;
+    st.rules.update(groups, Duration::from_secs(15));
     let store = SharedStore::new(Store::open(Options::default(), &dir, Box::new(OsFs)));
     st.appender = Some(Box::new(store.clone()));
     st.tsdb = Some(store.clone());
@@ -577,10 +593,23 @@ fn clock_jump_run(jump_days: i64) -> ([(usize, usize, usize); 3], u64) {
         (t0 + 2 * phase_len, t0 + 3 * phase_len),
     ];
     let mut right_after = [0usize; 3];
+    let mut fired_at_cycle = None;
+    let mut cycle = 0;
     for (phase, &(from, _)) in windows.iter().enumerate() {
         clock.wall.set(from);
         for _ in 0..20 {
             st.cycle(&clock, &server);
+            cycle += 1;
+            // The group's slot in this interval comes after the cycle (as when the rule loop
+            // runs after a collection), so each evaluation sees the cycle's samples; an
+            // evaluation right after a step that came first would see a gap, as any gap.
+            st.run_rules(clock.wall.get() + step - 1);
+            let firing = st.rules.groups()[0]
+                .alerts()
+                .any(|(_, a)| a.state == promlet::rules::AlertState::Firing);
+            if firing && fired_at_cycle.is_none() {
+                fired_at_cycle = Some(cycle);
+            }
             clock
                 .mono
                 .set(clock.mono.get() + Duration::from_millis(step as u64));
@@ -590,43 +619,57 @@ fn clock_jump_run(jump_days: i64) -> ([(usize, usize, usize); 3], u64) {
     }
     store.0.borrow_mut().flush(Instant::now());
     let steps = st.stats.clock_steps;
+    let discarded = store.0.borrow().stats().clock_step_discarded;
     drop(st);
     let reopened = SharedStore::new(Store::open(Options::default(), &dir, Box::new(OsFs)));
-    let mut out = [(0, 0, 0); 3];
+    let mut phases = [(0, 0, 0); 3];
     for (i, &(from, to)) in windows.iter().enumerate() {
-        out[i] = (
+        phases[i] = (
             right_after[i],
             samples_in(&store, from, to),
             samples_in(&reopened, from, to),
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
-    (out, steps)
+    ClockRun {
+        phases,
+        steps,
+        fired_at_cycle,
+        discarded,
+    }
 }
 
 /// Wall clock jumps by +3 days and back, and by -3 days and back, through an injected clock
 /// (never the machine's). The agent keeps collecting and storing in every phase, counts each
-/// step, and the data directory reopens to what memory held. What a step back costs is the
-/// store's documented rule (tsdb::store: a series stepped back by more than 10 minutes drops
-/// its samples at or after the new time so it never wedges): after +3 d and back, only the
-/// future-stamped samples go (this test found that the whole chunk holding the jump went, true
-/// history included); after -3 d, the true history before the step is newer than the new
-/// time and goes.
+/// step, and the data directory reopens to what memory held. A step back is trusted (NTP or
+/// an admin corrected a clock that was ahead): the samples stamped after the new time are
+/// discarded in every series at once (agent::State::observe_clock, tsdb Store::discard_from),
+/// so storing continues at the corrected time instead of being refused until the wall clock
+/// catches up. After +3 d and back that drops exactly the future-stamped phase; after -3 d the
+/// true history before the step is newer than the new time and goes (promlet cannot tell
+/// which clock was right; it trusts the newest). A `for: 3m` alert active since before the
+/// step fires 3 minutes of real time after it became active, whichever way the clock went.
 #[test]
 fn chaos_wall_clock_jumps_three_days_both_ways() {
     for days in [3i64, -3] {
-        let (phases, steps) = clock_jump_run(days);
-        let [(a0, a1, a2), (b0, b1, b2), (c0, c1, c2)] = phases;
+        let run = clock_jump_run(days);
+        let [(a0, a1, a2), (b0, b1, b2), (c0, c1, c2)] = run.phases;
+        let gone = (a0 - a1.min(a0)) + (b0 - b1.min(b0)) + (c0 - c1.min(c0));
         println!(
-            "chaos: wall clock {days:+} d and back: {steps} steps counted; samples held \
+            "chaos: wall clock {days:+} d and back: {} steps counted; samples held \
              (right after / at the end / after reopening): before {a0}/{a1}/{a2}, during \
-             {b0}/{b1}/{b2}, after {c0}/{c1}/{c2}; lost: {} before, {} during, {} after",
-            a0 - a1.min(a0),
-            b0 - b1.min(b0),
-            c0 - c1.min(c0)
+             {b0}/{b1}/{b2}, after {c0}/{c1}/{c2}; discarded as stamped by a clock that was \
+             ahead: {}; lost otherwise: {}; `for: 3m` alert fired at cycle {:?} (16 + 12 \
+             expected)",
+            run.steps,
+            run.discarded,
+            gone.saturating_sub(run.discarded as usize),
+            run.fired_at_cycle,
         );
-        assert_eq!(steps, 2, "both steps must be counted");
+        assert_eq!(run.steps, 2, "both steps must be counted");
         assert!(a0 > 0 && b0 > 0 && c0 > 0, "a phase stored nothing");
+        // Every cycle of every phase stored its samples (nothing refused as out of order).
+        assert!(b0 * 10 >= a0 * 9 && c0 * 10 >= a0 * 9, "{a0} {b0} {c0}");
         // Nothing stored after the clock settled is lost, and disk equals memory.
         assert_eq!(c1, c0);
         assert_eq!(
@@ -640,9 +683,13 @@ fn chaos_wall_clock_jumps_three_days_both_ways() {
                 b1, 0,
                 "future-stamped samples kept after the clock came back"
             );
+            // Plus the rule's stale markers (not counted by the query).
+            assert!((b0..b0 + 10).contains(&(run.discarded as usize)));
         } else {
             assert_eq!(b1, b0, "samples of the stepped-back phase lost");
-            assert_eq!(a1, 0, "the step back should have reset the newer history");
+            assert_eq!(a1, 0, "the step back should have dropped the newer history");
+            assert!((a0..a0 + 10).contains(&(run.discarded as usize)));
         }
+        assert_eq!(run.fired_at_cycle, Some(28), "`for` must count real time");
     }
 }

@@ -4,7 +4,9 @@
 //!
 //! Owns: decoding the file into [`WebConfig`] with `FILE:LINE:COL` errors (through the config
 //! YAML layer), re-reading it when it changes, and [`Gate`]: the 401 for missing or wrong
-//! credentials, the cache of successful bcrypt checks and the configured response headers.
+//! credentials, the cache of successful bcrypt checks, the limit on failing checks (a cache
+//! of recently failed pairs and a token bucket, 429 when empty) and the configured response
+//! headers.
 //! Must not touch: TLS handshakes (src/tls.rs builds rustls configs from [`TlsServerConfig`]).
 //!
 //! Like exporter-toolkit, the file is re-read while running: [`Gate`] stats it on every
@@ -47,6 +49,15 @@ const ALLOWED_HEADERS: &[&str] = &[
 ];
 /// Successful checks remembered: a handful of scrapers and browsers, each with one password.
 const CACHE_ENTRIES: usize = 32;
+/// Failed (user, password) pairs remembered, so a client retrying a stale password (a
+/// scraper after a password change) gets its 401 without another bcrypt check.
+const FAILED_ENTRIES: usize = 64;
+/// Failing bcrypt checks allowed in a burst, and the pace they refill at: at most about 5 a
+/// second, i.e. ~350 ms of bcrypt (cost 10) per second on the one work thread, however many
+/// distinct wrong passwords arrive. Past that, unverified credentials get 429 until a token
+/// refills; credentials that already passed (cached) are never throttled.
+const FAILED_BURST: u32 = 10;
+const FAILED_REFILL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Go's `tls.ClientAuthType` names, as exporter-toolkit spells them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -314,14 +325,55 @@ struct GateState {
     config: Result<WebConfig, String>,
     stamp: Option<FileStamp>,
     cache: Vec<CacheEntry>,
+    /// Keyed hashes of (user, hash text, password) that failed, oldest first. A hash, not the
+    /// password: it only recognises a repeat.
+    failed: Vec<u64>,
+    /// Tokens for failing checks and when they were last counted.
+    tokens: u32,
+    refilled: Option<std::time::Instant>,
     /// bcrypt checks run (cache misses), for tests and self-metrics.
     checks: u64,
+    /// Requests refused without a check: a remembered failure, or no token left (429).
+    failed_cached: u64,
+    throttled: u64,
+}
+
+impl GateState {
+    fn new(config: Result<WebConfig, String>, stamp: Option<FileStamp>) -> GateState {
+        GateState {
+            config,
+            stamp,
+            cache: Vec::new(),
+            failed: Vec::new(),
+            tokens: FAILED_BURST,
+            refilled: None,
+            checks: 0,
+            failed_cached: 0,
+            throttled: 0,
+        }
+    }
+
+    /// Adds the tokens earned since the last refill; true if one is available.
+    fn token_available(&mut self, now: std::time::Instant) -> bool {
+        let last = *self.refilled.get_or_insert(now);
+        let earned = now.saturating_duration_since(last).as_millis() / FAILED_REFILL.as_millis();
+        if earned > 0 {
+            self.tokens = (self.tokens as u128 + earned).min(FAILED_BURST as u128) as u32;
+            self.refilled = Some(last + FAILED_REFILL * earned as u32);
+        }
+        if self.tokens == FAILED_BURST {
+            self.refilled = Some(now);
+        }
+        self.tokens > 0
+    }
 }
 
 /// Applies the web config to every request. See the module docs.
 pub struct Gate {
     path: PathBuf,
     state: RefCell<GateState>,
+    /// Random per process: the failed-pair hashes cannot be precomputed.
+    key: std::collections::hash_map::RandomState,
 }
 
 /// What the gate decided.
@@ -339,12 +391,8 @@ impl Gate {
         let config = WebConfig::load(path)?;
         Ok(Gate {
             path: path.to_path_buf(),
-            state: RefCell::new(GateState {
-                config: Ok(config),
-                stamp,
-                cache: Vec::new(),
-                checks: 0,
-            }),
+            state: RefCell::new(GateState::new(Ok(config), stamp)),
+            key: std::collections::hash_map::RandomState::new(),
         })
     }
 
@@ -359,6 +407,12 @@ impl Gate {
         self.state.borrow().checks
     }
 
+    /// Requests refused without a bcrypt check: (a remembered failed pair, throttled with 429).
+    pub fn refused_unchecked(&self) -> (u64, u64) {
+        let st = self.state.borrow();
+        (st.failed_cached, st.throttled)
+    }
+
     fn refresh(&self) {
         let stamp = FileStamp::of(&self.path);
         let mut st = self.state.borrow_mut();
@@ -368,6 +422,8 @@ impl Gate {
         st.stamp = stamp;
         st.config = WebConfig::load(&self.path).map_err(|e| e.to_string());
         st.cache.clear();
+        // A changed hash may make a remembered failure right.
+        st.failed.clear();
         match &st.config {
             Ok(_) => crate::log::info(&format!("web config {} reloaded", self.path.display())),
             Err(e) => crate::log::error(&format!(
@@ -376,8 +432,9 @@ impl Gate {
         }
     }
 
-    /// Checks `req`'s credentials against the users (if any are configured).
-    pub fn check(&self, req: &Request) -> Verdict {
+    /// Checks `req`'s credentials against the users (if any are configured), at `now` (for the
+    /// limit on failing checks).
+    pub fn check(&self, req: &Request, now: std::time::Instant) -> Verdict {
         self.refresh();
         let st = self.state.borrow();
         let users = match &st.config {
@@ -415,6 +472,24 @@ impl Gate {
             None => (users[0].1.clone(), None),
         };
         drop(st);
+        let pair = {
+            use std::hash::BuildHasher;
+            self.key
+                .hash_one((&user, text.as_deref().unwrap_or(""), &password))
+        };
+        let mut st = self.state.borrow_mut();
+        if st.failed.contains(&pair) {
+            st.failed_cached += 1;
+            return unauthorized();
+        }
+        if !st.token_available(now) {
+            st.throttled += 1;
+            return Verdict::Refuse(
+                Response::text(429, "Too Many Requests: too many failed logins\n")
+                    .header("Retry-After", "1"),
+            );
+        }
+        drop(st);
         let ok = hash.verify(&password);
         let mut st = self.state.borrow_mut();
         st.checks += 1;
@@ -430,7 +505,14 @@ impl Gate {
                 });
                 Verdict::Pass
             }
-            _ => unauthorized(),
+            _ => {
+                st.tokens -= 1;
+                if st.failed.len() >= FAILED_ENTRIES {
+                    st.failed.remove(0);
+                }
+                st.failed.push(pair);
+                unauthorized()
+            }
         }
     }
 
@@ -603,7 +685,11 @@ mod tests {
     }
 
     fn status(g: &Gate, auth: Option<&str>) -> u16 {
-        match g.check(&req(auth)) {
+        status_at(g, auth, std::time::Instant::now())
+    }
+
+    fn status_at(g: &Gate, auth: Option<&str>, now: std::time::Instant) -> u16 {
+        match g.check(&req(auth), now) {
             Verdict::Pass => 200,
             Verdict::Refuse(r) => {
                 if r.status == 401 {
@@ -636,6 +722,54 @@ mod tests {
         assert_eq!(status(&g, Some(&basic("mallory", "password"))), 401);
         assert_eq!(g.bcrypt_checks(), 5, "unknown users cost a check too");
         assert_eq!(status(&g, Some(&basic("eve", ""))), 200);
+    }
+
+    /// A repeated wrong password is refused from memory; a stream of distinct wrong ones gets
+    /// a burst of bcrypt checks, then 429 at the refill pace (about 5 checks a second),
+    /// while a cached right password keeps passing; a changed file forgets the failures.
+    #[test]
+    fn failing_checks_are_remembered_and_throttled() {
+        let text = format!("basic_auth_users:\n  alice: '{HASH}'\n  bob: '{HASH}'\n");
+        let (g, p) = gate(&text);
+        let t0 = std::time::Instant::now();
+        assert_eq!(status_at(&g, Some(&basic("alice", "")), t0), 200);
+        assert_eq!(status_at(&g, Some(&basic("alice", "old")), t0), 401);
+        for _ in 0..20 {
+            assert_eq!(status_at(&g, Some(&basic("alice", "old")), t0), 401);
+        }
+        assert_eq!(
+            g.bcrypt_checks(),
+            2,
+            "a repeated failure is not checked again"
+        );
+        assert_eq!(g.refused_unchecked(), (20, 0));
+        // An attacker's distinct guesses: the rest of the burst, then 429.
+        let mut codes = Vec::new();
+        for i in 0..(FAILED_BURST + 5) {
+            codes.push(status_at(&g, Some(&basic("bob", &format!("guess{i}"))), t0));
+        }
+        let checked = codes.iter().filter(|&&c| c == 401).count();
+        assert_eq!(checked, FAILED_BURST as usize - 1);
+        assert!(codes[checked..].iter().all(|&c| c == 429), "{codes:?}");
+        assert_eq!(g.bcrypt_checks(), 2 + checked as u64);
+        // Cached credentials are never throttled; bob's right password must wait a token.
+        assert_eq!(status_at(&g, Some(&basic("alice", "")), t0), 200);
+        assert_eq!(status_at(&g, Some(&basic("bob", "")), t0), 429);
+        // One second later: five tokens.
+        let t1 = t0 + std::time::Duration::from_secs(1);
+        assert_eq!(status_at(&g, Some(&basic("bob", "")), t1), 200);
+        let later: Vec<u16> = (0..6)
+            .map(|i| status_at(&g, Some(&basic("bob", &format!("again{i}"))), t1))
+            .collect();
+        assert_eq!(later, vec![401, 401, 401, 401, 401, 429]);
+        // A changed file (alice's hash now matches "password") forgets remembered failures.
+        let t2 = t1 + std::time::Duration::from_secs(60);
+        assert_eq!(status_at(&g, Some(&basic("alice", "password")), t2), 401);
+        let n = g.bcrypt_checks();
+        assert_eq!(status_at(&g, Some(&basic("alice", "password")), t2), 401);
+        assert_eq!(g.bcrypt_checks(), n);
+        std::fs::write(&p, format!("basic_auth_users:\n  alice: '{HASH_PW}'\n")).unwrap();
+        assert_eq!(status_at(&g, Some(&basic("alice", "password")), t2), 200);
     }
 
     #[test]

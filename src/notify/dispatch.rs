@@ -139,6 +139,30 @@ impl Dispatcher {
         &mut self.silences
     }
 
+    /// The wall clock stepped by `delta` ms: group schedules and logs move with it, so a
+    /// clock set back by days does not hold every group's next notification for days (nor
+    /// does one set forward flush them all at once). Silences keep their absolute times.
+    pub fn shift_time(&mut self, delta: i64) {
+        let shift = |t: &mut i64| {
+            if *t != 0 {
+                *t = t.saturating_add(delta);
+            }
+        };
+        for g in self.groups.values_mut() {
+            shift(&mut g.next_flush);
+            if let Some(log) = g.log.as_mut() {
+                shift(&mut log.at);
+            }
+            for a in g.alerts.values_mut() {
+                shift(&mut a.starts_at);
+                shift(&mut a.ends_at);
+            }
+        }
+        for e in &mut self.execs {
+            shift(&mut e.deadline);
+        }
+    }
+
     pub fn is_enabled(&self) -> bool {
         !self.cfg.routes.is_empty()
     }
@@ -341,7 +365,7 @@ impl Dispatcher {
         for w in &r.webhooks {
             if let Some(b) = body(w.send_resolved, w.max_alerts) {
                 out.push(Delivery::Webhook {
-                    target: Target::new(w.url.clone(), None, w.timeout, None),
+                    target: Target::cached(w.url.clone(), None, w.timeout, &w.tls_client),
                     body: b,
                 });
             }
@@ -670,6 +694,31 @@ mod tests {
         assert_eq!(d.metrics().notifications, 2);
         d.poll(t0 + 430_000);
         assert_eq!(d.metrics().notifications, 3);
+    }
+
+    /// A wall clock set back by 3 days: the group's repeat comes after 5 minutes of real
+    /// time, not after 3 days (and one set forward does not repeat at once).
+    #[test]
+    fn group_schedules_follow_a_wall_clock_step() {
+        let day3 = 3 * 86_400_000;
+        for step in [-day3, day3] {
+            let mut d = dispatcher();
+            let t0 = 1_000_000_000;
+            d.ingest(&[alert("A", "h1", "info", t0, 0)], t0);
+            d.poll(t0 + 10_000);
+            assert_eq!(d.metrics().notifications, 1);
+            d.shift_time(step);
+            let t = t0 + step;
+            for m in 1..5 {
+                d.ingest(&[alert("A", "h1", "info", t, 0)], t + m * 60_000);
+                d.poll(t + 10_000 + m * 60_000);
+            }
+            assert_eq!(d.metrics().notifications, 1, "step {step}: repeated early");
+            d.ingest(&[alert("A", "h1", "info", t, 0)], t + 310_000);
+            d.poll(t + 310_000);
+            d.poll(t + 370_000);
+            assert_eq!(d.metrics().notifications, 2, "step {step}: repeat missing");
+        }
     }
 
     #[test]

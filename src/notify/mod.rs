@@ -90,6 +90,12 @@ impl Hub {
         }
     }
 
+    /// The wall clock stepped by `delta` ms (the local dispatcher schedules on wall time; the
+    /// Alertmanager queue runs on the monotonic clock and needs nothing).
+    pub fn shift_time(&mut self, delta: i64) {
+        self.dispatcher.shift_time(delta);
+    }
+
     /// Runs both on their deadlines; returns how long until either needs polling again.
     pub fn poll(&mut self, mono_ms: i64, wall_ms: i64) -> Option<std::time::Duration> {
         let a = self.notifier.poll(mono_ms).map(|t| t - mono_ms);

@@ -88,6 +88,8 @@ pub struct WebhookConfig {
     /// 0: no limit.
     pub max_alerts: usize,
     pub timeout: Duration,
+    /// For an https url: the client (system roots), built at the first delivery.
+    pub tls_client: crate::scrape::client::TlsClientCache,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -421,6 +423,7 @@ fn decode_receiver(d: &Decoder<'_>, node: &Node) -> Result<Receiver, ConfigError
                         send_resolved: true,
                         max_alerts: 0,
                         timeout: Duration::from_secs(10),
+                        tls_client: Default::default(),
                     };
                     for (wk, wv) in d.entries(
                         w,

@@ -67,6 +67,27 @@ impl Target {
             tls,
         }
     }
+
+    /// A target for `url` whose https client comes from `cache` (system roots), built once
+    /// for all deliveries to it (a webhook receiver).
+    pub fn cached(
+        url: String,
+        authorization: Option<String>,
+        timeout: Duration,
+        cache: &client::TlsClientCache,
+    ) -> Target {
+        let tls = if url.starts_with("https://") {
+            cache.get(&Default::default()).map(Some)
+        } else {
+            Ok(None)
+        };
+        Target {
+            url,
+            authorization,
+            timeout,
+            tls,
+        }
+    }
 }
 
 /// What happened to a job.

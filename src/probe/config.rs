@@ -96,6 +96,8 @@ pub struct HttpModule {
     pub ip: IpChoice,
     /// `tls_config` for https targets (feature `tls`; the system CA bundle without `ca_file`).
     pub tls_config: crate::scrape::config::TlsConfig,
+    /// The client for `tls_config`, built at the first https probe of this module.
+    pub tls_client: crate::scrape::client::TlsClientCache,
 }
 
 impl Default for HttpModule {
@@ -109,6 +111,7 @@ impl Default for HttpModule {
             fail_if_ssl: false,
             fail_if_not_ssl: false,
             tls_config: Default::default(),
+            tls_client: Default::default(),
             fail_if_body_matches: Vec::new(),
             fail_if_body_not_matches: Vec::new(),
             ip: IpChoice::default(),

@@ -354,7 +354,7 @@ async fn exchange(
     }
     #[cfg(feature = "tls")]
     {
-        let tls = crate::scrape::client::client_tls(&m.tls_config)?;
+        let tls = m.tls_client.get(&m.tls_config)?;
         let (connector, name) = tls.connector(&url.host)?;
         let start = Instant::now();
         let stream = connector.connect(name, stream).await;

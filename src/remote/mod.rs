@@ -21,6 +21,7 @@ pub mod queue;
 pub mod snappy;
 
 use crate::expo::{MetricSet, MetricType};
+use crate::model::Timestamp;
 use crate::tsdb::SharedStore;
 use async_executor::{LocalExecutor, Task};
 use config::RemoteWriteConfig;
@@ -109,6 +110,17 @@ impl Manager {
     pub fn persist_all(&self) {
         for r in &self.running {
             r.queue.borrow_mut().persist(Instant::now(), true);
+        }
+    }
+
+    /// The TSDB discarded every sample after `t` (the wall clock was behind them): every
+    /// queue's position moves back to `t` at most, so the samples appended at the corrected
+    /// time are sent, and the cursors are written now.
+    pub fn rewind(&mut self, t: Timestamp, now: Instant) {
+        for r in &self.running {
+            let mut q = r.queue.borrow_mut();
+            q.rewind(t);
+            q.persist(now, true);
         }
     }
 

@@ -131,9 +131,13 @@ impl Queue {
             }
             match cursor::load(&path) {
                 Ok(Some(p)) => {
-                    q.floor = p.watermark;
+                    // Nothing the store holds is newer than `start_after`: a cursor beyond it
+                    // sent samples the store no longer has (lost after its last flush, or cut
+                    // because the clock was behind them). Samples appended from now on must
+                    // not be skipped for being older than those.
+                    q.floor = p.watermark.min(start_after);
                     for (k, t) in p.lagging {
-                        q.series.insert(k, SeriesState::new(t));
+                        q.series.insert(k, SeriesState::new(t.min(start_after)));
                     }
                     crate::log::info(&format!(
                         "remote_write {}: resuming from cursor (sent through t={}, {} series behind)",
@@ -156,6 +160,23 @@ impl Queue {
             }
         }
         q
+    }
+
+    /// Moves every position back to `t` at most: the store dropped the samples after `t`
+    /// (a wall clock that was ahead stamped them), and samples appended from now on may be
+    /// older than what was sent. A batch in flight advances to `t` at most when acknowledged.
+    pub fn rewind(&mut self, t: Timestamp) {
+        self.floor = self.floor.min(t);
+        for s in self.series.values_mut() {
+            s.sent = s.sent.min(t);
+            s.last_t = s.last_t.min(t);
+        }
+        for p in &mut self.pending {
+            p.1 = p.1.min(t);
+        }
+        self.pending_highest = self.pending_highest.min(t);
+        self.stats.highest_sent_ms = self.stats.highest_sent_ms.min(t);
+        self.dirty = true;
     }
 
     pub fn external(&self) -> &[(String, String)] {
@@ -678,7 +699,8 @@ mod tests {
         q.acknowledge(n);
         q.persist(Instant::now(), true);
         drop(q);
-        let mut q = Queue::new(c, vec![], Some(&dir), 0);
+        // As the manager does: a restarted queue is told the store's newest sample.
+        let mut q = Queue::new(c, vec![], Some(&dir), st.max_t().unwrap());
         let n = q.build_batch(&st);
         let got = decode(&q);
         assert_eq!(n, 4, "{got:?}");
@@ -701,9 +723,44 @@ mod tests {
         drop(q);
         // The scrape that started at 4 s finishes after the cursor was written.
         st.append(&lbl("scraped", 0), 4000, 2.0).unwrap();
-        let mut q = Queue::new(c, vec![], Some(&dir), 0);
+        let mut q = Queue::new(c, vec![], Some(&dir), st.max_t().unwrap());
         assert_eq!(q.build_batch(&st), 1);
         assert_eq!(decode(&q)[0].samples, vec![Sample { t: 4000, v: 2.0 }]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The store cut the samples a clock that was ahead stamped: after `rewind` the samples
+    /// appended at the corrected (older) time are sent, also by a queue restarted from a
+    /// cursor written before the rewind (a crash between the store's flush and the cursor's).
+    #[test]
+    fn samples_after_a_clock_cut_are_sent_not_skipped() {
+        let dir = std::env::temp_dir().join(format!("promlet-rwcut-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut st = Store::new(Options::default());
+        let ahead = 3 * 86_400_000;
+        for t in 1..=5 {
+            st.append(&lbl("a", 0), ahead + t * 1000, 1.0).unwrap();
+        }
+        let c = cfg("");
+        let mut q = Queue::new(c.clone(), vec![], Some(&dir), 0);
+        let n = q.build_batch(&st);
+        assert_eq!(n, 5);
+        q.acknowledge(n);
+        q.persist(Instant::now(), true);
+        st.discard_from(1000);
+        // A queue restarted from the old cursor (the agent writes it right after the cut).
+        let mut restarted = Queue::new(c, vec![], Some(&dir), st.max_t().unwrap_or(i64::MIN));
+        for t in 1..=3 {
+            st.append(&lbl("a", 0), t * 1000, 2.0).unwrap();
+        }
+        // The running queue, told by the agent.
+        q.rewind(999);
+        for q in [&mut q, &mut restarted] {
+            assert_eq!(q.build_batch(&st), 3);
+            assert_eq!(decode(q)[0].samples.len(), 3);
+            q.acknowledge(3);
+            assert_eq!(q.build_batch(&st), 0);
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -172,6 +172,32 @@ impl Group {
         self.should_restore = false;
     }
 
+    /// The wall clock stepped by `delta` ms: moves every stored time by the same amount, so
+    /// `for`, `keep_firing_for`, the resend delay and resolved-alert retention keep measuring
+    /// time that really passed (a clock set back by days would otherwise hold a pending alert
+    /// for days; one set forward would fire every pending alert at once).
+    pub fn shift_time(&mut self, delta: i64) {
+        let shift = |t: &mut i64| {
+            if *t != 0 {
+                *t = t.saturating_add(delta);
+            }
+        };
+        shift(&mut self.last_eval_ms);
+        for st in &mut self.states {
+            shift(&mut st.health.last_eval_ms);
+            for a in st.active.values_mut() {
+                shift(&mut a.active_at);
+                shift(&mut a.fired_at);
+                shift(&mut a.resolved_at);
+                shift(&mut a.valid_until);
+                shift(&mut a.keep_firing_since);
+                if let Some(t) = a.last_sent_at.as_mut() {
+                    *t = t.saturating_add(delta);
+                }
+            }
+        }
+    }
+
     /// When the next evaluation is due after `last` (ms), aligned like Prometheus: every
     /// `interval` from a per-group offset.
     pub fn next_eval_after(&self, now_ms: i64) -> i64 {

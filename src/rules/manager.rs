@@ -185,6 +185,14 @@ impl Manager {
         self.started = true;
     }
 
+    /// The wall clock stepped by `delta` ms: every group's alert times move with it
+    /// ([`Group::shift_time`]). Schedules need nothing: `run_due` realigns them.
+    pub fn shift_time(&mut self, delta: i64) {
+        for g in &mut self.groups {
+            g.shift_time(delta);
+        }
+    }
+
     /// The earliest time (wall ms) a group is due, if any group exists and has been scheduled.
     pub fn next_deadline(&self) -> Option<i64> {
         self.next.iter().flatten().copied().min()
@@ -230,6 +238,7 @@ mod tests {
     use crate::model::Labels;
     use crate::promql::testing::MemStorage;
     use crate::promql::EngineOpts;
+    use crate::rules::group::AlertState;
     use crate::rules::EngineBackend;
     use crate::tsdb::{Appender, Querier};
 
@@ -306,6 +315,51 @@ mod tests {
             Duration::from_secs(60),
         );
         assert!(m.groups()[0].alerts().next().is_none());
+    }
+
+    /// A pending `for: 10m` alert keeps counting real time across wall-clock steps: set back
+    /// by 3 days it fires 10 minutes after it became active, not 3 days later; set forward by
+    /// 3 days it does not fire at once.
+    #[test]
+    fn for_duration_counts_real_time_across_clock_steps() {
+        let yaml = "groups:\n- name: g\n  interval: 1m\n  rules:\n  - alert: A\n    expr: vector(1)\n    for: 10m\n";
+        let opts = EngineOpts::default();
+        let ext = Labels::new();
+        let ctx = EvalContext {
+            external_labels: &ext,
+            external_url: "",
+            resend_delay_ms: 60_000,
+        };
+        let day3 = 3 * 86_400_000;
+        for step in [-day3, day3] {
+            let mut m = Manager::new();
+            m.update(defs(yaml), Duration::from_secs(60));
+            let mut store = MemStorage::new();
+            let mut notify = |_: &str, _: &[crate::rules::OutgoingAlert]| {};
+            let mut b = EngineBackend::new(&mut store, &opts);
+            let t0 = 1_760_000_000_000;
+            // Slots at 0..=5 minutes on the old clock, then the clock steps.
+            let mut t = t0;
+            for _ in 0..6 {
+                m.run_due(t, &mut b, &ctx, &mut notify);
+                t = m.next_deadline().unwrap();
+            }
+            let state = |m: &Manager| m.groups()[0].alerts().next().unwrap().1.state;
+            assert_eq!(state(&m), AlertState::Pending);
+            m.shift_time(step);
+            let mut t = t + step;
+            let mut fired_after = None;
+            for i in 6..20 {
+                m.run_due(t, &mut b, &ctx, &mut notify);
+                if state(&m) == AlertState::Firing {
+                    fired_after = Some(i);
+                    break;
+                }
+                t = m.next_deadline().unwrap();
+            }
+            // The first call only schedules; active from the second, firing 10 slots later.
+            assert_eq!(fired_after, Some(11), "step {step}");
+        }
     }
 
     #[test]

@@ -79,6 +79,63 @@ pub fn client_tls(cfg: &crate::scrape::config::TlsConfig) -> Result<ClientTls, S
     }
 }
 
+/// A TLS client built at first use and shared by clones, for holders whose `tls_config` is
+/// fixed until the next reload (a probe module, a webhook receiver): building one reads the CA
+/// bundle and parses every certificate in it (~30 ms for Debian's bundle in a debug build),
+/// which is not worth repeating per probe or per delivery. The files named in the config are
+/// stat'ed at each use and the client rebuilt when one changed, so a rotated CA or client
+/// certificate is picked up as before. Equal to every other cache: it is not configuration.
+#[derive(Clone, Default)]
+pub struct TlsClientCache(std::sync::Arc<std::sync::Mutex<Option<CachedTls>>>);
+
+type FileStamps = [Option<crate::http::webconfig::FileStamp>; 3];
+type CachedTls = (FileStamps, Result<ClientTls, String>);
+
+impl TlsClientCache {
+    /// The client for `cfg` (the same `cfg` at every call): built on the first call and
+    /// again when a file it names changed.
+    pub fn get(&self, cfg: &crate::scrape::config::TlsConfig) -> Result<ClientTls, String> {
+        let stamp = |p: &Option<std::path::PathBuf>| {
+            p.as_deref().and_then(crate::http::webconfig::FileStamp::of)
+        };
+        let stamps = [
+            stamp(&cfg.ca_file),
+            stamp(&cfg.cert_file),
+            stamp(&cfg.key_file),
+        ];
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match &*slot {
+            Some((s, built)) if *s == stamps => built.clone(),
+            _ => {
+                let built = client_tls(cfg);
+                *slot = Some((stamps, built.clone()));
+                built
+            }
+        }
+    }
+
+    /// Whether a client (or the error building it) is held (tests).
+    pub fn is_built(&self) -> bool {
+        self.0.lock().map(|s| s.is_some()).unwrap_or(false)
+    }
+}
+
+impl PartialEq for TlsClientCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for TlsClientCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_built() {
+            "TlsClientCache(built)"
+        } else {
+            "TlsClientCache(empty)"
+        })
+    }
+}
+
 /// Sends `req` and leaves the decoded response body in `body` (cleared first). `raw` is
 /// scratch space, kept by the caller so its capacity is reused.
 pub async fn send(
@@ -424,6 +481,35 @@ pub fn gunzip(data: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), String
 
 #[cfg(test)]
 mod tests {
+
+    /// The CA bundle is read once per cache while it is unchanged (clones share the client);
+    /// a changed file is read again.
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_client_cache_reads_the_ca_bundle_once() {
+        let ca = std::env::temp_dir().join(format!("promlet-ca-{}.pem", std::process::id()));
+        std::fs::copy("/etc/ssl/certs/ca-certificates.crt", &ca).unwrap();
+        let cfg = crate::scrape::config::TlsConfig {
+            ca_file: Some(ca.clone()),
+            ..Default::default()
+        };
+        let cache = TlsClientCache::default();
+        let shared = cache.clone();
+        let started = std::time::Instant::now();
+        assert!(cache.get(&cfg).is_ok());
+        let build = started.elapsed();
+        let started = std::time::Instant::now();
+        assert!(cache.get(&cfg).is_ok());
+        assert!(shared.is_built() && shared.get(&cfg).is_ok());
+        let cached = started.elapsed();
+        // A changed file is read again: here a broken one, so the error shows it was.
+        std::fs::write(&ca, "not a certificate").unwrap();
+        let e = cache.get(&cfg).unwrap_err();
+        assert!(e.contains("promlet-ca-"), "{e}");
+        std::fs::remove_file(&ca).unwrap();
+        assert!(TlsClientCache::default().get(&cfg).is_err());
+        println!("TLS client from a 220 KB CA bundle: built in {build:?}, cached in {cached:?}");
+    }
     use super::*;
 
     fn gzip(data: &[u8]) -> Vec<u8> {

@@ -91,6 +91,9 @@ pub enum Record<'a> {
         #[serde(borrow)]
         chunks: Vec<ChunkEntry<'a>>,
     },
+    /// The wall clock was found behind the stored data: every sample at or after `from` read
+    /// before this record is dropped (the writer dropped them when it wrote this).
+    Cut { from: i64 },
 }
 
 /// Appends one framed record to `out`.
@@ -208,6 +211,7 @@ mod tests {
         let mut ids = Vec::new();
         let d = read_records(buf, |r| match r {
             Record::Batch { series, .. } => ids.push(series[0].id),
+            Record::Cut { .. } => {}
         })
         .unwrap();
         (ids, d)

@@ -62,9 +62,16 @@ impl Store {
         }
         set.single(
             "promlet_tsdb_clock_step_resets_total",
-            "Series that dropped newer samples because the wall clock went back.",
+            "Series cut back because the wall clock was found behind their newest samples.",
             c,
             s.clock_step_resets as f64,
+        );
+        set.single(
+            "promlet_tsdb_clock_step_discarded_samples_total",
+            "Samples dropped because the wall clock was found behind them (stamped by a clock \
+             that was ahead).",
+            c,
+            s.clock_step_discarded as f64,
         );
         set.single(
             "promlet_tsdb_chunks_evicted_total",

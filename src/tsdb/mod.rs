@@ -41,9 +41,9 @@
 //! # Limits (each a constant or an option, documented where defined)
 //! Budget `Options::retention_bytes` (default 16 MiB); chunks of at most
 //! [`CHUNK_MAX_BYTES`]; new series refused beyond `max_series` or when the index plus every
-//! series' worst-case open chunk would pass half the budget; samples more than
-//! [`CLOCK_STEP_BACK_MS`] older than their series' newest reset that series (clock stepped back),
-//! less than that are refused as out of order; samples after the last flush are lost in a crash.
+//! series' worst-case open chunk would pass half the budget; samples older than their series'
+//! newest are refused as out of order (a wall clock behind the data is the caller's to report:
+//! [`Store::discard_from`]); samples after the last flush are lost in a crash.
 
 mod chunk;
 pub mod format;

@@ -12,10 +12,13 @@
 //!   eviction of sealed chunks always able to bring the store back under budget.
 //! - **Order.** Samples of a series must have increasing timestamps. An equal timestamp with
 //!   the bit-identical value is accepted and ignored; with another value it is refused
-//!   (`DuplicateTimestamp`). An older timestamp is refused (`OutOfOrder`) — unless it is more
-//!   than [`CLOCK_STEP_BACK_MS`] older, which is a wall clock stepped back (a Pi without RTC):
-//!   the series then drops its samples at or after the new timestamp and continues, so the
-//!   store never wedges. A clock stepped forward is just a large delta.
+//!   (`DuplicateTimestamp`). An older timestamp is refused (`OutOfOrder`), however much older:
+//!   the store cannot tell a late sample from a clock that was stepped back. The caller that
+//!   owns the clock can: when the wall clock is behind the stored data it calls
+//!   [`Store::discard_from`], which drops every sample at or after the corrected time in
+//!   every series (they were stamped by a clock that was ahead), so appends at the corrected
+//!   time are accepted again; the cut is written to disk before any later sample
+//!   ([`Record::Cut`]). A clock stepped forward is just a large delta.
 //! - **Idle series.** An open chunk whose newest sample is [`IDLE_SEAL_MS`] older than the
 //!   newest sample in the store is sealed at the next `poll`, so its data takes its place in
 //!   the eviction ring instead of pinning memory (and old segments) forever.
@@ -37,7 +40,8 @@ use std::mem::size_of;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// A sample this much older than its series' newest means the wall clock was stepped back.
+/// The newest stored sample this far ahead of the wall clock means the clock is behind the
+/// data (the agent's rule; see `agent::State::observe_clock`).
 pub const CLOCK_STEP_BACK_MS: i64 = 10 * 60 * 1000;
 /// Open chunks idle this long (in sample time) are sealed so they can age out.
 pub const IDLE_SEAL_MS: i64 = 60 * 60 * 1000;
@@ -128,7 +132,12 @@ pub struct Stats {
     pub rejected_duplicate: u64,
     pub rejected_too_many_series: u64,
     pub rejected_invalid: u64,
+    /// Series cut back because the wall clock was behind their data.
     pub clock_step_resets: u64,
+    /// Samples those cuts dropped.
+    pub clock_step_discarded: u64,
+    /// Calls of [`Store::discard_from`].
+    pub clock_cuts: u64,
     pub chunks_evicted: u64,
     pub series_created: u64,
     pub series_removed: u64,
@@ -219,6 +228,8 @@ struct Persist {
     /// Chunks sealed since the last successful flush: (series, mint).
     pending: Vec<(SeriesId, Timestamp)>,
     needs_roll: bool,
+    /// A [`Store::discard_from`] not yet written: the oldest `from` since the last flush.
+    cut_from: Option<Timestamp>,
     next_flush: Option<Instant>,
     failures_in_row: u64,
 }
@@ -234,7 +245,6 @@ pub struct Store {
     max_t: Option<Timestamp>,
     stats: Stats,
     last_limit_log: Option<Timestamp>,
-    last_reset_log: Option<Timestamp>,
     persist: Option<Persist>,
 }
 
@@ -251,7 +261,6 @@ impl Store {
             max_t: None,
             stats: Stats::default(),
             last_limit_log: None,
-            last_reset_log: None,
             persist: None,
         }
     }
@@ -345,6 +354,7 @@ impl Store {
             files: seqs,
             pending: Vec::new(),
             needs_roll: false,
+            cut_from: None,
             next_flush: None,
             failures_in_row: 0,
         });
@@ -558,15 +568,15 @@ impl Store {
         }
     }
 
-    /// Drops every sample of `id` at or after `t` (the wall clock went back past them).
-    fn reset_from(&mut self, id: SeriesId, t: Timestamp) {
-        self.stats.clock_step_resets += 1;
+    /// Drops every sample of `id` at or after `t` and returns how many went. Samples older
+    /// than `t` in a chunk that also holds newer ones are kept: the chunk is re-encoded up to
+    /// `t` as the new head, written whole at the next flush (same first timestamp, so recovery
+    /// takes it in place of the old copy).
+    fn truncate_series(&mut self, id: SeriesId, t: Timestamp) -> u64 {
         let sd = &mut self.data[id as usize];
         let before = Self::series_fixed_bytes(sd);
         let mut freed = 0;
-        // Samples older than `t` in a chunk that also holds newer ones are kept: the chunk is
-        // re-encoded up to `t` as the new head, written whole at the next flush (same first
-        // timestamp, so recovery takes it in place of the old copy).
+        let mut dropped = u64::from(sd.head.state.count);
         let head_prefix = if sd.head.is_empty() {
             None
         } else {
@@ -579,6 +589,7 @@ impl Store {
         let mut kept = head_prefix;
         while sd.sealed.back().is_some_and(|c| c.maxt >= t) {
             if let Some(c) = sd.sealed.pop_back() {
+                dropped += u64::from(c.count);
                 if kept.is_none() && c.mint < t {
                     kept = prefix_before(c.mint, &c.data, c.bit_len, t);
                 }
@@ -593,22 +604,53 @@ impl Store {
             }
         }
         if let Some(oc) = kept {
+            dropped -= u64::from(oc.state.count);
             sd.head = oc;
         }
         self.chunk_bytes = self.chunk_bytes + Self::series_fixed_bytes(sd) - before - freed;
-        // One line per step, not one per series (a step hits every series at once).
-        if self
-            .last_reset_log
-            .is_none_or(|l| t.saturating_sub(l).unsigned_abs() >= LIMIT_LOG_EVERY_MS as u64)
-        {
-            self.last_reset_log = Some(t);
-            crate::log::warn(&format!(
-                "tsdb: wall clock went back: series such as {} drop samples at or after t={t} \
-                 ({} series reset so far)",
-                self.index.labels_of(id),
-                self.stats.clock_step_resets
-            ));
+        dropped
+    }
+
+    /// Recovery found a chunk starting before its series' previous data ends: files written
+    /// before [`Record::Cut`] existed, when a series stepped back on its own.
+    fn reset_from(&mut self, id: SeriesId, t: Timestamp) {
+        self.stats.clock_step_resets += 1;
+        self.stats.clock_step_discarded += self.truncate_series(id, t);
+    }
+
+    /// The wall clock is behind the stored data (it was stepped back, or the data was stamped
+    /// by a clock that was ahead): drops every sample at or after `from` in every series, so
+    /// appends at the corrected time are accepted again. Series left empty leave the index;
+    /// the newest timestamp is recomputed. Durable at the next flush ([`Record::Cut`] is
+    /// written before any sample appended after this call). Returns (series cut, samples
+    /// dropped) for the caller, who knows why, to log.
+    pub fn discard_from(&mut self, from: Timestamp) -> (u64, u64) {
+        let ids: Vec<SeriesId> = self
+            .index
+            .select(&[])
+            .into_iter()
+            .filter(|&id| self.data[id as usize].last_t().is_some_and(|l| l >= from))
+            .collect();
+        let (mut series, mut samples) = (0u64, 0u64);
+        for id in ids {
+            samples += self.truncate_series(id, from);
+            series += 1;
+            if self.data[id as usize].is_empty() {
+                self.remove_series(id);
+            }
         }
+        self.recompute_max_t();
+        if let Some(p) = &mut self.persist {
+            p.cut_from = Some(p.cut_from.map_or(from, |c| c.min(from)));
+        }
+        self.stats.clock_cuts += 1;
+        self.stats.clock_step_resets += series;
+        self.stats.clock_step_discarded += samples;
+        (series, samples)
+    }
+
+    fn recompute_max_t(&mut self) {
+        self.max_t = self.data.iter().filter_map(SeriesData::last_t).max();
     }
 
     fn push_sample(&mut self, id: SeriesId, t: Timestamp, v: f64) {
@@ -699,6 +741,10 @@ impl Store {
         if p.seg_size == 0 {
             out.extend_from_slice(&format::segment_header());
         }
+        // Before any sample: everything below was appended after the cut.
+        if let Some(from) = p.cut_from {
+            format::write_frame(&mut out, &Record::Cut { from });
+        }
         // What to mark durable once the write succeeds.
         let mut done_sealed: Vec<(SeriesId, usize, bool)> = Vec::new();
         let mut done_heads: Vec<(SeriesId, bool)> = Vec::new();
@@ -777,6 +823,7 @@ impl Store {
                 }
                 p.seg_size += out.len();
                 p.failures_in_row = 0;
+                p.cut_from = None;
                 self.stats.persist_writes += 1;
                 self.stats.bytes_written += out.len() as u64;
                 self.stats.persisted_until = self.max_t;
@@ -893,6 +940,77 @@ impl Store {
                 for e in chunks {
                     self.replay_chunk(r, seg, e);
                 }
+            }
+            Record::Cut { from } => self.replay_cut(r, from),
+        }
+    }
+
+    /// Applies a [`Record::Cut`] to everything recovered so far: sealed chunks as
+    /// [`Store::discard_from`] does, chunks still being rebuilt by truncating them to their
+    /// samples before `from`. A truncated chunk keeps its segment: its bytes are a prefix of
+    /// what that segment holds (the encoder is a stream), so later continuations still fit.
+    fn replay_cut(&mut self, r: &mut Replay, from: Timestamp) {
+        for i in 0..r.heads.len() {
+            let Some(raw) = r.heads[i].take() else {
+                continue;
+            };
+            let Some(oc) = OpenChunk::from_bytes(raw.mint, &raw.bytes, raw.bit_len) else {
+                r.inconsistent += 1;
+                continue;
+            };
+            if oc.state.count > 0 && oc.state.last_t < from {
+                r.heads[i] = Some(raw);
+                continue;
+            }
+            if let Some(p) = prefix_before(raw.mint, &raw.bytes, raw.bit_len, from) {
+                r.heads[i] = Some(RawHead {
+                    mint: raw.mint,
+                    bit_len: p.state.bit_len,
+                    bytes: p.bytes,
+                    seg: raw.seg,
+                });
+            }
+            r.spare.push(raw.bytes);
+        }
+        let ids: Vec<SeriesId> = self
+            .index
+            .select(&[])
+            .into_iter()
+            .filter(|&id| self.data[id as usize].last_t().is_some_and(|l| l >= from))
+            .collect();
+        for id in ids {
+            let first_seg = self.data[id as usize]
+                .sealed
+                .iter()
+                .rev()
+                .take_while(|c| c.maxt >= from)
+                .last()
+                .map_or(NO_SEG, |c| c.first_seg);
+            self.truncate_series(id, from);
+            // A kept prefix of a sealed chunk continues as that chunk's rebuilt head.
+            let sd = &mut self.data[id as usize];
+            if !sd.head.is_empty() {
+                let oc = std::mem::take(&mut sd.head);
+                let before = alloc_size(oc.bytes.capacity());
+                self.chunk_bytes -= before;
+                r.put_head(
+                    id,
+                    RawHead {
+                        mint: oc.state.mint,
+                        bit_len: oc.state.bit_len,
+                        bytes: oc.bytes,
+                        seg: first_seg,
+                    },
+                );
+            }
+        }
+        self.recompute_max_t();
+        for h in r.heads.iter().flatten() {
+            if let Some(oc) = OpenChunk::from_bytes(h.mint, &h.bytes, h.bit_len) {
+                self.max_t = Some(
+                    self.max_t
+                        .map_or(oc.state.last_t, |m| m.max(oc.state.last_t)),
+                );
             }
         }
     }
@@ -1390,11 +1508,8 @@ impl Store {
                 return Err(AppendError::DuplicateTimestamp);
             }
             if t < last {
-                if last.saturating_sub(t) <= CLOCK_STEP_BACK_MS {
-                    self.stats.rejected_out_of_order += 1;
-                    return Err(AppendError::OutOfOrder);
-                }
-                self.reset_from(id, t);
+                self.stats.rejected_out_of_order += 1;
+                return Err(AppendError::OutOfOrder);
             }
         }
         self.push_sample(id, t, v);
@@ -1485,7 +1600,7 @@ mod tests {
     /// Regression (chaos test `chaos_wall_clock_jumps_three_days_both_ways`): a clock stepped
     /// forward and back dropped the whole chunk holding the jump, true history included.
     #[test]
-    fn clock_step_back_keeps_the_older_samples_of_the_chunk_it_cuts() {
+    fn discard_from_keeps_the_older_samples_of_the_chunk_it_cuts() {
         let mut st = Store::new(Options::default());
         let l = lbl("m", "a");
         let day3 = 3 * 86_400_000;
@@ -1495,12 +1610,20 @@ mod tests {
         for i in 0..5 {
             st.append(&l, day3 + i * 15_000, 100.0).unwrap();
         }
-        // Back to true time: the future samples go, the first 20 stay.
+        // Back to true time: refused until the caller says the clock was behind.
+        assert_eq!(
+            st.append(&l, 20 * 15_000, 20.0),
+            Err(AppendError::OutOfOrder)
+        );
+        assert_eq!(st.discard_from(20 * 15_000), (1, 5));
+        assert_eq!(st.max_t(), Some(19 * 15_000));
         st.append(&l, 20 * 15_000, 20.0).unwrap();
         let got = st.select(&[eq("__name__", "m")], 0, i64::MAX);
         let ts: Vec<i64> = got[0].samples.iter().map(|s| s.t).collect();
         assert_eq!(ts, (0..21).map(|i| i * 15_000).collect::<Vec<_>>());
         assert_eq!(st.stats().clock_step_resets, 1);
+        assert_eq!(st.stats().clock_step_discarded, 5);
+        assert_eq!(st.chunk_bytes, st.recount_chunk_bytes());
     }
 
     #[test]
@@ -1677,22 +1800,29 @@ mod tests {
     }
 
     #[test]
-    fn clock_stepped_back_by_days_resets_the_series_instead_of_wedging() {
+    fn discard_from_cuts_every_series_even_those_not_appended_again() {
         let mut st = Store::new(Options::default());
-        let l = lbl("m", "a");
+        let (a, b, gone) = (lbl("m", "a"), lbl("m", "b"), lbl("m", "gone"));
         let day = 86_400_000;
         let t0 = 1_700_000_000_000;
         for i in 0..1000 {
-            st.append(&l, t0 + 3 * day + i * 15_000, 1.0).unwrap();
+            st.append(&a, t0 + 3 * day + i * 15_000, 1.0).unwrap();
+            st.append(&b, t0 - 1000 + i * 15_000, 1.0).unwrap();
         }
-        // NTP corrects a clock that was three days ahead.
-        st.append(&l, t0, 2.0).unwrap();
-        st.append(&l, t0 + 15_000, 3.0).unwrap();
-        assert_eq!(st.stats().clock_step_resets, 1);
-        let s = &st.select(&[], 0, i64::MAX)[0].samples;
+        st.append(&gone, t0 + 3 * day, 1.0).unwrap();
+        // NTP corrects a clock that was three days ahead: `b` keeps what is older than t0,
+        // `gone` (never appended again) leaves the index, the newest sample is recomputed, so
+        // idle sealing and retention time work from the true time again.
+        let (series, samples) = st.discard_from(t0);
+        assert_eq!((series, samples), (3, 1000 + 999 + 1));
+        assert_eq!(st.series_count(), 1);
+        assert_eq!(st.max_t(), Some(t0 - 1000));
+        st.append(&a, t0, 2.0).unwrap();
+        st.append(&a, t0 + 15_000, 3.0).unwrap();
+        let got = st.select(&[eq("instance", "a")], 0, i64::MAX);
         assert_eq!(
-            s,
-            &vec![
+            got[0].samples,
+            vec![
                 Sample { t: t0, v: 2.0 },
                 Sample {
                     t: t0 + 15_000,
@@ -1701,9 +1831,120 @@ mod tests {
             ]
         );
         // Forward by days is just a long gap.
-        st.append(&l, t0 + 30 * day, 4.0).unwrap();
-        assert_eq!(st.select(&[], 0, i64::MAX)[0].samples.len(), 3);
+        st.append(&a, t0 + 30 * day, 4.0).unwrap();
+        assert_eq!(
+            st.select(&[eq("instance", "a")], 0, i64::MAX)[0]
+                .samples
+                .len(),
+            3
+        );
         assert_eq!(st.chunk_bytes, st.recount_chunk_bytes());
+    }
+
+    /// A cut is durable: the discarded samples stay gone after a restart, what was appended
+    /// after the cut is there, and a crash before the flush that writes the cut leaves the
+    /// old state (the cut and the samples after it are written together).
+    #[test]
+    fn discard_from_survives_restart_and_is_atomic_with_later_samples() {
+        use crate::tsdb::OsFs;
+        let dir = std::env::temp_dir().join(format!("promlet-cut-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let now = Instant::now();
+        let (a, gone) = (lbl("m", "a"), lbl("m", "gone"));
+        let future = 1_000_000_000;
+        let mut st = Store::open(Options::default(), &dir, Box::new(OsFs));
+        for i in 0..300 {
+            st.append(&a, i * 15_000, 1.0).unwrap();
+        }
+        for i in 0..200 {
+            st.append(&a, future + i * 15_000, 2.0).unwrap();
+            st.append(&gone, future + i * 15_000, 2.0).unwrap();
+        }
+        st.flush(now);
+        let before = st.select(&[], i64::MIN, i64::MAX);
+        // Cut, append at the corrected time, but "crash" before flushing.
+        st.discard_from(300 * 15_000);
+        st.append(&a, 300 * 15_000, 3.0).unwrap();
+        drop(st);
+        let st = Store::open(Options::default(), &dir, Box::new(OsFs));
+        assert_eq!(st.select(&[], i64::MIN, i64::MAX), before);
+        drop(st);
+        // Again, this time flushed; then more appends and seals, flushed in a later segment.
+        let mut st = Store::open(Options::default(), &dir, Box::new(OsFs));
+        st.discard_from(300 * 15_000);
+        for i in 300..700 {
+            st.append(&a, i * 15_000, 3.0).unwrap();
+            if i == 310 {
+                st.flush(now);
+            }
+        }
+        st.flush(now);
+        let want = st.select(&[], i64::MIN, i64::MAX);
+        assert_eq!(want.len(), 1);
+        assert_eq!(want[0].samples.len(), 700);
+        drop(st);
+        let st = Store::open(Options::default(), &dir, Box::new(OsFs));
+        assert_eq!(st.stats().corrupt_records, 0);
+        assert_eq!(st.select(&[], i64::MIN, i64::MAX), want);
+        assert_eq!(st.max_t(), Some(699 * 15_000));
+        assert_eq!(st.chunk_bytes, st.recount_chunk_bytes());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A torn flush that kept the cut but lost the chunks written after it: recovery truncates
+    /// the rebuilt chunks itself (the open one of `a`, the sealed one of `b` that straddles
+    /// the cut), and the chunk continuations the restarted writer appends to those truncated
+    /// chunks read back exactly.
+    #[test]
+    fn a_cut_whose_chunks_were_torn_off_recovers_and_continues() {
+        use crate::tsdb::OsFs;
+        let dir = std::env::temp_dir().join(format!("promlet-cut-torn-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let now = Instant::now();
+        let (a, b) = (lbl("m", "a"), lbl("m", "b"));
+        let cut = 100 * 15_000;
+        let mut st = Store::open(Options::default(), &dir, Box::new(OsFs));
+        for i in 0..100 {
+            st.append(&a, i * 15_000, (i % 7) as f64).unwrap();
+            st.append(&b, i * 15_000, (i % 5) as f64).unwrap();
+        }
+        for i in 0..10 {
+            st.append(&a, cut + 1_000_000 + i * 15_000, 9.0).unwrap();
+        }
+        for i in 0..600 {
+            st.append(&b, cut + 1_000_000 + i * 15_000, i as f64)
+                .unwrap();
+        }
+        st.flush(now);
+        let seg = dir.join(format::segment_name(0));
+        let cut_at = std::fs::read(&seg).unwrap().len();
+        st.discard_from(cut);
+        let want = st.select(&[], i64::MIN, i64::MAX);
+        assert_eq!(want.len(), 2);
+        assert!(want.iter().all(|s| s.samples.len() == 100));
+        st.flush(now);
+        drop(st);
+        // Keep what the first flush wrote and the frame holding the cut; tear off the rest.
+        let bytes = std::fs::read(&seg).unwrap();
+        let len = u32::from_le_bytes(bytes[cut_at + 1..cut_at + 5].try_into().unwrap()) as usize;
+        assert!(len < 16, "the cut is the first frame of its flush");
+        std::fs::write(&seg, &bytes[..cut_at + format::FRAME_OVERHEAD + len]).unwrap();
+        let mut st = Store::open(Options::default(), &dir, Box::new(OsFs));
+        assert_eq!(st.stats().corrupt_records, 0);
+        assert_eq!(st.select(&[], i64::MIN, i64::MAX), want);
+        assert_eq!(st.max_t(), Some(99 * 15_000));
+        for i in 100..130 {
+            st.append(&a, i * 15_000, 1.0).unwrap();
+            st.append(&b, i * 15_000, 2.0).unwrap();
+        }
+        st.flush(now);
+        let want = st.select(&[], i64::MIN, i64::MAX);
+        drop(st);
+        let st = Store::open(Options::default(), &dir, Box::new(OsFs));
+        assert_eq!(st.stats().corrupt_records, 0);
+        assert_eq!(st.select(&[], i64::MIN, i64::MAX), want);
+        assert_eq!(st.chunk_bytes, st.recount_chunk_bytes());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -1774,6 +2015,10 @@ mod replay_tests {
                         })
                         .collect();
                     format::write_frame(&mut buf, &Record::Batch { series, chunks });
+                    if rng.u8(0..4) == 0 {
+                        let from = rng.i64(..);
+                        format::write_frame(&mut buf, &Record::Cut { from });
+                    }
                 }
                 std::fs::write(dir.join(format::segment_name(seg)), &buf).unwrap();
             }
