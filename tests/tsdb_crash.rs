@@ -473,8 +473,14 @@ fn agent_state_survives_sigkill_loop() {
             }
         }
         // Wait for a TSDB flush that covers ALERTS_FOR_STATE from this run, then kill at a
-        // random moment.
-        let want = started + 2000;
+        // random moment. The flush must hold a sample stamped after the alert was seen pending
+        // (so it came after the evaluation that wrote ALERTS_FOR_STATE): on a loaded machine the
+        // first evaluation can come later than a fixed 2 s after the start.
+        let pending_seen = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let want = (started + 2000).max(pending_seen + 1000);
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             let (_, _, b) = crate::common::http_get(port, "/metrics", "");
