@@ -8,6 +8,7 @@
 
 use super::ast::*;
 use super::functions::{self as fx, Bucket};
+use crate::histogram::{FloatHistogram, HistogramSample};
 use crate::model::{is_stale_nan, Labels, Sample, METRIC_NAME};
 use crate::tsdb::{Querier, SeriesSamples};
 use std::cell::Cell;
@@ -71,7 +72,12 @@ fn exec_err<T>(msg: impl Into<String>) -> Result<T, EvalError> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct VecSample {
     pub labels: Rc<Labels>,
+    /// The float value; unused (0) when `h` holds a native histogram.
     pub v: f64,
+    /// A native histogram sample instead of a float. None on every float path, so floats
+    /// cost no allocation; histograms are shared with the store until an operation changes
+    /// them (`Rc::make_mut`).
+    pub h: Option<Rc<FloatHistogram>>,
     /// `__name__` is to be removed once evaluation finishes (delayed name removal).
     pub drop_name: bool,
 }
@@ -81,6 +87,8 @@ pub struct VecSample {
 pub struct Series {
     pub labels: Rc<Labels>,
     pub points: Vec<Sample>,
+    /// Native histogram points (Prometheus keeps floats and histograms of a series apart).
+    pub hpoints: Vec<HistogramSample>,
     pub drop_name: bool,
 }
 
@@ -160,7 +168,11 @@ pub fn range_query(
     let mut total = 0usize;
     let mut t = start;
     while t <= end {
-        let mut push = |labels: Rc<Labels>, drop_name: bool, v: f64| -> Result<(), EvalError> {
+        let mut push = |labels: Rc<Labels>,
+                        drop_name: bool,
+                        v: f64,
+                        h: Option<Rc<FloatHistogram>>|
+         -> Result<(), EvalError> {
             let i = match by_addr.get(&(Rc::as_ptr(&labels), drop_name)) {
                 Some(&i) => i,
                 None => {
@@ -168,6 +180,7 @@ pub fn range_query(
                         series.push(Series {
                             labels: labels.clone(),
                             points: Vec::new(),
+                            hpoints: Vec::new(),
                             drop_name,
                         });
                         series.len() - 1
@@ -178,22 +191,27 @@ pub fn range_query(
                     i
                 }
             };
-            let pts = &mut series[i].points;
-            if pts.last().is_some_and(|p| p.t == t) {
+            let sr = &mut series[i];
+            if sr.points.last().is_some_and(|p| p.t == t)
+                || sr.hpoints.last().is_some_and(|p| p.t == t)
+            {
                 return exec_err("vector cannot contain metrics with the same labelset");
             }
-            pts.push(Sample { t, v });
+            match h {
+                None => sr.points.push(Sample { t, v }),
+                Some(h) => sr.hpoints.push(HistogramSample { t, h }),
+            }
             Ok(())
         };
         match ev.eval(expr, t)? {
             Value::Scalar(v) => {
-                push(Rc::new(Labels::new()), false, v)?;
+                push(Rc::new(Labels::new()), false, v, None)?;
                 total += 1;
             }
             Value::Vector(vs) => {
                 total += vs.len();
                 for s in vs {
-                    push(s.labels, s.drop_name, s.v)?;
+                    push(s.labels, s.drop_name, s.v, s.h)?;
                 }
             }
             _ => return exec_err("range query produced an unexpected value type"),
@@ -298,12 +316,21 @@ fn finish_matrix(m: Vec<Series>) -> Result<Vec<Series>, EvalError> {
         if let Some(&i) = index.get(&*s.labels) {
             let prev = &mut out[i];
             for p in s.points {
-                if prev.points.iter().any(|q| q.t == p.t) {
+                if prev.points.iter().any(|q| q.t == p.t) || prev.hpoints.iter().any(|q| q.t == p.t)
+                {
                     return exec_err("vector cannot contain metrics with the same labelset");
                 }
                 prev.points.push(p);
             }
+            for p in s.hpoints {
+                if prev.points.iter().any(|q| q.t == p.t) || prev.hpoints.iter().any(|q| q.t == p.t)
+                {
+                    return exec_err("vector cannot contain metrics with the same labelset");
+                }
+                prev.hpoints.push(p);
+            }
             prev.points.sort_by_key(|p| p.t);
+            prev.hpoints.sort_by_key(|p| p.t);
         } else {
             index.insert((*s.labels).clone(), out.len());
             out.push(s);
@@ -333,6 +360,30 @@ struct Fetched {
     /// mostly move forward, so the next lookup starts there instead of binary-searching
     /// (which costs a cache miss per probe on big series).
     cursors: Vec<[Cell<usize>; 3]>,
+    /// Native histogram samples per series (parallel to `series`; empty vectors, which do not
+    /// allocate, for float-only series). Only the in-memory test store has any.
+    hist: Vec<Vec<HistogramSample>>,
+}
+
+/// Adds histogram series to fetched float series: a series with both joins its float entry,
+/// one with histograms only gets an entry without floats. Both inputs are sorted by labels.
+fn merge_histogram_series(
+    series: &mut Vec<(Rc<Labels>, Vec<Sample>)>,
+    clean: &mut Vec<Option<Vec<Sample>>>,
+    hist: &mut Vec<Vec<HistogramSample>>,
+    hs: Vec<crate::tsdb::HistogramSeries>,
+) {
+    hist.resize_with(series.len(), Vec::new);
+    for h in hs {
+        match series.binary_search_by(|(l, _)| (**l).cmp(&h.labels)) {
+            Ok(i) => hist[i] = h.samples,
+            Err(i) => {
+                series.insert(i, (Rc::new(h.labels), Vec::new()));
+                clean.insert(i, None);
+                hist.insert(i, h.samples);
+            }
+        }
+    }
 }
 
 /// Index of the first sample newer than `t` (like `partition_point(|s| s.t <= t)`), starting
@@ -376,6 +427,7 @@ struct Evaluator<'a> {
 struct RangeView<'x> {
     labels: &'x Rc<Labels>,
     points: &'x [Sample],
+    hpoints: &'x [HistogramSample],
     drop_name: bool,
 }
 
@@ -415,6 +467,15 @@ impl<'a> Evaluator<'a> {
                 }));
                 series.push((Rc::new(s.labels), s.samples));
             }
+            let mut hist: Vec<Vec<HistogramSample>> = Vec::new();
+            let hs = q.select_histograms(&vs.matchers, mint, maxt);
+            if !hs.is_empty() {
+                loaded += hs.iter().map(|s| s.samples.len()).sum::<usize>();
+                if loaded > opts.max_samples {
+                    return Err(EvalError::TooManySamples);
+                }
+                merge_histogram_series(&mut series, &mut clean, &mut hist, hs);
+            }
             let cursors = (0..series.len()).map(|_| Default::default()).collect();
             data.insert(
                 k,
@@ -422,6 +483,7 @@ impl<'a> Evaluator<'a> {
                     series,
                     clean,
                     cursors,
+                    hist,
                 },
             );
         }
@@ -504,6 +566,7 @@ impl<'a> Evaluator<'a> {
                         .map(|v| Series {
                             labels: v.labels.clone(),
                             points: v.points.to_vec(),
+                            hpoints: v.hpoints.to_vec(),
                             drop_name: false,
                         })
                         .collect(),
@@ -551,8 +614,26 @@ impl<'a> Evaluator<'a> {
         let ref_t = self.at_time(&vs.at, t).saturating_sub(vs.offset);
         let mint = ref_t.saturating_sub(self.opts.lookback_delta);
         let mut out = Vec::new();
-        for ((labels, samples), cur) in f.series.iter().zip(&f.cursors) {
+        for (i, ((labels, samples), cur)) in f.series.iter().zip(&f.cursors).enumerate() {
             let idx = seek(samples, &cur[0], ref_t);
+            if let Some(hs) = f.hist.get(i).filter(|h| !h.is_empty()) {
+                // A series with histograms: the newer of the latest float and histogram.
+                let hi = hs.partition_point(|p| p.t <= ref_t);
+                let newest_float = idx.checked_sub(1).map(|j| samples[j].t);
+                if let Some(hp) = hi.checked_sub(1).map(|j| &hs[j]) {
+                    if newest_float.is_none_or(|ft| ft < hp.t) {
+                        if hp.t > mint && !is_stale_nan(hp.h.sum) {
+                            out.push(VecSample {
+                                labels: labels.clone(),
+                                v: if keep_ts { hp.t as f64 / 1000.0 } else { 0.0 },
+                                h: (!keep_ts).then(|| hp.h.clone()),
+                                drop_name: false,
+                            });
+                        }
+                        continue;
+                    }
+                }
+            }
             if idx == 0 {
                 continue;
             }
@@ -563,6 +644,7 @@ impl<'a> Evaluator<'a> {
             out.push(VecSample {
                 labels: labels.clone(),
                 v: if keep_ts { s.t as f64 / 1000.0 } else { s.v },
+                h: None,
                 drop_name: false,
             });
         }
@@ -583,17 +665,28 @@ impl<'a> Evaluator<'a> {
         let mint = ref_t.saturating_sub(range);
         let mut out = Vec::new();
         let mut total = 0;
-        for (((labels, raw), clean), cur) in f.series.iter().zip(&f.clean).zip(&f.cursors) {
+        for (i, (((labels, raw), clean), cur)) in
+            f.series.iter().zip(&f.clean).zip(&f.cursors).enumerate()
+        {
             let samples: &[Sample] = clean.as_deref().unwrap_or(raw);
             let lo = seek(samples, &cur[1], mint);
             let hi = seek(samples, &cur[2], ref_t);
-            if lo >= hi {
+            let hpoints = match f.hist.get(i) {
+                Some(hs) if !hs.is_empty() => {
+                    let a = hs.partition_point(|p| p.t <= mint);
+                    let b = hs.partition_point(|p| p.t <= ref_t);
+                    &hs[a..b]
+                }
+                _ => &[],
+            };
+            if lo >= hi && hpoints.is_empty() {
                 continue;
             }
-            total += hi - lo;
+            total += hi.saturating_sub(lo) + hpoints.len();
             out.push(RangeView {
                 labels,
-                points: &samples[lo..hi],
+                points: &samples[lo..hi.max(lo)],
+                hpoints,
                 drop_name: false,
             });
         }
@@ -633,6 +726,7 @@ impl<'a> Evaluator<'a> {
                         out.push(Series {
                             labels: Rc::new(Labels::new()),
                             points: vec![],
+                            hpoints: Vec::new(),
                             drop_name: false,
                         });
                     }
@@ -644,11 +738,15 @@ impl<'a> Evaluator<'a> {
                             out.push(Series {
                                 labels: s.labels.clone(),
                                 points: vec![],
+                                hpoints: Vec::new(),
                                 drop_name: s.drop_name,
                             });
                             out.len() - 1
                         });
-                        out[i].points.push(Sample { t: ts, v: s.v });
+                        match s.h {
+                            None => out[i].points.push(Sample { t: ts, v: s.v }),
+                            Some(h) => out[i].hpoints.push(HistogramSample { t: ts, h }),
+                        }
                         out[i].drop_name |= s.drop_name;
                     }
                 }
@@ -881,6 +979,7 @@ impl<'a> Evaluator<'a> {
                         out.push(VecSample {
                             labels: Rc::new(l),
                             v: c,
+                            h: None,
                             drop_name: false,
                         });
                     }
@@ -890,6 +989,7 @@ impl<'a> Evaluator<'a> {
             out.push(VecSample {
                 labels: key,
                 v,
+                h: None,
                 drop_name,
             });
         }
@@ -913,6 +1013,7 @@ impl<'a> Evaluator<'a> {
                 return Ok(Value::Vector(vec![VecSample {
                     labels: Rc::new(Labels::new()),
                     v,
+                    h: None,
                     drop_name: false,
                 }]));
             }
@@ -958,6 +1059,7 @@ impl<'a> Evaluator<'a> {
                 Ok(Value::Vector(vec![VecSample {
                     labels: Rc::new(absent_labels(&args[0])),
                     v: 1.0,
+                    h: None,
                     drop_name: false,
                 }]))
             }
@@ -1016,6 +1118,7 @@ impl<'a> Evaluator<'a> {
                     vec![VecSample {
                         labels: Rc::new(Labels::new()),
                         v: t as f64 / 1000.0,
+                        h: None,
                         drop_name: false,
                     }]
                 } else {
@@ -1043,6 +1146,7 @@ impl<'a> Evaluator<'a> {
                         .map(|(labels, mut buckets)| VecSample {
                             labels: Rc::new(labels),
                             v: fx::bucket_fraction(lower, upper, &mut buckets),
+                            h: None,
                             drop_name: true,
                         })
                         .collect(),
@@ -1179,6 +1283,7 @@ impl<'a> Evaluator<'a> {
             out.push(VecSample {
                 labels: Rc::new(labels),
                 v: val,
+                h: None,
                 drop_name: true,
             });
         }
@@ -1234,6 +1339,7 @@ impl<'a> Evaluator<'a> {
                     .map(|s| RangeView {
                         labels: &s.labels,
                         points: &s.points,
+                        hpoints: &s.hpoints,
                         drop_name: s.drop_name,
                     })
                     .collect();
@@ -1255,6 +1361,7 @@ impl<'a> Evaluator<'a> {
             return Ok(Value::Vector(vec![VecSample {
                 labels: Rc::new(absent_labels(marg)),
                 v: 1.0,
+                h: None,
                 drop_name: false,
             }]));
         }
@@ -1383,6 +1490,7 @@ fn apply_range_fn(
             out.push(VecSample {
                 labels: s.labels.clone(),
                 v,
+                h: None,
                 drop_name: name != "last_over_time" || s.drop_name,
             });
         }
@@ -1607,6 +1715,7 @@ fn vector_vector(
         out.push(VecSample {
             labels: Rc::new(labels),
             v,
+            h: None,
             drop_name,
         });
     }

@@ -122,6 +122,13 @@ pub struct SeriesSamples {
     pub samples: Vec<Sample>,
 }
 
+/// One series and its native histogram samples inside a queried range, oldest first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistogramSeries {
+    pub labels: Labels,
+    pub samples: Vec<crate::histogram::HistogramSample>,
+}
+
 /// Read access for the query engine and the exporters.
 pub trait Querier {
     /// Series matching every matcher that have samples in `[mint, maxt]` (both inclusive), with
@@ -140,6 +147,18 @@ pub trait Querier {
         for s in self.select(matchers, mint, maxt) {
             f(&s.labels, &s.samples);
         }
+    }
+    /// Native histogram samples of the series matching every matcher, in `[mint, maxt]`, ordered
+    /// by label set. A series may have float samples at some times and histograms at others.
+    /// The ring store holds floats only (native histograms are only scraped via protobuf,
+    /// which promlet does not negotiate), so the default has none.
+    fn select_histograms(
+        &self,
+        _matchers: &[Matcher],
+        _mint: Timestamp,
+        _maxt: Timestamp,
+    ) -> Vec<HistogramSeries> {
+        Vec::new()
     }
     /// Sorted label names of series matching `matchers` (all series when empty).
     fn label_names(&self, matchers: &[Matcher], mint: Timestamp, maxt: Timestamp) -> Vec<String>;
