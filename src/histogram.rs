@@ -258,6 +258,19 @@ impl FloatHistogram {
         out
     }
 
+    /// Merges buckets down to the coarser `target` schema (no-op if not coarser or custom).
+    pub fn reduce_schema(&mut self, target: i32) {
+        if self.uses_custom_buckets() || target >= self.schema {
+            return;
+        }
+        let d = self.schema - target;
+        let p = reduce(&self.positive(), d);
+        let n = reduce(&self.negative(), d);
+        self.set_positive(&p);
+        self.set_negative(&n);
+        self.schema = target;
+    }
+
     /// Multiplies count, sum and every bucket by `f` (layout unchanged).
     pub fn mul(&mut self, f: f64) {
         self.zero_count *= f;

@@ -578,6 +578,9 @@ impl<'a> Evaluator<'a> {
                 Value::Vector(mut vs) => {
                     for s in vs.iter_mut() {
                         s.v = -s.v;
+                        if let Some(h) = s.h.as_mut() {
+                            Rc::make_mut(h).mul(-1.0);
+                        }
                         s.drop_name = true;
                     }
                     Ok(Value::Vector(vs))
@@ -927,8 +930,39 @@ impl<'a> Evaluator<'a> {
             groups[gi].1.push(i);
         }
         let mut out = Vec::new();
-        for (key, members) in groups {
+        for (key, mut members) in groups {
             let drop_name = members.iter().any(|&i| input[i].drop_name);
+            let n_hist = members.iter().filter(|&&i| input[i].h.is_some()).count();
+            if n_hist > 0 && !matches!(op, AggOp::Count | AggOp::Group) {
+                if matches!(op, AggOp::Sum | AggOp::Avg) {
+                    if n_hist < members.len() {
+                        self.warn(
+                            format!("encountered a mix of histograms and floats for aggregation"),
+                            span,
+                        );
+                        continue;
+                    }
+                    let hs: Vec<&FloatHistogram> = members
+                        .iter()
+                        .filter_map(|&i| input[i].h.as_deref())
+                        .collect();
+                    match aggregate_histograms(op == AggOp::Avg, &hs) {
+                        Ok(h) => out.push(VecSample {
+                            labels: key,
+                            v: 0.0,
+                            h: Some(Rc::new(h)),
+                            drop_name,
+                        }),
+                        Err(e) => self.warn(e.to_string(), span),
+                    }
+                    continue;
+                }
+                // The other aggregations are defined on floats only: histograms are ignored.
+                members.retain(|&i| input[i].h.is_none());
+                if members.is_empty() {
+                    continue;
+                }
+            }
             let vals = || members.iter().map(|&i| input[i].v);
             let v = match op {
                 AggOp::Sum => {
@@ -1019,7 +1053,11 @@ impl<'a> Evaluator<'a> {
             }
             "scalar" => {
                 let v = self.vector_arg(&args[0], t)?;
-                return Ok(Value::Scalar(if v.len() == 1 { v[0].v } else { f64::NAN }));
+                return Ok(Value::Scalar(if v.len() == 1 && v[0].h.is_none() {
+                    v[0].v
+                } else {
+                    f64::NAN
+                }));
             }
             _ => {}
         }
@@ -1042,6 +1080,7 @@ impl<'a> Evaluator<'a> {
                         let mut v = self.vector_arg(a, t)?;
                         for s in v.iter_mut() {
                             s.v = t as f64 / 1000.0;
+                            s.h = None;
                         }
                         v
                     }
@@ -1088,6 +1127,8 @@ impl<'a> Evaluator<'a> {
                 if name == "clamp" && hi < lo {
                     return Ok(Value::Vector(vec![]));
                 }
+                // Float functions ignore native histograms.
+                v.retain(|s| s.h.is_none());
                 for s in v.iter_mut() {
                     s.v = if lo.is_nan() || hi.is_nan() {
                         f64::NAN
@@ -1106,6 +1147,8 @@ impl<'a> Evaluator<'a> {
                     1.0
                 };
                 let inv = 1.0 / to;
+                // Float functions ignore native histograms.
+                v.retain(|s| s.h.is_none());
                 for s in v.iter_mut() {
                     s.v = (s.v * inv + 0.5).floor() / inv;
                     s.drop_name = true;
@@ -1124,33 +1167,73 @@ impl<'a> Evaluator<'a> {
                 } else {
                     self.vector_arg(&args[0], t)?
                 };
+                // Float functions ignore native histograms.
+                v.retain(|s| s.h.is_none());
                 for s in v.iter_mut() {
                     s.v = date_part(name, s.v);
                     s.drop_name = true;
                 }
                 Ok(Value::Vector(v))
             }
+            "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
+            | "histogram_stdvar" => {
+                // Defined on native histograms only: float samples are ignored.
+                let mut v = self.vector_arg(&args[0], t)?;
+                v.retain(|s| s.h.is_some());
+                for s in v.iter_mut() {
+                    let h = s.h.take().expect("retained histograms");
+                    s.v = match name {
+                        "histogram_count" => h.count,
+                        "histogram_sum" => h.sum,
+                        "histogram_avg" => h.sum / h.count,
+                        "histogram_stddev" => histogram_variance(&h).sqrt(),
+                        _ => histogram_variance(&h),
+                    };
+                    s.drop_name = true;
+                }
+                Ok(Value::Vector(v))
+            }
             "histogram_quantile" => {
                 let q = self.scalar_arg(&args[0], t)?;
-                let v = self.vector_arg(&args[1], t)?;
-                self.histogram_quantile(q, v, args, span)
+                let mut v = self.vector_arg(&args[1], t)?;
+                let native = take_histograms(&mut v);
+                let Value::Vector(mut out) = self.histogram_quantile(q, v, args, span)? else {
+                    return exec_err("histogram_quantile produced an unexpected value type");
+                };
+                for (labels, h) in native {
+                    out.push(VecSample {
+                        labels,
+                        v: h.quantile(q),
+                        h: None,
+                        drop_name: true,
+                    });
+                }
+                Ok(Value::Vector(out))
             }
             "histogram_fraction" => {
                 let lower = self.scalar_arg(&args[0], t)?;
                 let upper = self.scalar_arg(&args[1], t)?;
-                let v = self.vector_arg(&args[2], t)?;
+                let mut v = self.vector_arg(&args[2], t)?;
+                let native = take_histograms(&mut v);
                 let groups = self.bucket_groups(&v, &args[2]);
-                Ok(Value::Vector(
-                    groups
-                        .into_iter()
-                        .map(|(labels, mut buckets)| VecSample {
-                            labels: Rc::new(labels),
-                            v: fx::bucket_fraction(lower, upper, &mut buckets),
-                            h: None,
-                            drop_name: true,
-                        })
-                        .collect(),
-                ))
+                let mut out: Vec<VecSample> = groups
+                    .into_iter()
+                    .map(|(labels, mut buckets)| VecSample {
+                        labels: Rc::new(labels),
+                        v: fx::bucket_fraction(lower, upper, &mut buckets),
+                        h: None,
+                        drop_name: true,
+                    })
+                    .collect();
+                for (labels, h) in native {
+                    out.push(VecSample {
+                        labels,
+                        v: h.fraction(lower, upper),
+                        h: None,
+                        drop_name: true,
+                    });
+                }
+                Ok(Value::Vector(out))
             }
             "label_replace" => {
                 let mut v = self.vector_arg(&args[0], t)?;
@@ -1210,6 +1293,8 @@ impl<'a> Evaluator<'a> {
             _ => {
                 // Plain element-wise math.
                 let mut v = self.vector_arg(&args[0], t)?;
+                // Float functions ignore native histograms.
+                v.retain(|s| s.h.is_none());
                 for s in v.iter_mut() {
                     s.v = fx::simple(name, s.v);
                     s.drop_name = true;
@@ -1326,7 +1411,10 @@ impl<'a> Evaluator<'a> {
                 if absent {
                     (
                         vec![],
-                        views.iter().any(|v| !v.points.is_empty()).then(String::new),
+                        views
+                            .iter()
+                            .any(|v| !v.points.is_empty() || !v.hpoints.is_empty())
+                            .then(String::new),
                     )
                 } else {
                     apply_range_fn(name, &views, scalar, range_start, range_end, t)?
@@ -1346,7 +1434,10 @@ impl<'a> Evaluator<'a> {
                 if absent {
                     (
                         vec![],
-                        views.iter().any(|v| !v.points.is_empty()).then(String::new),
+                        views
+                            .iter()
+                            .any(|v| !v.points.is_empty() || !v.hpoints.is_empty())
+                            .then(String::new),
                     )
                 } else {
                     apply_range_fn(name, &views, scalar, range_start, range_end, t)?
@@ -1402,6 +1493,24 @@ fn apply_range_fn(
     let mut non_counter: Option<String> = None;
     for s in views {
         let p = s.points;
+        if !s.hpoints.is_empty() {
+            let (v, h) = match histogram_range_fn(name, s, range_start, range_end) {
+                HistRange::Float(v) => (v, None),
+                HistRange::Histogram(h) => (0.0, Some(Rc::new(h))),
+                HistRange::Keep(h) => (0.0, Some(h)),
+                HistRange::Nothing => continue,
+                HistRange::FloatsOnly => (f64::NAN, None),
+            };
+            if h.is_some() || !v.is_nan() {
+                out.push(VecSample {
+                    labels: s.labels.clone(),
+                    v,
+                    h,
+                    drop_name: name != "last_over_time" || s.drop_name,
+                });
+                continue;
+            }
+        }
         if p.is_empty() {
             continue;
         }
@@ -1498,6 +1607,148 @@ fn apply_range_fn(
     Ok((out, non_counter))
 }
 
+/// What a range function gives for a series holding native histograms.
+enum HistRange {
+    Float(f64),
+    Histogram(FloatHistogram),
+    /// A stored histogram, unchanged (last_over_time).
+    Keep(Rc<FloatHistogram>),
+    /// No output for this series (mixed floats and histograms, too few points, ...).
+    Nothing,
+    /// The function is defined on floats only: evaluate it over the series' floats.
+    FloatsOnly,
+}
+
+fn histogram_range_fn(
+    name: &str,
+    s: &RangeView<'_>,
+    range_start: i64,
+    range_end: i64,
+) -> HistRange {
+    let (p, hp) = (s.points, s.hpoints);
+    let only_hist = p.is_empty();
+    match name {
+        "count_over_time" => HistRange::Float((p.len() + hp.len()) as f64),
+        "present_over_time" => HistRange::Float(1.0),
+        "last_over_time" => match (p.last(), hp.last()) {
+            (Some(f), Some(h)) if f.t > h.t => HistRange::Float(f.v),
+            (_, Some(h)) => HistRange::Keep(h.h.clone()),
+            _ => HistRange::Nothing,
+        },
+        _ if !only_hist => match name {
+            // Mixed floats and histograms: Prometheus gives nothing (with a warning).
+            "rate" | "increase" | "delta" | "irate" | "idelta" | "sum_over_time"
+            | "avg_over_time" => HistRange::Nothing,
+            _ => HistRange::FloatsOnly,
+        },
+        "rate" | "increase" | "delta" => {
+            match histogram_rate(hp, range_start, range_end, name != "delta", name == "rate") {
+                Some(h) => HistRange::Histogram(h),
+                None => HistRange::Nothing,
+            }
+        }
+        "irate" | "idelta" => {
+            if hp.len() < 2 {
+                return HistRange::Nothing;
+            }
+            let (a, b) = (&hp[hp.len() - 2], &hp[hp.len() - 1]);
+            let is_rate = name == "irate";
+            let mut h = (*b.h).clone();
+            if (!is_rate || !b.h.detect_reset(&a.h)) && h.sub(&a.h).is_err() {
+                return HistRange::Nothing;
+            }
+            h.counter_reset_hint = crate::histogram::CounterResetHint::Gauge;
+            h.compact();
+            if is_rate {
+                let dt = b.t - a.t;
+                if dt == 0 {
+                    return HistRange::Nothing;
+                }
+                h.div(dt as f64 / 1000.0);
+            }
+            HistRange::Histogram(h)
+        }
+        "sum_over_time" | "avg_over_time" => {
+            let hs: Vec<&FloatHistogram> = hp.iter().map(|x| &*x.h).collect();
+            match aggregate_histograms(name == "avg_over_time", &hs) {
+                Ok(h) => HistRange::Histogram(h),
+                Err(_) => HistRange::Nothing,
+            }
+        }
+        // Float-only functions over a series of histograms: nothing to compute.
+        _ => HistRange::Nothing,
+    }
+}
+
+/// rate/increase/delta of native histograms: last minus first, corrected for counter resets
+/// (each reset adds the histogram before it back), in the coarsest schema seen, extrapolated
+/// to the range boundaries like floats (the zero point from the observation count). The
+/// result is a gauge histogram.
+fn histogram_rate(
+    hp: &[HistogramSample],
+    range_start: i64,
+    range_end: i64,
+    is_counter: bool,
+    is_rate: bool,
+) -> Option<FloatHistogram> {
+    if hp.len() < 2 {
+        return None;
+    }
+    let (first, last) = (&hp[0], &hp[hp.len() - 1]);
+    if first.h.uses_custom_buckets() != last.h.uses_custom_buckets() {
+        return None;
+    }
+    let mut min_schema = first.h.schema.min(last.h.schema);
+    if is_counter {
+        for x in &hp[1..hp.len() - 1] {
+            if x.h.uses_custom_buckets() != first.h.uses_custom_buckets() {
+                return None;
+            }
+            min_schema = min_schema.min(x.h.schema);
+        }
+    }
+    let mut h = (*last.h).clone();
+    h.reduce_schema(min_schema);
+    h.sub(&first.h).ok()?;
+    if is_counter {
+        let mut prev = &first.h;
+        for x in &hp[1..] {
+            if x.h.detect_reset(prev) {
+                h.add(prev).ok()?;
+            }
+            prev = &x.h;
+        }
+    }
+    h.counter_reset_hint = crate::histogram::CounterResetHint::Gauge;
+    h.compact();
+    let mut to_start = (first.t as f64 - range_start as f64) / 1000.0;
+    let mut to_end = (range_end as f64 - last.t as f64) / 1000.0;
+    let sampled = (last.t - first.t) as f64 / 1000.0;
+    let avg = sampled / (hp.len() - 1) as f64;
+    let threshold = avg * 1.1;
+    if to_start >= threshold {
+        to_start = avg / 2.0;
+    }
+    if is_counter {
+        let mut to_zero = to_start;
+        if h.count > 0.0 && first.h.count >= 0.0 {
+            to_zero = sampled * (first.h.count / h.count);
+        }
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    if to_end >= threshold {
+        to_end = avg / 2.0;
+    }
+    let mut factor = (sampled + to_start + to_end) / sampled;
+    if is_rate {
+        factor /= (range_end as f64 - range_start as f64) / 1000.0;
+    }
+    h.mul(factor);
+    Some(h)
+}
+
 /// The metric name; `__name__` is almost always the first label, so look there first (this
 /// runs for every series at every step of rate()/increase()).
 fn metric_name(l: &Labels) -> Option<&str> {
@@ -1564,6 +1815,18 @@ fn vector_scalar(
 ) -> Vec<VecSample> {
     let mut out = Vec::with_capacity(vs.len());
     for mut x in vs {
+        if let Some(h) = x.h.as_mut() {
+            // Histograms scale by a float (`h * s`, `s * h`, `h / s`); every other operator,
+            // comparisons included, is undefined and drops the sample.
+            match op {
+                BinOp::Mul => Rc::make_mut(h).mul(s),
+                BinOp::Div if !scalar_left => Rc::make_mut(h).div(s),
+                _ => continue,
+            }
+            x.drop_name = true;
+            out.push(x);
+            continue;
+        }
         let (l, r) = if scalar_left { (s, x.v) } else { (x.v, s) };
         let (mut v, keep) = scalar_op(op, l, r);
         if op.is_comparison() {
@@ -1582,6 +1845,130 @@ fn vector_scalar(
         out.push(x);
     }
     out
+}
+
+/// A binary operation where at least one side is a histogram: `Some((result, keep))`, where
+/// `keep` is the outcome of `==`/`!=`; None when the operation is undefined for these types
+/// (Prometheus drops such samples).
+fn histogram_binop(
+    op: BinOp,
+    hl: &Option<Rc<FloatHistogram>>,
+    hr: &Option<Rc<FloatHistogram>>,
+    fl: f64,
+    fr: f64,
+) -> Option<(Option<Rc<FloatHistogram>>, bool)> {
+    match (hl, hr) {
+        (Some(a), Some(b)) => match op {
+            BinOp::Add | BinOp::Sub => {
+                let mut r = (**a).clone();
+                let res = if op == BinOp::Add { r.add(b) } else { r.sub(b) };
+                res.ok()?;
+                r.compact();
+                Some((Some(Rc::new(r)), true))
+            }
+            BinOp::Eql => Some((None, histograms_equal(a, b))),
+            BinOp::Neq => Some((None, !histograms_equal(a, b))),
+            _ => None,
+        },
+        (Some(a), None) => match op {
+            BinOp::Mul | BinOp::Div => {
+                let mut r = (**a).clone();
+                if op == BinOp::Mul {
+                    r.mul(fr)
+                } else {
+                    r.div(fr)
+                }
+                Some((Some(Rc::new(r)), true))
+            }
+            _ => None,
+        },
+        (None, Some(b)) => match op {
+            BinOp::Mul => {
+                let mut r = (**b).clone();
+                r.mul(fl);
+                Some((Some(Rc::new(r)), true))
+            }
+            _ => None,
+        },
+        (None, None) => None,
+    }
+}
+
+/// Removes the native histogram samples from `v`, returning them with their labels.
+fn take_histograms(v: &mut Vec<VecSample>) -> Vec<(Rc<Labels>, Rc<FloatHistogram>)> {
+    if v.iter().all(|s| s.h.is_none()) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    v.retain_mut(|s| match s.h.take() {
+        Some(h) => {
+            out.push((s.labels.clone(), h));
+            false
+        }
+        None => true,
+    });
+    out
+}
+
+/// Estimated variance of the observations: each bucket's population sits at its geometric
+/// mean (exponential buckets), at zero (zero bucket) or at its midpoint (custom buckets).
+fn histogram_variance(h: &FloatHistogram) -> f64 {
+    let mean = h.sum / h.count;
+    let (mut var, mut c) = (0.0, 0.0);
+    for b in h.all_buckets() {
+        if b.count == 0.0 {
+            continue;
+        }
+        let val = if h.uses_custom_buckets() {
+            (b.upper + b.lower) / 2.0
+        } else if b.lower <= 0.0 && b.upper >= 0.0 {
+            0.0
+        } else {
+            let g = (b.upper * b.lower).sqrt();
+            if b.upper < 0.0 {
+                -g
+            } else {
+                g
+            }
+        };
+        let d = val - mean;
+        (var, c) = fx::kahan_inc(b.count * d * d, var, c);
+    }
+    (var + c) / h.count
+}
+
+/// `sum` or (incrementally, as Prometheus does) `avg` of histograms.
+fn aggregate_histograms(
+    avg: bool,
+    hs: &[&FloatHistogram],
+) -> Result<FloatHistogram, crate::histogram::HistogramError> {
+    let mut acc = hs[0].clone();
+    for (n, h) in hs.iter().enumerate().skip(1) {
+        if avg {
+            // mean += h/n - mean/n, with n counting this sample.
+            let count = (n + 1) as f64;
+            let mut left = (*h).clone();
+            left.div(count);
+            let mut right = acc.clone();
+            right.div(count);
+            left.sub(&right)?;
+            acc.add(&left)?;
+        } else {
+            acc.add(h)?;
+        }
+    }
+    acc.compact();
+    Ok(acc)
+}
+
+/// Histogram equality as PromQL's `==` sees it: same layout after dropping empty buckets,
+/// same counts; the counter-reset hint does not count.
+fn histograms_equal(a: &FloatHistogram, b: &FloatHistogram) -> bool {
+    let (mut a, mut b) = (a.clone(), b.clone());
+    a.compact();
+    b.compact();
+    a.counter_reset_hint = b.counter_reset_hint;
+    a == b
 }
 
 /// The label subset two samples must agree on to match.
@@ -1672,8 +2059,33 @@ fn vector_vector(
             return exec_err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
         }
         let (fl, fr) = if swapped { (rs.v, ls.v) } else { (ls.v, rs.v) };
-        let (mut v, keep) = scalar_op(op, fl, fr);
-        if op.is_comparison() {
+        let mut h = None;
+        let (mut v, keep) = if ls.h.is_some() || rs.h.is_some() {
+            let (hl, hr) = if swapped {
+                (&rs.h, &ls.h)
+            } else {
+                (&ls.h, &rs.h)
+            };
+            match histogram_binop(op, hl, hr, fl, fr) {
+                Some((r, keep)) => {
+                    h = r;
+                    (0.0, keep)
+                }
+                None => continue,
+            }
+        } else {
+            scalar_op(op, fl, fr)
+        };
+        if h.is_none() && op.is_comparison() && (ls.h.is_some() || rs.h.is_some()) {
+            // `==`/`!=` between histograms keep the left one (or give 0/1 with `bool`).
+            if return_bool {
+                v = if keep { 1.0 } else { 0.0 };
+            } else if !keep {
+                continue;
+            } else {
+                h = if swapped { rs.h.clone() } else { ls.h.clone() };
+            }
+        } else if op.is_comparison() {
             if return_bool {
                 v = if keep { 1.0 } else { 0.0 };
             } else if !keep {
@@ -1715,7 +2127,7 @@ fn vector_vector(
         out.push(VecSample {
             labels: Rc::new(labels),
             v,
-            h: None,
+            h,
             drop_name,
         });
     }
