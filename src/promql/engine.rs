@@ -822,6 +822,25 @@ impl<'a> Evaluator<'a> {
 
     // ---- binary operators ----
 
+    /// The info Prometheus gives when a binary operation dropped samples because it is not
+    /// defined for their types (`dropped` = (left is histogram, right is histogram)).
+    fn incompatible_info(&mut self, op: BinOp, dropped: Option<(bool, bool)>, span: Span) {
+        let Some((lh, rh)) = dropped else {
+            return;
+        };
+        let kind = |h: bool| if h { "histogram" } else { "float" };
+        let op = op.as_str();
+        self.info(
+            format!(
+                "incompatible sample types encountered for binary operator {}: {} {op} {}",
+                go_quote(op),
+                kind(lh),
+                kind(rh)
+            ),
+            span,
+        );
+    }
+
     fn eval_binary(
         &mut self,
         op: BinOp,
@@ -847,10 +866,16 @@ impl<'a> Evaluator<'a> {
                 }))
             }
             (Value::Vector(vs), Value::Scalar(s)) => {
-                Ok(Value::Vector(vector_scalar(op, vs, s, false, return_bool)))
+                let mut dropped = None;
+                let out = vector_scalar(op, vs, s, false, return_bool, &mut dropped);
+                self.incompatible_info(op, dropped, lhs.span());
+                Ok(Value::Vector(out))
             }
             (Value::Scalar(s), Value::Vector(vs)) => {
-                Ok(Value::Vector(vector_scalar(op, vs, s, true, return_bool)))
+                let mut dropped = None;
+                let out = vector_scalar(op, vs, s, true, return_bool, &mut dropped);
+                self.incompatible_info(op, dropped, lhs.span());
+                Ok(Value::Vector(out))
             }
             (Value::Vector(a), Value::Vector(b)) => {
                 let default = VectorMatching {
@@ -865,7 +890,12 @@ impl<'a> Evaluator<'a> {
                     BinOp::And => Ok(Value::Vector(set_and(a, b, m, false))),
                     BinOp::Unless => Ok(Value::Vector(set_and(a, b, m, true))),
                     BinOp::Or => Ok(Value::Vector(set_or(a, b, m))),
-                    _ => Ok(Value::Vector(vector_vector(op, a, b, m, return_bool)?)),
+                    _ => {
+                        let mut dropped = None;
+                        let out = vector_vector(op, a, b, m, return_bool, &mut dropped)?;
+                        self.incompatible_info(op, dropped, lhs.span());
+                        Ok(Value::Vector(out))
+                    }
                 }
             }
             _ => exec_err("binary operation on unexpected types"),
@@ -959,6 +989,10 @@ impl<'a> Evaluator<'a> {
                 }
                 // The other aggregations are defined on floats only: histograms are ignored.
                 members.retain(|&i| input[i].h.is_none());
+                self.info(
+                    format!("ignored histogram in {} aggregation", op.as_str()),
+                    span,
+                );
                 if members.is_empty() {
                     continue;
                 }
@@ -1404,6 +1438,8 @@ impl<'a> Evaluator<'a> {
         let range_end = eval_t.saturating_sub(offset);
         let range_start = range_end.saturating_sub(range);
         let absent = name == "absent_over_time";
+        // (is a warning, message) from native histogram handling.
+        let mut annos: Vec<(bool, String)> = Vec::new();
         let (out, non_counter) = match inner {
             Expr::Matrix { vs, range, .. } => {
                 // Borrowed straight from the fetched samples: no copy per step.
@@ -1417,7 +1453,7 @@ impl<'a> Evaluator<'a> {
                             .then(String::new),
                     )
                 } else {
-                    apply_range_fn(name, &views, scalar, range_start, range_end, t)?
+                    apply_range_fn(name, &views, scalar, range_start, range_end, t, &mut annos)?
                 }
             }
             _ => {
@@ -1440,7 +1476,7 @@ impl<'a> Evaluator<'a> {
                             .then(String::new),
                     )
                 } else {
-                    apply_range_fn(name, &views, scalar, range_start, range_end, t)?
+                    apply_range_fn(name, &views, scalar, range_start, range_end, t, &mut annos)?
                 }
             }
         };
@@ -1455,6 +1491,13 @@ impl<'a> Evaluator<'a> {
                 h: None,
                 drop_name: false,
             }]));
+        }
+        for (warn, msg) in annos {
+            if warn {
+                self.warn(msg, marg.span());
+            } else {
+                self.info(msg, marg.span());
+            }
         }
         if let Some(n) = non_counter {
             self.info(
@@ -1488,13 +1531,14 @@ fn apply_range_fn(
     range_start: i64,
     range_end: i64,
     t: i64,
+    annos: &mut Vec<(bool, String)>,
 ) -> Result<(Vec<VecSample>, Option<String>), EvalError> {
     let mut out = Vec::with_capacity(views.len());
     let mut non_counter: Option<String> = None;
     for s in views {
         let p = s.points;
         if !s.hpoints.is_empty() {
-            let (v, h) = match histogram_range_fn(name, s, range_start, range_end) {
+            let (v, h) = match histogram_range_fn(name, s, range_start, range_end, annos) {
                 HistRange::Float(v) => (v, None),
                 HistRange::Histogram(h) => (0.0, Some(Rc::new(h))),
                 HistRange::Keep(h) => (0.0, Some(h)),
@@ -1624,9 +1668,54 @@ fn histogram_range_fn(
     s: &RangeView<'_>,
     range_start: i64,
     range_end: i64,
+    annos: &mut Vec<(bool, String)>,
 ) -> HistRange {
+    use crate::histogram::CounterResetHint::Gauge;
     let (p, hp) = (s.points, s.hpoints);
     let only_hist = p.is_empty();
+    let metric = || go_quote(metric_name(s.labels).unwrap_or(""));
+    let mut note = |warn: bool, msg: String| {
+        if !annos.iter().any(|(_, m)| *m == msg) {
+            annos.push((warn, msg));
+        }
+    };
+    let gauges = |hs: &[HistogramSample]| {
+        hs.iter()
+            .filter(|x| x.h.counter_reset_hint == Gauge)
+            .count()
+    };
+    match name {
+        "rate" | "increase" | "irate" if only_hist => {
+            let tail = if name == "irate" {
+                &hp[hp.len().saturating_sub(2)..]
+            } else {
+                hp
+            };
+            if gauges(tail) > 0 {
+                note(
+                    true,
+                    format!(
+                        "this native histogram metric is not a counter: {}",
+                        metric()
+                    ),
+                );
+            }
+        }
+        "delta" | "idelta" if only_hist => {
+            let tail = if name == "idelta" {
+                &hp[hp.len().saturating_sub(2)..]
+            } else {
+                &[hp[0].clone(), hp[hp.len() - 1].clone()][..]
+            };
+            if gauges(tail) < tail.len() {
+                note(
+                    true,
+                    format!("this native histogram metric is not a gauge: {}", metric()),
+                );
+            }
+        }
+        _ => {}
+    }
     match name {
         "count_over_time" => HistRange::Float((p.len() + hp.len()) as f64),
         "present_over_time" => HistRange::Float(1.0),
@@ -1638,8 +1727,20 @@ fn histogram_range_fn(
         _ if !only_hist => match name {
             // Mixed floats and histograms: Prometheus gives nothing (with a warning).
             "rate" | "increase" | "delta" | "irate" | "idelta" | "sum_over_time"
-            | "avg_over_time" => HistRange::Nothing,
-            _ => HistRange::FloatsOnly,
+            | "avg_over_time" => {
+                note(
+                    true,
+                    format!(
+                        "encountered a mix of histograms and floats for metric name {}",
+                        metric()
+                    ),
+                );
+                HistRange::Nothing
+            }
+            _ => {
+                note(false, format!("ignored histograms in a range containing both floats and histograms for metric name {}", metric()));
+                HistRange::FloatsOnly
+            }
         },
         "rate" | "increase" | "delta" => {
             match histogram_rate(hp, range_start, range_end, name != "delta", name == "rate") {
@@ -1806,12 +1907,14 @@ fn scalar_op(op: BinOp, a: f64, b: f64) -> (f64, bool) {
     }
 }
 
+/// `dropped` records a sample dropped for an undefined histogram operation (for the info).
 fn vector_scalar(
     op: BinOp,
     vs: Vec<VecSample>,
     s: f64,
     scalar_left: bool,
     return_bool: bool,
+    dropped: &mut Option<(bool, bool)>,
 ) -> Vec<VecSample> {
     let mut out = Vec::with_capacity(vs.len());
     for mut x in vs {
@@ -1821,7 +1924,10 @@ fn vector_scalar(
             match op {
                 BinOp::Mul => Rc::make_mut(h).mul(s),
                 BinOp::Div if !scalar_left => Rc::make_mut(h).div(s),
-                _ => continue,
+                _ => {
+                    *dropped = Some((!scalar_left, scalar_left));
+                    continue;
+                }
             }
             x.drop_name = true;
             out.push(x);
@@ -2027,6 +2133,7 @@ fn vector_vector(
     rhs: Vec<VecSample>,
     m: &VectorMatching,
     return_bool: bool,
+    dropped: &mut Option<(bool, bool)>,
 ) -> Result<Vec<VecSample>, EvalError> {
     let swapped = m.card == Cardinality::OneToMany;
     let (many, one) = if swapped { (rhs, lhs) } else { (lhs, rhs) };
@@ -2071,7 +2178,10 @@ fn vector_vector(
                     h = r;
                     (0.0, keep)
                 }
-                None => continue,
+                None => {
+                    *dropped = Some((hl.is_some(), hr.is_some()));
+                    continue;
+                }
             }
         } else {
             scalar_op(op, fl, fr)
