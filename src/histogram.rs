@@ -468,7 +468,8 @@ impl FloatHistogram {
             count = self.count;
         }
         if count < rank {
-            return b.upper;
+            // Only NaN observations (counted, in no bucket) leave the rank unreached.
+            return if self.sum.is_nan() { f64::NAN } else { b.upper };
         }
         if forward {
             rank -= count - b.count;
@@ -479,12 +480,12 @@ impl FloatHistogram {
         if custom || (b.lower <= 0.0 && b.upper >= 0.0) {
             return b.lower + (b.upper - b.lower) * fraction;
         }
-        let log_lower = b.lower.abs().log2();
-        let log_upper = b.upper.abs().log2();
+        let log_lower = go_log2(b.lower.abs());
+        let log_upper = go_log2(b.upper.abs());
         if b.lower > 0.0 {
-            return (log_lower + (log_upper - log_lower) * fraction).exp2();
+            return go_exp2(log_lower + (log_upper - log_lower) * fraction);
         }
-        -(log_upper + (log_lower - log_upper) * (1.0 - fraction)).exp2()
+        -go_exp2(log_upper + (log_lower - log_upper) * (1.0 - fraction))
     }
 
     /// The estimated fraction of observations in `[lower, upper]`, interpolated as in
@@ -513,7 +514,11 @@ impl FloatHistogram {
             }
             let linear = |v: f64| rank + b.count * (v - b.lower) / (b.upper - b.lower);
             let exponential = |v: f64| {
-                let (ll, lu, lv) = (b.lower.abs().log2(), b.upper.abs().log2(), v.abs().log2());
+                let (ll, lu, lv) = (
+                    go_log2(b.lower.abs()),
+                    go_log2(b.upper.abs()),
+                    go_log2(v.abs()),
+                );
                 let f = if v > 0.0 {
                     (lv - ll) / (lu - ll)
                 } else {
@@ -552,14 +557,84 @@ impl FloatHistogram {
             }
             rank += b.count;
         }
-        if !lower_set || lower_rank > self.count {
-            lower_rank = self.count;
+        // Unset bounds lie beyond every bucket: all bucketed observations are below them
+        // (NaN observations are counted but in no bucket, so they never are).
+        if !lower_set {
+            lower_rank = rank;
         }
-        if !upper_set || upper_rank > self.count {
-            upper_rank = self.count;
+        if !upper_set {
+            upper_rank = rank;
         }
+        lower_rank = lower_rank.min(self.count);
+        upper_rank = upper_rank.min(self.count);
         (upper_rank - lower_rank) / self.count
     }
+}
+
+/// log2 computed as Go's math.Log2 does (exact for powers of two, else ln(frac)/ln 2 + exp),
+/// so interpolated quantiles match Prometheus to the last bit.
+fn go_log2(x: f64) -> f64 {
+    if x == 0.0 || !x.is_finite() || x < 0.0 {
+        return x.log2();
+    }
+    let (frac, exp) = frexp(x);
+    if frac == 0.5 {
+        return (exp - 1) as f64;
+    }
+    frac.ln() * (1.0 / std::f64::consts::LN_2) + exp as f64
+}
+
+/// `x = frac * 2^exp` with frac in [0.5, 1).
+fn frexp(x: f64) -> (f64, i32) {
+    let bits = x.to_bits();
+    let raw_exp = ((bits >> 52) & 0x7ff) as i32;
+    if raw_exp == 0 {
+        // Subnormal: scale into the normal range first.
+        let (f, e) = frexp(x * 2f64.powi(54));
+        return (f, e - 54);
+    }
+    let frac = f64::from_bits((bits & !(0x7ff << 52)) | (1022 << 52));
+    (frac, raw_exp - 1022)
+}
+
+/// 2^x with the fdlibm exp kernel that Go's math.Exp2 uses (the platform exp2 can differ in
+/// the last bit, which promtool's exact comparisons would see).
+fn go_exp2(x: f64) -> f64 {
+    const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-01;
+    const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+    const P1: f64 = 1.666_666_666_666_666_574_15e-01;
+    const P2: f64 = -2.777_777_777_701_559_338_42e-03;
+    const P3: f64 = 6.613_756_321_437_934_361_17e-05;
+    const P4: f64 = -1.653_390_220_546_525_153_90e-06;
+    const P5: f64 = 4.138_136_797_057_238_460_39e-08;
+    if x.is_nan() || x == f64::INFINITY {
+        return x;
+    }
+    if x == f64::NEG_INFINITY {
+        return 0.0;
+    }
+    if x > 1.023_999_999_999_999_9e3 {
+        return f64::INFINITY;
+    }
+    if x < -1.074e3 {
+        return 0.0;
+    }
+    // x = k + t with |t| <= 1/2; 2^t = e^(t ln 2), ln 2 split in two for precision.
+    let k = if x > 0.0 {
+        (x + 0.5) as i32
+    } else if x < 0.0 {
+        (x - 0.5) as i32
+    } else {
+        0
+    };
+    let t = x - k as f64;
+    let hi = t * LN2_HI;
+    let lo = -t * LN2_LO;
+    let r = hi - lo;
+    let tt = r * r;
+    let c = r - tt * (P1 + tt * (P2 + tt * (P3 + tt * (P4 + tt * P5))));
+    let y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi);
+    ldexp(y, k)
 }
 
 fn same_floats(a: &[f64], b: &[f64]) -> bool {

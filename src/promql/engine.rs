@@ -721,6 +721,9 @@ impl<'a> Evaluator<'a> {
         }
         let mut by_labels: HashMap<Rc<Labels>, usize> = HashMap::new();
         let mut out: Vec<Series> = Vec::new();
+        // Stored histogram -> its copy with the counter-reset hint cleared (see
+        // subquery_histogram); keeps a sample repeated over steps one shared value.
+        let mut hint_cache: Vec<(Rc<FloatHistogram>, Rc<FloatHistogram>)> = Vec::new();
         let mut total = 0usize;
         while ts <= ref_t {
             match self.eval(expr, ts)? {
@@ -748,7 +751,10 @@ impl<'a> Evaluator<'a> {
                         });
                         match s.h {
                             None => out[i].points.push(Sample { t: ts, v: s.v }),
-                            Some(h) => out[i].hpoints.push(HistogramSample { t: ts, h }),
+                            Some(h) => {
+                                let h = subquery_histogram(h, &mut hint_cache);
+                                out[i].hpoints.push(HistogramSample { t: ts, h });
+                            }
                         }
                         out[i].drop_name |= s.drop_name;
                     }
@@ -1086,11 +1092,12 @@ impl<'a> Evaluator<'a> {
                 }]));
             }
             "scalar" => {
+                // Histograms are ignored: one float sample gives its value.
                 let v = self.vector_arg(&args[0], t)?;
-                return Ok(Value::Scalar(if v.len() == 1 && v[0].h.is_none() {
-                    v[0].v
-                } else {
-                    f64::NAN
+                let mut floats = v.iter().filter(|s| s.h.is_none());
+                return Ok(Value::Scalar(match (floats.next(), floats.next()) {
+                    (Some(s), None) => s.v,
+                    _ => f64::NAN,
                 }));
             }
             _ => {}
@@ -1138,6 +1145,7 @@ impl<'a> Evaluator<'a> {
             }
             "sort" | "sort_desc" => {
                 let mut v = self.vector_arg(&args[0], t)?;
+                v.retain(|s| s.h.is_none());
                 let desc = name == "sort_desc";
                 v.sort_by(|a, b| {
                     use std::cmp::Ordering::*;
@@ -1230,14 +1238,29 @@ impl<'a> Evaluator<'a> {
             "histogram_quantile" => {
                 let q = self.scalar_arg(&args[0], t)?;
                 let mut v = self.vector_arg(&args[1], t)?;
-                let native = take_histograms(&mut v);
+                let native = self.take_native(&mut v, &args[1]);
                 let Value::Vector(mut out) = self.histogram_quantile(q, v, args, span)? else {
                     return exec_err("histogram_quantile produced an unexpected value type");
                 };
                 for (labels, h) in native {
+                    let r = h.quantile(q);
+                    if h.sum.is_nan() && h.count > 0.0 {
+                        let outcome = if r.is_nan() {
+                            "is NaN"
+                        } else {
+                            "is skewed higher"
+                        };
+                        self.info(
+                            format!(
+                                "input to histogram_quantile has NaN observations, result {outcome} for metric name {}",
+                                go_quote(labels.name().unwrap_or(""))
+                            ),
+                            args[1].span(),
+                        );
+                    }
                     out.push(VecSample {
                         labels,
-                        v: h.quantile(q),
+                        v: r,
                         h: None,
                         drop_name: true,
                     });
@@ -1248,7 +1271,7 @@ impl<'a> Evaluator<'a> {
                 let lower = self.scalar_arg(&args[0], t)?;
                 let upper = self.scalar_arg(&args[1], t)?;
                 let mut v = self.vector_arg(&args[2], t)?;
-                let native = take_histograms(&mut v);
+                let native = self.take_native(&mut v, &args[2]);
                 let groups = self.bucket_groups(&v, &args[2]);
                 let mut out: Vec<VecSample> = groups
                     .into_iter()
@@ -1260,6 +1283,15 @@ impl<'a> Evaluator<'a> {
                     })
                     .collect();
                 for (labels, h) in native {
+                    if h.sum.is_nan() && h.count > 0.0 {
+                        self.info(
+                            format!(
+                                "input to histogram_fraction has NaN observations, which are excluded from all fractions for metric name {}",
+                                go_quote(labels.name().unwrap_or(""))
+                            ),
+                            args[2].span(),
+                        );
+                    }
                     out.push(VecSample {
                         labels,
                         v: h.fraction(lower, upper),
@@ -1336,6 +1368,46 @@ impl<'a> Evaluator<'a> {
                 Ok(Value::Vector(v))
             }
         }
+    }
+
+    /// Takes the native histograms out of `v` for histogram_quantile/fraction. A native
+    /// histogram whose labels equal a classic histogram's (its buckets without `le`) makes
+    /// both ambiguous: both are dropped with a warning, as in Prometheus.
+    fn take_native(
+        &mut self,
+        v: &mut Vec<VecSample>,
+        arg: &Expr,
+    ) -> Vec<(Rc<Labels>, Rc<FloatHistogram>)> {
+        let mut native = take_histograms(v);
+        if native.is_empty() || v.is_empty() {
+            return native;
+        }
+        let mut clash: Vec<Labels> = Vec::new();
+        native.retain(|(l, _)| {
+            let hit = v.iter().any(|s| {
+                s.labels.get("le").is_some()
+                    && s.labels.len() == l.len() + 1
+                    && l.iter().all(|(n, x)| s.labels.get(n) == Some(x))
+            });
+            if hit {
+                clash.push((**l).clone());
+            }
+            !hit
+        });
+        for l in clash {
+            v.retain(|s| {
+                !(s.labels.len() == l.len() + 1
+                    && l.iter().all(|(n, x)| s.labels.get(n) == Some(x)))
+            });
+            self.warn(
+                format!(
+                    "vector contains a mix of classic and native histograms for metric name {}",
+                    go_quote(l.name().unwrap_or(""))
+                ),
+                arg.span(),
+            );
+        }
+        native
     }
 
     /// Classic-histogram buckets grouped by series identity without `le` (the name stays in the
@@ -1684,14 +1756,29 @@ fn histogram_range_fn(
             .filter(|x| x.h.counter_reset_hint == Gauge)
             .count()
     };
+    // Exponential and custom buckets cannot be subtracted from each other.
+    let kinds_mixed = |hs: &[HistogramSample]| {
+        hs.iter()
+            .any(|x| x.h.uses_custom_buckets() != hs[0].h.uses_custom_buckets())
+    };
+    let checked: &[HistogramSample] = match name {
+        "rate" | "increase" | "delta" if only_hist => hp,
+        "irate" | "idelta" if hp.len() >= 2 => &hp[hp.len() - 2..],
+        _ => &[],
+    };
+    if !checked.is_empty() && kinds_mixed(checked) {
+        note(
+            true,
+            format!(
+                "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {}",
+                metric()
+            ),
+        );
+        return HistRange::Nothing;
+    }
     match name {
-        "rate" | "increase" | "irate" if only_hist => {
-            let tail = if name == "irate" {
-                &hp[hp.len().saturating_sub(2)..]
-            } else {
-                hp
-            };
-            if gauges(tail) > 0 {
+        "rate" | "increase" if only_hist => {
+            if gauges(hp) > 0 {
                 note(
                     true,
                     format!(
@@ -1701,13 +1788,30 @@ fn histogram_range_fn(
                 );
             }
         }
-        "delta" | "idelta" if only_hist => {
-            let tail = if name == "idelta" {
-                &hp[hp.len().saturating_sub(2)..]
-            } else {
-                &[hp[0].clone(), hp[hp.len() - 1].clone()][..]
-            };
-            if gauges(tail) < tail.len() {
+        "delta" if only_hist => {
+            let ends = [hp[0].clone(), hp[hp.len() - 1].clone()];
+            if gauges(&ends) < 2 {
+                note(
+                    true,
+                    format!("this native histogram metric is not a gauge: {}", metric()),
+                );
+            }
+        }
+        // irate/idelta look at the last two samples only, when both are histograms.
+        "irate" | "idelta"
+            if hp.len() >= 2 && p.last().is_none_or(|f| f.t < hp[hp.len() - 2].t) =>
+        {
+            let tail = &hp[hp.len() - 2..];
+            if name == "irate" && gauges(tail) > 0 {
+                note(
+                    true,
+                    format!(
+                        "this native histogram metric is not a counter: {}",
+                        metric()
+                    ),
+                );
+            }
+            if name == "idelta" && gauges(tail) < 2 {
                 note(
                     true,
                     format!("this native histogram metric is not a gauge: {}", metric()),
@@ -1717,6 +1821,53 @@ fn histogram_range_fn(
         _ => {}
     }
     match name {
+        "changes" | "resets" => {
+            // Floats and histograms in time order; a switch between the two counts too.
+            let mut n = 0usize;
+            let (mut i, mut j) = (0, 0);
+            let mut prev: Option<Result<f64, &FloatHistogram>> = None;
+            while i < p.len() || j < hp.len() {
+                let cur = if j >= hp.len() || (i < p.len() && p[i].t < hp[j].t) {
+                    i += 1;
+                    Ok(p[i - 1].v)
+                } else {
+                    j += 1;
+                    Err(&*hp[j - 1].h)
+                };
+                if let Some(prev) = prev {
+                    n += match (prev, cur) {
+                        (Ok(a), Ok(b)) if name == "changes" => {
+                            !(a == b || (a.is_nan() && b.is_nan())) as usize
+                        }
+                        (Ok(a), Ok(b)) => (b < a) as usize,
+                        (Err(a), Err(b)) if name == "changes" => !same_histogram(a, b) as usize,
+                        (Err(a), Err(b)) => b.detect_reset(a) as usize,
+                        _ => 1,
+                    };
+                }
+                prev = Some(cur);
+            }
+            HistRange::Float(n as f64)
+        }
+        "irate" | "idelta" if !only_hist => {
+            // Only the last two samples matter: floats if both are floats.
+            let newest_floats = p.len() >= 2 && p[p.len() - 2].t > hp[hp.len() - 1].t;
+            if newest_floats {
+                return HistRange::FloatsOnly;
+            }
+            let last_two_hist = hp.len() >= 2 && hp[hp.len() - 2].t > p[p.len() - 1].t;
+            if !last_two_hist {
+                note(
+                    true,
+                    format!(
+                        "encountered a mix of histograms and floats for metric name {}",
+                        metric()
+                    ),
+                );
+                return HistRange::Nothing;
+            }
+            histogram_instant_delta(name == "irate", hp)
+        }
         "count_over_time" => HistRange::Float((p.len() + hp.len()) as f64),
         "present_over_time" => HistRange::Float(1.0),
         "last_over_time" => match (p.last(), hp.last()) {
@@ -1748,27 +1899,7 @@ fn histogram_range_fn(
                 None => HistRange::Nothing,
             }
         }
-        "irate" | "idelta" => {
-            if hp.len() < 2 {
-                return HistRange::Nothing;
-            }
-            let (a, b) = (&hp[hp.len() - 2], &hp[hp.len() - 1]);
-            let is_rate = name == "irate";
-            let mut h = (*b.h).clone();
-            if (!is_rate || !b.h.detect_reset(&a.h)) && h.sub(&a.h).is_err() {
-                return HistRange::Nothing;
-            }
-            h.counter_reset_hint = crate::histogram::CounterResetHint::Gauge;
-            h.compact();
-            if is_rate {
-                let dt = b.t - a.t;
-                if dt == 0 {
-                    return HistRange::Nothing;
-                }
-                h.div(dt as f64 / 1000.0);
-            }
-            HistRange::Histogram(h)
-        }
+        "irate" | "idelta" => histogram_instant_delta(name == "irate", hp),
         "sum_over_time" | "avg_over_time" => {
             let hs: Vec<&FloatHistogram> = hp.iter().map(|x| &*x.h).collect();
             match aggregate_histograms(name == "avg_over_time", &hs) {
@@ -1779,6 +1910,42 @@ fn histogram_range_fn(
         // Float-only functions over a series of histograms: nothing to compute.
         _ => HistRange::Nothing,
     }
+}
+
+/// irate/idelta over the last two histograms: their difference (for irate, the last one alone
+/// after a reset), per second for irate; a gauge histogram.
+fn histogram_instant_delta(is_rate: bool, hp: &[HistogramSample]) -> HistRange {
+    if hp.len() < 2 {
+        return HistRange::Nothing;
+    }
+    let (a, b) = (&hp[hp.len() - 2], &hp[hp.len() - 1]);
+    let mut h = (*b.h).clone();
+    if (!is_rate || !b.h.detect_reset(&a.h)) && h.sub(&a.h).is_err() {
+        return HistRange::Nothing;
+    }
+    h.counter_reset_hint = crate::histogram::CounterResetHint::Gauge;
+    h.compact();
+    if is_rate {
+        let dt = b.t - a.t;
+        if dt == 0 {
+            return HistRange::Nothing;
+        }
+        h.div(dt as f64 / 1000.0);
+    }
+    HistRange::Histogram(h)
+}
+
+/// Exact equality of two histograms (bucket layout included), ignoring the counter-reset
+/// hint, as `changes()` compares them.
+fn same_histogram(a: &FloatHistogram, b: &FloatHistogram) -> bool {
+    a.schema == b.schema
+        && a.count.to_bits() == b.count.to_bits()
+        && a.sum.to_bits() == b.sum.to_bits()
+        && a.zero_threshold == b.zero_threshold
+        && a.zero_count.to_bits() == b.zero_count.to_bits()
+        && a.custom_values == b.custom_values
+        && a.positive() == b.positive()
+        && a.negative() == b.negative()
 }
 
 /// rate/increase/delta of native histograms: last minus first, corrected for counter resets
@@ -1998,6 +2165,31 @@ fn histogram_binop(
         },
         (None, None) => None,
     }
+}
+
+/// A histogram as a subquery step sees it. Its stored counter-reset hint describes the change
+/// from its predecessor in storage, not from the previous subquery step (which may be many
+/// samples earlier), so resets are detected again from the values: the hint is cleared. A
+/// sample repeated over steps keeps one copy, so comparing it with itself finds no reset.
+fn subquery_histogram(
+    h: Rc<FloatHistogram>,
+    cache: &mut Vec<(Rc<FloatHistogram>, Rc<FloatHistogram>)>,
+) -> Rc<FloatHistogram> {
+    use crate::histogram::CounterResetHint::{NotReset, Reset, Unknown};
+    if !matches!(h.counter_reset_hint, Reset | NotReset) {
+        return h;
+    }
+    if let Some((_, copy)) = cache.iter().find(|(orig, _)| Rc::ptr_eq(orig, &h)) {
+        return copy.clone();
+    }
+    let mut copy = (*h).clone();
+    copy.counter_reset_hint = Unknown;
+    let copy = Rc::new(copy);
+    if cache.len() >= 64 {
+        cache.remove(0);
+    }
+    cache.push((h, copy.clone()));
+    copy
 }
 
 /// Removes the native histogram samples from `v`, returning them with their labels.
