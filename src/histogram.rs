@@ -52,12 +52,12 @@ pub struct FloatHistogram {
     pub counter_reset_hint: CounterResetHint,
 }
 
-/// A histogram sample. Shared (`Rc`): a query hands the same stored histogram to every step
+/// A histogram sample. Shared (`Arc`, so test stores stay `Send`): a query hands the same stored histogram to every step
 /// that selects it without copying its buckets.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HistogramSample {
     pub t: i64,
-    pub h: std::rc::Rc<FloatHistogram>,
+    pub h: std::sync::Arc<FloatHistogram>,
 }
 
 /// One bucket with its boundaries, as histogram_quantile and the API see it.
@@ -600,13 +600,13 @@ fn frexp(x: f64) -> (f64, i32) {
 /// 2^x with the fdlibm exp kernel that Go's math.Exp2 uses (the platform exp2 can differ in
 /// the last bit, which promtool's exact comparisons would see).
 fn go_exp2(x: f64) -> f64 {
-    const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-01;
-    const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
-    const P1: f64 = 1.666_666_666_666_666_574_15e-01;
-    const P2: f64 = -2.777_777_777_701_559_338_42e-03;
-    const P3: f64 = 6.613_756_321_437_934_361_17e-05;
-    const P4: f64 = -1.653_390_220_546_525_153_90e-06;
-    const P5: f64 = 4.138_136_797_057_238_460_39e-08;
+    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    const P1: f64 = 1.666_666_666_666_666_6e-1;
+    const P2: f64 = -2.777_777_777_701_559_3e-3;
+    const P3: f64 = 6.613756321437934e-05;
+    const P4: f64 = -1.6533902205465252e-06;
+    const P5: f64 = 4.1381367970572385e-08;
     if x.is_nan() || x == f64::INFINITY {
         return x;
     }

@@ -915,26 +915,18 @@ fn run_eval(store: &dyn Querier, ev: &Eval, opts: &EngineOpts) -> Result<(), Str
 
 /// What the runner loads data into and queries: our test store or the real TSDB.
 trait TestStore: Querier + Appender {
+    /// Whether native histograms can be loaded (the ring TSDB stores floats only).
     fn holds_histograms(&self) -> bool;
-    /// Loads a native histogram sample; false when the store cannot hold histograms.
-    fn append_histogram_sample(&mut self, labels: &Labels, t: i64, h: FloatHistogram) -> bool;
 }
 
 impl TestStore for MemStorage {
     fn holds_histograms(&self) -> bool {
         true
     }
-    fn append_histogram_sample(&mut self, labels: &Labels, t: i64, h: FloatHistogram) -> bool {
-        self.append_histogram(labels, t, h).is_ok()
-    }
 }
 
-/// The ring TSDB stores floats only (see `promlet::histogram`).
 impl TestStore for promlet::tsdb::Store {
     fn holds_histograms(&self) -> bool {
-        false
-    }
-    fn append_histogram_sample(&mut self, _: &Labels, _: i64, _: FloatHistogram) -> bool {
         false
     }
 }
@@ -969,10 +961,11 @@ fn run_file(name: &str, text: &str, verbose: bool, new_store: NewStore) -> Resul
                             Some(SeriesValue::Float(v)) => store
                                 .append(&labels, t, v)
                                 .map_err(|e| format!("load {labels} @ {t}: {e:?}"))?,
-                            Some(SeriesValue::Histogram(h)) => {
-                                // A store without histograms skips the evals that use them.
-                                store.append_histogram_sample(&labels, t, *h);
-                            }
+                            Some(SeriesValue::Histogram(h)) if histograms => store
+                                .append_histogram(&labels, t, *h)
+                                .map_err(|e| format!("load {labels} @ {t}: {e:?}"))?,
+                            // A store without histograms skips the evals that use them.
+                            Some(SeriesValue::Histogram(_)) => {}
                             None => {}
                         }
                     }

@@ -14,6 +14,7 @@ use crate::tsdb::{Querier, SeriesSamples};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Limits and defaults of query evaluation (`--query.*` flags).
@@ -77,7 +78,7 @@ pub struct VecSample {
     /// A native histogram sample instead of a float. None on every float path, so floats
     /// cost no allocation; histograms are shared with the store until an operation changes
     /// them (`Rc::make_mut`).
-    pub h: Option<Rc<FloatHistogram>>,
+    pub h: Option<Arc<FloatHistogram>>,
     /// `__name__` is to be removed once evaluation finishes (delayed name removal).
     pub drop_name: bool,
 }
@@ -171,7 +172,7 @@ pub fn range_query(
         let mut push = |labels: Rc<Labels>,
                         drop_name: bool,
                         v: f64,
-                        h: Option<Rc<FloatHistogram>>|
+                        h: Option<Arc<FloatHistogram>>|
          -> Result<(), EvalError> {
             let i = match by_addr.get(&(Rc::as_ptr(&labels), drop_name)) {
                 Some(&i) => i,
@@ -579,7 +580,7 @@ impl<'a> Evaluator<'a> {
                     for s in vs.iter_mut() {
                         s.v = -s.v;
                         if let Some(h) = s.h.as_mut() {
-                            Rc::make_mut(h).mul(-1.0);
+                            Arc::make_mut(h).mul(-1.0);
                         }
                         s.drop_name = true;
                     }
@@ -723,7 +724,7 @@ impl<'a> Evaluator<'a> {
         let mut out: Vec<Series> = Vec::new();
         // Stored histogram -> its copy with the counter-reset hint cleared (see
         // subquery_histogram); keeps a sample repeated over steps one shared value.
-        let mut hint_cache: Vec<(Rc<FloatHistogram>, Rc<FloatHistogram>)> = Vec::new();
+        let mut hint_cache: Vec<(Arc<FloatHistogram>, Arc<FloatHistogram>)> = Vec::new();
         let mut total = 0usize;
         while ts <= ref_t {
             match self.eval(expr, ts)? {
@@ -973,7 +974,8 @@ impl<'a> Evaluator<'a> {
                 if matches!(op, AggOp::Sum | AggOp::Avg) {
                     if n_hist < members.len() {
                         self.warn(
-                            format!("encountered a mix of histograms and floats for aggregation"),
+                            "encountered a mix of histograms and floats for aggregation"
+                                .to_string(),
                             span,
                         );
                         continue;
@@ -986,7 +988,7 @@ impl<'a> Evaluator<'a> {
                         Ok(h) => out.push(VecSample {
                             labels: key,
                             v: 0.0,
-                            h: Some(Rc::new(h)),
+                            h: Some(Arc::new(h)),
                             drop_name,
                         }),
                         Err(e) => self.warn(e.to_string(), span),
@@ -1377,7 +1379,7 @@ impl<'a> Evaluator<'a> {
         &mut self,
         v: &mut Vec<VecSample>,
         arg: &Expr,
-    ) -> Vec<(Rc<Labels>, Rc<FloatHistogram>)> {
+    ) -> Vec<(Rc<Labels>, Arc<FloatHistogram>)> {
         let mut native = take_histograms(v);
         if native.is_empty() || v.is_empty() {
             return native;
@@ -1612,7 +1614,7 @@ fn apply_range_fn(
         if !s.hpoints.is_empty() {
             let (v, h) = match histogram_range_fn(name, s, range_start, range_end, annos) {
                 HistRange::Float(v) => (v, None),
-                HistRange::Histogram(h) => (0.0, Some(Rc::new(h))),
+                HistRange::Histogram(h) => (0.0, Some(Arc::new(h))),
                 HistRange::Keep(h) => (0.0, Some(h)),
                 HistRange::Nothing => continue,
                 HistRange::FloatsOnly => (f64::NAN, None),
@@ -1728,7 +1730,7 @@ enum HistRange {
     Float(f64),
     Histogram(FloatHistogram),
     /// A stored histogram, unchanged (last_over_time).
-    Keep(Rc<FloatHistogram>),
+    Keep(Arc<FloatHistogram>),
     /// No output for this series (mixed floats and histograms, too few points, ...).
     Nothing,
     /// The function is defined on floats only: evaluate it over the series' floats.
@@ -1777,25 +1779,20 @@ fn histogram_range_fn(
         return HistRange::Nothing;
     }
     match name {
-        "rate" | "increase" if only_hist => {
-            if gauges(hp) > 0 {
-                note(
-                    true,
-                    format!(
-                        "this native histogram metric is not a counter: {}",
-                        metric()
-                    ),
-                );
-            }
+        "rate" | "increase" if only_hist && gauges(hp) > 0 => {
+            note(
+                true,
+                format!(
+                    "this native histogram metric is not a counter: {}",
+                    metric()
+                ),
+            );
         }
-        "delta" if only_hist => {
-            let ends = [hp[0].clone(), hp[hp.len() - 1].clone()];
-            if gauges(&ends) < 2 {
-                note(
-                    true,
-                    format!("this native histogram metric is not a gauge: {}", metric()),
-                );
-            }
+        "delta" if only_hist && gauges(&[hp[0].clone(), hp[hp.len() - 1].clone()]) < 2 => {
+            note(
+                true,
+                format!("this native histogram metric is not a gauge: {}", metric()),
+            );
         }
         // irate/idelta look at the last two samples only, when both are histograms.
         "irate" | "idelta"
@@ -2089,8 +2086,8 @@ fn vector_scalar(
             // Histograms scale by a float (`h * s`, `s * h`, `h / s`); every other operator,
             // comparisons included, is undefined and drops the sample.
             match op {
-                BinOp::Mul => Rc::make_mut(h).mul(s),
-                BinOp::Div if !scalar_left => Rc::make_mut(h).div(s),
+                BinOp::Mul => Arc::make_mut(h).mul(s),
+                BinOp::Div if !scalar_left => Arc::make_mut(h).div(s),
                 _ => {
                     *dropped = Some((!scalar_left, scalar_left));
                     continue;
@@ -2125,11 +2122,11 @@ fn vector_scalar(
 /// (Prometheus drops such samples).
 fn histogram_binop(
     op: BinOp,
-    hl: &Option<Rc<FloatHistogram>>,
-    hr: &Option<Rc<FloatHistogram>>,
+    hl: &Option<Arc<FloatHistogram>>,
+    hr: &Option<Arc<FloatHistogram>>,
     fl: f64,
     fr: f64,
-) -> Option<(Option<Rc<FloatHistogram>>, bool)> {
+) -> Option<(Option<Arc<FloatHistogram>>, bool)> {
     match (hl, hr) {
         (Some(a), Some(b)) => match op {
             BinOp::Add | BinOp::Sub => {
@@ -2137,7 +2134,7 @@ fn histogram_binop(
                 let res = if op == BinOp::Add { r.add(b) } else { r.sub(b) };
                 res.ok()?;
                 r.compact();
-                Some((Some(Rc::new(r)), true))
+                Some((Some(Arc::new(r)), true))
             }
             BinOp::Eql => Some((None, histograms_equal(a, b))),
             BinOp::Neq => Some((None, !histograms_equal(a, b))),
@@ -2151,7 +2148,7 @@ fn histogram_binop(
                 } else {
                     r.div(fr)
                 }
-                Some((Some(Rc::new(r)), true))
+                Some((Some(Arc::new(r)), true))
             }
             _ => None,
         },
@@ -2159,7 +2156,7 @@ fn histogram_binop(
             BinOp::Mul => {
                 let mut r = (**b).clone();
                 r.mul(fl);
-                Some((Some(Rc::new(r)), true))
+                Some((Some(Arc::new(r)), true))
             }
             _ => None,
         },
@@ -2172,19 +2169,19 @@ fn histogram_binop(
 /// samples earlier), so resets are detected again from the values: the hint is cleared. A
 /// sample repeated over steps keeps one copy, so comparing it with itself finds no reset.
 fn subquery_histogram(
-    h: Rc<FloatHistogram>,
-    cache: &mut Vec<(Rc<FloatHistogram>, Rc<FloatHistogram>)>,
-) -> Rc<FloatHistogram> {
+    h: Arc<FloatHistogram>,
+    cache: &mut Vec<(Arc<FloatHistogram>, Arc<FloatHistogram>)>,
+) -> Arc<FloatHistogram> {
     use crate::histogram::CounterResetHint::{NotReset, Reset, Unknown};
     if !matches!(h.counter_reset_hint, Reset | NotReset) {
         return h;
     }
-    if let Some((_, copy)) = cache.iter().find(|(orig, _)| Rc::ptr_eq(orig, &h)) {
+    if let Some((_, copy)) = cache.iter().find(|(orig, _)| Arc::ptr_eq(orig, &h)) {
         return copy.clone();
     }
     let mut copy = (*h).clone();
     copy.counter_reset_hint = Unknown;
-    let copy = Rc::new(copy);
+    let copy = Arc::new(copy);
     if cache.len() >= 64 {
         cache.remove(0);
     }
@@ -2193,7 +2190,7 @@ fn subquery_histogram(
 }
 
 /// Removes the native histogram samples from `v`, returning them with their labels.
-fn take_histograms(v: &mut Vec<VecSample>) -> Vec<(Rc<Labels>, Rc<FloatHistogram>)> {
+fn take_histograms(v: &mut Vec<VecSample>) -> Vec<(Rc<Labels>, Arc<FloatHistogram>)> {
     if v.iter().all(|s| s.h.is_none()) {
         return Vec::new();
     }

@@ -8,7 +8,7 @@ use crate::histogram::{CounterResetHint, FloatHistogram, HistogramSample};
 use crate::model::{Labels, Matcher, Sample, Timestamp};
 use crate::tsdb::{AppendError, Appender, HistogramSeries, Querier, SeriesSamples};
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// Series kept sorted by label set; samples sorted by time (a later write at the same
 /// timestamp replaces the earlier one).
@@ -27,11 +27,36 @@ impl MemStorage {
         self.histograms.clear();
     }
 
+    fn matching<'a>(
+        &'a self,
+        matchers: &'a [Matcher],
+    ) -> impl Iterator<Item = (&'a Labels, &'a Vec<Sample>)> + 'a {
+        self.series.iter().filter(move |(l, _)| {
+            matchers
+                .iter()
+                .all(|m| m.matches(l.get(&m.name).unwrap_or("")))
+        })
+    }
+}
+
+impl Appender for MemStorage {
+    fn append(&mut self, labels: &Labels, t: Timestamp, v: f64) -> Result<(), AppendError> {
+        if labels.is_empty() {
+            return Err(AppendError::InvalidLabels("empty label set".into()));
+        }
+        let s = self.series.entry(labels.clone()).or_default();
+        match s.binary_search_by_key(&t, |p| p.t) {
+            Ok(i) => s[i].v = v,
+            Err(i) => s.insert(i, Sample { t, v }),
+        }
+        Ok(())
+    }
+
     /// Appends a native histogram sample. Like Prometheus's head block, a counter histogram
     /// that directly follows another histogram of its series is stamped with what is known
     /// about a reset in between (`reset` or `not_reset`); the first one, and one after a float
     /// sample, stays as given (usually `unknown`).
-    pub fn append_histogram(
+    fn append_histogram(
         &mut self,
         labels: &Labels,
         t: Timestamp,
@@ -59,36 +84,11 @@ impl MemStorage {
                 };
             }
         }
-        let sample = HistogramSample { t, h: Rc::new(h) };
+        let sample = HistogramSample { t, h: Arc::new(h) };
         if hs.get(i).is_some_and(|p| p.t == t) {
             hs[i] = sample;
         } else {
             hs.insert(i, sample);
-        }
-        Ok(())
-    }
-
-    fn matching<'a>(
-        &'a self,
-        matchers: &'a [Matcher],
-    ) -> impl Iterator<Item = (&'a Labels, &'a Vec<Sample>)> + 'a {
-        self.series.iter().filter(move |(l, _)| {
-            matchers
-                .iter()
-                .all(|m| m.matches(l.get(&m.name).unwrap_or("")))
-        })
-    }
-}
-
-impl Appender for MemStorage {
-    fn append(&mut self, labels: &Labels, t: Timestamp, v: f64) -> Result<(), AppendError> {
-        if labels.is_empty() {
-            return Err(AppendError::InvalidLabels("empty label set".into()));
-        }
-        let s = self.series.entry(labels.clone()).or_default();
-        match s.binary_search_by_key(&t, |p| p.t) {
-            Ok(i) => s[i].v = v,
-            Err(i) => s.insert(i, Sample { t, v }),
         }
         Ok(())
     }

@@ -15,6 +15,7 @@
 use super::gofmt::{format_g, sprintf};
 use crate::model::Labels;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// The functions a template may call; anything else fails at load time.
 pub const FUNCS: &[&str] = &[
@@ -65,7 +66,10 @@ pub const FUNCS: &[&str] = &[
 #[derive(Clone, Debug, PartialEq)]
 pub struct QuerySample {
     pub labels: Labels,
+    /// The float value (0 for a native histogram sample).
     pub value: f64,
+    /// A native histogram sample (recording rules store it as such).
+    pub histogram: Option<Arc<crate::histogram::FloatHistogram>>,
 }
 
 /// The data an alert template sees as `.`.
@@ -1495,10 +1499,12 @@ mod tests {
                     QuerySample {
                         labels: Labels::from_pairs([("__name__", "up"), ("job", "a")]),
                         value: 1.0,
+                        histogram: None,
                     },
                     QuerySample {
                         labels: Labels::from_pairs([("__name__", "up"), ("job", "b")]),
                         value: 0.0,
+                        histogram: None,
                     },
                 ]),
                 "none" => Ok(vec![]),

@@ -568,7 +568,9 @@ fn run_group(tg: &TestGroup, tf: &TestFile, defs: &[super::file::GroupDef]) -> V
             let (t, l, v) = &input[loaded];
             let _ = match v {
                 SeriesValue::Float(v) => crate::tsdb::Appender::append(&mut store, l, *t, *v),
-                SeriesValue::Histogram(h) => store.append_histogram(l, *t, (**h).clone()),
+                SeriesValue::Histogram(h) => {
+                    crate::tsdb::Appender::append_histogram(&mut store, l, *t, (**h).clone())
+                }
             };
             loaded += 1;
         }

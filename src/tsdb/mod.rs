@@ -92,6 +92,8 @@ pub enum AppendError {
     TooManySeries,
     /// The label set is unusable (no `__name__`, empty, ...).
     InvalidLabels(String),
+    /// The store cannot hold this kind of sample (native histograms in the ring TSDB).
+    Unsupported(&'static str),
 }
 
 /// Where samples go.
@@ -112,6 +114,19 @@ pub trait Appender {
             std::iter::once((crate::model::METRIC_NAME, name)).chain(pairs.iter().copied()),
         );
         self.append(&labels, t, v)
+    }
+
+    /// Stores a native histogram sample. The ring TSDB holds floats only (native histograms
+    /// are only scraped via protobuf, which promlet does not negotiate), so the default
+    /// refuses; the in-memory test store holds them.
+    fn append_histogram(
+        &mut self,
+        labels: &Labels,
+        t: Timestamp,
+        h: crate::histogram::FloatHistogram,
+    ) -> Result<(), AppendError> {
+        let _ = (labels, t, h);
+        Err(AppendError::Unsupported("native histograms"))
     }
 }
 
