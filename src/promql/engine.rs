@@ -2893,4 +2893,153 @@ mod tests {
         expand(&caps, "${a}-$2-$$-$9", &mut out);
         assert_eq!(out, "x-y-$-");
     }
+
+    // ---- native histograms ----
+
+    /// A store with `lat{a=…}` histogram series loaded from the series notation (1m steps).
+    fn hstore(series: &[(&str, &str)]) -> MemStorage {
+        let mut s = MemStorage::new();
+        for (sel, vals) in series {
+            let (l, _) = crate::rules::notation::parse_series(sel).unwrap();
+            for (i, v) in crate::rules::notation::parse_values(vals)
+                .unwrap()
+                .into_iter()
+                .enumerate()
+            {
+                let t = i as i64 * 60_000;
+                match v {
+                    Some(crate::rules::notation::SeriesValue::Float(f)) => {
+                        s.append(&l, t, f).unwrap()
+                    }
+                    Some(crate::rules::notation::SeriesValue::Histogram(h)) => {
+                        s.append_histogram(&l, t, *h).unwrap()
+                    }
+                    None => {}
+                }
+            }
+        }
+        s
+    }
+
+    /// Each sample printed: labels and the float or the histogram in the series notation.
+    fn hquery(s: &MemStorage, q: &str, t: i64) -> (Vec<String>, Annotations) {
+        let e = crate::promql::parse(q).unwrap();
+        let r = instant_query(s, q, &e, t, &EngineOpts::default()).unwrap();
+        let Value::Vector(v) = r.value else {
+            panic!("vector expected");
+        };
+        let mut out: Vec<String> = v
+            .iter()
+            .map(|x| match &x.h {
+                Some(h) => format!(
+                    "{} {}",
+                    x.labels,
+                    crate::rules::notation::histogram_expression(h)
+                ),
+                None => format!("{} {}", x.labels, x.v),
+            })
+            .collect();
+        out.sort();
+        (out, r.annotations)
+    }
+
+    #[test]
+    fn histograms_are_selected_and_newer_floats_or_stale_markers_win() {
+        let s = hstore(&[("lat{a=\"1\"}", "{{count:2 sum:3 buckets:[2]}}x1 5 stale")]);
+        let (v, _) = hquery(&s, "lat", 60_000);
+        assert_eq!(
+            v,
+            ["lat{a=\"1\"} {{count:2 sum:3 counter_reset_hint:not_reset buckets:[2]}}"]
+        );
+        assert_eq!(hquery(&s, "lat", 120_000).0, ["lat{a=\"1\"} 5"]);
+        assert!(hquery(&s, "lat", 180_000).0.is_empty());
+        assert_eq!(hquery(&s, "timestamp(lat)", 60_000).0, ["{a=\"1\"} 60"]);
+    }
+
+    #[test]
+    fn histogram_arithmetic_scales_adds_and_drops_undefined_operations() {
+        let s = hstore(&[
+            ("lat{a=\"1\"}", "{{schema:1 count:2 sum:3 buckets:[1 1]}}"),
+            ("lat{a=\"2\"}", "{{count:4 sum:5 buckets:[4]}}"),
+        ]);
+        assert_eq!(
+            hquery(&s, "lat{a=\"2\"} * 2", 0).0,
+            ["{a=\"2\"} {{count:8 sum:10 buckets:[8]}}"]
+        );
+        assert_eq!(
+            hquery(&s, "lat{a=\"1\"} + ignoring(a) lat{a=\"2\"}", 0).0,
+            // Schema 1 buckets (0.5,0.71] and (0.71,1] merge into (0.5,1] of schema 0.
+            ["{} {{count:6 sum:8 buckets:[5 1]}}"]
+        );
+        assert_eq!(
+            hquery(&s, "lat{a=\"2\"} - ignoring(a) lat{a=\"2\"}", 0).0,
+            ["{} {{}}"]
+        );
+        let (v, annos) = hquery(&s, "lat > 1", 0);
+        assert!(v.is_empty());
+        assert_eq!(annos.infos.len(), 1, "{:?}", annos.infos);
+        assert!(annos.infos[0].contains("histogram > float"));
+        assert!(hquery(&s, "2 / lat", 0).0.is_empty());
+    }
+
+    #[test]
+    fn sum_and_avg_aggregate_histograms_while_max_ignores_them() {
+        let s = hstore(&[
+            ("lat{a=\"1\"}", "{{count:2 sum:3 buckets:[2]}}"),
+            ("lat{a=\"2\"}", "{{count:4 sum:5 buckets:[4]}}"),
+            ("other", "1"),
+        ]);
+        assert_eq!(
+            hquery(&s, "sum(lat)", 0).0,
+            ["{} {{count:6 sum:8 buckets:[6]}}"]
+        );
+        assert_eq!(
+            hquery(&s, "avg(lat)", 0).0,
+            ["{} {{count:3 sum:4 buckets:[3]}}"]
+        );
+        assert_eq!(hquery(&s, "count(lat)", 0).0, ["{} 2"]);
+        let (v, annos) = hquery(&s, "max(lat)", 0);
+        assert!(v.is_empty());
+        assert!(annos.infos[0].contains("ignored histogram in max aggregation"));
+        let (v, annos) = hquery(&s, "sum({__name__=~\"lat|other\"})", 0);
+        assert!(v.is_empty());
+        assert!(annos.warnings[0].contains("mix of histograms and floats"));
+    }
+
+    #[test]
+    fn histogram_functions_read_count_sum_quantile_and_fraction() {
+        let s = hstore(&[
+            ("lat", "{{count:8 sum:20 buckets:[4 4] offset:1}}"),
+            ("f", "3"),
+        ]);
+        assert_eq!(hquery(&s, "histogram_count(lat)", 0).0, ["{} 8"]);
+        assert_eq!(hquery(&s, "histogram_sum(lat)", 0).0, ["{} 20"]);
+        assert_eq!(hquery(&s, "histogram_avg(lat)", 0).0, ["{} 2.5"]);
+        assert!(hquery(&s, "histogram_count(f)", 0).0.is_empty());
+        // Buckets (1,2] and (2,4]: the median is their shared boundary.
+        assert_eq!(hquery(&s, "histogram_quantile(0.5, lat)", 0).0, ["{} 2"]);
+        assert_eq!(hquery(&s, "histogram_fraction(0, 2, lat)", 0).0, ["{} 0.5"]);
+        assert!(hquery(&s, "abs(lat)", 0).0.is_empty());
+    }
+
+    #[test]
+    fn rate_of_histograms_corrects_counter_resets() {
+        // 10 -> 15 -> reset to 3 -> 8.
+        let s = hstore(&[(
+            "lat",
+            "{{count:10 sum:10 buckets:[10]}} {{count:15 sum:15 buckets:[15]}} {{count:3 sum:3 buckets:[3]}} {{count:8 sum:8 buckets:[8]}}",
+        )]);
+        // Subquery steps 1m..3m see 15, 3, 8: 8 after the reset, extrapolated by 3/2.
+        let (v, _) = hquery(&s, "increase(lat[3m:1m])", 180_000);
+        assert_eq!(
+            v,
+            ["{} {{count:12 sum:12 counter_reset_hint:gauge buckets:[12]}}"]
+        );
+        let (v, _) = hquery(&s, "increase(lat[4m])", 180_000);
+        // 13 over 3 minutes of samples, extrapolated to the 4 minute range (promtool agrees).
+        assert_eq!(v, ["{} {{count:17.333333333333332 sum:17.333333333333332 counter_reset_hint:gauge buckets:[17.333333333333332]}}"]);
+        let (v, _) = hquery(&s, "irate(lat[2m])", 180_000);
+        assert_eq!(v, ["{} {{count:0.08333333333333333 sum:0.08333333333333333 counter_reset_hint:gauge buckets:[0.08333333333333333]}}"]);
+        assert_eq!(hquery(&s, "resets(lat[4m])", 180_000).0, ["{} 1"]);
+    }
 }

@@ -4,8 +4,9 @@
 //! Owns: reading test files (strict keys unless `--ignore-unknown-fields`), the evaluation loop
 //! (lazy loading of input series, every group evaluated at each `evaluation_interval` step),
 //! alert and PromQL checks, and promtool-shaped failure output. Exit code 0 if every test group
-//! passes, 1 otherwise. Must not touch: the real TSDB. Native histograms in `input_series` or
-//! expected samples are not supported and fail the test group with a clear message.
+//! passes, 1 otherwise. Must not touch: the real TSDB. Native histograms (`{{…}}` in
+//! `input_series`, `histogram:` in expected samples) are loaded into the in-memory store and
+//! compared as promtool does: through their printed series notation.
 
 use super::backend::EngineBackend;
 use super::file::{RuleFile, RuleKind};
