@@ -967,9 +967,15 @@ impl<'a> Evaluator<'a> {
             groups[gi].1.push(i);
         }
         let mut out = Vec::new();
+        // One pass decides whether groups need the histogram handling at all.
+        let any_hist = input.iter().any(|s| s.h.is_some());
         for (key, mut members) in groups {
             let drop_name = members.iter().any(|&i| input[i].drop_name);
-            let n_hist = members.iter().filter(|&&i| input[i].h.is_some()).count();
+            let n_hist = if any_hist {
+                members.iter().filter(|&&i| input[i].h.is_some()).count()
+            } else {
+                0
+            };
             if n_hist > 0 && !matches!(op, AggOp::Count | AggOp::Group) {
                 if matches!(op, AggOp::Sum | AggOp::Avg) {
                     if n_hist < members.len() {
