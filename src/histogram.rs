@@ -271,6 +271,33 @@ impl FloatHistogram {
         self.schema = target;
     }
 
+    /// The histogram as Go's `FloatHistogram.String()` prints it (count_values uses it as a
+    /// label value): `{count:20, sum:10, [-2,-1):2, [-0.001,0.001]:2, (0.5,1]:1}`, populated
+    /// buckets only.
+    pub fn go_string(&self) -> String {
+        let g = |v: f64| {
+            let mut out = Vec::new();
+            crate::expo::format_float(v, &mut out);
+            String::from_utf8(out).unwrap_or_default()
+        };
+        let mut s = format!("{{count:{}, sum:{}", g(self.count), g(self.sum));
+        for b in self.all_buckets() {
+            if b.count == 0.0 {
+                continue;
+            }
+            s.push_str(&format!(
+                ", {}{},{}{}:{}",
+                if b.lower_inclusive { '[' } else { '(' },
+                g(b.lower),
+                g(b.upper),
+                if b.upper_inclusive { ']' } else { ')' },
+                g(b.count)
+            ));
+        }
+        s.push('}');
+        s
+    }
+
     /// Multiplies count, sum and every bucket by `f` (layout unchanged).
     pub fn mul(&mut self, f: f64) {
         self.zero_count *= f;
@@ -842,6 +869,18 @@ mod tests {
         assert_eq!(h.quantile(1.0), 2.0);
         assert_eq!(h.quantile(1.5), f64::INFINITY);
         assert!(hist(0, &[], 0.0, 0.0).quantile(0.5).is_nan());
+    }
+
+    #[test]
+    fn go_string_lists_populated_buckets_from_most_negative() {
+        let mut h = hist(0, &[(0, 1.0), (1, 2.0)], 20.0, 10.0);
+        h.zero_threshold = 0.001;
+        h.zero_count = 2.0;
+        h.set_negative(&[(0, 1.0), (1, 2.0)]);
+        assert_eq!(
+            h.go_string(),
+            "{count:20, sum:10, [-2,-1):2, [-1,-0.5):1, [-0.001,0.001]:2, (0.5,1]:1, (1,2]:2}"
+        );
     }
 
     #[test]

@@ -77,7 +77,7 @@ pub struct VecSample {
     pub v: f64,
     /// A native histogram sample instead of a float. None on every float path, so floats
     /// cost no allocation; histograms are shared with the store until an operation changes
-    /// them (`Rc::make_mut`).
+    /// them (`Arc::make_mut`).
     pub h: Option<Arc<FloatHistogram>>,
     /// `__name__` is to be removed once evaluation finishes (delayed name removal).
     pub drop_name: bool,
@@ -976,7 +976,7 @@ impl<'a> Evaluator<'a> {
             } else {
                 0
             };
-            if n_hist > 0 && !matches!(op, AggOp::Count | AggOp::Group) {
+            if n_hist > 0 && !matches!(op, AggOp::Count | AggOp::Group | AggOp::CountValues) {
                 if matches!(op, AggOp::Sum | AggOp::Avg) {
                     if n_hist < members.len() {
                         self.warn(
@@ -1048,8 +1048,12 @@ impl<'a> Evaluator<'a> {
                 }
                 AggOp::CountValues => {
                     let mut counts: Vec<(String, f64)> = Vec::new();
-                    for v in vals() {
-                        let s = go_float(v);
+                    for &i in &members {
+                        // A histogram counts under its Go string form.
+                        let s = match &input[i].h {
+                            Some(h) => h.go_string(),
+                            None => go_float(input[i].v),
+                        };
                         match counts.iter_mut().find(|(k, _)| *k == s) {
                             Some(c) => c.1 += 1.0,
                             None => counts.push((s, 1.0)),
@@ -1074,6 +1078,23 @@ impl<'a> Evaluator<'a> {
                 h: None,
                 drop_name,
             });
+        }
+        if op == AggOp::CountValues && out.len() > 1 {
+            // Counts are per output label set: when the value label overwrites a grouping
+            // label, groups that now look alike are one (Prometheus groups count_values by
+            // its output labels).
+            let mut merged: Vec<VecSample> = Vec::with_capacity(out.len());
+            let mut at: HashMap<Rc<Labels>, usize> = HashMap::new();
+            for s in out {
+                match at.get(&s.labels) {
+                    Some(&i) => merged[i].v += s.v,
+                    None => {
+                        at.insert(s.labels.clone(), merged.len());
+                        merged.push(s);
+                    }
+                }
+            }
+            out = merged;
         }
         Ok(Value::Vector(out))
     }
