@@ -5,7 +5,7 @@
 //!
 //! Owns: the value type, bucket boundaries and iteration, add/sub (with schema and zero
 //! threshold reconciliation), scaling, counter-reset detection, quantile and fraction
-//! estimation. Must not touch: parsing or printing (the test notation lives in
+//! estimation, Go's `String()` form. Must not touch: the `{{…}}` test notation (it lives in
 //! `rules::notation`), storage, evaluation.
 //!
 //! Where they come from: promtool-style test files and promqltest scripts (through
