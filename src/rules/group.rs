@@ -408,6 +408,7 @@ fn eval_alerting(
             external_labels: ctx.external_labels.clone(),
             external_url: ctx.external_url.to_string(),
             value: s.value,
+            histogram: s.histogram.clone(),
         };
         let mut query = |q: &str| backend.query_text(q, qt);
         let mut labels = s.labels.clone();
