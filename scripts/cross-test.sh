@@ -20,6 +20,8 @@
 # (default 1536: DESIGN.md's goal for the complete agent without TLS) is a benchmark goal, printed
 # as met / NOT met next to each size; the merged agent does not meet it on x86_64 yet (README).
 # Set the budget to the goal to enforce it.
+# PROMLET_CROSS_PRUNE=1 (test-all sets it) deletes each target's build trees once its binary is
+# checked, keeping only target/<target>/release/promlet: four cross trees do not fit a small disk.
 set -uo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
@@ -150,6 +152,11 @@ for t in "${targets[@]}"; do
     fi
   fi
   results+=("$t $bytes $status")
+  if [ "${PROMLET_CROSS_PRUNE:-0}" = 1 ]; then
+    # Keep the checked binary (release.sh packs it); drop the build trees behind it.
+    rm -rf "target/$t/debug" "target/$t/release/deps" "target/$t/release/build" \
+      "target/$t/release/.fingerprint" "target/$t/release/incremental"
+  fi
 done
 
 echo "=== stripped release sizes (budget $BUDGET_KIB KiB = $((BUDGET_KIB * 1024)) bytes; goal at this stage $GOAL_KIB KiB)"

@@ -28,6 +28,9 @@
 #      PROMLET_SHARED (default ../shared), PROMLET_STACK_DIR (default <repo>/.stack);
 #      PROMLET_SKIP_CROSS=1 skips step 5; PROMLET_SKIP_FUZZ=1 skips step 6 (PROMLET_FUZZ_SECONDS
 #      sets its time per target); PROMLET_SKIP_BENCH=1 skips step 7.
+#      Disk: the host test tree is deleted after step 4, each cross tree after its checks and the
+#      fuzz build after step 6 (PROMLET_KEEP_TARGET=1 keeps the host and fuzz trees,
+#      PROMLET_CROSS_PRUNE=0 the cross trees); CARGO_INCREMENTAL defaults to 0.
 set -uo pipefail
 export LC_ALL=C
 # Never probe this machine's real gateway or nameservers (the default config would):
@@ -37,6 +40,8 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 export PROMLET_STACK_DIR=${PROMLET_STACK_DIR:-$REPO/.stack}
 export CARGO_TERM_COLOR=never
+# One build per tree here: incremental state would only take disk (several GiB for the test tree).
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 mkdir -p target
 LOG=target/test-all.log
 : >"$LOG"
@@ -44,6 +49,8 @@ LOG=target/test-all.log
 T0=$SECONDS
 failed=()
 timings=()
+# Free space where the builds go: CI shares its disk, so each step's line shows it.
+disk_free() { df -h --output=avail "$REPO/target" 2>/dev/null | tail -n 1 | tr -d ' '; }
 # step NAME CMD...: runs CMD with its output shown and logged; records failure and duration.
 step() {
   local name=$1 t=$SECONDS rc
@@ -52,7 +59,7 @@ step() {
   echo "===== $name: $*"
   "$@" 2>&1 | tee -a "$LOG"
   rc=${PIPESTATUS[0]}
-  timings+=("$(printf '%-28s %4d s  %s' "$name" $((SECONDS - t)) "$([ "$rc" = 0 ] && echo ok || echo "FAILED (exit $rc)")")")
+  timings+=("$(printf '%-28s %4d s  %-16s %s' "$name" $((SECONDS - t)) "$([ "$rc" = 0 ] && echo ok || echo "FAILED (exit $rc)")" "disk free $(disk_free)")")
   [ "$rc" = 0 ] || failed+=("$name")
   return "$rc"
 }
@@ -84,8 +91,12 @@ step "cargo test" cargo test
 step "cargo test --features tls (lib)" cargo test --features tls --lib
 step "cargo test --features tls (integration)" \
   cargo test --features tls --test tests -- webauth:: scrape:: http:: agent:: notify::alerts_reach_an_alertmanager_over_https remote_write::remote_write_over_https probe::https_probes_match_blackbox_exporter
+# The host test tree is no longer needed: free its disk before the cross builds (PROMLET_KEEP_TARGET=1
+# keeps it, for a local run that goes on editing).
+[ "${PROMLET_KEEP_TARGET:-0}" = 1 ] || rm -rf target/debug
 if [ "${PROMLET_SKIP_CROSS:-0}" != 1 ]; then
-  step "cross build + qemu tests" bash scripts/cross-test.sh &&
+  # PROMLET_CROSS_PRUNE: keep only each target's release binary once it is checked.
+  step "cross build + qemu tests" env PROMLET_CROSS_PRUNE="${PROMLET_CROSS_PRUNE:-1}" bash scripts/cross-test.sh &&
     step "release tarballs" bash scripts/release.sh --no-build --deb
 fi
 # The .deb test installs and purges a package on this machine: root only (CI is root).
@@ -96,7 +107,9 @@ elif [ "${CI:-}" = true ]; then
 else
   echo "===== deb package: SKIPPED (needs root: it runs dpkg -i / --purge)"
 fi
-step "openwrt package" bash packaging/openwrt/test.sh
+# the binary cross-test built, when there is one (else the script builds target/release/promlet)
+musl_bin=target/x86_64-unknown-linux-musl/release/promlet
+step "openwrt package" bash packaging/openwrt/test.sh $([ -x "$musl_bin" ] && echo "$musl_bin")
 # Fuzzing needs a nightly toolchain (install-cross.sh may have installed one for -Zbuild-std)
 # and cargo-fuzz; both are kept between runs.
 install_fuzz() {
@@ -106,6 +119,8 @@ install_fuzz() {
 if [ "${PROMLET_SKIP_FUZZ:-0}" != 1 ]; then
   step "install cargo-fuzz" install_fuzz &&
     step "fuzz smoke" bash scripts/fuzz.sh "${PROMLET_FUZZ_SECONDS:-20}"
+  # the instrumented build tree (GiBs); the corpus found so far stays in target/fuzz-corpus
+  [ "${PROMLET_KEEP_TARGET:-0}" = 1 ] || rm -rf fuzz/target
 fi
 if [ "${PROMLET_SKIP_BENCH:-0}" != 1 ] && [ -x target/x86_64-unknown-linux-musl/release/promlet ]; then
   # A benchmark, not a test: its goals are printed, not enforced, and a failure is not fatal.

@@ -4,8 +4,8 @@
 //! against it; a real Prometheus 3.5 scraping the same promlet gives the same answers; data
 //! survives a clean restart; `--query.timeout` stops a runaway query.
 
-use crate::agent::{Agent, Prometheus, TempDir};
 use crate::common;
+use crate::common::{Agent, Prometheus, TempDir};
 use promlet::http::json::Value as Json;
 use std::io::{Read, Write};
 use std::net::TcpStream;

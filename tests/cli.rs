@@ -1,8 +1,8 @@
 //! The command line of the real binary: --help from the flag table, --version, usage errors
 //! (exit 2), and `promlet check config` (exit 0, or 1 with FILE:LINE:COLUMN).
 
-use crate::agent::TempDir;
 use crate::common;
+use crate::common::TempDir;
 use std::process::{Command, Output};
 
 fn promlet(args: &[&str]) -> Output {

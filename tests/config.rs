@@ -2,7 +2,7 @@
 //! errors, and hostile input (truncations, garbage, deep nesting) that must give an error,
 //! never a panic.
 
-use crate::agent::TempDir;
+use crate::common::TempDir;
 use promlet::config::{Config, DEFAULT_CONFIG};
 
 const FULL: &str = "\

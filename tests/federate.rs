@@ -2,7 +2,7 @@
 //! timestamps, `untyped`, sorted, external labels and `instance=""`, GET and POST, OpenMetrics
 //! and gzip; and a real Prometheus 3.5 federating promlet and storing what it got.
 
-use crate::agent::{Agent, Prometheus, TempDir};
+use crate::common::{Agent, Prometheus, TempDir};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -12,12 +12,10 @@
 //! `b.local` and, when this machine has sensors, from `a.local` too. Every other query must
 //! return data from both promlets directly, and from Prometheus for each instance and for "All".
 
-use crate::agent::{Agent, TempDir};
-use crate::common::{self, ChildGuard};
+use crate::common::{self, Agent, Prometheus, TempDir};
 use promlet::http::json::Value as JsonValue;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Metrics that exist only where /sys has sensors.
@@ -300,35 +298,17 @@ fn device(instance: &str, extra: &[&str]) -> Agent {
 
 /// Prometheus 3.5 federating every series of the given promlets (honor_labels, as the
 /// federation docs advise), scraping every second.
-fn federating_prometheus(targets: &[u16]) -> Option<(ChildGuard, TempDir, u16)> {
-    let bin = common::stack_bin("prometheus")?;
-    let dir = TempDir::new("grafana-prom");
+fn federating_prometheus(targets: &[u16]) -> Option<Prometheus> {
     let list: Vec<String> = targets.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
-    let cfg = dir.0.join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        format!(
+    Prometheus::launch(
+        &format!(
             "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: promlet\n    \
              honor_labels: true\n    metrics_path: /federate\n    params:\n      \
              'match[]': ['{{__name__=~\".+\"}}']\n    static_configs:\n      - targets: [{}]\n",
             list.join(", ")
         ),
+        &[],
     )
-    .unwrap();
-    let port = common::free_port();
-    let child = ChildGuard::spawn(
-        Command::new(bin)
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.0.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    assert!(common::wait_for_port(port), "prometheus did not start");
-    Some((child, dir, port))
 }
 
 fn is_hardware(expr: &str) -> bool {
@@ -527,7 +507,8 @@ fn every_dashboard_query_returns_data_from_promlet_and_federating_prometheus() {
         }
     );
 
-    if let Some((_prom, _dir, port)) = federating_prometheus(&[a.port, b.port]) {
+    if let Some(prom) = federating_prometheus(&[a.port, b.port]) {
+        let port = prom.port;
         let prom = Server {
             name: "Prometheus 3.5 federating both".into(),
             port,

@@ -84,6 +84,79 @@ fn start_alertmanager_with(
     Some(child)
 }
 
+/// A real Alertmanager on one port and directory that a test stops and starts again (its
+/// alerts live in memory only: a restart forgets them, as in an outage with a reboot).
+pub(crate) struct Alertmanager {
+    bin: PathBuf,
+    pub port: u16,
+    dir: PathBuf,
+    extra: Vec<String>,
+    child: Option<ChildGuard>,
+}
+
+impl Alertmanager {
+    /// Starts one on a free port with its state in `dir` and `extra` flags; None (a loud
+    /// skip) without the binary or its templates.
+    pub(crate) fn start(dir: &Path, extra: &[String]) -> Option<Alertmanager> {
+        let bin = stack_bin("prometheus-alertmanager")?;
+        let port = free_port();
+        let child = start_alertmanager_with(&bin, port, dir, extra)?;
+        Some(Alertmanager {
+            bin,
+            port,
+            dir: dir.to_path_buf(),
+            extra: extra.to_vec(),
+            child: Some(child),
+        })
+    }
+
+    /// Kills it: the outage begins.
+    pub(crate) fn stop(&mut self) {
+        self.child = None;
+    }
+
+    /// Starts it again on the same port and directory, with no alerts.
+    pub(crate) fn restart(&mut self) {
+        self.child = None;
+        self.child = start_alertmanager_with(&self.bin, self.port, &self.dir, &self.extra);
+        assert!(self.child.is_some(), "alertmanager did not start again");
+    }
+
+    /// `GET /api/v2/alerts`.
+    pub(crate) fn alerts(&self) -> String {
+        am_alerts(self.port)
+    }
+
+    /// A sample of its own /metrics (see [`am_metric`]).
+    pub(crate) fn metric(&self, series: &str) -> f64 {
+        am_metric(self.port, series)
+    }
+
+    /// How many alerts with `status` ("firing" or "resolved") it has received.
+    pub(crate) fn received(&self, status: &str) -> f64 {
+        self.metric(&format!(
+            "alertmanager_alerts_received_total{{status=\"{status}\",version=\"v2\"}}"
+        ))
+    }
+
+    /// How many alerts it holds as active.
+    pub(crate) fn active(&self) -> f64 {
+        self.metric("alertmanager_alerts{state=\"active\"}")
+    }
+}
+
+/// The notifier the agent runs, posting to the Alertmanager on `port`, its queue in `queue`.
+fn open_notifier(port: u16, queue: Option<&Path>) -> Notifier {
+    Notifier::new(
+        &alerting(port),
+        Labels::new(),
+        queue,
+        100,
+        Default::default(),
+    )
+    .unwrap()
+}
+
 pub(crate) fn alerting(port: u16) -> AlertingConfig {
     AlertingConfig {
         alertmanagers: vec![AlertmanagerConfig {
@@ -172,14 +245,11 @@ pub(crate) fn alert_object<'a>(json: &'a str, name: &str) -> Option<&'a str> {
 
 #[test]
 fn alerts_arrive_with_labels_annotations_times_and_generator_url() {
-    let Some(bin) = stack_bin("prometheus-alertmanager") else {
-        return;
-    };
     let dir = temp_dir("arrive");
-    let port = free_port();
-    let Some(_am) = start_alertmanager(&bin, port, &dir) else {
+    let Some(am) = Alertmanager::start(&dir, &[]) else {
         return;
     };
+    let port = am.port;
     let ext = Labels::from_pairs([("site", "garage")]);
     let mut n = Notifier::new(
         &alerting(port),
@@ -193,7 +263,7 @@ fn alerts_arrive_with_labels_annotations_times_and_generator_url() {
     n.send(std::slice::from_ref(&a));
     assert!(drive(&mut n, Duration::from_secs(10), |n| n.metrics().sent == 1));
     assert_eq!(n.metrics().queue_length, 0);
-    let json = am_alerts(port);
+    let json = am.alerts();
     let obj = alert_object(&json, "DiskFull").unwrap_or_else(|| panic!("not in {json}"));
     for want in [
         "\"severity\":\"critical\"".to_string(),
@@ -215,29 +285,18 @@ fn alerts_arrive_with_labels_annotations_times_and_generator_url() {
 
 #[test]
 fn queued_alerts_arrive_after_an_alertmanager_outage_and_a_promlet_restart() {
-    let Some(bin) = stack_bin("prometheus-alertmanager") else {
-        return;
-    };
     let dir = temp_dir("outage");
     let queue = dir.join("queue");
-    let port = free_port();
-    let Some(am) = start_alertmanager(&bin, port, &dir) else {
+    let Some(mut am) = Alertmanager::start(&dir, &[]) else {
         return;
     };
-    let mut n = Notifier::new(
-        &alerting(port),
-        Labels::new(),
-        Some(&queue),
-        100,
-        Default::default(),
-    )
-    .unwrap();
+    let mut n = open_notifier(am.port, Some(&queue));
     n.send(&[firing("Before", "info")]);
     assert!(drive(&mut n, Duration::from_secs(10), |n| n.metrics().sent == 1));
-    assert!(alert_object(&am_alerts(port), "Before").is_some());
+    assert!(alert_object(&am.alerts(), "Before").is_some());
 
     // Alertmanager goes away; two alerts fire and fail to go out.
-    drop(am);
+    am.stop();
     n.send(&[
         firing("DuringOutage", "critical"),
         firing("Heartbeat", "none"),
@@ -250,14 +309,7 @@ fn queued_alerts_arrive_after_an_alertmanager_outage_and_a_promlet_restart() {
 
     // promlet restarts while Alertmanager is still down.
     drop(n);
-    let mut n = Notifier::new(
-        &alerting(port),
-        Labels::new(),
-        Some(&queue),
-        100,
-        Default::default(),
-    )
-    .unwrap();
+    let mut n = open_notifier(am.port, Some(&queue));
     assert_eq!(n.metrics().queue_length, 2, "the queue did not survive");
     assert!(drive(&mut n, Duration::from_secs(10), |n| n
         .metrics()
@@ -265,14 +317,14 @@ fn queued_alerts_arrive_after_an_alertmanager_outage_and_a_promlet_restart() {
         >= 2));
 
     // Alertmanager returns (its own in-memory alerts are gone); the queue drains into it.
-    let _am = start_alertmanager(&bin, port, &dir).unwrap();
+    am.restart();
     assert!(
         drive(&mut n, Duration::from_secs(30), |n| n.metrics().sent == 2),
         "{:?}",
         n.metrics()
     );
     assert_eq!(n.metrics().queue_length, 0);
-    let json = am_alerts(port);
+    let json = am.alerts();
     for name in ["DuringOutage", "Heartbeat"] {
         let obj = alert_object(&json, name).unwrap_or_else(|| panic!("{name} not in {json}"));
         assert!(
@@ -282,15 +334,10 @@ fn queued_alerts_arrive_after_an_alertmanager_outage_and_a_promlet_restart() {
     }
     // Reopened once more, nothing is left to send.
     drop(n);
-    let n = Notifier::new(
-        &alerting(port),
-        Labels::new(),
-        Some(&queue),
-        100,
-        Default::default(),
-    )
-    .unwrap();
-    assert_eq!(n.metrics().queue_length, 0);
+    assert_eq!(
+        open_notifier(am.port, Some(&queue)).metrics().queue_length,
+        0
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -310,37 +357,22 @@ fn am_metric(port: u16, series: &str) -> f64 {
 /// alert resolved: it receives the resolved state (endsAt set) and never the stale firing one.
 #[test]
 fn resolved_alert_queued_during_an_outage_resolves_it_in_a_restarted_alertmanager() {
-    let Some(bin) = stack_bin("prometheus-alertmanager") else {
-        return;
-    };
     let dir = temp_dir("resolved");
     let queue = dir.join("queue");
-    let port = free_port();
-    let Some(am) = start_alertmanager(&bin, port, &dir) else {
+    let Some(mut am) = Alertmanager::start(&dir, &[]) else {
         return;
     };
-    let open = || {
-        Notifier::new(
-            &alerting(port),
-            Labels::new(),
-            Some(&queue),
-            100,
-            Default::default(),
-        )
-        .unwrap()
-    };
+    let port = am.port;
+    let open = || open_notifier(port, Some(&queue));
     let mut n = open();
     let fire = firing("Flapping", "warning");
     n.send(std::slice::from_ref(&fire));
     assert!(drive(&mut n, Duration::from_secs(10), |n| n.metrics().sent == 1));
-    assert!(alert_object(&am_alerts(port), "Flapping").is_some());
-    assert_eq!(
-        am_metric(port, "alertmanager_alerts{state=\"active\"}"),
-        1.0
-    );
+    assert!(alert_object(&am.alerts(), "Flapping").is_some());
+    assert_eq!(am.active(), 1.0);
 
     // Alertmanager goes away; the alert resolves and the resolution cannot be delivered.
-    drop(am);
+    am.stop();
     let mut resolved = fire.clone();
     resolved.ends_at = now_ms() - 1000;
     n.send(std::slice::from_ref(&resolved));
@@ -360,25 +392,16 @@ fn resolved_alert_queued_during_an_outage_resolves_it_in_a_restarted_alertmanage
     );
 
     // Alertmanager returns with no memory of the alert and receives the resolved state.
-    let _am = start_alertmanager(&bin, port, &dir).unwrap();
+    am.restart();
     assert!(
         drive(&mut n, Duration::from_secs(30), |n| n.metrics().sent == 1),
         "{:?}",
         n.metrics()
     );
     assert_eq!(n.metrics().queue_length, 0);
-    let received = |status: &str| {
-        am_metric(
-            port,
-            &format!("alertmanager_alerts_received_total{{status=\"{status}\",version=\"v2\"}}"),
-        )
-    };
-    assert_eq!((received("resolved"), received("firing")), (1.0, 0.0));
-    assert_eq!(
-        am_metric(port, "alertmanager_alerts{state=\"active\"}"),
-        0.0
-    );
-    let json = am_alerts(port);
+    assert_eq!((am.received("resolved"), am.received("firing")), (1.0, 0.0));
+    assert_eq!(am.active(), 0.0);
+    let json = am.alerts();
     assert!(
         alert_object(&json, "Flapping").is_none(),
         "still firing: {json}"
@@ -705,14 +728,11 @@ notify:
 /// Alertmanager outage (its memory lost) and a promlet SIGKILL + restart, it arrives again.
 #[test]
 fn rule_alert_from_the_real_binary_reaches_alertmanager_across_outage_and_restart() {
-    let Some(bin) = stack_bin("prometheus-alertmanager") else {
-        return;
-    };
     let dir = temp_dir("e2e");
-    let am_port = free_port();
-    let Some(am) = start_alertmanager(&bin, am_port, &dir) else {
+    let Some(mut am) = Alertmanager::start(&dir, &[]) else {
         return;
     };
+    let am_port = am.port;
     std::fs::write(
         dir.join("rules.yml"),
         "groups:\n- name: edge\n  interval: 1s\n  rules:\n  - alert: AlwaysFiring\n    \
@@ -754,16 +774,16 @@ fn rule_alert_from_the_real_binary_reaches_alertmanager_across_outage_and_restar
         assert!(obj.contains(want), "{want} missing in {obj}");
     }
     // Alertmanager goes away and comes back empty: the resend brings the alert back.
-    drop(am);
+    am.stop();
     std::thread::sleep(Duration::from_secs(3));
-    let am = start_alertmanager(&bin, am_port, &dir).unwrap();
+    am.restart();
     arrived("after an Alertmanager outage");
     // promlet is killed and restarted while Alertmanager is down again.
-    drop(am);
+    am.stop();
     drop(promlet);
     let _promlet = start_promlet(port, &data, &extra);
     std::thread::sleep(Duration::from_secs(3));
-    let _am = start_alertmanager(&bin, am_port, &dir).unwrap();
+    am.restart();
     arrived("after a promlet restart during an outage");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -783,14 +803,11 @@ fn promlet_metric(port: u16, series: &str) -> Option<f64> {
 /// never a firing one. While deliveries fail and retry, promlet runs on its 2 threads.
 #[test]
 fn rule_resolution_from_the_real_binary_survives_outage_and_restart() {
-    let Some(bin) = stack_bin("prometheus-alertmanager") else {
-        return;
-    };
     let dir = temp_dir("e2e-resolved");
-    let am_port = free_port();
-    let Some(am) = start_alertmanager(&bin, am_port, &dir) else {
+    let Some(mut am) = Alertmanager::start(&dir, &[]) else {
         return;
     };
+    let am_port = am.port;
     // Fires until `until` (Unix seconds), then resolves.
     let until = now_ms() / 1000 + 15;
     std::fs::write(
@@ -816,7 +833,7 @@ fn rule_resolution_from_the_real_binary_survives_outage_and_restart() {
     let extra = [config.as_str(), "--rules.alert.resend-delay=1s"];
     let promlet = start_promlet(port, &data, &extra);
     let deadline = Instant::now() + Duration::from_secs(12);
-    while alert_object(&am_alerts(am_port), "UntilDeadline").is_none() {
+    while alert_object(&am.alerts(), "UntilDeadline").is_none() {
         assert!(Instant::now() < deadline, "the firing alert did not arrive");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -824,7 +841,7 @@ fn rule_resolution_from_the_real_binary_survives_outage_and_restart() {
         now_ms() / 1000 < until - 1,
         "arrived too late to test a resolution"
     );
-    drop(am);
+    am.stop();
     // The rule resolves while Alertmanager is down; its resolution waits in the queue.
     while now_ms() / 1000 < until + 3 {
         std::thread::sleep(Duration::from_millis(200));
@@ -838,23 +855,14 @@ fn rule_resolution_from_the_real_binary_survives_outage_and_restart() {
     drop(promlet);
     let _promlet = start_promlet(port, &data, &extra);
     std::thread::sleep(Duration::from_secs(2));
-    let _am = start_alertmanager(&bin, am_port, &dir).unwrap();
-    let received = |status: &str| {
-        am_metric(
-            am_port,
-            &format!("alertmanager_alerts_received_total{{status=\"{status}\",version=\"v2\"}}"),
-        )
-    };
+    am.restart();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while received("resolved") < 1.0 {
+    while am.received("resolved") < 1.0 {
         assert!(Instant::now() < deadline, "the resolution never arrived");
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(received("firing"), 0.0);
-    assert_eq!(
-        am_metric(am_port, "alertmanager_alerts{state=\"active\"}"),
-        0.0
-    );
+    assert_eq!(am.received("firing"), 0.0);
+    assert_eq!(am.active(), 0.0);
     assert_eq!(
         promlet_metric(port, "promlet_notifications_queue_length"),
         Some(0.0)
@@ -867,14 +875,11 @@ fn rule_resolution_from_the_real_binary_survives_outage_and_restart() {
 /// the process stays at 2 threads.
 #[test]
 fn a_silent_alertmanager_does_not_delay_the_real_one_and_adds_no_thread() {
-    let Some(bin) = stack_bin("prometheus-alertmanager") else {
-        return;
-    };
     let dir = temp_dir("parallel");
-    let am_port = free_port();
-    let Some(_am) = start_alertmanager(&bin, am_port, &dir) else {
+    let Some(am) = Alertmanager::start(&dir, &[]) else {
         return;
     };
+    let am_port = am.port;
     // The kernel completes connections into the backlog; nothing ever reads or answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_addr = silent.local_addr().unwrap();
@@ -896,7 +901,7 @@ fn a_silent_alertmanager_does_not_delay_the_real_one_and_adds_no_thread() {
     let config = format!("--config.file={}", dir.join("promlet.yml").display());
     let started = Instant::now();
     let _promlet = start_promlet(port, &dir.join("data"), &[config.as_str()]);
-    while alert_object(&am_alerts(am_port), "AlwaysFiring").is_none() {
+    while alert_object(&am.alerts(), "AlwaysFiring").is_none() {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "the alert waited for the silent Alertmanager"
@@ -919,9 +924,6 @@ fn a_silent_alertmanager_does_not_delay_the_real_one_and_adds_no_thread() {
 #[cfg(feature = "tls")]
 #[test]
 fn alerts_reach_an_alertmanager_over_https() {
-    let Some(bin) = stack_bin("prometheus-alertmanager") else {
-        return;
-    };
     let dir = temp_dir("https");
     let Some((crt, key)) = crate::common::self_signed_cert(&dir, "am", "serverAuth") else {
         return;
@@ -937,11 +939,11 @@ fn alerts_reach_an_alertmanager_over_https() {
         ),
     )
     .unwrap();
-    let port = free_port();
     let web_flag = format!("--web.config.file={}", web.display());
-    let Some(_am) = start_alertmanager_with(&bin, port, &dir, &[web_flag]) else {
+    let Some(am) = Alertmanager::start(&dir, &[web_flag]) else {
         return;
     };
+    let port = am.port;
     let https = |ca: &Path| {
         let mut cfg = alerting(port);
         cfg.alertmanagers[0].scheme = "https".into();

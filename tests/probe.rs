@@ -4,8 +4,8 @@
 //! `/probe` and scheduled probes in the real binary; and a differential run against the real
 //! blackbox_exporter 0.28 with the same module file and targets.
 
-use crate::agent::{Agent, TempDir};
 use crate::common::{self, ChildGuard};
+use crate::common::{Agent, TempDir};
 use promlet::config::Config;
 use promlet::probe::{self, config::Module, Report};
 use std::collections::BTreeMap;

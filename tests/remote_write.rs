@@ -5,8 +5,8 @@
 //! request, decoded with promlet's own snappy and protobuf decoders, so a test can count how
 //! often each sample crossed the wire; it can also refuse connections (link down).
 
-use crate::agent::{Agent, TempDir};
 use crate::common::{self, ChildGuard};
+use crate::common::{Agent, TempDir};
 use promlet::http::json::Value as Json;
 use promlet::remote::{proto, snappy};
 use std::collections::BTreeMap;
@@ -597,18 +597,10 @@ fn backlog_goes_out_no_faster_than_the_rate_limit() {
 #[cfg(feature = "tls")]
 #[test]
 fn remote_write_over_https_reaches_a_tls_prometheus() {
-    let Some(bin) = common::stack_bin("prometheus") else {
-        return;
-    };
     let dir = TempDir::new("rw-tls");
     let Some((crt, key)) = common::self_signed_cert(&dir.0, "prom", "serverAuth") else {
         return;
     };
-    std::fs::write(
-        dir.0.join("prometheus.yml"),
-        "global:\n  scrape_interval: 1m\n",
-    )
-    .unwrap();
     std::fs::write(
         dir.0.join("web.yml"),
         format!(
@@ -618,26 +610,17 @@ fn remote_write_over_https_reaches_a_tls_prometheus() {
         ),
     )
     .unwrap();
-    let port = common::free_port();
-    let _prom = ChildGuard::spawn(
-        Command::new(bin)
-            .arg(format!(
-                "--config.file={}",
-                dir.0.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--web.config.file={}",
-                dir.0.join("web.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.0.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--web.enable-remote-write-receiver")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let Some(prom) = crate::common::Prometheus::launch_in(
+        dir,
+        "global:\n  scrape_interval: 1m\n",
+        &[
+            "--web.config.file=web.yml",
+            "--web.enable-remote-write-receiver",
+        ],
+    ) else {
+        return;
+    };
+    let port = prom.port;
     let query = |q: &str| -> String {
         let out = Command::new("curl")
             .args(["-sS", "--max-time", "5", "--cacert"])

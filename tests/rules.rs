@@ -3,8 +3,8 @@
 //! rule files in ../shared/promtool-rule-tests), and `promlet test rules` gives the outcome the
 //! shared README lists for every promtool rule-test file.
 
-use crate::agent::TempDir;
 use crate::common;
+use crate::common::{Prometheus, TempDir};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -384,28 +384,17 @@ fn normalize_times(doc: &str) -> String {
 fn rules_and_alerts_documents_match_prometheus() {
     use promlet::http::json::Json;
     use promlet::rules::api::{write_alerts, write_rules, RulesFilter};
-    let Some(prom) = common::stack_bin("prometheus") else {
-        return;
-    };
     let tmp = TempDir::new("rules-api");
     let rules = "groups:\n- name: consts\n  interval: 1s\n  limit: 10\n  rules:\n  - record: two\n    expr: vector(2)\n    labels: {kind: const}\n  - alert: Always\n    expr: vector(1)\n    labels: {severity: '{{ if gt $value 0.5 }}page{{ end }}'}\n    annotations: {summary: 'value {{ $value | humanize }}'}\n  - alert: Slow\n    expr: vector(3) > 1\n    for: 1h\n    keep_firing_for: 5m\n  - alert: Never\n    expr: vector(1) > 5\n- name: second\n  interval: 1s\n  rules:\n  - record: three\n    expr: vector(3)\n";
     std::fs::write(tmp.0.join("rules.yml"), rules).unwrap();
-    std::fs::write(
-        tmp.0.join("prometheus.yml"),
+    let Some(prom) = Prometheus::launch_in(
+        tmp,
         "global:\n  evaluation_interval: 1s\nrule_files: [rules.yml]\n",
-    )
-    .unwrap();
-    let port = common::free_port();
-    let _p = common::ChildGuard::spawn(
-        Command::new(prom)
-            .current_dir(&tmp.0)
-            .arg("--config.file=prometheus.yml")
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--storage.tsdb.path=data")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null()),
-    );
-    assert!(common::wait_for_port(port));
+        &[],
+    ) else {
+        return;
+    };
+    let port = prom.port;
     // Wait until both groups have been evaluated twice.
     let mut theirs = String::new();
     for _ in 0..100 {
@@ -422,7 +411,7 @@ fn rules_and_alerts_documents_match_prometheus() {
     let (_, _, alerts_body) = common::http_get(port, "/api/v1/alerts", "");
     let their_alerts = String::from_utf8(alerts_body).unwrap();
 
-    let files = promlet::rules::manager::expand_globs(&tmp.0, &["rules.yml".into()]).unwrap();
+    let files = promlet::rules::manager::expand_globs(&prom.dir.0, &["rules.yml".into()]).unwrap();
     let mut defs = promlet::rules::manager::load_files(&files, false).unwrap();
     for d in &mut defs {
         d.file = "rules.yml".into();

@@ -3,8 +3,8 @@
 //! (a bad rule file keeps the running rules), refusing to start on a bad rule file, and `for`
 //! progress of a pending alert restored after a restart from `ALERTS_FOR_STATE`.
 
-use crate::agent::{Agent, TempDir};
 use crate::common;
+use crate::common::{Agent, TempDir};
 use promlet::http::json::Value as Json;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

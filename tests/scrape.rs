@@ -295,13 +295,16 @@ fn dns_sd_srv_a_aaaa_against_real_dnsmasq() {
             ])
             .stderr(std::process::Stdio::null()),
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // Started, not yet answering: wait until it answers the A query the test relies on (a fixed
+    // sleep was too short on a loaded machine, and every discovery then started with a failure).
+    let answers = (0..50).any(|_| dns_answers(dns_port, "node1.promlet.test"));
+    assert!(answers, "dnsmasq on 127.0.0.1:{dns_port} did not answer");
     // The process-wide nameserver override; only this test sets it.
     std::env::set_var("PROMLET_DNS_SERVER", format!("127.0.0.1:{dns_port}"));
     let rig = Rig::new(
         &format!("scrape_configs:\n  - job_name: dns\n    scrape_interval: 1s\n    dns_sd_configs: [{{names: [_node._tcp.promlet.test], refresh_interval: 1s}}]\n  - job_name: dns_a\n    scrape_interval: 1s\n    dns_sd_configs: [{{names: [node1.promlet.test], type: A, port: {port}}}]\n  - job_name: dns_aaaa\n    scrape_interval: 1s\n    dns_sd_configs: [{{names: [node1.promlet.test], type: AAAA, port: {port}}}]\n"),
     );
-    let ok = rig.run_until(Duration::from_secs(10), |r| {
+    let ok = rig.run_until(Duration::from_secs(20), |r| {
         r.samples("up", "dns")
             .first()
             .is_some_and(|(_, v)| v.last() == Some(&1.0))
@@ -335,6 +338,25 @@ fn dns_sd_srv_a_aaaa_against_real_dnsmasq() {
     assert_eq!(rig.samples("up", "dns_aaaa")[0].1[0], 0.0);
 }
 
+/// Whether the DNS server on 127.0.0.1:`port` answers an A query for `name` with an address
+/// within 200 ms.
+fn dns_answers(port: u16, name: &str) -> bool {
+    use promlet::net::dns::{encode_query, parse_response, T_A};
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let query = encode_query(7, name, T_A).unwrap();
+    if sock.send_to(&query, ("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(200));
+        return false;
+    }
+    let mut buf = [0u8; 512];
+    match sock.recv(&mut buf) {
+        Ok(n) => parse_response(&buf[..n], 7, T_A).is_ok_and(|r| !r.is_empty()),
+        Err(_) => false,
+    }
+}
+
 fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
@@ -348,7 +370,7 @@ fn free_udp_port() -> u16 {
 /// that adds a garbage target, that target is down with a lastError, the agent keeps going.
 #[test]
 fn agent_scrapes_node_exporter_and_reloads_on_sighup() {
-    use crate::agent::{Agent, TempDir};
+    use crate::common::{Agent, TempDir};
     let Some((_ne, ne_port)) = node_exporter() else {
         return;
     };
@@ -439,10 +461,7 @@ fn agent_scrapes_node_exporter_and_reloads_on_sighup() {
 #[test]
 fn target_relabeling_matches_real_prometheus() {
     use promlet::scrape::target::populate;
-    let Some(prom) = common::stack_bin("prometheus") else {
-        return;
-    };
-    let dir = crate::agent::TempDir::new("relabel-diff");
+    let dir = crate::common::TempDir::new("relabel-diff");
     // Ports nothing listens on; scrapes are an hour apart anyway.
     let targets: Vec<String> = (0..40)
         .map(|i| format!("127.0.0.1:{}", 1 + i * 7))
@@ -468,23 +487,10 @@ fn target_relabeling_matches_real_prometheus() {
 ",
         quoted.join(", ")
     );
-    std::fs::write(dir.0.join("prometheus.yml"), &yaml).unwrap();
-    let port = common::free_port();
-    let _p = ChildGuard::spawn(
-        Command::new(prom)
-            .arg(format!(
-                "--config.file={}",
-                dir.0.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.0.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null()),
-    );
-    assert!(common::wait_for_port(port));
+    let Some(prom) = crate::common::Prometheus::launch_in(dir, &yaml, &[]) else {
+        return;
+    };
+    let port = prom.port;
     let mut theirs: Vec<String> = Vec::new();
     for _ in 0..100 {
         let body = String::from_utf8(common::http_get(port, "/api/v1/targets?state=active", "").2)
@@ -695,7 +701,7 @@ fn basic_auth_and_bearer_credentials_are_sent() {
     let basic = auth_server("Basic dXNlcjpzM2NyZXQ="); // user:s3cret
     let bearer = auth_server("Bearer tok-123");
     let wrong = auth_server("Bearer other");
-    let dir = crate::agent::TempDir::new("scrape-auth");
+    let dir = crate::common::TempDir::new("scrape-auth");
     std::fs::write(dir.0.join("token"), "tok-123\n").unwrap();
     let rig = Rig::new(&format!(
         "scrape_configs:

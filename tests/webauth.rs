@@ -5,8 +5,8 @@
 //! curl and with a real Prometheus 3.5 scraping promlet over https with basic auth; mTLS; and
 //! promlet itself scraping an https target (`scheme: https` + `tls_config`).
 
-use crate::agent::{Agent, TempDir};
 use crate::common;
+use crate::common::{Agent, TempDir};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -302,7 +302,7 @@ fn tls_server_config_needs_the_tls_feature() {
 #[cfg(feature = "tls")]
 mod tls {
     use super::*;
-    use crate::agent::Prometheus;
+    use crate::common::Prometheus;
 
     fn curl(args: &[&str]) -> (bool, String) {
         let out = Command::new("curl")

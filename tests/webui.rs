@@ -3,8 +3,8 @@
 //! result; the alerts, rules, targets and status tabs render what the API serves. The page's
 //! wire behaviour (gzip, ETag/304) is checked with a plain HTTP client.
 
-use crate::agent::{Agent, TempDir};
 use crate::common;
+use crate::common::{Agent, TempDir};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -77,7 +77,7 @@ impl Manager {
                 let r = old.swap_remove(i);
                 {
                     let mut q = r.queue.borrow_mut();
-                    if q.cfg != *cfg || q.external() != external {
+                    if *q.cfg != *cfg || q.external() != external {
                         q.reconfigure(cfg.clone(), external.to_vec());
                     }
                 }

@@ -69,7 +69,9 @@ struct SeriesState {
 
 /// One queue's state, shared between its task and the agent (metrics, shutdown).
 pub struct Queue {
-    pub cfg: RemoteWriteConfig,
+    /// Shared with the send in flight, which holds it across awaits (an `Rc`, so a send does
+    /// not copy the headers, auth and TLS settings).
+    pub cfg: Rc<RemoteWriteConfig>,
     external: Vec<(String, String)>,
     cursor_path: Option<PathBuf>,
     /// Position of series not yet seen.
@@ -106,7 +108,7 @@ impl Queue {
     ) -> Queue {
         let cursor_path = dir.map(|d| d.join(format!("{:016x}.cursor", queue_id(&cfg))));
         let mut q = Queue {
-            cfg,
+            cfg: Rc::new(cfg),
             external,
             cursor_path,
             floor: start_after,
@@ -163,7 +165,7 @@ impl Queue {
     /// Takes a new configuration for the same queue identity: keeps positions, drops the
     /// label cache (external labels or relabeling may have changed).
     pub fn reconfigure(&mut self, cfg: RemoteWriteConfig, external: Vec<(String, String)>) {
-        self.cfg = cfg;
+        self.cfg = Rc::new(cfg);
         self.tls = None;
         self.external = external;
         for s in self.series.values_mut() {

@@ -5,6 +5,10 @@
 pub mod alloc_counter;
 pub mod exposition;
 pub mod node_fixtures;
+pub mod procs;
+
+#[allow(unused_imports)] // benches include this module without using these
+pub use procs::{Agent, Prometheus, TempDir};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
