@@ -15,6 +15,7 @@
 //! | module    | owns                                                                   |
 //! |-----------|------------------------------------------------------------------------|
 //! | [`model`] | time, labels, samples, the `Clock` trait; no I/O                        |
+//! | [`histogram`] | native histogram values and their arithmetic (PromQL, rule tests) |
 //! | [`log`]   | leveled logfmt/JSON logging to stderr                                   |
 //! | [`expo`]  | `MetricSet` (families in one arena) and the text/OpenMetrics encoders   |
 //! | [`collect`] | node_exporter-compatible readers of /proc and /sys, driven by `Roots` |
@@ -43,6 +44,7 @@ pub mod cli;
 pub mod collect;
 pub mod config;
 pub mod expo;
+pub mod histogram;
 pub mod http;
 pub mod log;
 pub mod model;

@@ -6,6 +6,7 @@
 //! and the error-type → status mapping. Must not touch: sockets, storage internals.
 
 use super::json::{format_ts, format_value, Json};
+use crate::histogram::FloatHistogram;
 use crate::model::{Labels, Matcher};
 use crate::promql::engine::Value;
 use crate::promql::{self, EngineOpts, EvalError};
@@ -255,6 +256,42 @@ fn write_point(j: &mut Json, t: i64, v: f64) {
     j.end_array();
 }
 
+/// `[<ts>, {"count":"c","sum":"s","buckets":[[<boundary rule>,"lo","hi","n"],…]}]`: populated
+/// buckets only; the rule says which ends are inclusive (0 = (lo,hi], 1 = [lo,hi),
+/// 2 = (lo,hi), 3 = [lo,hi]).
+fn write_histogram_point(j: &mut Json, t: i64, h: &FloatHistogram) {
+    j.begin_array();
+    j.raw(&format_ts(t));
+    j.begin_object();
+    j.key("count").string(&format_value(h.count));
+    j.key("sum").string(&format_value(h.sum));
+    let buckets: Vec<_> = h
+        .all_buckets()
+        .into_iter()
+        .filter(|b| b.count != 0.0)
+        .collect();
+    if !buckets.is_empty() {
+        j.key("buckets").begin_array();
+        for b in buckets {
+            let rule = match (b.lower_inclusive, b.upper_inclusive) {
+                (false, true) => "0",
+                (true, false) => "1",
+                (false, false) => "2",
+                (true, true) => "3",
+            };
+            j.begin_array();
+            j.raw(rule);
+            j.string(&format_value(b.lower));
+            j.string(&format_value(b.upper));
+            j.string(&format_value(b.count));
+            j.end_array();
+        }
+        j.end_array();
+    }
+    j.end_object();
+    j.end_array();
+}
+
 fn write_value(j: &mut Json, v: &Value, t: i64, limit: usize) {
     j.begin_object();
     match v {
@@ -277,8 +314,16 @@ fn write_value(j: &mut Json, v: &Value, t: i64, limit: usize) {
                 j.begin_object();
                 j.key("metric");
                 write_labels(j, &s.labels);
-                j.key("value");
-                write_point(j, t, s.v);
+                match &s.h {
+                    Some(h) => {
+                        j.key("histogram");
+                        write_histogram_point(j, t, h);
+                    }
+                    None => {
+                        j.key("value");
+                        write_point(j, t, s.v);
+                    }
+                }
                 j.end_object();
             }
             j.end_array();
@@ -290,11 +335,21 @@ fn write_value(j: &mut Json, v: &Value, t: i64, limit: usize) {
                 j.begin_object();
                 j.key("metric");
                 write_labels(j, &s.labels);
-                j.key("values").begin_array();
-                for p in &s.points {
-                    write_point(j, p.t, p.v);
+                // `values` and/or `histograms`, as the series has them.
+                if !s.points.is_empty() || s.hpoints.is_empty() {
+                    j.key("values").begin_array();
+                    for p in &s.points {
+                        write_point(j, p.t, p.v);
+                    }
+                    j.end_array();
                 }
-                j.end_array();
+                if !s.hpoints.is_empty() {
+                    j.key("histograms").begin_array();
+                    for p in &s.hpoints {
+                        write_histogram_point(j, p.t, &p.h);
+                    }
+                    j.end_array();
+                }
                 j.end_object();
             }
             j.end_array();
@@ -961,6 +1016,48 @@ mod tests {
         assert!(
             b.contains(r#"{"metric":{"job":"db"},"value":[60,"104"]}"#),
             "{b}"
+        );
+    }
+
+    #[test]
+    fn native_histograms_render_with_bucket_boundary_rules() {
+        let mut s = MemStorage::new();
+        let l = Labels::from_pairs([("__name__", "lat")]);
+        let h = crate::rules::notation::parse_histogram(
+            "{{schema:0 count:4 sum:2.5 z_bucket:1 z_bucket_w:0.001 buckets:[1 0 1] n_buckets:[1]}}",
+        )
+        .unwrap();
+        s.append_histogram(&l, 0, h.clone()).unwrap();
+        s.append_histogram(&l, 15_000, h).unwrap();
+        let r = query(
+            &p(&[("query", "lat"), ("time", "15")]),
+            &s,
+            0,
+            &EngineOpts::default(),
+        );
+        let buckets = r#"{"count":"4","sum":"2.5","buckets":[[1,"-1","-0.5","1"],[3,"-0.001","0.001","1"],[0,"0.5","1","1"],[0,"2","4","1"]]}"#;
+        assert_eq!(
+            body(&r),
+            format!(
+                r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{"__name__":"lat"}},"histogram":[15,{buckets}]}}]}}}}"#
+            )
+        );
+        let r = query_range(
+            &p(&[
+                ("query", "lat"),
+                ("start", "0"),
+                ("end", "15"),
+                ("step", "15s"),
+            ]),
+            &s,
+            0,
+            &EngineOpts::default(),
+        );
+        assert_eq!(
+            body(&r),
+            format!(
+                r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{"__name__":"lat"}},"histograms":[[0,{buckets}],[15,{buckets}]]}}]}}}}"#
+            )
         );
     }
 

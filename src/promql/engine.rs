@@ -8,11 +8,13 @@
 
 use super::ast::*;
 use super::functions::{self as fx, Bucket};
+use crate::histogram::{FloatHistogram, HistogramSample};
 use crate::model::{is_stale_nan, Labels, Sample, METRIC_NAME};
 use crate::tsdb::{Querier, SeriesSamples};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Limits and defaults of query evaluation (`--query.*` flags).
@@ -71,7 +73,12 @@ fn exec_err<T>(msg: impl Into<String>) -> Result<T, EvalError> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct VecSample {
     pub labels: Rc<Labels>,
+    /// The float value; unused (0) when `h` holds a native histogram.
     pub v: f64,
+    /// A native histogram sample instead of a float. None on every float path, so floats
+    /// cost no allocation; histograms are shared with the store until an operation changes
+    /// them (`Arc::make_mut`).
+    pub h: Option<Arc<FloatHistogram>>,
     /// `__name__` is to be removed once evaluation finishes (delayed name removal).
     pub drop_name: bool,
 }
@@ -81,6 +88,8 @@ pub struct VecSample {
 pub struct Series {
     pub labels: Rc<Labels>,
     pub points: Vec<Sample>,
+    /// Native histogram points (Prometheus keeps floats and histograms of a series apart).
+    pub hpoints: Vec<HistogramSample>,
     pub drop_name: bool,
 }
 
@@ -160,7 +169,11 @@ pub fn range_query(
     let mut total = 0usize;
     let mut t = start;
     while t <= end {
-        let mut push = |labels: Rc<Labels>, drop_name: bool, v: f64| -> Result<(), EvalError> {
+        let mut push = |labels: Rc<Labels>,
+                        drop_name: bool,
+                        v: f64,
+                        h: Option<Arc<FloatHistogram>>|
+         -> Result<(), EvalError> {
             let i = match by_addr.get(&(Rc::as_ptr(&labels), drop_name)) {
                 Some(&i) => i,
                 None => {
@@ -168,6 +181,7 @@ pub fn range_query(
                         series.push(Series {
                             labels: labels.clone(),
                             points: Vec::new(),
+                            hpoints: Vec::new(),
                             drop_name,
                         });
                         series.len() - 1
@@ -178,22 +192,27 @@ pub fn range_query(
                     i
                 }
             };
-            let pts = &mut series[i].points;
-            if pts.last().is_some_and(|p| p.t == t) {
+            let sr = &mut series[i];
+            if sr.points.last().is_some_and(|p| p.t == t)
+                || sr.hpoints.last().is_some_and(|p| p.t == t)
+            {
                 return exec_err("vector cannot contain metrics with the same labelset");
             }
-            pts.push(Sample { t, v });
+            match h {
+                None => sr.points.push(Sample { t, v }),
+                Some(h) => sr.hpoints.push(HistogramSample { t, h }),
+            }
             Ok(())
         };
         match ev.eval(expr, t)? {
             Value::Scalar(v) => {
-                push(Rc::new(Labels::new()), false, v)?;
+                push(Rc::new(Labels::new()), false, v, None)?;
                 total += 1;
             }
             Value::Vector(vs) => {
                 total += vs.len();
                 for s in vs {
-                    push(s.labels, s.drop_name, s.v)?;
+                    push(s.labels, s.drop_name, s.v, s.h)?;
                 }
             }
             _ => return exec_err("range query produced an unexpected value type"),
@@ -298,12 +317,21 @@ fn finish_matrix(m: Vec<Series>) -> Result<Vec<Series>, EvalError> {
         if let Some(&i) = index.get(&*s.labels) {
             let prev = &mut out[i];
             for p in s.points {
-                if prev.points.iter().any(|q| q.t == p.t) {
+                if prev.points.iter().any(|q| q.t == p.t) || prev.hpoints.iter().any(|q| q.t == p.t)
+                {
                     return exec_err("vector cannot contain metrics with the same labelset");
                 }
                 prev.points.push(p);
             }
+            for p in s.hpoints {
+                if prev.points.iter().any(|q| q.t == p.t) || prev.hpoints.iter().any(|q| q.t == p.t)
+                {
+                    return exec_err("vector cannot contain metrics with the same labelset");
+                }
+                prev.hpoints.push(p);
+            }
             prev.points.sort_by_key(|p| p.t);
+            prev.hpoints.sort_by_key(|p| p.t);
         } else {
             index.insert((*s.labels).clone(), out.len());
             out.push(s);
@@ -333,6 +361,30 @@ struct Fetched {
     /// mostly move forward, so the next lookup starts there instead of binary-searching
     /// (which costs a cache miss per probe on big series).
     cursors: Vec<[Cell<usize>; 3]>,
+    /// Native histogram samples per series (parallel to `series`; empty vectors, which do not
+    /// allocate, for float-only series). Only the in-memory test store has any.
+    hist: Vec<Vec<HistogramSample>>,
+}
+
+/// Adds histogram series to fetched float series: a series with both joins its float entry,
+/// one with histograms only gets an entry without floats. Both inputs are sorted by labels.
+fn merge_histogram_series(
+    series: &mut Vec<(Rc<Labels>, Vec<Sample>)>,
+    clean: &mut Vec<Option<Vec<Sample>>>,
+    hist: &mut Vec<Vec<HistogramSample>>,
+    hs: Vec<crate::tsdb::HistogramSeries>,
+) {
+    hist.resize_with(series.len(), Vec::new);
+    for h in hs {
+        match series.binary_search_by(|(l, _)| (**l).cmp(&h.labels)) {
+            Ok(i) => hist[i] = h.samples,
+            Err(i) => {
+                series.insert(i, (Rc::new(h.labels), Vec::new()));
+                clean.insert(i, None);
+                hist.insert(i, h.samples);
+            }
+        }
+    }
 }
 
 /// Index of the first sample newer than `t` (like `partition_point(|s| s.t <= t)`), starting
@@ -376,6 +428,7 @@ struct Evaluator<'a> {
 struct RangeView<'x> {
     labels: &'x Rc<Labels>,
     points: &'x [Sample],
+    hpoints: &'x [HistogramSample],
     drop_name: bool,
 }
 
@@ -415,6 +468,15 @@ impl<'a> Evaluator<'a> {
                 }));
                 series.push((Rc::new(s.labels), s.samples));
             }
+            let mut hist: Vec<Vec<HistogramSample>> = Vec::new();
+            let hs = q.select_histograms(&vs.matchers, mint, maxt);
+            if !hs.is_empty() {
+                loaded += hs.iter().map(|s| s.samples.len()).sum::<usize>();
+                if loaded > opts.max_samples {
+                    return Err(EvalError::TooManySamples);
+                }
+                merge_histogram_series(&mut series, &mut clean, &mut hist, hs);
+            }
             let cursors = (0..series.len()).map(|_| Default::default()).collect();
             data.insert(
                 k,
@@ -422,6 +484,7 @@ impl<'a> Evaluator<'a> {
                     series,
                     clean,
                     cursors,
+                    hist,
                 },
             );
         }
@@ -504,6 +567,7 @@ impl<'a> Evaluator<'a> {
                         .map(|v| Series {
                             labels: v.labels.clone(),
                             points: v.points.to_vec(),
+                            hpoints: v.hpoints.to_vec(),
                             drop_name: false,
                         })
                         .collect(),
@@ -515,6 +579,9 @@ impl<'a> Evaluator<'a> {
                 Value::Vector(mut vs) => {
                     for s in vs.iter_mut() {
                         s.v = -s.v;
+                        if let Some(h) = s.h.as_mut() {
+                            Arc::make_mut(h).mul(-1.0);
+                        }
                         s.drop_name = true;
                     }
                     Ok(Value::Vector(vs))
@@ -551,8 +618,26 @@ impl<'a> Evaluator<'a> {
         let ref_t = self.at_time(&vs.at, t).saturating_sub(vs.offset);
         let mint = ref_t.saturating_sub(self.opts.lookback_delta);
         let mut out = Vec::new();
-        for ((labels, samples), cur) in f.series.iter().zip(&f.cursors) {
+        for (i, ((labels, samples), cur)) in f.series.iter().zip(&f.cursors).enumerate() {
             let idx = seek(samples, &cur[0], ref_t);
+            if let Some(hs) = f.hist.get(i).filter(|h| !h.is_empty()) {
+                // A series with histograms: the newer of the latest float and histogram.
+                let hi = hs.partition_point(|p| p.t <= ref_t);
+                let newest_float = idx.checked_sub(1).map(|j| samples[j].t);
+                if let Some(hp) = hi.checked_sub(1).map(|j| &hs[j]) {
+                    if newest_float.is_none_or(|ft| ft < hp.t) {
+                        if hp.t > mint && !is_stale_nan(hp.h.sum) {
+                            out.push(VecSample {
+                                labels: labels.clone(),
+                                v: if keep_ts { hp.t as f64 / 1000.0 } else { 0.0 },
+                                h: (!keep_ts).then(|| hp.h.clone()),
+                                drop_name: false,
+                            });
+                        }
+                        continue;
+                    }
+                }
+            }
             if idx == 0 {
                 continue;
             }
@@ -563,6 +648,7 @@ impl<'a> Evaluator<'a> {
             out.push(VecSample {
                 labels: labels.clone(),
                 v: if keep_ts { s.t as f64 / 1000.0 } else { s.v },
+                h: None,
                 drop_name: false,
             });
         }
@@ -583,17 +669,28 @@ impl<'a> Evaluator<'a> {
         let mint = ref_t.saturating_sub(range);
         let mut out = Vec::new();
         let mut total = 0;
-        for (((labels, raw), clean), cur) in f.series.iter().zip(&f.clean).zip(&f.cursors) {
+        for (i, (((labels, raw), clean), cur)) in
+            f.series.iter().zip(&f.clean).zip(&f.cursors).enumerate()
+        {
             let samples: &[Sample] = clean.as_deref().unwrap_or(raw);
             let lo = seek(samples, &cur[1], mint);
             let hi = seek(samples, &cur[2], ref_t);
-            if lo >= hi {
+            let hpoints = match f.hist.get(i) {
+                Some(hs) if !hs.is_empty() => {
+                    let a = hs.partition_point(|p| p.t <= mint);
+                    let b = hs.partition_point(|p| p.t <= ref_t);
+                    &hs[a..b]
+                }
+                _ => &[],
+            };
+            if lo >= hi && hpoints.is_empty() {
                 continue;
             }
-            total += hi - lo;
+            total += hi.saturating_sub(lo) + hpoints.len();
             out.push(RangeView {
                 labels,
-                points: &samples[lo..hi],
+                points: &samples[lo..hi.max(lo)],
+                hpoints,
                 drop_name: false,
             });
         }
@@ -625,6 +722,9 @@ impl<'a> Evaluator<'a> {
         }
         let mut by_labels: HashMap<Rc<Labels>, usize> = HashMap::new();
         let mut out: Vec<Series> = Vec::new();
+        // Stored histogram -> its copy with the counter-reset hint cleared (see
+        // subquery_histogram); keeps a sample repeated over steps one shared value.
+        let mut hint_cache: Vec<(Arc<FloatHistogram>, Arc<FloatHistogram>)> = Vec::new();
         let mut total = 0usize;
         while ts <= ref_t {
             match self.eval(expr, ts)? {
@@ -633,6 +733,7 @@ impl<'a> Evaluator<'a> {
                         out.push(Series {
                             labels: Rc::new(Labels::new()),
                             points: vec![],
+                            hpoints: Vec::new(),
                             drop_name: false,
                         });
                     }
@@ -644,11 +745,18 @@ impl<'a> Evaluator<'a> {
                             out.push(Series {
                                 labels: s.labels.clone(),
                                 points: vec![],
+                                hpoints: Vec::new(),
                                 drop_name: s.drop_name,
                             });
                             out.len() - 1
                         });
-                        out[i].points.push(Sample { t: ts, v: s.v });
+                        match s.h {
+                            None => out[i].points.push(Sample { t: ts, v: s.v }),
+                            Some(h) => {
+                                let h = subquery_histogram(h, &mut hint_cache);
+                                out[i].hpoints.push(HistogramSample { t: ts, h });
+                            }
+                        }
                         out[i].drop_name |= s.drop_name;
                     }
                 }
@@ -721,6 +829,25 @@ impl<'a> Evaluator<'a> {
 
     // ---- binary operators ----
 
+    /// The info Prometheus gives when a binary operation dropped samples because it is not
+    /// defined for their types (`dropped` = (left is histogram, right is histogram)).
+    fn incompatible_info(&mut self, op: BinOp, dropped: Option<(bool, bool)>, span: Span) {
+        let Some((lh, rh)) = dropped else {
+            return;
+        };
+        let kind = |h: bool| if h { "histogram" } else { "float" };
+        let op = op.as_str();
+        self.info(
+            format!(
+                "incompatible sample types encountered for binary operator {}: {} {op} {}",
+                go_quote(op),
+                kind(lh),
+                kind(rh)
+            ),
+            span,
+        );
+    }
+
     fn eval_binary(
         &mut self,
         op: BinOp,
@@ -746,10 +873,16 @@ impl<'a> Evaluator<'a> {
                 }))
             }
             (Value::Vector(vs), Value::Scalar(s)) => {
-                Ok(Value::Vector(vector_scalar(op, vs, s, false, return_bool)))
+                let mut dropped = None;
+                let out = vector_scalar(op, vs, s, false, return_bool, &mut dropped);
+                self.incompatible_info(op, dropped, lhs.span());
+                Ok(Value::Vector(out))
             }
             (Value::Scalar(s), Value::Vector(vs)) => {
-                Ok(Value::Vector(vector_scalar(op, vs, s, true, return_bool)))
+                let mut dropped = None;
+                let out = vector_scalar(op, vs, s, true, return_bool, &mut dropped);
+                self.incompatible_info(op, dropped, lhs.span());
+                Ok(Value::Vector(out))
             }
             (Value::Vector(a), Value::Vector(b)) => {
                 let default = VectorMatching {
@@ -764,7 +897,12 @@ impl<'a> Evaluator<'a> {
                     BinOp::And => Ok(Value::Vector(set_and(a, b, m, false))),
                     BinOp::Unless => Ok(Value::Vector(set_and(a, b, m, true))),
                     BinOp::Or => Ok(Value::Vector(set_or(a, b, m))),
-                    _ => Ok(Value::Vector(vector_vector(op, a, b, m, return_bool)?)),
+                    _ => {
+                        let mut dropped = None;
+                        let out = vector_vector(op, a, b, m, return_bool, &mut dropped)?;
+                        self.incompatible_info(op, dropped, lhs.span());
+                        Ok(Value::Vector(out))
+                    }
                 }
             }
             _ => exec_err("binary operation on unexpected types"),
@@ -829,8 +967,50 @@ impl<'a> Evaluator<'a> {
             groups[gi].1.push(i);
         }
         let mut out = Vec::new();
-        for (key, members) in groups {
+        // One pass decides whether groups need the histogram handling at all.
+        let any_hist = input.iter().any(|s| s.h.is_some());
+        for (key, mut members) in groups {
             let drop_name = members.iter().any(|&i| input[i].drop_name);
+            let n_hist = if any_hist {
+                members.iter().filter(|&&i| input[i].h.is_some()).count()
+            } else {
+                0
+            };
+            if n_hist > 0 && !matches!(op, AggOp::Count | AggOp::Group | AggOp::CountValues) {
+                if matches!(op, AggOp::Sum | AggOp::Avg) {
+                    if n_hist < members.len() {
+                        self.warn(
+                            "encountered a mix of histograms and floats for aggregation"
+                                .to_string(),
+                            span,
+                        );
+                        continue;
+                    }
+                    let hs: Vec<&FloatHistogram> = members
+                        .iter()
+                        .filter_map(|&i| input[i].h.as_deref())
+                        .collect();
+                    match aggregate_histograms(op == AggOp::Avg, &hs) {
+                        Ok(h) => out.push(VecSample {
+                            labels: key,
+                            v: 0.0,
+                            h: Some(Arc::new(h)),
+                            drop_name,
+                        }),
+                        Err(e) => self.warn(e.to_string(), span),
+                    }
+                    continue;
+                }
+                // The other aggregations are defined on floats only: histograms are ignored.
+                members.retain(|&i| input[i].h.is_none());
+                self.info(
+                    format!("ignored histogram in {} aggregation", op.as_str()),
+                    span,
+                );
+                if members.is_empty() {
+                    continue;
+                }
+            }
             let vals = || members.iter().map(|&i| input[i].v);
             let v = match op {
                 AggOp::Sum => {
@@ -868,8 +1048,12 @@ impl<'a> Evaluator<'a> {
                 }
                 AggOp::CountValues => {
                     let mut counts: Vec<(String, f64)> = Vec::new();
-                    for v in vals() {
-                        let s = go_float(v);
+                    for &i in &members {
+                        // A histogram counts under its Go string form.
+                        let s = match &input[i].h {
+                            Some(h) => h.go_string(),
+                            None => go_float(input[i].v),
+                        };
                         match counts.iter_mut().find(|(k, _)| *k == s) {
                             Some(c) => c.1 += 1.0,
                             None => counts.push((s, 1.0)),
@@ -881,6 +1065,7 @@ impl<'a> Evaluator<'a> {
                         out.push(VecSample {
                             labels: Rc::new(l),
                             v: c,
+                            h: None,
                             drop_name: false,
                         });
                     }
@@ -890,8 +1075,26 @@ impl<'a> Evaluator<'a> {
             out.push(VecSample {
                 labels: key,
                 v,
+                h: None,
                 drop_name,
             });
+        }
+        if op == AggOp::CountValues && out.len() > 1 {
+            // Counts are per output label set: when the value label overwrites a grouping
+            // label, groups that now look alike are one (Prometheus groups count_values by
+            // its output labels).
+            let mut merged: Vec<VecSample> = Vec::with_capacity(out.len());
+            let mut at: HashMap<Rc<Labels>, usize> = HashMap::new();
+            for s in out {
+                match at.get(&s.labels) {
+                    Some(&i) => merged[i].v += s.v,
+                    None => {
+                        at.insert(s.labels.clone(), merged.len());
+                        merged.push(s);
+                    }
+                }
+            }
+            out = merged;
         }
         Ok(Value::Vector(out))
     }
@@ -913,12 +1116,18 @@ impl<'a> Evaluator<'a> {
                 return Ok(Value::Vector(vec![VecSample {
                     labels: Rc::new(Labels::new()),
                     v,
+                    h: None,
                     drop_name: false,
                 }]));
             }
             "scalar" => {
+                // Histograms are ignored: one float sample gives its value.
                 let v = self.vector_arg(&args[0], t)?;
-                return Ok(Value::Scalar(if v.len() == 1 { v[0].v } else { f64::NAN }));
+                let mut floats = v.iter().filter(|s| s.h.is_none());
+                return Ok(Value::Scalar(match (floats.next(), floats.next()) {
+                    (Some(s), None) => s.v,
+                    _ => f64::NAN,
+                }));
             }
             _ => {}
         }
@@ -941,6 +1150,7 @@ impl<'a> Evaluator<'a> {
                         let mut v = self.vector_arg(a, t)?;
                         for s in v.iter_mut() {
                             s.v = t as f64 / 1000.0;
+                            s.h = None;
                         }
                         v
                     }
@@ -958,11 +1168,13 @@ impl<'a> Evaluator<'a> {
                 Ok(Value::Vector(vec![VecSample {
                     labels: Rc::new(absent_labels(&args[0])),
                     v: 1.0,
+                    h: None,
                     drop_name: false,
                 }]))
             }
             "sort" | "sort_desc" => {
                 let mut v = self.vector_arg(&args[0], t)?;
+                v.retain(|s| s.h.is_none());
                 let desc = name == "sort_desc";
                 v.sort_by(|a, b| {
                     use std::cmp::Ordering::*;
@@ -986,6 +1198,8 @@ impl<'a> Evaluator<'a> {
                 if name == "clamp" && hi < lo {
                     return Ok(Value::Vector(vec![]));
                 }
+                // Float functions ignore native histograms.
+                v.retain(|s| s.h.is_none());
                 for s in v.iter_mut() {
                     s.v = if lo.is_nan() || hi.is_nan() {
                         f64::NAN
@@ -1004,6 +1218,8 @@ impl<'a> Evaluator<'a> {
                     1.0
                 };
                 let inv = 1.0 / to;
+                // Float functions ignore native histograms.
+                v.retain(|s| s.h.is_none());
                 for s in v.iter_mut() {
                     s.v = (s.v * inv + 0.5).floor() / inv;
                     s.drop_name = true;
@@ -1016,37 +1232,103 @@ impl<'a> Evaluator<'a> {
                     vec![VecSample {
                         labels: Rc::new(Labels::new()),
                         v: t as f64 / 1000.0,
+                        h: None,
                         drop_name: false,
                     }]
                 } else {
                     self.vector_arg(&args[0], t)?
                 };
+                // Float functions ignore native histograms.
+                v.retain(|s| s.h.is_none());
                 for s in v.iter_mut() {
                     s.v = date_part(name, s.v);
                     s.drop_name = true;
                 }
                 Ok(Value::Vector(v))
             }
+            "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
+            | "histogram_stdvar" => {
+                // Defined on native histograms only: float samples are ignored.
+                let mut v = self.vector_arg(&args[0], t)?;
+                v.retain(|s| s.h.is_some());
+                for s in v.iter_mut() {
+                    let h = s.h.take().expect("retained histograms");
+                    s.v = match name {
+                        "histogram_count" => h.count,
+                        "histogram_sum" => h.sum,
+                        "histogram_avg" => h.sum / h.count,
+                        "histogram_stddev" => histogram_variance(&h).sqrt(),
+                        _ => histogram_variance(&h),
+                    };
+                    s.drop_name = true;
+                }
+                Ok(Value::Vector(v))
+            }
             "histogram_quantile" => {
                 let q = self.scalar_arg(&args[0], t)?;
-                let v = self.vector_arg(&args[1], t)?;
-                self.histogram_quantile(q, v, args, span)
+                let mut v = self.vector_arg(&args[1], t)?;
+                let native = self.take_native(&mut v, &args[1]);
+                let Value::Vector(mut out) = self.histogram_quantile(q, v, args, span)? else {
+                    return exec_err("histogram_quantile produced an unexpected value type");
+                };
+                for (labels, h) in native {
+                    let r = h.quantile(q);
+                    if h.sum.is_nan() && h.count > 0.0 {
+                        let outcome = if r.is_nan() {
+                            "is NaN"
+                        } else {
+                            "is skewed higher"
+                        };
+                        self.info(
+                            format!(
+                                "input to histogram_quantile has NaN observations, result {outcome} for metric name {}",
+                                go_quote(labels.name().unwrap_or(""))
+                            ),
+                            args[1].span(),
+                        );
+                    }
+                    out.push(VecSample {
+                        labels,
+                        v: r,
+                        h: None,
+                        drop_name: true,
+                    });
+                }
+                Ok(Value::Vector(out))
             }
             "histogram_fraction" => {
                 let lower = self.scalar_arg(&args[0], t)?;
                 let upper = self.scalar_arg(&args[1], t)?;
-                let v = self.vector_arg(&args[2], t)?;
+                let mut v = self.vector_arg(&args[2], t)?;
+                let native = self.take_native(&mut v, &args[2]);
                 let groups = self.bucket_groups(&v, &args[2]);
-                Ok(Value::Vector(
-                    groups
-                        .into_iter()
-                        .map(|(labels, mut buckets)| VecSample {
-                            labels: Rc::new(labels),
-                            v: fx::bucket_fraction(lower, upper, &mut buckets),
-                            drop_name: true,
-                        })
-                        .collect(),
-                ))
+                let mut out: Vec<VecSample> = groups
+                    .into_iter()
+                    .map(|(labels, mut buckets)| VecSample {
+                        labels: Rc::new(labels),
+                        v: fx::bucket_fraction(lower, upper, &mut buckets),
+                        h: None,
+                        drop_name: true,
+                    })
+                    .collect();
+                for (labels, h) in native {
+                    if h.sum.is_nan() && h.count > 0.0 {
+                        self.info(
+                            format!(
+                                "input to histogram_fraction has NaN observations, which are excluded from all fractions for metric name {}",
+                                go_quote(labels.name().unwrap_or(""))
+                            ),
+                            args[2].span(),
+                        );
+                    }
+                    out.push(VecSample {
+                        labels,
+                        v: h.fraction(lower, upper),
+                        h: None,
+                        drop_name: true,
+                    });
+                }
+                Ok(Value::Vector(out))
             }
             "label_replace" => {
                 let mut v = self.vector_arg(&args[0], t)?;
@@ -1106,6 +1388,8 @@ impl<'a> Evaluator<'a> {
             _ => {
                 // Plain element-wise math.
                 let mut v = self.vector_arg(&args[0], t)?;
+                // Float functions ignore native histograms.
+                v.retain(|s| s.h.is_none());
                 for s in v.iter_mut() {
                     s.v = fx::simple(name, s.v);
                     s.drop_name = true;
@@ -1113,6 +1397,46 @@ impl<'a> Evaluator<'a> {
                 Ok(Value::Vector(v))
             }
         }
+    }
+
+    /// Takes the native histograms out of `v` for histogram_quantile/fraction. A native
+    /// histogram whose labels equal a classic histogram's (its buckets without `le`) makes
+    /// both ambiguous: both are dropped with a warning, as in Prometheus.
+    fn take_native(
+        &mut self,
+        v: &mut Vec<VecSample>,
+        arg: &Expr,
+    ) -> Vec<(Rc<Labels>, Arc<FloatHistogram>)> {
+        let mut native = take_histograms(v);
+        if native.is_empty() || v.is_empty() {
+            return native;
+        }
+        let mut clash: Vec<Labels> = Vec::new();
+        native.retain(|(l, _)| {
+            let hit = v.iter().any(|s| {
+                s.labels.get("le").is_some()
+                    && s.labels.len() == l.len() + 1
+                    && l.iter().all(|(n, x)| s.labels.get(n) == Some(x))
+            });
+            if hit {
+                clash.push((**l).clone());
+            }
+            !hit
+        });
+        for l in clash {
+            v.retain(|s| {
+                !(s.labels.len() == l.len() + 1
+                    && l.iter().all(|(n, x)| s.labels.get(n) == Some(x)))
+            });
+            self.warn(
+                format!(
+                    "vector contains a mix of classic and native histograms for metric name {}",
+                    go_quote(l.name().unwrap_or(""))
+                ),
+                arg.span(),
+            );
+        }
+        native
     }
 
     /// Classic-histogram buckets grouped by series identity without `le` (the name stays in the
@@ -1179,6 +1503,7 @@ impl<'a> Evaluator<'a> {
             out.push(VecSample {
                 labels: Rc::new(labels),
                 v: val,
+                h: None,
                 drop_name: true,
             });
         }
@@ -1214,6 +1539,8 @@ impl<'a> Evaluator<'a> {
         let range_end = eval_t.saturating_sub(offset);
         let range_start = range_end.saturating_sub(range);
         let absent = name == "absent_over_time";
+        // (is a warning, message) from native histogram handling.
+        let mut annos: Vec<(bool, String)> = Vec::new();
         let (out, non_counter) = match inner {
             Expr::Matrix { vs, range, .. } => {
                 // Borrowed straight from the fetched samples: no copy per step.
@@ -1221,10 +1548,13 @@ impl<'a> Evaluator<'a> {
                 if absent {
                     (
                         vec![],
-                        views.iter().any(|v| !v.points.is_empty()).then(String::new),
+                        views
+                            .iter()
+                            .any(|v| !v.points.is_empty() || !v.hpoints.is_empty())
+                            .then(String::new),
                     )
                 } else {
-                    apply_range_fn(name, &views, scalar, range_start, range_end, t)?
+                    apply_range_fn(name, &views, scalar, range_start, range_end, t, &mut annos)?
                 }
             }
             _ => {
@@ -1234,16 +1564,20 @@ impl<'a> Evaluator<'a> {
                     .map(|s| RangeView {
                         labels: &s.labels,
                         points: &s.points,
+                        hpoints: &s.hpoints,
                         drop_name: s.drop_name,
                     })
                     .collect();
                 if absent {
                     (
                         vec![],
-                        views.iter().any(|v| !v.points.is_empty()).then(String::new),
+                        views
+                            .iter()
+                            .any(|v| !v.points.is_empty() || !v.hpoints.is_empty())
+                            .then(String::new),
                     )
                 } else {
-                    apply_range_fn(name, &views, scalar, range_start, range_end, t)?
+                    apply_range_fn(name, &views, scalar, range_start, range_end, t, &mut annos)?
                 }
             }
         };
@@ -1255,8 +1589,16 @@ impl<'a> Evaluator<'a> {
             return Ok(Value::Vector(vec![VecSample {
                 labels: Rc::new(absent_labels(marg)),
                 v: 1.0,
+                h: None,
                 drop_name: false,
             }]));
+        }
+        for (warn, msg) in annos {
+            if warn {
+                self.warn(msg, marg.span());
+            } else {
+                self.info(msg, marg.span());
+            }
         }
         if let Some(n) = non_counter {
             self.info(
@@ -1290,11 +1632,30 @@ fn apply_range_fn(
     range_start: i64,
     range_end: i64,
     t: i64,
+    annos: &mut Vec<(bool, String)>,
 ) -> Result<(Vec<VecSample>, Option<String>), EvalError> {
     let mut out = Vec::with_capacity(views.len());
     let mut non_counter: Option<String> = None;
     for s in views {
         let p = s.points;
+        if !s.hpoints.is_empty() {
+            let (v, h) = match histogram_range_fn(name, s, range_start, range_end, annos) {
+                HistRange::Float(v) => (v, None),
+                HistRange::Histogram(h) => (0.0, Some(Arc::new(h))),
+                HistRange::Keep(h) => (0.0, Some(h)),
+                HistRange::Nothing => continue,
+                HistRange::FloatsOnly => (f64::NAN, None),
+            };
+            if h.is_some() || !v.is_nan() {
+                out.push(VecSample {
+                    labels: s.labels.clone(),
+                    v,
+                    h,
+                    drop_name: name != "last_over_time" || s.drop_name,
+                });
+                continue;
+            }
+        }
         if p.is_empty() {
             continue;
         }
@@ -1383,11 +1744,301 @@ fn apply_range_fn(
             out.push(VecSample {
                 labels: s.labels.clone(),
                 v,
+                h: None,
                 drop_name: name != "last_over_time" || s.drop_name,
             });
         }
     }
     Ok((out, non_counter))
+}
+
+/// What a range function gives for a series holding native histograms.
+enum HistRange {
+    Float(f64),
+    Histogram(FloatHistogram),
+    /// A stored histogram, unchanged (last_over_time).
+    Keep(Arc<FloatHistogram>),
+    /// No output for this series (mixed floats and histograms, too few points, ...).
+    Nothing,
+    /// The function is defined on floats only: evaluate it over the series' floats.
+    FloatsOnly,
+}
+
+fn histogram_range_fn(
+    name: &str,
+    s: &RangeView<'_>,
+    range_start: i64,
+    range_end: i64,
+    annos: &mut Vec<(bool, String)>,
+) -> HistRange {
+    use crate::histogram::CounterResetHint::Gauge;
+    let (p, hp) = (s.points, s.hpoints);
+    let only_hist = p.is_empty();
+    let metric = || go_quote(metric_name(s.labels).unwrap_or(""));
+    let mut note = |warn: bool, msg: String| {
+        if !annos.iter().any(|(_, m)| *m == msg) {
+            annos.push((warn, msg));
+        }
+    };
+    let gauges = |hs: &[HistogramSample]| {
+        hs.iter()
+            .filter(|x| x.h.counter_reset_hint == Gauge)
+            .count()
+    };
+    // Exponential and custom buckets cannot be subtracted from each other.
+    let kinds_mixed = |hs: &[HistogramSample]| {
+        hs.iter()
+            .any(|x| x.h.uses_custom_buckets() != hs[0].h.uses_custom_buckets())
+    };
+    let checked: &[HistogramSample] = match name {
+        "rate" | "increase" | "delta" if only_hist => hp,
+        "irate" | "idelta" if hp.len() >= 2 => &hp[hp.len() - 2..],
+        _ => &[],
+    };
+    if !checked.is_empty() && kinds_mixed(checked) {
+        note(
+            true,
+            format!(
+                "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {}",
+                metric()
+            ),
+        );
+        return HistRange::Nothing;
+    }
+    match name {
+        "rate" | "increase" if only_hist && gauges(hp) > 0 => {
+            note(
+                true,
+                format!(
+                    "this native histogram metric is not a counter: {}",
+                    metric()
+                ),
+            );
+        }
+        "delta" if only_hist && gauges(&[hp[0].clone(), hp[hp.len() - 1].clone()]) < 2 => {
+            note(
+                true,
+                format!("this native histogram metric is not a gauge: {}", metric()),
+            );
+        }
+        // irate/idelta look at the last two samples only, when both are histograms.
+        "irate" | "idelta"
+            if hp.len() >= 2 && p.last().is_none_or(|f| f.t < hp[hp.len() - 2].t) =>
+        {
+            let tail = &hp[hp.len() - 2..];
+            if name == "irate" && gauges(tail) > 0 {
+                note(
+                    true,
+                    format!(
+                        "this native histogram metric is not a counter: {}",
+                        metric()
+                    ),
+                );
+            }
+            if name == "idelta" && gauges(tail) < 2 {
+                note(
+                    true,
+                    format!("this native histogram metric is not a gauge: {}", metric()),
+                );
+            }
+        }
+        _ => {}
+    }
+    match name {
+        "changes" | "resets" => {
+            // Floats and histograms in time order; a switch between the two counts too.
+            let mut n = 0usize;
+            let (mut i, mut j) = (0, 0);
+            let mut prev: Option<Result<f64, &FloatHistogram>> = None;
+            while i < p.len() || j < hp.len() {
+                let cur = if j >= hp.len() || (i < p.len() && p[i].t < hp[j].t) {
+                    i += 1;
+                    Ok(p[i - 1].v)
+                } else {
+                    j += 1;
+                    Err(&*hp[j - 1].h)
+                };
+                if let Some(prev) = prev {
+                    n += match (prev, cur) {
+                        (Ok(a), Ok(b)) if name == "changes" => {
+                            !(a == b || (a.is_nan() && b.is_nan())) as usize
+                        }
+                        (Ok(a), Ok(b)) => (b < a) as usize,
+                        (Err(a), Err(b)) if name == "changes" => !same_histogram(a, b) as usize,
+                        (Err(a), Err(b)) => b.detect_reset(a) as usize,
+                        _ => 1,
+                    };
+                }
+                prev = Some(cur);
+            }
+            HistRange::Float(n as f64)
+        }
+        "irate" | "idelta" if !only_hist => {
+            // Only the last two samples matter: floats if both are floats.
+            let newest_floats = p.len() >= 2 && p[p.len() - 2].t > hp[hp.len() - 1].t;
+            if newest_floats {
+                return HistRange::FloatsOnly;
+            }
+            let last_two_hist = hp.len() >= 2 && hp[hp.len() - 2].t > p[p.len() - 1].t;
+            if !last_two_hist {
+                note(
+                    true,
+                    format!(
+                        "encountered a mix of histograms and floats for metric name {}",
+                        metric()
+                    ),
+                );
+                return HistRange::Nothing;
+            }
+            histogram_instant_delta(name == "irate", hp)
+        }
+        "count_over_time" => HistRange::Float((p.len() + hp.len()) as f64),
+        "present_over_time" => HistRange::Float(1.0),
+        "last_over_time" => match (p.last(), hp.last()) {
+            (Some(f), Some(h)) if f.t > h.t => HistRange::Float(f.v),
+            (_, Some(h)) => HistRange::Keep(h.h.clone()),
+            _ => HistRange::Nothing,
+        },
+        _ if !only_hist => match name {
+            // Mixed floats and histograms: Prometheus gives nothing (with a warning).
+            "rate" | "increase" | "delta" | "irate" | "idelta" | "sum_over_time"
+            | "avg_over_time" => {
+                note(
+                    true,
+                    format!(
+                        "encountered a mix of histograms and floats for metric name {}",
+                        metric()
+                    ),
+                );
+                HistRange::Nothing
+            }
+            _ => {
+                note(false, format!("ignored histograms in a range containing both floats and histograms for metric name {}", metric()));
+                HistRange::FloatsOnly
+            }
+        },
+        "rate" | "increase" | "delta" => {
+            match histogram_rate(hp, range_start, range_end, name != "delta", name == "rate") {
+                Some(h) => HistRange::Histogram(h),
+                None => HistRange::Nothing,
+            }
+        }
+        "irate" | "idelta" => histogram_instant_delta(name == "irate", hp),
+        "sum_over_time" | "avg_over_time" => {
+            let hs: Vec<&FloatHistogram> = hp.iter().map(|x| &*x.h).collect();
+            match aggregate_histograms(name == "avg_over_time", &hs) {
+                Ok(h) => HistRange::Histogram(h),
+                Err(_) => HistRange::Nothing,
+            }
+        }
+        // Float-only functions over a series of histograms: nothing to compute.
+        _ => HistRange::Nothing,
+    }
+}
+
+/// irate/idelta over the last two histograms: their difference (for irate, the last one alone
+/// after a reset), per second for irate; a gauge histogram.
+fn histogram_instant_delta(is_rate: bool, hp: &[HistogramSample]) -> HistRange {
+    if hp.len() < 2 {
+        return HistRange::Nothing;
+    }
+    let (a, b) = (&hp[hp.len() - 2], &hp[hp.len() - 1]);
+    let mut h = (*b.h).clone();
+    if (!is_rate || !b.h.detect_reset(&a.h)) && h.sub(&a.h).is_err() {
+        return HistRange::Nothing;
+    }
+    h.counter_reset_hint = crate::histogram::CounterResetHint::Gauge;
+    h.compact();
+    if is_rate {
+        let dt = b.t - a.t;
+        if dt == 0 {
+            return HistRange::Nothing;
+        }
+        h.div(dt as f64 / 1000.0);
+    }
+    HistRange::Histogram(h)
+}
+
+/// Exact equality of two histograms (bucket layout included), ignoring the counter-reset
+/// hint, as `changes()` compares them.
+fn same_histogram(a: &FloatHistogram, b: &FloatHistogram) -> bool {
+    a.schema == b.schema
+        && a.count.to_bits() == b.count.to_bits()
+        && a.sum.to_bits() == b.sum.to_bits()
+        && a.zero_threshold == b.zero_threshold
+        && a.zero_count.to_bits() == b.zero_count.to_bits()
+        && a.custom_values == b.custom_values
+        && a.positive() == b.positive()
+        && a.negative() == b.negative()
+}
+
+/// rate/increase/delta of native histograms: last minus first, corrected for counter resets
+/// (each reset adds the histogram before it back), in the coarsest schema seen, extrapolated
+/// to the range boundaries like floats (the zero point from the observation count). The
+/// result is a gauge histogram.
+fn histogram_rate(
+    hp: &[HistogramSample],
+    range_start: i64,
+    range_end: i64,
+    is_counter: bool,
+    is_rate: bool,
+) -> Option<FloatHistogram> {
+    if hp.len() < 2 {
+        return None;
+    }
+    let (first, last) = (&hp[0], &hp[hp.len() - 1]);
+    if first.h.uses_custom_buckets() != last.h.uses_custom_buckets() {
+        return None;
+    }
+    let mut min_schema = first.h.schema.min(last.h.schema);
+    if is_counter {
+        for x in &hp[1..hp.len() - 1] {
+            if x.h.uses_custom_buckets() != first.h.uses_custom_buckets() {
+                return None;
+            }
+            min_schema = min_schema.min(x.h.schema);
+        }
+    }
+    let mut h = (*last.h).clone();
+    h.reduce_schema(min_schema);
+    h.sub(&first.h).ok()?;
+    if is_counter {
+        let mut prev = &first.h;
+        for x in &hp[1..] {
+            if x.h.detect_reset(prev) {
+                h.add(prev).ok()?;
+            }
+            prev = &x.h;
+        }
+    }
+    h.counter_reset_hint = crate::histogram::CounterResetHint::Gauge;
+    h.compact();
+    let mut to_start = (first.t as f64 - range_start as f64) / 1000.0;
+    let mut to_end = (range_end as f64 - last.t as f64) / 1000.0;
+    let sampled = (last.t - first.t) as f64 / 1000.0;
+    let avg = sampled / (hp.len() - 1) as f64;
+    let threshold = avg * 1.1;
+    if to_start >= threshold {
+        to_start = avg / 2.0;
+    }
+    if is_counter {
+        let mut to_zero = to_start;
+        if h.count > 0.0 && first.h.count >= 0.0 {
+            to_zero = sampled * (first.h.count / h.count);
+        }
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    if to_end >= threshold {
+        to_end = avg / 2.0;
+    }
+    let mut factor = (sampled + to_start + to_end) / sampled;
+    if is_rate {
+        factor /= (range_end as f64 - range_start as f64) / 1000.0;
+    }
+    h.mul(factor);
+    Some(h)
 }
 
 /// The metric name; `__name__` is almost always the first label, so look there first (this
@@ -1447,15 +2098,32 @@ fn scalar_op(op: BinOp, a: f64, b: f64) -> (f64, bool) {
     }
 }
 
+/// `dropped` records a sample dropped for an undefined histogram operation (for the info).
 fn vector_scalar(
     op: BinOp,
     vs: Vec<VecSample>,
     s: f64,
     scalar_left: bool,
     return_bool: bool,
+    dropped: &mut Option<(bool, bool)>,
 ) -> Vec<VecSample> {
     let mut out = Vec::with_capacity(vs.len());
     for mut x in vs {
+        if let Some(h) = x.h.as_mut() {
+            // Histograms scale by a float (`h * s`, `s * h`, `h / s`); every other operator,
+            // comparisons included, is undefined and drops the sample.
+            match op {
+                BinOp::Mul => Arc::make_mut(h).mul(s),
+                BinOp::Div if !scalar_left => Arc::make_mut(h).div(s),
+                _ => {
+                    *dropped = Some((!scalar_left, scalar_left));
+                    continue;
+                }
+            }
+            x.drop_name = true;
+            out.push(x);
+            continue;
+        }
         let (l, r) = if scalar_left { (s, x.v) } else { (x.v, s) };
         let (mut v, keep) = scalar_op(op, l, r);
         if op.is_comparison() {
@@ -1474,6 +2142,155 @@ fn vector_scalar(
         out.push(x);
     }
     out
+}
+
+/// A binary operation where at least one side is a histogram: `Some((result, keep))`, where
+/// `keep` is the outcome of `==`/`!=`; None when the operation is undefined for these types
+/// (Prometheus drops such samples).
+fn histogram_binop(
+    op: BinOp,
+    hl: &Option<Arc<FloatHistogram>>,
+    hr: &Option<Arc<FloatHistogram>>,
+    fl: f64,
+    fr: f64,
+) -> Option<(Option<Arc<FloatHistogram>>, bool)> {
+    match (hl, hr) {
+        (Some(a), Some(b)) => match op {
+            BinOp::Add | BinOp::Sub => {
+                let mut r = (**a).clone();
+                let res = if op == BinOp::Add { r.add(b) } else { r.sub(b) };
+                res.ok()?;
+                r.compact();
+                Some((Some(Arc::new(r)), true))
+            }
+            BinOp::Eql => Some((None, histograms_equal(a, b))),
+            BinOp::Neq => Some((None, !histograms_equal(a, b))),
+            _ => None,
+        },
+        (Some(a), None) => match op {
+            BinOp::Mul | BinOp::Div => {
+                let mut r = (**a).clone();
+                if op == BinOp::Mul {
+                    r.mul(fr)
+                } else {
+                    r.div(fr)
+                }
+                Some((Some(Arc::new(r)), true))
+            }
+            _ => None,
+        },
+        (None, Some(b)) => match op {
+            BinOp::Mul => {
+                let mut r = (**b).clone();
+                r.mul(fl);
+                Some((Some(Arc::new(r)), true))
+            }
+            _ => None,
+        },
+        (None, None) => None,
+    }
+}
+
+/// A histogram as a subquery step sees it. Its stored counter-reset hint describes the change
+/// from its predecessor in storage, not from the previous subquery step (which may be many
+/// samples earlier), so resets are detected again from the values: the hint is cleared. A
+/// sample repeated over steps keeps one copy, so comparing it with itself finds no reset.
+fn subquery_histogram(
+    h: Arc<FloatHistogram>,
+    cache: &mut Vec<(Arc<FloatHistogram>, Arc<FloatHistogram>)>,
+) -> Arc<FloatHistogram> {
+    use crate::histogram::CounterResetHint::{NotReset, Reset, Unknown};
+    if !matches!(h.counter_reset_hint, Reset | NotReset) {
+        return h;
+    }
+    if let Some((_, copy)) = cache.iter().find(|(orig, _)| Arc::ptr_eq(orig, &h)) {
+        return copy.clone();
+    }
+    let mut copy = (*h).clone();
+    copy.counter_reset_hint = Unknown;
+    let copy = Arc::new(copy);
+    if cache.len() >= 64 {
+        cache.remove(0);
+    }
+    cache.push((h, copy.clone()));
+    copy
+}
+
+/// Removes the native histogram samples from `v`, returning them with their labels.
+fn take_histograms(v: &mut Vec<VecSample>) -> Vec<(Rc<Labels>, Arc<FloatHistogram>)> {
+    if v.iter().all(|s| s.h.is_none()) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    v.retain_mut(|s| match s.h.take() {
+        Some(h) => {
+            out.push((s.labels.clone(), h));
+            false
+        }
+        None => true,
+    });
+    out
+}
+
+/// Estimated variance of the observations: each bucket's population sits at its geometric
+/// mean (exponential buckets), at zero (zero bucket) or at its midpoint (custom buckets).
+fn histogram_variance(h: &FloatHistogram) -> f64 {
+    let mean = h.sum / h.count;
+    let (mut var, mut c) = (0.0, 0.0);
+    for b in h.all_buckets() {
+        if b.count == 0.0 {
+            continue;
+        }
+        let val = if h.uses_custom_buckets() {
+            (b.upper + b.lower) / 2.0
+        } else if b.lower <= 0.0 && b.upper >= 0.0 {
+            0.0
+        } else {
+            let g = (b.upper * b.lower).sqrt();
+            if b.upper < 0.0 {
+                -g
+            } else {
+                g
+            }
+        };
+        let d = val - mean;
+        (var, c) = fx::kahan_inc(b.count * d * d, var, c);
+    }
+    (var + c) / h.count
+}
+
+/// `sum` or (incrementally, as Prometheus does) `avg` of histograms.
+fn aggregate_histograms(
+    avg: bool,
+    hs: &[&FloatHistogram],
+) -> Result<FloatHistogram, crate::histogram::HistogramError> {
+    let mut acc = hs[0].clone();
+    for (n, h) in hs.iter().enumerate().skip(1) {
+        if avg {
+            // mean += h/n - mean/n, with n counting this sample.
+            let count = (n + 1) as f64;
+            let mut left = (*h).clone();
+            left.div(count);
+            let mut right = acc.clone();
+            right.div(count);
+            left.sub(&right)?;
+            acc.add(&left)?;
+        } else {
+            acc.add(h)?;
+        }
+    }
+    acc.compact();
+    Ok(acc)
+}
+
+/// Histogram equality as PromQL's `==` sees it: same layout after dropping empty buckets,
+/// same counts; the counter-reset hint does not count.
+fn histograms_equal(a: &FloatHistogram, b: &FloatHistogram) -> bool {
+    let (mut a, mut b) = (a.clone(), b.clone());
+    a.compact();
+    b.compact();
+    a.counter_reset_hint = b.counter_reset_hint;
+    a == b
 }
 
 /// The label subset two samples must agree on to match.
@@ -1532,6 +2349,7 @@ fn vector_vector(
     rhs: Vec<VecSample>,
     m: &VectorMatching,
     return_bool: bool,
+    dropped: &mut Option<(bool, bool)>,
 ) -> Result<Vec<VecSample>, EvalError> {
     let swapped = m.card == Cardinality::OneToMany;
     let (many, one) = if swapped { (rhs, lhs) } else { (lhs, rhs) };
@@ -1564,8 +2382,36 @@ fn vector_vector(
             return exec_err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
         }
         let (fl, fr) = if swapped { (rs.v, ls.v) } else { (ls.v, rs.v) };
-        let (mut v, keep) = scalar_op(op, fl, fr);
-        if op.is_comparison() {
+        let mut h = None;
+        let (mut v, keep) = if ls.h.is_some() || rs.h.is_some() {
+            let (hl, hr) = if swapped {
+                (&rs.h, &ls.h)
+            } else {
+                (&ls.h, &rs.h)
+            };
+            match histogram_binop(op, hl, hr, fl, fr) {
+                Some((r, keep)) => {
+                    h = r;
+                    (0.0, keep)
+                }
+                None => {
+                    *dropped = Some((hl.is_some(), hr.is_some()));
+                    continue;
+                }
+            }
+        } else {
+            scalar_op(op, fl, fr)
+        };
+        if h.is_none() && op.is_comparison() && (ls.h.is_some() || rs.h.is_some()) {
+            // `==`/`!=` between histograms keep the left one (or give 0/1 with `bool`).
+            if return_bool {
+                v = if keep { 1.0 } else { 0.0 };
+            } else if !keep {
+                continue;
+            } else {
+                h = if swapped { rs.h.clone() } else { ls.h.clone() };
+            }
+        } else if op.is_comparison() {
             if return_bool {
                 v = if keep { 1.0 } else { 0.0 };
             } else if !keep {
@@ -1607,6 +2453,7 @@ fn vector_vector(
         out.push(VecSample {
             labels: Rc::new(labels),
             v,
+            h,
             drop_name,
         });
     }
@@ -2072,5 +2919,154 @@ mod tests {
         let mut out = String::new();
         expand(&caps, "${a}-$2-$$-$9", &mut out);
         assert_eq!(out, "x-y-$-");
+    }
+
+    // ---- native histograms ----
+
+    /// A store with `lat{a=…}` histogram series loaded from the series notation (1m steps).
+    fn hstore(series: &[(&str, &str)]) -> MemStorage {
+        let mut s = MemStorage::new();
+        for (sel, vals) in series {
+            let (l, _) = crate::rules::notation::parse_series(sel).unwrap();
+            for (i, v) in crate::rules::notation::parse_values(vals)
+                .unwrap()
+                .into_iter()
+                .enumerate()
+            {
+                let t = i as i64 * 60_000;
+                match v {
+                    Some(crate::rules::notation::SeriesValue::Float(f)) => {
+                        s.append(&l, t, f).unwrap()
+                    }
+                    Some(crate::rules::notation::SeriesValue::Histogram(h)) => {
+                        s.append_histogram(&l, t, *h).unwrap()
+                    }
+                    None => {}
+                }
+            }
+        }
+        s
+    }
+
+    /// Each sample printed: labels and the float or the histogram in the series notation.
+    fn hquery(s: &MemStorage, q: &str, t: i64) -> (Vec<String>, Annotations) {
+        let e = crate::promql::parse(q).unwrap();
+        let r = instant_query(s, q, &e, t, &EngineOpts::default()).unwrap();
+        let Value::Vector(v) = r.value else {
+            panic!("vector expected");
+        };
+        let mut out: Vec<String> = v
+            .iter()
+            .map(|x| match &x.h {
+                Some(h) => format!(
+                    "{} {}",
+                    x.labels,
+                    crate::rules::notation::histogram_expression(h)
+                ),
+                None => format!("{} {}", x.labels, x.v),
+            })
+            .collect();
+        out.sort();
+        (out, r.annotations)
+    }
+
+    #[test]
+    fn histograms_are_selected_and_newer_floats_or_stale_markers_win() {
+        let s = hstore(&[("lat{a=\"1\"}", "{{count:2 sum:3 buckets:[2]}}x1 5 stale")]);
+        let (v, _) = hquery(&s, "lat", 60_000);
+        assert_eq!(
+            v,
+            ["lat{a=\"1\"} {{count:2 sum:3 counter_reset_hint:not_reset buckets:[2]}}"]
+        );
+        assert_eq!(hquery(&s, "lat", 120_000).0, ["lat{a=\"1\"} 5"]);
+        assert!(hquery(&s, "lat", 180_000).0.is_empty());
+        assert_eq!(hquery(&s, "timestamp(lat)", 60_000).0, ["{a=\"1\"} 60"]);
+    }
+
+    #[test]
+    fn histogram_arithmetic_scales_adds_and_drops_undefined_operations() {
+        let s = hstore(&[
+            ("lat{a=\"1\"}", "{{schema:1 count:2 sum:3 buckets:[1 1]}}"),
+            ("lat{a=\"2\"}", "{{count:4 sum:5 buckets:[4]}}"),
+        ]);
+        assert_eq!(
+            hquery(&s, "lat{a=\"2\"} * 2", 0).0,
+            ["{a=\"2\"} {{count:8 sum:10 buckets:[8]}}"]
+        );
+        assert_eq!(
+            hquery(&s, "lat{a=\"1\"} + ignoring(a) lat{a=\"2\"}", 0).0,
+            // Schema 1 buckets (0.5,0.71] and (0.71,1] merge into (0.5,1] of schema 0.
+            ["{} {{count:6 sum:8 buckets:[5 1]}}"]
+        );
+        assert_eq!(
+            hquery(&s, "lat{a=\"2\"} - ignoring(a) lat{a=\"2\"}", 0).0,
+            ["{} {{}}"]
+        );
+        let (v, annos) = hquery(&s, "lat > 1", 0);
+        assert!(v.is_empty());
+        assert_eq!(annos.infos.len(), 1, "{:?}", annos.infos);
+        assert!(annos.infos[0].contains("histogram > float"));
+        assert!(hquery(&s, "2 / lat", 0).0.is_empty());
+    }
+
+    #[test]
+    fn sum_and_avg_aggregate_histograms_while_max_ignores_them() {
+        let s = hstore(&[
+            ("lat{a=\"1\"}", "{{count:2 sum:3 buckets:[2]}}"),
+            ("lat{a=\"2\"}", "{{count:4 sum:5 buckets:[4]}}"),
+            ("other", "1"),
+        ]);
+        assert_eq!(
+            hquery(&s, "sum(lat)", 0).0,
+            ["{} {{count:6 sum:8 buckets:[6]}}"]
+        );
+        assert_eq!(
+            hquery(&s, "avg(lat)", 0).0,
+            ["{} {{count:3 sum:4 buckets:[3]}}"]
+        );
+        assert_eq!(hquery(&s, "count(lat)", 0).0, ["{} 2"]);
+        let (v, annos) = hquery(&s, "max(lat)", 0);
+        assert!(v.is_empty());
+        assert!(annos.infos[0].contains("ignored histogram in max aggregation"));
+        let (v, annos) = hquery(&s, "sum({__name__=~\"lat|other\"})", 0);
+        assert!(v.is_empty());
+        assert!(annos.warnings[0].contains("mix of histograms and floats"));
+    }
+
+    #[test]
+    fn histogram_functions_read_count_sum_quantile_and_fraction() {
+        let s = hstore(&[
+            ("lat", "{{count:8 sum:20 buckets:[4 4] offset:1}}"),
+            ("f", "3"),
+        ]);
+        assert_eq!(hquery(&s, "histogram_count(lat)", 0).0, ["{} 8"]);
+        assert_eq!(hquery(&s, "histogram_sum(lat)", 0).0, ["{} 20"]);
+        assert_eq!(hquery(&s, "histogram_avg(lat)", 0).0, ["{} 2.5"]);
+        assert!(hquery(&s, "histogram_count(f)", 0).0.is_empty());
+        // Buckets (1,2] and (2,4]: the median is their shared boundary.
+        assert_eq!(hquery(&s, "histogram_quantile(0.5, lat)", 0).0, ["{} 2"]);
+        assert_eq!(hquery(&s, "histogram_fraction(0, 2, lat)", 0).0, ["{} 0.5"]);
+        assert!(hquery(&s, "abs(lat)", 0).0.is_empty());
+    }
+
+    #[test]
+    fn rate_of_histograms_corrects_counter_resets() {
+        // 10 -> 15 -> reset to 3 -> 8.
+        let s = hstore(&[(
+            "lat",
+            "{{count:10 sum:10 buckets:[10]}} {{count:15 sum:15 buckets:[15]}} {{count:3 sum:3 buckets:[3]}} {{count:8 sum:8 buckets:[8]}}",
+        )]);
+        // Subquery steps 1m..3m see 15, 3, 8: 8 after the reset, extrapolated by 3/2.
+        let (v, _) = hquery(&s, "increase(lat[3m:1m])", 180_000);
+        assert_eq!(
+            v,
+            ["{} {{count:12 sum:12 counter_reset_hint:gauge buckets:[12]}}"]
+        );
+        let (v, _) = hquery(&s, "increase(lat[4m])", 180_000);
+        // 13 over 3 minutes of samples, extrapolated to the 4 minute range (promtool agrees).
+        assert_eq!(v, ["{} {{count:17.333333333333332 sum:17.333333333333332 counter_reset_hint:gauge buckets:[17.333333333333332]}}"]);
+        let (v, _) = hquery(&s, "irate(lat[2m])", 180_000);
+        assert_eq!(v, ["{} {{count:0.08333333333333333 sum:0.08333333333333333 counter_reset_hint:gauge buckets:[0.08333333333333333]}}"]);
+        assert_eq!(hquery(&s, "resets(lat[4m])", 180_000).0, ["{} 1"]);
     }
 }

@@ -34,8 +34,7 @@ const fn f(
     }
 }
 
-/// Every supported function. Native-histogram and experimental functions are absent on
-/// purpose: using them is a parse error ("unknown function"), never a wrong answer.
+/// Every supported function. Experimental functions are absent on purpose: using them is a parse error ("unknown function"), never a wrong answer.
 pub static FUNCTIONS: &[Function] = &[
     f("abs", &[V], 0, false, V),
     f("absent", &[V], 0, false, V),
@@ -64,8 +63,13 @@ pub static FUNCTIONS: &[Function] = &[
     f("deriv", &[M], 0, false, V),
     f("exp", &[V], 0, false, V),
     f("floor", &[V], 0, false, V),
+    f("histogram_avg", &[V], 0, false, V),
+    f("histogram_count", &[V], 0, false, V),
     f("histogram_fraction", &[S, S, V], 0, false, V),
     f("histogram_quantile", &[S, V], 0, false, V),
+    f("histogram_stddev", &[V], 0, false, V),
+    f("histogram_stdvar", &[V], 0, false, V),
+    f("histogram_sum", &[V], 0, false, V),
     f("hour", &[V], 1, false, V),
     f("idelta", &[M], 0, false, V),
     f("increase", &[M], 0, false, V),
@@ -106,13 +110,8 @@ pub static FUNCTIONS: &[Function] = &[
     f("year", &[V], 1, false, V),
 ];
 
-/// Native-histogram and experimental functions we know by name but do not evaluate.
+/// Experimental functions we know by name but do not evaluate.
 pub const UNSUPPORTED: &[&str] = &[
-    "histogram_count",
-    "histogram_sum",
-    "histogram_avg",
-    "histogram_stddev",
-    "histogram_stdvar",
     "histogram_quantiles",
     "double_exponential_smoothing",
     "holt_winters",

@@ -9,17 +9,27 @@
 //!                                                      ast Display (round-trips) tsdb::Querier
 //! ```
 //!
-//! Scope: Prometheus 3.x float semantics, as its own promqltest suite and a real Prometheus 3.5
+//! Scope: Prometheus 3.x semantics, as its own promqltest suite and a real Prometheus 3.5
 //! check them (tests/promqltest.rs, tests/promql_diff.rs): left-open ranges, 5 m lookback,
 //! staleness markers, `@`/`offset`, subqueries, delayed `__name__` removal, every aggregation,
 //! operator and float function.
 //!
-//! **Not supported** (a parse error, never a wrong answer): native histograms and their
-//! functions (`histogram_count`, `histogram_sum`, `histogram_avg`, `histogram_stddev`,
-//! `histogram_stdvar`, `histogram_quantiles`), experimental functions (`limitk`, `limit_ratio`,
-//! `info`, `first_over_time`, `mad_over_time`, `ts_of_*`, `sort_by_label*`,
-//! `double_exponential_smoothing`, `start()`/`end()`/`range()`/`step()` as functions) and
-//! experimental syntax (duration expressions, `anchored`/`smoothed`, `fill()` modifiers).
+//! Native histograms ([`crate::histogram`]) are values like floats (`VecSample::h`,
+//! `Series::hpoints`), matching promtool 3.5.3: selection, unary minus, `+`/`-` between
+//! histograms, `*`/`/` by scalars, `==`/`!=`, `sum`/`avg` (`count`/`group` count them, the
+//! other aggregations ignore them with an info), `histogram_count/sum/avg/stddev/stdvar`,
+//! native `histogram_quantile`/`histogram_fraction`, `rate`/`increase`/`delta`/`irate`/`idelta`
+//! with counter-reset correction (subqueries re-detect resets from values),
+//! `sum/avg/count/last/present_over_time`, `changes`, `resets`; float functions drop them.
+//! Only the in-memory test store holds histograms: the ring TSDB stores floats.
+//! Not yet: `count_values` over histograms, reconciling mismatched custom bucket bounds and
+//! the trim operators (`</`, `>/`) of newer Prometheus versions.
+//!
+//! **Not supported** (a parse error, never a wrong answer): experimental functions
+//! (`histogram_quantiles`, `limitk`, `limit_ratio`, `info`, `first_over_time`,
+//! `mad_over_time`, `ts_of_*`, `sort_by_label*`, `double_exponential_smoothing`,
+//! `start()`/`end()`/`range()`/`step()` as functions) and experimental syntax (duration
+//! expressions, `anchored`/`smoothed`, `fill()` modifiers).
 //!
 //! Limits ([`EngineOpts`]): timeout, max samples (fetched and produced), lookback delta; the
 //! parser bounds nesting depth and operator count so no query can exhaust the stack.

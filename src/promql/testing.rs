@@ -1,16 +1,21 @@
 //! A small in-memory [`Querier`] for engine tests and the conformance runner.
 //!
-//! Owns: nothing but a sorted map of series. Must not touch: the real TSDB.
+//! Owns: nothing but sorted maps of series, float and native histogram samples (rule unit tests
+//! and promqltest scripts load histograms; the ring TSDB does not store them). Must not touch:
+//! the real TSDB.
 
+use crate::histogram::{CounterResetHint, FloatHistogram, HistogramSample};
 use crate::model::{Labels, Matcher, Sample, Timestamp};
-use crate::tsdb::{AppendError, Appender, Querier, SeriesSamples};
+use crate::tsdb::{AppendError, Appender, HistogramSeries, Querier, SeriesSamples};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Series kept sorted by label set; samples sorted by time (a later write at the same
 /// timestamp replaces the earlier one).
 #[derive(Default, Debug)]
 pub struct MemStorage {
     series: BTreeMap<Labels, Vec<Sample>>,
+    histograms: BTreeMap<Labels, Vec<HistogramSample>>,
 }
 
 impl MemStorage {
@@ -19,7 +24,9 @@ impl MemStorage {
     }
     pub fn clear(&mut self) {
         self.series.clear();
+        self.histograms.clear();
     }
+
     fn matching<'a>(
         &'a self,
         matchers: &'a [Matcher],
@@ -44,6 +51,47 @@ impl Appender for MemStorage {
         }
         Ok(())
     }
+
+    /// Appends a native histogram sample. Like Prometheus's head block, a counter histogram
+    /// that directly follows another histogram of its series is stamped with what is known
+    /// about a reset in between (`reset` or `not_reset`); the first one, and one after a float
+    /// sample, stays as given (usually `unknown`).
+    fn append_histogram(
+        &mut self,
+        labels: &Labels,
+        t: Timestamp,
+        mut h: FloatHistogram,
+    ) -> Result<(), AppendError> {
+        if labels.is_empty() {
+            return Err(AppendError::InvalidLabels("empty label set".into()));
+        }
+        let hs = self.histograms.entry(labels.clone()).or_default();
+        let i = hs.partition_point(|p| p.t < t);
+        let prev = i.checked_sub(1).map(|j| &hs[j]);
+        let float_between = prev.is_some_and(|p| {
+            self.series
+                .get(labels)
+                .is_some_and(|fs| fs.iter().any(|f| f.t > p.t && f.t < t))
+        });
+        if let (Some(prev), false) = (prev, float_between) {
+            if h.counter_reset_hint == CounterResetHint::Unknown
+                && prev.h.counter_reset_hint != CounterResetHint::Gauge
+            {
+                h.counter_reset_hint = if h.detect_reset(&prev.h) {
+                    CounterResetHint::Reset
+                } else {
+                    CounterResetHint::NotReset
+                };
+            }
+        }
+        let sample = HistogramSample { t, h: Arc::new(h) };
+        if hs.get(i).is_some_and(|p| p.t == t) {
+            hs[i] = sample;
+        } else {
+            hs.insert(i, sample);
+        }
+        Ok(())
+    }
 }
 
 impl Querier for MemStorage {
@@ -60,16 +108,41 @@ impl Querier for MemStorage {
             .collect()
     }
 
+    fn select_histograms(
+        &self,
+        matchers: &[Matcher],
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Vec<HistogramSeries> {
+        self.histograms
+            .iter()
+            .filter(|(l, _)| {
+                matchers
+                    .iter()
+                    .all(|m| m.matches(l.get(&m.name).unwrap_or("")))
+            })
+            .filter_map(|(l, s)| {
+                let lo = s.partition_point(|p| p.t < mint);
+                let hi = s.partition_point(|p| p.t <= maxt);
+                (lo < hi).then(|| HistogramSeries {
+                    labels: l.clone(),
+                    samples: s[lo..hi].to_vec(),
+                })
+            })
+            .collect()
+    }
+
     fn label_names(&self, matchers: &[Matcher], mint: Timestamp, maxt: Timestamp) -> Vec<String> {
         let mut out: Vec<String> = self
             .select(matchers, mint, maxt)
-            .iter()
-            .flat_map(|s| {
-                s.labels
-                    .iter()
-                    .map(|(n, _)| n.to_string())
-                    .collect::<Vec<_>>()
-            })
+            .into_iter()
+            .map(|s| s.labels)
+            .chain(
+                self.select_histograms(matchers, mint, maxt)
+                    .into_iter()
+                    .map(|s| s.labels),
+            )
+            .flat_map(|l| l.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>())
             .collect();
         out.sort();
         out.dedup();
@@ -85,8 +158,14 @@ impl Querier for MemStorage {
     ) -> Vec<String> {
         let mut out: Vec<String> = self
             .select(matchers, mint, maxt)
-            .iter()
-            .filter_map(|s| s.labels.get(name).map(|v| v.to_string()))
+            .into_iter()
+            .map(|s| s.labels)
+            .chain(
+                self.select_histograms(matchers, mint, maxt)
+                    .into_iter()
+                    .map(|s| s.labels),
+            )
+            .filter_map(|l| l.get(name).map(|v| v.to_string()))
             .collect();
         out.sort();
         out.dedup();

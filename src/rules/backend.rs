@@ -6,6 +6,7 @@
 
 use super::group::RuleBackend;
 use super::template::QuerySample;
+use crate::histogram::FloatHistogram;
 use crate::model::Labels;
 use crate::promql::{instant_query, EngineOpts, Expr, Value};
 use crate::tsdb::{Appender, Querier};
@@ -43,11 +44,13 @@ pub fn query_samples(
             .map(|s| QuerySample {
                 labels: (*s.labels).clone(),
                 value: s.v,
+                histogram: s.h,
             })
             .collect()),
         Value::Scalar(v) => Ok(vec![QuerySample {
             labels: Labels::new(),
             value: v,
+            histogram: None,
         }]),
         Value::Matrix(_) | Value::Str(_) => Err("rule result is not a vector or scalar".into()),
     }
@@ -60,6 +63,12 @@ impl<S: Querier + Appender> RuleBackend for EngineBackend<'_, S> {
 
     fn append(&mut self, labels: &Labels, t: i64, v: f64) {
         if self.store.append(labels, t, v).is_err() {
+            self.refused += 1;
+        }
+    }
+
+    fn append_histogram(&mut self, labels: &Labels, t: i64, h: &FloatHistogram) {
+        if self.store.append_histogram(labels, t, h.clone()).is_err() {
             self.refused += 1;
         }
     }

@@ -107,6 +107,7 @@ fn type_name(v: &TValue) -> &'static str {
         TValue::Sample(_) => "*template.sample",
         TValue::Root(_) => "struct",
         TValue::List(_) => "[]interface {}",
+        TValue::Hist(_) => "*histogram.FloatHistogram",
     }
 }
 

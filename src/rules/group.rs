@@ -13,6 +13,7 @@ use crate::model::{is_stale_nan, stale_nan, Labels, MatchOp, Matcher, METRIC_NAM
 use crate::promql::Expr;
 use crate::tsdb::Querier;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Resolved alerts are kept this long so Alertmanager hears about the resolution (Prometheus:
@@ -37,6 +38,8 @@ pub trait RuleBackend {
     }
     /// Stores one sample of rule output. Refusals are the store's business (it counts them).
     fn append(&mut self, labels: &Labels, t: i64, v: f64);
+    /// Stores one native histogram sample of rule output.
+    fn append_histogram(&mut self, labels: &Labels, t: i64, h: &crate::histogram::FloatHistogram);
     /// Read access for restoring `for` state.
     fn querier(&self) -> &dyn Querier;
 }
@@ -247,8 +250,11 @@ impl Group {
             let mut written = Vec::new();
             match out {
                 Ok(samples) => {
-                    for (l, v) in &samples {
-                        backend.append(l, qt, *v);
+                    for (l, v, h) in &samples {
+                        match h {
+                            Some(h) => backend.append_histogram(l, qt, h),
+                            None => backend.append(l, qt, *v),
+                        }
                         written.push(l.clone());
                     }
                     state.health.last_error = None;
@@ -368,15 +374,18 @@ fn merge_labels(base: &mut Labels, group: &Labels) {
     }
 }
 
+/// One output sample of a rule: labels, float value, or a native histogram instead.
+type RuleOutput = (Labels, f64, Option<Arc<crate::histogram::FloatHistogram>>);
+
 fn eval_recording(
     rule: &RuleDef,
     group_labels: &Labels,
     limit: usize,
     qt: i64,
     backend: &dyn RuleBackend,
-) -> Result<Vec<(Labels, f64)>, String> {
+) -> Result<Vec<RuleOutput>, String> {
     let res = backend.query(&rule.expr, &rule.expr_text, qt)?;
-    let mut out: Vec<(Labels, f64)> = Vec::with_capacity(res.len());
+    let mut out: Vec<RuleOutput> = Vec::with_capacity(res.len());
     for s in res {
         let mut l = s.labels;
         l.set(METRIC_NAME.into(), rule.name.clone());
@@ -388,9 +397,9 @@ fn eval_recording(
                 l.set(n.clone(), v.clone());
             }
         }
-        out.push((l, s.value));
+        out.push((l, s.value, s.histogram));
     }
-    let mut seen: Vec<&Labels> = out.iter().map(|(l, _)| l).collect();
+    let mut seen: Vec<&Labels> = out.iter().map(|(l, _, _)| l).collect();
     seen.sort_unstable();
     if seen.windows(2).any(|w| w[0] == w[1]) {
         return Err(
@@ -416,7 +425,7 @@ fn eval_alerting(
     qt: i64,
     backend: &dyn RuleBackend,
     ctx: &EvalContext<'_>,
-) -> Result<Vec<(Labels, f64)>, String> {
+) -> Result<Vec<RuleOutput>, String> {
     let res = backend.query(&rule.expr, &rule.expr_text, qt)?;
     let mut fresh: BTreeMap<u64, Alert> = BTreeMap::new();
     for s in res {
@@ -425,6 +434,7 @@ fn eval_alerting(
             external_labels: ctx.external_labels.clone(),
             external_url: ctx.external_url.to_string(),
             value: s.value,
+            histogram: s.histogram.clone(),
         };
         let mut query = |q: &str| backend.query_text(q, qt);
         let mut labels = s.labels.clone();
@@ -515,10 +525,10 @@ fn eval_alerting(
             let mut l = a.labels.clone();
             l.set(METRIC_NAME.into(), "ALERTS".into());
             l.set("alertstate".into(), a.state.as_str().into());
-            out.push((l, 1.0));
+            out.push((l, 1.0, None));
             let mut f = a.labels.clone();
             f.set(METRIC_NAME.into(), "ALERTS_FOR_STATE".into());
-            out.push((f, (a.active_at.div_euclid(1000)) as f64));
+            out.push((f, (a.active_at.div_euclid(1000)) as f64, None));
         }
     }
     for k in remove {

@@ -15,6 +15,7 @@
 use super::gofmt::{format_g, sprintf};
 use crate::model::Labels;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// The functions a template may call; anything else fails at load time.
 pub const FUNCS: &[&str] = &[
@@ -65,7 +66,10 @@ pub const FUNCS: &[&str] = &[
 #[derive(Clone, Debug, PartialEq)]
 pub struct QuerySample {
     pub labels: Labels,
+    /// The float value (0 for a native histogram sample).
     pub value: f64,
+    /// A native histogram sample (recording rules store it as such).
+    pub histogram: Option<Arc<crate::histogram::FloatHistogram>>,
 }
 
 /// The data an alert template sees as `.`.
@@ -75,6 +79,9 @@ pub struct AlertData {
     pub external_labels: Labels,
     pub external_url: String,
     pub value: f64,
+    /// The alert's native histogram value, when its sample is one (`$value` is then the
+    /// histogram, printed as Go prints it; arithmetic on it fails as in Prometheus).
+    pub histogram: Option<Arc<crate::histogram::FloatHistogram>>,
 }
 
 /// A template value at run time.
@@ -91,6 +98,16 @@ pub enum TValue {
     Sample(Rc<QuerySample>),
     Root(Rc<AlertData>),
     List(Vec<TValue>),
+    /// A native histogram sample value.
+    Hist(Arc<crate::histogram::FloatHistogram>),
+}
+
+/// A sample's template value: its histogram if it has one, else its float.
+fn value_of(v: f64, h: &Option<Arc<crate::histogram::FloatHistogram>>) -> TValue {
+    match h {
+        Some(h) => TValue::Hist(h.clone()),
+        None => TValue::Float(v),
+    }
 }
 
 impl TValue {
@@ -101,6 +118,7 @@ impl TValue {
             TValue::Bool(b) => b.to_string(),
             TValue::Int(i) => i.to_string(),
             TValue::Float(f) => format_g(*f, None),
+            TValue::Hist(h) => h.go_string(),
             TValue::Str(s) => s.clone(),
             TValue::Map(m) => {
                 let items: Vec<String> = m.iter().map(|(k, v)| format!("{k}:{v}")).collect();
@@ -135,7 +153,7 @@ impl TValue {
             TValue::Str(s) => !s.is_empty(),
             TValue::Map(m) => !m.is_empty(),
             TValue::Samples(s) => !s.is_empty(),
-            TValue::Sample(_) | TValue::Root(_) => true,
+            TValue::Sample(_) | TValue::Root(_) | TValue::Hist(_) => true,
             TValue::List(l) => !l.is_empty(),
         }
     }
@@ -287,7 +305,7 @@ impl Template {
                     "$externalURL".into(),
                     TValue::Str(root.external_url.clone()),
                 ),
-                ("$value".into(), TValue::Float(root.value)),
+                ("$value".into(), value_of(root.value, &root.histogram)),
             ],
             query,
             out: String::new(),
@@ -981,9 +999,9 @@ impl Exec<'_> {
                     TValue::Map(Rc::new(r.external_labels.clone()))
                 }
                 (TValue::Root(r), "ExternalURL") => TValue::Str(r.external_url.clone()),
-                (TValue::Root(r), "Value") => TValue::Float(r.value),
+                (TValue::Root(r), "Value") => value_of(r.value, &r.histogram),
                 (TValue::Sample(s), "Labels") => TValue::Map(Rc::new(s.labels.clone())),
-                (TValue::Sample(s), "Value") => TValue::Float(s.value),
+                (TValue::Sample(s), "Value") => value_of(s.value, &s.histogram),
                 (TValue::Nil, _) => {
                     return self.fail(format!("nil pointer evaluating interface {{}}.{n}"))
                 }
@@ -1024,6 +1042,9 @@ impl Exec<'_> {
                 .or_else(|_| {
                     self.fail(format!("strconv.ParseFloat: parsing {s:?}: invalid syntax"))
                 }),
+            TValue::Hist(_) => {
+                self.fail("can't convert *histogram.FloatHistogram to float".to_string())
+            }
             other => self.fail(format!("can't convert {} to float", other.to_go_string())),
         }
     }
@@ -1484,7 +1505,28 @@ mod tests {
             external_labels: Labels::from_pairs([("site", "attic")]),
             external_url: "http://pi:9090".into(),
             value: 0.25,
+            histogram: None,
         }
+    }
+
+    #[test]
+    fn histogram_value_prints_like_go_and_refuses_arithmetic() {
+        let h = crate::rules::notation::parse_histogram("{{count:2 sum:3 buckets:[2]}}").unwrap();
+        let d = AlertData {
+            histogram: Some(Arc::new(h)),
+            value: 0.0,
+            ..data()
+        };
+        let mut q = |_: &str| -> Result<Vec<QuerySample>, String> { Ok(vec![]) };
+        let tpl = Template::parse("__alert_T", "{{ $value }}|{{ .Value }}").unwrap();
+        assert_eq!(
+            tpl.expand(&d, &mut q),
+            "{count:2, sum:3, (0.5,1]:2}|{count:2, sum:3, (0.5,1]:2}"
+        );
+        let tpl = Template::parse("__alert_T", "{{ humanize $value }}").unwrap();
+        assert!(tpl
+            .expand(&d, &mut q)
+            .contains("can't convert *histogram.FloatHistogram to float"));
     }
 
     fn expand(t: &str) -> String {
@@ -1495,10 +1537,12 @@ mod tests {
                     QuerySample {
                         labels: Labels::from_pairs([("__name__", "up"), ("job", "a")]),
                         value: 1.0,
+                        histogram: None,
                     },
                     QuerySample {
                         labels: Labels::from_pairs([("__name__", "up"), ("job", "b")]),
                         value: 0.0,
+                        histogram: None,
                     },
                 ]),
                 "none" => Ok(vec![]),

@@ -4,14 +4,17 @@
 //! Owns: reading test files (strict keys unless `--ignore-unknown-fields`), the evaluation loop
 //! (lazy loading of input series, every group evaluated at each `evaluation_interval` step),
 //! alert and PromQL checks, and promtool-shaped failure output. Exit code 0 if every test group
-//! passes, 1 otherwise. Must not touch: the real TSDB. Native histograms in `input_series` or
-//! expected samples are not supported and fail the test group with a clear message.
+//! passes, 1 otherwise. Must not touch: the real TSDB. Native histograms (`{{…}}` in
+//! `input_series`, `histogram:` in expected samples) are loaded into the in-memory store and
+//! compared as promtool does: through their printed series notation.
 
-use super::backend::{query_samples, EngineBackend};
+use super::backend::EngineBackend;
 use super::file::{RuleFile, RuleKind};
 use super::group::{AlertState, EvalContext, Group};
 use super::manager::glob;
-use super::notation::{parse_series, parse_values};
+use super::notation::{
+    histogram_expression, parse_histogram, parse_series, parse_values, SeriesValue,
+};
 use crate::config::yaml::{self, Node, Value};
 use crate::model::Labels;
 use crate::promql::testing::MemStorage;
@@ -91,8 +94,8 @@ struct AlertTest {
 struct PromqlTest {
     expr: String,
     eval_time: i64,
-    /// (labels text, value); None value = a histogram expectation (unsupported).
-    exp: Vec<(String, Option<f64>)>,
+    /// (labels text, value, histogram in the series notation).
+    exp: Vec<(String, f64, Option<String>)>,
 }
 
 /// Strict-key reading of the test file's YAML.
@@ -309,8 +312,8 @@ impl Reader {
                                 _ => {
                                     for s in seq(v2)? {
                                         let mut labels = String::new();
-                                        let mut value = Some(0.0);
-                                        let mut hist = false;
+                                        let mut value = 0.0;
+                                        let mut hist = None;
                                         for (k3, v3) in self.map(
                                             s,
                                             &["labels", "value", "histogram"],
@@ -326,20 +329,18 @@ impl Reader {
                                                 }
                                                 "value" => {
                                                     let t = scalar(v3)?;
-                                                    value = Some(
-                                                        super::notation::parse_number(t)
-                                                            .ok_or_else(|| {
-                                                                format!(
-                                                                    "{}:{}: bad sample value {t:?}",
-                                                                    v3.pos.line, v3.pos.col
-                                                                )
-                                                            })?,
-                                                    );
+                                                    value = super::notation::parse_number(t)
+                                                        .ok_or_else(|| {
+                                                            format!(
+                                                                "{}:{}: bad sample value {t:?}",
+                                                                v3.pos.line, v3.pos.col
+                                                            )
+                                                        })?;
                                                 }
-                                                _ => hist = true,
+                                                _ => hist = Some(scalar(v3)?.to_string()),
                                             }
                                         }
-                                        t.exp.push((labels, if hist { None } else { value }));
+                                        t.exp.push((labels, value, hist));
                                     }
                                 }
                             }
@@ -514,7 +515,7 @@ fn run_group(tg: &TestGroup, tf: &TestFile, defs: &[super::file::GroupDef]) -> V
     let eval_iv = tf.evaluation_interval.max(1);
     let interval = tg.interval.unwrap_or(eval_iv).max(1);
     // Input samples, sorted by time for lazy loading.
-    let mut input: Vec<(i64, Labels, f64)> = Vec::new();
+    let mut input: Vec<(i64, Labels, SeriesValue)> = Vec::new();
     for (series, values) in &tg.input {
         let (labels, _) = match parse_series(series) {
             Ok(l) => l,
@@ -522,11 +523,6 @@ fn run_group(tg: &TestGroup, tf: &TestFile, defs: &[super::file::GroupDef]) -> V
         };
         let vals = match parse_values(values) {
             Ok(v) => v,
-            Err(e) if e == "histogram" => {
-                return vec![format!(
-                    "{series}: native histogram input series are not supported"
-                )]
-            }
             Err(e) => return vec![format!("{series}: {e}")],
         };
         for (i, v) in vals.into_iter().enumerate() {
@@ -571,7 +567,12 @@ fn run_group(tg: &TestGroup, tf: &TestFile, defs: &[super::file::GroupDef]) -> V
     while ts <= end {
         while loaded < input.len() && input[loaded].0 <= ts {
             let (t, l, v) = &input[loaded];
-            let _ = crate::tsdb::Appender::append(&mut store, l, *t, *v);
+            let _ = match v {
+                SeriesValue::Float(v) => crate::tsdb::Appender::append(&mut store, l, *t, *v),
+                SeriesValue::Histogram(h) => {
+                    crate::tsdb::Appender::append_histogram(&mut store, l, *t, (**h).clone())
+                }
+            };
             loaded += 1;
         }
         let mut backend = EngineBackend::new(&mut store, &opts);
@@ -677,6 +678,34 @@ fn values_equal(a: f64, b: f64, fuzzy: bool) -> bool {
     b == next_up || b == next_down
 }
 
+/// (labels, float value, histogram in the series notation).
+type Expected = (Labels, f64, Option<String>);
+
+/// Runs `expr` at `t`, keeping native histograms (printed in the series notation) apart from
+/// floats.
+fn query_histogram_samples(
+    store: &MemStorage,
+    opts: &EngineOpts,
+    expr: &crate::promql::Expr,
+    text: &str,
+    t: i64,
+) -> Result<Vec<Expected>, String> {
+    use crate::promql::Value;
+    let res =
+        crate::promql::instant_query(store, text, expr, t, opts).map_err(|e| e.to_string())?;
+    match res.value {
+        Value::Vector(v) => Ok(v
+            .into_iter()
+            .map(|s| {
+                let h = s.h.as_deref().map(histogram_expression);
+                ((*s.labels).clone(), s.v, h)
+            })
+            .collect()),
+        Value::Scalar(v) => Ok(vec![(Labels::new(), v, None)]),
+        Value::Matrix(_) | Value::Str(_) => Err("rule result is not a vector or scalar".into()),
+    }
+}
+
 fn check_promql(
     pt: &PromqlTest,
     tg: &TestGroup,
@@ -694,21 +723,16 @@ fn check_promql(
         pt.expr,
         format_duration(pt.eval_time)
     );
-    if pt.exp.iter().any(|(_, v)| v.is_none()) {
-        return Some(format!(
-            "{head}, err: native histogram expectations are not supported\n"
-        ));
-    }
     let expr = match crate::promql::parse(&pt.expr) {
         Ok(e) => e,
         Err(e) => return Some(format!("{head}, err: {e}\n")),
     };
-    let got = match query_samples(store, opts, &expr, &pt.expr, tg.start + pt.eval_time) {
+    let got = match query_histogram_samples(store, opts, &expr, &pt.expr, tg.start + pt.eval_time) {
         Ok(g) => g,
         Err(e) => return Some(format!("{head}, err: {e}\n")),
     };
-    let mut exp = Vec::new();
-    for (l, v) in &pt.exp {
+    let mut exp: Vec<Expected> = Vec::new();
+    for (l, v, h) in &pt.exp {
         let labels = if l.trim().is_empty() {
             Labels::new()
         } else {
@@ -717,30 +741,39 @@ fn check_promql(
                 Err(e) => return Some(format!("{head}, err: expected sample {l:?}: {e}\n")),
             }
         };
-        exp.push((labels, v.unwrap_or(0.0)));
+        // Compared as promtool does: through the printed form, so layout differences that
+        // print the same (empty buckets, span splits) do not count.
+        let hist = match h {
+            Some(h) => match parse_histogram(h.trim()) {
+                Ok(h) => Some(histogram_expression(&h)),
+                Err(e) => return Some(format!("{head}, err: labels {l:?}: {e}\n")),
+            },
+            None => None,
+        };
+        exp.push((labels, *v, hist));
     }
-    let mut got: Vec<(Labels, f64)> = got.into_iter().map(|s| (s.labels, s.value)).collect();
+    let mut got = got;
     got.sort_by(|a, b| a.0.cmp(&b.0));
     exp.sort_by(|a, b| a.0.cmp(&b.0));
     let same = got.len() == exp.len()
         && got
             .iter()
             .zip(&exp)
-            .all(|(g, e)| g.0 == e.0 && values_equal(e.1, g.1, fuzzy));
+            .all(|(g, e)| g.0 == e.0 && values_equal(e.1, g.1, fuzzy) && g.2 == e.2);
     if same {
         return None;
     }
-    let show = |v: &[(Labels, f64)]| {
+    let show = |v: &[Expected]| {
         if v.is_empty() {
             return "nil".to_string();
         }
         v.iter()
-            .map(|(l, x)| {
-                format!(
-                    "{} {}",
-                    crate::promql::engine::go_labels(l),
-                    format_e_upper(*x)
-                )
+            .map(|(l, x, h)| {
+                let value = match h {
+                    Some(h) => h.clone(),
+                    None => format_e_upper(*x),
+                };
+                format!("{} {value}", crate::promql::engine::go_labels(l))
             })
             .collect::<Vec<_>>()
             .join(", ")

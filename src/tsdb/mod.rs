@@ -92,6 +92,8 @@ pub enum AppendError {
     TooManySeries,
     /// The label set is unusable (no `__name__`, empty, ...).
     InvalidLabels(String),
+    /// The store cannot hold this kind of sample (native histograms in the ring TSDB).
+    Unsupported(&'static str),
 }
 
 /// Where samples go.
@@ -113,6 +115,19 @@ pub trait Appender {
         );
         self.append(&labels, t, v)
     }
+
+    /// Stores a native histogram sample. The ring TSDB holds floats only (native histograms
+    /// are only scraped via protobuf, which promlet does not negotiate), so the default
+    /// refuses; the in-memory test store holds them.
+    fn append_histogram(
+        &mut self,
+        labels: &Labels,
+        t: Timestamp,
+        h: crate::histogram::FloatHistogram,
+    ) -> Result<(), AppendError> {
+        let _ = (labels, t, h);
+        Err(AppendError::Unsupported("native histograms"))
+    }
 }
 
 /// One series and its samples inside a queried range, oldest first.
@@ -120,6 +135,13 @@ pub trait Appender {
 pub struct SeriesSamples {
     pub labels: Labels,
     pub samples: Vec<Sample>,
+}
+
+/// One series and its native histogram samples inside a queried range, oldest first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistogramSeries {
+    pub labels: Labels,
+    pub samples: Vec<crate::histogram::HistogramSample>,
 }
 
 /// Read access for the query engine and the exporters.
@@ -140,6 +162,18 @@ pub trait Querier {
         for s in self.select(matchers, mint, maxt) {
             f(&s.labels, &s.samples);
         }
+    }
+    /// Native histogram samples of the series matching every matcher, in `[mint, maxt]`, ordered
+    /// by label set. A series may have float samples at some times and histograms at others.
+    /// The ring store holds floats only (native histograms are only scraped via protobuf,
+    /// which promlet does not negotiate), so the default has none.
+    fn select_histograms(
+        &self,
+        _matchers: &[Matcher],
+        _mint: Timestamp,
+        _maxt: Timestamp,
+    ) -> Vec<HistogramSeries> {
+        Vec::new()
     }
     /// Sorted label names of series matching `matchers` (all series when empty).
     fn label_names(&self, matchers: &[Matcher], mint: Timestamp, maxt: Timestamp) -> Vec<String>;
