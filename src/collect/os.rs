@@ -28,6 +28,9 @@ const KEYS: [(&str, &str); 12] = [
 
 pub struct Os {
     text: String,
+    /// The file `text` holds and its modification time: as node_exporter does, the file is
+    /// read again only when either changes (one `stat` per scrape instead of six syscalls).
+    read_from: Option<(std::path::PathBuf, std::time::SystemTime)>,
     values: [String; 12],
     support_end: String,
 }
@@ -35,6 +38,7 @@ pub struct Os {
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     Ok(Box::new(Os {
         text: String::new(),
+        read_from: None,
         values: Default::default(),
         support_end: String::new(),
     }))
@@ -114,8 +118,23 @@ impl Collector for Os {
         let mut found = None;
         for f in FILES {
             let p = ctx.roots.root(f);
+            let mtime = match std::fs::metadata(&p).and_then(|m| m.modified()) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(CollectError::io(&p, e)),
+            };
+            if self
+                .read_from
+                .as_ref()
+                .is_some_and(|(path, t)| *path == p && *t == mtime)
+            {
+                found = Some(p);
+                break;
+            }
+            self.read_from = None;
             match read_into(&p, &mut self.text) {
                 Ok(()) => {
+                    self.read_from = Some((p.clone(), mtime));
                     found = Some(p);
                     break;
                 }

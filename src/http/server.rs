@@ -25,7 +25,7 @@ use futures_lite::{future, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io::{self, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::pin::{pin, Pin};
 use std::rc::{Rc, Weak};
 use std::sync::{Arc, Mutex};
@@ -235,7 +235,7 @@ impl Server {
         let mut last_accept_error: Option<Instant> = None;
         ex.run(async {
             loop {
-                let accepted = future::or(async { Some(listener.accept().await) }, async {
+                let accepted = future::or(async { Some(accept(&listener).await) }, async {
                     (&mut shutdown).await;
                     None
                 })
@@ -317,6 +317,21 @@ impl Server {
             Ok(())
         })
         .await
+    }
+}
+
+/// The next connection on `listener`. Not `Async::accept`: that one treats any wake-up of
+/// the task as readiness and tries `accept4` again, and this loop runs in the executor's main
+/// future, which is polled whenever any connection task is woken: two failed `accept4` plus
+/// two `epoll_ctl` re-arms per connection. `readable()` resolves only when the reactor has
+/// reported the listener ready.
+async fn accept(listener: &Async<TcpListener>) -> io::Result<(Async<TcpStream>, SocketAddr)> {
+    loop {
+        match listener.get_ref().accept() {
+            Ok((stream, addr)) => return Ok((Async::new(stream)?, addr)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => listener.readable().await?,
+            Err(e) => return Err(e),
+        }
     }
 }
 
