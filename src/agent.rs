@@ -1004,12 +1004,13 @@ pub struct ProcessStats {
 const USER_HZ: f64 = 100.0;
 
 thread_local! {
-    /// /proc/self/{stat,status,limits}, kept open and re-read with pread (see `KeptFile`):
-    /// opened per scrape with std's growing reads they took 25 syscalls; now 3. A descriptor
-    /// of /proc/self/... keeps naming this process, the only one it is read for.
-    static SELF_FILES: RefCell<(String, [crate::collect::util::KeptFile; 3])> = RefCell::new((
+    /// /proc/self/{stat,limits}, kept open and re-read with pread (see `KeptFile`): opened
+    /// per scrape with std's growing reads they (and status, whose values stat has too) took
+    /// 25 syscalls; now 2. A descriptor of /proc/self/... keeps naming this process, the only
+    /// one it is read for.
+    static SELF_FILES: RefCell<(String, [crate::collect::util::KeptFile; 2])> = RefCell::new((
         String::new(),
-        ["stat", "status", "limits"].map(crate::collect::util::KeptFile::new),
+        ["stat", "limits"].map(crate::collect::util::KeptFile::new),
     ));
 }
 
@@ -1017,13 +1018,10 @@ impl ProcessStats {
     pub fn read_self(boot_time_s: Option<f64>) -> ProcessStats {
         let mut p = ProcessStats::default();
         SELF_FILES.with(|cell| {
-            let (buf, [stat, status, limits]) = &mut *cell.borrow_mut();
+            let (buf, [stat, limits]) = &mut *cell.borrow_mut();
             let root = std::path::Path::new("/proc/self");
             if stat.read(root, buf).is_ok() {
-                p.parse_stat(buf, boot_time_s);
-            }
-            if status.read(root, buf).is_ok() {
-                p.parse_status(buf);
+                p.parse_stat(buf, boot_time_s, rustix::param::page_size() as f64);
             }
             if limits.read(root, buf).is_ok() {
                 p.max_fds = parse_limit(buf, "Max open files");
@@ -1034,12 +1032,14 @@ impl ProcessStats {
         p
     }
 
-    fn parse_stat(&mut self, stat: &str, boot_time_s: Option<f64>) {
+    /// Fields of /proc/self/stat (proc(5)): CPU time, start time, threads, virtual size and
+    /// resident pages (the same counters /proc/self/status prints as Threads, VmSize, VmRSS).
+    fn parse_stat(&mut self, stat: &str, boot_time_s: Option<f64>, page_size: f64) {
         // The command name may contain spaces and parentheses: fields start after the last ')'.
         let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
             return;
         };
-        let mut f = [""; 20];
+        let mut f = [""; 22];
         for (slot, tok) in f.iter_mut().zip(rest.split_ascii_whitespace()) {
             *slot = tok;
         }
@@ -1051,26 +1051,10 @@ impl ProcessStats {
         if let (Some(start), Some(boot)) = (num(19), boot_time_s) {
             self.start_time_s = Some(boot + start / USER_HZ);
         }
-    }
-
-    fn parse_status(&mut self, status: &str) {
-        for line in status.lines() {
-            let Some((k, v)) = line.split_once(':') else {
-                continue;
-            };
-            let kb = || {
-                v.split_whitespace()
-                    .next()
-                    .and_then(|n| n.parse::<f64>().ok())
-                    .map(|n| n * 1024.0)
-            };
-            match k {
-                "VmRSS" => self.resident_bytes = kb(),
-                "VmSize" => self.virtual_bytes = kb(),
-                "Threads" => self.threads = v.trim().parse().ok(),
-                _ => {}
-            }
-        }
+        // num_threads 20, vsize 23 (bytes), rss 24 (pages).
+        self.threads = num(17);
+        self.virtual_bytes = num(20);
+        self.resident_bytes = num(21).map(|pages| pages * page_size);
     }
 }
 
@@ -1986,12 +1970,12 @@ mod tests {
     fn process_stat_and_status_parse() {
         let mut p = ProcessStats::default();
         p.parse_stat(
-            "42 (prom let) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 2 0 1000 1 2",
+            "42 (prom let) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 2 0 1000 2097152 128",
             Some(1_700_000_000.0),
+            4096.0,
         );
         assert_eq!(p.cpu_seconds, Some(3.0));
         assert_eq!(p.start_time_s, Some(1_700_000_010.0));
-        p.parse_status("Name:\tpromlet\nVmSize:\t    2048 kB\nVmRSS:\t     512 kB\nThreads:\t2\n");
         assert_eq!(p.virtual_bytes, Some(2048.0 * 1024.0));
         assert_eq!(p.resident_bytes, Some(512.0 * 1024.0));
         assert_eq!(p.threads, Some(2.0));
@@ -2020,6 +2004,20 @@ mod tests {
         });
         assert!(agrees, "statx count never matched a listing");
         assert!(p.start_time_s.unwrap() > 1.5e9);
+        // stat's vsize and rss are the counters status prints as VmSize and VmRSS (kB).
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let kb = |key: &str| {
+            let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+            line[key.len()..]
+                .trim()
+                .trim_end_matches(" kB")
+                .parse::<f64>()
+                .unwrap()
+                * 1024.0
+        };
+        let near = |a: f64, b: f64| (a - b).abs() <= 0.2 * b;
+        assert!(near(p.virtual_bytes.unwrap(), kb("VmSize:")), "{p:?}");
+        assert!(near(p.resident_bytes.unwrap(), kb("VmRSS:")), "{p:?}");
     }
 
     /// Records appends; refuses every second one to check the error count.
