@@ -137,23 +137,24 @@ struct Layout {
 /// Builds the [`Layout`] with a handful of allocations per call, none per sample or family
 /// (a counting sort of the samples by group).
 fn layout(set: &MetricSet) -> Layout {
-    let mut fam_order: Vec<u32> = (0..set.families.len() as u32).collect();
-    fam_order.sort_unstable_by(|&a, &b| {
-        set.str(&set.families[a as usize].name)
-            .cmp(set.str(&set.families[b as usize].name))
-            .then(a.cmp(&b))
-    });
+    // (name, declaration index): sorting the slices directly, not indices that look their
+    // names up on every comparison.
+    let mut fam_order: Vec<(&str, u32)> = set
+        .families
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (set.str(&f.name), i as u32))
+        .collect();
+    fam_order.sort_unstable();
     let mut group_of = vec![0u32; set.families.len()];
     let mut groups: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
-    for &f in &fam_order {
-        let f = f as usize;
-        let same = groups.last().is_some_and(|(g, _)| {
-            set.str(&set.families[*g].name) == set.str(&set.families[f].name)
-        });
-        if !same {
-            groups.push((f, 0..0));
+    let mut last_name = None;
+    for &(name, f) in &fam_order {
+        if last_name != Some(name) {
+            groups.push((f as usize, 0..0));
+            last_name = Some(name);
         }
-        group_of[f] = groups.len() as u32 - 1;
+        group_of[f as usize] = groups.len() as u32 - 1;
     }
     // Count per group, turn counts into start offsets, then place samples stably.
     let mut next = vec![0usize; groups.len() + 1];
