@@ -641,6 +641,32 @@ mod tests {
         assert!(!text.contains("/proc"));
     }
 
+    /// On a live procfs the mount table stays open and is read again only when the kernel
+    /// flags a change; a recorded tree (a regular file) is never watched, so it is re-read
+    /// every cycle (the garbage test below rewrites one under the same collector).
+    #[test]
+    fn filesystem_watches_a_live_mount_table_but_not_a_recorded_one() {
+        let mut fs = build(&CollectorOptions::default()).unwrap();
+        let live = crate::collect::Roots::default();
+        run(&mut fs, &live).unwrap();
+        let first = fs.text.clone();
+        assert!(first.contains(" - "), "{first}");
+        let watched = fs.mounts.as_ref().expect("live mountinfo is watched");
+        assert!(watched.path.ends_with("mountinfo"));
+        // A line only our copy has: it survives the next cycle if the file is not read again.
+        fs.text
+            .push_str("99 1 0:99 / /promlet-sentinel rw - tmpfs none rw\n");
+        let text = run(&mut fs, &live).unwrap();
+        assert!(fs.mounts.is_some());
+        assert!(fs.text.ends_with("/promlet-sentinel rw - tmpfs none rw\n"));
+        assert!(text.contains("mountpoint=\"/promlet-sentinel\""), "{text}");
+        let s = Scratch::new("fs-watch");
+        let roots = roots_with_mountinfo(&s, "27 1 254:0 / / rw - ext4 /dev/vda rw\n");
+        run(&mut fs, &roots).unwrap();
+        assert!(fs.mounts.is_none());
+        assert!(fs.text.starts_with("27 1 254:0"));
+    }
+
     #[test]
     fn filesystem_include_without_explicit_exclude_replaces_the_default() {
         let mut o = CollectorOptions::default();

@@ -212,6 +212,32 @@ mod tests {
     use super::*;
     use crate::collect::fixtures::{assert_golden, node_fixtures, roots_at, run, Scratch};
 
+    /// As node_exporter: os-release is parsed again only when its path or mtime changes.
+    #[test]
+    fn os_release_is_reread_only_when_its_mtime_changes() {
+        let s = Scratch::new("os-mtime");
+        let roots = s.roots();
+        let file = s.dir.join("etc/os-release");
+        let set_mtime = |secs: u64| {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+            std::fs::File::options()
+                .write(true)
+                .open(&file)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        };
+        let mut c = new(&CollectorOptions::default()).unwrap();
+        s.write("etc/os-release", b"ID=first\n");
+        set_mtime(1_000);
+        assert!(run(c.as_mut(), &roots).unwrap().contains("id=\"first\""));
+        s.write("etc/os-release", b"ID=second\n");
+        set_mtime(1_000);
+        assert!(run(c.as_mut(), &roots).unwrap().contains("id=\"first\""));
+        set_mtime(2_000);
+        assert!(run(c.as_mut(), &roots).unwrap().contains("id=\"second\""));
+    }
+
     #[test]
     fn os_matches_node_exporter_on_fixtures() {
         let Some(dir) = node_fixtures() else { return };
