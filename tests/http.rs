@@ -307,6 +307,33 @@ fn read_and_idle_timeouts_close_connections() {
     );
 }
 
+/// Deadlines are watched by one sweeper for all connections: a short read deadline that
+/// arrives while the sweeper sleeps until a long idle deadline still fires on time, and the
+/// idle connection is left alone until its own deadline.
+#[test]
+fn a_short_read_deadline_fires_while_a_long_idle_one_is_pending() {
+    let srv = start(Limits {
+        read_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_secs(20),
+        ..Limits::default()
+    });
+    let mut idle = connect(srv.port);
+    idle.write_all(b"GET /hello HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(read_one(&mut idle), HI);
+    // The idle connection now waits with a 20 s deadline; a half request needs 300 ms.
+    let t0 = Instant::now();
+    let r = exchange(srv.port, b"GET /hello HTTP/1.1\r\nHost:");
+    assert!(r.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{r}");
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    // The idle connection was not timed out with it: it still answers.
+    idle.write_all(b"GET /hello HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(read_one(&mut idle), HI);
+}
+
 /// At the cap, a new connection evicts the longest-waiting idle one; when every connection is
 /// busy answering, the newcomer gets 503.
 #[test]

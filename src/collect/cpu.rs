@@ -9,7 +9,7 @@
 //! reset. `/proc/stat` counts in USER_HZ, which Linux fixes at 100 on every architecture.
 
 use super::sysfs::{list_dir, opt_bool, opt_regex, parse_cpu_list, short, KeptAttrs};
-use super::util::{read_into, KeptFile};
+use super::util::KeptFile;
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use regex_lite::Regex;
@@ -32,6 +32,7 @@ pub struct Cpu {
     text: String,
     stat_file: KeptFile,
     cpuinfo_file: KeptFile,
+    isolated_file: KeptFile,
     attr: Vec<u8>,
     names: Vec<String>,
     path: PathBuf,
@@ -98,6 +99,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
         text: String::new(),
         stat_file: KeptFile::new("stat"),
         cpuinfo_file: KeptFile::new("cpuinfo"),
+        isolated_file: KeptFile::new("devices/system/cpu/isolated"),
         kept: KeptAttrs::new(CPU_FILES.len(), KEPT_CPU_FILES),
         attr: Vec::new(),
         names: Vec::new(),
@@ -307,14 +309,13 @@ impl Cpu {
         ctx: &Context<'_>,
         out: &mut MetricSet,
     ) -> Result<(), CollectError> {
-        let path = ctx.roots.sys("devices/system/cpu/isolated");
-        match read_into(&path, &mut self.text) {
+        match self.isolated_file.read(&ctx.roots.sysfs, &mut self.text) {
             Ok(()) => {}
             Err(CollectError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e),
         }
         parse_cpu_list(&self.text, &mut self.isolated)
-            .map_err(|e| CollectError::parse(&path, e))?;
+            .map_err(|e| CollectError::parse(self.isolated_file.path(), e))?;
         let f = out.family(
             "node_cpu_isolated",
             "Whether each core is isolated, information from /sys/devices/system/cpu/isolated.",

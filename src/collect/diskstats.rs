@@ -12,6 +12,7 @@
 //! Devices are filtered with `diskstats.device-exclude` (node_exporter's default skips
 //! partitions, ram, loop and floppy devices) or `diskstats.device-include`.
 
+use super::sysfs::KeptAttrs;
 use super::util::{num, option_regex, KeptFile};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{FamilyId, MetricSet, MetricType};
@@ -180,9 +181,11 @@ pub struct Diskstats {
     buf: String,
     file: KeptFile,
     udev: String,
-    small: String,
     name: String,
     path: PathBuf,
+    /// Each device's `queue/rotational`, kept open between scrapes (see `KeptAttrs`).
+    rotational: KeptAttrs,
+    attr: Vec<u8>,
 }
 
 pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -198,9 +201,10 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
         buf: String::new(),
         file: KeptFile::new("diskstats"),
         udev: String::new(),
-        small: String::new(),
         name: String::new(),
         path: PathBuf::new(),
+        rotational: KeptAttrs::new(1, 64),
+        attr: Vec::new(),
     }))
 }
 
@@ -307,11 +311,13 @@ impl Collector for Diskstats {
             filter,
             buf,
             udev,
-            small,
             name,
             path: scratch,
+            rotational: kept,
+            attr,
             ..
         } = self;
+        kept.begin_cycle();
         for line in buf.lines().filter(|l| !l.trim().is_empty()) {
             let mut toks = line.split_ascii_whitespace();
             let (maj, min, dev) = (
@@ -327,8 +333,13 @@ impl Collector for Diskstats {
             Self::read_optional(scratch, &ctx.roots.udev_data, name, udev);
             name.clear();
             let _ = write!(name, "block/{dev}/queue/rotational");
-            Self::read_optional(scratch, &ctx.roots.sysfs, name, small);
-            let rotational = small.trim().parse::<u64>().unwrap_or(0);
+            scratch.as_mut_os_string().clear();
+            scratch.push(&ctx.roots.sysfs);
+            scratch.push(&*name);
+            let rotational = kept
+                .read(dev, 0, scratch, attr)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
 
             let db = udev.as_str();
             let mut serial = udev_prop(db, "SCSI_IDENT_SERIAL");
@@ -394,6 +405,7 @@ impl Collector for Diskstats {
                 }
             }
         }
+        kept.end_cycle();
         Ok(())
     }
 }

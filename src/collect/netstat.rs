@@ -147,6 +147,7 @@ impl Collector for Netstat {
         let root = &ctx.roots.procfs;
         let [netstat, snmp, snmp6] = &mut self.files;
         let p = &mut self.parser;
+        p.fields.restart();
         netstat.read(root, &mut p.buf)?;
         p.paired(netstat.path(), out)?;
         snmp.read(root, &mut p.buf)?;

@@ -28,6 +28,9 @@ const KEYS: [(&str, &str); 12] = [
 
 pub struct Os {
     text: String,
+    /// The file `text` holds and its modification time: as node_exporter does, the file is
+    /// read again only when either changes (one `stat` per scrape instead of six syscalls).
+    read_from: Option<(std::path::PathBuf, std::time::SystemTime)>,
     values: [String; 12],
     support_end: String,
 }
@@ -35,6 +38,7 @@ pub struct Os {
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     Ok(Box::new(Os {
         text: String::new(),
+        read_from: None,
         values: Default::default(),
         support_end: String::new(),
     }))
@@ -114,8 +118,23 @@ impl Collector for Os {
         let mut found = None;
         for f in FILES {
             let p = ctx.roots.root(f);
+            let mtime = match std::fs::metadata(&p).and_then(|m| m.modified()) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(CollectError::io(&p, e)),
+            };
+            if self
+                .read_from
+                .as_ref()
+                .is_some_and(|(path, t)| *path == p && *t == mtime)
+            {
+                found = Some(p);
+                break;
+            }
+            self.read_from = None;
             match read_into(&p, &mut self.text) {
                 Ok(()) => {
+                    self.read_from = Some((p.clone(), mtime));
                     found = Some(p);
                     break;
                 }
@@ -192,6 +211,32 @@ impl Collector for Os {
 mod tests {
     use super::*;
     use crate::collect::fixtures::{assert_golden, node_fixtures, roots_at, run, Scratch};
+
+    /// As node_exporter: os-release is parsed again only when its path or mtime changes.
+    #[test]
+    fn os_release_is_reread_only_when_its_mtime_changes() {
+        let s = Scratch::new("os-mtime");
+        let roots = s.roots();
+        let file = s.dir.join("etc/os-release");
+        let set_mtime = |secs: u64| {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+            std::fs::File::options()
+                .write(true)
+                .open(&file)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        };
+        let mut c = new(&CollectorOptions::default()).unwrap();
+        s.write("etc/os-release", b"ID=first\n");
+        set_mtime(1_000);
+        assert!(run(c.as_mut(), &roots).unwrap().contains("id=\"first\""));
+        s.write("etc/os-release", b"ID=second\n");
+        set_mtime(1_000);
+        assert!(run(c.as_mut(), &roots).unwrap().contains("id=\"first\""));
+        set_mtime(2_000);
+        assert!(run(c.as_mut(), &roots).unwrap().contains("id=\"second\""));
+    }
 
     #[test]
     fn os_matches_node_exporter_on_fixtures() {

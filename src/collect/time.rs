@@ -6,7 +6,7 @@
 //! The time zone is the process's local zone (`TZ`, else `/etc/localtime`), as in
 //! node_exporter; it is not read under `--path.rootfs`.
 
-use super::sysfs::{list_dir, read_attr};
+use super::sysfs::{list_dir, KeptAttrs};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::PathBuf;
@@ -16,10 +16,14 @@ pub struct Time {
     path: PathBuf,
     buf: Vec<u8>,
     zone: String,
+    /// `available_clocksource` and `current_clocksource` of each clocksource device, kept
+    /// open between scrapes (2 preads instead of 14 syscalls on a typical one-device system).
+    kept: KeptAttrs,
 }
 
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     Ok(Box::new(Time {
+        kept: KeptAttrs::new(2, 8),
         names: Vec::new(),
         path: PathBuf::new(),
         buf: Vec::new(),
@@ -104,6 +108,7 @@ impl Collector for Time {
             "Current clocksource read from '/sys/devices/system/clocksource'.",
             MetricType::Gauge,
         );
+        self.kept.begin_cycle();
         for name in &self.names {
             let Some(device) = name
                 .strip_prefix("clocksource")
@@ -115,18 +120,19 @@ impl Collector for Time {
             self.path.push(&dir);
             self.path.push(name);
             self.path.push("available_clocksource");
-            if let Some(list) = read_attr(&self.path, &mut self.buf) {
+            if let Some(list) = self.kept.read(name, 0, &self.path, &mut self.buf) {
                 for cs in list.split_ascii_whitespace() {
                     out.sample(avail_f, &[("clocksource", &cs), ("device", &device)], 1.0);
                 }
             }
             self.path.set_file_name("current_clocksource");
-            if let Some(cur) = read_attr(&self.path, &mut self.buf) {
+            if let Some(cur) = self.kept.read(name, 1, &self.path, &mut self.buf) {
                 if !cur.is_empty() {
                     out.sample(cur_f, &[("clocksource", &cur), ("device", &device)], 1.0);
                 }
             }
         }
+        self.kept.end_cycle();
         Ok(())
     }
 }

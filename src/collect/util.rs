@@ -130,6 +130,12 @@ pub fn parse_f64(s: &str) -> Option<f64> {
 
 /// Parses a decimal token as f64 the way Go's `ParseFloat` accepts /proc numbers.
 pub fn num(tok: &str, path: &Path) -> Result<f64, CollectError> {
+    // /proc counters are non-negative integers: the integer parser is several times cheaper
+    // than the float one, and `as f64` rounds to the same nearest double ("-0" and anything
+    // else that is not a plain u64 takes the float parser).
+    if let Ok(n) = tok.parse::<u64>() {
+        return Ok(n as f64);
+    }
     tok.parse()
         .map_err(|_| CollectError::parse(path, format!("bad number {tok:?}")))
 }
@@ -158,12 +164,19 @@ pub fn option_bool(option: &str, value: &str) -> Result<bool, String> {
 }
 
 /// Which fields of a key/value file (`vmstat`, `netstat`) a `fields` regex selects, with the
-/// metric name and HELP of each selected field. The regex runs once per new field name; later
-/// scrapes are a hash lookup by `&str`, so steady-state collection allocates nothing.
+/// metric name and HELP of each selected field. The regex runs once per new field name.
+///
+/// Later reads are matched by position first: these files list the same fields in the same
+/// order on every read, so the field at visit position `i` is compared (one memcmp) with the
+/// name seen there last time, and only a mismatch (a kernel that added a field, a module
+/// loaded) falls back to the hash map. Call [`Self::restart`] before each read pass.
 pub struct FieldSelection {
     pattern: regex_lite::Regex,
     seen: std::collections::HashMap<Box<str>, Option<u32>>,
     selected: Vec<(Box<str>, Box<str>)>,
+    /// Field names in the order the last pass visited them, with their selection.
+    by_position: Vec<(Box<str>, Option<u32>)>,
+    position: usize,
 }
 
 impl FieldSelection {
@@ -172,7 +185,14 @@ impl FieldSelection {
             pattern,
             seen: Default::default(),
             selected: Vec::new(),
+            by_position: Vec::new(),
+            position: 0,
         }
+    }
+
+    /// Starts a pass over the file(s): positions count from here.
+    pub fn restart(&mut self) {
+        self.position = 0;
     }
 
     /// The (metric name, HELP) for `field`, or `None` when the regex rejects it. `describe`
@@ -182,17 +202,32 @@ impl FieldSelection {
         field: &str,
         describe: impl FnOnce(&str) -> (String, String),
     ) -> Option<(&str, &str)> {
-        let idx = match self.seen.get(field) {
-            Some(i) => *i,
-            None => {
-                let idx = if self.pattern.is_match(field) {
-                    let (name, help) = describe(field);
-                    self.selected.push((name.into(), help.into()));
-                    Some(self.selected.len() as u32 - 1)
-                } else {
-                    None
+        let pos = self.position;
+        self.position += 1;
+        let idx = match self.by_position.get(pos) {
+            Some((name, idx)) if **name == *field => *idx,
+            _ => {
+                let idx = match self.seen.get(field) {
+                    Some(i) => *i,
+                    None => {
+                        let idx = if self.pattern.is_match(field) {
+                            let (name, help) = describe(field);
+                            self.selected.push((name.into(), help.into()));
+                            Some(self.selected.len() as u32 - 1)
+                        } else {
+                            None
+                        };
+                        self.seen.insert(field.into(), idx);
+                        idx
+                    }
                 };
-                self.seen.insert(field.into(), idx);
+                // Bounded by the number of fields in the file(s) (position grows by one per
+                // field of a pass and restarts at 0).
+                if pos < self.by_position.len() {
+                    self.by_position[pos] = (field.into(), idx);
+                } else {
+                    self.by_position.push((field.into(), idx));
+                }
                 idx
             }
         }?;
@@ -266,6 +301,21 @@ mod tests {
             sel.get("xpgmajfault", |_| unreachable!()).map(|x| x.0),
             Some("node_xpgmajfault")
         );
+        // A new pass in the same order is answered by position; a field inserted in between
+        // shifts the positions and is still answered right, by name.
+        sel.restart();
+        assert_eq!(
+            sel.get("xpgmajfault", d).map(|x| x.0),
+            Some("node_xpgmajfault")
+        );
+        assert_eq!(sel.get("nr_free", d), None);
+        sel.restart();
+        assert_eq!(sel.get("new_field", d), None);
+        assert_eq!(
+            sel.get("xpgmajfault", |_| unreachable!()).map(|x| x.0),
+            Some("node_xpgmajfault")
+        );
+        assert_eq!(sel.get("nr_free", |_| unreachable!()), None);
     }
 
     #[test]

@@ -34,6 +34,7 @@ impl Collector for Vmstat {
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
         self.file.read(&ctx.roots.procfs, &mut self.buf)?;
         let path = self.file.path();
+        self.fields.restart();
         let mut lines = 0;
         for line in self.buf.lines() {
             let mut toks = line.split_ascii_whitespace();

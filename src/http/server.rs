@@ -25,7 +25,7 @@ use futures_lite::{future, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io::{self, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::pin::{pin, Pin};
 use std::rc::{Rc, Weak};
 use std::sync::{Arc, Mutex};
@@ -234,11 +234,19 @@ impl Server {
         let mut shutdown = pin!(shutdown);
         let mut last_accept_error: Option<Instant> = None;
         ex.run(async {
+            // One sweeper for the server's lifetime (its timer and armed deadline persist).
+            let mut sweeper = pin!(sweep(&table));
             loop {
-                let accepted = future::or(async { Some(listener.accept().await) }, async {
-                    (&mut shutdown).await;
-                    None
-                })
+                let accepted = future::or(
+                    future::or(async { Some(accept(&listener).await) }, async {
+                        (&mut shutdown).await;
+                        None
+                    }),
+                    async {
+                        (&mut sweeper).await;
+                        None
+                    },
+                )
                 .await;
                 let stream = match accepted {
                     None => break,
@@ -281,6 +289,7 @@ impl Server {
                 let limits = self.limits.clone();
                 let stats = self.stats.clone();
                 let handler = handler.clone();
+                let table = table.clone();
                 #[cfg(feature = "tls")]
                 let tls = self.tls.clone();
                 ex.spawn(async move {
@@ -299,6 +308,7 @@ impl Server {
                     let stream = Stream::Plain(stream);
                     let conn = Conn {
                         stream,
+                        table,
                         limits,
                         stats,
                         state,
@@ -317,6 +327,45 @@ impl Server {
             Ok(())
         })
         .await
+    }
+}
+
+/// Enforces the read deadlines of `table`'s connections (see [`ConnTable`]); never returns.
+async fn sweep(table: &ConnTable) {
+    let mut timer = Timer::never();
+    loop {
+        future::poll_fn(|cx| {
+            if table.nudged.replace(false) {
+                return Poll::Ready(());
+            }
+            let mut slot = table.sweeper.borrow_mut();
+            if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *slot = Some(cx.waker().clone());
+            }
+            Pin::new(&mut timer).poll(cx).map(|_| ())
+        })
+        .await;
+        let next = table.expire(Instant::now());
+        table.armed.set(next);
+        match next {
+            Some(at) => timer.set_at(at),
+            None => timer = Timer::never(),
+        }
+    }
+}
+
+/// The next connection on `listener`. Not `Async::accept`: that one treats any wake-up of
+/// the task as readiness and tries `accept4` again, and this loop runs in the executor's main
+/// future, which is polled whenever any connection task is woken: two failed `accept4` plus
+/// two `epoll_ctl` re-arms per connection. `readable()` resolves only when the reactor has
+/// reported the listener ready.
+async fn accept(listener: &Async<TcpListener>) -> io::Result<(Async<TcpStream>, SocketAddr)> {
+    loop {
+        match listener.get_ref().accept() {
+            Ok((stream, addr)) => return Ok((Async::new(stream)?, addr)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => listener.readable().await?,
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -378,6 +427,10 @@ struct ConnState {
     reading: Cell<bool>,
     since: Cell<Instant>,
     killed: Cell<bool>,
+    /// When the current read gives up; watched by the table's sweeper (see [`ConnTable`]).
+    deadline: Cell<Option<Instant>>,
+    /// Set by the sweeper when `deadline` passed; taken by the read that was waiting.
+    timed_out: Cell<bool>,
     waker: RefCell<Option<Waker>>,
 }
 
@@ -389,12 +442,32 @@ impl ConnState {
         }
     }
 
+    fn time_out(&self) {
+        self.timed_out.set(true);
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Resolves when the table evicts this connection or its read deadline passes.
+    fn interrupted(&self) -> impl Future<Output = ()> + '_ {
+        future::poll_fn(move |cx| {
+            if self.killed.get() || self.timed_out.get() {
+                Poll::Ready(())
+            } else {
+                *self.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+    }
+
     fn set_phase(&self, reading: bool) {
         self.reading.set(reading);
         self.since.set(Instant::now());
     }
 
     /// Resolves when the table evicts this connection.
+    #[cfg(feature = "tls")]
     fn killed(&self) -> impl Future<Output = ()> + '_ {
         future::poll_fn(move |cx| {
             if self.killed.get() {
@@ -409,9 +482,19 @@ impl ConnState {
 
 /// The open connections, weakly held: a connection's task owns its state and the count drops
 /// when the task ends.
+///
+/// Read deadlines are enforced by one sweeper ([`sweep`]) for all connections instead of a
+/// timer per read: every async-io timer a read registers is a wake-up of the reactor thread
+/// (eventfd write, timerfd re-arm), and a scrape over a fresh connection waited once per
+/// connection. The sweeper sleeps until the earliest deadline it knows of and is nudged only
+/// when a read needs an earlier one, which in steady state (equal timeouts) never happens.
 #[derive(Default)]
 struct ConnTable {
     conns: RefCell<Vec<Weak<ConnState>>>,
+    /// The deadline the sweeper sleeps until (may belong to a connection already gone).
+    armed: Cell<Option<Instant>>,
+    nudged: Cell<bool>,
+    sweeper: RefCell<Option<Waker>>,
 }
 
 /// Decrements the open count when a connection task ends (or is dropped at shutdown).
@@ -424,6 +507,34 @@ impl Drop for OpenGuard {
 }
 
 impl ConnTable {
+    /// Gives `state` a read deadline, waking the sweeper if it sleeps past it.
+    fn watch(&self, state: &ConnState, deadline: Instant) {
+        state.deadline.set(Some(deadline));
+        if self.armed.get().is_none_or(|armed| deadline < armed) {
+            self.armed.set(Some(deadline));
+            self.nudged.set(true);
+            if let Some(w) = self.sweeper.borrow_mut().take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Times out the connections whose deadline passed; the earliest deadline still ahead.
+    fn expire(&self, now: Instant) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        for c in self.conns.borrow().iter().filter_map(Weak::upgrade) {
+            match c.deadline.get() {
+                Some(d) if d <= now => {
+                    c.deadline.set(None);
+                    c.time_out();
+                }
+                Some(d) => next = Some(next.map_or(d, |n| n.min(d))),
+                None => {}
+            }
+        }
+        next
+    }
+
     fn any_answering(&self) -> bool {
         self.conns
             .borrow()
@@ -467,6 +578,8 @@ impl ConnTable {
             reading: Cell::new(true),
             since: Cell::new(Instant::now()),
             killed: Cell::new(false),
+            deadline: Cell::new(None),
+            timed_out: Cell::new(false),
             waker: RefCell::new(None),
         });
         conns.push(Rc::downgrade(&state));
@@ -477,6 +590,7 @@ impl ConnTable {
 
 struct Conn {
     stream: Stream,
+    table: Rc<ConnTable>,
     limits: Limits,
     stats: Rc<ServerStats>,
     state: (Rc<ConnState>, OpenGuard),
@@ -814,22 +928,31 @@ impl Conn {
         buf.resize(old + old.clamp(1024, 256 * 1024), 0);
         let stream = &mut self.stream;
         let state = &self.state.0;
-        let read = async {
+        let mut read = pin!(async {
             match stream.read(&mut buf[old..]).await {
                 Ok(0) => Err(ReadEnd::Eof),
                 Ok(n) => Ok(n),
                 Err(_) => Err(ReadEnd::Error),
             }
+        });
+        // Bytes already there (the usual first read): no deadline to watch.
+        let r = match future::poll_once(read.as_mut()).await {
+            Some(r) => r,
+            None => {
+                self.table.watch(state, deadline);
+                let interrupted = async {
+                    state.interrupted().await;
+                    if state.timed_out.replace(false) {
+                        Err(ReadEnd::Timeout)
+                    } else {
+                        Err(ReadEnd::Killed)
+                    }
+                };
+                let r = future::or(read, interrupted).await;
+                state.deadline.set(None);
+                r
+            }
         };
-        let timeout = async {
-            Timer::at(deadline).await;
-            Err(ReadEnd::Timeout)
-        };
-        let killed = async {
-            state.killed().await;
-            Err(ReadEnd::Killed)
-        };
-        let r = future::or(read, future::or(timeout, killed)).await;
         let n = *r.as_ref().unwrap_or(&0);
         buf.truncate(old + n);
         r.map(|_| ())
