@@ -1094,21 +1094,31 @@ impl Store {
         maxt: Timestamp,
         f: &mut dyn FnMut(&Labels, &[Sample]),
     ) {
-        let mut ids = self.index.select(matchers);
-        ids.retain(|&id| self.overlaps(id, mint, maxt));
-        let mut with_labels: Vec<(Labels, SeriesId)> = ids
-            .into_iter()
-            .map(|id| (self.index.labels_of(id), id))
-            .collect();
-        with_labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut buf = Vec::new();
-        for (labels, id) in with_labels {
+        for (labels, id) in self.sorted_in_range(matchers, mint, maxt) {
             buf.clear();
             self.samples_into(id, mint, maxt, &mut buf);
             if !buf.is_empty() {
                 f(&labels, &buf);
             }
         }
+    }
+
+    /// Series matching `matchers` with samples in `[mint, maxt]`, with their label sets, in
+    /// label order.
+    fn sorted_in_range(
+        &self,
+        matchers: &[Matcher],
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Vec<(Labels, SeriesId)> {
+        let mut with_labels: Vec<(Labels, SeriesId)> = self
+            .ids_in_range(matchers, mint, maxt)
+            .into_iter()
+            .map(|id| (self.index.labels_of(id), id))
+            .collect();
+        with_labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        with_labels
     }
 
     fn overlaps(&self, id: SeriesId, mint: Timestamp, maxt: Timestamp) -> bool {
@@ -1139,14 +1149,7 @@ impl Store {
             if cmax < mint {
                 continue;
             }
-            for s in Decoder::new(cmin, bytes, bits) {
-                if s.t > maxt {
-                    break;
-                }
-                if s.t >= mint {
-                    out.push(s);
-                }
-            }
+            Decoder::new(cmin, bytes, bits).push_range(mint, maxt, out);
         }
     }
 
@@ -1406,13 +1409,20 @@ impl Store {
 
 impl Querier for Store {
     fn select(&self, matchers: &[Matcher], mint: Timestamp, maxt: Timestamp) -> Vec<SeriesSamples> {
-        let mut out = Vec::new();
-        self.select_each_inner(matchers, mint, maxt, &mut |labels, samples| {
-            out.push(SeriesSamples {
-                labels: labels.clone(),
-                samples: samples.to_vec(),
-            })
-        });
+        // The label sets built for sorting are moved into the result, not cloned again.
+        let sorted = self.sorted_in_range(matchers, mint, maxt);
+        let mut out = Vec::with_capacity(sorted.len());
+        let mut buf = Vec::new();
+        for (labels, id) in sorted {
+            buf.clear();
+            self.samples_into(id, mint, maxt, &mut buf);
+            if !buf.is_empty() {
+                out.push(SeriesSamples {
+                    labels,
+                    samples: buf.as_slice().to_vec(),
+                });
+            }
+        }
         out
     }
 
