@@ -310,32 +310,39 @@ impl<'a> Decoder<'a> {
             });
         }
         // Timestamp: a prefix of up to four 1 bits picks the payload width; all but the
-        // 64-bit case are read from one window together with their prefix.
-        let w = self.window();
-        let dod: i64 = match (!w).leading_zeros() {
-            0 => {
-                self.consume(1)?;
-                0
-            }
-            1 => {
-                self.consume(6)?;
-                ((w << 2) as i64) >> 60
-            }
-            2 => {
-                self.consume(17)?;
-                ((w << 3) as i64) >> 50
-            }
-            3 => {
-                self.consume(24)?;
-                ((w << 4) as i64) >> 44
-            }
-            _ => {
-                self.consume(4)?;
-                self.bits(64)? as i64
-            }
+        // 64-bit case are read from one window together with their prefix. `w` then holds the
+        // next `valid` bits, so the value usually needs no second load.
+        let mut w = self.window();
+        let mut valid = 64;
+        let dod: i64 = if w >> 63 == 0 {
+            // The common case: a regular interval.
+            self.consume(1)?;
+            w <<= 1;
+            valid = 63;
+            0
+        } else {
+            let dod = match (!w).leading_zeros() {
+                1 => {
+                    self.consume(6)?;
+                    ((w << 2) as i64) >> 60
+                }
+                2 => {
+                    self.consume(17)?;
+                    ((w << 3) as i64) >> 50
+                }
+                3 => {
+                    self.consume(24)?;
+                    ((w << 4) as i64) >> 44
+                }
+                _ => {
+                    self.consume(4)?;
+                    self.bits(64)? as i64
+                }
+            };
+            w = self.window();
+            dod
         };
         // Value: '0' same, '10' + bits in the previous window, '11' + 5 + 6 bits + a new window.
-        let w = self.window();
         let (mut leading, mut trailing) = (self.state.leading, self.state.trailing);
         let x = if w >> 63 == 0 {
             self.consume(1)?;
@@ -345,23 +352,35 @@ impl<'a> Decoder<'a> {
                 self.failed = true;
                 return None;
             }
-            self.consume(2)?;
             let sig = 64 - leading as u32 - trailing as u32;
-            self.bits(sig)? << trailing
+            if 2 + sig <= valid {
+                self.consume(2 + sig)?;
+                ((w << 2) >> (64 - sig)) << trailing
+            } else {
+                self.consume(2)?;
+                self.bits(sig)? << trailing
+            }
         } else {
-            self.consume(13)?;
             let lz = ((w >> 57) & 31) as u8;
             let sig = match ((w >> 51) & 63) as u8 {
                 0 => 64,
                 s => s,
             };
             if lz as u32 + sig as u32 > 64 {
+                // Only an error if those 13 bits are really there.
+                self.consume(13)?;
                 self.failed = true;
                 return None;
             }
             leading = lz;
             trailing = 64 - lz - sig;
-            self.bits(sig as u32)? << trailing
+            if 13 + sig as u32 <= valid {
+                self.consume(13 + sig as u32)?;
+                ((w << 13) >> (64 - sig as u32)) << trailing
+            } else {
+                self.consume(13)?;
+                self.bits(sig as u32)? << trailing
+            }
         };
         let s = &mut self.state;
         let delta = s.last_delta.wrapping_add(dod);

@@ -1123,8 +1123,13 @@ impl Store {
 
     fn overlaps(&self, id: SeriesId, mint: Timestamp, maxt: Timestamp) -> bool {
         let sd = &self.data[id as usize];
-        (!sd.head.is_empty() && sd.head.state.mint <= maxt && sd.head.state.last_t >= mint)
-            || sd.sealed.iter().any(|c| c.mint <= maxt && c.maxt >= mint)
+        if !sd.head.is_empty() && sd.head.state.mint <= maxt && sd.head.state.last_t >= mint {
+            return true;
+        }
+        // Sealed chunks are in time order: only the first one ending at or after `mint` can
+        // be the earliest overlap.
+        let first = sd.sealed.partition_point(|c| c.maxt < mint);
+        sd.sealed.get(first).is_some_and(|c| c.mint <= maxt)
     }
 
     fn samples_into(&self, id: SeriesId, mint: Timestamp, maxt: Timestamp, out: &mut Vec<Sample>) {
@@ -1409,20 +1414,22 @@ impl Store {
 
 impl Querier for Store {
     fn select(&self, matchers: &[Matcher], mint: Timestamp, maxt: Timestamp) -> Vec<SeriesSamples> {
-        // The label sets built for sorting are moved into the result, not cloned again.
-        let sorted = self.sorted_in_range(matchers, mint, maxt);
-        let mut out = Vec::with_capacity(sorted.len());
+        // One pass over the matching series: decode, and build a label set (moved into the
+        // result, never cloned) only for series with samples in range; then sort.
+        let ids = self.index.select(matchers);
+        let mut out = Vec::with_capacity(ids.len());
         let mut buf = Vec::new();
-        for (labels, id) in sorted {
+        for id in ids {
             buf.clear();
             self.samples_into(id, mint, maxt, &mut buf);
             if !buf.is_empty() {
                 out.push(SeriesSamples {
-                    labels,
+                    labels: self.index.labels_of(id),
                     samples: buf.as_slice().to_vec(),
                 });
             }
         }
+        out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
         out
     }
 
