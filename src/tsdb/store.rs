@@ -1112,13 +1112,11 @@ impl Store {
         mint: Timestamp,
         maxt: Timestamp,
     ) -> Vec<(Labels, SeriesId)> {
-        let mut with_labels: Vec<(Labels, SeriesId)> = self
-            .ids_in_range(matchers, mint, maxt)
-            .into_iter()
+        let mut ids = self.ids_in_range(matchers, mint, maxt);
+        ids.sort_unstable_by(|&a, &b| self.index.cmp_labels(a, b));
+        ids.into_iter()
             .map(|id| (self.index.labels_of(id), id))
-            .collect();
-        with_labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        with_labels
+            .collect()
     }
 
     fn overlaps(&self, id: SeriesId, mint: Timestamp, maxt: Timestamp) -> bool {
@@ -1414,9 +1412,10 @@ impl Store {
 
 impl Querier for Store {
     fn select(&self, matchers: &[Matcher], mint: Timestamp, maxt: Timestamp) -> Vec<SeriesSamples> {
-        // One pass over the matching series: decode, and build a label set (moved into the
-        // result, never cloned) only for series with samples in range; then sort.
-        let ids = self.index.select(matchers);
+        // One pass over the matching series in label order: decode, and build a label set
+        // (moved into the result, never cloned) only for series with samples in range.
+        let mut ids = self.index.select(matchers);
+        ids.sort_unstable_by(|&a, &b| self.index.cmp_labels(a, b));
         let mut out = Vec::with_capacity(ids.len());
         let mut buf = Vec::new();
         for id in ids {
@@ -1429,7 +1428,6 @@ impl Querier for Store {
                 });
             }
         }
-        out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
         out
     }
 
