@@ -80,27 +80,40 @@ impl Json {
 /// Escapes a string as JSON, like Go's encoding/json (HTML characters escaped too).
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
-    for c in s.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            '<' => out.extend_from_slice(b"\\u003c"),
-            '>' => out.extend_from_slice(b"\\u003e"),
-            '&' => out.extend_from_slice(b"\\u0026"),
-            '\u{2028}' => out.extend_from_slice(b"\\u2028"),
-            '\u{2029}' => out.extend_from_slice(b"\\u2029"),
-            c if (c as u32) < 0x20 => {
-                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes());
+    // Runs of bytes that need no escape are copied whole: label values rarely need any, and
+    // a char-by-char loop was a tenth of a 1,000-series query.
+    let b = s.as_bytes();
+    let (mut i, mut run) = (0, 0);
+    while i < b.len() {
+        let c = b[i];
+        let (esc, len): (&[u8], usize) = match c {
+            b'"' => (b"\\\"", 1),
+            b'\\' => (b"\\\\", 1),
+            b'\n' => (b"\\n", 1),
+            b'\r' => (b"\\r", 1),
+            b'\t' => (b"\\t", 1),
+            b'<' => (b"\\u003c", 1),
+            b'>' => (b"\\u003e", 1),
+            b'&' => (b"\\u0026", 1),
+            // U+2028 and U+2029 are E2 80 A8 and E2 80 A9 in UTF-8.
+            0xe2 if b.get(i + 1) == Some(&0x80) && b.get(i + 2) == Some(&0xa8) => (b"\\u2028", 3),
+            0xe2 if b.get(i + 1) == Some(&0x80) && b.get(i + 2) == Some(&0xa9) => (b"\\u2029", 3),
+            c if c < 0x20 => (&[], 1),
+            _ => {
+                i += 1;
+                continue;
             }
-            c => {
-                let mut b = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
-            }
+        };
+        out.extend_from_slice(&b[run..i]);
+        if esc.is_empty() {
+            out.extend_from_slice(format!("\\u{c:04x}").as_bytes());
+        } else {
+            out.extend_from_slice(esc);
         }
+        i += len;
+        run = i;
     }
+    out.extend_from_slice(&b[run..]);
     out.push(b'"');
 }
 
@@ -417,6 +430,21 @@ mod tests {
             String::from_utf8(j.into_bytes()).unwrap(),
             r#"{"a":"x\u003cy","b":[1,2,{}],"c":null}"#
         );
+    }
+
+    #[test]
+    fn strings_escape_like_go_and_keep_other_unicode() {
+        let mut out = Vec::new();
+        write_str(
+            &mut out,
+            "a\"b\\c\nd\re\tf<g>h&i\u{1}j\u{1f}k\u{2028}l\u{2029}m\u{2027}né😀\u{7f}",
+        );
+        // Go escapes the HTML characters and U+2028/2029 but passes other non-ASCII through.
+        let want = "\"a\\\"b\\\\c\\nd\\re\\tf\\u003cg\\u003eh\\u0026i\\u0001j\\u001fk\\u2028l\\u2029m\u{2027}né😀\u{7f}\"";
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+        let mut out = Vec::new();
+        write_str(&mut out, "");
+        assert_eq!(out, b"\"\"");
     }
 
     #[test]

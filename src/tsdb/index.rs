@@ -205,6 +205,26 @@ impl Index {
         )
     }
 
+    /// Orders two series as their label sets order (`Labels`' `Ord`) without building them:
+    /// equal symbols are equal strings, so only differing pairs compare bytes (sorting 1,000
+    /// selected series by built label sets was a tenth of an instant query).
+    pub fn cmp_labels(&self, a: SeriesId, b: SeriesId) -> std::cmp::Ordering {
+        let (pa, pb) = (&self.series[a as usize], &self.series[b as usize]);
+        for (&(an, av), &(bn, bv)) in pa.iter().zip(pb.iter()) {
+            let o = if an != bn {
+                self.str_of(an).cmp(self.str_of(bn))
+            } else if av != bv {
+                self.str_of(av).cmp(self.str_of(bv))
+            } else {
+                continue;
+            };
+            if o.is_ne() {
+                return o;
+            }
+        }
+        pa.len().cmp(&pb.len())
+    }
+
     /// The (name, value) string pairs of a series, in label order, without allocating.
     pub fn pairs_of(&self, id: SeriesId) -> impl Iterator<Item = (&str, &str)> {
         self.series[id as usize]
@@ -467,6 +487,26 @@ mod tests {
 
     fn m(op: MatchOp, n: &str, v: &str) -> Matcher {
         Matcher::new(op, n, v).unwrap()
+    }
+
+    #[test]
+    fn cmp_labels_orders_like_built_label_sets() {
+        let mut ix = Index::new();
+        let sets: &[&[(&str, &str)]] = &[
+            &[("__name__", "up"), ("job", "web")],
+            &[("__name__", "up"), ("job", "api")],
+            &[("__name__", "up")],
+            &[("__name__", "cpu"), ("job", "api"), ("mode", "idle")],
+            &[("__name__", "cpu"), ("job", "api")],
+            &[("a", "z"), ("job", "api")],
+            &[("__name__", "up"), ("instance", "host10"), ("job", "api")],
+            &[("__name__", "up"), ("instance", "host9"), ("job", "api")],
+        ];
+        let mut ids: Vec<SeriesId> = sets.iter().map(|p| add(&mut ix, p)).collect();
+        let mut by_labels = ids.clone();
+        by_labels.sort_by_key(|&id| ix.labels_of(id));
+        ids.sort_by(|&a, &b| ix.cmp_labels(a, b));
+        assert_eq!(ids, by_labels);
     }
 
     #[test]

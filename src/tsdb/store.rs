@@ -1212,15 +1212,8 @@ impl Store {
         maxt: Timestamp,
         f: &mut dyn FnMut(&Labels, &[Sample]),
     ) {
-        let mut ids = self.index.select(matchers);
-        ids.retain(|&id| self.overlaps(id, mint, maxt));
-        let mut with_labels: Vec<(Labels, SeriesId)> = ids
-            .into_iter()
-            .map(|id| (self.index.labels_of(id), id))
-            .collect();
-        with_labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut buf = Vec::new();
-        for (labels, id) in with_labels {
+        for (labels, id) in self.sorted_in_range(matchers, mint, maxt) {
             buf.clear();
             self.samples_into(id, mint, maxt, &mut buf);
             if !buf.is_empty() {
@@ -1229,10 +1222,30 @@ impl Store {
         }
     }
 
+    /// Series matching `matchers` with samples in `[mint, maxt]`, with their label sets, in
+    /// label order.
+    fn sorted_in_range(
+        &self,
+        matchers: &[Matcher],
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Vec<(Labels, SeriesId)> {
+        let mut ids = self.ids_in_range(matchers, mint, maxt);
+        ids.sort_unstable_by(|&a, &b| self.index.cmp_labels(a, b));
+        ids.into_iter()
+            .map(|id| (self.index.labels_of(id), id))
+            .collect()
+    }
+
     fn overlaps(&self, id: SeriesId, mint: Timestamp, maxt: Timestamp) -> bool {
         let sd = &self.data[id as usize];
-        (!sd.head.is_empty() && sd.head.state.mint <= maxt && sd.head.state.last_t >= mint)
-            || sd.sealed.iter().any(|c| c.mint <= maxt && c.maxt >= mint)
+        if !sd.head.is_empty() && sd.head.state.mint <= maxt && sd.head.state.last_t >= mint {
+            return true;
+        }
+        // Sealed chunks are in time order: only the first one ending at or after `mint` can
+        // be the earliest overlap.
+        let first = sd.sealed.partition_point(|c| c.maxt < mint);
+        sd.sealed.get(first).is_some_and(|c| c.mint <= maxt)
     }
 
     fn samples_into(&self, id: SeriesId, mint: Timestamp, maxt: Timestamp, out: &mut Vec<Sample>) {
@@ -1257,14 +1270,7 @@ impl Store {
             if cmax < mint {
                 continue;
             }
-            for s in Decoder::new(cmin, bytes, bits) {
-                if s.t > maxt {
-                    break;
-                }
-                if s.t >= mint {
-                    out.push(s);
-                }
-            }
+            Decoder::new(cmin, bytes, bits).push_range(mint, maxt, out);
         }
     }
 
@@ -1521,13 +1527,22 @@ impl Store {
 
 impl Querier for Store {
     fn select(&self, matchers: &[Matcher], mint: Timestamp, maxt: Timestamp) -> Vec<SeriesSamples> {
-        let mut out = Vec::new();
-        self.select_each_inner(matchers, mint, maxt, &mut |labels, samples| {
-            out.push(SeriesSamples {
-                labels: labels.clone(),
-                samples: samples.to_vec(),
-            })
-        });
+        // One pass over the matching series in label order: decode, and build a label set
+        // (moved into the result, never cloned) only for series with samples in range.
+        let mut ids = self.index.select(matchers);
+        ids.sort_unstable_by(|&a, &b| self.index.cmp_labels(a, b));
+        let mut out = Vec::with_capacity(ids.len());
+        let mut buf = Vec::new();
+        for id in ids {
+            buf.clear();
+            self.samples_into(id, mint, maxt, &mut buf);
+            if !buf.is_empty() {
+                out.push(SeriesSamples {
+                    labels: self.index.labels_of(id),
+                    samples: buf.as_slice().to_vec(),
+                });
+            }
+        }
         out
     }
 
