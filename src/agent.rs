@@ -1124,8 +1124,36 @@ impl ProcessStats {
                 p.virtual_max_bytes = parse_limit(buf, "Max address space");
             }
         });
+        // A kernel never reports 0 resident pages for a running process, but qemu-user's
+        // emulated /proc/self/stat does (it fills in only some fields); status has the truth.
+        if p.resident_bytes.is_none_or(|v| v == 0.0) || p.virtual_bytes.is_none_or(|v| v == 0.0) {
+            if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+                p.parse_status_memory(&status);
+            }
+        }
         p.open_fds = count_open_fds().map(|n| n as f64);
         p
+    }
+
+    /// VmRSS, VmSize and Threads from /proc/self/status (the fallback where stat lacks them).
+    fn parse_status_memory(&mut self, status: &str) {
+        let field = |key: &str| {
+            let line = status.lines().find(|l| l.starts_with(key))?;
+            line[key.len()..]
+                .split_whitespace()
+                .next()?
+                .parse::<f64>()
+                .ok()
+        };
+        if let Some(kb) = field("VmRSS:") {
+            self.resident_bytes = Some(kb * 1024.0);
+        }
+        if let Some(kb) = field("VmSize:") {
+            self.virtual_bytes = Some(kb * 1024.0);
+        }
+        if let Some(n) = field("Threads:") {
+            self.threads = Some(n);
+        }
     }
 
     /// Fields of /proc/self/stat (proc(5)): CPU time, start time, threads, virtual size and
@@ -2086,6 +2114,24 @@ mod tests {
             parse_limit(limits, "Max address space"),
             Some(1.8446744073709552e19)
         );
+    }
+
+    /// Under qemu-user /proc/self/stat reports 0 resident pages; status fills them in.
+    #[test]
+    fn status_fills_memory_that_stat_reports_as_zero() {
+        let mut p = ProcessStats::default();
+        p.parse_stat(
+            "42 (promlet) S 1 42 42 0 -1 0 0 0 0 0 5 3 0 0 20 0 2 0 100 0 0 0",
+            None,
+            4096.0,
+        );
+        assert_eq!(p.resident_bytes, Some(0.0));
+        p.parse_status_memory(
+            "Name:\tpromlet\nVmSize:\t  10240 kB\nVmRSS:\t    2048 kB\nThreads:\t2\n",
+        );
+        assert_eq!(p.resident_bytes, Some(2048.0 * 1024.0));
+        assert_eq!(p.virtual_bytes, Some(10240.0 * 1024.0));
+        assert_eq!(p.threads, Some(2.0));
     }
 
     #[test]
