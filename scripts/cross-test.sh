@@ -4,14 +4,16 @@
 # Builds the release binary of promlet for each target, prints its stripped size, checks it is
 # static and fits the size budget, runs `promlet --version` under qemu-user, and runs the library
 # unit tests under qemu-user for the ARM targets. No Docker: cargo-zigbuild (zig as C compiler and
-# linker) and, for the targets without a prebuilt std, nightly -Zbuild-std. Install the tools
-# first with scripts/install-cross.sh. targets/*.md explains each target.
+# linker) and nightly -Zbuild-std, which rebuilds std shaped for size (release_build below).
+# Install the tools first with scripts/install-cross.sh. targets/*.md explains each target.
 #
 #   default targets  x86_64-unknown-linux-musl aarch64-unknown-linux-musl
 #                    armv7-unknown-linux-musleabihf arm-unknown-linux-musleabihf (ARMv6)
 #   --mips           also mipsel-unknown-linux-musl and mips-unknown-linux-musl (tier 3, best
 #                    effort: their failures are reported but do not fail the run)
 #   --no-tests       build, size and --version only
+#   --keep-build     keep cargo's build trees under target/TARGET (faster re-runs); by default
+#                    only target/TARGET/release/promlet and the logs stay (CI disk is small)
 #
 # Writes target/cross-sizes.tsv (target, bytes, status) for scripts/bench-vs-node-exporter.sh.
 # Exit status: non-zero if any default target fails to build, run, test, or fit the budget.
@@ -28,12 +30,14 @@ BUDGET_KIB=${PROMLET_SIZE_BUDGET_KIB:-3072}
 GOAL_KIB=${PROMLET_SIZE_GOAL_KIB:-1536}
 RUN_TESTS=1
 MIPS=0
+KEEP_BUILD=0
 targets=()
 for a in "$@"; do
   case $a in
     --no-tests) RUN_TESTS=0 ;;
     --mips) MIPS=1 ;;
-    -*) echo "usage: $0 [--no-tests] [--mips] [TARGET...]" >&2; exit 2 ;;
+    --keep-build) KEEP_BUILD=1 ;;
+    -*) echo "usage: $0 [--no-tests] [--mips] [--keep-build] [TARGET...]" >&2; exit 2 ;;
     *) targets+=("$a") ;;
   esac
 done
@@ -52,7 +56,7 @@ for tool in cargo-zigbuild qemu-aarch64 qemu-arm readelf; do
   command -v $tool >/dev/null || { echo "cross-test: $tool missing: run scripts/install-cross.sh" >&2; exit 1; }
 done
 
-# Per-target facts. Targets whose std rustup does not serve here build with nightly -Zbuild-std.
+# Per-target facts. Targets whose std rustup does not serve here test with nightly -Zbuild-std.
 needs_build_std() {
   case $1 in
     x86_64-unknown-linux-musl | aarch64-unknown-linux-musl) return 1 ;;
@@ -73,14 +77,41 @@ runner() {  # the qemu command line, as in .cargo/config.toml (x86_64 runs nativ
 # Unit tests run under qemu for the ARM targets; x86_64 is the host (cargo test covers it).
 wants_tests() { case $1 in x86_64-*) return 1 ;; *) return 0 ;; esac; }
 
-build_cmd() {  # $1 target, $2 build|test
+# The release binary of every target, shaped for size. This is the one place that says how
+# (scripts/release.sh builds through this script). Nightly -Zbuild-std rebuilds std with the
+# release profile (opt-level z, LTO with our code) and:
+#   -Zbuild-std-features=optimize_for_size   without std's default `backtrace` feature, so no
+#       gimli/addr2line symbolizer; a panic still prints its message, location and thread
+#       (RUST_BACKTRACE=1 only adds that backtraces are unsupported). optimize_for_size makes
+#       core/alloc use their small sort and formatting code.
+#   -C force-unwind-tables=no   panic=abort never unwinds: no .eh_frame / .ARM.exidx.
+#   -C link-self-contained=no   zig's musl provides crt1.o (nightly has no prebuilt musl std).
+# Measured on x86_64 (README, "Size"): 2,447,520 bytes with stable's prebuilt std -> ... .
+# Plain `cargo build --release` on stable still works and gives a bigger binary.
+# Not panic_immediate_abort: users need the panic message in their logs.
+RELEASE_STD_FEATURES=optimize_for_size
+RELEASE_RUSTFLAGS='"-C","force-unwind-tables=no","-C","link-self-contained=no"'
+release_build() {  # $1 target; extra cargo arguments follow
+  local t=$1; shift
+  # --config arrays add to .cargo/config.toml's rustflags for the target (mips keeps its own)
+  RUSTUP_TOOLCHAIN=nightly cargo-zigbuild build --release --target "$t" \
+    -Zbuild-std=std,panic_abort "-Zbuild-std-features=$RELEASE_STD_FEATURES" \
+    --config "target.$t.rustflags=[$RELEASE_RUSTFLAGS]" "$@"
+}
+# Unit tests unwind (the harness catches panics) and use the prebuilt std where there is one.
+test_cmd() {  # $1 target: sets TEST_CMD
   if needs_build_std "$1"; then
-    local std=std
-    [ "$2" = build ] && std=std,panic_abort   # release uses panic=abort; tests unwind
-    echo "env RUSTUP_TOOLCHAIN=nightly cargo-zigbuild $2 -Zbuild-std=$std"
+    TEST_CMD=(env RUSTUP_TOOLCHAIN=nightly cargo-zigbuild test -Zbuild-std=std --target "$1")
   else
-    echo "cargo-zigbuild $2"
+    TEST_CMD=(cargo-zigbuild test --target "$1")
   fi
+}
+# Drops cargo's build trees for a target once its binary is checked: a build-std tree is
+# ~300 MB (release) and ~500 MB (test). The binary is a hard link and stays.
+drop_build_tree() {  # $1 target
+  [ $KEEP_BUILD = 1 ] && return
+  rm -rf "target/$1/release/deps" "target/$1/release/build" "target/$1/release/.fingerprint" \
+    "target/$1/release/incremental" "target/$1/release/examples" "target/$1/debug"
 }
 
 mkdir -p target
@@ -102,11 +133,11 @@ fail() {  # $1 target, $2 why
 for t in "${targets[@]}"; do
   echo "=== $t"
   start=$SECONDS
-  # shellcheck disable=SC2046
-  if ! $(build_cmd "$t" build) --release --target "$t" --bin promlet 2>"target/cross-$t.log"; then
+  if ! release_build "$t" --bin promlet 2>"target/cross-$t.log"; then
     tail -n 30 "target/cross-$t.log" >&2
     fail "$t" "release build failed"
     printf '%s\t-\tbuild failed\n' "$t" >>"$SIZES"
+    drop_build_tree "$t"
     continue
   fi
   bin=target/$t/release/promlet
@@ -136,9 +167,8 @@ for t in "${targets[@]}"; do
 
   if [ $RUN_TESTS = 1 ] && wants_tests "$t"; then
     start=$SECONDS
-    # shellcheck disable=SC2046
-    timeout 900 $(build_cmd "$t" test) --lib --target "$t" \
-      >"target/cross-test-$t.out" 2>"target/cross-test-$t.log"
+    test_cmd "$t"
+    timeout 900 "${TEST_CMD[@]}" --lib >"target/cross-test-$t.out" 2>"target/cross-test-$t.log"
     rc=$?
     grep -E '^test result:|FAILED|panicked' "target/cross-test-$t.out"
     if [ "$rc" != 0 ]; then
@@ -150,6 +180,7 @@ for t in "${targets[@]}"; do
     fi
   fi
   results+=("$t $bytes $status")
+  drop_build_tree "$t"
 done
 
 echo "=== stripped release sizes (budget $BUDGET_KIB KiB = $((BUDGET_KIB * 1024)) bytes; goal at this stage $GOAL_KIB KiB)"

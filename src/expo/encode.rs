@@ -59,7 +59,7 @@ fn escape_into(s: &str, quote: bool, out: &mut Vec<u8>) {
 /// of each group in declaration order.
 fn grouped(set: &MetricSet) -> Vec<(usize, Vec<usize>)> {
     let mut fam_order: Vec<usize> = (0..set.families.len()).collect();
-    fam_order.sort_by(|&a, &b| {
+    crate::sort::sort_by(&mut fam_order, |&a, &b| {
         set.str(&set.families[a].name)
             .cmp(set.str(&set.families[b].name))
             .then(a.cmp(&b))

@@ -71,7 +71,7 @@ impl Querier for MemStorage {
                     .collect::<Vec<_>>()
             })
             .collect();
-        out.sort();
+        crate::sort::sort(&mut out);
         out.dedup();
         out
     }
@@ -88,7 +88,7 @@ impl Querier for MemStorage {
             .iter()
             .filter_map(|s| s.labels.get(name).map(|v| v.to_string()))
             .collect();
-        out.sort();
+        crate::sort::sort(&mut out);
         out.dedup();
         out
     }
