@@ -29,8 +29,8 @@
 #      PROMLET_SKIP_CROSS=1 skips step 5; PROMLET_SKIP_FUZZ=1 skips step 6 (PROMLET_FUZZ_SECONDS
 #      sets its time per target); PROMLET_SKIP_BENCH=1 skips step 7.
 #      Disk: the host test tree is deleted after step 4, each cross tree after its checks and the
-#      fuzz build after step 6 (PROMLET_KEEP_TARGET=1 keeps the host and fuzz trees,
-#      PROMLET_CROSS_PRUNE=0 the cross trees); CARGO_INCREMENTAL defaults to 0.
+#      fuzz build after step 6 (PROMLET_KEEP_TARGET=1 keeps the host and fuzz trees);
+#      CARGO_INCREMENTAL defaults to 0.
 set -uo pipefail
 export LC_ALL=C
 # Never probe this machine's real gateway or nameservers (the default config would):
@@ -95,8 +95,8 @@ step "cargo test --features tls (integration)" \
 # keeps it, for a local run that goes on editing).
 [ "${PROMLET_KEEP_TARGET:-0}" = 1 ] || rm -rf target/debug
 if [ "${PROMLET_SKIP_CROSS:-0}" != 1 ]; then
-  # PROMLET_CROSS_PRUNE: keep only each target's release binary once it is checked.
-  step "cross build + qemu tests" env PROMLET_CROSS_PRUNE="${PROMLET_CROSS_PRUNE:-1}" bash scripts/cross-test.sh &&
+  # cross-test keeps only each target's release binary once it is checked (--keep-build keeps more).
+  step "cross build + qemu tests" bash scripts/cross-test.sh &&
     step "release tarballs" bash scripts/release.sh --no-build --deb
 fi
 # The .deb test installs and purges a package on this machine: root only (CI is root).

@@ -419,14 +419,15 @@ impl State {
             let mut last: Option<crate::model::Labels> = None;
             m.borrow().for_each_family(&mut |target, fam| {
                 if last.as_ref() != Some(target) {
-                    out[target_start..]
-                        .sort_by(|a: &(_, MetricMetadata), b| a.1.metric.cmp(&b.1.metric));
+                    crate::sort::sort_by(&mut out[target_start..], |a: &(_, MetricMetadata), b| {
+                        a.1.metric.cmp(&b.1.metric)
+                    });
                     target_start = out.len();
                     last = Some(target.clone());
                 }
                 out.push((target.clone(), metric_metadata(fam)));
             });
-            out[target_start..].sort_by(|a, b| a.1.metric.cmp(&b.1.metric));
+            crate::sort::sort_by(&mut out[target_start..], |a, b| a.1.metric.cmp(&b.1.metric));
         }
         out
     }
@@ -1067,7 +1068,7 @@ pub fn wants_openmetrics(accept: &str) -> bool {
             ranges.push((q, i, media, version));
         }
     }
-    ranges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    crate::sort::sort_by(&mut ranges, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     for (_, _, media, version) in ranges {
         match media {
             "application/openmetrics-text"

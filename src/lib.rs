@@ -33,6 +33,7 @@
 //! | [`remote`] | remote_write: store-and-forward from the TSDB, durable cursor, wire format |
 //! | [`net`]   | small async network clients shared by scrape and probe (DNS)            |
 //! | [`probe`] | blackbox_exporter-compatible probes: `/probe` and scheduled probes      |
+//! | [`sort`]  | the one stable sort instantiation every module shares (binary size)    |
 //! | `tls` | (feature `tls`) rustls configs for the web server and outbound HTTP |
 //!
 //! Dependencies point one way: toward `model`, `expo` and `tsdb`. Only `agent` and `main`
@@ -57,6 +58,7 @@ pub mod relabel;
 pub mod remote;
 pub mod rules;
 pub mod scrape;
+pub mod sort;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod tsdb;

@@ -52,7 +52,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
             picked.push(i);
         }
     }
-    picked.sort_by_key(|&i| LABELS[i]);
+    crate::sort::sort_by_key(&mut picked, |&i| LABELS[i]);
     Ok(Box::new(Ipvs {
         picked,
         buf: String::new(),
@@ -244,7 +244,7 @@ impl Collector for Ipvs {
                 .find(|o| o.is_ne())
                 .unwrap_or(Ordering::Equal)
         };
-        backends.sort_by(key_cmp);
+        crate::sort::sort_by(&mut backends, key_cmp);
         let g = MetricType::Gauge;
         let active = out.family(
             "node_ipvs_backend_connections_active",

@@ -597,10 +597,10 @@ impl Collector for Textfile {
                 }
             }
         }
-        merged.sort_by(|a, b| a.name.cmp(&b.name));
+        crate::sort::sort_by(&mut merged, |a, b| a.name.cmp(&b.name));
         for m in &mut merged {
             // Go sorts series by their label values (labels sorted by name).
-            m.series.sort_by(|a, b| {
+            crate::sort::sort_by(&mut m.series, |a, b| {
                 a.labels
                     .iter()
                     .map(|(_, v)| v)
@@ -610,7 +610,7 @@ impl Collector for Textfile {
         }
 
         if !mtimes.is_empty() {
-            mtimes.sort_by(|a, b| a.0.cmp(&b.0));
+            crate::sort::sort_by(&mut mtimes, |a, b| a.0.cmp(&b.0));
             let f = out.family(
                 "node_textfile_mtime_seconds",
                 "Unixtime mtime of textfiles successfully read.",
@@ -657,7 +657,7 @@ fn emit(m: &OutFamily, out: &mut MetricSet) {
                 count,
             } => {
                 let mut q = quantiles.clone();
-                q.sort_by(|a, b| a.0.total_cmp(&b.0));
+                crate::sort::sort_by(&mut q, |a, b| a.0.total_cmp(&b.0));
                 for (bound, v) in q {
                     push(out, "", Some(("quantile", &float_text(bound))), v);
                 }
@@ -672,7 +672,7 @@ fn emit(m: &OutFamily, out: &mut MetricSet) {
             } => {
                 let zero = |v: f64| if *fractional { 0.0 } else { v };
                 let mut b = buckets.clone();
-                b.sort_by(|x, y| x.0.total_cmp(&y.0));
+                crate::sort::sort_by(&mut b, |x, y| x.0.total_cmp(&y.0));
                 let has_inf = b.iter().any(|(le, _)| *le == f64::INFINITY);
                 for (le, v) in b {
                     push(out, "_bucket", Some(("le", &float_text(le))), zero(v));

@@ -917,7 +917,7 @@ pub fn status_tsdb(params: &[(String, String)], querier: &dyn Querier, now_ms: i
     }
     let top = |m: std::collections::HashMap<String, u64>| {
         let mut v: Vec<(String, u64)> = m.into_iter().collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        crate::sort::sort_by(&mut v, |a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         v.truncate(limit);
         v
     };

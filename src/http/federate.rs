@@ -44,9 +44,9 @@ pub fn collect(
         });
     }
     // Selectors may overlap: a series is exposed once. Then by name, so families are contiguous.
-    latest.sort_by(|a, b| a.0.cmp(&b.0));
+    crate::sort::sort_by(&mut latest, |a, b| a.0.cmp(&b.0));
     latest.dedup_by(|a, b| a.0 == b.0);
-    latest.sort_by(|a, b| a.0.name().cmp(&b.0.name()));
+    crate::sort::sort_by(&mut latest, |a, b| a.0.name().cmp(&b.0.name()));
 
     // External labels plus `instance=""`, sorted by name: what a series gets where it lacks them.
     let mut extra: Vec<(&str, &str)> = external_labels
@@ -56,7 +56,7 @@ pub fn collect(
     if !extra.iter().any(|(n, _)| *n == "instance") {
         extra.push(("instance", ""));
     }
-    extra.sort_by(|a, b| a.0.cmp(b.0));
+    crate::sort::sort_by(&mut extra, |a, b| a.0.cmp(b.0));
 
     let mut family = None;
     let mut family_name = "";

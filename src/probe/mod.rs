@@ -168,7 +168,9 @@ impl Report {
     /// caller; empty for `/probe`).
     pub fn write(&self, set: &mut MetricSet, extra: &[(&str, &str)]) {
         let mut order: Vec<&Gauge> = self.gauges.iter().collect();
-        order.sort_by(|a, b| (a.name, a.label.map(|l| l.1)).cmp(&(b.name, b.label.map(|l| l.1))));
+        crate::sort::sort_by(&mut order, |a, b| {
+            (a.name, a.label.map(|l| l.1)).cmp(&(b.name, b.label.map(|l| l.1)))
+        });
         let mut last: Option<(&str, crate::expo::FamilyId)> = None;
         for g in order {
             let fam = match last {
@@ -527,7 +529,7 @@ async fn job_loop(
                 labels.retain(|(have, _)| have != n);
                 labels.push((n, v));
             }
-            labels.sort();
+            crate::sort::sort(&mut labels);
             report.write(&mut set, &labels);
             let mut s = stats.borrow_mut();
             s.probes += 1;

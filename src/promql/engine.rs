@@ -226,7 +226,7 @@ pub fn range_query(
         t = next;
     }
     let mut series = finish_matrix(series)?;
-    series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    crate::sort::sort_by(&mut series, |a, b| a.labels.cmp(&b.labels));
     if expr.value_type() == ValueType::Vector {
         if let Some(w) = sort_warning(expr) {
             ev.annos.warnings.push(w);
@@ -330,8 +330,8 @@ fn finish_matrix(m: Vec<Series>) -> Result<Vec<Series>, EvalError> {
                 }
                 prev.hpoints.push(p);
             }
-            prev.points.sort_by_key(|p| p.t);
-            prev.hpoints.sort_by_key(|p| p.t);
+            crate::sort::sort_by_key(&mut prev.points, |p| p.t);
+            crate::sort::sort_by_key(&mut prev.hpoints, |p| p.t);
         } else {
             index.insert((*s.labels).clone(), out.len());
             out.push(s);
@@ -1032,7 +1032,7 @@ impl<'a> Evaluator<'a> {
                     }
                     let mut sel: Vec<&VecSample> = members.iter().map(|&i| &input[i]).collect();
                     let top = op == AggOp::Topk;
-                    sel.sort_by(|a, b| {
+                    crate::sort::sort_by(&mut sel, |a, b| {
                         use std::cmp::Ordering::*;
                         match (a.v.is_nan(), b.v.is_nan()) {
                             (true, true) => Equal,
@@ -1176,7 +1176,7 @@ impl<'a> Evaluator<'a> {
                 let mut v = self.vector_arg(&args[0], t)?;
                 v.retain(|s| s.h.is_none());
                 let desc = name == "sort_desc";
-                v.sort_by(|a, b| {
+                crate::sort::sort_by(&mut v, |a, b| {
                     use std::cmp::Ordering::*;
                     match (a.v.is_nan(), b.v.is_nan()) {
                         (true, true) => Equal,

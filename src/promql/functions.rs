@@ -249,7 +249,7 @@ pub fn quantile(q: f64, vals: &mut [f64]) -> f64 {
     if q > 1.0 {
         return f64::INFINITY;
     }
-    vals.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+    crate::sort::sort_by(vals, |a, b| match (a.is_nan(), b.is_nan()) {
         (true, true) => std::cmp::Ordering::Equal,
         (true, false) => std::cmp::Ordering::Less,
         (false, true) => std::cmp::Ordering::Greater,
@@ -404,7 +404,7 @@ pub fn bucket_quantile(q: f64, buckets: &mut [Bucket]) -> (f64, bool) {
 /// scrapes that raced with observations). None without a `+Inf` bucket; otherwise the buckets
 /// and whether a decrease had to be removed.
 fn prepare_buckets(buckets: &mut [Bucket]) -> Option<(Vec<Bucket>, bool)> {
-    buckets.sort_by(|a, b| {
+    crate::sort::sort_by(buckets, |a, b| {
         a.upper
             .partial_cmp(&b.upper)
             .unwrap_or(std::cmp::Ordering::Equal)

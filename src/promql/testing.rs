@@ -144,7 +144,7 @@ impl Querier for MemStorage {
             )
             .flat_map(|l| l.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>())
             .collect();
-        out.sort();
+        crate::sort::sort(&mut out);
         out.dedup();
         out
     }
@@ -167,7 +167,7 @@ impl Querier for MemStorage {
             )
             .filter_map(|l| l.get(name).map(|v| v.to_string()))
             .collect();
-        out.sort();
+        crate::sort::sort(&mut out);
         out.dedup();
         out
     }

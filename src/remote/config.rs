@@ -263,7 +263,7 @@ fn decode_one(d: &Decoder<'_>, node: &Node) -> Result<RemoteWriteConfig, ConfigE
                     }
                     rw.headers.push((name.to_string(), value.to_string()));
                 }
-                rw.headers.sort();
+                crate::sort::sort(&mut rw.headers);
             }
             "basic_auth" => set_auth(&mut rw, crate::scrape::config::decode_basic_auth(d, v)?)?,
             "authorization" => {

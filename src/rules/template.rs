@@ -1297,7 +1297,9 @@ impl Exec<'_> {
                 match &a[1] {
                     TValue::Samples(s) => {
                         let mut v: Vec<QuerySample> = s.as_ref().clone();
-                        v.sort_by(|x, y| x.labels.get(&name).cmp(&y.labels.get(&name)));
+                        crate::sort::sort_by(&mut v, |x, y| {
+                            x.labels.get(&name).cmp(&y.labels.get(&name))
+                        });
                         TValue::Samples(Rc::new(v))
                     }
                     _ => return self.fail("error calling sortByLabel: needs a query result"),

@@ -531,7 +531,7 @@ fn run_group(tg: &TestGroup, tf: &TestFile, defs: &[super::file::GroupDef]) -> V
             }
         }
     }
-    input.sort_by_key(|s| s.0);
+    crate::sort::sort_by_key(&mut input, |s| s.0);
     let mut groups: Vec<Group> = defs
         .iter()
         .map(|d| {
@@ -614,8 +614,8 @@ fn run_group(tg: &TestGroup, tf: &TestFile, defs: &[super::file::GroupDef]) -> V
                     (l, a.clone())
                 })
                 .collect();
-            got.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-            exp.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+            crate::sort::sort_by(&mut got, |a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+            crate::sort::sort_by(&mut exp, |a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
             if got != exp {
                 errors.push(format!(
                     "{name_line}    alertname: {}, time: {}, \n        exp:{}, \n        got:{}\n",
@@ -753,8 +753,8 @@ fn check_promql(
         exp.push((labels, *v, hist));
     }
     let mut got = got;
-    got.sort_by(|a, b| a.0.cmp(&b.0));
-    exp.sort_by(|a, b| a.0.cmp(&b.0));
+    crate::sort::sort_by(&mut got, |a, b| a.0.cmp(&b.0));
+    crate::sort::sort_by(&mut exp, |a, b| a.0.cmp(&b.0));
     let same = got.len() == exp.len()
         && got
             .iter()
