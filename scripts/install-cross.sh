@@ -48,13 +48,15 @@ installed=$(rustup target list --installed --toolchain stable)
 for t in "${STABLE_TARGETS[@]}"; do
   grep -qx "$t" <<<"$installed" || { log "rustup: adding $t"; rustup target add --toolchain stable "$t"; }
 done
-if rustup toolchain list | grep -q '^nightly'; then
-  if ! rustup component list --installed --toolchain nightly | grep -q '^rust-src'; then
-    log "rustup: adding rust-src to nightly"
-    rustup component add rust-src --toolchain nightly
-  fi
-else
-  log "WARNING: no nightly toolchain: ARMv6, armv7-musl and mips (-Zbuild-std) cannot be built"
+# Every release build uses nightly -Zbuild-std (std without backtrace and unwind tables:
+# scripts/cross-test.sh release_build), so nightly with rust-src is installed when missing.
+if ! rustup toolchain list | grep -q '^nightly'; then
+  log "rustup: installing nightly (minimal)"
+  rustup toolchain install nightly --profile minimal || die "rustup could not install nightly"
+fi
+if ! rustup component list --installed --toolchain nightly | grep -q '^rust-src'; then
+  log "rustup: adding rust-src to nightly"
+  rustup component add rust-src --toolchain nightly
 fi
 
 # ---------------------------------------------------------------- zig (PyPI)
