@@ -364,6 +364,9 @@ struct Fetched {
     /// Native histogram samples per series (parallel to `series`; empty vectors, which do not
     /// allocate, for float-only series). Only the in-memory test store has any.
     hist: Vec<Vec<HistogramSample>>,
+    /// Per series: the metric name does not look like a counter's (for rate()/increase()'s
+    /// info annotation), decided once per query instead of once per step.
+    not_counter: Vec<bool>,
 }
 
 /// Adds histogram series to fetched float series: a series with both joins its float entry,
@@ -430,6 +433,8 @@ struct RangeView<'x> {
     points: &'x [Sample],
     hpoints: &'x [HistogramSample],
     drop_name: bool,
+    /// See [`Fetched::not_counter`].
+    not_counter: bool,
 }
 
 impl<'a> Evaluator<'a> {
@@ -478,6 +483,7 @@ impl<'a> Evaluator<'a> {
                 merge_histogram_series(&mut series, &mut clean, &mut hist, hs);
             }
             let cursors = (0..series.len()).map(|_| Default::default()).collect();
+            let not_counter = series.iter().map(|(l, _)| not_counter_name(l)).collect();
             data.insert(
                 k,
                 Fetched {
@@ -485,6 +491,7 @@ impl<'a> Evaluator<'a> {
                     clean,
                     cursors,
                     hist,
+                    not_counter,
                 },
             );
         }
@@ -692,6 +699,7 @@ impl<'a> Evaluator<'a> {
                 points: &samples[lo..hi.max(lo)],
                 hpoints,
                 drop_name: false,
+                not_counter: f.not_counter[i],
             });
         }
         if total > self.opts.max_samples {
@@ -1566,6 +1574,7 @@ impl<'a> Evaluator<'a> {
                         points: &s.points,
                         hpoints: &s.hpoints,
                         drop_name: s.drop_name,
+                        not_counter: not_counter_name(&s.labels),
                     })
                     .collect();
                 if absent {
@@ -1623,6 +1632,58 @@ impl<'a> Evaluator<'a> {
     }
 }
 
+/// The range-vector functions [`apply_range_fn`] evaluates on floats.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RangeFn {
+    Rate,
+    Increase,
+    Delta,
+    Irate,
+    Idelta,
+    Deriv,
+    PredictLinear,
+    Avg,
+    Sum,
+    Count,
+    Min,
+    Max,
+    Stddev,
+    Stdvar,
+    Last,
+    Present,
+    Quantile,
+    Changes,
+    Resets,
+    Unsupported,
+}
+
+impl RangeFn {
+    fn from_name(name: &str) -> RangeFn {
+        match name {
+            "rate" => RangeFn::Rate,
+            "increase" => RangeFn::Increase,
+            "delta" => RangeFn::Delta,
+            "irate" => RangeFn::Irate,
+            "idelta" => RangeFn::Idelta,
+            "deriv" => RangeFn::Deriv,
+            "predict_linear" => RangeFn::PredictLinear,
+            "avg_over_time" => RangeFn::Avg,
+            "sum_over_time" => RangeFn::Sum,
+            "count_over_time" => RangeFn::Count,
+            "min_over_time" => RangeFn::Min,
+            "max_over_time" => RangeFn::Max,
+            "stddev_over_time" => RangeFn::Stddev,
+            "stdvar_over_time" => RangeFn::Stdvar,
+            "last_over_time" => RangeFn::Last,
+            "present_over_time" => RangeFn::Present,
+            "quantile_over_time" => RangeFn::Quantile,
+            "changes" => RangeFn::Changes,
+            "resets" => RangeFn::Resets,
+            _ => RangeFn::Unsupported,
+        }
+    }
+}
+
 /// Applies a range-vector function to each series; also returns a metric name that does not
 /// look like a counter, for rate()/increase()'s annotation.
 fn apply_range_fn(
@@ -1636,6 +1697,9 @@ fn apply_range_fn(
 ) -> Result<(Vec<VecSample>, Option<String>), EvalError> {
     let mut out = Vec::with_capacity(views.len());
     let mut non_counter: Option<String> = None;
+    // Resolved once per call, not once per series.
+    let func = RangeFn::from_name(name);
+    let keeps_name = func == RangeFn::Last;
     for s in views {
         let p = s.points;
         if !s.hpoints.is_empty() {
@@ -1651,7 +1715,7 @@ fn apply_range_fn(
                     labels: s.labels.clone(),
                     v,
                     h,
-                    drop_name: name != "last_over_time" || s.drop_name,
+                    drop_name: !keeps_name || s.drop_name,
                 });
                 continue;
             }
@@ -1660,28 +1724,21 @@ fn apply_range_fn(
             continue;
         }
         let vals = || p.iter().map(|x| x.v);
-        let v = match name {
-            "rate" | "increase" => {
-                if non_counter.is_none() {
-                    if let Some(n) = metric_name(s.labels) {
-                        if !["_total", "_sum", "_count", "_bucket"]
-                            .iter()
-                            .any(|suf| n.ends_with(suf))
-                        {
-                            non_counter = Some(n.to_string());
-                        }
-                    }
+        let v = match func {
+            RangeFn::Rate | RangeFn::Increase => {
+                if s.not_counter && non_counter.is_none() {
+                    non_counter = metric_name(s.labels).map(str::to_string);
                 }
-                fx::extrapolated_rate(p, range_start, range_end, true, name == "rate")
+                fx::extrapolated_rate(p, range_start, range_end, true, func == RangeFn::Rate)
             }
-            "delta" => fx::extrapolated_rate(p, range_start, range_end, false, false),
-            "irate" | "idelta" => {
+            RangeFn::Delta => fx::extrapolated_rate(p, range_start, range_end, false, false),
+            RangeFn::Irate | RangeFn::Idelta => {
                 if p.len() < 2 {
                     None
                 } else {
                     let (a, b) = (p[p.len() - 2], p[p.len() - 1]);
                     let mut d = b.v - a.v;
-                    if name == "irate" {
+                    if func == RangeFn::Irate {
                         if b.v < a.v {
                             d = b.v;
                         }
@@ -1696,14 +1753,14 @@ fn apply_range_fn(
                     }
                 }
             }
-            "deriv" => {
+            RangeFn::Deriv => {
                 if p.len() < 2 {
                     None
                 } else {
                     Some(fx::linear_regression(p, p[0].t).0)
                 }
             }
-            "predict_linear" => {
+            RangeFn::PredictLinear => {
                 if p.len() < 2 {
                     None
                 } else {
@@ -1712,40 +1769,40 @@ fn apply_range_fn(
                     Some(slope * scalar.unwrap_or(0.0) + icpt)
                 }
             }
-            "avg_over_time" => Some(fx::mean(vals())),
-            "sum_over_time" => {
+            RangeFn::Avg => Some(fx::mean(vals())),
+            RangeFn::Sum => {
                 let (s, c) = vals().fold((0.0, 0.0), |(s, c), v| fx::kahan_inc(v, s, c));
                 Some(s + c)
             }
-            "count_over_time" => Some(p.len() as f64),
-            "min_over_time" => {
+            RangeFn::Count => Some(p.len() as f64),
+            RangeFn::Min => {
                 Some(vals().fold(f64::NAN, |m, v| if m > v || m.is_nan() { v } else { m }))
             }
-            "max_over_time" => {
+            RangeFn::Max => {
                 Some(vals().fold(f64::NAN, |m, v| if m < v || m.is_nan() { v } else { m }))
             }
-            "stddev_over_time" => Some(fx::variance(vals()).sqrt()),
-            "stdvar_over_time" => Some(fx::variance(vals())),
-            "last_over_time" => Some(p[p.len() - 1].v),
-            "present_over_time" => Some(1.0),
-            "quantile_over_time" => Some(fx::quantile(
+            RangeFn::Stddev => Some(fx::variance(vals()).sqrt()),
+            RangeFn::Stdvar => Some(fx::variance(vals())),
+            RangeFn::Last => Some(p[p.len() - 1].v),
+            RangeFn::Present => Some(1.0),
+            RangeFn::Quantile => Some(fx::quantile(
                 scalar.unwrap_or(f64::NAN),
                 &mut vals().collect::<Vec<_>>(),
             )),
-            "changes" => Some(
+            RangeFn::Changes => Some(
                 p.windows(2)
                     .filter(|w| !(w[0].v == w[1].v || (w[0].v.is_nan() && w[1].v.is_nan())))
                     .count() as f64,
             ),
-            "resets" => Some(p.windows(2).filter(|w| w[1].v < w[0].v).count() as f64),
-            _ => return exec_err(format!("function {name} is not supported")),
+            RangeFn::Resets => Some(p.windows(2).filter(|w| w[1].v < w[0].v).count() as f64),
+            RangeFn::Unsupported => return exec_err(format!("function {name} is not supported")),
         };
         if let Some(v) = v {
             out.push(VecSample {
                 labels: s.labels.clone(),
                 v,
                 h: None,
-                drop_name: name != "last_over_time" || s.drop_name,
+                drop_name: !keeps_name || s.drop_name,
             });
         }
     }
@@ -2041,8 +2098,16 @@ fn histogram_rate(
     Some(h)
 }
 
-/// The metric name; `__name__` is almost always the first label, so look there first (this
-/// runs for every series at every step of rate()/increase()).
+/// The series has a metric name that does not end like a counter's.
+fn not_counter_name(l: &Labels) -> bool {
+    metric_name(l).is_some_and(|n| {
+        !["_total", "_sum", "_count", "_bucket"]
+            .iter()
+            .any(|suf| n.ends_with(suf))
+    })
+}
+
+/// The metric name; `__name__` is almost always the first label, so look there first.
 fn metric_name(l: &Labels) -> Option<&str> {
     match l.iter().next() {
         Some((n, v)) if n == METRIC_NAME => Some(v),
