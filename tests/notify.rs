@@ -25,17 +25,13 @@ pub(crate) fn temp_dir(name: &str) -> PathBuf {
     d
 }
 
-/// Starts Alertmanager on `port` with its state in `dir`, kept off the cluster network.
+/// Starts Alertmanager on `port` with its state in `dir` and `extra` flags, kept off the
+/// cluster network.
 ///
 /// Debian's build reads its default templates from /usr/share/prometheus/alertmanager, a
 /// compiled-in path. Where that is absent, the templates that scripts/install-stack.sh keeps in
 /// `<stack>/share` are overlaid onto /usr/share inside a user + mount namespace (`unshare`), so
 /// the host is not changed; `unshare` execs, so the guarded PID is Alertmanager's.
-pub(crate) fn start_alertmanager(bin: &Path, port: u16, dir: &Path) -> Option<ChildGuard> {
-    start_alertmanager_with(bin, port, dir, &[])
-}
-
-/// [`start_alertmanager`] with more flags (`--web.config.file=...` for TLS).
 fn start_alertmanager_with(
     bin: &Path,
     port: u16,
