@@ -5,7 +5,7 @@
 //! Owns: parameter parsing, the `{status, data, errorType, error, warnings, infos}` envelope
 //! and the error-type → status mapping. Must not touch: sockets, storage internals.
 
-use super::json::{format_ts, format_value, Json};
+use super::json::Json;
 use crate::histogram::FloatHistogram;
 use crate::model::{Labels, Matcher};
 use crate::promql::engine::Value;
@@ -250,21 +250,17 @@ fn write_labels(j: &mut Json, l: &Labels) {
 }
 
 fn write_point(j: &mut Json, t: i64, v: f64) {
-    j.begin_array();
-    j.raw(&format_ts(t));
-    j.string(&format_value(v));
-    j.end_array();
+    j.begin_array().ts(t).value(v).end_array();
 }
 
 /// `[<ts>, {"count":"c","sum":"s","buckets":[[<boundary rule>,"lo","hi","n"],…]}]`: populated
 /// buckets only; the rule says which ends are inclusive (0 = (lo,hi], 1 = [lo,hi),
 /// 2 = (lo,hi), 3 = [lo,hi]).
 fn write_histogram_point(j: &mut Json, t: i64, h: &FloatHistogram) {
-    j.begin_array();
-    j.raw(&format_ts(t));
+    j.begin_array().ts(t);
     j.begin_object();
-    j.key("count").string(&format_value(h.count));
-    j.key("sum").string(&format_value(h.sum));
+    j.key("count").value(h.count);
+    j.key("sum").value(h.sum);
     let buckets: Vec<_> = h
         .all_buckets()
         .into_iter()
@@ -281,9 +277,7 @@ fn write_histogram_point(j: &mut Json, t: i64, h: &FloatHistogram) {
             };
             j.begin_array();
             j.raw(rule);
-            j.string(&format_value(b.lower));
-            j.string(&format_value(b.upper));
-            j.string(&format_value(b.count));
+            j.value(b.lower).value(b.upper).value(b.count);
             j.end_array();
         }
         j.end_array();
@@ -303,7 +297,7 @@ fn write_value(j: &mut Json, v: &Value, t: i64, limit: usize) {
         Value::Str(s) => {
             j.key("resultType").string("string");
             j.key("result").begin_array();
-            j.raw(&format_ts(t));
+            j.ts(t);
             j.string(s);
             j.end_array();
         }

@@ -72,6 +72,22 @@ impl Json {
         self.buf.extend_from_slice(s.as_bytes());
         self
     }
+    /// A timestamp in seconds as a JSON number ([`format_ts`]), written in place: one per
+    /// point of a query result, so no temporary string.
+    pub fn ts(&mut self, ms: i64) -> &mut Self {
+        self.sep();
+        push_ts(&mut self.buf, ms);
+        self
+    }
+    /// A sample value as a JSON string ([`format_value`]), written in place. Its characters
+    /// (digits, sign, `.`, `e`, `NaN`, `Inf`) never need escaping.
+    pub fn value(&mut self, v: f64) -> &mut Self {
+        self.sep();
+        self.buf.push(b'"');
+        push_value(&mut self.buf, v);
+        self.buf.push(b'"');
+        self
+    }
     pub fn into_bytes(self) -> Vec<u8> {
         self.buf
     }
@@ -120,17 +136,24 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 /// A sample value as the API writes it: `NaN`, `+Inf`, `-Inf`, else Go's `'f', -1` with the
 /// exponent form for |v| < 1e-6 or |v| >= 1e21.
 pub fn format_value(v: f64) -> String {
+    let mut out = Vec::new();
+    push_value(&mut out, v);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`format_value`] appended to `out`.
+pub fn push_value(out: &mut Vec<u8>, v: f64) {
+    use std::io::Write;
     if v.is_nan() {
-        return "NaN".into();
+        out.extend_from_slice(b"NaN");
+    } else if v.is_infinite() {
+        out.extend_from_slice(if v > 0.0 { b"+Inf" } else { b"-Inf" });
+    } else if v != 0.0 && !(1e-6..1e21).contains(&v.abs()) {
+        out.extend_from_slice(format_exp(v).as_bytes());
+    } else {
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "{v}");
     }
-    if v.is_infinite() {
-        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
-    }
-    let a = v.abs();
-    if a != 0.0 && !(1e-6..1e21).contains(&a) {
-        return format_exp(v);
-    }
-    format!("{v}")
 }
 
 /// Go's `strconv.FormatFloat(v, 'e', -1, 64)`: shortest mantissa, at least two exponent digits.
@@ -144,21 +167,33 @@ pub fn format_exp(v: f64) -> String {
 
 /// Milliseconds as the API's float seconds: `1435781451.781`, `1435781451.78`, `1435781451`.
 pub fn format_ts(ms: i64) -> String {
-    let neg = ms < 0;
-    let a = ms.unsigned_abs();
-    let secs = a / 1000;
-    let frac = a % 1000;
-    let mut s = if neg {
-        format!("-{secs}")
-    } else {
-        secs.to_string()
-    };
-    if frac != 0 {
-        let f = format!("{frac:03}");
-        s.push('.');
-        s.push_str(f.trim_end_matches('0'));
+    let mut out = Vec::new();
+    push_ts(&mut out, ms);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`format_ts`] appended to `out`.
+pub fn push_ts(out: &mut Vec<u8>, ms: i64) {
+    use std::io::Write;
+    if ms < 0 {
+        out.push(b'-');
     }
-    s
+    let a = ms.unsigned_abs();
+    let _ = write!(out, "{}", a / 1000);
+    let frac = a % 1000;
+    if frac != 0 {
+        // Milliseconds as three digits, trailing zeros dropped: .5, .25, .125.
+        let digits = [frac / 100, frac / 10 % 10, frac % 10].map(|d| b'0' + d as u8);
+        let keep = if frac % 100 == 0 {
+            1
+        } else if frac % 10 == 0 {
+            2
+        } else {
+            3
+        };
+        out.push(b'.');
+        out.extend_from_slice(&digits[..keep]);
+    }
 }
 
 /// A parsed JSON document: API answers (`promlet query`, tests) and request bodies
@@ -413,6 +448,20 @@ mod tests {
         assert_eq!(format_ts(1_435_781_451_780), "1435781451.78");
         assert_eq!(format_ts(1_435_781_451_000), "1435781451");
         assert_eq!(format_ts(-1500), "-1.5");
+        assert_eq!(format_ts(1_005), "1.005");
+        assert_eq!(format_ts(-50), "-0.05");
+    }
+
+    #[test]
+    fn points_write_in_place_like_the_formatters() {
+        let mut j = Json::new();
+        j.begin_array()
+            .ts(1_500)
+            .value(0.25)
+            .value(f64::NAN)
+            .value(1e-9);
+        j.end_array();
+        assert_eq!(j.into_bytes(), br#"[1.5,"0.25","NaN","1e-09"]"#);
     }
 
     #[test]
