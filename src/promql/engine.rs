@@ -2070,30 +2070,15 @@ fn histogram_rate(
     }
     h.counter_reset_hint = crate::histogram::CounterResetHint::Gauge;
     h.compact();
-    let mut to_start = (first.t as f64 - range_start as f64) / 1000.0;
-    let mut to_end = (range_end as f64 - last.t as f64) / 1000.0;
-    let sampled = (last.t - first.t) as f64 / 1000.0;
-    let avg = sampled / (hp.len() - 1) as f64;
-    let threshold = avg * 1.1;
-    if to_start >= threshold {
-        to_start = avg / 2.0;
-    }
-    if is_counter {
-        let mut to_zero = to_start;
-        if h.count > 0.0 && first.h.count >= 0.0 {
-            to_zero = sampled * (first.h.count / h.count);
-        }
-        if to_zero < to_start {
-            to_start = to_zero;
-        }
-    }
-    if to_end >= threshold {
-        to_end = avg / 2.0;
-    }
-    let mut factor = (sampled + to_start + to_end) / sampled;
-    if is_rate {
-        factor /= (range_end as f64 - range_start as f64) / 1000.0;
-    }
+    let zero_ratio =
+        (is_counter && h.count > 0.0 && first.h.count >= 0.0).then(|| first.h.count / h.count);
+    let factor = fx::extrapolation_factor(
+        (first.t, last.t, hp.len()),
+        (range_start, range_end),
+        is_counter,
+        zero_ratio,
+        is_rate,
+    );
     h.mul(factor);
     Some(h)
 }

@@ -296,6 +296,44 @@ pub fn linear_regression(s: &[Sample], intercept_t: i64) -> (f64, f64) {
     (slope, sy / n - slope * sx / n)
 }
 
+/// Prometheus's extrapolation of a rate/increase/delta over `samples` = (first t, last t, count)
+/// to the range boundaries: the factor the raw difference is multiplied by. For counters,
+/// `zero_ratio` (first value / raw increase, when both are positive) caps the extrapolation
+/// before the first sample at where the counter would have been zero. Shared by floats and
+/// native histograms.
+pub fn extrapolation_factor(
+    samples: (i64, i64, usize),
+    range: (i64, i64),
+    is_counter: bool,
+    zero_ratio: Option<f64>,
+    is_rate: bool,
+) -> f64 {
+    let ((first_t, last_t, count), (range_start, range_end)) = (samples, range);
+    // In f64: range bounds come from the query and may be far outside i64 differences.
+    let mut to_start = (first_t as f64 - range_start as f64) / 1000.0;
+    let mut to_end = (range_end as f64 - last_t as f64) / 1000.0;
+    let sampled = (last_t - first_t) as f64 / 1000.0;
+    let avg = sampled / (count - 1) as f64;
+    let threshold = avg * 1.1;
+    if to_start >= threshold {
+        to_start = avg / 2.0;
+    }
+    if is_counter {
+        let to_zero = zero_ratio.map_or(to_start, |r| sampled * r);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    if to_end >= threshold {
+        to_end = avg / 2.0;
+    }
+    let mut factor = (sampled + to_start + to_end) / sampled;
+    if is_rate {
+        factor /= (range_end as f64 - range_start as f64) / 1000.0;
+    }
+    factor
+}
+
 /// rate/increase/delta with Prometheus's extrapolation to the range boundaries.
 /// None when there are fewer than two samples.
 pub fn extrapolated_rate(
@@ -320,31 +358,14 @@ pub fn extrapolated_rate(
             prev = p.v;
         }
     }
-    // In f64: range bounds come from the query and may be far outside i64 differences.
-    let mut to_start = (first.t as f64 - range_start as f64) / 1000.0;
-    let mut to_end = (range_end as f64 - last.t as f64) / 1000.0;
-    let sampled = (last.t - first.t) as f64 / 1000.0;
-    let avg = sampled / (s.len() - 1) as f64;
-    let threshold = avg * 1.1;
-    if to_start >= threshold {
-        to_start = avg / 2.0;
-    }
-    if is_counter {
-        let mut to_zero = to_start;
-        if result > 0.0 && first.v >= 0.0 {
-            to_zero = sampled * (first.v / result);
-        }
-        if to_zero < to_start {
-            to_start = to_zero;
-        }
-    }
-    if to_end >= threshold {
-        to_end = avg / 2.0;
-    }
-    let mut factor = (sampled + to_start + to_end) / sampled;
-    if is_rate {
-        factor /= (range_end as f64 - range_start as f64) / 1000.0;
-    }
+    let zero_ratio = (is_counter && result > 0.0 && first.v >= 0.0).then(|| first.v / result);
+    let factor = extrapolation_factor(
+        (first.t, last.t, s.len()),
+        (range_start, range_end),
+        is_counter,
+        zero_ratio,
+        is_rate,
+    );
     Some(result * factor)
 }
 
