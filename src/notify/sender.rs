@@ -55,17 +55,9 @@ impl Target {
         timeout: Duration,
         tls: Option<&crate::scrape::config::TlsConfig>,
     ) -> Target {
-        let tls = if url.starts_with("https://") {
-            client::client_tls(tls.unwrap_or(&Default::default())).map(Some)
-        } else {
-            Ok(None)
-        };
-        Target {
-            url,
-            authorization,
-            timeout,
-            tls,
-        }
+        Target::with_tls(url, authorization, timeout, || {
+            client::client_tls(tls.unwrap_or(&Default::default()))
+        })
     }
 
     /// A target for `url` whose https client comes from `cache` (system roots), built once
@@ -76,8 +68,20 @@ impl Target {
         timeout: Duration,
         cache: &client::TlsClientCache,
     ) -> Target {
+        Target::with_tls(url, authorization, timeout, || {
+            cache.get(&Default::default())
+        })
+    }
+
+    /// The TLS client is only asked for when `url` is https.
+    fn with_tls(
+        url: String,
+        authorization: Option<String>,
+        timeout: Duration,
+        tls: impl FnOnce() -> Result<client::ClientTls, String>,
+    ) -> Target {
         let tls = if url.starts_with("https://") {
-            cache.get(&Default::default()).map(Some)
+            tls().map(Some)
         } else {
             Ok(None)
         };

@@ -26,17 +26,27 @@ impl MemStorage {
         self.series.clear();
         self.histograms.clear();
     }
+}
 
-    fn matching<'a>(
-        &'a self,
-        matchers: &'a [Matcher],
-    ) -> impl Iterator<Item = (&'a Labels, &'a Vec<Sample>)> + 'a {
-        self.series.iter().filter(move |(l, _)| {
+/// The series of `map` that `matchers` select, each cut to [mint, maxt] (`time` reads a
+/// sample's timestamp); series with nothing in the range are left out.
+fn select_in<'a, T: Clone>(
+    map: &'a BTreeMap<Labels, Vec<T>>,
+    matchers: &'a [Matcher],
+    (mint, maxt): (Timestamp, Timestamp),
+    time: fn(&T) -> Timestamp,
+) -> impl Iterator<Item = (Labels, Vec<T>)> + 'a {
+    map.iter()
+        .filter(move |(l, _)| {
             matchers
                 .iter()
                 .all(|m| m.matches(l.get(&m.name).unwrap_or("")))
         })
-    }
+        .filter_map(move |(l, s)| {
+            let lo = s.partition_point(|p| time(p) < mint);
+            let hi = s.partition_point(|p| time(p) <= maxt);
+            (lo < hi).then(|| (l.clone(), s[lo..hi].to_vec()))
+        })
 }
 
 impl Appender for MemStorage {
@@ -96,15 +106,8 @@ impl Appender for MemStorage {
 
 impl Querier for MemStorage {
     fn select(&self, matchers: &[Matcher], mint: Timestamp, maxt: Timestamp) -> Vec<SeriesSamples> {
-        self.matching(matchers)
-            .filter_map(|(l, s)| {
-                let lo = s.partition_point(|p| p.t < mint);
-                let hi = s.partition_point(|p| p.t <= maxt);
-                (lo < hi).then(|| SeriesSamples {
-                    labels: l.clone(),
-                    samples: s[lo..hi].to_vec(),
-                })
-            })
+        select_in(&self.series, matchers, (mint, maxt), |p| p.t)
+            .map(|(labels, samples)| SeriesSamples { labels, samples })
             .collect()
     }
 
@@ -114,21 +117,8 @@ impl Querier for MemStorage {
         mint: Timestamp,
         maxt: Timestamp,
     ) -> Vec<HistogramSeries> {
-        self.histograms
-            .iter()
-            .filter(|(l, _)| {
-                matchers
-                    .iter()
-                    .all(|m| m.matches(l.get(&m.name).unwrap_or("")))
-            })
-            .filter_map(|(l, s)| {
-                let lo = s.partition_point(|p| p.t < mint);
-                let hi = s.partition_point(|p| p.t <= maxt);
-                (lo < hi).then(|| HistogramSeries {
-                    labels: l.clone(),
-                    samples: s[lo..hi].to_vec(),
-                })
-            })
+        select_in(&self.histograms, matchers, (mint, maxt), |p| p.t)
+            .map(|(labels, samples)| HistogramSeries { labels, samples })
             .collect()
     }
 
