@@ -526,8 +526,10 @@ fn local_route_tree_groups_dedups_and_repeats_to_webhook_and_exec() {
     // repeat_interval, then the resolution.
     assert!((1000..1700).contains(&times[0]), "{times:?}");
     assert!((2000..2700).contains(&times[1]), "{times:?}");
+    // repeat_interval counts from when the previous notification was flushed; the times here are
+    // arrivals, so the previous one's delivery time (tens of ms under load) may come off the gap.
     assert!(
-        times[2] >= times[1] + 3000 && times[2] < times[1] + 4200,
+        times[2] + 100 >= times[1] + 3000 && times[2] < times[1] + 4200,
         "{times:?}"
     );
     assert!(times[3] >= 5500, "{times:?}");
