@@ -6,7 +6,7 @@
 //! The agent's main loop has not landed yet; when it does, these tests move to the `promlet`
 //! binary itself.
 
-use crate::tsdb::temp_dir;
+use crate::common::TempDir;
 use promlet::tsdb::{Options, OsFs, Querier, Store};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -87,7 +87,7 @@ fn tsdb_survives_sigkill_at_random_moments() {
         "{} not built (cargo test builds examples)",
         bin.display()
     );
-    let dir = temp_dir("crash");
+    let dir = TempDir::new("crash");
     let mut rng = fastrand::Rng::with_seed(2026);
     let mut last_flushed: Option<i64> = None;
     let mut kills = 0;
@@ -165,7 +165,6 @@ fn tsdb_survives_sigkill_at_random_moments() {
         last_flushed.is_some_and(|f| f > 500),
         "the writer made progress"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Disk full, for real: the writer process runs on a 96 KiB tmpfs. When it fills, flushes fail
@@ -176,7 +175,7 @@ fn tsdb_disk_full_on_tmpfs_then_space_returns() {
     use std::io::{BufRead, BufReader};
     use std::sync::mpsc;
     let bin = writer_bin();
-    let base = temp_dir("tmpfs");
+    let base = TempDir::new("tmpfs");
     std::fs::create_dir_all(&base).unwrap();
     let mounted = Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=96k", "tmpfs"])
@@ -259,7 +258,7 @@ fn tsdb_disk_full_on_tmpfs_then_space_returns() {
 fn tsdb_promlet_survives_sigkill_loop() {
     use promlet::model::Sample;
     use std::collections::BTreeMap;
-    let dir = temp_dir("promlet-crash");
+    let dir = TempDir::new("promlet-crash");
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("promlet.yml");
     std::fs::write(&cfg, "global:\n  scrape_interval: 1s\n").unwrap();
@@ -367,7 +366,6 @@ fn tsdb_promlet_survives_sigkill_loop() {
         prev.len()
     );
     assert!(samples > 0);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `activeAt` (ms) of alert `name` in an /api/v1/alerts body.
@@ -387,7 +385,7 @@ fn alert_active_at(body: &str, name: &str) -> Option<i64> {
 #[test]
 fn agent_state_survives_sigkill_loop() {
     const ROUNDS: usize = 8;
-    let dir = temp_dir("promlet-agent-crash");
+    let dir = TempDir::new("promlet-agent-crash");
     std::fs::create_dir_all(&dir).unwrap();
     let dead = crate::common::free_port(); // nothing listens: Alertmanager unreachable
     std::fs::write(
@@ -535,7 +533,6 @@ fn agent_state_survives_sigkill_loop() {
     assert_eq!(groups_lost, 0, "pushed groups lost");
     assert_eq!(queue_lost, 0, "the queued alert was lost");
     assert_eq!(rules_lost, 0, "pending alert progress lost");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A self-metric's value in a /metrics body (first sample of `name` without labels).
@@ -570,7 +567,7 @@ fn push(port: u16, job: &str) -> u16 {
 /// and the queued alert.
 #[test]
 fn agent_disk_full_on_tmpfs_then_space_returns() {
-    let base = temp_dir("agent-tmpfs");
+    let base = TempDir::new("agent-tmpfs");
     std::fs::create_dir_all(&base).unwrap();
     let mounted = Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
@@ -590,7 +587,7 @@ fn agent_disk_full_on_tmpfs_then_space_returns() {
         }
     }
     let _unmount = Unmount(&base);
-    let etc = temp_dir("agent-tmpfs-etc");
+    let etc = TempDir::new("agent-tmpfs-etc");
     std::fs::create_dir_all(&etc).unwrap();
     let dead = crate::common::free_port();
     std::fs::write(
@@ -702,5 +699,4 @@ fn agent_disk_full_on_tmpfs_then_space_returns() {
     );
     assert_eq!(push.group_count(), 3, "a pushed group was lost");
     assert!(!q.is_empty(), "the queued alert was lost");
-    let _ = std::fs::remove_dir_all(&etc);
 }
