@@ -76,27 +76,24 @@ impl KeptFile {
 }
 
 /// Reads all of `f` from offset 0 into `buf`, reusing its capacity; invalid UTF-8 is an error.
+///
+/// Reads go straight into the buffer's spare capacity (rustix initialises only what the
+/// kernel wrote): zero-filling the whole capacity before each read was ~5% of a scrape's CPU.
+/// The read returning 0 is the end: a seq_file (most of /proc) hands out at most one buffer
+/// of records per read, so a short read is not the end there.
 fn pread_string(f: &std::fs::File, buf: &mut String) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
     let mut bytes = std::mem::take(buf).into_bytes();
     bytes.clear();
     let result = loop {
-        let len = bytes.len();
-        if bytes.capacity() - len < 1024 {
+        if bytes.capacity() - bytes.len() < 1024 {
             bytes.reserve(4096);
         }
-        bytes.resize(bytes.capacity(), 0);
-        match f.read_at(&mut bytes[len..], len as u64) {
-            Ok(0) => {
-                bytes.truncate(len);
-                break Ok(());
-            }
-            Ok(n) => bytes.truncate(len + n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => bytes.truncate(len),
-            Err(e) => {
-                bytes.truncate(len);
-                break Err(e);
-            }
+        let offset = bytes.len() as u64;
+        match rustix::io::pread(f, rustix::buffer::spare_capacity(&mut bytes), offset) {
+            Ok(0) => break Ok(()),
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => break Err(std::io::Error::from(e)),
         }
     };
     match String::from_utf8(bytes) {
