@@ -145,7 +145,7 @@ impl Collector for NetClass {
                 .push(out.family(&self.name_buf, &self.help_buf, t));
         }
         let mut first_err = None;
-        self.kept.begin_cycle();
+        self.kept.begin_cycle(ctx.now_ms);
         for dev in &self.names {
             if self.ignored.is_match(dev) {
                 continue;

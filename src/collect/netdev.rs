@@ -124,7 +124,7 @@ impl NetDev {
         }
         let nohandler = self.declare(out, "receive", "nohandler");
         let mut values = [0f64; MAX_COLUMNS];
-        self.kept.begin_cycle();
+        self.kept.begin_cycle(ctx.now_ms);
         for line in lines {
             let bad =
                 || CollectError::parse(path, format!("bad line {:?}", super::sysfs::short(line)));
