@@ -255,6 +255,14 @@ impl KeptAttrs {
         });
     }
 
+    /// Whether `device` has attribute files kept open from earlier cycles: it was a directory
+    /// with attributes then, so a caller can skip checking that again.
+    pub fn has_open_files(&self, device: &str) -> bool {
+        self.devices
+            .iter()
+            .any(|d| d.name == device && d.files.iter().any(Option::is_some))
+    }
+
     /// Reads attribute `slot` of `device` (its file is `path`) like [`read_attr`]: trimmed,
     /// `None` when unreadable.
     pub fn read<'b>(
