@@ -1112,7 +1112,7 @@ thread_local! {
     /// one it is read for.
     static SELF_FILES: RefCell<(String, [crate::collect::util::KeptFile; 2])> = RefCell::new((
         String::new(),
-        ["stat", "limits"].map(crate::collect::util::KeptFile::new),
+        ["stat", "limits"].map(|f| crate::collect::util::KeptFile::new(f).short_read_ends(0)),
     ));
 }
 

@@ -97,7 +97,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
         flags_include,
         bugs_include,
         text: String::new(),
-        stat_file: KeptFile::new("stat"),
+        stat_file: KeptFile::new("stat").short_read_ends(0),
         cpuinfo_file: KeptFile::new("cpuinfo"),
         isolated_file: KeptFile::new("devices/system/cpu/isolated"),
         kept: KeptAttrs::new(CPU_FILES.len(), KEPT_CPU_FILES),

@@ -201,7 +201,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     Ok(Box::new(Diskstats {
         filter,
         buf: String::new(),
-        file: KeptFile::new("diskstats"),
+        file: KeptFile::new("diskstats").short_read_ends(1024),
         udev: String::new(),
         name: String::new(),
         path: PathBuf::new(),

@@ -47,7 +47,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     Ok(Box::new(NetDev {
         filter: DeviceFilter::from_opts(opts, "netdev.device-include", "netdev.device-exclude")?,
         text: String::new(),
-        file: KeptFile::new("net/dev"),
+        file: KeptFile::new("net/dev").short_read_ends(512),
         families: Vec::new(),
         name_buf: String::new(),
         help_buf: String::new(),

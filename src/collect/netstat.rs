@@ -32,9 +32,9 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     let re = option_regex("netstat.fields", opts.get("netstat.fields"))?;
     Ok(Box::new(Netstat {
         files: [
-            KeptFile::new("net/netstat"),
-            KeptFile::new("net/snmp"),
-            KeptFile::new("net/snmp6"),
+            KeptFile::new("net/netstat").short_read_ends(0),
+            KeptFile::new("net/snmp").short_read_ends(0),
+            KeptFile::new("net/snmp6").short_read_ends(0),
         ],
         parser: Parser {
             buf: String::new(),

@@ -20,10 +20,10 @@ impl Default for Pressure {
         Pressure {
             buf: String::new(),
             files: [
-                KeptFile::new("pressure/cpu"),
-                KeptFile::new("pressure/io"),
-                KeptFile::new("pressure/memory"),
-                KeptFile::new("pressure/irq"),
+                KeptFile::new("pressure/cpu").short_read_ends(0),
+                KeptFile::new("pressure/io").short_read_ends(0),
+                KeptFile::new("pressure/memory").short_read_ends(0),
+                KeptFile::new("pressure/irq").short_read_ends(0),
             ],
         }
     }
