@@ -324,20 +324,7 @@ impl FieldSelection {
         let idx = match self.by_position.get(pos) {
             Some((name, idx)) if **name == *field => *idx,
             _ => {
-                let idx = match self.seen.get(field) {
-                    Some(i) => *i,
-                    None => {
-                        let idx = if self.pattern.is_match(field) {
-                            let (name, help) = describe(field);
-                            self.selected.push((name.into(), help.into()));
-                            Some(self.selected.len() as u32 - 1)
-                        } else {
-                            None
-                        };
-                        self.seen.insert(field.into(), idx);
-                        idx
-                    }
-                };
+                let idx = self.lookup(field, describe);
                 // Bounded by the number of fields in the file(s) (position grows by one per
                 // field of a pass and restarts at 0).
                 if pos < self.by_position.len() {
@@ -348,8 +335,34 @@ impl FieldSelection {
                 idx
             }
         }?;
+        Some(self.selected(idx))
+    }
+
+    /// The selection index of `field` (for [`Self::selected`]), or `None` when the regex
+    /// rejects it; by name, for callers that cache the indices of a whole header line.
+    pub fn lookup(
+        &mut self,
+        field: &str,
+        describe: impl FnOnce(&str) -> (String, String),
+    ) -> Option<u32> {
+        if let Some(i) = self.seen.get(field) {
+            return *i;
+        }
+        let idx = if self.pattern.is_match(field) {
+            let (name, help) = describe(field);
+            self.selected.push((name.into(), help.into()));
+            Some(self.selected.len() as u32 - 1)
+        } else {
+            None
+        };
+        self.seen.insert(field.into(), idx);
+        idx
+    }
+
+    /// The (metric name, HELP) of a selection index from [`Self::lookup`].
+    pub fn selected(&self, idx: u32) -> (&str, &str) {
         let (n, h) = &self.selected[idx as usize];
-        Some((n, h))
+        (n, h)
     }
 }
 
