@@ -9,7 +9,7 @@
 //! not hold a number where one is required is a [`CollectError::Parse`], so garbage is reported
 //! instead of silently exported.
 
-use super::util::AbsentPaths;
+use super::util::{still_absent, AbsentPaths};
 use super::{CollectError, CollectorOptions};
 use regex_lite::Regex;
 use std::borrow::Cow;
@@ -114,6 +114,37 @@ pub fn list_dir(dir: &Path, out: &mut Vec<String>) -> Result<(), CollectError> {
     out.truncate(n);
     out.sort_unstable();
     Ok(())
+}
+
+/// A sysfs class directory (`/sys/class/thermal`, `/sys/class/watchdog`, ...) that is listed
+/// at most every [`REPROBE_ABSENT_MS`](super::util::REPROBE_ABSENT_MS) while it is empty: a device without such hardware
+/// (most VMs, many boards) then makes no `open`/`getdents`/`close` for it per scrape, and a
+/// driver bound later is seen within that time.
+#[derive(Debug, Default)]
+pub struct ClassDir {
+    empty_since: Option<i64>,
+}
+
+impl ClassDir {
+    /// Lists `dir` into `out` like [`list_dir`], or leaves `out` empty while the directory
+    /// counts as still empty at `now_ms`.
+    pub fn list(
+        &mut self,
+        dir: &Path,
+        out: &mut Vec<String>,
+        now_ms: i64,
+    ) -> Result<(), CollectError> {
+        if self.empty_since.is_some_and(|t| still_absent(t, now_ms)) {
+            out.clear();
+            return Ok(());
+        }
+        self.empty_since = None;
+        list_dir(dir, out)?;
+        if out.is_empty() {
+            self.empty_since = Some(now_ms);
+        }
+        Ok(())
+    }
 }
 
 /// A boolean collector option: `true`/`1`/`yes` are on.
@@ -452,5 +483,34 @@ mod tests {
         k.begin_cycle(t0 + REPROBE_ABSENT_MS);
         assert_eq!(k.read("cpu0", 0, &path, &mut buf).as_deref(), Some("7"));
         k.end_cycle();
+    }
+
+    /// An empty class directory is listed again only after the re-probe time; a device that
+    /// appears (a driver bound) is then listed, and a non-empty directory is listed every time.
+    #[test]
+    fn empty_class_dir_is_relisted_only_after_the_reprobe_time() {
+        use crate::collect::util::REPROBE_ABSENT_MS;
+        let s = crate::collect::fixtures::Scratch::new("classdir");
+        let class = s.dir.join("sys/class/thermal");
+        std::fs::create_dir_all(&class).unwrap();
+        let mut d = ClassDir::default();
+        let mut names = vec!["stale".to_string()];
+        let t0 = 9_000_000;
+        d.list(&class, &mut names, t0).unwrap();
+        assert!(names.is_empty());
+        s.write("sys/class/thermal/thermal_zone0/temp", b"42000\n");
+        d.list(&class, &mut names, t0 + REPROBE_ABSENT_MS - 1)
+            .unwrap();
+        assert!(names.is_empty());
+        d.list(&class, &mut names, t0 + REPROBE_ABSENT_MS).unwrap();
+        assert_eq!(names, ["thermal_zone0"]);
+        s.write("sys/class/thermal/cooling_device0/cur_state", b"0\n");
+        d.list(&class, &mut names, t0 + REPROBE_ABSENT_MS + 1)
+            .unwrap();
+        assert_eq!(names, ["cooling_device0", "thermal_zone0"]);
+        // A missing class directory is still an error (the driver's NotFound handling).
+        assert!(ClassDir::default()
+            .list(&s.dir.join("sys/class/none"), &mut names, t0)
+            .is_err());
     }
 }
