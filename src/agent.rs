@@ -11,9 +11,14 @@
 //! the same executor) and `/api/v1/targets`.
 //! Must not touch: business logic of other modules; it only calls them.
 //!
-//! Threads: everything runs in `async_io::block_on(executor.run(..))` on the main thread;
-//! async-io's reactor helper is the only other thread. Signals arrive through async-signal's
-//! self-pipe, registered in that reactor (no signal thread).
+//! Threads: everything runs in `futures_lite::future::block_on(executor.run(..))` on the main
+//! thread; async-io's reactor helper is the only other thread. Signals arrive through
+//! async-signal's self-pipe, registered in that reactor (no signal thread).
+//! Why not `async_io::block_on`: with it, the work thread and the helper take turns at the
+//! reactor lock, and every turn the helper loses starts a backoff of ten timed sleeps
+//! (50 µs .. 10 ms); per scrape that was ~11 context switches and ~4 timed-out futex waits.
+//! With a plain parker the helper alone waits in epoll and wakes the work thread once per
+//! event (measured: 11 -> 6 context switches per /metrics scrape, ~5% less CPU).
 //!
 //! gzip decision: `/metrics` is gzipped (level 1) when the client's `Accept-Encoding` allows
 //! it, as node_exporter does; Prometheus always asks, curl and promtool do not. Measured here
@@ -1107,7 +1112,7 @@ thread_local! {
     /// one it is read for.
     static SELF_FILES: RefCell<(String, [crate::collect::util::KeptFile; 2])> = RefCell::new((
         String::new(),
-        ["stat", "limits"].map(crate::collect::util::KeptFile::new),
+        ["stat", "limits"].map(|f| crate::collect::util::KeptFile::new(f).short_read_ends(0)),
     ));
 }
 
@@ -1976,7 +1981,7 @@ pub fn run(args: Args) -> i32 {
         }
     };
     crate::log::info(&format!("listening on {local}"));
-    let result = async_io::block_on(ex.run(async {
+    let result = futures_lite::future::block_on(ex.run(async {
         ex.spawn(collection_loop(state.clone(), server.stats()))
             .detach();
         ex.spawn(tsdb_loop(store.clone())).detach();

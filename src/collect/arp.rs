@@ -35,7 +35,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     Ok(Box::new(Arp {
         filter: DeviceFilter::from_opts(opts, "arp.device-include", "arp.device-exclude")?,
         text: String::new(),
-        file: KeptFile::new("net/arp"),
+        file: KeptFile::new("net/arp").short_read_ends(256),
         counts: Vec::new(),
     }))
 }

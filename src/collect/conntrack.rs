@@ -17,9 +17,9 @@ impl Default for Conntrack {
     fn default() -> Self {
         Conntrack {
             buf: String::new(),
-            count: KeptFile::new("sys/net/netfilter/nf_conntrack_count"),
-            max: KeptFile::new("sys/net/netfilter/nf_conntrack_max"),
-            stat: KeptFile::new("net/stat/nf_conntrack"),
+            count: KeptFile::new("sys/net/netfilter/nf_conntrack_count").short_read_ends(0),
+            max: KeptFile::new("sys/net/netfilter/nf_conntrack_max").short_read_ends(0),
+            stat: KeptFile::new("net/stat/nf_conntrack").short_read_ends(512),
         }
     }
 }

@@ -97,7 +97,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
         flags_include,
         bugs_include,
         text: String::new(),
-        stat_file: KeptFile::new("stat"),
+        stat_file: KeptFile::new("stat").short_read_ends(0),
         cpuinfo_file: KeptFile::new("cpuinfo"),
         isolated_file: KeptFile::new("devices/system/cpu/isolated"),
         kept: KeptAttrs::new(CPU_FILES.len(), KEPT_CPU_FILES),
@@ -342,7 +342,7 @@ impl Cpu {
         self.cores.clear();
         self.packages.clear();
         self.online.clear();
-        self.kept.begin_cycle();
+        self.kept.begin_cycle(ctx.now_ms);
         for name in &self.names {
             let is_cpu = name
                 .strip_prefix("cpu")
@@ -568,7 +568,9 @@ mod tests {
         let t = run(c.as_mut(), &s.roots()).unwrap();
         assert!(!t.contains("node_cpu_online"), "{t}");
         s.write("sys/devices/system/cpu/cpu0/online", b"1\n");
-        let t = run(c.as_mut(), &s.roots()).unwrap();
+        // A file found absent is looked for again after the re-probe time.
+        let later = crate::collect::util::REPROBE_ABSENT_MS;
+        let t = crate::collect::fixtures::run_at(c.as_mut(), &s.roots(), later).unwrap();
         assert!(t.contains("node_cpu_online{cpu=\"0\"} 1\n"), "{t}");
         assert!(t.contains("node_cpu_online{cpu=\"1\"} 0\n"), "{t}");
     }

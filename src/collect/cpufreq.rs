@@ -3,9 +3,11 @@
 //!
 //! Must not touch: `/proc/cpuinfo` (the `cpu` collector's `cpu.info` part reads it).
 //! A CPU without a cpufreq directory (VMs, fixed-clock boards) is skipped, as node_exporter
-//! does; only a missing `/sys/devices/system/cpu` is "not present".
+//! does; only a missing `/sys/devices/system/cpu` is "not present". A missing cpufreq directory
+//! is looked for again only every [`REPROBE_ABSENT_MS`](super::util::REPROBE_ABSENT_MS).
 
 use super::sysfs::{list_dir, read_attr, read_num};
+use super::util::AbsentPaths;
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::PathBuf;
@@ -49,6 +51,8 @@ pub struct CpuFreq {
     path: PathBuf,
     attr: Vec<u8>,
     governors: String,
+    /// cpufreq directories found missing (no driver on a VM).
+    absent: AbsentPaths,
 }
 
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -57,6 +61,7 @@ pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
         path: PathBuf::new(),
         attr: Vec::new(),
         governors: String::new(),
+        absent: AbsentPaths::default(),
     }))
 }
 
@@ -85,9 +90,21 @@ impl Collector for CpuFreq {
             self.path.push(&dir);
             self.path.push(name);
             self.path.push("cpufreq");
-            if !self.path.is_dir() {
+            if self.absent.skip(&self.path, ctx.now_ms) {
                 continue;
             }
+            let is_dir = match std::fs::metadata(&self.path) {
+                Ok(m) => m.is_dir(),
+                Err(e) => {
+                    let absent = e.kind() == std::io::ErrorKind::NotFound;
+                    self.absent.record(&self.path, !absent, ctx.now_ms);
+                    false
+                }
+            };
+            if !is_dir {
+                continue;
+            }
+            self.absent.record(&self.path, true, ctx.now_ms);
             for ((file, _, _), fam) in FREQS.iter().zip(fams) {
                 self.path.push(file);
                 let v = read_num::<u64>(&self.path, &mut self.attr);
@@ -159,5 +176,30 @@ mod tests {
         ));
         s.write("sys/devices/system/cpu/cpu1/cpufreq/scaling_cur_freq", b"");
         assert!(run(c.as_mut(), &s.roots()).is_err());
+    }
+
+    /// A CPU whose cpufreq directory is missing (no driver yet) is looked for again after the
+    /// re-probe time, not on every scrape, and then reported.
+    #[test]
+    fn cpufreq_directory_that_appears_later_is_found_after_the_reprobe_time() {
+        use crate::collect::fixtures::run_at;
+        use crate::collect::util::REPROBE_ABSENT_MS;
+        let s = Scratch::new("cpufreq-late");
+        s.write("sys/devices/system/cpu/cpu0/online", b"1\n");
+        let mut c = new(&CollectorOptions::default()).unwrap();
+        let t0 = 1_000_000;
+        let text = run_at(c.as_mut(), &s.roots(), t0).unwrap();
+        assert!(!text.contains("cpu=\"0\""), "{text}");
+        s.write(
+            "sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq",
+            b"1200000\n",
+        );
+        let text = run_at(c.as_mut(), &s.roots(), t0 + REPROBE_ABSENT_MS - 1).unwrap();
+        assert!(!text.contains("cpu=\"0\""), "{text}");
+        let text = run_at(c.as_mut(), &s.roots(), t0 + REPROBE_ABSENT_MS).unwrap();
+        assert!(
+            text.contains("node_cpu_scaling_frequency_hertz{cpu=\"0\"} 1.2e+09\n"),
+            "{text}"
+        );
     }
 }

@@ -13,7 +13,7 @@
 //! partitions, ram, loop and floppy devices) or `diskstats.device-include`.
 
 use super::sysfs::KeptAttrs;
-use super::util::{num, option_regex, KeptFile};
+use super::util::{num, option_regex, AbsentPaths, KeptFile};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{FamilyId, MetricSet, MetricType};
 use std::fmt::Write;
@@ -186,6 +186,8 @@ pub struct Diskstats {
     /// Each device's `queue/rotational`, kept open between scrapes (see `KeptAttrs`).
     rotational: KeptAttrs,
     attr: Vec<u8>,
+    /// udev database entries found missing (devices udev does not manage).
+    no_udev: AbsentPaths,
 }
 
 pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -199,12 +201,13 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     Ok(Box::new(Diskstats {
         filter,
         buf: String::new(),
-        file: KeptFile::new("diskstats"),
+        file: KeptFile::new("diskstats").short_read_ends(1024),
         udev: String::new(),
         name: String::new(),
         path: PathBuf::new(),
         rotational: KeptAttrs::new(1, 64),
         attr: Vec::new(),
+        no_udev: AbsentPaths::default(),
     }))
 }
 
@@ -255,15 +258,32 @@ impl Diskstats {
     /// Reads `base` + `rel` into `into`; "" when absent or unreadable (optional sources).
     /// Opens the file directly: a `CollectError` would copy the path for every device
     /// without udev data or a queue directory.
-    fn read_optional(path: &mut PathBuf, base: &std::path::Path, rel: &str, into: &mut String) {
+    /// A file found missing is not opened again until [`AbsentPaths`] says to re-probe it.
+    fn read_optional(
+        path: &mut PathBuf,
+        base: &std::path::Path,
+        rel: &str,
+        into: &mut String,
+        absent: &mut AbsentPaths,
+        now_ms: i64,
+    ) {
         use std::io::Read;
         path.as_mut_os_string().clear();
         path.push(base);
         path.push(rel);
         into.clear();
+        if absent.skip(path, now_ms) {
+            return;
+        }
         let ok = std::fs::File::open(&*path).and_then(|mut f| f.read_to_string(into));
-        if ok.is_err() {
-            into.clear();
+        match ok {
+            Ok(_) => absent.record(path, true, now_ms),
+            Err(e) => {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    absent.record(path, false, now_ms);
+                }
+                into.clear();
+            }
         }
     }
 }
@@ -315,9 +335,10 @@ impl Collector for Diskstats {
             path: scratch,
             rotational: kept,
             attr,
+            no_udev,
             ..
         } = self;
-        kept.begin_cycle();
+        kept.begin_cycle(ctx.now_ms);
         for line in buf.lines().filter(|l| !l.trim().is_empty()) {
             let mut toks = line.split_ascii_whitespace();
             let (maj, min, dev) = (
@@ -330,7 +351,14 @@ impl Collector for Diskstats {
             }
             name.clear();
             let _ = write!(name, "b{maj}:{min}");
-            Self::read_optional(scratch, &ctx.roots.udev_data, name, udev);
+            Self::read_optional(
+                scratch,
+                &ctx.roots.udev_data,
+                name,
+                udev,
+                no_udev,
+                ctx.now_ms,
+            );
             name.clear();
             let _ = write!(name, "block/{dev}/queue/rotational");
             scratch.as_mut_os_string().clear();

@@ -14,8 +14,8 @@ impl Default for Entropy {
     fn default() -> Self {
         Entropy {
             buf: String::new(),
-            avail: KeptFile::new("sys/kernel/random/entropy_avail"),
-            pool: KeptFile::new("sys/kernel/random/poolsize"),
+            avail: KeptFile::new("sys/kernel/random/entropy_avail").short_read_ends(0),
+            pool: KeptFile::new("sys/kernel/random/poolsize").short_read_ends(0),
         }
     }
 }

@@ -13,7 +13,7 @@ impl Default for Filefd {
     fn default() -> Self {
         Filefd {
             buf: String::new(),
-            file: KeptFile::new("sys/fs/file-nr"),
+            file: KeptFile::new("sys/fs/file-nr").short_read_ends(0),
         }
     }
 }

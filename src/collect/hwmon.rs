@@ -71,6 +71,8 @@ pub struct Hwmon {
     chips: DeviceFilter,
     sensors: DeviceFilter,
     names: Vec<String>,
+    /// The class directory, not re-listed per scrape while empty.
+    class_dir: super::sysfs::ClassDir,
     files: Vec<String>,
     attrs: Vec<Attr>,
     arena: String,
@@ -90,6 +92,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
         chips: DeviceFilter::from_opts(opts, "hwmon.chip-include", "hwmon.chip-exclude")?,
         sensors: DeviceFilter::from_opts(opts, "hwmon.sensor-include", "hwmon.sensor-exclude")?,
         names: Vec::new(),
+        class_dir: Default::default(),
         files: Vec::new(),
         attrs: Vec::new(),
         arena: String::new(),
@@ -153,7 +156,7 @@ impl Collector for Hwmon {
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
         let class = ctx.roots.sys("class/hwmon");
-        list_dir(&class, &mut self.names)?;
+        self.class_dir.list(&class, &mut self.names, ctx.now_ms)?;
         let mut first_err = None;
         let names = std::mem::take(&mut self.names);
         let mut dir = PathBuf::new();

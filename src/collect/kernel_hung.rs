@@ -14,7 +14,7 @@ impl Default for KernelHung {
     fn default() -> Self {
         KernelHung {
             buf: String::new(),
-            file: KeptFile::new("sys/kernel/hung_task_detect_count"),
+            file: KeptFile::new("sys/kernel/hung_task_detect_count").short_read_ends(0),
         }
     }
 }

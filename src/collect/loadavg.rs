@@ -13,7 +13,7 @@ impl Default for Loadavg {
     fn default() -> Self {
         Loadavg {
             buf: String::new(),
-            file: KeptFile::new("loadavg"),
+            file: KeptFile::new("loadavg").short_read_ends(0),
         }
     }
 }

@@ -89,7 +89,7 @@ impl Default for Meminfo {
     fn default() -> Self {
         Meminfo {
             buf: String::new(),
-            file: KeptFile::new("meminfo"),
+            file: KeptFile::new("meminfo").short_read_ends(0),
         }
     }
 }

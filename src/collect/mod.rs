@@ -437,8 +437,11 @@ pub const COLLECTORS: &[CollectorDef] = &[
 /// Runs the enabled collectors and reports per-collector duration and success.
 pub struct Driver {
     collectors: Vec<Box<dyn Collector>>,
-    /// Collectors whose source was missing at the last run; used to log only on change.
-    missing: Vec<bool>,
+    /// Per collector: when its source was last found missing (wall ms). Such a collector is
+    /// not run again until [`util::REPROBE_ABSENT_MS`] later (it reports success 0 meanwhile),
+    /// so a steady-state scrape makes no failed `open` for ipvs, nfs, zfs, ...; a change of
+    /// state is logged once.
+    absent_since: Vec<Option<i64>>,
 }
 
 impl Driver {
@@ -451,10 +454,10 @@ impl Driver {
         for d in COLLECTORS.iter().filter(|d| enabled(d)) {
             collectors.push((d.new)(opts).map_err(|e| format!("collector {}: {e}", d.name))?);
         }
-        let missing = vec![false; collectors.len()];
+        let absent_since = vec![None; collectors.len()];
         Ok(Driver {
             collectors,
-            missing,
+            absent_since,
         })
     }
 
@@ -475,26 +478,42 @@ impl Driver {
             MetricType::Gauge,
         );
         for (i, c) in self.collectors.iter_mut().enumerate() {
+            let name = c.name();
+            let absent = &mut self.absent_since[i];
+            if absent.is_some_and(|t| util::still_absent(t, ctx.now_ms)) {
+                out.sample(dur, &[("collector", &name)], 0.0);
+                out.sample(ok, &[("collector", &name)], 0.0);
+                continue;
+            }
+            let samples_before = out.sample_count();
             let start = Instant::now();
             let result = c.collect(ctx, out);
             let secs = start.elapsed().as_secs_f64();
-            let name = c.name();
+            // Only a collector that produced nothing is skipped while absent: one that found
+            // part of its sources keeps running.
+            let produced = out.sample_count() != samples_before;
             let success = match result {
                 Ok(()) => {
-                    self.missing[i] = false;
+                    if absent.take().is_some() {
+                        crate::log::debug(&format!("collector {name}: source present again"));
+                    }
                     1.0
                 }
+                Err(CollectError::NotFound(_)) if produced => {
+                    *absent = None;
+                    0.0
+                }
                 Err(CollectError::NotFound(p)) => {
-                    if !self.missing[i] {
+                    if absent.replace(ctx.now_ms).is_none() {
                         crate::log::debug(&format!(
                             "collector {name}: {} not present; reporting success 0",
                             p.display()
                         ));
-                        self.missing[i] = true;
                     }
                     0.0
                 }
                 Err(e) => {
+                    *absent = None;
                     crate::log::error(&format!("collector {name} failed: {e}"));
                     0.0
                 }
@@ -658,5 +677,54 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A collector whose whole source is absent is not run again until the re-probe time has
+    /// passed (success 0 meanwhile, no failed open per scrape); a source that appears later
+    /// (a module loaded) is reported at the first collection after that time, and a wall
+    /// clock that stepped back re-probes at once.
+    #[test]
+    fn absent_collector_is_skipped_until_the_reprobe_time_and_then_picked_up() {
+        let s = super::fixtures::Scratch::new("reprobe");
+        std::fs::create_dir_all(s.dir.join("proc")).unwrap();
+        let roots = s.roots();
+        let mut d = Driver::new(|c| c.name == "kernel_hung", &CollectorOptions::default()).unwrap();
+        let run = |d: &mut Driver, now_ms: i64| {
+            let mut set = MetricSet::new();
+            d.collect(
+                &Context {
+                    roots: &roots,
+                    now_ms,
+                },
+                &mut set,
+            );
+            let mut out = Vec::new();
+            crate::expo::encode_text(&set, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let success = |text: &str, v: &str| {
+            text.contains(&format!(
+                "node_scrape_collector_success{{collector=\"kernel_hung\"}} {v}\n"
+            ))
+        };
+        let t0 = 1_700_000_000_000;
+        assert!(success(&run(&mut d, t0), "0"));
+        s.write("proc/sys/kernel/hung_task_detect_count", b"3\n");
+        // Within the re-probe time the collector is not run: still absent.
+        let text = run(&mut d, t0 + util::REPROBE_ABSENT_MS - 1);
+        assert!(success(&text, "0"), "{text}");
+        assert!(!text.contains("node_kernel_hung_tasks_total"));
+        // Then it is probed again and found.
+        let text = run(&mut d, t0 + util::REPROBE_ABSENT_MS);
+        assert!(success(&text, "1"), "{text}");
+        assert!(text.contains("node_kernel_hung_tasks_total 3\n"));
+        // Absent on another device, then present while the wall clock steps back (NTP on a
+        // board without RTC): re-probed at once.
+        std::fs::remove_file(s.dir.join("proc/sys/kernel/hung_task_detect_count")).unwrap();
+        let mut d = Driver::new(|c| c.name == "kernel_hung", &CollectorOptions::default()).unwrap();
+        assert!(success(&run(&mut d, t0), "0"));
+        s.write("proc/sys/kernel/hung_task_detect_count", b"4\n");
+        let text = run(&mut d, t0 - 60_000);
+        assert!(text.contains("node_kernel_hung_tasks_total 4\n"), "{text}");
     }
 }

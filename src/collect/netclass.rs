@@ -145,7 +145,7 @@ impl Collector for NetClass {
                 .push(out.family(&self.name_buf, &self.help_buf, t));
         }
         let mut first_err = None;
-        self.kept.begin_cycle();
+        self.kept.begin_cycle(ctx.now_ms);
         for dev in &self.names {
             if self.ignored.is_match(dev) {
                 continue;
@@ -153,8 +153,10 @@ impl Collector for NetClass {
             self.path.clear();
             self.path.push(&class);
             self.path.push(dev);
-            // Interfaces are directories (or links to them); `bonding_masters` is a file.
-            if !self.path.is_dir() {
+            // Interfaces are directories (or links to them); `bonding_masters` is a file. An
+            // interface with attribute files kept open is known to be one (saves a `stat`
+            // through the class symlink per interface and scrape).
+            if !self.kept.has_open_files(dev) && !self.path.is_dir() {
                 continue;
             }
             let labels: [(&str, &dyn std::fmt::Display); 1] = [("device", dev)];

@@ -47,7 +47,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     Ok(Box::new(NetDev {
         filter: DeviceFilter::from_opts(opts, "netdev.device-include", "netdev.device-exclude")?,
         text: String::new(),
-        file: KeptFile::new("net/dev"),
+        file: KeptFile::new("net/dev").short_read_ends(512),
         families: Vec::new(),
         name_buf: String::new(),
         help_buf: String::new(),
@@ -124,7 +124,7 @@ impl NetDev {
         }
         let nohandler = self.declare(out, "receive", "nohandler");
         let mut values = [0f64; MAX_COLUMNS];
-        self.kept.begin_cycle();
+        self.kept.begin_cycle(ctx.now_ms);
         for line in lines {
             let bad =
                 || CollectError::parse(path, format!("bad line {:?}", super::sysfs::short(line)));

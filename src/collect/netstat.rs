@@ -26,20 +26,28 @@ struct Parser {
     buf: String,
     key: String,
     fields: FieldSelection,
+    /// Per header line of a pass over netstat and snmp: the line as last read and the
+    /// selection of each of its fields. The kernel prints the same header lines on every
+    /// read, so one comparison of the line replaces a lookup per field (~300 per scrape).
+    headers: Vec<(String, Vec<Option<u32>>)>,
+    /// Header lines seen so far in this pass.
+    header_no: usize,
 }
 
 pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     let re = option_regex("netstat.fields", opts.get("netstat.fields"))?;
     Ok(Box::new(Netstat {
         files: [
-            KeptFile::new("net/netstat"),
-            KeptFile::new("net/snmp"),
-            KeptFile::new("net/snmp6"),
+            KeptFile::new("net/netstat").short_read_ends(0),
+            KeptFile::new("net/snmp").short_read_ends(0),
+            KeptFile::new("net/snmp6").short_read_ends(0),
         ],
         parser: Parser {
             buf: String::new(),
             key: String::new(),
             fields: FieldSelection::new(re),
+            headers: Vec::new(),
+            header_no: 0,
         },
     }))
 }
@@ -102,9 +110,29 @@ impl Parser {
                     format!("field count mismatch in {proto}"),
                 ));
             }
-            for (n, v) in names.split(' ').zip(values.split(' ')) {
+            let slot = self.header_no;
+            self.header_no += 1;
+            if self.headers.get(slot).is_none_or(|(line, _)| line != names) {
+                let mut selection = Vec::new();
+                for n in names.split(' ') {
+                    self.key.clear();
+                    self.key.push_str(proto);
+                    self.key.push('_');
+                    self.key.push_str(n);
+                    selection.push(self.fields.lookup(&self.key, describe));
+                }
+                let entry = (names.to_string(), selection);
+                match self.headers.get_mut(slot) {
+                    Some(e) => *e = entry,
+                    None => self.headers.push(entry),
+                }
+            }
+            for (v, sel) in values.split(' ').zip(&self.headers[slot].1) {
                 let v = num(v, path)?;
-                self.emit(proto, n, v, out);
+                if let Some(idx) = *sel {
+                    let (name, help) = self.fields.selected(idx);
+                    out.single(name, help, MetricType::Untyped, v);
+                }
             }
             pairs += 1;
         }
@@ -148,6 +176,7 @@ impl Collector for Netstat {
         let [netstat, snmp, snmp6] = &mut self.files;
         let p = &mut self.parser;
         p.fields.restart();
+        p.header_no = 0;
         netstat.read(root, &mut p.buf)?;
         p.paired(netstat.path(), out)?;
         snmp.read(root, &mut p.buf)?;
@@ -209,5 +238,34 @@ mod tests {
         assert!(run(&mut *collector(), &base).0.is_ok());
         let bad = [("proc/net/netstat", "TcpExt: A B\nTcpExt: 1\n"), base[1]];
         assert!(run(&mut *collector(), &bad).0.is_err());
+    }
+
+    /// The per-line selection cache follows a header line that changes between reads (a
+    /// kernel with another field order, a recorded tree rewritten in place).
+    #[test]
+    fn a_changed_header_line_is_selected_afresh() {
+        use crate::collect::fixtures::{run, Scratch};
+        let s = Scratch::new("netstat-headers");
+        s.write("proc/net/snmp", b"Tcp: ActiveOpens MaxConn\nTcp: 5 -1\n");
+        s.write(
+            "proc/net/netstat",
+            b"TcpExt: SyncookiesSent TW\nTcpExt: 1 2\n",
+        );
+        let mut c = collector();
+        let text = run(c.as_mut(), &s.roots()).unwrap();
+        assert!(
+            text.contains("node_netstat_TcpExt_SyncookiesSent 1\n"),
+            "{text}"
+        );
+        s.write(
+            "proc/net/netstat",
+            b"TcpExt: TW SyncookiesSent\nTcpExt: 2 7\n",
+        );
+        let text = run(c.as_mut(), &s.roots()).unwrap();
+        assert!(
+            text.contains("node_netstat_TcpExt_SyncookiesSent 7\n"),
+            "{text}"
+        );
+        assert!(text.contains("node_netstat_Tcp_ActiveOpens 5\n"), "{text}");
     }
 }

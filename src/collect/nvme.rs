@@ -22,6 +22,8 @@ const INFO: [(&str, &str); 5] = [
 
 pub struct Nvme {
     names: Vec<String>,
+    /// The class directory, not re-listed per scrape while empty.
+    class_dir: super::sysfs::ClassDir,
     subdirs: Vec<String>,
     path: PathBuf,
     buf: Vec<u8>,
@@ -32,6 +34,7 @@ pub struct Nvme {
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     Ok(Box::new(Nvme {
         names: Vec::new(),
+        class_dir: Default::default(),
         subdirs: Vec::new(),
         path: PathBuf::new(),
         buf: Vec::new(),
@@ -58,7 +61,7 @@ impl Collector for Nvme {
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
         let class = ctx.roots.sys("class/nvme");
-        list_dir(&class, &mut self.names)?;
+        self.class_dir.list(&class, &mut self.names, ctx.now_ms)?;
         let info_f = out.family(
             "node_nvme_info",
             "Non-numeric data from /sys/class/nvme/<device>, value is always 1.",

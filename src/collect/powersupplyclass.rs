@@ -5,7 +5,7 @@
 //! of a degree) in °C, as node_exporter does. An attribute the driver refuses to read is
 //! skipped; one that reads but is not an integer is a parse error.
 
-use super::sysfs::{list_dir, read_attr, short};
+use super::sysfs::{read_attr, short};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use regex_lite::Regex;
@@ -96,6 +96,8 @@ const STRINGS: [&str; 11] = [
 pub struct PowerSupplyClass {
     ignored: Regex,
     names: Vec<String>,
+    /// The class directory, not re-listed per scrape while empty.
+    class_dir: super::sysfs::ClassDir,
     path: PathBuf,
     buf: Vec<u8>,
     strings: [String; 11],
@@ -111,6 +113,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     Ok(Box::new(PowerSupplyClass {
         ignored,
         names: Vec::new(),
+        class_dir: Default::default(),
         path: PathBuf::new(),
         buf: Vec::new(),
         strings: Default::default(),
@@ -126,7 +129,7 @@ impl Collector for PowerSupplyClass {
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
         let class = ctx.roots.sys("class/power_supply");
-        list_dir(&class, &mut self.names)?;
+        self.class_dir.list(&class, &mut self.names, ctx.now_ms)?;
         let mut first_err = None;
         for supply in &self.names {
             if self.ignored.is_match(supply) {

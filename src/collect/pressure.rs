@@ -20,10 +20,10 @@ impl Default for Pressure {
         Pressure {
             buf: String::new(),
             files: [
-                KeptFile::new("pressure/cpu"),
-                KeptFile::new("pressure/io"),
-                KeptFile::new("pressure/memory"),
-                KeptFile::new("pressure/irq"),
+                KeptFile::new("pressure/cpu").short_read_ends(0),
+                KeptFile::new("pressure/io").short_read_ends(0),
+                KeptFile::new("pressure/memory").short_read_ends(0),
+                KeptFile::new("pressure/irq").short_read_ends(0),
             ],
         }
     }
@@ -77,12 +77,21 @@ impl Collector for Pressure {
             .into_iter()
             .zip(&mut self.files)
         {
-            match file.read(&ctx.roots.procfs, &mut self.buf) {
-                Err(CollectError::NotFound(_)) if res == "irq" => continue,
+            // irq pressure needs CONFIG_IRQ_TIME_ACCOUNTING: optional, and not probed on
+            // every scrape when absent.
+            let read = if res == "irq" {
+                file.read_optional(&ctx.roots.procfs, &mut self.buf, ctx.now_ms)
+            } else {
+                file.read(&ctx.roots.procfs, &mut self.buf).map(|()| true)
+            };
+            match read {
+                Ok(false) => continue,
                 Err(CollectError::Io(p, e)) if psi_disabled(&e) => {
                     return Err(CollectError::NotFound(p))
                 }
-                r => r?,
+                r => {
+                    r?;
+                }
             }
             let path = file.path();
             let (some, full) = parse(&self.buf, path)?;
@@ -169,5 +178,32 @@ mod tests {
             run(&mut Pressure::default(), &bad).0,
             Err(CollectError::Parse(..))
         ));
+    }
+
+    /// irq pressure (CONFIG_IRQ_TIME_ACCOUNTING) is optional: absent, it is not probed again
+    /// until the re-probe time, then picked up.
+    #[test]
+    fn irq_pressure_that_appears_later_is_found_after_the_reprobe_time() {
+        use crate::collect::fixtures::{run_at, Scratch};
+        use crate::collect::util::REPROBE_ABSENT_MS;
+        let s = Scratch::new("psi-irq");
+        let lines = "some avg10=0.00 avg60=0.00 avg300=0.00 total=1\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=2\n";
+        for res in ["cpu", "io", "memory"] {
+            s.write(&format!("proc/pressure/{res}"), lines.as_bytes());
+        }
+        let mut c = Pressure::default();
+        let t0 = 1_000_000;
+        assert!(!run_at(&mut c, &s.roots(), t0).unwrap().contains("irq"));
+        s.write(
+            "proc/pressure/irq",
+            b"full avg10=0.00 avg60=0.00 avg300=0.00 total=5000000\n",
+        );
+        let text = run_at(&mut c, &s.roots(), t0 + REPROBE_ABSENT_MS - 1).unwrap();
+        assert!(!text.contains("irq"), "{text}");
+        let text = run_at(&mut c, &s.roots(), t0 + REPROBE_ABSENT_MS).unwrap();
+        assert!(
+            text.contains("node_pressure_irq_stalled_seconds_total 5\n"),
+            "{text}"
+        );
     }
 }

@@ -7,7 +7,7 @@
 //! `energy_uj` that is not a number is a parse error; EACCES (unprivileged reads are blocked
 //! since CVE-2020-8694) is "not present", as node_exporter treats it.
 
-use super::sysfs::{list_dir, opt_bool, read_attr, short};
+use super::sysfs::{opt_bool, read_attr, short};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::io::Read;
@@ -24,6 +24,8 @@ pub const OPTIONS: &[CollectorOption] = &[CollectorOption {
 pub struct Rapl {
     zone_label: bool,
     names: Vec<String>,
+    /// The class directory, not re-listed per scrape while empty.
+    class_dir: super::sysfs::ClassDir,
     seen: Vec<(String, u32)>,
     path: PathBuf,
     buf: Vec<u8>,
@@ -36,6 +38,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     Ok(Box::new(Rapl {
         zone_label: opt_bool(opts, "rapl.enable-zone-label"),
         names: Vec::new(),
+        class_dir: Default::default(),
         seen: Vec::new(),
         path: PathBuf::new(),
         buf: Vec::new(),
@@ -52,7 +55,7 @@ impl Collector for Rapl {
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
         let class = ctx.roots.sys("class/powercap");
-        list_dir(&class, &mut self.names)?;
+        self.class_dir.list(&class, &mut self.names, ctx.now_ms)?;
         self.seen.clear();
         for entry in &self.names {
             self.path.clear();

@@ -22,8 +22,8 @@ impl Default for Sockstat {
     fn default() -> Self {
         Sockstat {
             files: [
-                KeptFile::new("net/sockstat"),
-                KeptFile::new("net/sockstat6"),
+                KeptFile::new("net/sockstat").short_read_ends(0),
+                KeptFile::new("net/sockstat6").short_read_ends(0),
             ],
             buf: String::new(),
             name: String::new(),

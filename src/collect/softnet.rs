@@ -18,7 +18,7 @@ impl Default for Softnet {
     fn default() -> Self {
         Softnet {
             buf: String::new(),
-            file: KeptFile::new("net/softnet_stat"),
+            file: KeptFile::new("net/softnet_stat").short_read_ends(512),
         }
     }
 }

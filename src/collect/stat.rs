@@ -76,7 +76,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     let softirq = super::util::option_bool("stat.softirq", opts.get("stat.softirq"))?;
     Ok(Box::new(Stat {
         buf: String::new(),
-        file: KeptFile::new("stat"),
+        file: KeptFile::new("stat").short_read_ends(0),
         softirq,
     }))
 }

@@ -9,6 +9,7 @@
 //! not hold a number where one is required is a [`CollectError::Parse`], so garbage is reported
 //! instead of silently exported.
 
+use super::util::{still_absent, AbsentPaths};
 use super::{CollectError, CollectorOptions};
 use regex_lite::Regex;
 use std::borrow::Cow;
@@ -115,6 +116,37 @@ pub fn list_dir(dir: &Path, out: &mut Vec<String>) -> Result<(), CollectError> {
     Ok(())
 }
 
+/// A sysfs class directory (`/sys/class/thermal`, `/sys/class/watchdog`, ...) that is listed
+/// at most every [`REPROBE_ABSENT_MS`](super::util::REPROBE_ABSENT_MS) while it is empty: a device without such hardware
+/// (most VMs, many boards) then makes no `open`/`getdents`/`close` for it per scrape, and a
+/// driver bound later is seen within that time.
+#[derive(Debug, Default)]
+pub struct ClassDir {
+    empty_since: Option<i64>,
+}
+
+impl ClassDir {
+    /// Lists `dir` into `out` like [`list_dir`], or leaves `out` empty while the directory
+    /// counts as still empty at `now_ms`.
+    pub fn list(
+        &mut self,
+        dir: &Path,
+        out: &mut Vec<String>,
+        now_ms: i64,
+    ) -> Result<(), CollectError> {
+        if self.empty_since.is_some_and(|t| still_absent(t, now_ms)) {
+            out.clear();
+            return Ok(());
+        }
+        self.empty_since = None;
+        list_dir(dir, out)?;
+        if out.is_empty() {
+            self.empty_since = Some(now_ms);
+        }
+        Ok(())
+    }
+}
+
 /// A boolean collector option: `true`/`1`/`yes` are on.
 pub fn opt_bool(opts: &CollectorOptions, name: &str) -> bool {
     matches!(
@@ -209,6 +241,11 @@ pub struct KeptAttrs {
     budget: usize,
     open: usize,
     chunk: Vec<u8>,
+    /// Attributes this device does not have (`thermal_throttle` on a VM, `online` of cpu0):
+    /// not probed again on every cycle.
+    absent: AbsentPaths,
+    /// Wall-clock ms of the current cycle, from [`Self::begin_cycle`].
+    now_ms: i64,
 }
 
 struct KeptDevice {
@@ -226,11 +263,15 @@ impl KeptAttrs {
             budget,
             open: 0,
             chunk: vec![0; 4096],
+            absent: AbsentPaths::default(),
+            now_ms: 0,
         }
     }
 
-    /// Starts a collection cycle: devices not touched until [`Self::end_cycle`] are dropped.
-    pub fn begin_cycle(&mut self) {
+    /// Starts a collection cycle at wall-clock `now_ms`: devices not touched until
+    /// [`Self::end_cycle`] are dropped.
+    pub fn begin_cycle(&mut self, now_ms: i64) {
+        self.now_ms = now_ms;
         self.devices.iter_mut().for_each(|d| d.seen = false);
     }
 
@@ -243,6 +284,14 @@ impl KeptAttrs {
             }
             d.seen
         });
+    }
+
+    /// Whether `device` has attribute files kept open from earlier cycles: it was a directory
+    /// with attributes then, so a caller can skip checking that again.
+    pub fn has_open_files(&self, device: &str) -> bool {
+        self.devices
+            .iter()
+            .any(|d| d.name == device && d.files.iter().any(Option::is_some))
     }
 
     /// Reads attribute `slot` of `device` (its file is `path`) like [`read_attr`]: trimmed,
@@ -283,7 +332,21 @@ impl KeptAttrs {
             }
         }
         if !ok {
-            let f = std::fs::File::open(path).ok()?;
+            if self.absent.skip(path, self.now_ms) {
+                return None;
+            }
+            let f = match std::fs::File::open(path) {
+                Ok(f) => {
+                    self.absent.record(path, true, self.now_ms);
+                    f
+                }
+                Err(e) => {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        self.absent.record(path, false, self.now_ms);
+                    }
+                    return None;
+                }
+            };
             let read = pread_all(&f, &mut self.chunk, buf);
             if self.open < self.budget
                 && read.as_ref().err().and_then(|e| e.raw_os_error()) != Some(ENODEV)
@@ -350,7 +413,7 @@ mod tests {
             .write("b/x", b"3\n");
         let mut k = KeptAttrs::new(2, 2);
         let mut buf = Vec::new();
-        k.begin_cycle();
+        k.begin_cycle(0);
         assert_eq!(
             k.read("a", 0, &s.dir.join("a/x"), &mut buf).as_deref(),
             Some("1")
@@ -368,7 +431,7 @@ mod tests {
         assert_eq!(k.open, 2);
         // An in-place rewrite is seen through the kept descriptor.
         s.write("a/x", b"10\n");
-        k.begin_cycle();
+        k.begin_cycle(0);
         assert_eq!(
             k.read("a", 0, &s.dir.join("a/x"), &mut buf).as_deref(),
             Some("10")
@@ -376,14 +439,14 @@ mod tests {
         k.end_cycle();
         // Device a was read in the last cycle, b was not: b is dropped.
         assert_eq!(k.devices.len(), 1);
-        k.begin_cycle();
+        k.begin_cycle(0);
         k.end_cycle();
         assert_eq!(k.open, 0);
         assert!(k.read("z", 0, &s.dir.join("z/none"), &mut buf).is_none());
         // A file that opens but refuses reads (here a directory: EISDIR; in sysfs EINVAL for
         // `speed` on a down link) stays open and reads as None on every cycle.
         for _ in 0..2 {
-            k.begin_cycle();
+            k.begin_cycle(0);
             assert!(k.read("a", 0, &s.dir.join("a"), &mut buf).is_none());
             k.end_cycle();
             assert_eq!(k.open, 1);
@@ -399,5 +462,55 @@ mod tests {
         assert!(f.ignored("eth0"));
         o.set("t.exc", "x");
         assert!(DeviceFilter::from_opts(&o, "t.inc", "t.exc").is_err());
+    }
+
+    #[test]
+    fn kept_attrs_reprobe_an_absent_attribute_only_after_the_reprobe_time() {
+        use crate::collect::util::REPROBE_ABSENT_MS;
+        let s = crate::collect::fixtures::Scratch::new("kept-absent");
+        s.write("cpu0/topology/core_id", b"0\n");
+        let path = s.dir.join("cpu0/thermal_throttle/core_throttle_count");
+        let mut k = KeptAttrs::new(1, 8);
+        let mut buf = Vec::new();
+        let t0 = 5_000_000;
+        k.begin_cycle(t0);
+        assert_eq!(k.read("cpu0", 0, &path, &mut buf), None);
+        k.end_cycle();
+        s.write("cpu0/thermal_throttle/core_throttle_count", b"7\n");
+        k.begin_cycle(t0 + REPROBE_ABSENT_MS - 1);
+        assert_eq!(k.read("cpu0", 0, &path, &mut buf), None);
+        k.end_cycle();
+        k.begin_cycle(t0 + REPROBE_ABSENT_MS);
+        assert_eq!(k.read("cpu0", 0, &path, &mut buf).as_deref(), Some("7"));
+        k.end_cycle();
+    }
+
+    /// An empty class directory is listed again only after the re-probe time; a device that
+    /// appears (a driver bound) is then listed, and a non-empty directory is listed every time.
+    #[test]
+    fn empty_class_dir_is_relisted_only_after_the_reprobe_time() {
+        use crate::collect::util::REPROBE_ABSENT_MS;
+        let s = crate::collect::fixtures::Scratch::new("classdir");
+        let class = s.dir.join("sys/class/thermal");
+        std::fs::create_dir_all(&class).unwrap();
+        let mut d = ClassDir::default();
+        let mut names = vec!["stale".to_string()];
+        let t0 = 9_000_000;
+        d.list(&class, &mut names, t0).unwrap();
+        assert!(names.is_empty());
+        s.write("sys/class/thermal/thermal_zone0/temp", b"42000\n");
+        d.list(&class, &mut names, t0 + REPROBE_ABSENT_MS - 1)
+            .unwrap();
+        assert!(names.is_empty());
+        d.list(&class, &mut names, t0 + REPROBE_ABSENT_MS).unwrap();
+        assert_eq!(names, ["thermal_zone0"]);
+        s.write("sys/class/thermal/cooling_device0/cur_state", b"0\n");
+        d.list(&class, &mut names, t0 + REPROBE_ABSENT_MS + 1)
+            .unwrap();
+        assert_eq!(names, ["cooling_device0", "thermal_zone0"]);
+        // A missing class directory is still an error (the driver's NotFound handling).
+        assert!(ClassDir::default()
+            .list(&s.dir.join("sys/class/none"), &mut names, t0)
+            .is_err());
     }
 }

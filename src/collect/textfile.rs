@@ -481,7 +481,12 @@ impl Collector for Textfile {
         let mut mtimes: Vec<(String, f64)> = Vec::new();
 
         for dir in self.directories() {
-            let entries = match std::fs::read_dir(if dir.is_empty() { "" } else { &dir }) {
+            // No directory configured (the default): nothing to list, and no failed open of
+            // "" on every scrape.
+            if dir.is_empty() {
+                continue;
+            }
+            let entries = match std::fs::read_dir(&dir) {
                 Ok(rd) => {
                     let mut names: Vec<String> = rd
                         .flatten()

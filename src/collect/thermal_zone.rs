@@ -4,13 +4,15 @@
 //! Must not touch: hwmon chips. A zone whose `temp` cannot be read right now (drivers answer
 //! EAGAIN/ENODATA while a sensor is off) is skipped; a `temp` holding text is a parse error.
 
-use super::sysfs::{list_dir, read_attr, read_num};
+use super::sysfs::{read_attr, read_num};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::PathBuf;
 
 pub struct ThermalZone {
     names: Vec<String>,
+    /// The class directory, not re-listed per scrape while empty.
+    class_dir: super::sysfs::ClassDir,
     path: PathBuf,
     buf: Vec<u8>,
     typ: String,
@@ -19,6 +21,7 @@ pub struct ThermalZone {
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     Ok(Box::new(ThermalZone {
         names: Vec::new(),
+        class_dir: Default::default(),
         path: PathBuf::new(),
         buf: Vec::new(),
         typ: String::new(),
@@ -32,7 +35,7 @@ impl Collector for ThermalZone {
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
         let class = ctx.roots.sys("class/thermal");
-        list_dir(&class, &mut self.names)?;
+        self.class_dir.list(&class, &mut self.names, ctx.now_ms)?;
         let zone_f = out.family(
             "node_thermal_zone_temp",
             "Zone temperature in Celsius",

@@ -108,7 +108,7 @@ impl Collector for Time {
             "Current clocksource read from '/sys/devices/system/clocksource'.",
             MetricType::Gauge,
         );
-        self.kept.begin_cycle();
+        self.kept.begin_cycle(ctx.now_ms);
         for name in &self.names {
             let Some(device) = name
                 .strip_prefix("clocksource")

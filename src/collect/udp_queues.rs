@@ -17,8 +17,8 @@ impl Default for UdpQueues {
     fn default() -> Self {
         UdpQueues {
             buf: String::new(),
-            udp: KeptFile::new("net/udp"),
-            udp6: KeptFile::new("net/udp6"),
+            udp: KeptFile::new("net/udp").short_read_ends(256),
+            udp6: KeptFile::new("net/udp6").short_read_ends(256),
         }
     }
 }

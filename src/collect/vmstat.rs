@@ -21,7 +21,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     let re = option_regex("vmstat.fields", opts.get("vmstat.fields"))?;
     Ok(Box::new(Vmstat {
         buf: String::new(),
-        file: KeptFile::new("vmstat"),
+        file: KeptFile::new("vmstat").short_read_ends(128),
         fields: FieldSelection::new(re),
     }))
 }

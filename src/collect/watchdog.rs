@@ -3,7 +3,7 @@
 //!
 //! Must not touch: `/dev/watchdog*` (opening it would arm the watchdog).
 
-use super::sysfs::{list_dir, read_attr, short};
+use super::sysfs::{read_attr, short};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::PathBuf;
@@ -58,6 +58,8 @@ const STRINGS: [&str; 5] = [
 
 pub struct Watchdog {
     names: Vec<String>,
+    /// The class directory, not re-listed per scrape while empty.
+    class_dir: super::sysfs::ClassDir,
     path: PathBuf,
     buf: Vec<u8>,
     strings: [String; 5],
@@ -66,6 +68,7 @@ pub struct Watchdog {
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     Ok(Box::new(Watchdog {
         names: Vec::new(),
+        class_dir: Default::default(),
         path: PathBuf::new(),
         buf: Vec::new(),
         strings: Default::default(),
@@ -79,7 +82,7 @@ impl Collector for Watchdog {
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
         let class = ctx.roots.sys("class/watchdog");
-        list_dir(&class, &mut self.names)?;
+        self.class_dir.list(&class, &mut self.names, ctx.now_ms)?;
         let fams = NUMERIC.map(|(_, name, help)| out.family(name, help, MetricType::Gauge));
         let info_f = out.family(
             "node_watchdog_info",
