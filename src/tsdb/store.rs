@@ -29,7 +29,7 @@
 //!   chunk that began in it was evicted and no open chunk began in it. Samples appended after the last flush are lost in a
 //!   crash; everything flushed is recovered.
 
-use super::chunk::{Decoder, OpenChunk, PushError, CHUNK_MAX_BYTES};
+use super::chunk::{Decoder, OpenChunk, PushError, SeekTable, CHUNK_MAX_BYTES};
 use super::format::{self, ChunkEntry, Record, SeriesDef, Start};
 use super::fs::Fs;
 use super::index::{alloc_size, hash_labels, Index, SeriesId};
@@ -165,6 +165,8 @@ struct Sealed {
     persisted_bits: u32,
     /// Counted in `Persist::live` (fully durable as a sealed chunk).
     counted: bool,
+    /// Where a query may start decoding (in memory only).
+    seeks: SeekTable,
 }
 
 impl Sealed {
@@ -516,6 +518,7 @@ impl Store {
             },
             persisted_bits: sd.head_persisted_bits,
             counted: false,
+            seeks: head.seeks,
         };
         sd.head_persisted_bits = 0;
         sd.head_first_seg = NO_SEG;
@@ -1079,6 +1082,7 @@ impl Store {
                     first_seg: raw.seg,
                     persisted_bits: raw.bit_len,
                     counted: true,
+                    seeks: SeekTable::build(raw.mint, &raw.bytes, raw.bit_len),
                 };
                 r.spare.push(raw.bytes);
                 self.insert_sealed(id, c);
@@ -1130,6 +1134,7 @@ impl Store {
                     first_seg: raw.seg,
                     persisted_bits: raw.bit_len,
                     counted: true,
+                    seeks: oc.seeks,
                 };
                 self.insert_sealed(id, c);
             }
@@ -1231,7 +1236,7 @@ impl Store {
         maxt: Timestamp,
     ) -> Vec<(Labels, SeriesId)> {
         let mut ids = self.ids_in_range(matchers, mint, maxt);
-        ids.sort_unstable_by(|&a, &b| self.index.cmp_labels(a, b));
+        self.index.sort_by_labels(&mut ids);
         ids.into_iter()
             .map(|id| (self.index.labels_of(id), id))
             .collect()
@@ -1254,23 +1259,24 @@ impl Store {
         let chunks = sd
             .sealed
             .range(first..)
-            .map(|c| (c.mint, c.maxt, &c.data[..], c.bit_len));
+            .map(|c| (c.mint, c.maxt, &c.data[..], c.bit_len, &c.seeks));
         let head = (!sd.head.is_empty()).then(|| {
             (
                 sd.head.state.mint,
                 sd.head.state.last_t,
                 &sd.head.bytes[..],
                 sd.head.state.bit_len,
+                &sd.head.seeks,
             )
         });
-        for (cmin, cmax, bytes, bits) in chunks.chain(head) {
+        for (cmin, cmax, bytes, bits, seeks) in chunks.chain(head) {
             if cmin > maxt {
                 break;
             }
             if cmax < mint {
                 continue;
             }
-            Decoder::new(cmin, bytes, bits).push_range(mint, maxt, out);
+            Decoder::starting_near(cmin, bytes, bits, seeks, mint).push_range(mint, maxt, out);
         }
     }
 
@@ -1530,7 +1536,7 @@ impl Querier for Store {
         // One pass over the matching series in label order: decode, and build a label set
         // (moved into the result, never cloned) only for series with samples in range.
         let mut ids = self.index.select(matchers);
-        ids.sort_unstable_by(|&a, &b| self.index.cmp_labels(a, b));
+        self.index.sort_by_labels(&mut ids);
         let mut out = Vec::with_capacity(ids.len());
         let mut buf = Vec::new();
         for id in ids {
