@@ -776,6 +776,127 @@ mod tests {
         }
     }
 
+    /// A full chunk of jittered timestamps and counter-like values, and its samples.
+    fn full_chunk(seed: u64) -> (OpenChunk, Vec<Sample>) {
+        let mut rng = seed;
+        let mut c = OpenChunk::new();
+        let (mut t, mut v) = (1_000_000i64, 0.0f64);
+        let mut all = Vec::new();
+        loop {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            t += 15_000 + (rng % 5) as i64 - 2;
+            v += (rng % 17) as f64;
+            if c.push(t, v).is_err() {
+                return (c, all);
+            }
+            all.push(Sample { t, v });
+        }
+    }
+
+    fn from_time(
+        c: &OpenChunk,
+        seeks: &SeekTable,
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Vec<Sample> {
+        let mut out = Vec::new();
+        Decoder::starting_near(c.state.mint, &c.bytes, c.state.bit_len, seeks, mint)
+            .push_range(mint, maxt, &mut out);
+        out
+    }
+
+    fn in_range(all: &[Sample], mint: Timestamp, maxt: Timestamp) -> Vec<Sample> {
+        all.iter()
+            .copied()
+            .filter(|s| s.t >= mint && s.t <= maxt)
+            .collect()
+    }
+
+    #[test]
+    fn seek_points_are_taken_once_per_stretch_of_bits_and_rebuilt_identically() {
+        let (c, all) = full_chunk(3);
+        assert_eq!(c.seeks.len(), SEEK_POINTS);
+        for (k, p) in c.seeks.0.iter().enumerate() {
+            let boundary = (k as u32 + 1) * SEEK_EVERY_BITS;
+            // The first sample ending at or past the boundary (a sample is < 160 bits).
+            assert!(u32::from(p.pos) >= boundary && u32::from(p.pos) < boundary + 160);
+            let s = all[p.count as usize - 1];
+            assert_eq!(c.state.mint + p.t_off as i64, s.t);
+        }
+        let (m, b, bits) = (c.state.mint, &c.bytes, c.state.bit_len);
+        assert_eq!(SeekTable::build(m, b, bits), c.seeks);
+        assert_eq!(OpenChunk::from_bytes(m, b, bits).unwrap().seeks, c.seeks);
+        // A chunk of a few samples has none.
+        let mut small = OpenChunk::new();
+        small.push(0, 1.0).unwrap();
+        small.push(15_000, 2.0).unwrap();
+        assert_eq!(small.seeks.len(), 0);
+    }
+
+    #[test]
+    fn decoding_from_a_seek_point_yields_exactly_the_samples_in_range() {
+        for seed in [3, 11, 12345] {
+            let (c, all) = full_chunk(seed);
+            let (first, last) = (all[0].t, all[all.len() - 1].t);
+            let mut starts = vec![i64::MIN, first - 1, first, first + 1, last, last + 1];
+            for p in &c.seeks.0 {
+                let t = c.state.mint + p.t_off as i64;
+                // On a point, just before and just after it.
+                starts.extend([t - 1, t, t + 1]);
+            }
+            // Between points, everywhere.
+            starts.extend(all.iter().step_by(7).map(|s| s.t + 3));
+            for &mint in &starts {
+                for maxt in [mint, mint.saturating_add(300_000), i64::MAX] {
+                    assert_eq!(
+                        from_time(&c, &c.seeks, mint, maxt),
+                        in_range(&all, mint, maxt),
+                        "seed {seed} [{mint}, {maxt}]"
+                    );
+                }
+            }
+            // Starting after the last sample skips to the last point, not past the end.
+            let p = c.seeks.last_before(c.state.mint, last + 1).unwrap();
+            assert_eq!(p, &c.seeks.0[SEEK_POINTS - 1]);
+            let d = Decoder::starting_near(c.state.mint, &c.bytes, c.state.bit_len, &c.seeks, last);
+            assert_eq!(d.pos, u32::from(p.pos));
+            // Exactly on the second point: decoding starts at the first (older than it).
+            let on = c.state.mint + c.seeks.0[1].t_off as i64;
+            let d = Decoder::starting_near(c.state.mint, &c.bytes, c.state.bit_len, &c.seeks, on);
+            assert_eq!(d.pos, u32::from(c.seeks.0[0].pos));
+            assert!(from_time(&c, &c.seeks, last + 1, i64::MAX).is_empty());
+        }
+    }
+
+    #[test]
+    fn seek_points_are_skipped_where_offsets_do_not_fit_and_ignored_on_cut_bytes() {
+        // Sixty days between samples: offsets past u32 milliseconds take no point.
+        let mut c = OpenChunk::new();
+        let mut all = Vec::new();
+        for i in 0..400i64 {
+            let t = i * 60 * 86_400_000;
+            if c.push(t, i as f64).is_err() {
+                break;
+            }
+            all.push(Sample { t, v: i as f64 });
+        }
+        assert_eq!(c.seeks.len(), 0);
+        assert_eq!(from_time(&c, &c.seeks, all[50].t, i64::MAX), all[50..]);
+        // A table whose points lie past the given length is not used.
+        let (c, all) = full_chunk(5);
+        let short = c.seeks.0[0].pos as u32 - 1;
+        let mut out = Vec::new();
+        Decoder::starting_near(c.state.mint, &c.bytes, short, &c.seeks, i64::MAX).push_range(
+            i64::MIN,
+            i64::MAX,
+            &mut out,
+        );
+        let n = out.len();
+        assert!(n > 0 && out[..] == all[..n]);
+    }
+
     #[test]
     fn decoder_stops_on_garbage_without_panicking() {
         let mut rng = 99u64;

@@ -548,6 +548,41 @@ mod tests {
     }
 
     #[test]
+    fn label_order_is_kept_through_inserts_and_removals() {
+        let mut ix = Index::new();
+        let mut rng = 17u64;
+        let mut live: Vec<(SeriesId, Labels)> = Vec::new();
+        for round in 0..600 {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            if rng >> 62 == 0 && !live.is_empty() {
+                let (id, l) = live.swap_remove((rng >> 20) as usize % live.len());
+                ix.remove(id, hash_labels(&l));
+            } else {
+                let l = Labels::from_pairs([
+                    ("__name__", format!("m{}", (rng >> 30) % 3)),
+                    ("instance", format!("h{}", (rng >> 40) % 50)),
+                    ("job", format!("j{round}")),
+                ]);
+                let h = hash_labels(&l);
+                live.push((ix.insert(&l, h), l));
+            }
+            let mut want: Vec<SeriesId> = live.iter().map(|(id, _)| *id).collect();
+            want.sort_by_key(|&id| ix.labels_of(id));
+            let mut all = ix.select(&[]);
+            ix.sort_by_labels(&mut all);
+            assert_eq!(all, want);
+            // A part of them, in id order, comes back in label order too.
+            let mut some: Vec<SeriesId> = want.iter().copied().filter(|id| id % 3 == 0).collect();
+            some.sort_unstable();
+            ix.sort_by_labels(&mut some);
+            let part: Vec<SeriesId> = want.iter().copied().filter(|id| id % 3 == 0).collect();
+            assert_eq!(some, part);
+        }
+    }
+
+    #[test]
     fn select_follows_prometheus_matcher_semantics() {
         let mut ix = Index::new();
         let a = add(&mut ix, &[("__name__", "up"), ("job", "api")]);
