@@ -206,7 +206,7 @@ impl Index {
     }
 
     pub fn labels_of(&self, id: SeriesId) -> Labels {
-        Labels::from_pairs(
+        Labels::from_sorted_pairs(
             self.series[id as usize]
                 .iter()
                 .map(|&(n, v)| (self.str_of(n), self.str_of(v))),

@@ -29,7 +29,9 @@
 //!   chunk that began in it was evicted and no open chunk began in it. Samples appended after the last flush are lost in a
 //!   crash; everything flushed is recovered.
 
-use super::chunk::{Decoder, OpenChunk, PushError, SeekTable, CHUNK_MAX_BYTES};
+use super::chunk::{
+    Decoder, OpenChunk, PushError, SeekTable, CHUNK_MAX_BYTES, SEEK_POINTS, SEEK_POINT_BYTES,
+};
 use super::format::{self, ChunkEntry, Record, SeriesDef, Start};
 use super::fs::Fs;
 use super::index::{alloc_size, hash_labels, Index, SeriesId};
@@ -79,6 +81,19 @@ fn prefix_before(mint: Timestamp, bytes: &[u8], bit_len: u32, t: Timestamp) -> O
         }
     }
     (!oc.is_empty()).then_some(oc)
+}
+
+/// Index of the first sealed chunk ending at or after `t`. Queries mostly ask for recent data,
+/// so the newest two chunks are looked at before a binary search (which, over chunks of
+/// different series scattered in memory, was a twentieth of an instant query).
+fn first_reaching(sealed: &VecDeque<Sealed>, t: Timestamp) -> usize {
+    let n = sealed.len();
+    match (n.checked_sub(1), n.checked_sub(2)) {
+        (None, _) => 0,
+        (Some(last), _) if sealed[last].maxt < t => n,
+        (Some(last), Some(prev)) if sealed[prev].maxt < t => last,
+        _ => sealed.partition_point(|c| c.maxt < t),
+    }
 }
 
 /// Limits and intervals. `Default` suits a Raspberry Pi Zero.
@@ -154,7 +169,9 @@ pub struct Stats {
 }
 
 struct Sealed {
-    data: Box<[u8]>,
+    /// The chunk's bytes, then its seek points ([`SeekTable::write`]): one allocation, so the
+    /// points cost no allocation header and nothing while the chunk is small.
+    buf: Box<[u8]>,
     mint: Timestamp,
     maxt: Timestamp,
     bit_len: u32,
@@ -165,14 +182,29 @@ struct Sealed {
     persisted_bits: u32,
     /// Counted in `Persist::live` (fully durable as a sealed chunk).
     counted: bool,
-    /// Where a query may start decoding (in memory only).
-    seeks: SeekTable,
 }
 
 impl Sealed {
     fn bytes(&self) -> usize {
-        alloc_size(self.data.len())
+        alloc_size(self.buf.len())
     }
+
+    /// The chunk's bytes (what is persisted).
+    fn data(&self) -> &[u8] {
+        &self.buf[..(self.bit_len as usize).div_ceil(8).min(self.buf.len())]
+    }
+
+    fn seeks(&self) -> SeekTable {
+        SeekTable::read(&self.buf[self.data().len()..])
+    }
+}
+
+/// A sealed chunk's buffer: its bytes followed by its seek points.
+fn sealed_buf(bytes: &[u8], seeks: &SeekTable) -> Box<[u8]> {
+    let mut buf = Vec::with_capacity(bytes.len() + SEEK_POINTS * SEEK_POINT_BYTES);
+    buf.extend_from_slice(bytes);
+    seeks.write(&mut buf);
+    buf.into_boxed_slice()
 }
 
 #[derive(Default)]
@@ -396,7 +428,7 @@ impl Store {
             .iter()
             .map(|sd| {
                 sd.head.bytes.len() as u64
-                    + sd.sealed.iter().map(|c| c.data.len() as u64).sum::<u64>()
+                    + sd.sealed.iter().map(|c| c.data().len() as u64).sum::<u64>()
             })
             .sum()
     }
@@ -506,7 +538,7 @@ impl Store {
         let before = Self::series_fixed_bytes(sd);
         let head = std::mem::take(&mut sd.head);
         let c = Sealed {
-            data: head.bytes.into_boxed_slice(),
+            buf: sealed_buf(&head.bytes, &head.seeks),
             mint: head.state.mint,
             maxt: head.state.last_t,
             bit_len: head.state.bit_len,
@@ -518,7 +550,6 @@ impl Store {
             },
             persisted_bits: sd.head_persisted_bits,
             counted: false,
-            seeks: head.seeks,
         };
         sd.head_persisted_bits = 0;
         sd.head_first_seg = NO_SEG;
@@ -594,7 +625,7 @@ impl Store {
             if let Some(c) = sd.sealed.pop_back() {
                 dropped += u64::from(c.count);
                 if kept.is_none() && c.mint < t {
-                    kept = prefix_before(c.mint, &c.data, c.bit_len, t);
+                    kept = prefix_before(c.mint, c.data(), c.bit_len, t);
                 }
                 freed += c.bytes();
                 if let Some(p) = &mut self.persist {
@@ -774,7 +805,7 @@ impl Store {
                     offset: offset as u16,
                     bit_len: c.bit_len as u16,
                     sealed: Some((c.maxt, c.count)),
-                    bytes: &c.data[offset..],
+                    bytes: &c.data()[offset..],
                 });
                 done_sealed.push((id, pos, whole));
             }
@@ -1074,7 +1105,10 @@ impl Store {
         match e.sealed {
             Some((maxt, count)) => {
                 let c = Sealed {
-                    data: Box::from(&raw.bytes[..]),
+                    buf: sealed_buf(
+                        &raw.bytes,
+                        &SeekTable::build(raw.mint, &raw.bytes, raw.bit_len),
+                    ),
                     mint: raw.mint,
                     maxt,
                     bit_len: raw.bit_len,
@@ -1082,7 +1116,6 @@ impl Store {
                     first_seg: raw.seg,
                     persisted_bits: raw.bit_len,
                     counted: true,
-                    seeks: SeekTable::build(raw.mint, &raw.bytes, raw.bit_len),
                 };
                 r.spare.push(raw.bytes);
                 self.insert_sealed(id, c);
@@ -1130,11 +1163,10 @@ impl Store {
                     maxt: oc.state.last_t,
                     bit_len: oc.state.bit_len,
                     count: oc.state.count,
-                    data: oc.bytes.into_boxed_slice(),
+                    buf: sealed_buf(&oc.bytes, &oc.seeks),
                     first_seg: raw.seg,
                     persisted_bits: raw.bit_len,
                     counted: true,
-                    seeks: oc.seeks,
                 };
                 self.insert_sealed(id, c);
             }
@@ -1255,18 +1287,18 @@ impl Store {
 
     fn samples_into(&self, id: SeriesId, mint: Timestamp, maxt: Timestamp, out: &mut Vec<Sample>) {
         let sd = &self.data[id as usize];
-        let first = sd.sealed.partition_point(|c| c.maxt < mint);
+        let first = first_reaching(&sd.sealed, mint);
         let chunks = sd
             .sealed
             .range(first..)
-            .map(|c| (c.mint, c.maxt, &c.data[..], c.bit_len, &c.seeks));
+            .map(|c| (c.mint, c.maxt, c.data(), c.bit_len, c.seeks()));
         let head = (!sd.head.is_empty()).then(|| {
             (
                 sd.head.state.mint,
                 sd.head.state.last_t,
                 &sd.head.bytes[..],
                 sd.head.state.bit_len,
-                &sd.head.seeks,
+                sd.head.seeks,
             )
         });
         for (cmin, cmax, bytes, bits, seeks) in chunks.chain(head) {
@@ -1276,7 +1308,7 @@ impl Store {
             if cmax < mint {
                 continue;
             }
-            Decoder::starting_near(cmin, bytes, bits, seeks, mint).push_range(mint, maxt, out);
+            Decoder::starting_near(cmin, bytes, bits, &seeks, mint).push_range(mint, maxt, out);
         }
     }
 
@@ -1430,7 +1462,7 @@ impl<'a> SeriesView<'a> {
         let sealed = sd
             .sealed
             .range(first..)
-            .map(|c| (c.mint, &c.data[..], c.bit_len, c.count));
+            .map(|c| (c.mint, c.data(), c.bit_len, c.count));
         let head = (!sd.head.is_empty() && sd.head.state.last_t > after).then(|| {
             (
                 sd.head.state.mint,
@@ -1831,7 +1863,7 @@ mod tests {
             .data
             .iter()
             .flat_map(|sd| sd.sealed.iter())
-            .filter(|c| c.seeks != SeekTable::default())
+            .filter(|c| c.seeks() != SeekTable::default())
             .count();
         assert!(chunks_with_points > 0);
         assert_windows_match_full_decode(&st, 97_001);
@@ -1845,7 +1877,7 @@ mod tests {
             .data
             .iter()
             .flat_map(|sd| sd.sealed.iter())
-            .all(|c| c.seeks == SeekTable::build(c.mint, &c.data, c.bit_len)));
+            .all(|c| c.seeks() == SeekTable::build(c.mint, c.data(), c.bit_len)));
         assert_windows_match_full_decode(&st, 97_001);
         let _ = std::fs::remove_dir_all(&dir);
     }
