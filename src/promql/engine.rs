@@ -423,9 +423,6 @@ struct Evaluator<'a> {
     /// Aggregation groups by (aggregation node, input label-set address); the input Rc is kept
     /// so the address stays valid. See [`Evaluator::group_of`].
     group_cache: HashMap<GroupCacheKey, (Rc<Labels>, Rc<Labels>), AddrHash>,
-    /// Whether any node is evaluated at more than one time (a range query or a subquery):
-    /// only then can `group_cache` be hit, so an instant query does not fill it.
-    cache_groups: bool,
     /// Canonical group label sets per aggregation node.
     group_canon: HashMap<(*const Expr, Labels), Rc<Labels>>,
 }
@@ -508,11 +505,6 @@ impl<'a> Evaluator<'a> {
             deadline: Instant::now() + opts.timeout,
             ticks: 0,
             group_cache: HashMap::default(),
-            cache_groups: start != end || {
-                let mut sub = false;
-                expr.walk(&mut |e| sub |= matches!(e, Expr::Subquery { .. }));
-                sub
-            },
             group_canon: HashMap::new(),
         })
     }
@@ -803,7 +795,7 @@ impl<'a> Evaluator<'a> {
     ) -> Rc<Labels> {
         // Only label sets that outlive this step (held by the fetched data too) are cached,
         // so the cache is bounded by the number of fetched series.
-        let shared = self.cache_groups && Rc::strong_count(l) > 1;
+        let shared = Rc::strong_count(l) > 1;
         if shared {
             if let Some((_, g)) = self.group_cache.get(&(node, Rc::as_ptr(l))) {
                 return g.clone();
