@@ -5,7 +5,9 @@
 //! tsdb_crash.rs, disk-full runs in tsdb_crash.rs and tsdb_faults.rs.
 //!
 
-use crate::common::{free_port, http_get, promlet_bin, stack_bin, wait_for_port, ChildGuard};
+use crate::common::{
+    free_port, http_get, promlet_bin, stack_bin, wait_for_port, ChildGuard, TempDir,
+};
 use promlet::model::Labels;
 use promlet::notify::notifier::Notifier;
 use promlet::rules::OutgoingAlert;
@@ -66,13 +68,6 @@ fn start_promlet(dir: &Path, config: &str, extra: &[&str]) -> (ChildGuard, u16) 
     (child, port)
 }
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("promlet-chaos-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// Raises this process's open-file limit to its hard limit (the flood needs > 1,000 sockets).
 fn raise_nofile() -> u64 {
     let mut lim = libc::rlimit {
@@ -100,7 +95,7 @@ fn chaos_thousand_slow_connections() {
         raise_nofile() > CLIENTS as u64 + 100,
         "open-file limit too low"
     );
-    let dir = temp_dir("slowloris");
+    let dir = TempDir::new("slowloris");
     let (agent, port) = start_promlet(&dir, "global:\n  scrape_interval: 5s\n", &[]);
     let stop = Arc::new(AtomicBool::new(false));
     let reconnects = Arc::new(AtomicUsize::new(0));
@@ -168,7 +163,6 @@ fn chaos_thousand_slow_connections() {
         "requests failed or exceeded {BOUND:?} under the flood"
     );
     assert!(hwm < 48 * 1024, "peak RSS {hwm} KiB over 48 MiB");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Serves `body` as a text exposition to every GET (one thread per connection, closes after).
@@ -241,7 +235,7 @@ fn chaos_scrape_target_with_a_million_series() {
     }
     let tiny_size = tiny.len();
     let tiny_target = exposition_server(Arc::new(tiny));
-    let dir = temp_dir("million");
+    let dir = TempDir::new("million");
     let config = format!(
         "global:\n  scrape_interval: 3s\n  scrape_timeout: 3s\nscrape_configs:\n\
          - job_name: default_limits\n  static_configs:\n  - targets: ['127.0.0.1:{target}']\n\
@@ -301,7 +295,6 @@ fn chaos_scrape_target_with_a_million_series() {
         hwm < budget_kib,
         "peak RSS {hwm} KiB over budget {budget_kib} KiB"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn alert(name: &str, wall_now: i64) -> OutgoingAlert {
@@ -320,7 +313,7 @@ fn alert(name: &str, wall_now: i64) -> OutgoingAlert {
 /// when a real Alertmanager comes up every alert must arrive.
 #[test]
 fn chaos_alertmanager_unreachable_for_a_simulated_hour() {
-    let dir = temp_dir("am-hour");
+    let dir = TempDir::new("am-hour");
     // Started to reserve its port and stopped at once: the hour runs with it down.
     let Some(mut am) = crate::notify::Alertmanager::start(&dir, &[]) else {
         return;
@@ -396,7 +389,6 @@ fn chaos_alertmanager_unreachable_for_a_simulated_hour() {
     assert!(lost.is_empty(), "never delivered: {lost:?}");
     assert_eq!(after.queue_length, 0);
     assert_eq!(after.dropped, 0);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The remote-write receiver is unreachable while an hour of samples piles up in the ring
@@ -446,8 +438,7 @@ fn chaos_remote_write_receiver_unreachable_for_a_simulated_hour() {
             }
         }
     }
-    let dir = std::env::temp_dir().join(format!("promlet-chaos-rw-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = TempDir::new("chaos-rw");
     let queue = std::rc::Rc::new(std::cell::RefCell::new(Queue::new(
         cfg,
         Vec::new(),
@@ -468,9 +459,7 @@ fn chaos_remote_write_receiver_unreachable_for_a_simulated_hour() {
     assert_eq!(sent_down, 0);
     assert!(retried > 0, "the queue did not try during the outage");
     // The receiver comes back.
-    let pdir = std::env::temp_dir().join(format!("promlet-chaos-rw-prom-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&pdir);
-    std::fs::create_dir_all(&pdir).unwrap();
+    let pdir = TempDir::new("chaos-rw-prom");
     std::fs::write(pdir.join("p.yml"), "global: {scrape_interval: 1m}\n").unwrap();
     let _prom = ChildGuard::spawn(
         Command::new(prom_bin)
@@ -517,8 +506,6 @@ fn chaos_remote_write_receiver_unreachable_for_a_simulated_hour() {
     assert_eq!(status, 200, "{body}");
     assert_eq!((stats.0, stats.1, stats.2), (held, 0, 0));
     assert_eq!(received, held, "{body}");
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&pdir);
 }
 
 /// A clock whose wall time the test steps; monotonic time only moves forward.
@@ -562,7 +549,7 @@ struct ClockRun {
 fn clock_jump_run(jump_days: i64) -> ClockRun {
     use promlet::agent::{build_driver, State};
     use promlet::tsdb::{Options, OsFs, SharedStore, Store};
-    let dir = temp_dir(&format!("clock{jump_days}"));
+    let dir = TempDir::new(&format!("clock{jump_days}"));
     let args = promlet::cli::Args::default();
     let cfg = promlet::config::Config::embedded();
     let driver = build_driver(&cfg, &args).unwrap();
@@ -630,7 +617,6 @@ fn clock_jump_run(jump_days: i64) -> ClockRun {
             samples_in(&reopened, from, to),
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
     ClockRun {
         phases,
         steps,

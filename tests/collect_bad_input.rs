@@ -4,11 +4,11 @@
 //! Each case copies the collector's files from shared/node-fixtures into a fresh temp tree,
 //! checks that the intact copy collects fine, then damages one file at a time.
 
-use crate::common;
+use crate::common::{self, TempDir};
 use promlet::collect::{CollectError, CollectorOptions, Context, Roots, COLLECTORS};
 use promlet::expo::MetricSet;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Each procfs collector and the files it reads (relative to the fixture root).
 const CASES: &[(&str, &[&str])] = &[
@@ -74,14 +74,6 @@ const LENIENT: &[&str] = &["proc/net/snmp6", "proc/spl/kstat/zfs/pool1/io"];
 const TEXT_GARBAGE: &str =
     "\u{1}\u{2}zz not a number: ~~ x y z\n\t\tqq 0x:: == 6e6e 66\n-- -- --\n";
 
-struct TempTree(PathBuf);
-
-impl Drop for TempTree {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn roots(root: &Path) -> Roots {
     Roots {
         procfs: root.join("proc"),
@@ -118,10 +110,7 @@ fn procfs_collectors_reject_garbage_and_survive_truncation() {
     let mut failures = Vec::new();
     let mut checked = 0;
     for (name, files) in CASES {
-        let tree = TempTree(
-            std::env::temp_dir().join(format!("promlet-bad-input-{name}-{}", std::process::id())),
-        );
-        let _ = std::fs::remove_dir_all(&tree.0);
+        let tree = TempDir::new(&format!("bad-input-{name}"));
         for f in *files {
             let dst = tree.0.join(f);
             std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
@@ -197,9 +186,7 @@ fn procfs_collectors_reject_garbage_and_survive_truncation() {
 
 #[test]
 fn procfs_collectors_report_absent_sources_as_not_found() {
-    let empty =
-        TempTree(std::env::temp_dir().join(format!("promlet-absent-{}", std::process::id())));
-    std::fs::create_dir_all(&empty.0).unwrap();
+    let empty = TempDir::new("absent");
     for (name, _) in CASES {
         let (r, fams) = run(name, &empty.0);
         assert!(

@@ -8,6 +8,7 @@
 //! the promlet binary, a real Alertmanager. What arrived is read back through Alertmanager's
 //! own `GET /api/v2/alerts` and its `/metrics` (resolved alerts are not listed there).
 
+use crate::common::TempDir;
 use crate::common::{free_port, http_get, missing, stack_bin, wait_for_port, ChildGuard};
 use promlet::model::Labels;
 use promlet::notify::config::{AlertingConfig, AlertmanagerConfig};
@@ -17,13 +18,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const AM_CONFIG: &str = "route:\n  receiver: blackhole\nreceivers:\n- name: blackhole\n";
-
-pub(crate) fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("promlet-notify-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// Starts Alertmanager on `port` with its state in `dir` and `extra` flags, kept off the
 /// cluster network.
@@ -241,7 +235,7 @@ pub(crate) fn alert_object<'a>(json: &'a str, name: &str) -> Option<&'a str> {
 
 #[test]
 fn alerts_arrive_with_labels_annotations_times_and_generator_url() {
-    let dir = temp_dir("arrive");
+    let dir = TempDir::new("arrive");
     let Some(am) = Alertmanager::start(&dir, &[]) else {
         return;
     };
@@ -276,12 +270,11 @@ fn alerts_arrive_with_labels_annotations_times_and_generator_url() {
     ] {
         assert!(obj.contains(&want), "{want} not in {obj}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn queued_alerts_arrive_after_an_alertmanager_outage_and_a_promlet_restart() {
-    let dir = temp_dir("outage");
+    let dir = TempDir::new("outage");
     let queue = dir.join("queue");
     let Some(mut am) = Alertmanager::start(&dir, &[]) else {
         return;
@@ -334,7 +327,6 @@ fn queued_alerts_arrive_after_an_alertmanager_outage_and_a_promlet_restart() {
         open_notifier(am.port, Some(&queue)).metrics().queue_length,
         0
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The value of the sample `series` (name and labels exactly as exposed) in Alertmanager's own
@@ -353,7 +345,7 @@ fn am_metric(port: u16, series: &str) -> f64 {
 /// alert resolved: it receives the resolved state (endsAt set) and never the stale firing one.
 #[test]
 fn resolved_alert_queued_during_an_outage_resolves_it_in_a_restarted_alertmanager() {
-    let dir = temp_dir("resolved");
+    let dir = TempDir::new("resolved");
     let queue = dir.join("queue");
     let Some(mut am) = Alertmanager::start(&dir, &[]) else {
         return;
@@ -404,7 +396,6 @@ fn resolved_alert_queued_during_an_outage_resolves_it_in_a_restarted_alertmanage
     );
     drop(n);
     assert_eq!(open().metrics().queue_length, 0);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Webhook bodies with the ms since the test's start when each arrived.
@@ -453,7 +444,7 @@ fn webhook_listener(start: Instant) -> (u16, Received) {
 fn local_route_tree_groups_dedups_and_repeats_to_webhook_and_exec() {
     use promlet::config::Config;
     use promlet::notify::dispatch::Dispatcher;
-    let dir = temp_dir("route");
+    let dir = TempDir::new("route");
     let out = dir.join("exec-out");
     std::fs::create_dir_all(&out).unwrap();
     let start = Instant::now();
@@ -479,7 +470,7 @@ fn local_route_tree_groups_dedups_and_repeats_to_webhook_and_exec() {
     let mut d = Dispatcher::new(
         cfg,
         "http://pi:9099".into(),
-        dir.clone(),
+        dir.to_path_buf(),
         Default::default(),
         promlet::notify::silence::SilenceStore::open(None),
     );
@@ -570,7 +561,6 @@ fn local_route_tree_groups_dedups_and_repeats_to_webhook_and_exec() {
     assert_eq!(execs, bodies);
     let m = d.metrics();
     assert_eq!((m.notifications, m.failed), (8, 0));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Starts the real promlet with its storage in `dir`.
@@ -605,7 +595,7 @@ fn amtool_adds_queries_and_expires_silences_that_survive_a_restart() {
     let Some(am) = stack_bin("amtool") else {
         return;
     };
-    let dir = temp_dir("silences");
+    let dir = TempDir::new("silences");
     let port = free_port();
     {
         let _p = start_promlet(port, &dir, &[]);
@@ -652,14 +642,13 @@ fn amtool_adds_queries_and_expires_silences_that_survive_a_restart() {
     assert!(!active.contains(&id), "{active}");
     let (_, expired) = amtool(&am, port, &["silence", "query", "--expired", "-q"]);
     assert!(expired.contains(&id), "{expired}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `promlet check config` accepts a full alerting + notify config and rejects an unsupported
 /// receiver with its position; the running binary exposes the notifier's self-metrics.
 #[test]
 fn check_config_and_self_metrics_of_the_real_binary() {
-    let dir = temp_dir("check");
+    let dir = TempDir::new("check");
     let good = dir.join("good.yml");
     std::fs::write(
         &good,
@@ -718,7 +707,6 @@ notify:
         body.contains("\npromlet_notifications_alertmanagers_discovered 1\n"),
         "{body}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The whole path in real processes: a rule file in the real promlet fires, the alert reaches a
@@ -726,7 +714,7 @@ notify:
 /// Alertmanager outage (its memory lost) and a promlet SIGKILL + restart, it arrives again.
 #[test]
 fn rule_alert_from_the_real_binary_reaches_alertmanager_across_outage_and_restart() {
-    let dir = temp_dir("e2e");
+    let dir = TempDir::new("e2e");
     let Some(mut am) = Alertmanager::start(&dir, &[]) else {
         return;
     };
@@ -783,7 +771,6 @@ fn rule_alert_from_the_real_binary_reaches_alertmanager_across_outage_and_restar
     std::thread::sleep(Duration::from_secs(3));
     am.restart();
     arrived("after a promlet restart during an outage");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A sample's value in the real promlet's /metrics (None when absent).
@@ -801,7 +788,7 @@ fn promlet_metric(port: u16, series: &str) -> Option<f64> {
 /// never a firing one. While deliveries fail and retry, promlet runs on its 2 threads.
 #[test]
 fn rule_resolution_from_the_real_binary_survives_outage_and_restart() {
-    let dir = temp_dir("e2e-resolved");
+    let dir = TempDir::new("e2e-resolved");
     let Some(mut am) = Alertmanager::start(&dir, &[]) else {
         return;
     };
@@ -865,7 +852,6 @@ fn rule_resolution_from_the_real_binary_survives_outage_and_restart() {
         promlet_metric(port, "promlet_notifications_queue_length"),
         Some(0.0)
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Alertmanagers are posted to at once, as tasks on the work thread: one that accepts
@@ -873,7 +859,7 @@ fn rule_resolution_from_the_real_binary_survives_outage_and_restart() {
 /// the process stays at 2 threads.
 #[test]
 fn a_silent_alertmanager_does_not_delay_the_real_one_and_adds_no_thread() {
-    let dir = temp_dir("parallel");
+    let dir = TempDir::new("parallel");
     let Some(am) = Alertmanager::start(&dir, &[]) else {
         return;
     };
@@ -913,7 +899,6 @@ fn a_silent_alertmanager_does_not_delay_the_real_one_and_adds_no_thread() {
         Some(2.0)
     );
     drop(silent);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `scheme: https` (feature `tls`): alerts reach a real Alertmanager serving TLS with a
@@ -922,7 +907,7 @@ fn a_silent_alertmanager_does_not_delay_the_real_one_and_adds_no_thread() {
 #[cfg(feature = "tls")]
 #[test]
 fn alerts_reach_an_alertmanager_over_https() {
-    let dir = temp_dir("https");
+    let dir = TempDir::new("https");
     let Some((crt, key)) = crate::common::self_signed_cert(&dir, "am", "serverAuth") else {
         return;
     };
@@ -983,5 +968,4 @@ fn alerts_reach_an_alertmanager_over_https() {
     let json = String::from_utf8_lossy(&out.stdout);
     assert!(alert_object(&json, "OverTls").is_some(), "{json}");
     assert!(alert_object(&json, "Untrusted").is_none(), "{json}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,7 +9,7 @@
 //! conformance suite uses), one with the default immediate removal, compared with our engine's
 //! `delayed_name_removal: false`.
 
-use crate::common::{self, ChildGuard};
+use crate::common::{self, ChildGuard, TempDir};
 use promlet::http::api_v1;
 use promlet::model::Labels;
 use promlet::promql::functions::almost_equal;
@@ -596,8 +596,7 @@ fn results_match_real_prometheus_3_5() {
     ) else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("promlet-diff-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = TempDir::new("diff");
     std::fs::create_dir_all(dir.join("data")).unwrap();
     let data = generate();
     std::fs::write(dir.join("data.om"), openmetrics(&data)).unwrap();
@@ -735,7 +734,6 @@ fn results_match_real_prometheus_3_5() {
         }
     }
     println!("promtool: {promtool_runs} commands compared");
-    let _ = std::fs::remove_dir_all(&dir);
     println!(
         "differential: {compared} comparisons ({non_empty} with data, {annotated} with annotations), {} mismatches",
         failures.len()

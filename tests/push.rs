@@ -1,18 +1,12 @@
 //! The Pushgateway-compatible API of the real binary: raw HTTP push/replace/delete, restart,
 //! the TSDB, and a differential run against the real Pushgateway driven by prometheus_client.
 
+use crate::common::TempDir;
 use crate::common::{free_port, http_get, missing, stack_bin, wait_for_port, ChildGuard};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("promlet-push-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn start_promlet(port: u16, dir: &Path, extra: &[&str]) -> ChildGuard {
     let cfg = dir.join("promlet.yml");
@@ -68,7 +62,7 @@ const GROUP: &str = "/metrics/job/backup/path@base64/L3Zhci90bXA";
 
 #[test]
 fn push_replace_merge_delete_over_http_survive_a_restart() {
-    let dir = temp_dir("http");
+    let dir = TempDir::new("http");
     let port = free_port();
     let promlet = start_promlet(port, &dir, &["--web.enable-push"]);
 
@@ -151,7 +145,6 @@ fn push_replace_merge_delete_over_http_survive_a_restart() {
     assert_eq!(send(port, "PUT", GROUP, "size 1\n").0, 403);
     assert!(!metrics(port).contains("job=\"other\""));
     drop(promlet);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -167,7 +160,7 @@ fn prometheus_client_pushes_look_the_same_on_pushgateway_and_promlet() {
         missing::<()>("python3 with prometheus_client (python3 -m pip install prometheus_client)");
         return;
     }
-    let dir = temp_dir("diff");
+    let dir = TempDir::new("diff");
     let (gport, pport) = (free_port(), free_port());
     let _gateway = ChildGuard::spawn(
         Command::new(pgw)
@@ -205,5 +198,4 @@ fn prometheus_client_pushes_look_the_same_on_pushgateway_and_promlet() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(compared >= 30, "too little compared: {stdout}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,7 +3,7 @@
 //! real dnsmasq. The manager runs on a LocalExecutor on the test thread, appending into a real
 //! TSDB `Store`; results are read back through the PromQL API handler.
 
-use crate::common::{self, ChildGuard};
+use crate::common::{self, ChildGuard, TempDir};
 use async_executor::LocalExecutor;
 use promlet::config::Config;
 use promlet::http::api_v1;
@@ -202,8 +202,7 @@ fn vanished_target_gets_stale_markers() {
     let Some((ne, port)) = node_exporter() else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("promlet-scrape-sd-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("scrape-sd");
     let file = dir.join("targets.json");
     std::fs::write(
         &file,
@@ -264,7 +263,6 @@ fn vanished_target_gets_stale_markers() {
         "{}",
         rig.targets()
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// dns_sd_configs with SRV, A and AAAA records served by a real dnsmasq on loopback: targets are found,
@@ -299,8 +297,9 @@ fn dns_sd_srv_a_aaaa_against_real_dnsmasq() {
     // sleep was too short on a loaded machine, and every discovery then started with a failure).
     let answers = (0..50).any(|_| dns_answers(dns_port, "node1.promlet.test"));
     assert!(answers, "dnsmasq on 127.0.0.1:{dns_port} did not answer");
-    // The process-wide nameserver override; only this test sets it.
-    std::env::set_var("PROMLET_DNS_SERVER", format!("127.0.0.1:{dns_port}"));
+    // The process-wide nameserver override; only this test sets it, and the guard removes it
+    // when the test ends (also on a failed assertion), so no later test asks a dead dnsmasq.
+    let _dns_override = EnvVarGuard::set("PROMLET_DNS_SERVER", &format!("127.0.0.1:{dns_port}"));
     let rig = Rig::new(
         &format!("scrape_configs:\n  - job_name: dns\n    scrape_interval: 1s\n    dns_sd_configs: [{{names: [_node._tcp.promlet.test], refresh_interval: 1s}}]\n  - job_name: dns_a\n    scrape_interval: 1s\n    dns_sd_configs: [{{names: [node1.promlet.test], type: A, port: {port}}}]\n  - job_name: dns_aaaa\n    scrape_interval: 1s\n    dns_sd_configs: [{{names: [node1.promlet.test], type: AAAA, port: {port}}}]\n"),
     );
@@ -336,6 +335,22 @@ fn dns_sd_srv_a_aaaa_against_real_dnsmasq() {
     );
     assert!(t.contains(&format!("\"instance\":\"[::1]:{port}\"")), "{t}");
     assert_eq!(rig.samples("up", "dns_aaaa")[0].1[0], 0.0);
+}
+
+/// Sets an environment variable of this test process and removes it on drop.
+struct EnvVarGuard(&'static str);
+
+impl EnvVarGuard {
+    fn set(name: &'static str, value: &str) -> EnvVarGuard {
+        std::env::set_var(name, value);
+        EnvVarGuard(name)
+    }
+}
+
+impl Drop for EnvVarGuard {
+    fn drop(&mut self) {
+        std::env::remove_var(self.0);
+    }
 }
 
 /// Whether the DNS server on 127.0.0.1:`port` answers an A query for `name` with an address

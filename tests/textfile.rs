@@ -2,7 +2,7 @@
 //! `.out` files in shared/node-fixtures/textfile/) and the real node_exporter binary run over
 //! the same directories. Compared family by family, sample line by sample line.
 
-use crate::common;
+use crate::common::{self, TempDir};
 use promlet::collect::textfile::Textfile;
 use promlet::collect::{Collector, Context, Roots};
 use promlet::expo::{encode_text, MetricSet};
@@ -162,9 +162,7 @@ fn scrape_node_exporter(exporter: &Path, dir: &str) -> String {
 /// good file beside them still shows, and the collector keeps working once the file is whole again.
 #[test]
 fn half_written_file_is_skipped_without_poisoning_others() {
-    let dir = std::env::temp_dir().join(format!("promlet-textfile-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("textfile");
     std::fs::write(
         dir.join("good.prom"),
         "# HELP good_total Good.\n# TYPE good_total counter\ngood_total 3\n",
@@ -203,7 +201,6 @@ fn half_written_file_is_skipped_without_poisoning_others() {
     let out = collect(d);
     assert!(out.contains("half{x=\"2\"} 2\n"), "{out}");
     assert!(out.contains("node_textfile_scrape_error 0\n"), "{out}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Conflicts across files and Go's regrouping quirks, each in its own directory, against the
@@ -231,8 +228,7 @@ fn textfile_conflicts_match_real_node_exporter() {
         ("escapes", &[("a.prom", "# HELP e Back\\\\slash and\\nnewline \"quoted\".\ne{v=\"a\\\"b\\\\c\\nd\"} 1\n")]),
         ("bad_and_good", &[("a.prom", "x 1\nx{\n"), ("b.prom", "y 2\n"), ("c.prom.tmp", "z 3\n")]),
     ];
-    let base = std::env::temp_dir().join(format!("promlet-textfile-diff-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
+    let base = TempDir::new("textfile-diff");
     let mut problems = Vec::new();
     for (case, files) in cases {
         let dir = base.join(case);
@@ -248,7 +244,6 @@ fn textfile_conflicts_match_real_node_exporter() {
         );
         problems.extend(diff(case, &theirs, &collect(dir)));
     }
-    std::fs::remove_dir_all(&base).unwrap();
     // The default, an empty directory option: nothing read, no error.
     let theirs = scrape_node_exporter(&exporter, "");
     assert_eq!(
@@ -272,7 +267,7 @@ fn promlet_binary_serves_what_node_exporter_serves() {
         return;
     };
     let root = root.canonicalize().unwrap();
-    let storage = std::env::temp_dir().join(format!("promlet-textfile-bin-{}", std::process::id()));
+    let storage = TempDir::new("textfile-bin");
     let mut problems = Vec::new();
     for (case, dir) in CASES {
         let dir = format!("{}/{dir}", root.display());
@@ -307,6 +302,5 @@ fn promlet_binary_serves_what_node_exporter_serves() {
             .collect();
         problems.extend(diff(case, &theirs, &ours));
     }
-    let _ = std::fs::remove_dir_all(&storage);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -1,20 +1,10 @@
 //! The TSDB against the reference workload: bytes per sample, write amplification, recovery.
 //! Figures are printed (run with `--nocapture`) and checked against the goals.
 
+use crate::common::TempDir;
 use promlet::tsdb::workload::NodeWorkload;
 use promlet::tsdb::{Appender, Options, OsFs, Querier, Store};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-pub fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "promlet-tsdb-{tag}-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
 
 const DAY_TICKS: i64 = 24 * 3600 / 15;
 const T0: i64 = 1_700_000_000_000;
@@ -57,7 +47,7 @@ fn tsdb_bytes_per_sample_on_node_like_data() {
 /// size of the samples that hour added (goal ≤ 1.5×).
 #[test]
 fn tsdb_flash_write_amplification() {
-    let dir = temp_dir("wa");
+    let dir = TempDir::new("wa");
     let opts = Options {
         retention_bytes: 16 << 20,
         ..Options::default()
@@ -96,13 +86,12 @@ fn tsdb_flash_write_amplification() {
         on_disk
     );
     assert!(ratio <= 1.5, "write amplification {ratio:.2}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Everything flushed comes back after reopening, sample for sample.
 #[test]
 fn tsdb_recovers_everything_flushed() {
-    let dir = temp_dir("recover");
+    let dir = TempDir::new("recover");
     let opts = Options {
         retention_bytes: 1 << 20,
         segment_bytes: 64 << 10,
@@ -136,7 +125,6 @@ fn tsdb_recovers_everything_flushed() {
             assert_eq!((x.t, x.v.to_bits()), (y.t, y.v.to_bits()));
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The wall clock stepped back and forward by days (a Pi without RTC syncing NTP): after the
@@ -144,7 +132,7 @@ fn tsdb_recovers_everything_flushed() {
 /// damage reported.
 #[test]
 fn tsdb_clock_steps_by_days_survive_restart() {
-    let dir = temp_dir("clock");
+    let dir = TempDir::new("clock");
     let opts = Options {
         retention_bytes: 2 << 20,
         segment_bytes: 64 << 10,
@@ -182,5 +170,4 @@ fn tsdb_clock_steps_by_days_survive_restart() {
     let st2 = Store::open(opts, &dir, Box::new(OsFs));
     assert_eq!(st2.stats().corrupt_records, 0);
     assert_eq!(st2.select(&[], i64::MIN, i64::MAX), want);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -6,7 +6,7 @@
 //! The agent's main loop has not landed yet; when it does, these tests move to the `promlet`
 //! binary itself.
 
-use crate::tsdb::temp_dir;
+use crate::common::TempDir;
 use promlet::tsdb::{Options, OsFs, Querier, Store};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -87,7 +87,7 @@ fn tsdb_survives_sigkill_at_random_moments() {
         "{} not built (cargo test builds examples)",
         bin.display()
     );
-    let dir = temp_dir("crash");
+    let dir = TempDir::new("crash");
     let mut rng = fastrand::Rng::with_seed(2026);
     let mut last_flushed: Option<i64> = None;
     let mut kills = 0;
@@ -165,7 +165,6 @@ fn tsdb_survives_sigkill_at_random_moments() {
         last_flushed.is_some_and(|f| f > 500),
         "the writer made progress"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Disk full, for real: the writer process runs on a 96 KiB tmpfs. When it fills, flushes fail
@@ -176,26 +175,10 @@ fn tsdb_disk_full_on_tmpfs_then_space_returns() {
     use std::io::{BufRead, BufReader};
     use std::sync::mpsc;
     let bin = writer_bin();
-    let base = temp_dir("tmpfs");
-    std::fs::create_dir_all(&base).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=96k", "tmpfs"])
-        .arg(&base)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        let _ = std::fs::remove_dir(&base);
-        crate::common::missing::<()>("a tmpfs mount for the disk-full test (needs root)");
+    let base = TempDir::new("tmpfs");
+    let Some(_unmount) = TmpfsMount::new(&base, "96k") else {
         return;
-    }
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(self.0).status();
-            let _ = std::fs::remove_dir(self.0);
-        }
-    }
-    let _unmount = Unmount(&base);
+    };
     let dir = base.join("data");
     let mut child = crate::common::ChildGuard::spawn(
         Command::new(&bin)
@@ -228,12 +211,7 @@ fn tsdb_disk_full_on_tmpfs_then_space_returns() {
     while failed_at < first_failure + 70 {
         failed_at = next("flush failed ");
     }
-    let grown = Command::new("mount")
-        .args(["-o", "remount,size=8m"])
-        .arg(&base)
-        .status()
-        .unwrap();
-    assert!(grown.success());
+    _unmount.resize("8m");
     let recovered_at = next("flushed ");
     assert!(recovered_at > failed_at);
     let mut flushed = recovered_at;
@@ -259,7 +237,7 @@ fn tsdb_disk_full_on_tmpfs_then_space_returns() {
 fn tsdb_promlet_survives_sigkill_loop() {
     use promlet::model::Sample;
     use std::collections::BTreeMap;
-    let dir = temp_dir("promlet-crash");
+    let dir = TempDir::new("promlet-crash");
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("promlet.yml");
     std::fs::write(&cfg, "global:\n  scrape_interval: 1s\n").unwrap();
@@ -287,15 +265,7 @@ fn tsdb_promlet_survives_sigkill_loop() {
         // Wait for a flush that covers samples newer than anything flushed before.
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let until = loop {
-            let (status, _, body) = crate::common::http_get(port, "/metrics", "");
-            assert_eq!(status, 200);
-            let body = String::from_utf8_lossy(&body).to_string();
-            let until = body
-                .lines()
-                .find_map(|l| l.strip_prefix("promlet_tsdb_persisted_until_timestamp_seconds "))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .map(|s| (s * 1000.0).round() as i64)
-                .expect("persisted_until metric");
+            let until = persisted_until_ms(port).expect("persisted_until metric");
             if until > prev_until {
                 break until;
             }
@@ -307,20 +277,7 @@ fn tsdb_promlet_survives_sigkill_loop() {
         };
         // Kill at a random moment: mid-collection, mid-flush, or idle.
         std::thread::sleep(Duration::from_millis(rng.u64(0..1500)));
-        child.0.kill().unwrap();
-        let _ = child.0.wait();
-        let mut err = String::new();
-        child
-            .0
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        assert!(
-            !err.contains("panicked"),
-            "round {round}: promlet panicked:\n{err}"
-        );
+        kill_and_assert_no_panic(&mut child, &format!("round {round}"));
 
         let st = Store::open(Options::default(), &data, Box::new(OsFs));
         corrupt_seen += st.stats().corrupt_records;
@@ -367,7 +324,6 @@ fn tsdb_promlet_survives_sigkill_loop() {
         prev.len()
     );
     assert!(samples > 0);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `activeAt` (ms) of alert `name` in an /api/v1/alerts body.
@@ -387,7 +343,7 @@ fn alert_active_at(body: &str, name: &str) -> Option<i64> {
 #[test]
 fn agent_state_survives_sigkill_loop() {
     const ROUNDS: usize = 8;
-    let dir = temp_dir("promlet-agent-crash");
+    let dir = TempDir::new("promlet-agent-crash");
     std::fs::create_dir_all(&dir).unwrap();
     let dead = crate::common::free_port(); // nothing listens: Alertmanager unreachable
     std::fs::write(
@@ -483,13 +439,7 @@ fn agent_state_survives_sigkill_loop() {
         let want = (started + 2000).max(pending_seen + 1000);
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
-            let (_, _, b) = crate::common::http_get(port, "/metrics", "");
-            let until = String::from_utf8_lossy(&b)
-                .lines()
-                .find_map(|l| l.strip_prefix("promlet_tsdb_persisted_until_timestamp_seconds "))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .map_or(0, |s| (s * 1000.0) as i64);
-            if until >= want {
+            if persisted_until_ms(port).is_some_and(|until| until >= want) {
                 break;
             }
             assert!(
@@ -499,20 +449,7 @@ fn agent_state_survives_sigkill_loop() {
             std::thread::sleep(Duration::from_millis(100));
         }
         std::thread::sleep(Duration::from_millis(rng.u64(0..1000)));
-        child.0.kill().unwrap();
-        let _ = child.0.wait();
-        let mut err = String::new();
-        child
-            .0
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        assert!(
-            !err.contains("panicked"),
-            "round {round}: promlet panicked:\n{err}"
-        );
+        kill_and_assert_no_panic(&mut child, &format!("round {round}"));
 
         // What the next start will read: every pushed group, the queued alert.
         let push = promlet::push::Store::open(&data).unwrap();
@@ -535,7 +472,62 @@ fn agent_state_survives_sigkill_loop() {
     assert_eq!(groups_lost, 0, "pushed groups lost");
     assert_eq!(queue_lost, 0, "the queued alert was lost");
     assert_eq!(rules_lost, 0, "pending alert progress lost");
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A tmpfs of a given size mounted on a directory (needs root), unmounted on drop; the disk
+/// for the disk-full tests.
+struct TmpfsMount<'a>(&'a Path);
+
+impl<'a> TmpfsMount<'a> {
+    /// Mounts it, or reports the missing capability (a failure with CI=true) and gives None.
+    fn new(dir: &'a Path, size: &str) -> Option<TmpfsMount<'a>> {
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            crate::common::missing::<()>("a tmpfs mount for the disk-full test (needs root)");
+            return None;
+        }
+        Some(TmpfsMount(dir))
+    }
+
+    /// Space returns: the same mount, grown to `size`.
+    fn resize(&self, size: &str) {
+        let grown = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.0)
+            .status()
+            .unwrap();
+        assert!(grown.success(), "remount to {size} failed");
+    }
+}
+
+impl Drop for TmpfsMount<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0).status();
+    }
+}
+
+/// SIGKILLs a promlet started with piped stderr and fails if it had panicked before.
+fn kill_and_assert_no_panic(child: &mut crate::common::ChildGuard, when: &str) {
+    child.0.kill().unwrap();
+    let _ = child.0.wait();
+    let mut err = String::new();
+    if let Some(mut stderr) = child.0.stderr.take() {
+        stderr.read_to_string(&mut err).unwrap();
+    }
+    assert!(
+        !err.contains("panicked"),
+        "{when}: promlet panicked:\n{err}"
+    );
+}
+
+/// The newest flushed sample time the agent reports (ms), if /metrics has it.
+fn persisted_until_ms(port: u16) -> Option<i64> {
+    let seconds = metric(port, "promlet_tsdb_persisted_until_timestamp_seconds");
+    (!seconds.is_nan()).then(|| (seconds * 1000.0).round() as i64)
 }
 
 /// A self-metric's value in a /metrics body (first sample of `name` without labels).
@@ -570,27 +562,11 @@ fn push(port: u16, job: &str) -> u16 {
 /// and the queued alert.
 #[test]
 fn agent_disk_full_on_tmpfs_then_space_returns() {
-    let base = temp_dir("agent-tmpfs");
-    std::fs::create_dir_all(&base).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-        .arg(&base)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        let _ = std::fs::remove_dir(&base);
-        crate::common::missing::<()>("a tmpfs mount for the disk-full test (needs root)");
+    let base = TempDir::new("agent-tmpfs");
+    let Some(_unmount) = TmpfsMount::new(&base, "256k") else {
         return;
-    }
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(self.0).status();
-            let _ = std::fs::remove_dir(self.0);
-        }
-    }
-    let _unmount = Unmount(&base);
-    let etc = temp_dir("agent-tmpfs-etc");
+    };
+    let etc = TempDir::new("agent-tmpfs-etc");
     std::fs::create_dir_all(&etc).unwrap();
     let dead = crate::common::free_port();
     std::fs::write(
@@ -642,12 +618,7 @@ fn agent_disk_full_on_tmpfs_then_space_returns() {
     );
     let errors_full = metric(port, "promlet_tsdb_persist_errors_total");
     // Space returns.
-    assert!(Command::new("mount")
-        .args(["-o", "remount,size=16m"])
-        .arg(&base)
-        .status()
-        .unwrap()
-        .success());
+    _unmount.resize("16m");
     let back = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -666,17 +637,7 @@ fn agent_disk_full_on_tmpfs_then_space_returns() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(push(port, "after"), 200);
-    child.0.kill().unwrap();
-    let _ = child.0.wait();
-    let mut err = String::new();
-    child
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(!err.contains("panicked"), "promlet panicked:\n{err}");
+    kill_and_assert_no_panic(&mut child, "after space returned");
 
     let st = Store::open(Options::default(), &data, Box::new(OsFs));
     let all = st.select(&[], i64::MIN, i64::MAX);
@@ -702,5 +663,4 @@ fn agent_disk_full_on_tmpfs_then_space_returns() {
     );
     assert_eq!(push.group_count(), 3, "a pushed group was lost");
     assert!(!q.is_empty(), "the queued alert was lost");
-    let _ = std::fs::remove_dir_all(&etc);
 }

@@ -1,7 +1,7 @@
 //! The TSDB under injected file-system faults: disk full, torn writes, flipped bits.
 //! Faults come from a wrapper around the real file system (`OsFs`), on a real temp dir.
 
-use crate::tsdb::temp_dir;
+use crate::common::TempDir;
 use promlet::model::{Labels, MatchOp, Matcher};
 use promlet::tsdb::{Appender, Fs, Options, OsFs, Querier, Store};
 use std::cell::RefCell;
@@ -75,7 +75,7 @@ fn count_samples(st: &Store) -> usize {
 /// flush writes everything, so a restart recovers it.
 #[test]
 fn tsdb_disk_full_keeps_ingesting_and_recovers_when_space_returns() {
-    let dir = temp_dir("enospc");
+    let dir = TempDir::new("enospc");
     let faults = Rc::new(RefCell::new(Faults::default()));
     let fs = FaultyFs {
         inner: OsFs,
@@ -110,7 +110,6 @@ fn tsdb_disk_full_keeps_ingesting_and_recovers_when_space_returns() {
     drop(st);
     let st2 = Store::open(opts(), &dir, Box::new(OsFs));
     assert_eq!(st2.select(&[], i64::MIN, i64::MAX), want);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A write torn part-way (power cut, EIO) leaves a damaged tail; the store appends its retry
@@ -119,7 +118,7 @@ fn tsdb_disk_full_keeps_ingesting_and_recovers_when_space_returns() {
 #[test]
 fn tsdb_torn_write_is_skipped_and_retried() {
     for cut in [1usize, 9, 50, 400] {
-        let dir = temp_dir("torn");
+        let dir = TempDir::new("torn");
         let faults = Rc::new(RefCell::new(Faults::default()));
         let fs = FaultyFs {
             inner: OsFs,
@@ -150,7 +149,6 @@ fn tsdb_torn_write_is_skipped_and_retried() {
         // deleted as dead once its chunks were rewritten into a newer segment).
         assert!(st2.stats().corrupt_records <= 1, "cut at {cut}");
         assert_eq!(st2.select(&[], i64::MIN, i64::MAX), want, "cut at {cut}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
@@ -158,7 +156,7 @@ fn tsdb_torn_write_is_skipped_and_retried() {
 /// costs at most the series data in the damaged record.
 #[test]
 fn tsdb_bit_flips_are_detected_counted_and_skipped() {
-    let dir = temp_dir("flip");
+    let dir = TempDir::new("flip");
     let mut st = Store::open(opts(), &dir, Box::new(OsFs));
     let now = Instant::now();
     let mut t = 0;
@@ -205,5 +203,4 @@ fn tsdb_bit_flips_are_detected_counted_and_skipped() {
     let st3 = Store::open(opts(), &dir, Box::new(OsFs));
     assert_eq!(count_samples(&st3), total);
     assert_eq!(st3.stats().corrupt_records, 1);
-    let _ = std::fs::remove_dir_all(&dir);
 }

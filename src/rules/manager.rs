@@ -246,6 +246,15 @@ mod tests {
         RuleFile::parse(yaml, "r.yml", false).unwrap().groups
     }
 
+    /// The evaluation context every test here uses: no external URL, a 1 m resend delay.
+    fn test_context(external_labels: &Labels) -> EvalContext<'_> {
+        EvalContext {
+            external_labels,
+            external_url: "",
+            resend_delay_ms: 60_000,
+        }
+    }
+
     #[test]
     fn groups_run_at_their_interval_and_skip_missed_slots() {
         let mut m = Manager::new();
@@ -256,11 +265,7 @@ mod tests {
         let mut store = MemStorage::new();
         let opts = EngineOpts::default();
         let ext = Labels::new();
-        let ctx = EvalContext {
-            external_labels: &ext,
-            external_url: "",
-            resend_delay_ms: 60_000,
-        };
+        let ctx = test_context(&ext);
         let mut notify = |_: &str, _: &[crate::rules::OutgoingAlert]| {};
         let mut b = EngineBackend::new(&mut store, &opts);
         assert!(m.run_due(1_000_000, &mut b, &ctx, &mut notify).is_empty());
@@ -292,11 +297,7 @@ mod tests {
             .unwrap();
         let opts = EngineOpts::default();
         let ext = Labels::new();
-        let ctx = EvalContext {
-            external_labels: &ext,
-            external_url: "",
-            resend_delay_ms: 60_000,
-        };
+        let ctx = test_context(&ext);
         let mut notify = |_: &str, _: &[crate::rules::OutgoingAlert]| {};
         let mut b = EngineBackend::new(&mut store, &opts);
         m.run_due(0, &mut b, &ctx, &mut notify);
@@ -325,11 +326,7 @@ mod tests {
         let yaml = "groups:\n- name: g\n  interval: 1m\n  rules:\n  - alert: A\n    expr: vector(1)\n    for: 10m\n";
         let opts = EngineOpts::default();
         let ext = Labels::new();
-        let ctx = EvalContext {
-            external_labels: &ext,
-            external_url: "",
-            resend_delay_ms: 60_000,
-        };
+        let ctx = test_context(&ext);
         let day3 = 3 * 86_400_000;
         for step in [-day3, day3] {
             let mut m = Manager::new();
