@@ -53,6 +53,21 @@ impl Labels {
         l
     }
 
+    /// [`Labels::from_pairs`] for pairs that usually come sorted by name and unique (as the
+    /// TSDB index holds them): one allocation for the list and no search per pair. A pair out
+    /// of order is still placed by `from_pairs`' rules.
+    pub fn from_sorted_pairs<'a>(pairs: impl ExactSizeIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut l = Labels(Vec::with_capacity(pairs.len()));
+        for (n, v) in pairs {
+            match l.0.last() {
+                Some((last, _)) if last.as_str() >= n => l.set(n.into(), v.into()),
+                _ if v.is_empty() => {}
+                _ => l.0.push((n.into(), v.into())),
+            }
+        }
+        l
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .binary_search_by(|(n, _)| n.as_str().cmp(name))
@@ -201,6 +216,24 @@ impl StampAligner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn from_sorted_pairs_equals_from_pairs_in_any_order() {
+        let cases: &[&[(&str, &str)]] = &[
+            &[("__name__", "up"), ("instance", "a"), ("job", "x")],
+            &[("job", "x"), ("__name__", "up"), ("job", "y"), ("a", "")],
+            &[("a", ""), ("b", "1")],
+            &[("b", "1"), ("b", "")],
+            &[],
+        ];
+        for pairs in cases {
+            assert_eq!(
+                Labels::from_sorted_pairs(pairs.iter().copied()),
+                Labels::from_pairs(pairs.iter().copied()),
+                "{pairs:?}"
+            );
+        }
+    }
 
     #[test]
     fn labels_stay_sorted_and_drop_empty_values() {

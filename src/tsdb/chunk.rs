@@ -21,6 +21,119 @@ use crate::model::{Sample, Timestamp};
 pub const CHUNK_MAX_BYTES: usize = 512;
 const CHUNK_MAX_BITS: u32 = (CHUNK_MAX_BYTES * 8) as u32;
 
+/// Seek points kept beside each chunk (in memory only; recovery rebuilds them by decoding).
+/// A point is taken at the first sample ending past each multiple of [`SEEK_EVERY_BITS`], so a
+/// query starts decoding at most that many bits before its time range instead of at the
+/// chunk's first sample (decoding from the start was 44 % of an instant query over 1,000
+/// series). Each point taken costs [`SEEK_POINT_BYTES`] per chunk: 2 points add about 0.06
+/// bytes per sample on node-like data (3 points cut another 15 % off a 1,000-series query
+/// but cost 0.12 bytes per sample, past the store's budget of 1.4).
+pub const SEEK_POINTS: usize = 2;
+/// Bits between seek points: the chunk's bit budget cut into `SEEK_POINTS + 1` equal parts.
+pub const SEEK_EVERY_BITS: u32 = CHUNK_MAX_BITS / (SEEK_POINTS as u32 + 1);
+
+/// The decoder's state right after one sample: enough to resume decoding there.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SeekPoint {
+    /// The value's bits as two halves (high first): 4-byte alignment keeps a point at 20 bytes.
+    last_v: [u32; 2],
+    /// The sample's timestamp minus the chunk's `mint`.
+    t_off: u32,
+    last_delta: u32,
+    /// Bit position after the sample; 0 marks an unused slot (no sample ends at bit 0).
+    pos: u16,
+    leading: u8,
+    trailing: u8,
+}
+
+/// Bytes of one seek point stored after a sealed chunk's bytes ([`SeekTable::write`]).
+pub const SEEK_POINT_BYTES: usize = 20;
+
+/// A chunk's seek points, in stream (and so time) order; unused slots are at the end.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SeekTable([SeekPoint; SEEK_POINTS]);
+
+impl SeekTable {
+    /// Number of points taken.
+    fn len(&self) -> usize {
+        self.0.iter().take_while(|p| p.pos != 0).count()
+    }
+
+    /// Called with the state after every sample, by the encoder and by [`SeekTable::build`]
+    /// alike, so both take the same points. A sample whose offsets do not fit 32 bits (a
+    /// chunk spanning more than 49 days) is not taken; a later one is.
+    fn observe(&mut self, s: &XorState) {
+        let n = self.len();
+        if n == SEEK_POINTS || s.bit_len < (n as u32 + 1) * SEEK_EVERY_BITS {
+            return;
+        }
+        let (Ok(t_off), Ok(last_delta), Ok(pos)) = (
+            u32::try_from(s.last_t.wrapping_sub(s.mint)),
+            u32::try_from(s.last_delta),
+            u16::try_from(s.bit_len),
+        ) else {
+            return;
+        };
+        self.0[n] = SeekPoint {
+            last_v: [(s.last_v >> 32) as u32, s.last_v as u32],
+            t_off,
+            last_delta,
+            pos,
+            leading: s.leading,
+            trailing: s.trailing,
+        };
+    }
+
+    /// Appends the points taken, [`SEEK_POINT_BYTES`] each (a sealed chunk keeps them after
+    /// its bytes, in the same allocation).
+    pub fn write(&self, out: &mut Vec<u8>) {
+        for p in &self.0[..self.len()] {
+            out.extend_from_slice(&p.last_v[0].to_le_bytes());
+            out.extend_from_slice(&p.last_v[1].to_le_bytes());
+            out.extend_from_slice(&p.t_off.to_le_bytes());
+            out.extend_from_slice(&p.last_delta.to_le_bytes());
+            out.extend_from_slice(&p.pos.to_le_bytes());
+            out.extend_from_slice(&[p.leading, p.trailing]);
+        }
+    }
+
+    /// The table [`SeekTable::write`] wrote; extra or partial records are ignored.
+    pub fn read(bytes: &[u8]) -> SeekTable {
+        let mut t = SeekTable::default();
+        for (slot, r) in t.0.iter_mut().zip(bytes.chunks_exact(SEEK_POINT_BYTES)) {
+            let u32_at = |i: usize| u32::from_le_bytes([r[i], r[i + 1], r[i + 2], r[i + 3]]);
+            *slot = SeekPoint {
+                last_v: [u32_at(0), u32_at(4)],
+                t_off: u32_at(8),
+                last_delta: u32_at(12),
+                pos: u16::from_le_bytes([r[16], r[17]]),
+                leading: r[18],
+                trailing: r[19],
+            };
+        }
+        t
+    }
+
+    /// The seek points of a chunk's bytes (for chunks recovered from disk), found by decoding.
+    pub fn build(mint: Timestamp, bytes: &[u8], bit_len: u32) -> SeekTable {
+        let mut table = SeekTable::default();
+        let mut d = Decoder::new(mint, bytes, bit_len);
+        while d.next().is_some() {
+            table.observe(&d.state);
+        }
+        table
+    }
+
+    /// The last point whose sample is older than `t`: decoding from there loses nothing at or
+    /// after `t`.
+    fn last_before(&self, mint: Timestamp, t: Timestamp) -> Option<&SeekPoint> {
+        self.0
+            .iter()
+            .take_while(|p| p.pos != 0 && mint.wrapping_add(p.t_off as i64) < t)
+            .last()
+    }
+}
+
 /// Encoder state of an open chunk. Everything needed to continue appending, all derivable by
 /// decoding the chunk's bytes (which is how recovery rebuilds it).
 #[derive(Clone, Debug, PartialEq)]
@@ -78,6 +191,8 @@ impl Pieces {
 pub struct OpenChunk {
     pub bytes: Vec<u8>,
     pub state: XorState,
+    /// Where a reader may start decoding; taken as samples are pushed.
+    pub seeks: SeekTable,
 }
 
 /// Why [`OpenChunk::push`] did not take a sample.
@@ -98,6 +213,7 @@ impl OpenChunk {
         OpenChunk {
             bytes: Vec::new(),
             state: XorState::empty(),
+            seeks: SeekTable::default(),
         }
     }
 
@@ -184,6 +300,7 @@ impl OpenChunk {
         s.trailing = trailing;
         s.count += 1;
         s.bit_len = bit_len;
+        self.seeks.observe(&self.state);
         Ok(())
     }
 
@@ -193,7 +310,10 @@ impl OpenChunk {
             return None;
         }
         let mut it = Decoder::new(mint, bytes, bit_len);
-        for _ in it.by_ref() {}
+        let mut seeks = SeekTable::default();
+        while it.next().is_some() {
+            seeks.observe(&it.state);
+        }
         if it.failed {
             return None;
         }
@@ -202,6 +322,7 @@ impl OpenChunk {
         Some(OpenChunk {
             bytes: v,
             state: it.state,
+            seeks,
         })
     }
 }
@@ -246,6 +367,36 @@ impl<'a> Decoder<'a> {
             state,
             failed: bit_len != end,
         }
+    }
+
+    /// A decoder that yields every sample at or after `from`, and perhaps some before it: it
+    /// starts at the last seek point older than `from` instead of at the chunk's first sample.
+    /// `seeks` must be the table of these bytes (one taken with them, or [`SeekTable::build`]).
+    pub fn starting_near(
+        mint: Timestamp,
+        bytes: &'a [u8],
+        bit_len: u32,
+        seeks: &SeekTable,
+        from: Timestamp,
+    ) -> Decoder<'a> {
+        let mut d = Decoder::new(mint, bytes, bit_len);
+        if let Some(p) = seeks.last_before(mint, from) {
+            if !d.failed && u32::from(p.pos) <= d.end {
+                d.pos = p.pos.into();
+                d.state = XorState {
+                    mint,
+                    last_t: mint.wrapping_add(p.t_off as i64),
+                    last_delta: p.last_delta as i64,
+                    last_v: (u64::from(p.last_v[0]) << 32) | u64::from(p.last_v[1]),
+                    leading: p.leading,
+                    trailing: p.trailing,
+                    // Counts from the seek point: only the encoder needs the true count.
+                    count: 1,
+                    bit_len: p.pos.into(),
+                };
+            }
+        }
+        d
     }
 
     /// The 64 bits starting at bit `pos`, zeros past the end of the bytes. Reading a word at
@@ -657,6 +808,132 @@ mod tests {
             g[at] ^= next() as u8 | 1;
             assert_eq!(decode_fast(m, &g, bits), decode_bitwise(m, &g, bits));
         }
+    }
+
+    /// A full chunk of jittered timestamps and counter-like values, and its samples.
+    fn full_chunk(seed: u64) -> (OpenChunk, Vec<Sample>) {
+        let mut rng = seed;
+        let mut c = OpenChunk::new();
+        let (mut t, mut v) = (1_000_000i64, 0.0f64);
+        let mut all = Vec::new();
+        loop {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            t += 15_000 + (rng % 5) as i64 - 2;
+            v += (rng % 17) as f64;
+            if c.push(t, v).is_err() {
+                return (c, all);
+            }
+            all.push(Sample { t, v });
+        }
+    }
+
+    fn from_time(
+        c: &OpenChunk,
+        seeks: &SeekTable,
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> Vec<Sample> {
+        let mut out = Vec::new();
+        Decoder::starting_near(c.state.mint, &c.bytes, c.state.bit_len, seeks, mint)
+            .push_range(mint, maxt, &mut out);
+        out
+    }
+
+    fn in_range(all: &[Sample], mint: Timestamp, maxt: Timestamp) -> Vec<Sample> {
+        all.iter()
+            .copied()
+            .filter(|s| s.t >= mint && s.t <= maxt)
+            .collect()
+    }
+
+    #[test]
+    fn seek_points_are_taken_once_per_stretch_of_bits_and_rebuilt_identically() {
+        let (c, all) = full_chunk(3);
+        assert_eq!(c.seeks.len(), SEEK_POINTS);
+        for (k, p) in c.seeks.0.iter().enumerate() {
+            let boundary = (k as u32 + 1) * SEEK_EVERY_BITS;
+            // The first sample ending at or past the boundary (a sample is < 160 bits).
+            assert!(u32::from(p.pos) >= boundary && u32::from(p.pos) < boundary + 160);
+            assert!(all.iter().any(|s| s.t == c.state.mint + p.t_off as i64));
+        }
+        let (m, b, bits) = (c.state.mint, &c.bytes, c.state.bit_len);
+        assert_eq!(SeekTable::build(m, b, bits), c.seeks);
+        assert_eq!(OpenChunk::from_bytes(m, b, bits).unwrap().seeks, c.seeks);
+        let mut stored = Vec::new();
+        c.seeks.write(&mut stored);
+        assert_eq!(stored.len(), SEEK_POINTS * SEEK_POINT_BYTES);
+        assert_eq!(SeekTable::read(&stored), c.seeks);
+        assert_eq!(SeekTable::read(&stored[..SEEK_POINT_BYTES + 3]).len(), 1);
+        assert_eq!(SeekTable::read(&[]), SeekTable::default());
+        // A chunk of a few samples has none.
+        let mut small = OpenChunk::new();
+        small.push(0, 1.0).unwrap();
+        small.push(15_000, 2.0).unwrap();
+        assert_eq!(small.seeks.len(), 0);
+    }
+
+    #[test]
+    fn decoding_from_a_seek_point_yields_exactly_the_samples_in_range() {
+        for seed in [3, 11, 12345] {
+            let (c, all) = full_chunk(seed);
+            let (first, last) = (all[0].t, all[all.len() - 1].t);
+            let mut starts = vec![i64::MIN, first - 1, first, first + 1, last, last + 1];
+            for p in &c.seeks.0 {
+                let t = c.state.mint + p.t_off as i64;
+                // On a point, just before and just after it.
+                starts.extend([t - 1, t, t + 1]);
+            }
+            // Between points, everywhere.
+            starts.extend(all.iter().step_by(7).map(|s| s.t + 3));
+            for &mint in &starts {
+                for maxt in [mint, mint.saturating_add(300_000), i64::MAX] {
+                    assert_eq!(
+                        from_time(&c, &c.seeks, mint, maxt),
+                        in_range(&all, mint, maxt),
+                        "seed {seed} [{mint}, {maxt}]"
+                    );
+                }
+            }
+            // Starting after the last sample skips to the last point, not past the end.
+            let p = c.seeks.last_before(c.state.mint, last + 1).unwrap();
+            assert_eq!(p, &c.seeks.0[SEEK_POINTS - 1]);
+            let d = Decoder::starting_near(c.state.mint, &c.bytes, c.state.bit_len, &c.seeks, last);
+            assert_eq!(d.pos, u32::from(p.pos));
+            // Exactly on the second point: decoding starts at the first (older than it).
+            let on = c.state.mint + c.seeks.0[1].t_off as i64;
+            let d = Decoder::starting_near(c.state.mint, &c.bytes, c.state.bit_len, &c.seeks, on);
+            assert_eq!(d.pos, u32::from(c.seeks.0[0].pos));
+            assert!(from_time(&c, &c.seeks, last + 1, i64::MAX).is_empty());
+        }
+    }
+
+    #[test]
+    fn seek_points_are_skipped_where_offsets_do_not_fit_and_ignored_on_cut_bytes() {
+        // Sixty days between samples: offsets past u32 milliseconds take no point.
+        let mut c = OpenChunk::new();
+        let mut all = Vec::new();
+        for i in 0..400i64 {
+            let t = i * 60 * 86_400_000;
+            if c.push(t, i as f64).is_err() {
+                break;
+            }
+            all.push(Sample { t, v: i as f64 });
+        }
+        assert_eq!(c.seeks.len(), 0);
+        assert_eq!(from_time(&c, &c.seeks, all[50].t, i64::MAX), all[50..]);
+        // A table whose points lie past the given length is not used.
+        let (c, all) = full_chunk(5);
+        let short = c.seeks.0[0].pos as u32 - 1;
+        let mut out = Vec::new();
+        Decoder::starting_near(c.state.mint, &c.bytes, short, &c.seeks, i64::MAX).push_range(
+            i64::MIN,
+            i64::MAX,
+            &mut out,
+        );
+        let n = out.len();
+        assert!(n > 0 && out[..] == all[..n]);
     }
 
     #[test]

@@ -113,6 +113,12 @@ pub struct Index {
     free_series: Vec<u32>,
     /// Sorted ids of every live series: the postings of "all".
     live: Vec<u32>,
+    /// Live series ids in label order, and each id's position there (`u32::MAX` for a free
+    /// id): a query orders its selection by these ranks instead of comparing label strings
+    /// (that sort was a tenth of an instant query over 1,000 series). Kept up to date on
+    /// insert and remove, which cost O(series) then; series come and go rarely.
+    by_labels: Vec<u32>,
+    rank: Vec<u32>,
     by_hash: IdMap<u64, u32>,
     /// Series whose label hash collided with another's (64-bit collisions: practically never).
     collided: Vec<(u64, u32)>,
@@ -142,6 +148,8 @@ impl Index {
             + vec_bytes(&self.series)
             + vec_bytes(&self.free_series)
             + vec_bytes(&self.live)
+            + vec_bytes(&self.by_labels)
+            + vec_bytes(&self.rank)
             + map_bytes(&self.by_hash)
             + vec_bytes(&self.collided)
             + map_bytes(&self.postings)
@@ -198,7 +206,7 @@ impl Index {
     }
 
     pub fn labels_of(&self, id: SeriesId) -> Labels {
-        Labels::from_pairs(
+        Labels::from_sorted_pairs(
             self.series[id as usize]
                 .iter()
                 .map(|&(n, v)| (self.str_of(n), self.str_of(v))),
@@ -223,6 +231,22 @@ impl Index {
             }
         }
         pa.len().cmp(&pb.len())
+    }
+
+    /// Orders series ids as their label sets order (`Labels`' `Ord`), by their ranks.
+    pub fn sort_by_labels(&self, ids: &mut [SeriesId]) {
+        if ids.len() == self.by_labels.len() {
+            // Every live series (an ids list has no duplicates): the order is the index's own.
+            ids.copy_from_slice(&self.by_labels);
+        } else {
+            ids.sort_unstable_by_key(|&id| self.rank.get(id as usize).copied());
+        }
+    }
+
+    fn rerank_from(&mut self, at: usize) {
+        for (i, &id) in self.by_labels.iter().enumerate().skip(at) {
+            self.rank[id as usize] = i as u32;
+        }
     }
 
     /// The (name, value) string pairs of a series, in label order, without allocating.
@@ -303,6 +327,12 @@ impl Index {
         self.series[id as usize] = pairs;
         let at = self.live.partition_point(|&x| x < id);
         self.live.insert(at, id);
+        let at = self
+            .by_labels
+            .partition_point(|&x| self.cmp_labels(x, id).is_lt());
+        self.by_labels.insert(at, id);
+        self.rank.resize(self.series.len(), u32::MAX);
+        self.rerank_from(at);
         match self.by_hash.entry(hash) {
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(id);
@@ -341,6 +371,14 @@ impl Index {
         }
         if let Ok(at) = self.live.binary_search(&id) {
             self.live.remove(at);
+        }
+        if let Some(&at) = self.rank.get(id as usize) {
+            let at = at as usize;
+            if at < self.by_labels.len() {
+                self.by_labels.remove(at);
+                self.rerank_from(at);
+            }
+            self.rank[id as usize] = u32::MAX;
         }
         if self.by_hash.get(&hash) == Some(&id) {
             self.by_hash.remove(&hash);
@@ -507,6 +545,41 @@ mod tests {
         by_labels.sort_by_key(|&id| ix.labels_of(id));
         ids.sort_by(|&a, &b| ix.cmp_labels(a, b));
         assert_eq!(ids, by_labels);
+    }
+
+    #[test]
+    fn label_order_is_kept_through_inserts_and_removals() {
+        let mut ix = Index::new();
+        let mut rng = 17u64;
+        let mut live: Vec<(SeriesId, Labels)> = Vec::new();
+        for round in 0..600 {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            if rng >> 62 == 0 && !live.is_empty() {
+                let (id, l) = live.swap_remove((rng >> 20) as usize % live.len());
+                ix.remove(id, hash_labels(&l));
+            } else {
+                let l = Labels::from_pairs([
+                    ("__name__", format!("m{}", (rng >> 30) % 3)),
+                    ("instance", format!("h{}", (rng >> 40) % 50)),
+                    ("job", format!("j{round}")),
+                ]);
+                let h = hash_labels(&l);
+                live.push((ix.insert(&l, h), l));
+            }
+            let mut want: Vec<SeriesId> = live.iter().map(|(id, _)| *id).collect();
+            want.sort_by_key(|&id| ix.labels_of(id));
+            let mut all = ix.select(&[]);
+            ix.sort_by_labels(&mut all);
+            assert_eq!(all, want);
+            // A part of them, in id order, comes back in label order too.
+            let mut some: Vec<SeriesId> = want.iter().copied().filter(|id| id % 3 == 0).collect();
+            some.sort_unstable();
+            ix.sort_by_labels(&mut some);
+            let part: Vec<SeriesId> = want.iter().copied().filter(|id| id % 3 == 0).collect();
+            assert_eq!(some, part);
+        }
     }
 
     #[test]

@@ -30,7 +30,7 @@
 //! # Layout
 //! | file | owns |
 //! |---|---|
-//! | `chunk.rs` | Gorilla bit stream: encoder of the open chunk, decoder |
+//! | `chunk.rs` | Gorilla bit stream: encoder of the open chunk, decoder, in-memory seek points |
 //! | `index.rs` | interned strings, series label sets, postings, matcher selection, byte accounting |
 //! | `store.rs` | series data, the budget and eviction ring, append rules, flush and recovery |
 //! | `format.rs` | segment header, frames, postcard records (docs/tsdb-format.md) |
