@@ -17,30 +17,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const T0: i64 = 1_700_000_000_000;
-const STEP: i64 = 60_000;
-const POINTS: i64 = 1440;
-const END: i64 = T0 + (POINTS - 1) * STEP;
+#[path = "support/promql_workload.rs"]
+mod workload;
 
-fn data() -> Vec<(Labels, Vec<(i64, f64)>)> {
-    let mut out = Vec::new();
-    for i in 0..1000i64 {
-        let l = Labels::from_pairs([
-            ("__name__".to_string(), "bench_requests_total".to_string()),
-            ("job".to_string(), format!("job{}", i % 10)),
-            ("instance".to_string(), format!("host{i}")),
-        ]);
-        let mut v = 0.0;
-        let pts = (0..POINTS)
-            .map(|k| {
-                v += ((i * 7 + k * 13) % 17) as f64;
-                (T0 + k * STEP, v)
-            })
-            .collect();
-        out.push((l, pts));
-    }
-    out
-}
+use workload::END;
 
 fn serve(data: Vec<(Labels, Vec<(i64, f64)>)>) -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -119,7 +99,7 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("promlet-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("data")).unwrap();
-    let data = data();
+    let data = workload::series();
     let mut om = String::new();
     for (l, pts) in &data {
         let labels = format!(
@@ -175,60 +155,34 @@ fn main() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let ours = serve(data.clone());
-    let at = format!("{}", (END - 3_600_000) / 1000);
-    let (s, e) = (format!("{}", T0 / 1000 + 3600), format!("{}", END / 1000));
-    let instant = |q: &str| format!("/api/v1/query?query={}&time={at}", enc(q));
-    let range = |q: &str, step: &str| {
-        format!(
-            "/api/v1/query_range?query={}&start={s}&end={e}&step={step}",
-            enc(q)
-        )
+    let path = |case: &workload::Case| {
+        let api = if case.range_step.is_some() {
+            "query_range"
+        } else {
+            "query"
+        };
+        let params: Vec<String> = case
+            .params()
+            .iter()
+            .map(|(k, v)| format!("{k}={}", enc(v)))
+            .collect();
+        format!("/api/v1/{api}?{}", params.join("&"))
     };
-    let cases: Vec<(&str, String)> = vec![
-        (
-            "one series",
-            instant("bench_requests_total{instance=\"host7\"}"),
-        ),
-        ("all 1000 series", instant("bench_requests_total")),
-        (
-            "sum(rate[5m])",
-            instant("sum(rate(bench_requests_total[5m]))"),
-        ),
-        (
-            "sum by job (rate)",
-            instant("sum by (job) (rate(bench_requests_total[5m]))"),
-        ),
-        (
-            "topk(5, rate)",
-            instant("topk(5, rate(bench_requests_total[5m]))"),
-        ),
-        (
-            "max_over_time[1h]",
-            instant("max(max_over_time(bench_requests_total[1h]))"),
-        ),
-        (
-            "range 23h/60s by job",
-            range("sum by (job) (rate(bench_requests_total[5m]))", "60"),
-        ),
-        (
-            "range 23h/5m one",
-            range("rate(bench_requests_total{instance=\"host7\"}[5m])", "300"),
-        ),
-    ];
     let runs = 21;
     println!(
         "{:<24} {:>12} {:>12} {:>7}",
         "query (1000 series x 24h)", "prometheus", "promlet", "ratio"
     );
-    for (name, path) in &cases {
+    for case in workload::CASES {
+        let (name, path) = (case.title, path(case));
         let (mut a, mut b) = (Vec::new(), Vec::new());
         for _ in 0..runs {
             let t = Instant::now();
-            let (st, _, _) = common::http_get(port, path, "");
+            let (st, _, _) = common::http_get(port, &path, "");
             a.push(t.elapsed());
             assert_eq!(st, 200);
             let t = Instant::now();
-            let (st, _, _) = common::http_get(ours, path, "");
+            let (st, _, _) = common::http_get(ours, &path, "");
             b.push(t.elapsed());
             assert_eq!(st, 200);
         }
