@@ -1447,6 +1447,8 @@ fn api_response(req: &Request, r: ApiResponse) -> Response {
     resp
 }
 
+type ApiHandler = dyn Fn(&Request, &[(String, String)], &State) -> ApiResponse;
+
 /// Adds a route whose handler gets the request's form parameters and the state.
 fn api_route(
     r: &mut Router,
@@ -1455,6 +1457,9 @@ fn api_route(
     state: &Rc<RefCell<State>>,
     f: impl Fn(&Request, &[(String, String)], &State) -> ApiResponse + 'static,
 ) {
+    // Boxed so the wrapper below is compiled once, not once per route (2.9 KB for 20
+    // routes on x86_64).
+    let f: Box<ApiHandler> = Box::new(f);
     let st = state.clone();
     r.route(methods, pattern, move |req| {
         let params = match api_params(req) {
