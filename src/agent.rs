@@ -1982,13 +1982,12 @@ pub fn run(args: Args) -> i32 {
     };
     crate::log::info(&format!("listening on {local}"));
     let result = async_io::block_on(ex.run(async {
-        ex.spawn(collection_loop(state.clone(), server.stats()))
-            .detach();
-        ex.spawn(tsdb_loop(store.clone())).detach();
-        ex.spawn(rules_loop(state.clone())).detach();
-        ex.spawn(notify_loop(hub.clone())).detach();
-        ex.spawn(signal_loop(signals, state.clone(), shutdown.clone()))
-            .detach();
+        use crate::task::spawn;
+        spawn(&ex, collection_loop(state.clone(), server.stats())).detach();
+        spawn(&ex, tsdb_loop(store.clone())).detach();
+        spawn(&ex, rules_loop(state.clone())).detach();
+        spawn(&ex, notify_loop(hub.clone())).detach();
+        spawn(&ex, signal_loop(signals, state.clone(), shutdown.clone())).detach();
         server.serve(listener, counted, shutdown.wait()).await
     }));
     // Make everything collected so far durable before exiting, and where each queue got to.
