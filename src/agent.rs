@@ -50,7 +50,7 @@ use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
 use futures_lite::StreamExt;
 use std::cell::RefCell;
-use std::net::TcpListener;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -1249,12 +1249,40 @@ fn connection_cap(requested: usize, fd_limit: u64) -> usize {
 /// drop handshakes into SYN retries of 1 s and more. The kernel caps it at somaxconn.
 const LISTEN_BACKLOG: i32 = 1024;
 
+fn listen_port(addr: &str, port: &str) -> std::io::Result<u16> {
+    port.parse().map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("invalid port in address {addr:?}"),
+        )
+    })
+}
+
+/// A listen address as a socket address. A host name goes through the agent's own resolver
+/// (localhost, /etc/hosts, DNS): std's `ToSocketAddrs` for strings would link musl's
+/// getaddrinfo and its resolver (~20 KB of the static binary) for this one call.
+fn listen_addr(addr: &str) -> std::io::Result<SocketAddr> {
+    if let Ok(a) = addr.parse() {
+        return Ok(a);
+    }
+    let invalid = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, msg);
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| invalid(format!("missing port in address {addr:?}")))?;
+    let port = listen_port(addr, port)?;
+    let lookup = crate::net::dns::resolve_host(host, port, Duration::from_secs(10));
+    async_io::block_on(lookup).map_err(invalid)
+}
+
 /// `:9099` means every interface, as in Go: IPv6 dual-stack when the host has it.
 fn bind(addr: &str) -> std::io::Result<TcpListener> {
     let listener = match addr.strip_prefix(':') {
-        Some(port) => TcpListener::bind(format!("[::]:{port}"))
-            .or_else(|_| TcpListener::bind(format!("0.0.0.0:{port}"))),
-        None => TcpListener::bind(addr),
+        Some(port) => {
+            let port = listen_port(addr, port)?;
+            TcpListener::bind((Ipv6Addr::UNSPECIFIED, port))
+                .or_else(|_| TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)))
+        }
+        None => TcpListener::bind(listen_addr(addr)?),
     }?;
     // Calling listen() again on a listening socket only changes its backlog (Linux).
     rustix::net::listen(&listener, LISTEN_BACKLOG)?;
@@ -2424,5 +2452,26 @@ mod tests {
         );
         assert!(held(&store, truth, clock.wall.get()) > 100);
         assert!(store.0.borrow().stats().clock_step_discarded > 100);
+    }
+
+    #[test]
+    fn listen_addresses_parse_literals_resolve_localhost_and_reject_a_bad_port() {
+        assert_eq!(
+            listen_addr("127.0.0.1:9099").unwrap(),
+            "127.0.0.1:9099".parse().unwrap()
+        );
+        assert_eq!(
+            listen_addr("[::1]:80").unwrap(),
+            "[::1]:80".parse().unwrap()
+        );
+        assert_eq!(
+            listen_addr("localhost:9099").unwrap(),
+            "127.0.0.1:9099".parse().unwrap()
+        );
+        assert!(listen_addr("127.0.0.1").is_err());
+        assert!(listen_addr("localhost:http").is_err());
+        assert!(bind(":notaport").is_err());
+        let l = bind("localhost:0").unwrap();
+        assert!(l.local_addr().unwrap().ip().is_loopback());
     }
 }
