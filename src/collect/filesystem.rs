@@ -23,7 +23,6 @@ use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context}
 use crate::expo::{MetricSet, MetricType};
 use regex_lite::Regex;
 use std::borrow::Cow;
-use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -157,6 +156,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 }
 
 type StatResult = Result<rustix::fs::StatVfs, rustix::io::Errno>;
+/// Mount points whose `statfs` is blocked: a handful at most, so a list (a `BTreeSet<String>`
+/// here was ~2.5 KB of code of its own).
+type StuckMounts = Vec<String>;
 /// The `statfs` call; a field so tests can stand in a call that hangs.
 type StatFn = fn(&Path) -> StatResult;
 
@@ -196,7 +198,7 @@ enum NoAnswer {
 }
 
 impl Helper {
-    fn spawn(stuck: Arc<Mutex<BTreeSet<String>>>, stat: StatFn) -> std::io::Result<Helper> {
+    fn spawn(stuck: Arc<Mutex<StuckMounts>>, stat: StatFn) -> std::io::Result<Helper> {
         let shared = Arc::new(Exchange::default());
         let theirs = shared.clone();
         std::thread::Builder::new()
@@ -238,7 +240,7 @@ impl Drop for Helper {
 }
 
 /// The helper thread: stats what it is handed until the work thread drops the [`Helper`].
-fn helper_loop(ex: &Exchange, stuck: &Mutex<BTreeSet<String>>, stat: StatFn) {
+fn helper_loop(ex: &Exchange, stuck: &Mutex<StuckMounts>, stat: StatFn) {
     loop {
         let Ok(s) = ex.state.lock() else { return };
         let Ok(mut s) = ex
@@ -258,7 +260,7 @@ fn helper_loop(ex: &Exchange, stuck: &Mutex<BTreeSet<String>>, stat: StatFn) {
             // mount may be statted again (by a new helper).
             drop(s);
             if let Ok(mut s) = stuck.lock() {
-                s.remove(&mountpoint);
+                s.retain(|m| *m != mountpoint);
             }
             return;
         }
@@ -329,7 +331,7 @@ pub struct Filesystem {
     timeout: Duration,
     text: String,
     helper: Option<Helper>,
-    stuck: Arc<Mutex<BTreeSet<String>>>,
+    stuck: Arc<Mutex<StuckMounts>>,
     /// Hashes of the (device, mountpoint, fstype, device_error) label sets already exported;
     /// a 64-bit hash instead of owned strings keeps the cycle allocation-free.
     seen: Vec<u64>,
@@ -390,7 +392,7 @@ fn build(opts: &CollectorOptions) -> Result<Filesystem, String> {
         timeout,
         text: String::new(),
         helper: None,
-        stuck: Arc::new(Mutex::new(BTreeSet::new())),
+        stuck: Arc::new(Mutex::new(Vec::new())),
         seen: Vec::new(),
         path: PathBuf::new(),
         errors: Vec::new(),
@@ -420,7 +422,7 @@ impl Filesystem {
     fn is_stuck(&self, mountpoint: &str) -> bool {
         self.stuck
             .lock()
-            .map(|s| s.contains(mountpoint))
+            .map(|s| s.iter().any(|m| m == mountpoint))
             .unwrap_or(false)
     }
 
@@ -455,7 +457,9 @@ impl Filesystem {
             Ok(r) => Some(r),
             Err(NoAnswer::Timeout) => {
                 if let Ok(mut s) = self.stuck.lock() {
-                    s.insert(mountpoint.to_string());
+                    if !s.iter().any(|m| m == mountpoint) {
+                        s.push(mountpoint.to_string());
+                    }
                 }
                 crate::log::warn(&format!(
                     "filesystem: statfs({}) did not return within {:?}; skipping this mount until it does",
