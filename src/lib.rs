@@ -34,6 +34,7 @@
 //! | [`net`]   | small async network clients shared by scrape and probe (DNS)            |
 //! | [`probe`] | blackbox_exporter-compatible probes: `/probe` and scheduled probes      |
 //! | [`sort`]  | the one stable sort instantiation every module shares (binary size)    |
+//! | [`task`]  | the one spawned-task type every module shares (binary size)            |
 //! | `tls` | (feature `tls`) rustls configs for the web server and outbound HTTP |
 //!
 //! Dependencies point one way: toward `model`, `expo` and `tsdb`. Only `agent` and `main`
@@ -59,6 +60,7 @@ pub mod remote;
 pub mod rules;
 pub mod scrape;
 pub mod sort;
+pub mod task;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod tsdb;

@@ -14,7 +14,7 @@ use super::UsageError;
 use crate::http::json::Value as Json;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::time::Duration;
 
 /// The local agent at its default port.
@@ -22,6 +22,8 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:9099";
 
 /// How long to wait for the server's answer (its own `--query.timeout` is the real bound).
 const IO_TIMEOUT: Duration = Duration::from_secs(150);
+/// Name resolution and TCP connect, each.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -326,32 +328,17 @@ fn post_form(server: &str, path: &str, body: &str) -> Result<(u16, Vec<u8>), Str
         Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
         None => (rest, ""),
     };
-    let addr_str = if hostport
+    let (host, port) = hostport
         .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        hostport.to_string()
-    } else {
-        format!("{hostport}:80")
-    };
+        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+        .unwrap_or((hostport, 80));
+    // The agent's own resolver (localhost, /etc/hosts, then DNS), as for every other outbound
+    // connection: std's `ToSocketAddrs` would link musl's getaddrinfo and its resolver
+    // (~20 KB of the static binary) for this one call.
+    let addr = async_io::block_on(crate::net::dns::resolve_host(host, port, CONNECT_TIMEOUT))
+        .map_err(|e| format!("cannot reach {server}: {e}"))?;
     let cannot = |e: std::io::Error| format!("cannot reach {server}: {e}");
-    let addrs: Vec<_> = addr_str.to_socket_addrs().map_err(cannot)?.collect();
-    let mut last = None;
-    let mut stream = None;
-    for addr in addrs {
-        match TcpStream::connect_timeout(&addr, Duration::from_secs(10)) {
-            Ok(s) => {
-                stream = Some(s);
-                break;
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    let mut s = match (stream, last) {
-        (Some(s), _) => s,
-        (None, Some(e)) => return Err(cannot(e)),
-        (None, None) => return Err(format!("cannot reach {server}: no address")),
-    };
+    let mut s = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(cannot)?;
     s.set_read_timeout(Some(IO_TIMEOUT)).map_err(cannot)?;
     s.set_write_timeout(Some(IO_TIMEOUT)).map_err(cannot)?;
     let req = format!(

@@ -23,13 +23,11 @@ use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context}
 use crate::expo::{MetricSet, MetricType};
 use regex_lite::Regex;
 use std::borrow::Cow;
-use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// node_exporter 1.11's defaults (upstream; Debian patches the mount-point default to also
@@ -158,6 +156,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 }
 
 type StatResult = Result<rustix::fs::StatVfs, rustix::io::Errno>;
+/// Mount points whose `statfs` is blocked: a handful at most, so a list (a `BTreeSet<String>`
+/// here was ~2.5 KB of code of its own).
+type StuckMounts = Vec<String>;
 /// The `statfs` call; a field so tests can stand in a call that hangs.
 type StatFn = fn(&Path) -> StatResult;
 
@@ -166,35 +167,106 @@ fn real_statfs(p: &Path) -> StatResult {
 }
 
 /// The helper thread for `statfs` calls that may hang. See the module docs.
+///
+/// One request and one answer at a time pass through a mutex and a condvar: std's channels
+/// would add ~8.5 KB of code for two channel types.
 struct Helper {
-    tx: Sender<(String, PathBuf)>,
-    rx: Receiver<StatResult>,
+    shared: Arc<Exchange>,
+}
+
+#[derive(Default)]
+struct Exchange {
+    state: Mutex<ExchangeState>,
+    /// Signals a new request, an answer, or that the work thread gave up on the helper.
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct ExchangeState {
+    request: Option<(String, PathBuf)>,
+    answer: Option<StatResult>,
+    /// The work thread dropped the helper (its call timed out, or the collector went away).
+    abandoned: bool,
+}
+
+/// Why no answer came back.
+#[derive(Debug, PartialEq)]
+enum NoAnswer {
+    Timeout,
+    /// The helper is gone (it panicked).
+    Gone,
 }
 
 impl Helper {
-    fn spawn(stuck: Arc<Mutex<BTreeSet<String>>>, stat: StatFn) -> std::io::Result<Helper> {
-        let (req_tx, req_rx) = channel::<(String, PathBuf)>();
-        let (res_tx, res_rx) = channel();
+    fn spawn(stuck: Arc<Mutex<StuckMounts>>, stat: StatFn) -> std::io::Result<Helper> {
+        let shared = Arc::new(Exchange::default());
+        let theirs = shared.clone();
         std::thread::Builder::new()
             .name("promlet-statfs".into())
             .stack_size(64 * 1024)
-            .spawn(move || {
-                for (mountpoint, path) in req_rx {
-                    let r = stat(&path);
-                    if res_tx.send(r).is_err() {
-                        // The work thread gave up on us: this call was stuck. It returned now,
-                        // so the mount may be statted again (by a new helper).
-                        if let Ok(mut s) = stuck.lock() {
-                            s.remove(&mountpoint);
-                        }
-                        return;
-                    }
-                }
-            })?;
-        Ok(Helper {
-            tx: req_tx,
-            rx: res_rx,
-        })
+            .spawn(move || helper_loop(&theirs, &stuck, stat))?;
+        Ok(Helper { shared })
+    }
+
+    /// Hands a call to the helper; false if the helper is gone.
+    fn send(&self, mountpoint: &str, path: &Path) -> bool {
+        let Ok(mut s) = self.shared.state.lock() else {
+            return false;
+        };
+        s.request = Some((mountpoint.to_string(), path.to_path_buf()));
+        drop(s);
+        self.shared.wake.notify_all();
+        true
+    }
+
+    fn recv_timeout(&self, timeout: Duration) -> Result<StatResult, NoAnswer> {
+        let s = self.shared.state.lock().map_err(|_| NoAnswer::Gone)?;
+        let (mut s, _) = self
+            .shared
+            .wake
+            .wait_timeout_while(s, timeout, |s| s.answer.is_none())
+            .map_err(|_| NoAnswer::Gone)?;
+        s.answer.take().ok_or(NoAnswer::Timeout)
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.shared.state.lock() {
+            s.abandoned = true;
+        }
+        self.shared.wake.notify_all();
+    }
+}
+
+/// The helper thread: stats what it is handed until the work thread drops the [`Helper`].
+fn helper_loop(ex: &Exchange, stuck: &Mutex<StuckMounts>, stat: StatFn) {
+    loop {
+        let Ok(s) = ex.state.lock() else { return };
+        let Ok(mut s) = ex
+            .wake
+            .wait_while(s, |s| s.request.is_none() && !s.abandoned)
+        else {
+            return;
+        };
+        let Some((mountpoint, path)) = s.request.take().filter(|_| !s.abandoned) else {
+            return;
+        };
+        drop(s);
+        let r = stat(&path);
+        let Ok(mut s) = ex.state.lock() else { return };
+        if s.abandoned {
+            // The work thread gave up on us: this call was stuck. It returned now, so the
+            // mount may be statted again (by a new helper).
+            drop(s);
+            if let Ok(mut s) = stuck.lock() {
+                s.retain(|m| *m != mountpoint);
+            }
+            return;
+        }
+        s.answer = Some(r);
+        drop(s);
+        ex.wake.notify_all();
     }
 }
 
@@ -259,7 +331,7 @@ pub struct Filesystem {
     timeout: Duration,
     text: String,
     helper: Option<Helper>,
-    stuck: Arc<Mutex<BTreeSet<String>>>,
+    stuck: Arc<Mutex<StuckMounts>>,
     /// Hashes of the (device, mountpoint, fstype, device_error) label sets already exported;
     /// a 64-bit hash instead of owned strings keeps the cycle allocation-free.
     seen: Vec<u64>,
@@ -324,7 +396,7 @@ fn build(opts: &CollectorOptions) -> Result<Filesystem, String> {
         timeout,
         text: String::new(),
         helper: None,
-        stuck: Arc::new(Mutex::new(BTreeSet::new())),
+        stuck: Arc::new(Mutex::new(Vec::new())),
         seen: Vec::new(),
         path: PathBuf::new(),
         errors: Vec::new(),
@@ -356,7 +428,7 @@ impl Filesystem {
     fn is_stuck(&self, mountpoint: &str) -> bool {
         self.stuck
             .lock()
-            .map(|s| s.contains(mountpoint))
+            .map(|s| s.iter().any(|m| m == mountpoint))
             .unwrap_or(false)
     }
 
@@ -383,18 +455,17 @@ impl Filesystem {
             }
         }
         let h = self.helper.as_ref()?;
-        if h.tx
-            .send((mountpoint.to_string(), path.to_path_buf()))
-            .is_err()
-        {
+        if !h.send(mountpoint, path) {
             self.helper = None;
             return Some((self.stat)(path));
         }
-        match h.rx.recv_timeout(self.timeout) {
+        match h.recv_timeout(self.timeout) {
             Ok(r) => Some(r),
-            Err(RecvTimeoutError::Timeout) => {
+            Err(NoAnswer::Timeout) => {
                 if let Ok(mut s) = self.stuck.lock() {
-                    s.insert(mountpoint.to_string());
+                    if !s.iter().any(|m| m == mountpoint) {
+                        s.push(mountpoint.to_string());
+                    }
                 }
                 crate::log::warn(&format!(
                     "filesystem: statfs({}) did not return within {:?}; skipping this mount until it does",
@@ -404,7 +475,7 @@ impl Filesystem {
                 self.helper = None; // the blocked helper exits when its call returns
                 None
             }
-            Err(RecvTimeoutError::Disconnected) => {
+            Err(NoAnswer::Gone) => {
                 self.helper = None;
                 None
             }

@@ -292,7 +292,7 @@ impl Server {
                 let table = table.clone();
                 #[cfg(feature = "tls")]
                 let tls = self.tls.clone();
-                ex.spawn(async move {
+                crate::task::spawn(&ex, async move {
                     #[cfg(feature = "tls")]
                     let stream = match tls {
                         None => Stream::Plain(stream),

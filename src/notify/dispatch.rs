@@ -21,7 +21,6 @@ use crate::http::json::Json;
 use crate::model::Labels;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -74,9 +73,126 @@ struct Undo {
 
 struct RunningExec {
     undo: Rc<Undo>,
-    child: Child,
+    child: ExecChild,
     deadline: i64,
     what: String,
+}
+
+/// An exec receiver's process, started with posix_spawnp(3) as std's `Command` would (PATH
+/// search, stdin from the payload, stdout to /dev/null, stderr inherited, SIGPIPE back to its
+/// default): `Command` links its own environment map and fork/exec paths (~10 KB) for this one
+/// call.
+struct ExecChild {
+    pid: libc::pid_t,
+}
+
+extern "C" {
+    static environ: *const *mut libc::c_char;
+}
+
+impl ExecChild {
+    fn spawn(command: &[String], stdin: &std::fs::File) -> std::io::Result<ExecChild> {
+        use std::ffi::CString;
+        use std::os::fd::AsRawFd;
+        let args = command
+            .iter()
+            .map(|a| CString::new(a.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "nul byte in command")
+            })?;
+        let Some(program) = args.first() else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "empty command",
+            ));
+        };
+        let mut argv: Vec<*mut libc::c_char> = args.iter().map(|a| a.as_ptr().cast_mut()).collect();
+        argv.push(std::ptr::null_mut());
+        let mut pid: libc::pid_t = 0;
+        // SAFETY: the file actions and attributes are initialised before use and destroyed
+        // after; argv is a NULL-terminated array of C strings that outlive the call; environ is
+        // the process environment, which promlet never modifies.
+        let r = unsafe {
+            let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+            let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
+            libc::posix_spawn_file_actions_init(&mut actions);
+            libc::posix_spawnattr_init(&mut attr);
+            libc::posix_spawn_file_actions_adddup2(&mut actions, stdin.as_raw_fd(), 0);
+            libc::posix_spawn_file_actions_addopen(
+                &mut actions,
+                1,
+                c"/dev/null".as_ptr(),
+                libc::O_WRONLY,
+                0,
+            );
+            let mut default: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut default);
+            libc::sigaddset(&mut default, libc::SIGPIPE);
+            libc::posix_spawnattr_setsigdefault(&mut attr, &default);
+            let mut mask: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut mask);
+            libc::posix_spawnattr_setsigmask(&mut attr, &mask);
+            libc::posix_spawnattr_setflags(
+                &mut attr,
+                (libc::POSIX_SPAWN_SETSIGDEF | libc::POSIX_SPAWN_SETSIGMASK) as libc::c_short,
+            );
+            let r = libc::posix_spawnp(
+                &mut pid,
+                program.as_ptr(),
+                &actions,
+                &attr,
+                argv.as_ptr(),
+                environ,
+            );
+            libc::posix_spawnattr_destroy(&mut attr);
+            libc::posix_spawn_file_actions_destroy(&mut actions);
+            r
+        };
+        if r != 0 {
+            return Err(std::io::Error::from_raw_os_error(r));
+        }
+        Ok(ExecChild { pid })
+    }
+
+    /// The exit status once the process ended, without blocking.
+    fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        self.wait_with(libc::WNOHANG)
+    }
+
+    fn wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        self.wait_with(0)
+    }
+
+    fn wait_with(
+        &mut self,
+        flags: libc::c_int,
+    ) -> std::io::Result<Option<std::process::ExitStatus>> {
+        use std::os::unix::process::ExitStatusExt;
+        let mut status: libc::c_int = 0;
+        loop {
+            // SAFETY: waits for our own child, writing its status into a local.
+            let r = unsafe { libc::waitpid(self.pid, &mut status, flags) };
+            match r {
+                0 => return Ok(None),
+                r if r > 0 => return Ok(Some(std::process::ExitStatus::from_raw(status))),
+                _ => {
+                    let e = std::io::Error::last_os_error();
+                    if e.kind() != std::io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    fn kill(&mut self) -> std::io::Result<()> {
+        // SAFETY: signals our own child, which has not been reaped yet (kill comes before wait).
+        if unsafe { libc::kill(self.pid, libc::SIGKILL) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
 }
 
 /// Counters for /metrics and tests.
@@ -437,7 +553,7 @@ impl Dispatcher {
         }
     }
 
-    fn spawn(&mut self, command: &[String], body: &[u8]) -> std::io::Result<Child> {
+    fn spawn(&mut self, command: &[String], body: &[u8]) -> std::io::Result<ExecChild> {
         // Numbered per process, not per dispatcher: two dispatchers (tests run in parallel)
         // sharing a directory must not write, read and remove each other's payloads.
         static PAYLOAD_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -449,11 +565,7 @@ impl Dispatcher {
         std::fs::write(&path, body)?;
         let stdin = std::fs::File::open(&path);
         let _ = std::fs::remove_file(&path);
-        Command::new(&command[0])
-            .args(&command[1..])
-            .stdin(Stdio::from(stdin?))
-            .stdout(Stdio::null())
-            .spawn()
+        ExecChild::spawn(command, &stdin?)
     }
 
     /// A failed notification is not logged as sent (see [`Undo`]): delivery is at least once,
@@ -882,5 +994,50 @@ mod tests {
         ] {
             assert!(s.contains(want), "{want} not in {s}");
         }
+    }
+
+    fn stdin_file(text: &str) -> std::fs::File {
+        let path = std::env::temp_dir().join(format!(
+            "promlet-exec-test-{}-{}",
+            std::process::id(),
+            text.len()
+        ));
+        std::fs::write(&path, text).unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        f
+    }
+
+    fn wait_done(c: &mut ExecChild) -> std::process::ExitStatus {
+        for _ in 0..500 {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("child did not exit");
+    }
+
+    #[test]
+    fn exec_child_reads_the_payload_on_stdin_and_reports_its_exit_status() {
+        let cmd = ["sh", "-c", "read x; [ \"$x\" = payload ] && exit 3; exit 1"].map(String::from);
+        let mut c = ExecChild::spawn(&cmd, &stdin_file("payload\n")).unwrap();
+        let status = wait_done(&mut c);
+        assert_eq!(status.code(), Some(3));
+        assert_eq!(status.to_string(), "exit status: 3");
+    }
+
+    #[test]
+    fn exec_child_of_a_missing_program_fails_to_spawn_and_a_killed_one_reports_the_signal() {
+        let missing = ["/nonexistent/promlet-no-such-program".to_string()];
+        let e = ExecChild::spawn(&missing, &stdin_file("")).err().unwrap();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        let cmd = ["sleep", "5"].map(String::from);
+        let mut c = ExecChild::spawn(&cmd, &stdin_file("x")).unwrap();
+        assert!(c.try_wait().unwrap().is_none());
+        c.kill().unwrap();
+        let status = c.wait().unwrap().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
     }
 }

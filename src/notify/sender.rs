@@ -205,12 +205,11 @@ impl SharedSender {
         for t in targets {
             let book = self.book.clone();
             let body = body.clone();
-            self.ex
-                .spawn(async move {
-                    let r = post(&t, content_type, &body).await;
-                    book.borrow_mut().finish(id, &t.url, r);
-                })
-                .detach();
+            crate::task::spawn(&self.ex, async move {
+                let r = post(&t, content_type, &body).await;
+                book.borrow_mut().finish(id, &t.url, r);
+            })
+            .detach();
         }
         Some(id)
     }

@@ -444,12 +444,15 @@ impl Scheduler {
                 continue;
             }
             let Some(module) = module else { continue };
-            let task = self.env.ex.spawn(job_loop(
-                self.env.clone(),
-                job.clone(),
-                Rc::new(module),
-                self.stats.clone(),
-            ));
+            let task = crate::task::spawn(
+                &self.env.ex,
+                job_loop(
+                    self.env.clone(),
+                    job.clone(),
+                    Rc::new(module),
+                    self.stats.clone(),
+                ),
+            );
             self.jobs.push((job.clone(), task));
         }
         // Dropping the rest cancels their tasks.

@@ -102,7 +102,7 @@ impl Manager {
     }
 
     fn spawn(&mut self, queue: Rc<RefCell<Queue>>) {
-        let task = self.ex.spawn(queue::run(queue.clone(), self.store.clone()));
+        let task = crate::task::spawn(&self.ex, queue::run(queue.clone(), self.store.clone()));
         self.running.push(Running { queue, _task: task });
     }
 

@@ -90,7 +90,7 @@ impl Manager {
         }));
         let weak = Rc::downgrade(&m);
         let clock = env.clock.clone();
-        let task = env.ex.spawn(async move {
+        let task = crate::task::spawn(&env.ex, async move {
             loop {
                 Timer::after(FILE_SD_POLL).await;
                 let Some(m) = weak.upgrade() else { return };
@@ -180,7 +180,7 @@ impl Manager {
                 let weak = weak.clone();
                 let job = cfg.job_name.clone();
                 let d = d.clone();
-                let task = env.ex.spawn(async move {
+                let task = crate::task::spawn(&env.ex, async move {
                     loop {
                         let groups = dns::discover(&d).await;
                         let Some(m) = weak.upgrade() else { return };
@@ -401,13 +401,16 @@ fn sync_pool(env: &Env, pool: &mut Pool, restart: bool) {
             }
         };
         let spec = Rc::new(spec);
-        let task = env.ex.spawn(target_loop(
-            pool.cfg.clone(),
-            spec.clone(),
-            state.clone(),
-            env.app.clone(),
-            env.clock.clone(),
-        ));
+        let task = crate::task::spawn(
+            &env.ex,
+            target_loop(
+                pool.cfg.clone(),
+                spec.clone(),
+                state.clone(),
+                env.app.clone(),
+                env.clock.clone(),
+            ),
+        );
         pool.active.push(Active {
             spec,
             state,

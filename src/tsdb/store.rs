@@ -37,7 +37,7 @@ use super::fs::Fs;
 use super::index::{alloc_size, hash_labels, Index, SeriesId};
 use super::{AppendError, Appender, Querier, SeriesSamples};
 use crate::model::{Labels, Matcher, Sample, Timestamp};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::mem::size_of;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -250,13 +250,46 @@ impl SeriesData {
     }
 }
 
+/// Live sealed chunks per segment of their first bytes, in segment order. A sorted list:
+/// segments number about 16 (retention / 16 each), new ones come last, deleted ones go first (a
+/// `BTreeMap<u32, u32>` here was ~3 KB of code of its own).
+#[derive(Default)]
+struct LiveChunks(Vec<(u32, u32)>);
+
+impl LiveChunks {
+    fn add(&mut self, seg: u32) {
+        match self.0.binary_search_by_key(&seg, |&(s, _)| s) {
+            Ok(i) => self.0[i].1 += 1,
+            Err(i) => self.0.insert(i, (seg, 1)),
+        }
+    }
+
+    /// One chunk of `seg` is gone (evicted or dropped with its series).
+    fn release(&mut self, seg: u32) {
+        if let Ok(i) = self.0.binary_search_by_key(&seg, |&(s, _)| s) {
+            self.0[i].1 = self.0[i].1.saturating_sub(1);
+        }
+    }
+
+    fn remove(&mut self, seg: u32) {
+        if let Ok(i) = self.0.binary_search_by_key(&seg, |&(s, _)| s) {
+            self.0.remove(i);
+        }
+    }
+
+    /// The oldest segment that still holds a live chunk.
+    fn first_live(&self) -> Option<u32> {
+        self.0.iter().find(|&&(_, n)| n > 0).map(|&(s, _)| s)
+    }
+}
+
 struct Persist {
     dir: PathBuf,
     fs: Box<dyn Fs>,
     seg: u32,
     seg_size: usize,
     /// Live sealed chunks per segment of their first bytes.
-    live: BTreeMap<u32, u32>,
+    live: LiveChunks,
     /// Segment files present.
     files: Vec<u32>,
     /// Chunks sealed since the last successful flush: (series, mint).
@@ -362,11 +395,11 @@ impl Store {
         }
         store.finish_replay(replay);
         store.stats.persisted_until = store.max_t;
-        let mut live = BTreeMap::new();
+        let mut live = LiveChunks::default();
         for sd in &store.data {
             for c in &sd.sealed {
                 if c.counted {
-                    *live.entry(c.first_seg).or_insert(0) += 1;
+                    live.add(c.first_seg);
                 }
             }
         }
@@ -581,9 +614,7 @@ impl Store {
             };
             if let Some(p) = &mut self.persist {
                 if c.counted {
-                    if let Some(n) = p.live.get_mut(&c.first_seg) {
-                        *n = n.saturating_sub(1);
-                    }
+                    p.live.release(c.first_seg);
                 }
             }
             if sd.is_empty() {
@@ -630,9 +661,7 @@ impl Store {
                 freed += c.bytes();
                 if let Some(p) = &mut self.persist {
                     if c.counted {
-                        if let Some(n) = p.live.get_mut(&c.first_seg) {
-                            *n = n.saturating_sub(1);
-                        }
+                        p.live.release(c.first_seg);
                     }
                 }
             }
@@ -873,7 +902,7 @@ impl Store {
                     c.persisted_bits = c.bit_len;
                     if !c.counted {
                         c.counted = true;
-                        *p.live.entry(c.first_seg).or_insert(0) += 1;
+                        p.live.add(c.first_seg);
                     }
                 }
                 for (id, whole) in done_heads {
@@ -931,11 +960,7 @@ impl Store {
             .map(|sd| sd.head_first_seg)
             .min()
             .unwrap_or(p.seg);
-        let min_sealed = p
-            .live
-            .iter()
-            .find(|(_, &n)| n > 0)
-            .map_or(p.seg, |(&seq, _)| seq);
+        let min_sealed = p.live.first_live().unwrap_or(p.seg);
         let keep_from = min_head.min(min_sealed).min(p.seg);
         let mut deleted = 0;
         for &seq in &p.files {
@@ -950,7 +975,7 @@ impl Store {
                 }
             }
             self.stats.segments_deleted += 1;
-            p.live.remove(&seq);
+            p.live.remove(seq);
             deleted += 1;
         }
         p.files.drain(..deleted);
