@@ -86,10 +86,6 @@ struct ExecChild {
     pid: libc::pid_t,
 }
 
-extern "C" {
-    static environ: *const *mut libc::c_char;
-}
-
 impl ExecChild {
     fn spawn(command: &[String], stdin: &std::fs::File) -> std::io::Result<ExecChild> {
         use std::ffi::CString;
@@ -109,10 +105,21 @@ impl ExecChild {
         };
         let mut argv: Vec<*mut libc::c_char> = args.iter().map(|a| a.as_ptr().cast_mut()).collect();
         argv.push(std::ptr::null_mut());
+        // A copy of the environment taken under std's lock: reading `environ` directly would
+        // race with a `set_var` on another thread (tests do that), as std's Command avoids too.
+        let env: Vec<CString> = std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let mut kv = k.into_encoded_bytes();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_encoded_bytes());
+                CString::new(kv).ok()
+            })
+            .collect();
+        let mut envp: Vec<*mut libc::c_char> = env.iter().map(|e| e.as_ptr().cast_mut()).collect();
+        envp.push(std::ptr::null_mut());
         let mut pid: libc::pid_t = 0;
         // SAFETY: the file actions and attributes are initialised before use and destroyed
-        // after; argv is a NULL-terminated array of C strings that outlive the call; environ is
-        // the process environment, which promlet never modifies.
+        // after; argv and envp are NULL-terminated arrays of C strings that outlive the call.
         let r = unsafe {
             let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
             let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
@@ -143,7 +150,7 @@ impl ExecChild {
                 &actions,
                 &attr,
                 argv.as_ptr(),
-                environ,
+                envp.as_ptr(),
             );
             libc::posix_spawnattr_destroy(&mut attr);
             libc::posix_spawn_file_actions_destroy(&mut actions);
@@ -1020,7 +1027,15 @@ mod tests {
 
     #[test]
     fn exec_child_reads_the_payload_on_stdin_and_reports_its_exit_status() {
-        let cmd = ["sh", "-c", "read x; [ \"$x\" = payload ] && exit 3; exit 1"].map(String::from);
+        // The child gets this process's environment: one of our variables, checked by name.
+        let (name, value) = std::env::vars()
+            .find(|(k, v)| {
+                k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') && !v.is_empty()
+            })
+            .expect("an environment variable");
+        let script =
+            r#"read x; eval "v=\$$1"; [ "$x" = payload ] && [ "$v" = "$2" ] && exit 3; exit 1"#;
+        let cmd = ["sh", "-c", script, "sh", &name, &value].map(String::from);
         let mut c = ExecChild::spawn(&cmd, &stdin_file("payload\n")).unwrap();
         let status = wait_done(&mut c);
         assert_eq!(status.code(), Some(3));
