@@ -4,6 +4,44 @@
 use promlet::cli::{self, Command};
 use promlet::config::Config;
 
+/// Release builds (`scripts/cross-test.sh`, `release_build`) have no unwind tables
+/// (`-C force-unwind-tables=no`) and abort on panic, so libunwind could neither walk a single
+/// frame (std's panic hook would print an empty backtrace for `RUST_BACKTRACE=1`) nor unwind.
+/// Defining every libunwind entry point std refers to lets the linker leave libunwind, and the
+/// printf it logs through, out of the binary. The panic message and its location are printed
+/// as before.
+#[cfg(promlet_no_unwind_tables)]
+mod no_unwind {
+    use std::ffi::{c_int, c_void};
+
+    /// `_URC_END_OF_STACK`: the walk ends before the first frame.
+    #[no_mangle]
+    extern "C" fn _Unwind_Backtrace(_trace: *mut c_void, _arg: *mut c_void) -> c_int {
+        5
+    }
+
+    /// The rest are only reached through a frame visited by `_Unwind_Backtrace` or through
+    /// std's personality routine during unwinding; neither happens here.
+    macro_rules! unreachable_entry {
+        ($($name:ident),*) => {$(
+            #[no_mangle]
+            extern "C" fn $name() -> usize {
+                std::process::abort()
+            }
+        )*};
+    }
+    unreachable_entry!(
+        _Unwind_GetIP,
+        _Unwind_GetIPInfo,
+        _Unwind_GetDataRelBase,
+        _Unwind_GetTextRelBase,
+        _Unwind_GetLanguageSpecificData,
+        _Unwind_GetRegionStart,
+        _Unwind_SetGR,
+        _Unwind_SetIP
+    );
+}
+
 fn main() {
     let code = match cli::parse(std::env::args().skip(1)) {
         Err(e) => {
