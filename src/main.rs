@@ -42,6 +42,28 @@ mod no_unwind {
     );
 }
 
+/// musl's `pthread_setname_np` formats `/proc/self/task/%d/comm` with snprintf for other
+/// threads, which alone keeps printf (~8 KB) in release builds. std names a thread only from
+/// inside it (async-io's reactor thread), which is a plain `prctl(PR_SET_NAME)`.
+#[cfg(promlet_no_unwind_tables)]
+#[no_mangle]
+extern "C" fn pthread_setname_np(
+    thread: libc::pthread_t,
+    name: *const libc::c_char,
+) -> libc::c_int {
+    // SAFETY: pthread_self has no preconditions; PR_SET_NAME reads a NUL-terminated string,
+    // which std passes (it copies at most 15 bytes of it).
+    unsafe {
+        if thread != libc::pthread_self() {
+            return libc::ENOSYS;
+        }
+        if libc::prctl(libc::PR_SET_NAME, name) != 0 {
+            return *libc::__errno_location();
+        }
+    }
+    0
+}
+
 fn main() {
     let code = match cli::parse(std::env::args().skip(1)) {
         Err(e) => {
