@@ -9,8 +9,12 @@ use promlet::config::Config;
 /// frame (std's panic hook would print an empty backtrace for `RUST_BACKTRACE=1`) nor unwind.
 /// Defining every libunwind entry point std refers to lets the linker leave libunwind, and the
 /// printf it logs through, out of the binary. The panic message and its location are printed
-/// as before.
-#[cfg(promlet_no_unwind_tables)]
+/// as before. The list is what std's objects refer to (`nm -u` on the LTO object), which
+/// differs between the DWARF unwinder and ARM's EHABI one.
+#[cfg(all(
+    promlet_no_unwind_tables,
+    any(target_arch = "x86_64", target_arch = "arm")
+))]
 mod no_unwind {
     use std::ffi::{c_int, c_void};
 
@@ -31,14 +35,27 @@ mod no_unwind {
         )*};
     }
     unreachable_entry!(
-        _Unwind_GetIP,
-        _Unwind_GetIPInfo,
         _Unwind_GetDataRelBase,
         _Unwind_GetTextRelBase,
         _Unwind_GetLanguageSpecificData,
-        _Unwind_GetRegionStart,
+        _Unwind_GetRegionStart
+    );
+    #[cfg(target_arch = "x86_64")]
+    unreachable_entry!(
+        _Unwind_GetIP,
+        _Unwind_GetIPInfo,
         _Unwind_SetGR,
         _Unwind_SetIP
+    );
+    #[cfg(target_arch = "arm")]
+    unreachable_entry!(
+        _Unwind_VRS_Get,
+        _Unwind_VRS_Set,
+        __gnu_unwind_frame,
+        // The personality routines named by the C library's own unwind index entries.
+        __aeabi_unwind_cpp_pr0,
+        __aeabi_unwind_cpp_pr1,
+        __aeabi_unwind_cpp_pr2
     );
 }
 
