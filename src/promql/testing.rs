@@ -19,6 +19,24 @@ pub struct MemStorage {
 }
 
 impl MemStorage {
+    /// The label sets of every float and histogram series the matchers select.
+    fn selected_labels(
+        &self,
+        matchers: &[Matcher],
+        mint: Timestamp,
+        maxt: Timestamp,
+    ) -> impl Iterator<Item = Labels> {
+        let floats = self
+            .select(matchers, mint, maxt)
+            .into_iter()
+            .map(|s| s.labels);
+        let histograms = self
+            .select_histograms(matchers, mint, maxt)
+            .into_iter()
+            .map(|s| s.labels);
+        floats.chain(histograms)
+    }
+
     pub fn new() -> Self {
         Self::default()
     }
@@ -124,14 +142,7 @@ impl Querier for MemStorage {
 
     fn label_names(&self, matchers: &[Matcher], mint: Timestamp, maxt: Timestamp) -> Vec<String> {
         let mut out: Vec<String> = self
-            .select(matchers, mint, maxt)
-            .into_iter()
-            .map(|s| s.labels)
-            .chain(
-                self.select_histograms(matchers, mint, maxt)
-                    .into_iter()
-                    .map(|s| s.labels),
-            )
+            .selected_labels(matchers, mint, maxt)
             .flat_map(|l| l.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>())
             .collect();
         crate::sort::sort(&mut out);
@@ -147,14 +158,7 @@ impl Querier for MemStorage {
         maxt: Timestamp,
     ) -> Vec<String> {
         let mut out: Vec<String> = self
-            .select(matchers, mint, maxt)
-            .into_iter()
-            .map(|s| s.labels)
-            .chain(
-                self.select_histograms(matchers, mint, maxt)
-                    .into_iter()
-                    .map(|s| s.labels),
-            )
+            .selected_labels(matchers, mint, maxt)
             .filter_map(|l| l.get(name).map(|v| v.to_string()))
             .collect();
         crate::sort::sort(&mut out);
