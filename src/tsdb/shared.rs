@@ -5,7 +5,7 @@
 //! [`Appender`] and [`Querier`], so each user holds only the seam it needs. Must not touch:
 //! anything across threads (it is `!Send` on purpose).
 
-use super::{AppendError, Appender, Querier, SeriesSamples, Store};
+use super::{AppendError, Appender, LatestSink, Querier, SeriesSamples, Store};
 use crate::model::{Labels, Matcher, Sample, Timestamp};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -46,6 +46,16 @@ impl Querier for SharedStore {
         f: &mut dyn FnMut(&Labels, &[Sample]),
     ) {
         self.0.borrow().select_each(matchers, mint, maxt, f)
+    }
+    fn select_latest(
+        &self,
+        matchers: &[Matcher],
+        mint: Timestamp,
+        maxt: Timestamp,
+        f: &mut LatestSink<'_>,
+    ) -> bool {
+        // The store stays borrowed while `f` runs: it must not append through this handle.
+        self.0.borrow().select_latest(matchers, mint, maxt, f)
     }
     fn label_names(&self, matchers: &[Matcher], mint: Timestamp, maxt: Timestamp) -> Vec<String> {
         self.0.borrow().label_names(matchers, mint, maxt)
