@@ -483,8 +483,12 @@ struct Evaluator<'a> {
     /// Aggregation groups by (aggregation node, input label-set address); the input Rc is kept
     /// so the address stays valid. See [`Evaluator::group_of`].
     group_cache: HashMap<GroupCacheKey, (Rc<Labels>, Rc<Labels>), AddrHash>,
-    /// Canonical group label sets per aggregation node.
-    group_canon: HashMap<(*const Expr, Labels), Rc<Labels>>,
+    /// Canonical group label sets per aggregation node, by a hash of their pairs (the
+    /// candidates are compared pair by pair), so a known group costs no label set built.
+    group_canon: HashMap<(*const Expr, u64), Vec<Rc<Labels>>, AddrHash>,
+    /// The query evaluates some node at more than one time (a range query or a subquery):
+    /// only then does `group_cache` save more than it costs.
+    repeats: bool,
 }
 
 /// A borrowed view of one range-vector series, whatever produced it.
@@ -565,7 +569,8 @@ impl<'a> Evaluator<'a> {
             deadline: Instant::now() + opts.timeout,
             ticks: 0,
             group_cache: HashMap::default(),
-            group_canon: HashMap::new(),
+            group_canon: HashMap::default(),
+            repeats: start != end,
         })
     }
 
@@ -781,6 +786,7 @@ impl<'a> Evaluator<'a> {
             return Ok(vec![]);
         };
         let step = step.unwrap_or(self.opts.default_subquery_step);
+        self.repeats = true;
         let ref_t = self.at_time(at, t).saturating_sub(*offset);
         let lo = ref_t.saturating_sub(*range);
         // First step: the smallest multiple of `step` strictly after the range start.
@@ -854,19 +860,42 @@ impl<'a> Evaluator<'a> {
         without: bool,
     ) -> Rc<Labels> {
         // Only label sets that outlive this step (held by the fetched data too) are cached,
-        // so the cache is bounded by the number of fetched series.
-        let shared = Rc::strong_count(l) > 1;
+        // so the cache is bounded by the number of fetched series; an instant query visits
+        // each once, so it caches nothing.
+        let shared = self.repeats && Rc::strong_count(l) > 1;
         if shared {
             if let Some((_, g)) = self.group_cache.get(&(node, Rc::as_ptr(l))) {
                 return g.clone();
             }
         }
-        let key = group_labels(l, grouping, without);
-        let g = self
+        // The group's pairs, in label order: a filter of `l`'s (sorted, unique, non-empty).
+        let pairs = || {
+            l.iter().filter(move |(n, _)| {
+                let listed = grouping.iter().any(|g| g == n);
+                if without {
+                    *n != METRIC_NAME && !listed
+                } else {
+                    listed
+                }
+            })
+        };
+        let mut h = std::hash::DefaultHasher::new();
+        for (n, v) in pairs() {
+            std::hash::Hash::hash(n, &mut h);
+            std::hash::Hash::hash(v, &mut h);
+        }
+        let same = self
             .group_canon
-            .entry((node, key))
-            .or_insert_with_key(|(_, k)| Rc::new(k.clone()))
-            .clone();
+            .entry((node, std::hash::Hasher::finish(&h)))
+            .or_default();
+        let g = match same.iter().find(|c| c.iter().eq(pairs())) {
+            Some(g) => g.clone(),
+            None => {
+                let g = Rc::new(group_labels(l, grouping, without));
+                same.push(g.clone());
+                g
+            }
+        };
         if shared {
             self.group_cache
                 .insert((node, Rc::as_ptr(l)), (l.clone(), g.clone()));
