@@ -476,7 +476,8 @@ struct Evaluator<'a> {
     start: i64,
     end: i64,
     opts: &'a EngineOpts,
-    data: HashMap<*const VectorSelector, Fetched>,
+    /// Fetched data per selector node, looked up by address at every step.
+    data: HashMap<*const VectorSelector, Fetched, AddrHash>,
     annos: Annotations,
     deadline: Instant,
     ticks: u32,
@@ -514,7 +515,7 @@ impl<'a> Evaluator<'a> {
         let mut windows: HashMap<*const VectorSelector, (i64, i64, &VectorSelector)> =
             HashMap::new();
         collect_windows(expr, start, end, start, end, opts, &mut windows);
-        let mut data = HashMap::new();
+        let mut data = HashMap::default();
         // Everything a query reads is held in memory at once, so the sample limit applies to
         // the sum of what the selectors fetch.
         let mut loaded = 0usize;
@@ -677,7 +678,7 @@ impl<'a> Evaluator<'a> {
                 span,
                 ..
             } => self.eval_aggregate(*op, expr, param.as_deref(), grouping, *without, *span, t),
-            Expr::Call { func, args, span } => self.eval_call(func.name, args, *span, t),
+            Expr::Call { func, args, span } => self.eval_call(func, args, *span, t),
         }
     }
 
@@ -1200,11 +1201,12 @@ impl<'a> Evaluator<'a> {
 
     fn eval_call(
         &mut self,
-        name: &str,
+        func: &'static super::functions::Function,
         args: &[Expr],
         span: Span,
         t: i64,
     ) -> Result<Value, EvalError> {
+        let name = func.name;
         match name {
             "time" => return Ok(Value::Scalar(t as f64 / 1000.0)),
             "pi" => return Ok(Value::Scalar(std::f64::consts::PI)),
@@ -1228,12 +1230,11 @@ impl<'a> Evaluator<'a> {
             }
             _ => {}
         }
-        if let Some(f) = super::functions::lookup(name) {
-            if f.args.first() == Some(&ValueType::Matrix)
-                || (f.args.len() == 2 && f.args[1] == ValueType::Matrix)
-            {
-                return self.eval_range_fn(name, args, span, t);
-            }
+        // The parser resolved the function: no lookup by name per step.
+        if func.args.first() == Some(&ValueType::Matrix)
+            || (func.args.len() == 2 && func.args[1] == ValueType::Matrix)
+        {
+            return self.eval_range_fn(name, args, span, t);
         }
         match name {
             "timestamp" => {
