@@ -86,4 +86,29 @@ mod tests {
         assert_eq!(q.select(&[], 0, 2000).len(), 1);
         assert_eq!(shared.0.borrow().stats().samples_appended, 1);
     }
+
+    /// A plain-selector answer borrows labels from the store only while the store is borrowed
+    /// for it: appends between two queries are seen by the next one, never mixed into one.
+    #[test]
+    fn latest_samples_through_the_handle_follow_appends_between_queries() {
+        let shared = SharedStore::new(Store::new(Options::default()));
+        let mut app = shared.clone();
+        let up = |i: &str| Labels::from_pairs([("__name__", "up"), ("instance", i)]);
+        let latest = |q: &SharedStore| {
+            let mut got = Vec::new();
+            assert!(q.select_latest(&[], 0, i64::MAX, &mut |pairs, s| {
+                got.push((Labels::from_pairs(pairs.iter().copied()), s.t, s.v));
+                true
+            }));
+            got
+        };
+        app.append(&up("b"), 1000, 1.0).unwrap();
+        assert_eq!(latest(&shared), vec![(up("b"), 1000, 1.0)]);
+        app.append(&up("a"), 2000, 2.0).unwrap();
+        app.append(&up("b"), 2000, 3.0).unwrap();
+        assert_eq!(
+            latest(&shared),
+            vec![(up("a"), 2000, 2.0), (up("b"), 2000, 3.0)]
+        );
+    }
 }
