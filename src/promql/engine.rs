@@ -4,7 +4,9 @@
 //! delayed `__name__` removal, query limits. Must not touch: storage internals, HTTP.
 //!
 //! Every selector's samples are fetched once per query (for the whole time window the query
-//! needs), then each step is evaluated against those in-memory samples.
+//! needs), then each step is evaluated against those in-memory samples. One exception: an
+//! instant query that is a plain selector can stream from the store without any of that
+//! ([`instant_selector_each`], which the HTTP API tries first).
 
 use super::ast::*;
 use super::functions::{self as fx, Bucket};

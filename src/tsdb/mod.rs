@@ -21,6 +21,10 @@
 //! ```
 //! `Store::new(opts)` is the same store without a directory.
 //!
+//! The query engine reads through [`Querier::select`]; an instant query of a plain selector
+//! through [`Querier::select_latest`], which decodes only each series' newest sample and lends
+//! the index's label strings instead of building label sets.
+//!
 //! Readers that must see every sample exactly once (remote_write) use
 //! [`Store::for_each_series`]: a [`SeriesView`] per series gives its labels, the samples after
 //! a timestamp (only chunks reaching past it are decoded) and what eviction took from it. A
