@@ -4,7 +4,9 @@
 //! delayed `__name__` removal, query limits. Must not touch: storage internals, HTTP.
 //!
 //! Every selector's samples are fetched once per query (for the whole time window the query
-//! needs), then each step is evaluated against those in-memory samples.
+//! needs), then each step is evaluated against those in-memory samples. One exception: an
+//! instant query that is a plain selector can stream from the store without any of that
+//! ([`instant_selector_each`], which the HTTP API tries first).
 
 use super::ast::*;
 use super::functions::{self as fx, Bucket};
@@ -134,6 +136,66 @@ pub fn instant_query(
         value,
         annotations: ev.annos,
     })
+}
+
+/// What [`instant_selector_each`] calls per result series: its labels as sorted (name, value)
+/// pairs and its value.
+pub type SelectorSink<'f> = dyn FnMut(&[(&str, &str)], f64) + 'f;
+
+/// A plain instant vector selector (`foo{a="b"}`, perhaps parenthesised) evaluated at `t`
+/// straight from the store: `f` gets each result series' labels (sorted pairs, borrowed from
+/// the querier) and value, in label order, with no label set, sample buffer or result vector
+/// built. The same answer as [`instant_query`] (newest sample in the lookback window, stale
+/// series left out, `offset` and `@` applied, `__name__` kept); the sample limit counts result
+/// samples, as Prometheus counts an instant selector's.
+///
+/// `None` when `expr` is something else or the querier cannot answer this way (it may hold
+/// native histograms): use [`instant_query`]. `Some(Ok(n))`: `n` series were passed to `f`.
+pub fn instant_selector_each(
+    q: &dyn Querier,
+    expr: &Expr,
+    t: i64,
+    opts: &EngineOpts,
+    f: &mut SelectorSink<'_>,
+) -> Option<Result<usize, EvalError>> {
+    let mut e = expr;
+    while let Expr::Paren(inner, _) = e {
+        e = inner;
+    }
+    let Expr::Vector(vs) = e else {
+        return None;
+    };
+    // An instant query's start and end are both `t`. Saturating: offsets and `@` times come
+    // from the query text.
+    let at = match vs.at {
+        Some(AtModifier::Time(x)) => x,
+        _ => t,
+    };
+    let ref_t = at.saturating_sub(vs.offset);
+    // The lookback window is left-open: (ref_t - delta, ref_t].
+    let mint = ref_t.saturating_sub(opts.lookback_delta).saturating_add(1);
+    let deadline = Instant::now() + opts.timeout;
+    let (mut n, mut err) = (0usize, None);
+    let answered = q.select_latest(&vs.matchers, mint, ref_t, &mut |pairs, s| {
+        if is_stale_nan(s.v) {
+            return true;
+        }
+        n += 1;
+        if n > opts.max_samples {
+            err = Some(EvalError::TooManySamples);
+            return false;
+        }
+        if n % 256 == 0 && Instant::now() > deadline {
+            err = Some(EvalError::Timeout);
+            return false;
+        }
+        f(pairs, s.v);
+        true
+    });
+    if !answered {
+        return None;
+    }
+    Some(err.map_or(Ok(n), Err))
 }
 
 /// Evaluates `expr` at every step from `start` to `end` (ms); the result is always a matrix.
@@ -416,15 +478,20 @@ struct Evaluator<'a> {
     start: i64,
     end: i64,
     opts: &'a EngineOpts,
-    data: HashMap<*const VectorSelector, Fetched>,
+    /// Fetched data per selector node, looked up by address at every step.
+    data: HashMap<*const VectorSelector, Fetched, AddrHash>,
     annos: Annotations,
     deadline: Instant,
     ticks: u32,
     /// Aggregation groups by (aggregation node, input label-set address); the input Rc is kept
     /// so the address stays valid. See [`Evaluator::group_of`].
     group_cache: HashMap<GroupCacheKey, (Rc<Labels>, Rc<Labels>), AddrHash>,
-    /// Canonical group label sets per aggregation node.
-    group_canon: HashMap<(*const Expr, Labels), Rc<Labels>>,
+    /// Canonical group label sets per aggregation node, by a hash of their pairs (the
+    /// candidates are compared pair by pair), so a known group costs no label set built.
+    group_canon: HashMap<(*const Expr, u64), Vec<Rc<Labels>>, AddrHash>,
+    /// The query evaluates some node at more than one time (a range query or a subquery):
+    /// only then does `group_cache` save more than it costs.
+    repeats: bool,
 }
 
 /// A borrowed view of one range-vector series, whatever produced it.
@@ -450,7 +517,7 @@ impl<'a> Evaluator<'a> {
         let mut windows: HashMap<*const VectorSelector, (i64, i64, &VectorSelector)> =
             HashMap::new();
         collect_windows(expr, start, end, start, end, opts, &mut windows);
-        let mut data = HashMap::new();
+        let mut data = HashMap::default();
         // Everything a query reads is held in memory at once, so the sample limit applies to
         // the sum of what the selectors fetch.
         let mut loaded = 0usize;
@@ -505,7 +572,8 @@ impl<'a> Evaluator<'a> {
             deadline: Instant::now() + opts.timeout,
             ticks: 0,
             group_cache: HashMap::default(),
-            group_canon: HashMap::new(),
+            group_canon: HashMap::default(),
+            repeats: start != end,
         })
     }
 
@@ -612,7 +680,7 @@ impl<'a> Evaluator<'a> {
                 span,
                 ..
             } => self.eval_aggregate(*op, expr, param.as_deref(), grouping, *without, *span, t),
-            Expr::Call { func, args, span } => self.eval_call(func.name, args, *span, t),
+            Expr::Call { func, args, span } => self.eval_call(func, args, *span, t),
         }
     }
 
@@ -721,6 +789,7 @@ impl<'a> Evaluator<'a> {
             return Ok(vec![]);
         };
         let step = step.unwrap_or(self.opts.default_subquery_step);
+        self.repeats = true;
         let ref_t = self.at_time(at, t).saturating_sub(*offset);
         let lo = ref_t.saturating_sub(*range);
         // First step: the smallest multiple of `step` strictly after the range start.
@@ -794,19 +863,42 @@ impl<'a> Evaluator<'a> {
         without: bool,
     ) -> Rc<Labels> {
         // Only label sets that outlive this step (held by the fetched data too) are cached,
-        // so the cache is bounded by the number of fetched series.
-        let shared = Rc::strong_count(l) > 1;
+        // so the cache is bounded by the number of fetched series; an instant query visits
+        // each once, so it caches nothing.
+        let shared = self.repeats && Rc::strong_count(l) > 1;
         if shared {
             if let Some((_, g)) = self.group_cache.get(&(node, Rc::as_ptr(l))) {
                 return g.clone();
             }
         }
-        let key = group_labels(l, grouping, without);
-        let g = self
+        // The group's pairs, in label order: a filter of `l`'s (sorted, unique, non-empty).
+        let pairs = || {
+            l.iter().filter(move |(n, _)| {
+                let listed = grouping.iter().any(|g| g == n);
+                if without {
+                    *n != METRIC_NAME && !listed
+                } else {
+                    listed
+                }
+            })
+        };
+        let mut h = std::hash::DefaultHasher::new();
+        for (n, v) in pairs() {
+            std::hash::Hash::hash(n, &mut h);
+            std::hash::Hash::hash(v, &mut h);
+        }
+        let same = self
             .group_canon
-            .entry((node, key))
-            .or_insert_with_key(|(_, k)| Rc::new(k.clone()))
-            .clone();
+            .entry((node, std::hash::Hasher::finish(&h)))
+            .or_default();
+        let g = match same.iter().find(|c| c.iter().eq(pairs())) {
+            Some(g) => g.clone(),
+            None => {
+                let g = Rc::new(group_labels(l, grouping, without));
+                same.push(g.clone());
+                g
+            }
+        };
         if shared {
             self.group_cache
                 .insert((node, Rc::as_ptr(l)), (l.clone(), g.clone()));
@@ -1111,11 +1203,12 @@ impl<'a> Evaluator<'a> {
 
     fn eval_call(
         &mut self,
-        name: &str,
+        func: &'static super::functions::Function,
         args: &[Expr],
         span: Span,
         t: i64,
     ) -> Result<Value, EvalError> {
+        let name = func.name;
         match name {
             "time" => return Ok(Value::Scalar(t as f64 / 1000.0)),
             "pi" => return Ok(Value::Scalar(std::f64::consts::PI)),
@@ -1139,12 +1232,11 @@ impl<'a> Evaluator<'a> {
             }
             _ => {}
         }
-        if let Some(f) = super::functions::lookup(name) {
-            if f.args.first() == Some(&ValueType::Matrix)
-                || (f.args.len() == 2 && f.args[1] == ValueType::Matrix)
-            {
-                return self.eval_range_fn(name, args, span, t);
-            }
+        // The parser resolved the function: no lookup by name per step.
+        if func.args.first() == Some(&ValueType::Matrix)
+            || (func.args.len() == 2 && func.args[1] == ValueType::Matrix)
+        {
+            return self.eval_range_fn(name, args, span, t);
         }
         match name {
             "timestamp" => {
@@ -2837,6 +2929,115 @@ mod tests {
             ..EngineOpts::default()
         };
         assert!(values(instant(&s, "x_total", 10_000, &short).unwrap()).is_empty());
+    }
+
+    /// The streamed plain-selector answer of a ring store: (labels, value) in order, or the
+    /// error; `None` if the engine must answer.
+    fn streamed(
+        st: &crate::tsdb::Store,
+        q: &str,
+        t: i64,
+        o: &EngineOpts,
+    ) -> Option<Result<Vec<(Labels, u64)>, EvalError>> {
+        let e = crate::promql::parse(q).unwrap();
+        let mut got = Vec::new();
+        let n = instant_selector_each(st, &e, t, o, &mut |pairs, v| {
+            got.push((Labels::from_pairs(pairs.iter().copied()), v.to_bits()))
+        })?;
+        Some(n.map(|n| {
+            assert_eq!(n, got.len());
+            got
+        }))
+    }
+
+    #[test]
+    fn streamed_plain_selector_answers_as_the_engine_does() {
+        let mut st = crate::tsdb::Store::new(crate::tsdb::Options::default());
+        for i in 0..600i64 {
+            for s in 0..5i64 {
+                let l = Labels::from_pairs([
+                    ("__name__", if s < 3 { "a_total" } else { "b" }.to_string()),
+                    ("inst", format!("h{s}")),
+                ]);
+                // h1 stops at 200 with a stale marker; h2 stops at 300 without one.
+                let v = match (s, i) {
+                    (1, 200) => stale_nan(),
+                    (1, 201..) | (2, 301..) => continue,
+                    _ => (i * (s + 1)) as f64,
+                };
+                st.append(&l, i * 15_000 + s, v).unwrap();
+            }
+        }
+        let queries = [
+            "a_total",
+            "(a_total)",
+            "{__name__=~\"a_total|b\"}",
+            "{__name__=~\".+\", inst!=\"h0\"}",
+            "a_total offset 2m",
+            "a_total @ 3000",
+            "a_total @ 3000 offset -1m",
+            "b{inst=\"h3\"}",
+            "nothing_here",
+        ];
+        let opts = [
+            EngineOpts::default(),
+            EngineOpts {
+                lookback_delta: 20_000,
+                ..EngineOpts::default()
+            },
+        ];
+        for t in [
+            0, 14_999, 1_000_000, 3_000_000, 3_015_000, 4_500_000, 4_800_000, 9_000_000,
+        ] {
+            for o in &opts {
+                for q in queries {
+                    let e = crate::promql::parse(q).unwrap();
+                    let want: Vec<(Labels, u64)> =
+                        match instant_query(&st, q, &e, t, o).unwrap().value {
+                            Value::Vector(v) => v
+                                .iter()
+                                .map(|s| ((*s.labels).clone(), s.v.to_bits()))
+                                .collect(),
+                            other => panic!("{other:?}"),
+                        };
+                    let got = streamed(&st, q, t, o).unwrap().unwrap();
+                    assert_eq!(got, want, "{q} at {t}");
+                }
+            }
+        }
+        // Anything but a plain selector goes to the engine.
+        for q in [
+            "-a_total",
+            "a_total[5m]",
+            "sum(a_total)",
+            "a_total + 1",
+            "1",
+        ] {
+            assert!(streamed(&st, q, 0, &opts[0]).is_none(), "{q}");
+        }
+        // The sample limit counts result samples.
+        let two = EngineOpts {
+            max_samples: 2,
+            ..EngineOpts::default()
+        };
+        assert!(matches!(
+            streamed(&st, "a_total", 3_000_000, &two),
+            Some(Err(EvalError::TooManySamples))
+        ));
+        assert_eq!(
+            streamed(&st, "b", 3_000_000, &two).unwrap().unwrap().len(),
+            2
+        );
+    }
+
+    #[test]
+    fn stores_that_may_hold_histograms_are_not_streamed() {
+        let s = store(&[(0, 1.0)]);
+        let e = crate::promql::parse("x_total").unwrap();
+        let r = instant_selector_each(&s, &e, 0, &EngineOpts::default(), &mut |_, _| {
+            panic!("called")
+        });
+        assert!(r.is_none());
     }
 
     #[test]

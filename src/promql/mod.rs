@@ -42,7 +42,9 @@ pub mod parser;
 pub mod testing;
 
 pub use ast::Expr;
-pub use engine::{instant_query, range_query, EngineOpts, EvalError, QueryResult, Value};
+pub use engine::{
+    instant_query, instant_selector_each, range_query, EngineOpts, EvalError, QueryResult, Value,
+};
 pub use parser::{parse, parse_selector};
 
 /// A syntax or type error with its position, printed like Prometheus's

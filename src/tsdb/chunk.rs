@@ -565,6 +565,25 @@ impl<'a> Decoder<'a> {
             }
         }
     }
+
+    /// The newest sample at or before `maxt`, for a decoder made by [`Decoder::starting_near`]
+    /// with `from = maxt + 1`: a seek point's own sample counts (decoding resumes after it),
+    /// so a point just before `maxt` leaves almost nothing to decode. Damaged bytes end the
+    /// walk there, as in [`Decoder::push_range`].
+    pub fn last_at_or_before(mut self, maxt: Timestamp) -> Option<Sample> {
+        let mut last = (self.state.count > 0 && self.state.last_t <= maxt).then(|| Sample {
+            t: self.state.last_t,
+            v: f64::from_bits(self.state.last_v),
+        });
+        while !self.failed && self.pos < self.end {
+            match self.next_inner() {
+                Some(s) if s.t <= maxt => last = Some(s),
+                Some(_) => break,
+                None => self.failed = true,
+            }
+        }
+        last
+    }
 }
 
 impl Iterator for Decoder<'_> {
@@ -872,6 +891,34 @@ mod tests {
         small.push(0, 1.0).unwrap();
         small.push(15_000, 2.0).unwrap();
         assert_eq!(small.seeks.len(), 0);
+    }
+
+    #[test]
+    fn last_at_or_before_is_the_newest_sample_up_to_the_time_with_or_without_points() {
+        for seed in [3, 11, 12345] {
+            let (c, all) = full_chunk(seed);
+            let mut times: Vec<i64> = vec![i64::MIN, all[0].t - 1, i64::MAX];
+            for p in &c.seeks.0 {
+                let t = c.state.mint + p.t_off as i64;
+                times.extend([t - 1, t, t + 1]);
+            }
+            times.extend(all.iter().flat_map(|s| [s.t - 1, s.t, s.t + 1]));
+            for &maxt in &times {
+                let want = all.iter().copied().rfind(|s| s.t <= maxt);
+                let from = maxt.saturating_add(1);
+                let (m, b, bits) = (c.state.mint, &c.bytes[..], c.state.bit_len);
+                for seeks in [c.seeks, SeekTable::default()] {
+                    let d = Decoder::starting_near(m, b, bits, &seeks, from);
+                    assert_eq!(d.last_at_or_before(maxt), want, "seed {seed} {maxt}");
+                }
+            }
+            // A length cutting a sample: the last whole sample before the cut, as iterating says.
+            let cut = c.state.bit_len / 2 + 3;
+            let d = |bits| Decoder::new(c.state.mint, &c.bytes, bits);
+            assert_eq!(d(cut).last_at_or_before(i64::MAX), d(cut).last());
+            // A length past the bytes is refused outright.
+            assert_eq!(d(c.state.bit_len + 4096).last_at_or_before(i64::MAX), None);
+        }
     }
 
     #[test]

@@ -21,6 +21,10 @@
 //! ```
 //! `Store::new(opts)` is the same store without a directory.
 //!
+//! The query engine reads through [`Querier::select`]; an instant query of a plain selector
+//! through [`Querier::select_latest`], which decodes only each series' newest sample and lends
+//! the index's label strings instead of building label sets.
+//!
 //! Readers that must see every sample exactly once (remote_write) use
 //! [`Store::for_each_series`]: a [`SeriesView`] per series gives its labels, the samples after
 //! a timestamp (only chunks reaching past it are decoded) and what eviction took from it. A
@@ -144,6 +148,10 @@ pub struct HistogramSeries {
     pub samples: Vec<crate::histogram::HistogramSample>,
 }
 
+/// What [`Querier::select_latest`] calls per series: its labels as sorted (name, value) pairs
+/// and its newest sample; false stops the selection.
+pub type LatestSink<'f> = dyn FnMut(&[(&str, &str)], Sample) -> bool + 'f;
+
 /// Read access for the query engine and the exporters.
 pub trait Querier {
     /// Series matching every matcher that have samples in `[mint, maxt]` (both inclusive), with
@@ -162,6 +170,23 @@ pub trait Querier {
         for s in self.select(matchers, mint, maxt) {
             f(&s.labels, &s.samples);
         }
+    }
+    /// The newest sample in `[mint, maxt]` (stale markers included) of each series matching
+    /// every matcher, in label order, with the series' labels as sorted (name, value) pairs
+    /// borrowed from the querier: what a plain instant vector selector returns, without a
+    /// `Labels` or a sample buffer per series. `f` returns false to stop early.
+    ///
+    /// Returns false, having called nothing, when this querier cannot answer so: it may hold
+    /// native histograms, and a series' newest sample could be one. The caller then uses
+    /// [`Querier::select`] and [`Querier::select_histograms`].
+    fn select_latest(
+        &self,
+        _matchers: &[Matcher],
+        _mint: Timestamp,
+        _maxt: Timestamp,
+        _f: &mut LatestSink<'_>,
+    ) -> bool {
+        false
     }
     /// Native histogram samples of the series matching every matcher, in `[mint, maxt]`, ordered
     /// by label set. A series may have float samples at some times and histograms at others.

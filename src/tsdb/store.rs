@@ -35,7 +35,7 @@ use super::chunk::{
 use super::format::{self, ChunkEntry, Record, SeriesDef, Start};
 use super::fs::Fs;
 use super::index::{alloc_size, hash_labels, Index, SeriesId};
-use super::{AppendError, Appender, Querier, SeriesSamples};
+use super::{AppendError, Appender, LatestSink, Querier, SeriesSamples};
 use crate::model::{Labels, Matcher, Sample, Timestamp};
 use std::collections::VecDeque;
 use std::mem::size_of;
@@ -1337,6 +1337,47 @@ impl Store {
         }
     }
 
+    /// The newest sample of series `id` in `[mint, maxt]`. Only the one chunk that can hold
+    /// it is read: the open chunk's state when its last sample is at or before `maxt` (a query
+    /// at "now"), else a decode from the chunk's last seek point at or before `maxt`.
+    fn latest_in(&self, id: SeriesId, mint: Timestamp, maxt: Timestamp) -> Option<Sample> {
+        let sd = &self.data[id as usize];
+        let head = &sd.head;
+        let s = if !head.is_empty() && head.state.mint <= maxt {
+            if head.state.last_t <= maxt {
+                Some(Sample {
+                    t: head.state.last_t,
+                    v: f64::from_bits(head.state.last_v),
+                })
+            } else {
+                Decoder::starting_near(
+                    head.state.mint,
+                    &head.bytes,
+                    head.state.bit_len,
+                    &head.seeks,
+                    maxt.saturating_add(1),
+                )
+                .last_at_or_before(maxt)
+            }
+        } else {
+            // Sealed chunks are in time order: the newest one starting at or before `maxt`.
+            let i = sd.sealed.partition_point(|c| c.mint <= maxt);
+            let c = sd.sealed.get(i.checked_sub(1)?)?;
+            if c.maxt < mint {
+                return None;
+            }
+            Decoder::starting_near(
+                c.mint,
+                c.data(),
+                c.bit_len,
+                &c.seeks(),
+                maxt.saturating_add(1),
+            )
+            .last_at_or_before(maxt)
+        };
+        s.filter(|s| s.t >= mint)
+    }
+
     fn ids_in_range(
         &self,
         matchers: &[Matcher],
@@ -1619,6 +1660,30 @@ impl Querier for Store {
         self.select_each_inner(matchers, mint, maxt, f)
     }
 
+    fn select_latest(
+        &self,
+        matchers: &[Matcher],
+        mint: Timestamp,
+        maxt: Timestamp,
+        f: &mut LatestSink<'_>,
+    ) -> bool {
+        let mut ids = self.index.select(matchers);
+        self.index.sort_by_labels(&mut ids);
+        // One pairs buffer for every series: the strings stay the index's.
+        let mut pairs = Vec::new();
+        for id in ids {
+            let Some(s) = self.latest_in(id, mint, maxt) else {
+                continue;
+            };
+            pairs.clear();
+            pairs.extend(self.index.pairs_of(id));
+            if !f(&pairs, s) {
+                break;
+            }
+        }
+        true
+    }
+
     fn label_names(&self, matchers: &[Matcher], mint: Timestamp, maxt: Timestamp) -> Vec<String> {
         let mut names: Vec<String> = if matchers.is_empty() {
             self.index.names().map(str::to_owned).collect()
@@ -1860,9 +1925,106 @@ mod tests {
                     .filter(|s| !s.samples.is_empty())
                     .collect();
                 assert_eq!(st.select(&[], mint, maxt), want, "[{mint}, {maxt}]");
+                assert_latest_matches_select(st, &[], mint, maxt);
             }
             mint += step;
         }
+    }
+
+    /// `select_latest` yields, in the same order, each selected series' labels and newest
+    /// sample in the window, bit for bit (stale markers too).
+    fn assert_latest_matches_select(st: &Store, ms: &[Matcher], mint: Timestamp, maxt: Timestamp) {
+        let want: Vec<(Labels, i64, u64)> = st
+            .select(ms, mint, maxt)
+            .into_iter()
+            .map(|s| {
+                let last = *s.samples.last().unwrap();
+                (s.labels, last.t, last.v.to_bits())
+            })
+            .collect();
+        let mut got = Vec::new();
+        assert!(st.select_latest(ms, mint, maxt, &mut |pairs, s| {
+            got.push((
+                Labels::from_pairs(pairs.iter().copied()),
+                s.t,
+                s.v.to_bits(),
+            ));
+            true
+        }));
+        assert_eq!(got, want, "latest in [{mint}, {maxt}]");
+    }
+
+    #[test]
+    fn select_latest_reads_open_and_sealed_chunks_and_stops_when_asked() {
+        let mut st = Store::new(Options::default());
+        let mut v = 0.0;
+        for i in 0..2_000i64 {
+            for s in 0..4 {
+                v += ((i * 7 + s * 13) % 17) as f64;
+                // Series 3 goes stale at i = 1500 and stays so for 100 samples.
+                let x = if s == 3 && (1500..1600).contains(&i) {
+                    stale_nan()
+                } else {
+                    v
+                };
+                st.append(&lbl("m", &s.to_string()), i * 15_000 + s, x)
+                    .unwrap();
+            }
+        }
+        assert!(st.data.iter().all(|sd| sd.sealed.len() > 2));
+        // Windows ending before, inside and after each chunk, of lookback width and wider.
+        let mut maxt = -30_000;
+        while maxt <= 2_001 * 15_000 {
+            for width in [0, 1, 14_999, 300_000, 10_000_000] {
+                assert_latest_matches_select(&st, &[], maxt - width, maxt);
+                assert_latest_matches_select(&st, &[eq("instance", "3")], maxt - width, maxt);
+            }
+            maxt += 7_001;
+        }
+        let mut seen = 0;
+        assert!(st.select_latest(&[], 0, i64::MAX, &mut |_, _| {
+            seen += 1;
+            seen < 2
+        }));
+        assert_eq!(seen, 2);
+    }
+
+    #[test]
+    fn select_latest_names_the_series_now_holding_a_reused_id() {
+        let mut st = Store::new(Options {
+            retention_bytes: 128 << 10,
+            ..Options::default()
+        });
+        for i in 0..100 {
+            st.append(&lbl("gone", "a"), i * 15_000, i as f64).unwrap();
+        }
+        let id_of = |st: &Store, l: &Labels| st.index.lookup(l, hash_labels(l));
+        let gone_id = id_of(&st, &lbl("gone", "a")).unwrap();
+        let mut t = 100 * 15_000;
+        while st.series_count() != 8 {
+            for s in 0..8 {
+                st.append(&lbl("stay", &s.to_string()), t, (t % 977) as f64)
+                    .unwrap();
+            }
+            t += 15_000;
+            if t % (15 * 60_000) == 0 {
+                st.poll(Instant::now());
+            }
+            assert!(t < 1_000_000_000, "the idle series never left");
+        }
+        // The freed id goes to the next new series; the latest sample carries its labels.
+        st.append(&lbl("new", "b"), t, 5.0).unwrap();
+        assert_eq!(id_of(&st, &lbl("new", "b")), Some(gone_id));
+        let mut got = Vec::new();
+        st.select_latest(&[], 0, i64::MAX, &mut |pairs, s| {
+            got.push((Labels::from_pairs(pairs.iter().copied()), s.v));
+            true
+        });
+        assert_eq!(got.len(), 9);
+        assert!(got.iter().all(|(l, _)| l.get("__name__") != Some("gone")));
+        assert!(got.contains(&(lbl("new", "b"), 5.0)));
+        assert_latest_matches_select(&st, &[], 0, i64::MAX);
+        assert_latest_matches_select(&st, &[], t - 300_000, t - 1);
     }
 
     #[test]
