@@ -16,7 +16,8 @@
 //! at 3 (Cargo.toml), as in the shipped binary.
 //!
 //! Run: `cargo bench --bench gzip [FILTER]`. Env: `PROMLET_BENCH_SECS` (per case, default 2),
-//! `PROMLET_SHARED` (where node-fixtures/ lives, default ../shared).
+//! `PROMLET_SHARED` (where node-fixtures/ lives, default ../shared), `PROMLET_GZIP_FILES`
+//! (more bodies to compare on, `:`-separated paths).
 
 use miniz_oxide::deflate::core::{
     compress, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush, TDEFLStatus,
@@ -119,6 +120,16 @@ fn main() {
     match std::fs::read(&golden) {
         Ok(b) => bodies.push(("node_exporter on fixtures".into(), b)),
         Err(e) => eprintln!("SKIPPED fixture case: {}: {e}", golden.display()),
+    }
+
+    // Bodies saved elsewhere, e.g. `curl -s localhost:9500/metrics > m.txt` from a running agent.
+    if let Some(files) = std::env::var_os("PROMLET_GZIP_FILES") {
+        for f in std::env::split_paths(&files) {
+            match std::fs::read(&f) {
+                Ok(b) => bodies.push((format!("file {}", f.display()), b)),
+                Err(e) => eprintln!("SKIPPED {}: {e}", f.display()),
+            }
+        }
     }
 
     // An hour of collections 15 s apart (collected back to back; stamped 15 s apart), then the
