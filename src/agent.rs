@@ -31,8 +31,12 @@
 //! 242 KB query_range JSON body 0.23 ms for 30.8 KB against 0.38 ms for 34.5 KB (0.62x the
 //! time, 0.89x the bytes). Fixed Huffman codes alone would be 13-16% larger than miniz_oxide
 //! (17-34% larger than our dynamic codes), so each block takes whichever of dynamic, fixed or
-//! stored is smallest, computed from its histogram. miniz_oxide stays for inflating scraped
-//! targets; its compressor is no longer linked.
+//! stored is smallest, computed from its histogram. In the shipped binary (x86_64 musl,
+//! gzipped minus plain /metrics CPU over 2,000 keep-alive scrapes each) gzip cost 0.285 ms per
+//! scrape with miniz_oxide as it was used (11.7 KB on the wire; it compressed better and
+//! slower there than level 1 does in the bench, unexplained) and 0.115 ms with ours (12.5 KB).
+//! miniz_oxide stays for inflating scraped targets; its compressor is no longer linked, and
+//! the stripped binary went from 1,647,488 to 1,645,824 bytes.
 //!
 //! Freshness decision: every `/metrics` request runs a fresh collection, as node_exporter does;
 //! it is never answered from the agent's own scheduled collection (made for the store), even
