@@ -35,9 +35,9 @@
 //! gzipped minus plain /metrics CPU over 2,000 keep-alive scrapes each) gzip cost 0.26-0.29 ms per
 //! scrape with miniz_oxide as it was used (11.7 KB on the wire; it compressed better and slower
 //! there than level 1 does in the bench, unexplained) and 0.105-0.115 ms with ours (0.40x;
-//! 12.5 KB). miniz_oxide stays for inflating scraped targets; its compressor is no longer linked, and
-//! the stripped binary went from 1,647,488 to 1,645,824 bytes. The web UI page, compressed once,
-//! is now 5.5 KB instead of 5.0 KB (it used level 10).
+//! 12.5 KB). miniz_oxide stays for inflating scraped targets; its compressor is no longer
+//! linked, and the stripped binary went from 1,647,488 to 1,645,824 bytes. The web UI page,
+//! compressed once, is now 5.5 KB instead of 5.0 KB (it used level 10).
 //!
 //! Freshness decision: every `/metrics` request runs a fresh collection, as node_exporter does;
 //! it is never answered from the agent's own scheduled collection (made for the store), even
