@@ -18,6 +18,8 @@ mod config;
 mod federate;
 /// The Grafana dashboard: every panel query against promlet and a federating Prometheus.
 mod grafana;
+/// Our gzip encoder checked by the system gzip and python3's zlib.
+mod gzip_interop;
 /// The HTTP/1.1 server at the wire level: exact bytes, limits, timeouts, the connection cap.
 mod http;
 

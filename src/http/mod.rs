@@ -11,6 +11,7 @@
 pub mod api_v1;
 pub mod bcrypt;
 mod blowfish_pi;
+pub mod deflate;
 pub mod federate;
 pub mod form;
 pub mod gzip;

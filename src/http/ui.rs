@@ -27,7 +27,7 @@ impl Page {
         let plain = INDEX_HTML.as_bytes();
         Page {
             plain,
-            gzipped: gzip::gzip_level(plain, 10),
+            gzipped: gzip::gzip(plain),
             etag: format!("\"{:08x}\"", gzip::crc32(plain)),
         }
     }
