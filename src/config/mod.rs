@@ -52,7 +52,12 @@ impl std::ops::Deref for ConfigError {
 
 impl std::fmt::Debug for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        // As the derived Debug printed it when the fields were inline.
+        f.debug_struct("ConfigError")
+            .field("file", &self.file)
+            .field("pos", &self.pos)
+            .field("msg", &self.msg)
+            .finish()
     }
 }
 
