@@ -35,6 +35,7 @@
 //! | [`probe`] | blackbox_exporter-compatible probes: `/probe` and scheduled probes      |
 //! | [`sort`]  | the one stable sort instantiation every module shares (binary size)    |
 //! | [`task`]  | the one spawned-task type every module shares (binary size)            |
+//! | [`vecmap`] | a sorted-`Vec` map for small ordered maps instead of `BTreeMap` (binary size) |
 //! | `tls` | (feature `tls`) rustls configs for the web server and outbound HTTP |
 //!
 //! Dependencies point one way: toward `model`, `expo` and `tsdb`. Only `agent` and `main`
@@ -64,6 +65,7 @@ pub mod task;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod tsdb;
+pub mod vecmap;
 
 /// The version printed by `--version` and exposed in `promlet_build_info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

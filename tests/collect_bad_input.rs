@@ -163,9 +163,9 @@ fn procfs_collectors_reject_garbage_and_survive_truncation() {
                             failures.push(format!("{name}: {f} {what}: invented {invented:?}"));
                         }
                     }
-                    Ok((Err(CollectError::NotFound(p)), _)) => failures.push(format!(
+                    Ok((Err(e), _)) if e.is_not_found() => failures.push(format!(
                         "{name}: {f} {what}: reported as absent ({}), not as bad",
-                        p.display()
+                        e.path().display()
                     )),
                     Ok((Err(_), _)) => {}
                 }
@@ -190,7 +190,7 @@ fn procfs_collectors_report_absent_sources_as_not_found() {
     for (name, _) in CASES {
         let (r, fams) = run(name, &empty.0);
         assert!(
-            matches!(r, Err(CollectError::NotFound(_))),
+            matches!(r, Err(ref e) if e.is_not_found()),
             "{name}: empty root gave {r:?}, want NotFound"
         );
         assert!(

@@ -56,7 +56,7 @@ impl Collector for Dmi {
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
         let dir = ctx.roots.sys("class/dmi/id");
         if !dir.is_dir() {
-            return Err(CollectError::NotFound(dir));
+            return Err(CollectError::not_found(dir));
         }
         for (slot, (file, _)) in self.values.iter_mut().zip(FIELDS) {
             self.path.clear();
@@ -108,7 +108,7 @@ mod tests {
         let mut c = new(&CollectorOptions::default()).unwrap();
         assert!(matches!(
             run(c.as_mut(), &s.roots()),
-            Err(CollectError::NotFound(_))
+            Err(ref e) if e.is_not_found()
         ));
         s.write("sys/class/dmi/id/board_name", b"\xff\xfe\x1c\"x\n");
         let text = run(c.as_mut(), &s.roots()).unwrap();

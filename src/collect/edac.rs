@@ -5,7 +5,7 @@
 //! (`*_noinfo_count`) are reported with `csrow="unknown"`, as in node_exporter.
 
 use super::sysfs::{list_dir, read_num};
-use super::{CollectError, Collector, CollectorOptions, Context};
+use super::{CollectError, CollectErrorKind, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::PathBuf;
 
@@ -38,10 +38,11 @@ impl Edac {
         let r = read_num::<u64>(&self.path, &mut self.buf);
         let r = match r {
             Ok(Some(v)) => Ok(v as f64),
-            Ok(None) => Err(CollectError::Io(
+            Ok(None) => Err(CollectErrorKind::Io(
                 self.path.clone(),
                 std::io::Error::other("unreadable EDAC counter"),
-            )),
+            )
+            .into()),
             Err(e) => Err(e),
         };
         self.path.pop();
@@ -146,13 +147,13 @@ mod tests {
         let mut c = new(&CollectorOptions::default()).unwrap();
         assert!(matches!(
             run(c.as_mut(), &s.roots()),
-            Err(CollectError::NotFound(_))
+            Err(ref e) if e.is_not_found()
         ));
         s.copy_tree(&dir, "sys/devices/system/edac");
         s.write("sys/devices/system/edac/mc/mc0/csrow0/ce_count", b"");
         assert!(matches!(
             run(c.as_mut(), &s.roots()),
-            Err(CollectError::Parse(..))
+            Err(ref e) if e.is_parse()
         ));
     }
 }

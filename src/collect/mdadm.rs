@@ -241,7 +241,7 @@ impl Mdadm {
             let disks = read_into(&p, &mut self.small).and_then(|()| num(self.small.trim(), &p));
             p.set_file_name("degraded");
             let deg = match read_into(&p, &mut self.small) {
-                Err(CollectError::NotFound(_)) => Ok(0.0),
+                Err(ref e) if e.is_not_found() => Ok(0.0),
                 r => r.and_then(|()| num(self.small.trim(), &p)),
             };
             match (disks, deg) {

@@ -523,7 +523,7 @@ mod tests {
         let mut c = new(&CollectorOptions::default()).unwrap();
         assert!(matches!(
             run(c.as_mut(), &s.roots()),
-            Err(CollectError::NotFound(_))
+            Err(ref e) if e.is_not_found()
         ));
         s.write("sys/class/net/a0/mtu", b"1500\n");
         s.write("sys/class/net/a0/operstate", b"up\n");
@@ -536,7 +536,7 @@ mod tests {
         };
         assert!(matches!(
             c.collect(&ctx, &mut set),
-            Err(CollectError::Parse(..))
+            Err(ref e) if e.is_parse()
         ));
         let mut text = Vec::new();
         crate::expo::encode_text(&set, &mut text);

@@ -217,13 +217,13 @@ mod tests {
         let mut c = new(&CollectorOptions::default()).unwrap();
         assert!(matches!(
             run(c.as_mut(), &s.roots()),
-            Err(CollectError::NotFound(_))
+            Err(ref e) if e.is_not_found()
         ));
         let cut = &SAMPLE[..SAMPLE.len() - 20];
         for bad in [cut, &SAMPLE[..30], b"garbage\nmore garbage\nx: 1 2\n"] {
             s.write("proc/net/dev", bad);
             assert!(
-                matches!(run(c.as_mut(), &s.roots()), Err(CollectError::Parse(..))),
+                matches!(run(c.as_mut(), &s.roots()), Err(ref e) if e.is_parse()),
                 "{}",
                 String::from_utf8_lossy(bad)
             );

@@ -183,7 +183,7 @@ impl Collector for Netstat {
         p.paired(snmp.path(), out)?;
         match snmp6.read(root, &mut p.buf) {
             // IPv6 disabled.
-            Err(CollectError::NotFound(_)) => Ok(()),
+            Err(ref e) if e.is_not_found() => Ok(()),
             r => {
                 r?;
                 p.snmp6(snmp6.path(), out)

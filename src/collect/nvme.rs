@@ -218,7 +218,7 @@ mod tests {
         let mut c = new(&CollectorOptions::default()).unwrap();
         assert!(matches!(
             run(c.as_mut(), &s.roots()),
-            Err(CollectError::NotFound(_))
+            Err(ref e) if e.is_not_found()
         ));
         s.write("sys/class/nvme/nvme0/model", b"X\n");
         s.write("sys/class/nvme/nvme0/nvme0n1/size", b"-3\n");
@@ -228,7 +228,7 @@ mod tests {
         );
         assert!(matches!(
             run(c.as_mut(), &s.roots()),
-            Err(CollectError::Parse(..))
+            Err(ref e) if e.is_parse()
         ));
     }
 }

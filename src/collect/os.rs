@@ -138,12 +138,12 @@ impl Collector for Os {
                     found = Some(p);
                     break;
                 }
-                Err(CollectError::NotFound(_)) => continue,
+                Err(ref e) if e.is_not_found() => continue,
                 Err(e) => return Err(e),
             }
         }
         let Some(path) = found else {
-            return Err(CollectError::NotFound(ctx.roots.root(FILES[1])));
+            return Err(CollectError::not_found(ctx.roots.root(FILES[1])));
         };
         self.values.iter_mut().for_each(String::clear);
         self.support_end.clear();
@@ -274,7 +274,7 @@ mod tests {
         let mut c = new(&CollectorOptions::default()).unwrap();
         assert!(matches!(
             run(c.as_mut(), &s.roots()),
-            Err(CollectError::NotFound(_))
+            Err(ref e) if e.is_not_found()
         ));
         for bad in [
             &b"NAME=\"Ubu"[..],

@@ -5,7 +5,7 @@
 //! a missing `irq` file alone (kernels before 6.1) just drops the irq family.
 
 use super::util::KeptFile;
-use super::{CollectError, Collector, CollectorOptions, Context};
+use super::{CollectError, CollectErrorKind, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::Path;
 
@@ -86,8 +86,8 @@ impl Collector for Pressure {
             };
             match read {
                 Ok(false) => continue,
-                Err(CollectError::Io(p, e)) if psi_disabled(&e) => {
-                    return Err(CollectError::NotFound(p))
+                Err(ref e) if matches!(e.kind(), CollectErrorKind::Io(_, io) if psi_disabled(io)) => {
+                    return Err(CollectError::not_found(e.path().to_path_buf()))
                 }
                 r => {
                     r?;
@@ -171,12 +171,12 @@ mod tests {
     fn no_psi_is_not_found_and_a_line_without_total_is_an_error() {
         assert!(matches!(
             run(&mut Pressure::default(), &[]).0,
-            Err(CollectError::NotFound(_))
+            Err(ref e) if e.is_not_found()
         ));
         let bad = [("proc/pressure/cpu", "some avg10=0.00\n")];
         assert!(matches!(
             run(&mut Pressure::default(), &bad).0,
-            Err(CollectError::Parse(..))
+            Err(ref e) if e.is_parse()
         ));
     }
 

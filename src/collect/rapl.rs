@@ -90,7 +90,7 @@ impl Collector for Rapl {
             match read {
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                    return Err(CollectError::NotFound(self.path.clone()))
+                    return Err(CollectError::not_found(self.path.clone()))
                 }
                 Err(e) => return Err(CollectError::io(&self.path, e)),
             }
@@ -194,13 +194,13 @@ mod tests {
         let mut c = new(&CollectorOptions::default()).unwrap();
         assert!(matches!(
             run(c.as_mut(), &s.roots()),
-            Err(CollectError::NotFound(_))
+            Err(ref e) if e.is_not_found()
         ));
         s.write("sys/class/powercap/intel-rapl:0/name", b"dram\n");
         s.write("sys/class/powercap/intel-rapl:0/energy_uj", b"12x\n");
         assert!(matches!(
             run(c.as_mut(), &s.roots()),
-            Err(CollectError::Parse(..))
+            Err(ref e) if e.is_parse()
         ));
         s.write("sys/class/powercap/intel-rapl:0/energy_uj", b"1500000\n");
         s.write("sys/class/powercap/intel-rapl:1/name", b"dram\n");

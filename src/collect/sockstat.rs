@@ -50,7 +50,7 @@ impl Sockstat {
         let which = usize::from(ipv6);
         match self.files[which].read(root, &mut self.buf) {
             // IPv4 or IPv6 disabled in this kernel: nothing to report for that family.
-            Err(CollectError::NotFound(_)) if ipv6 => return Ok(()),
+            Err(ref e) if e.is_not_found() && ipv6 => return Ok(()),
             r => r?,
         }
         // Lend the buffer and the file out so `lines` can take `&mut self` for the names.
@@ -165,7 +165,7 @@ mod tests {
         let v6 = [("proc/net/sockstat6", "TCP6: inuse 1\n")];
         assert!(matches!(
             run(&mut Sockstat::default(), &v6).0,
-            Err(CollectError::NotFound(_))
+            Err(ref e) if e.is_not_found()
         ));
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! Policy (mirrors node_exporter): an attribute that cannot be *read* (absent, EACCES, EINVAL
 //! from a driver that has no value right now) is skipped; an attribute that was read but does
-//! not hold a number where one is required is a [`CollectError::Parse`], so garbage is reported
+//! not hold a number where one is required is a [`CollectErrorKind::Parse`], so garbage is reported
 //! instead of silently exported.
 
 use super::util::{still_absent, AbsentPaths};
@@ -64,7 +64,7 @@ pub fn short(s: &str) -> &str {
 }
 
 /// The entry names of directory `dir`, sorted, into `out`. A missing directory is
-/// [`CollectError::NotFound`]; entries are not followed, so dangling symlinks are listed, not
+/// [`CollectErrorKind::NotFound`]; entries are not followed, so dangling symlinks are listed, not
 /// errors.
 pub fn list_dir(dir: &Path, out: &mut Vec<String>) -> Result<(), CollectError> {
     use rustix::fs::{Mode, OFlags, RawDir};

@@ -126,13 +126,13 @@ mod tests {
         let mut c = new(&CollectorOptions::default()).unwrap();
         assert!(matches!(
             run(c.as_mut(), &s.roots()),
-            Err(CollectError::NotFound(_))
+            Err(ref e) if e.is_not_found()
         ));
         s.write("sys/class/thermal/thermal_zone0/type", b"cpu-thermal\n");
         s.write("sys/class/thermal/thermal_zone0/temp", b"12.3.4\n");
         assert!(matches!(
             run(c.as_mut(), &s.roots()),
-            Err(CollectError::Parse(..))
+            Err(ref e) if e.is_parse()
         ));
         s.write("sys/class/thermal/thermal_zone0/temp", b"-5000\n");
         let t = run(c.as_mut(), &s.roots()).unwrap();

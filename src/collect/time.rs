@@ -95,7 +95,7 @@ impl Collector for Time {
         match list_dir(&dir, &mut self.names) {
             Ok(()) => {}
             // No clocksource directory (some containers): the clock metrics still stand.
-            Err(CollectError::NotFound(_)) => return Ok(()),
+            Err(ref e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e),
         }
         let avail_f = out.family(

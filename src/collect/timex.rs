@@ -5,7 +5,7 @@
 //! A kernel or sandbox that refuses the call with EPERM is "not present" (success 0, no
 //! error line), as in node_exporter.
 
-use super::{CollectError, Collector, CollectorOptions, Context};
+use super::{CollectError, CollectErrorKind, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::Path;
 
@@ -237,9 +237,9 @@ impl Collector for Timex {
                 if e.kind() == std::io::ErrorKind::PermissionDenied
                     || e.raw_os_error() == Some(libc::ENOSYS) =>
             {
-                return Err(CollectError::NotFound(Path::new("adjtimex(2)").into()))
+                return Err(CollectError::not_found(Path::new("adjtimex(2)").into()))
             }
-            Err(e) => return Err(CollectError::Io(Path::new("adjtimex(2)").into(), e)),
+            Err(e) => return Err(CollectErrorKind::Io(Path::new("adjtimex(2)").into(), e).into()),
         };
         emit(&r, out);
         Ok(())
@@ -298,7 +298,7 @@ mod tests {
         match c.collect(&ctx, &mut set) {
             Ok(()) => {}
             // A sandbox may forbid adjtimex; that must be "not present", not an error.
-            Err(CollectError::NotFound(_)) => return,
+            Err(ref e) if e.is_not_found() => return,
             Err(e) => panic!("{e}"),
         }
         let f = families(&text(&set));

@@ -58,7 +58,7 @@ impl Collector for UdpQueues {
         self.udp.read(&ctx.roots.procfs, &mut self.buf)?;
         let v4 = sum(&self.buf, self.udp.path())?;
         let v6 = match self.udp6.read(&ctx.roots.procfs, &mut self.buf) {
-            Err(CollectError::NotFound(_)) => None,
+            Err(ref e) if e.is_not_found() => None,
             r => {
                 r?;
                 Some(sum(&self.buf, self.udp6.path())?)

@@ -104,7 +104,7 @@ impl KeptFile {
                 self.absent_since = None;
                 Ok(true)
             }
-            Err(CollectError::NotFound(_)) => {
+            Err(ref e) if e.is_not_found() => {
                 self.absent_since = Some(now_ms);
                 Ok(false)
             }
@@ -456,7 +456,7 @@ mod tests {
         let mut buf = String::new();
         assert!(matches!(
             f.read(&dir, &mut buf),
-            Err(CollectError::NotFound(_))
+            Err(ref e) if e.is_not_found()
         ));
         std::fs::write(dir.join("value"), "1 2 3\n").unwrap();
         f.read(&dir, &mut buf).unwrap();

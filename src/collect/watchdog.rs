@@ -166,13 +166,13 @@ mod tests {
         let mut c = new(&CollectorOptions::default()).unwrap();
         assert!(matches!(
             run(c.as_mut(), &s.roots()),
-            Err(CollectError::NotFound(_))
+            Err(ref e) if e.is_not_found()
         ));
         s.write("sys/class/watchdog/watchdog0/timeout", b"sixty\n");
         s.write("sys/class/watchdog/watchdog0/state", b"active\n");
         assert!(matches!(
             run(c.as_mut(), &s.roots()),
-            Err(CollectError::Parse(..))
+            Err(ref e) if e.is_parse()
         ));
     }
 }

@@ -119,7 +119,7 @@ impl Zfs {
         let (subsystem, file, _) = FILES[i];
         let kept = &mut self.files[i];
         match kept.read(root, &mut self.buf) {
-            Err(CollectError::NotFound(_)) => return Ok(()),
+            Err(ref e) if e.is_not_found() => return Ok(()),
             r => r?,
         }
         let path = kept.path();
@@ -253,7 +253,7 @@ impl Collector for Zfs {
             p.push("io");
             // Files vanish while a pool is exported: a missing file is skipped, not an error.
             let skip_missing = |r: Result<(), CollectError>| match r {
-                Err(CollectError::NotFound(_)) => Ok(()),
+                Err(ref e) if e.is_not_found() => Ok(()),
                 r => r,
             };
             result = skip_missing(self.pool_io(pool, &p, out));
@@ -313,12 +313,12 @@ mod tests {
     fn no_zfs_is_not_found_and_headerless_kstat_is_an_error() {
         assert!(matches!(
             run(&mut Zfs::default(), &[]).0,
-            Err(CollectError::NotFound(_))
+            Err(ref e) if e.is_not_found()
         ));
         let bad = [("proc/spl/kstat/zfs/arcstats", "hits 4 1\n")];
         assert!(matches!(
             run(&mut Zfs::default(), &bad).0,
-            Err(CollectError::Parse(..))
+            Err(ref e) if e.is_parse()
         ));
     }
 }

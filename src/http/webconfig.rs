@@ -106,10 +106,8 @@ impl WebConfig {
     /// Reads and decodes `path`.
     pub fn load(path: &Path) -> Result<WebConfig, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: file.clone(),
-            pos: None,
-            msg: format!("cannot read web config: {e}"),
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(file.clone(), None, format!("cannot read web config: {e}"))
         })?;
         let dir = path.parent().unwrap_or(Path::new("."));
         WebConfig::parse(&text, &file, dir)

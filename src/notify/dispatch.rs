@@ -19,7 +19,7 @@ use super::silence::SilenceStore;
 use super::{rfc3339, OutgoingAlert};
 use crate::http::json::Json;
 use crate::model::Labels;
-use std::collections::{BTreeMap, BTreeSet};
+use crate::vecmap::VecMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
@@ -42,15 +42,21 @@ pub fn fingerprint(l: &Labels) -> u64 {
 
 #[derive(Clone, Debug, Default)]
 struct SentLog {
-    firing: BTreeSet<u64>,
-    resolved: BTreeSet<u64>,
+    /// Fingerprints, ascending.
+    firing: Vec<u64>,
+    resolved: Vec<u64>,
     at: i64,
+}
+
+/// Whether every element of `a` is in `b` (both ascending).
+fn is_subset(a: &[u64], b: &[u64]) -> bool {
+    a.iter().all(|x| b.binary_search(x).is_ok())
 }
 
 struct Group {
     route: usize,
     labels: Labels,
-    alerts: BTreeMap<u64, OutgoingAlert>,
+    alerts: VecMap<u64, OutgoingAlert>,
     next_flush: i64,
     flushed: bool,
     log: Option<SentLog>,
@@ -215,7 +221,7 @@ pub struct DispatchMetrics {
 /// See the module doc.
 pub struct Dispatcher {
     cfg: RouteConfig,
-    groups: BTreeMap<(usize, Labels), Group>,
+    groups: VecMap<(usize, Labels), Group>,
     execs: Vec<RunningExec>,
     webhooks_in_flight: Vec<(u64, String, Rc<Undo>)>,
     sender: Rc<SharedSender>,
@@ -239,7 +245,7 @@ impl Dispatcher {
     ) -> Dispatcher {
         Dispatcher {
             cfg,
-            groups: BTreeMap::new(),
+            groups: VecMap::new(),
             execs: Vec::new(),
             webhooks_in_flight: Vec::new(),
             sender,
@@ -314,11 +320,10 @@ impl Dispatcher {
                 let wait = route.group_wait.as_millis() as i64;
                 let g = self
                     .groups
-                    .entry((r, labels.clone()))
-                    .or_insert_with(|| Group {
+                    .get_or_insert_with((r, labels.clone()), || Group {
                         route: r,
                         labels,
-                        alerts: BTreeMap::new(),
+                        alerts: VecMap::new(),
                         next_flush: now + wait,
                         flushed: false,
                         log: None,
@@ -378,11 +383,12 @@ impl Dispatcher {
             return;
         };
         let route = self.cfg.routes[g.route].clone();
-        let mut firing = BTreeSet::new();
-        let mut resolved = BTreeSet::new();
+        // Ascending, as the alerts are.
+        let mut firing = Vec::new();
+        let mut resolved = Vec::new();
         let mut shown: Vec<(u64, &OutgoingAlert)> = Vec::new();
         let (mut inhibited, mut silenced) = (0, 0);
-        for (fp, a) in &g.alerts {
+        for (fp, a) in g.alerts.iter() {
             if is_firing(a, now) {
                 if self.silences.is_silenced(&a.labels, now) {
                     silenced += 1;
@@ -392,9 +398,9 @@ impl Dispatcher {
                     inhibited += 1;
                     continue;
                 }
-                firing.insert(*fp);
+                firing.push(*fp);
             } else {
-                resolved.insert(*fp);
+                resolved.push(*fp);
             }
             shown.push((*fp, a));
         }
@@ -407,9 +413,9 @@ impl Dispatcher {
         });
         let needs = match &g.log {
             None => !firing.is_empty(),
-            Some(log) if !firing.is_subset(&log.firing) => true,
+            Some(log) if !is_subset(&firing, &log.firing) => true,
             Some(log) if firing.is_empty() => !log.firing.is_empty(),
-            Some(log) if send_resolved_any && !resolved.is_subset(&log.resolved) => true,
+            Some(log) if send_resolved_any && !is_subset(&resolved, &log.resolved) => true,
             Some(log) => log.at + repeat <= now,
         };
         let mut jobs = Vec::new();
@@ -433,7 +439,7 @@ impl Dispatcher {
             },
             next_flush: now + group_interval,
         });
-        let resolved_now: Vec<u64> = resolved.iter().copied().collect();
+        let resolved_now: Vec<u64> = resolved.clone();
         let g = self.groups.get_mut(key).expect("looked up above");
         g.flushed = true;
         g.next_flush = now + group_interval;
@@ -508,16 +514,18 @@ impl Dispatcher {
             if firing == 0 && (!l.send_resolved || resolved == 0) {
                 continue;
             }
-            let names: BTreeSet<&str> = shown
+            let mut names: Vec<&str> = shown
                 .iter()
                 .filter_map(|(_, a)| a.labels.get("alertname"))
                 .collect();
+            crate::sort::sort_by(&mut names, |a, b| a.cmp(b));
+            names.dedup();
             out.push(Delivery::Log(format!(
                 "notification receiver={} group={group_key} status={} firing={firing} resolved={} alertnames={}",
                 r.name,
                 if firing > 0 { "firing" } else { "resolved" },
                 if l.send_resolved { resolved } else { 0 },
-                names.into_iter().collect::<Vec<_>>().join(",")
+                names.join(",")
             )));
         }
         out
@@ -581,10 +589,10 @@ impl Dispatcher {
         if u.key.0 >= self.cfg.routes.len() {
             return; // the route went away in a reload
         }
-        let g = self.groups.entry(u.key.clone()).or_insert_with(|| Group {
+        let g = self.groups.get_or_insert_with(u.key.clone(), || Group {
             route: u.key.0,
             labels: u.key.1.clone(),
-            alerts: BTreeMap::new(),
+            alerts: VecMap::new(),
             next_flush: u.next_flush,
             flushed: true,
             log: None,
@@ -592,7 +600,7 @@ impl Dispatcher {
         g.log = u.log_before.clone();
         for (fp, a) in &u.resolved {
             // A newer state of the alert, ingested since, wins.
-            g.alerts.entry(*fp).or_insert_with(|| a.clone());
+            g.alerts.get_or_insert_with(*fp, || a.clone());
         }
     }
 

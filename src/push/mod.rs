@@ -9,7 +9,7 @@
 //! Must not touch: scheduling, other modules' state, the HTTP layer (the agent maps results
 //! to responses).
 
-use std::collections::BTreeMap;
+use crate::vecmap::VecMap;
 use std::path::{Path, PathBuf};
 
 use crate::expo::{self, FamilyId, MetricSet, MetricType};
@@ -82,7 +82,7 @@ struct Group {
 /// All pushed groups. See the module docs.
 #[derive(Debug, Default)]
 pub struct Store {
-    groups: BTreeMap<GroupKey, Group>,
+    groups: VecMap<GroupKey, Group>,
     dir: Option<PathBuf>,
     /// Writes of the groups file that failed (exposed as a self-metric).
     pub persist_errors: u64,
@@ -211,14 +211,16 @@ impl Store {
             .map_err(|e| PushError(format!("failed to parse text: {e}")))?;
         match self.build(key, method, &parsed) {
             Ok(set) => {
-                let g = self.groups.entry(key.clone()).or_default();
+                let g = self.groups.get_or_insert_with(key.clone(), Group::default);
                 g.set = set;
                 g.push_time_s = now_s;
                 self.save();
                 Ok(())
             }
             Err(e) => {
-                self.groups.entry(key.clone()).or_default().failure_time_s = now_s;
+                self.groups
+                    .get_or_insert_with(key.clone(), Group::default)
+                    .failure_time_s = now_s;
                 self.save();
                 Err(e)
             }
@@ -269,7 +271,7 @@ impl Store {
     /// accepts that and exposes the first).
     fn check_consistency(&self, key: &GroupKey, set: &MetricSet) -> Result<(), PushError> {
         for f in set.families() {
-            for (k, g) in &self.groups {
+            for (k, g) in self.groups.iter() {
                 if k == key {
                     continue;
                 }
@@ -317,7 +319,7 @@ impl Store {
             "Last Unix time when changing this group in the Pushgateway succeeded.",
             MetricType::Gauge,
         );
-        for (k, g) in &self.groups {
+        for (k, g) in self.groups.iter() {
             push_group_sample(out, ok, k, g.push_time_s);
         }
         let failed = out.family(
@@ -325,7 +327,7 @@ impl Store {
             "Last Unix time when changing this group in the Pushgateway failed.",
             MetricType::Gauge,
         );
-        for (k, g) in &self.groups {
+        for (k, g) in self.groups.iter() {
             push_group_sample(out, failed, k, g.failure_time_s);
         }
     }
@@ -424,11 +426,11 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 
 /// `MAGIC`, crc32 of the payload, payload: per group its labels, times and the text 0.0.4
 /// of its samples (families with no samples are kept as HELP/TYPE only by the parser).
-fn encode_file(groups: &BTreeMap<GroupKey, Group>) -> Vec<u8> {
+fn encode_file(groups: &VecMap<GroupKey, Group>) -> Vec<u8> {
     let mut payload = Vec::new();
     payload.extend_from_slice(&(groups.len() as u32).to_le_bytes());
     let mut text = Vec::new();
-    for (k, g) in groups {
+    for (k, g) in groups.iter() {
         payload.extend_from_slice(&(k.len() as u32).to_le_bytes());
         for (n, v) in k {
             put_bytes(&mut payload, n.as_bytes());
@@ -477,7 +479,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn decode_file(bytes: &[u8]) -> Result<BTreeMap<GroupKey, Group>, String> {
+fn decode_file(bytes: &[u8]) -> Result<VecMap<GroupKey, Group>, String> {
     let mut r = Reader(bytes);
     if r.take(MAGIC.len())? != MAGIC {
         return Err("bad magic".into());
@@ -486,7 +488,7 @@ fn decode_file(bytes: &[u8]) -> Result<BTreeMap<GroupKey, Group>, String> {
     if crc32fast::hash(r.0) != crc {
         return Err("checksum mismatch".into());
     }
-    let mut groups = BTreeMap::new();
+    let mut groups = VecMap::new();
     for _ in 0..r.u32()? {
         let mut key = Vec::new();
         for _ in 0..r.u32()? {

@@ -12,7 +12,7 @@ use super::template::{AlertData, QuerySample};
 use crate::model::{is_stale_nan, stale_nan, Labels, MatchOp, Matcher, METRIC_NAME};
 use crate::promql::Expr;
 use crate::tsdb::Querier;
-use std::collections::BTreeMap;
+use crate::vecmap::VecMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,7 +100,7 @@ pub struct RuleState {
     pub health: RuleHealth,
     /// Alerting rules: alerts by a hash of their label set (as Prometheus keys them), so the
     /// labels are held once per alert.
-    pub active: BTreeMap<u64, Alert>,
+    pub active: VecMap<u64, Alert>,
     /// Alerting rules: whether `for` state has been restored (until then no ALERTS output).
     pub restored: bool,
     /// Series written at the previous evaluation (for stale markers).
@@ -427,7 +427,7 @@ fn eval_alerting(
     ctx: &EvalContext<'_>,
 ) -> Result<Vec<RuleOutput>, String> {
     let res = backend.query(&rule.expr, &rule.expr_text, qt)?;
-    let mut fresh: BTreeMap<u64, Alert> = BTreeMap::new();
+    let mut fresh: Vec<(u64, Alert)> = Vec::with_capacity(res.len());
     for s in res {
         let data = AlertData {
             labels: s.labels.clone(),
@@ -454,12 +454,7 @@ fn eval_alerting(
             annotations.set(n.clone(), tpl.expand(&data, &mut query));
         }
         let key = labels_hash(&labels);
-        if fresh.contains_key(&key) {
-            return Err(
-                "vector contains metrics with the same labelset after applying alert labels".into(),
-            );
-        }
-        fresh.insert(
+        fresh.push((
             key,
             Alert {
                 state: AlertState::Pending,
@@ -473,20 +468,27 @@ fn eval_alerting(
                 valid_until: 0,
                 keep_firing_since: 0,
             },
+        ));
+    }
+    crate::sort::sort_by(&mut fresh, |a, b| a.0.cmp(&b.0));
+    if fresh.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Err(
+            "vector contains metrics with the same labelset after applying alert labels".into(),
         );
     }
-    let result_keys: Vec<u64> = fresh.keys().copied().collect();
+    let result_keys: Vec<u64> = fresh.iter().map(|(k, _)| *k).collect();
+    let mut new_alerts = Vec::new();
     for (k, a) in fresh {
         match state.active.get_mut(&k) {
             Some(old) if old.state != AlertState::Inactive => {
                 old.value = a.value;
                 old.annotations = a.annotations;
             }
-            _ => {
-                state.active.insert(k, a);
-            }
+            Some(old) => *old = a,
+            None => new_alerts.push((k, a)),
         }
     }
+    state.active.insert_new(new_alerts);
     let hold = rule.for_.as_millis() as i64;
     let keep = rule.keep_firing_for.as_millis() as i64;
     let mut out = Vec::new();
@@ -531,8 +533,9 @@ fn eval_alerting(
             out.push((f, (a.active_at.div_euclid(1000)) as f64, None));
         }
     }
-    for k in remove {
-        state.active.remove(&k);
+    // `remove` is ascending, as the map is.
+    if !remove.is_empty() {
+        state.active.retain(|k, _| remove.binary_search(k).is_err());
     }
     if limit > 0 && active_pending > limit {
         state.active.clear();
