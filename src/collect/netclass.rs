@@ -349,7 +349,7 @@ impl Collector for NetClass {
         let links = if self.use_netlink && ctx.roots.sysfs == Path::new("/sys") {
             if !class.is_dir() {
                 self.netlink = netlink;
-                return Err(CollectError::NotFound(class));
+                return Err(CollectError::not_found(class));
             }
             netlink.dump().ok()
         } else {
