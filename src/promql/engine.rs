@@ -125,6 +125,9 @@ pub fn instant_query(
     t: i64,
     opts: &EngineOpts,
 ) -> Result<QueryResult, EvalError> {
+    if let Some(r) = streamed_aggregate(q, expr, t, opts) {
+        return r;
+    }
     let mut ev = Evaluator::new(q, query, expr, t, t, 0, opts)?;
     let v = ev.eval(expr, t)?;
     let value = match v {
@@ -196,6 +199,297 @@ pub fn instant_selector_each(
         return None;
     }
     Some(err.map_or(Ok(n), Err))
+}
+
+/// `e` without the parentheses around it.
+fn unparen(mut e: &Expr) -> &Expr {
+    while let Expr::Paren(inner, _) = e {
+        e = inner;
+    }
+    e
+}
+
+/// Most winners a streamed `topk`/`bottomk` keeps per group (each newcomer is placed by a
+/// walk over them); a larger `k` goes through the engine.
+const STREAMED_TOPK_MAX: i64 = 64;
+
+/// What a streamed aggregation reads per series.
+enum StreamInput<'e> {
+    /// `agg(sel)`: the newest sample in the lookback window.
+    Latest(&'e VectorSelector),
+    /// `agg(f(sel[range]))`, `f` a float range function without scalar arguments.
+    Range(&'e VectorSelector, i64, RangeFn, &'static str),
+}
+
+/// One group of a streamed aggregation: its label set, built once, and its members' values
+/// in input order (for topk/bottomk: the best members so far, best first, with their labels).
+struct StreamGroup {
+    labels: Labels,
+    vals: Vec<f64>,
+    top: Vec<(f64, Labels)>,
+}
+
+/// An instant aggregation over a selector, or over a float range function of a range
+/// selector, evaluated as the store yields each series (`sum by (job) (rate(x[5m]))`): the
+/// group is found from the series' borrowed label pairs, so no label set, sample buffer or
+/// input vector is built per series; only each group's labels (and topk's winners') are.
+/// The same answer as the engine's general path, which the unit tests check.
+///
+/// `None` (nothing evaluated, or an evaluation abandoned) when the query has another shape
+/// or the stream meets what only the general path handles: native histograms (the querier
+/// declines), `__type__`/`__unit__` labels, a series that draws rate()'s "not a counter"
+/// info, series of different names (dropping the name could make two alike).
+fn streamed_aggregate(
+    q: &dyn Querier,
+    expr: &Expr,
+    t: i64,
+    opts: &EngineOpts,
+) -> Option<Result<QueryResult, EvalError>> {
+    let Expr::Aggregate {
+        op,
+        expr: arg,
+        param,
+        grouping,
+        without,
+        ..
+    } = unparen(expr)
+    else {
+        return None;
+    };
+    let (op, without) = (*op, *without);
+    let k = match op {
+        AggOp::Sum
+        | AggOp::Avg
+        | AggOp::Count
+        | AggOp::Group
+        | AggOp::Min
+        | AggOp::Max
+        | AggOp::Stddev
+        | AggOp::Stdvar => 0,
+        AggOp::Topk | AggOp::Bottomk => match param.as_deref().map(unparen) {
+            // NaN, overflow and k < 1 are the general path's to answer.
+            Some(Expr::Number(k, _)) if *k >= 1.0 && *k <= STREAMED_TOPK_MAX as f64 => *k as i64,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    if !without
+        && grouping
+            .iter()
+            .any(|g| g == METRIC_NAME || g == "__type__" || g == "__unit__")
+    {
+        return None;
+    }
+    let input = match unparen(arg) {
+        Expr::Vector(vs) => StreamInput::Latest(vs),
+        Expr::Call { func, args, .. } if args.len() == 1 => {
+            let f = RangeFn::from_name(func.name);
+            let Expr::Matrix { vs, range, .. } = unparen(&args[0]) else {
+                return None;
+            };
+            if matches!(
+                f,
+                RangeFn::Unsupported | RangeFn::PredictLinear | RangeFn::Quantile
+            ) {
+                return None;
+            }
+            StreamInput::Range(vs, *range, f, func.name)
+        }
+        _ => return None,
+    };
+    let vs = match input {
+        StreamInput::Latest(vs) | StreamInput::Range(vs, ..) => vs,
+    };
+    // One metric name for every series: dropping it cannot make two series alike.
+    if !vs
+        .matchers
+        .iter()
+        .any(|m| m.name == METRIC_NAME && m.op == crate::model::MatchOp::Equal)
+    {
+        return None;
+    }
+    // An instant query's start and end are both `t`.
+    let at = match vs.at {
+        Some(AtModifier::Time(x)) => x,
+        _ => t,
+    };
+    let ref_t = at.saturating_sub(vs.offset);
+    let in_group = |n: &str| {
+        let listed = grouping.iter().any(|g| g == n);
+        if without {
+            n != METRIC_NAME && !listed
+        } else {
+            listed
+        }
+    };
+    let mut groups: Vec<StreamGroup> = Vec::new();
+    let mut by_hash: HashMap<u64, Vec<usize>, AddrHash> = HashMap::default();
+    let deadline = Instant::now() + opts.timeout;
+    let (mut seen, mut loaded) = (0usize, 0usize);
+    let mut outcome: Option<Result<(), EvalError>> = Some(Ok(()));
+    // Adds one series' value to its group; false when the stream must stop.
+    let mut add = |pairs: &[(&str, &str)], v: f64, outcome: &mut Option<Result<(), EvalError>>| {
+        seen += 1;
+        if seen % 256 == 0 && Instant::now() > deadline {
+            *outcome = Some(Err(EvalError::Timeout));
+            return false;
+        }
+        if pairs
+            .iter()
+            .any(|(n, _)| *n == "__type__" || *n == "__unit__")
+        {
+            *outcome = None;
+            return false;
+        }
+        let mut h = AddrHasher::default();
+        for &(n, val) in pairs.iter().filter(|(n, _)| in_group(n)) {
+            std::hash::Hasher::write(&mut h, n.as_bytes());
+            std::hash::Hasher::write_u8(&mut h, 0xff);
+            std::hash::Hasher::write(&mut h, val.as_bytes());
+            std::hash::Hasher::write_u8(&mut h, 0xff);
+        }
+        let same = by_hash.entry(std::hash::Hasher::finish(&h)).or_default();
+        let found = same.iter().copied().find(|&gi| {
+            groups[gi]
+                .labels
+                .iter()
+                .eq(pairs.iter().copied().filter(|(n, _)| in_group(n)))
+        });
+        let gi = found.unwrap_or_else(|| {
+            groups.push(StreamGroup {
+                labels: Labels::from_sorted_pairs(
+                    pairs
+                        .iter()
+                        .copied()
+                        .filter(|(n, _)| in_group(n))
+                        .collect::<Vec<_>>()
+                        .into_iter(),
+                ),
+                vals: Vec::new(),
+                top: Vec::new(),
+            });
+            same.push(groups.len() - 1);
+            groups.len() - 1
+        });
+        let g = &mut groups[gi];
+        if k == 0 {
+            g.vals.push(v);
+            return true;
+        }
+        // Where a stable sort by value would put it: after every member not worse.
+        let top = op == AggOp::Topk;
+        let pos = g
+            .top
+            .iter()
+            .take_while(|(w, _)| match (w.is_nan(), v.is_nan()) {
+                (true, false) => false,
+                (false, true) | (true, true) => true,
+                _ if top => *w >= v,
+                _ => *w <= v,
+            })
+            .count();
+        if pos < k as usize {
+            g.top
+                .insert(pos, (v, Labels::from_sorted_pairs(pairs.iter().copied())));
+            g.top.truncate(k as usize);
+        }
+        true
+    };
+    let answered = match input {
+        StreamInput::Latest(vs) => {
+            // The lookback window is left-open: (ref_t - delta, ref_t].
+            let mint = ref_t.saturating_sub(opts.lookback_delta).saturating_add(1);
+            q.select_latest(&vs.matchers, mint, ref_t, &mut |pairs, s| {
+                if is_stale_nan(s.v) {
+                    return true;
+                }
+                loaded += 1;
+                if loaded > opts.max_samples {
+                    outcome = Some(Err(EvalError::TooManySamples));
+                    return false;
+                }
+                add(pairs, s.v, &mut outcome)
+            })
+        }
+        StreamInput::Range(vs, range, func, name) => {
+            let range_start = ref_t.saturating_sub(range);
+            let mut clean: Vec<Sample> = Vec::new();
+            // The window is left-open: (ref_t - range, ref_t], as the general path fetches.
+            q.select_pairs_each(
+                &vs.matchers,
+                range_start.saturating_add(1),
+                ref_t,
+                &mut |pairs, samples| {
+                    loaded += samples.len();
+                    if loaded > opts.max_samples {
+                        outcome = Some(Err(EvalError::TooManySamples));
+                        return false;
+                    }
+                    let p: &[Sample] = if samples.iter().any(|s| is_stale_nan(s.v)) {
+                        clean.clear();
+                        clean.extend(samples.iter().filter(|s| !is_stale_nan(s.v)));
+                        &clean
+                    } else {
+                        samples
+                    };
+                    if p.is_empty() {
+                        return true;
+                    }
+                    if matches!(func, RangeFn::Rate | RangeFn::Increase)
+                        && pairs
+                            .iter()
+                            .find(|(n, _)| *n == METRIC_NAME)
+                            .is_some_and(|(_, n)| not_counter_metric(n))
+                    {
+                        // The general path adds the info annotation.
+                        outcome = None;
+                        return false;
+                    }
+                    match float_range_value(func, name, p, None, range_start, ref_t, t) {
+                        Ok(Some(v)) => add(pairs, v, &mut outcome),
+                        Ok(None) => true,
+                        Err(e) => {
+                            outcome = Some(Err(e));
+                            false
+                        }
+                    }
+                },
+            )
+        }
+    };
+    if !answered {
+        return None;
+    }
+    if let Err(e) = outcome? {
+        return Some(Err(e));
+    }
+    let drop_name = match input {
+        StreamInput::Latest(_) => false,
+        StreamInput::Range(_, _, func, _) => func != RangeFn::Last,
+    };
+    let mut out = Vec::with_capacity(groups.len());
+    for g in groups {
+        if k > 0 {
+            out.extend(g.top.into_iter().map(|(v, labels)| VecSample {
+                labels: Rc::new(labels),
+                v,
+                h: None,
+                drop_name,
+            }));
+            continue;
+        }
+        let v = float_aggregate(op, 0.0, || g.vals.iter().copied());
+        out.push(VecSample {
+            labels: Rc::new(g.labels),
+            v,
+            h: None,
+            drop_name,
+        });
+    }
+    Some(finish_vector(out).map(|v| QueryResult {
+        value: Value::Vector(v),
+        annotations: Annotations::default(),
+    }))
 }
 
 /// Evaluates `expr` at every step from `start` to `end` (ms); the result is always a matrix.
@@ -1113,18 +1407,15 @@ impl<'a> Evaluator<'a> {
             }
             let vals = || members.iter().map(|&i| input[i].v);
             let v = match op {
-                AggOp::Sum => {
-                    let (s, c) = vals().fold((0.0, 0.0), |(s, c), v| fx::kahan_inc(v, s, c));
-                    s + c
-                }
-                AggOp::Avg => fx::mean(vals()),
-                AggOp::Count => members.len() as f64,
-                AggOp::Group => 1.0,
-                AggOp::Min => vals().fold(f64::NAN, |m, v| if m > v || m.is_nan() { v } else { m }),
-                AggOp::Max => vals().fold(f64::NAN, |m, v| if m < v || m.is_nan() { v } else { m }),
-                AggOp::Stdvar => welford(vals()),
-                AggOp::Stddev => welford(vals()).sqrt(),
-                AggOp::Quantile => fx::quantile(k_param, &mut vals().collect::<Vec<_>>()),
+                AggOp::Sum
+                | AggOp::Avg
+                | AggOp::Count
+                | AggOp::Group
+                | AggOp::Min
+                | AggOp::Max
+                | AggOp::Stdvar
+                | AggOp::Stddev
+                | AggOp::Quantile => float_aggregate(op, k_param, vals),
                 AggOp::Topk | AggOp::Bottomk => {
                     let k = k_param as i64;
                     if k < 1 {
@@ -1724,6 +2015,26 @@ impl<'a> Evaluator<'a> {
     }
 }
 
+/// The value of a float aggregation (not topk/bottomk/count_values) over one group's values,
+/// in input order; `vals` yields them afresh at each call.
+fn float_aggregate<I: Iterator<Item = f64>>(op: AggOp, k_param: f64, vals: impl Fn() -> I) -> f64 {
+    match op {
+        AggOp::Sum => {
+            let (s, c) = vals().fold((0.0, 0.0), |(s, c), v| fx::kahan_inc(v, s, c));
+            s + c
+        }
+        AggOp::Avg => fx::mean(vals()),
+        AggOp::Count => vals().count() as f64,
+        AggOp::Group => 1.0,
+        AggOp::Min => vals().fold(f64::NAN, |m, v| if m > v || m.is_nan() { v } else { m }),
+        AggOp::Max => vals().fold(f64::NAN, |m, v| if m < v || m.is_nan() { v } else { m }),
+        AggOp::Stdvar => welford(vals()),
+        AggOp::Stddev => welford(vals()).sqrt(),
+        AggOp::Quantile => fx::quantile(k_param, &mut vals().collect::<Vec<_>>()),
+        AggOp::Topk | AggOp::Bottomk | AggOp::CountValues => f64::NAN,
+    }
+}
+
 /// The range-vector functions [`apply_range_fn`] evaluates on floats.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum RangeFn {
@@ -1815,80 +2126,13 @@ fn apply_range_fn(
         if p.is_empty() {
             continue;
         }
-        let vals = || p.iter().map(|x| x.v);
-        let v = match func {
-            RangeFn::Rate | RangeFn::Increase => {
-                if s.not_counter && non_counter.is_none() {
-                    non_counter = metric_name(s.labels).map(str::to_string);
-                }
-                fx::extrapolated_rate(p, range_start, range_end, true, func == RangeFn::Rate)
-            }
-            RangeFn::Delta => fx::extrapolated_rate(p, range_start, range_end, false, false),
-            RangeFn::Irate | RangeFn::Idelta => {
-                if p.len() < 2 {
-                    None
-                } else {
-                    let (a, b) = (p[p.len() - 2], p[p.len() - 1]);
-                    let mut d = b.v - a.v;
-                    if func == RangeFn::Irate {
-                        if b.v < a.v {
-                            d = b.v;
-                        }
-                        let dt = (b.t - a.t) as f64 / 1000.0;
-                        if dt == 0.0 {
-                            None
-                        } else {
-                            Some(d / dt)
-                        }
-                    } else {
-                        Some(d)
-                    }
-                }
-            }
-            RangeFn::Deriv => {
-                if p.len() < 2 {
-                    None
-                } else {
-                    Some(fx::linear_regression(p, p[0].t).0)
-                }
-            }
-            RangeFn::PredictLinear => {
-                if p.len() < 2 {
-                    None
-                } else {
-                    // The intercept is at the evaluation time, even under `@`.
-                    let (slope, icpt) = fx::linear_regression(p, t);
-                    Some(slope * scalar.unwrap_or(0.0) + icpt)
-                }
-            }
-            RangeFn::Avg => Some(fx::mean(vals())),
-            RangeFn::Sum => {
-                let (s, c) = vals().fold((0.0, 0.0), |(s, c), v| fx::kahan_inc(v, s, c));
-                Some(s + c)
-            }
-            RangeFn::Count => Some(p.len() as f64),
-            RangeFn::Min => {
-                Some(vals().fold(f64::NAN, |m, v| if m > v || m.is_nan() { v } else { m }))
-            }
-            RangeFn::Max => {
-                Some(vals().fold(f64::NAN, |m, v| if m < v || m.is_nan() { v } else { m }))
-            }
-            RangeFn::Stddev => Some(fx::variance(vals()).sqrt()),
-            RangeFn::Stdvar => Some(fx::variance(vals())),
-            RangeFn::Last => Some(p[p.len() - 1].v),
-            RangeFn::Present => Some(1.0),
-            RangeFn::Quantile => Some(fx::quantile(
-                scalar.unwrap_or(f64::NAN),
-                &mut vals().collect::<Vec<_>>(),
-            )),
-            RangeFn::Changes => Some(
-                p.windows(2)
-                    .filter(|w| !(w[0].v == w[1].v || (w[0].v.is_nan() && w[1].v.is_nan())))
-                    .count() as f64,
-            ),
-            RangeFn::Resets => Some(p.windows(2).filter(|w| w[1].v < w[0].v).count() as f64),
-            RangeFn::Unsupported => return exec_err(format!("function {name} is not supported")),
-        };
+        if matches!(func, RangeFn::Rate | RangeFn::Increase)
+            && s.not_counter
+            && non_counter.is_none()
+        {
+            non_counter = metric_name(s.labels).map(str::to_string);
+        }
+        let v = float_range_value(func, name, p, scalar, range_start, range_end, t)?;
         if let Some(v) = v {
             out.push(VecSample {
                 labels: s.labels.clone(),
@@ -1899,6 +2143,86 @@ fn apply_range_fn(
         }
     }
     Ok((out, non_counter))
+}
+
+/// A range-vector function's value for one series' float samples in the window (not empty,
+/// stale markers left out); None when it has no value (too few points).
+fn float_range_value(
+    func: RangeFn,
+    name: &str,
+    p: &[Sample],
+    scalar: Option<f64>,
+    range_start: i64,
+    range_end: i64,
+    t: i64,
+) -> Result<Option<f64>, EvalError> {
+    let vals = || p.iter().map(|x| x.v);
+    Ok(match func {
+        RangeFn::Rate | RangeFn::Increase => {
+            fx::extrapolated_rate(p, range_start, range_end, true, func == RangeFn::Rate)
+        }
+        RangeFn::Delta => fx::extrapolated_rate(p, range_start, range_end, false, false),
+        RangeFn::Irate | RangeFn::Idelta => {
+            if p.len() < 2 {
+                None
+            } else {
+                let (a, b) = (p[p.len() - 2], p[p.len() - 1]);
+                let mut d = b.v - a.v;
+                if func == RangeFn::Irate {
+                    if b.v < a.v {
+                        d = b.v;
+                    }
+                    let dt = (b.t - a.t) as f64 / 1000.0;
+                    if dt == 0.0 {
+                        None
+                    } else {
+                        Some(d / dt)
+                    }
+                } else {
+                    Some(d)
+                }
+            }
+        }
+        RangeFn::Deriv => {
+            if p.len() < 2 {
+                None
+            } else {
+                Some(fx::linear_regression(p, p[0].t).0)
+            }
+        }
+        RangeFn::PredictLinear => {
+            if p.len() < 2 {
+                None
+            } else {
+                // The intercept is at the evaluation time, even under `@`.
+                let (slope, icpt) = fx::linear_regression(p, t);
+                Some(slope * scalar.unwrap_or(0.0) + icpt)
+            }
+        }
+        RangeFn::Avg => Some(fx::mean(vals())),
+        RangeFn::Sum => {
+            let (s, c) = vals().fold((0.0, 0.0), |(s, c), v| fx::kahan_inc(v, s, c));
+            Some(s + c)
+        }
+        RangeFn::Count => Some(p.len() as f64),
+        RangeFn::Min => Some(vals().fold(f64::NAN, |m, v| if m > v || m.is_nan() { v } else { m })),
+        RangeFn::Max => Some(vals().fold(f64::NAN, |m, v| if m < v || m.is_nan() { v } else { m })),
+        RangeFn::Stddev => Some(fx::variance(vals()).sqrt()),
+        RangeFn::Stdvar => Some(fx::variance(vals())),
+        RangeFn::Last => Some(p[p.len() - 1].v),
+        RangeFn::Present => Some(1.0),
+        RangeFn::Quantile => Some(fx::quantile(
+            scalar.unwrap_or(f64::NAN),
+            &mut vals().collect::<Vec<_>>(),
+        )),
+        RangeFn::Changes => Some(
+            p.windows(2)
+                .filter(|w| !(w[0].v == w[1].v || (w[0].v.is_nan() && w[1].v.is_nan())))
+                .count() as f64,
+        ),
+        RangeFn::Resets => Some(p.windows(2).filter(|w| w[1].v < w[0].v).count() as f64),
+        RangeFn::Unsupported => return exec_err(format!("function {name} is not supported")),
+    })
 }
 
 /// What a range function gives for a series holding native histograms.
@@ -2177,11 +2501,14 @@ fn histogram_rate(
 
 /// The series has a metric name that does not end like a counter's.
 fn not_counter_name(l: &Labels) -> bool {
-    metric_name(l).is_some_and(|n| {
-        !["_total", "_sum", "_count", "_bucket"]
-            .iter()
-            .any(|suf| n.ends_with(suf))
-    })
+    metric_name(l).is_some_and(not_counter_metric)
+}
+
+/// A metric name without a counter's suffix (rate()/increase()'s info annotation).
+fn not_counter_metric(n: &str) -> bool {
+    !["_total", "_sum", "_count", "_bucket"]
+        .iter()
+        .any(|suf| n.ends_with(suf))
 }
 
 /// The metric name; `__name__` is almost always the first label, so look there first.
@@ -3038,6 +3365,183 @@ mod tests {
             panic!("called")
         });
         assert!(r.is_none());
+    }
+
+    /// A querier that only selects, so every query goes through the general engine path.
+    struct SelectOnly<'a>(&'a dyn Querier);
+
+    impl Querier for SelectOnly<'_> {
+        fn select(&self, ms: &[crate::model::Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples> {
+            self.0.select(ms, mint, maxt)
+        }
+        fn label_names(&self, ms: &[crate::model::Matcher], mint: i64, maxt: i64) -> Vec<String> {
+            self.0.label_names(ms, mint, maxt)
+        }
+        fn label_values(
+            &self,
+            name: &str,
+            ms: &[crate::model::Matcher],
+            mint: i64,
+            maxt: i64,
+        ) -> Vec<String> {
+            self.0.label_values(name, ms, mint, maxt)
+        }
+    }
+
+    /// Series for the streamed-aggregation tests in the ring store: counters with resets,
+    /// series without `job` or `env`, one going stale, one with a stale marker mid-window,
+    /// one that stops early, values that tie (for topk's order) and a NaN.
+    fn ring_store() -> crate::tsdb::Store {
+        let mut st = crate::tsdb::Store::new(crate::tsdb::Options::default());
+        for i in 0..40i64 {
+            let job = format!("j{}", i % 3);
+            let inst = format!("h{i:02}");
+            let mut pairs = vec![("__name__", "req_total"), ("instance", inst.as_str())];
+            if i % 5 != 0 {
+                pairs.push(("job", job.as_str()));
+            }
+            if i % 7 == 0 {
+                pairs.push(("env", "prod"));
+            }
+            let l = Labels::from_pairs(pairs);
+            let last = if i == 11 { 20 } else { 60 };
+            let mut v = 0.0;
+            for k in 0..last {
+                v += ((i * 3 + k * 5) % 4) as f64;
+                let val = if i == 13 && k == 57 {
+                    stale_nan()
+                } else if i == 17 && k == 59 {
+                    f64::NAN
+                } else if i % 9 == 0 && k == 40 {
+                    // A counter reset.
+                    v = 1.0;
+                    v
+                } else {
+                    v
+                };
+                st.append(&l, k * 15_000, val).unwrap();
+            }
+            if i == 23 {
+                st.append(&l, 60 * 15_000, stale_nan()).unwrap();
+            }
+        }
+        st
+    }
+
+    fn debug_answer(q: &dyn Querier, query: &str, t: i64, opts: &EngineOpts) -> String {
+        let e = crate::promql::parse(query).unwrap();
+        match instant_query(q, query, &e, t, opts) {
+            Ok(r) => format!("{:?} {:?}", r.value, r.annotations),
+            Err(e) => format!("error {e:?}"),
+        }
+    }
+
+    #[test]
+    fn streamed_aggregations_answer_as_the_engine_does() {
+        let st = ring_store();
+        let queries = [
+            "sum by (job) (rate(req_total[2m]))",
+            "sum(rate(req_total[5m]))",
+            "sum by (job, env) (increase(req_total[2m]))",
+            "sum without (instance) (rate(req_total[2m]))",
+            "avg without (instance, job) (irate(req_total[1m]))",
+            "count by (env) (req_total)",
+            "max by (job) (req_total)",
+            "min by (nope) (req_total offset 1m)",
+            "group by (job) (req_total)",
+            "stddev by (job) (delta(req_total[3m]))",
+            "stdvar (deriv(req_total[3m]))",
+            "sum by (job) (max_over_time(req_total[1m]))",
+            "sum by (job) (last_over_time(req_total[1m]))",
+            "count without () (last_over_time(req_total[1m]))",
+            "sum by (job) (changes(req_total[5m])) ",
+            "sum by (job) (resets(req_total[5m]))",
+            "topk(3, rate(req_total[2m]))",
+            "topk by (job) (2, req_total)",
+            "bottomk without (instance) (2, (rate(req_total[2m])))",
+            "topk(5, changes(req_total[10m]))",
+            "bottomk(4, last_over_time(req_total[1m]))",
+            "sum(rate(req_total[2m] @ 600))",
+            "(sum by (job) (count_over_time(req_total[30s])))",
+        ];
+        for delayed in [true, false] {
+            let opts = EngineOpts {
+                delayed_name_removal: delayed,
+                ..EngineOpts::default()
+            };
+            let mut nonempty = 0;
+            for t in [0, 600_000, 855_000, 885_000, 900_000, 1_200_000, 1_300_000] {
+                for q in queries {
+                    let e = crate::promql::parse(q).unwrap();
+                    assert!(
+                        streamed_aggregate(&st, &e, t, &opts).is_some(),
+                        "{q} not streamed"
+                    );
+                    let got = debug_answer(&st, q, t, &opts);
+                    assert_eq!(
+                        got,
+                        debug_answer(&SelectOnly(&st), q, t, &opts),
+                        "{q} at {t}, delayed name removal {delayed}"
+                    );
+                    nonempty += got.contains("VecSample") as usize;
+                }
+            }
+            // Only the times past the data (1,200,000 and later) answer nothing.
+            assert!(nonempty >= queries.len() * 4, "{nonempty}");
+        }
+    }
+
+    #[test]
+    fn aggregations_the_stream_cannot_answer_go_through_the_engine() {
+        let mut st = ring_store();
+        let l = Labels::from_pairs([("__name__", "temp"), ("job", "a")]);
+        st.append(&l, 0, 1.0).unwrap();
+        let opts = EngineOpts::default();
+        for q in [
+            // Not a counter's name: the engine adds its info annotation.
+            "sum(rate(temp[5m]))",
+            // No single metric name; grouping by the name; parameters the engine checks.
+            "sum by (job) ({__name__=~\"req_total|temp\"})",
+            "sum by (__name__) (rate(req_total[5m]))",
+            "topk(0, req_total)",
+            "topk(65, req_total)",
+            "quantile(0.5, req_total)",
+            "sum(predict_linear(req_total[5m], 60))",
+            "sum(rate(req_total[5m])) by (job) + 1",
+        ] {
+            let e = crate::promql::parse(q).unwrap();
+            let streamed = streamed_aggregate(&st, &e, 60_000, &opts);
+            assert!(
+                streamed.is_none() || q == "sum(rate(temp[5m]))",
+                "{q} streamed"
+            );
+            assert_eq!(
+                debug_answer(&st, q, 60_000, &opts),
+                debug_answer(&SelectOnly(&st), q, 60_000, &opts),
+                "{q}"
+            );
+        }
+        let e = crate::promql::parse("sum(rate(temp[5m]))").unwrap();
+        assert!(streamed_aggregate(&st, &e, 60_000, &opts).is_none());
+        // Histograms possible: the querier declines.
+        let s = store(&[(0, 1.0)]);
+        let e = crate::promql::parse("sum(x_total)").unwrap();
+        assert!(streamed_aggregate(&s, &e, 0, &opts).is_none());
+    }
+
+    #[test]
+    fn streamed_aggregations_keep_the_sample_limit() {
+        let st = ring_store();
+        let opts = EngineOpts {
+            max_samples: 100,
+            ..EngineOpts::default()
+        };
+        let q = "sum(rate(req_total[5m]))";
+        assert_eq!(debug_answer(&st, q, 900_000, &opts), "error TooManySamples");
+        assert_eq!(
+            debug_answer(&st, q, 900_000, &opts),
+            debug_answer(&SelectOnly(&st), q, 900_000, &opts)
+        );
     }
 
     #[test]
