@@ -128,6 +128,17 @@ pub fn instant_query(
     if let Some(r) = streamed_aggregate(q, expr, t, opts) {
         return r;
     }
+    instant_query_engine(q, query, expr, t, opts)
+}
+
+/// [`instant_query`] by the general path: fetch, then evaluate the tree.
+fn instant_query_engine(
+    q: &dyn Querier,
+    query: &str,
+    expr: &Expr,
+    t: i64,
+    opts: &EngineOpts,
+) -> Result<QueryResult, EvalError> {
     let mut ev = Evaluator::new(q, query, expr, t, t, 0, opts)?;
     let v = ev.eval(expr, t)?;
     let value = match v {
@@ -214,6 +225,7 @@ fn unparen(mut e: &Expr) -> &Expr {
 const STREAMED_TOPK_MAX: i64 = 64;
 
 /// What a streamed aggregation reads per series.
+#[derive(Clone, Copy)]
 enum StreamInput<'e> {
     /// `agg(sel)`: the newest sample in the lookback window.
     Latest(&'e VectorSelector),
@@ -221,12 +233,236 @@ enum StreamInput<'e> {
     Range(&'e VectorSelector, i64, RangeFn, &'static str),
 }
 
-/// One group of a streamed aggregation: its label set, built once, and its members' values
-/// in input order (for topk/bottomk: the best members so far, best first, with their labels).
-struct StreamGroup {
-    labels: Labels,
-    vals: Vec<f64>,
-    top: Vec<(f64, Labels)>,
+/// An aggregation the streamed paths ([`streamed_aggregate`], [`streamed_range_aggregate`])
+/// answer: its operator, topk/bottomk's `k` (0 for the others), grouping and input.
+struct StreamShape<'e> {
+    op: AggOp,
+    k: usize,
+    grouping: &'e [String],
+    without: bool,
+    input: StreamInput<'e>,
+}
+
+impl<'e> StreamShape<'e> {
+    /// The shape of `expr` if a streamed path can answer it: a value aggregation (or topk/
+    /// bottomk with a literal `k` of 1..=64) over a selector, or over a float range function
+    /// without scalar arguments of a range selector; one metric name for every series (so
+    /// dropping it cannot make two alike); not grouped by the name.
+    fn of(expr: &'e Expr) -> Option<StreamShape<'e>> {
+        let Expr::Aggregate {
+            op,
+            expr: arg,
+            param,
+            grouping,
+            without,
+            ..
+        } = unparen(expr)
+        else {
+            return None;
+        };
+        let k = match op {
+            AggOp::Sum
+            | AggOp::Avg
+            | AggOp::Count
+            | AggOp::Group
+            | AggOp::Min
+            | AggOp::Max
+            | AggOp::Stddev
+            | AggOp::Stdvar => 0,
+            AggOp::Topk | AggOp::Bottomk => match param.as_deref().map(unparen) {
+                // NaN, overflow and k < 1 are the general path's to answer.
+                Some(Expr::Number(k, _)) if *k >= 1.0 && *k <= STREAMED_TOPK_MAX as f64 => {
+                    *k as usize
+                }
+                _ => return None,
+            },
+            _ => return None,
+        };
+        if !without
+            && grouping
+                .iter()
+                .any(|g| g == METRIC_NAME || g == "__type__" || g == "__unit__")
+        {
+            return None;
+        }
+        let input = match unparen(arg) {
+            Expr::Vector(vs) => StreamInput::Latest(vs),
+            Expr::Call { func, args, .. } if args.len() == 1 => {
+                let f = RangeFn::from_name(func.name);
+                let Expr::Matrix { vs, range, .. } = unparen(&args[0]) else {
+                    return None;
+                };
+                if matches!(
+                    f,
+                    RangeFn::Unsupported | RangeFn::PredictLinear | RangeFn::Quantile
+                ) {
+                    return None;
+                }
+                StreamInput::Range(vs, *range, f, func.name)
+            }
+            _ => return None,
+        };
+        let one_name = input
+            .selector()
+            .matchers
+            .iter()
+            .any(|m| m.name == METRIC_NAME && m.op == crate::model::MatchOp::Equal);
+        one_name.then_some(StreamShape {
+            op: *op,
+            k,
+            grouping,
+            without: *without,
+            input,
+        })
+    }
+
+    /// Whether label `n` is part of the group key.
+    fn in_group(&self, n: &str) -> bool {
+        let listed = self.grouping.iter().any(|g| g == n);
+        if self.without {
+            n != METRIC_NAME && !listed
+        } else {
+            listed
+        }
+    }
+
+    /// Whether the output drops `__name__` (every range function but last_over_time).
+    fn drop_name(&self) -> bool {
+        match self.input {
+            StreamInput::Latest(_) => false,
+            StreamInput::Range(_, _, func, _) => func != RangeFn::Last,
+        }
+    }
+}
+
+impl<'e> StreamInput<'e> {
+    fn selector(&self) -> &'e VectorSelector {
+        match *self {
+            StreamInput::Latest(vs) | StreamInput::Range(vs, ..) => vs,
+        }
+    }
+}
+
+/// A label set the streamed paths leave to the general one: Prometheus's type-and-unit
+/// labels go with the name, which the general path's name handling covers.
+fn has_type_labels<'a>(mut pairs: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
+    pairs.any(|(n, _)| n == "__type__" || n == "__unit__")
+}
+
+/// The groups of a streamed aggregation, in first-appearance order, found by a hash of a
+/// series' group pairs (candidates compared pair by pair), so a known group costs no label
+/// set built.
+#[derive(Default)]
+struct GroupIndex {
+    labels: Vec<Labels>,
+    by_hash: HashMap<u64, Vec<usize>, AddrHash>,
+}
+
+impl GroupIndex {
+    /// The group of a series with these sorted label pairs, added if new.
+    fn find_or_add<'a>(
+        &mut self,
+        shape: &StreamShape<'_>,
+        pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+    ) -> usize {
+        let key = pairs.filter(|(n, _)| shape.in_group(n));
+        let mut h = AddrHasher::default();
+        for (n, v) in key.clone() {
+            std::hash::Hasher::write(&mut h, n.as_bytes());
+            std::hash::Hasher::write_u8(&mut h, 0xff);
+            std::hash::Hasher::write(&mut h, v.as_bytes());
+            std::hash::Hasher::write_u8(&mut h, 0xff);
+        }
+        let same = self
+            .by_hash
+            .entry(std::hash::Hasher::finish(&h))
+            .or_default();
+        let labels = &mut self.labels;
+        if let Some(&gi) = same
+            .iter()
+            .find(|&&gi| same_pairs(labels[gi].iter(), key.clone()))
+        {
+            return gi;
+        }
+        let pairs: Vec<(&str, &str)> = key.collect();
+        labels.push(Labels::from_sorted_pairs(pairs.into_iter()));
+        same.push(labels.len() - 1);
+        labels.len() - 1
+    }
+}
+
+/// Whether two sequences of label pairs are equal (`Iterator::eq` would tie their lifetimes).
+fn same_pairs<'x, 'y>(
+    mut a: impl Iterator<Item = (&'x str, &'x str)>,
+    mut b: impl Iterator<Item = (&'y str, &'y str)>,
+) -> bool {
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some(x), Some(y)) if x == y => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Places a value among a group's topk/bottomk winners (best first) where a stable sort by
+/// value would put it, after every member not worse; NaN last. `make` builds the winner's
+/// labels, only when it gets in.
+fn place_winner<L>(
+    top: &mut Vec<(f64, L)>,
+    k: usize,
+    is_topk: bool,
+    v: f64,
+    make: impl FnOnce() -> L,
+) {
+    let pos = top
+        .iter()
+        .take_while(|(w, _)| match (w.is_nan(), v.is_nan()) {
+            (true, false) => false,
+            (false, true) | (true, true) => true,
+            _ if is_topk => *w >= v,
+            _ => *w <= v,
+        })
+        .count();
+    if pos < k {
+        top.insert(pos, (v, make()));
+        top.truncate(k);
+    }
+}
+
+/// The value of a float range function for a series in a streamed aggregation; None when it
+/// has none, or when the series is one only the general path answers (see [`StreamFail`]).
+fn streamed_range_value(
+    func: RangeFn,
+    name: &str,
+    metric: Option<&str>,
+    samples: &[Sample],
+    clean: &mut Vec<Sample>,
+    (range_start, range_end, t): (i64, i64, i64),
+) -> Result<Option<f64>, StreamFail> {
+    let p: &[Sample] = if samples.iter().any(|s| is_stale_nan(s.v)) {
+        clean.clear();
+        clean.extend(samples.iter().filter(|s| !is_stale_nan(s.v)));
+        clean
+    } else {
+        samples
+    };
+    if p.is_empty() {
+        return Ok(None);
+    }
+    if matches!(func, RangeFn::Rate | RangeFn::Increase) && metric.is_some_and(not_counter_metric) {
+        // The general path adds the info annotation.
+        return Err(StreamFail::General);
+    }
+    float_range_value(func, name, p, None, range_start, range_end, t).map_err(StreamFail::Eval)
+}
+
+/// Why a streamed aggregation stopped.
+enum StreamFail {
+    /// The query fails (limits, timeout).
+    Eval(EvalError),
+    /// Only the general path answers it exactly.
+    General,
 }
 
 /// An instant aggregation over a selector, or over a float range function of a range
@@ -236,166 +472,54 @@ struct StreamGroup {
 /// The same answer as the engine's general path, which the unit tests check.
 ///
 /// `None` (nothing evaluated, or an evaluation abandoned) when the query has another shape
-/// or the stream meets what only the general path handles: native histograms (the querier
-/// declines), `__type__`/`__unit__` labels, a series that draws rate()'s "not a counter"
-/// info, series of different names (dropping the name could make two alike).
+/// ([`StreamShape::of`]) or the stream meets what only the general path handles: native
+/// histograms (the querier declines), `__type__`/`__unit__` labels, a series that draws
+/// rate()'s "not a counter" info.
 fn streamed_aggregate(
     q: &dyn Querier,
     expr: &Expr,
     t: i64,
     opts: &EngineOpts,
 ) -> Option<Result<QueryResult, EvalError>> {
-    let Expr::Aggregate {
-        op,
-        expr: arg,
-        param,
-        grouping,
-        without,
-        ..
-    } = unparen(expr)
-    else {
-        return None;
-    };
-    let (op, without) = (*op, *without);
-    let k = match op {
-        AggOp::Sum
-        | AggOp::Avg
-        | AggOp::Count
-        | AggOp::Group
-        | AggOp::Min
-        | AggOp::Max
-        | AggOp::Stddev
-        | AggOp::Stdvar => 0,
-        AggOp::Topk | AggOp::Bottomk => match param.as_deref().map(unparen) {
-            // NaN, overflow and k < 1 are the general path's to answer.
-            Some(Expr::Number(k, _)) if *k >= 1.0 && *k <= STREAMED_TOPK_MAX as f64 => *k as i64,
-            _ => return None,
-        },
-        _ => return None,
-    };
-    if !without
-        && grouping
-            .iter()
-            .any(|g| g == METRIC_NAME || g == "__type__" || g == "__unit__")
-    {
-        return None;
-    }
-    let input = match unparen(arg) {
-        Expr::Vector(vs) => StreamInput::Latest(vs),
-        Expr::Call { func, args, .. } if args.len() == 1 => {
-            let f = RangeFn::from_name(func.name);
-            let Expr::Matrix { vs, range, .. } = unparen(&args[0]) else {
-                return None;
-            };
-            if matches!(
-                f,
-                RangeFn::Unsupported | RangeFn::PredictLinear | RangeFn::Quantile
-            ) {
-                return None;
-            }
-            StreamInput::Range(vs, *range, f, func.name)
-        }
-        _ => return None,
-    };
-    let vs = match input {
-        StreamInput::Latest(vs) | StreamInput::Range(vs, ..) => vs,
-    };
-    // One metric name for every series: dropping it cannot make two series alike.
-    if !vs
-        .matchers
-        .iter()
-        .any(|m| m.name == METRIC_NAME && m.op == crate::model::MatchOp::Equal)
-    {
-        return None;
-    }
+    let shape = StreamShape::of(expr)?;
+    let vs = shape.input.selector();
     // An instant query's start and end are both `t`.
     let at = match vs.at {
         Some(AtModifier::Time(x)) => x,
         _ => t,
     };
     let ref_t = at.saturating_sub(vs.offset);
-    let in_group = |n: &str| {
-        let listed = grouping.iter().any(|g| g == n);
-        if without {
-            n != METRIC_NAME && !listed
-        } else {
-            listed
-        }
-    };
-    let mut groups: Vec<StreamGroup> = Vec::new();
-    let mut by_hash: HashMap<u64, Vec<usize>, AddrHash> = HashMap::default();
+    let mut groups = GroupIndex::default();
+    // Per group: the members' values in input order, or topk's winners.
+    let mut vals: Vec<Vec<f64>> = Vec::new();
+    let mut tops: Vec<Vec<(f64, Labels)>> = Vec::new();
     let deadline = Instant::now() + opts.timeout;
     let (mut seen, mut loaded) = (0usize, 0usize);
-    let mut outcome: Option<Result<(), EvalError>> = Some(Ok(()));
-    // Adds one series' value to its group; false when the stream must stop.
-    let mut add = |pairs: &[(&str, &str)], v: f64, outcome: &mut Option<Result<(), EvalError>>| {
+    let mut failed: Option<StreamFail> = None;
+    // Adds one series' value to its group.
+    let mut add = |pairs: &[(&str, &str)], v: f64| -> Result<(), StreamFail> {
         seen += 1;
         if seen % 256 == 0 && Instant::now() > deadline {
-            *outcome = Some(Err(EvalError::Timeout));
-            return false;
+            return Err(StreamFail::Eval(EvalError::Timeout));
         }
-        if pairs
-            .iter()
-            .any(|(n, _)| *n == "__type__" || *n == "__unit__")
-        {
-            *outcome = None;
-            return false;
+        if has_type_labels(pairs.iter().copied()) {
+            return Err(StreamFail::General);
         }
-        let mut h = AddrHasher::default();
-        for &(n, val) in pairs.iter().filter(|(n, _)| in_group(n)) {
-            std::hash::Hasher::write(&mut h, n.as_bytes());
-            std::hash::Hasher::write_u8(&mut h, 0xff);
-            std::hash::Hasher::write(&mut h, val.as_bytes());
-            std::hash::Hasher::write_u8(&mut h, 0xff);
+        let gi = groups.find_or_add(&shape, pairs.iter().copied());
+        if gi == vals.len() {
+            vals.push(Vec::new());
+            tops.push(Vec::new());
         }
-        let same = by_hash.entry(std::hash::Hasher::finish(&h)).or_default();
-        let found = same.iter().copied().find(|&gi| {
-            groups[gi]
-                .labels
-                .iter()
-                .eq(pairs.iter().copied().filter(|(n, _)| in_group(n)))
-        });
-        let gi = found.unwrap_or_else(|| {
-            groups.push(StreamGroup {
-                labels: Labels::from_sorted_pairs(
-                    pairs
-                        .iter()
-                        .copied()
-                        .filter(|(n, _)| in_group(n))
-                        .collect::<Vec<_>>()
-                        .into_iter(),
-                ),
-                vals: Vec::new(),
-                top: Vec::new(),
+        if shape.k == 0 {
+            vals[gi].push(v);
+        } else {
+            place_winner(&mut tops[gi], shape.k, shape.op == AggOp::Topk, v, || {
+                Labels::from_sorted_pairs(pairs.iter().copied())
             });
-            same.push(groups.len() - 1);
-            groups.len() - 1
-        });
-        let g = &mut groups[gi];
-        if k == 0 {
-            g.vals.push(v);
-            return true;
         }
-        // Where a stable sort by value would put it: after every member not worse.
-        let top = op == AggOp::Topk;
-        let pos = g
-            .top
-            .iter()
-            .take_while(|(w, _)| match (w.is_nan(), v.is_nan()) {
-                (true, false) => false,
-                (false, true) | (true, true) => true,
-                _ if top => *w >= v,
-                _ => *w <= v,
-            })
-            .count();
-        if pos < k as usize {
-            g.top
-                .insert(pos, (v, Labels::from_sorted_pairs(pairs.iter().copied())));
-            g.top.truncate(k as usize);
-        }
-        true
+        Ok(())
     };
-    let answered = match input {
+    let answered = match shape.input {
         StreamInput::Latest(vs) => {
             // The lookback window is left-open: (ref_t - delta, ref_t].
             let mint = ref_t.saturating_sub(opts.lookback_delta).saturating_add(1);
@@ -404,73 +528,49 @@ fn streamed_aggregate(
                     return true;
                 }
                 loaded += 1;
-                if loaded > opts.max_samples {
-                    outcome = Some(Err(EvalError::TooManySamples));
-                    return false;
-                }
-                add(pairs, s.v, &mut outcome)
+                let r = if loaded > opts.max_samples {
+                    Err(StreamFail::Eval(EvalError::TooManySamples))
+                } else {
+                    add(pairs, s.v)
+                };
+                r.map_err(|e| failed = Some(e)).is_ok()
             })
         }
         StreamInput::Range(vs, range, func, name) => {
             let range_start = ref_t.saturating_sub(range);
             let mut clean: Vec<Sample> = Vec::new();
             // The window is left-open: (ref_t - range, ref_t], as the general path fetches.
-            q.select_pairs_each(
-                &vs.matchers,
-                range_start.saturating_add(1),
-                ref_t,
-                &mut |pairs, samples| {
-                    loaded += samples.len();
-                    if loaded > opts.max_samples {
-                        outcome = Some(Err(EvalError::TooManySamples));
-                        return false;
+            let mint = range_start.saturating_add(1);
+            q.select_pairs_each(&vs.matchers, mint, ref_t, &mut |pairs, samples| {
+                loaded += samples.len();
+                let r = if loaded > opts.max_samples {
+                    Err(StreamFail::Eval(EvalError::TooManySamples))
+                } else {
+                    let metric = pairs.iter().find(|(n, _)| *n == METRIC_NAME).map(|p| p.1);
+                    let w = (range_start, ref_t, t);
+                    match streamed_range_value(func, name, metric, samples, &mut clean, w) {
+                        Ok(Some(v)) => add(pairs, v),
+                        Ok(None) => Ok(()),
+                        Err(e) => Err(e),
                     }
-                    let p: &[Sample] = if samples.iter().any(|s| is_stale_nan(s.v)) {
-                        clean.clear();
-                        clean.extend(samples.iter().filter(|s| !is_stale_nan(s.v)));
-                        &clean
-                    } else {
-                        samples
-                    };
-                    if p.is_empty() {
-                        return true;
-                    }
-                    if matches!(func, RangeFn::Rate | RangeFn::Increase)
-                        && pairs
-                            .iter()
-                            .find(|(n, _)| *n == METRIC_NAME)
-                            .is_some_and(|(_, n)| not_counter_metric(n))
-                    {
-                        // The general path adds the info annotation.
-                        outcome = None;
-                        return false;
-                    }
-                    match float_range_value(func, name, p, None, range_start, ref_t, t) {
-                        Ok(Some(v)) => add(pairs, v, &mut outcome),
-                        Ok(None) => true,
-                        Err(e) => {
-                            outcome = Some(Err(e));
-                            false
-                        }
-                    }
-                },
-            )
+                };
+                r.map_err(|e| failed = Some(e)).is_ok()
+            })
         }
     };
     if !answered {
         return None;
     }
-    if let Err(e) = outcome? {
-        return Some(Err(e));
+    match failed {
+        Some(StreamFail::General) => return None,
+        Some(StreamFail::Eval(e)) => return Some(Err(e)),
+        None => {}
     }
-    let drop_name = match input {
-        StreamInput::Latest(_) => false,
-        StreamInput::Range(_, _, func, _) => func != RangeFn::Last,
-    };
-    let mut out = Vec::with_capacity(groups.len());
-    for g in groups {
-        if k > 0 {
-            out.extend(g.top.into_iter().map(|(v, labels)| VecSample {
+    let drop_name = shape.drop_name();
+    let mut out = Vec::with_capacity(groups.labels.len());
+    for ((labels, vals), top) in groups.labels.into_iter().zip(vals).zip(tops) {
+        if shape.k > 0 {
+            out.extend(top.into_iter().map(|(v, labels)| VecSample {
                 labels: Rc::new(labels),
                 v,
                 h: None,
@@ -478,9 +578,9 @@ fn streamed_aggregate(
             }));
             continue;
         }
-        let v = float_aggregate(op, 0.0, || g.vals.iter().copied());
+        let v = float_aggregate(shape.op, 0.0, || vals.iter().copied());
         out.push(VecSample {
-            labels: Rc::new(g.labels),
+            labels: Rc::new(labels),
             v,
             h: None,
             drop_name,
@@ -489,6 +589,162 @@ fn streamed_aggregate(
     Some(finish_vector(out).map(|v| QueryResult {
         value: Value::Vector(v),
         annotations: Annotations::default(),
+    }))
+}
+
+/// A range query of an aggregation [`StreamShape::of`] accepts, topk/bottomk excepted: each
+/// series' group is found once, from its label set, and every step adds each series' value
+/// straight to its group's values, with no input vector, group lookup or label set per step
+/// and series. The same answer as the general path (unit tests check it); `None` as for
+/// [`streamed_aggregate`], or when the querier holds native histograms for the selector.
+fn streamed_range_aggregate(
+    q: &dyn Querier,
+    expr: &Expr,
+    start: i64,
+    end: i64,
+    step: i64,
+    opts: &EngineOpts,
+) -> Option<Result<QueryResult, EvalError>> {
+    let shape = StreamShape::of(expr)?;
+    if shape.k > 0 {
+        return None;
+    }
+    let vs = shape.input.selector();
+    let at_of = |t: i64| match vs.at {
+        None => t,
+        Some(AtModifier::Time(x)) => x,
+        Some(AtModifier::Start) => start,
+        Some(AtModifier::End) => end,
+    };
+    // The fetch window, as collect_windows computes it for the general path.
+    let before = match shape.input {
+        StreamInput::Latest(_) => opts.lookback_delta,
+        StreamInput::Range(_, range, ..) => range,
+    };
+    let (a, b) = match vs.at {
+        None => (start, end),
+        Some(_) => (at_of(start), at_of(start)),
+    };
+    let mint = a
+        .saturating_sub(vs.offset)
+        .saturating_sub(before)
+        .saturating_add(1);
+    let maxt = b.saturating_sub(vs.offset);
+    if !q.select_histograms(&vs.matchers, mint, maxt).is_empty() {
+        return None;
+    }
+    let fetched = q.select(&vs.matchers, mint, maxt);
+    let loaded: usize = fetched.iter().map(|s| s.samples.len()).sum();
+    if loaded > opts.max_samples {
+        return Some(Err(EvalError::TooManySamples));
+    }
+    let mut groups = GroupIndex::default();
+    // Per series: its group and samples (without stale markers for a range function).
+    let mut series: Vec<(usize, Vec<Sample>)> = Vec::with_capacity(fetched.len());
+    for mut s in fetched {
+        if has_type_labels(s.labels.iter()) {
+            return None;
+        }
+        if let StreamInput::Range(_, _, func, _) = shape.input {
+            if matches!(func, RangeFn::Rate | RangeFn::Increase) && not_counter_name(&s.labels) {
+                // The general path adds the info annotation.
+                return None;
+            }
+            s.samples.retain(|p| !is_stale_nan(p.v));
+        }
+        let pairs: Vec<(&str, &str)> = s.labels.iter().collect();
+        let gi = groups.find_or_add(&shape, pairs.iter().copied());
+        series.push((gi, s.samples));
+    }
+    let n_groups = groups.labels.len();
+    let mut vals: Vec<Vec<f64>> = vec![Vec::new(); n_groups];
+    let mut points: Vec<Vec<Sample>> = vec![Vec::new(); n_groups];
+    // Per series: the first sample after the window's start and after its end. Steps only
+    // move forward, so each walks over a series' samples once.
+    let mut cursors = vec![(0usize, 0usize); series.len()];
+    let after = |p: &[Sample], i: &mut usize, x: i64| {
+        while *i < p.len() && p[*i].t <= x {
+            *i += 1;
+        }
+        *i
+    };
+    let deadline = Instant::now() + opts.timeout;
+    let mut total = 0usize;
+    let mut t = start;
+    while t <= end {
+        if Instant::now() > deadline {
+            return Some(Err(EvalError::Timeout));
+        }
+        let ref_t = at_of(t).saturating_sub(vs.offset);
+        match shape.input {
+            StreamInput::Range(_, range, func, name) => {
+                let range_start = ref_t.saturating_sub(range);
+                let mut in_windows = 0;
+                for ((gi, p), cur) in series.iter().zip(cursors.iter_mut()) {
+                    let lo = after(p, &mut cur.0, range_start);
+                    let hi = after(p, &mut cur.1, ref_t);
+                    if lo >= hi {
+                        continue;
+                    }
+                    in_windows += hi - lo;
+                    match float_range_value(func, name, &p[lo..hi], None, range_start, ref_t, t) {
+                        Ok(Some(v)) => vals[*gi].push(v),
+                        Ok(None) => {}
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
+                if in_windows > opts.max_samples {
+                    return Some(Err(EvalError::TooManySamples));
+                }
+            }
+            StreamInput::Latest(_) => {
+                let mint = ref_t.saturating_sub(opts.lookback_delta);
+                for ((gi, p), cur) in series.iter().zip(cursors.iter_mut()) {
+                    let i = after(p, &mut cur.1, ref_t);
+                    let Some(s) = i.checked_sub(1).map(|j| p[j]) else {
+                        continue;
+                    };
+                    if s.t > mint && !is_stale_nan(s.v) {
+                        vals[*gi].push(s.v);
+                    }
+                }
+            }
+        }
+        for (v, pts) in vals.iter_mut().zip(points.iter_mut()) {
+            if !v.is_empty() {
+                let x = float_aggregate(shape.op, 0.0, || v.iter().copied());
+                pts.push(Sample { t, v: x });
+                total += 1;
+                v.clear();
+            }
+        }
+        if total > opts.max_samples {
+            return Some(Err(EvalError::TooManySamples));
+        }
+        let Some(next) = t.checked_add(step) else {
+            break;
+        };
+        t = next;
+    }
+    let drop_name = shape.drop_name();
+    let out: Vec<Series> = groups
+        .labels
+        .into_iter()
+        .zip(points)
+        .filter(|(_, p)| !p.is_empty())
+        .map(|(labels, points)| Series {
+            labels: Rc::new(labels),
+            points,
+            hpoints: Vec::new(),
+            drop_name,
+        })
+        .collect();
+    Some(finish_matrix(out).map(|mut m| {
+        crate::sort::sort_by(&mut m, |a, b| a.labels.cmp(&b.labels));
+        QueryResult {
+            value: Value::Matrix(m),
+            annotations: Annotations::default(),
+        }
     }))
 }
 
@@ -514,6 +770,22 @@ pub fn range_query(
             ))
         }
     }
+    if let Some(r) = streamed_range_aggregate(q, expr, start, end, step, opts) {
+        return r;
+    }
+    range_query_engine(q, query, expr, start, end, step, opts)
+}
+
+/// [`range_query`] by the general path, for a checked step and type.
+fn range_query_engine(
+    q: &dyn Querier,
+    query: &str,
+    expr: &Expr,
+    start: i64,
+    end: i64,
+    step: i64,
+    opts: &EngineOpts,
+) -> Result<QueryResult, EvalError> {
     let mut ev = Evaluator::new(q, query, expr, start, end, step, opts)?;
     // Series are keyed by their (shared) label sets and whether the name is to be dropped: no
     // label copies per step. Label sets that come straight from storage are the same allocation
@@ -3367,27 +3639,6 @@ mod tests {
         assert!(r.is_none());
     }
 
-    /// A querier that only selects, so every query goes through the general engine path.
-    struct SelectOnly<'a>(&'a dyn Querier);
-
-    impl Querier for SelectOnly<'_> {
-        fn select(&self, ms: &[crate::model::Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples> {
-            self.0.select(ms, mint, maxt)
-        }
-        fn label_names(&self, ms: &[crate::model::Matcher], mint: i64, maxt: i64) -> Vec<String> {
-            self.0.label_names(ms, mint, maxt)
-        }
-        fn label_values(
-            &self,
-            name: &str,
-            ms: &[crate::model::Matcher],
-            mint: i64,
-            maxt: i64,
-        ) -> Vec<String> {
-            self.0.label_values(name, ms, mint, maxt)
-        }
-    }
-
     /// Series for the streamed-aggregation tests in the ring store: counters with resets,
     /// series without `job` or `env`, one going stale, one with a stale marker mid-window,
     /// one that stops early, values that tie (for topk's order) and a NaN.
@@ -3428,9 +3679,41 @@ mod tests {
         st
     }
 
-    fn debug_answer(q: &dyn Querier, query: &str, t: i64, opts: &EngineOpts) -> String {
+    /// An instant query's answer, by [`instant_query`] or (`general`) the general path only.
+    fn debug_answer(
+        q: &dyn Querier,
+        query: &str,
+        t: i64,
+        opts: &EngineOpts,
+        general: bool,
+    ) -> String {
         let e = crate::promql::parse(query).unwrap();
-        match instant_query(q, query, &e, t, opts) {
+        let r = if general {
+            instant_query_engine(q, query, &e, t, opts)
+        } else {
+            instant_query(q, query, &e, t, opts)
+        };
+        match r {
+            Ok(r) => format!("{:?} {:?}", r.value, r.annotations),
+            Err(e) => format!("error {e:?}"),
+        }
+    }
+
+    /// A range query's answer over 0..=20 min, as [`debug_answer`].
+    fn debug_range(
+        q: &dyn Querier,
+        query: &str,
+        step: i64,
+        opts: &EngineOpts,
+        general: bool,
+    ) -> String {
+        let e = crate::promql::parse(query).unwrap();
+        let r = if general {
+            range_query_engine(q, query, &e, 0, 1_200_000, step, opts)
+        } else {
+            range_query(q, query, &e, 0, 1_200_000, step, opts)
+        };
+        match r {
             Ok(r) => format!("{:?} {:?}", r.value, r.annotations),
             Err(e) => format!("error {e:?}"),
         }
@@ -3477,10 +3760,10 @@ mod tests {
                         streamed_aggregate(&st, &e, t, &opts).is_some(),
                         "{q} not streamed"
                     );
-                    let got = debug_answer(&st, q, t, &opts);
+                    let got = debug_answer(&st, q, t, &opts, false);
                     assert_eq!(
                         got,
-                        debug_answer(&SelectOnly(&st), q, t, &opts),
+                        debug_answer(&st, q, t, &opts, true),
                         "{q} at {t}, delayed name removal {delayed}"
                     );
                     nonempty += got.contains("VecSample") as usize;
@@ -3488,6 +3771,23 @@ mod tests {
             }
             // Only the times past the data (1,200,000 and later) answer nothing.
             assert!(nonempty >= queries.len() * 4, "{nonempty}");
+            for q in queries
+                .iter()
+                .filter(|q| !q.contains("topk") && !q.contains("bottomk"))
+            {
+                for step in [15_000, 60_000, 420_000] {
+                    let e = crate::promql::parse(q).unwrap();
+                    let streamed = streamed_range_aggregate(&st, &e, 0, 1_200_000, step, &opts);
+                    assert!(streamed.is_some(), "{q} not streamed");
+                    let got = debug_range(&st, q, step, &opts, false);
+                    assert_eq!(
+                        got,
+                        debug_range(&st, q, step, &opts, true),
+                        "{q} step {step}"
+                    );
+                    assert!(got.contains("Series"), "{q}: {got}");
+                }
+            }
         }
     }
 
@@ -3516,8 +3816,13 @@ mod tests {
                 "{q} streamed"
             );
             assert_eq!(
-                debug_answer(&st, q, 60_000, &opts),
-                debug_answer(&SelectOnly(&st), q, 60_000, &opts),
+                debug_answer(&st, q, 60_000, &opts, false),
+                debug_answer(&st, q, 60_000, &opts, true),
+                "{q}"
+            );
+            assert_eq!(
+                debug_range(&st, q, 60_000, &opts, false),
+                debug_range(&st, q, 60_000, &opts, true),
                 "{q}"
             );
         }
@@ -3537,10 +3842,33 @@ mod tests {
             ..EngineOpts::default()
         };
         let q = "sum(rate(req_total[5m]))";
-        assert_eq!(debug_answer(&st, q, 900_000, &opts), "error TooManySamples");
         assert_eq!(
-            debug_answer(&st, q, 900_000, &opts),
-            debug_answer(&SelectOnly(&st), q, 900_000, &opts)
+            debug_answer(&st, q, 900_000, &opts, false),
+            "error TooManySamples"
+        );
+        assert_eq!(
+            debug_answer(&st, q, 900_000, &opts, false),
+            debug_answer(&st, q, 900_000, &opts, true)
+        );
+        // A range query's output points count too: 5 groups x 21 steps.
+        let opts = EngineOpts {
+            max_samples: 104,
+            ..EngineOpts::default()
+        };
+        let q = "count by (job, env) (req_total)";
+        for general in [false, true] {
+            assert_eq!(
+                debug_range(&st, q, 60_000, &opts, general),
+                "error TooManySamples"
+            );
+        }
+        let opts = EngineOpts {
+            max_samples: 105,
+            ..EngineOpts::default()
+        };
+        assert_eq!(
+            debug_range(&st, q, 60_000, &opts, false),
+            debug_range(&st, q, 60_000, &opts, true)
         );
     }
 
