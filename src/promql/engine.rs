@@ -4,9 +4,13 @@
 //! delayed `__name__` removal, query limits. Must not touch: storage internals, HTTP.
 //!
 //! Every selector's samples are fetched once per query (for the whole time window the query
-//! needs), then each step is evaluated against those in-memory samples. One exception: an
-//! instant query that is a plain selector can stream from the store without any of that
-//! ([`instant_selector_each`], which the HTTP API tries first).
+//! needs), then each step is evaluated against those in-memory samples. Exceptions, each
+//! giving the general path's answer: an instant query that is a plain selector can stream
+//! from the store without any of that ([`instant_selector_each`], which the HTTP API tries
+//! first); an aggregation of a selector or of a float range function of one
+//! (`sum by (job) (rate(x[5m]))`) is evaluated from the store's borrowed label pairs
+//! (instant: `streamed_aggregate`) or with each series' group found once (range:
+//! `streamed_range_aggregate`), with no label set or input vector per series and step.
 
 use super::ast::*;
 use super::functions::{self as fx, Bucket};
@@ -241,6 +245,8 @@ struct StreamShape<'e> {
     grouping: &'e [String],
     without: bool,
     input: StreamInput<'e>,
+    /// No aggregation: every series is its own group, with its whole label set.
+    bare: bool,
 }
 
 impl<'e> StreamShape<'e> {
@@ -285,34 +291,28 @@ impl<'e> StreamShape<'e> {
         {
             return None;
         }
-        let input = match unparen(arg) {
-            Expr::Vector(vs) => StreamInput::Latest(vs),
-            Expr::Call { func, args, .. } if args.len() == 1 => {
-                let f = RangeFn::from_name(func.name);
-                let Expr::Matrix { vs, range, .. } = unparen(&args[0]) else {
-                    return None;
-                };
-                if matches!(
-                    f,
-                    RangeFn::Unsupported | RangeFn::PredictLinear | RangeFn::Quantile
-                ) {
-                    return None;
-                }
-                StreamInput::Range(vs, *range, f, func.name)
-            }
-            _ => return None,
-        };
-        let one_name = input
-            .selector()
-            .matchers
-            .iter()
-            .any(|m| m.name == METRIC_NAME && m.op == crate::model::MatchOp::Equal);
-        one_name.then_some(StreamShape {
+        let input = StreamInput::of(arg)?;
+        Some(StreamShape {
             op: *op,
             k,
             grouping,
             without: *without,
             input,
+            bare: false,
+        })
+    }
+
+    /// A float range function of a range selector with no aggregation around it
+    /// (`rate(x{instance="a"}[5m])`): each series is its own group, as [`StreamShape::bare`].
+    fn bare(expr: &'e Expr) -> Option<StreamShape<'e>> {
+        let input = StreamInput::of(expr)?;
+        matches!(input, StreamInput::Range(..)).then_some(StreamShape {
+            op: AggOp::Sum,
+            k: 0,
+            grouping: &[],
+            without: false,
+            input,
+            bare: true,
         })
     }
 
@@ -336,6 +336,35 @@ impl<'e> StreamShape<'e> {
 }
 
 impl<'e> StreamInput<'e> {
+    /// The input `e` is, if a streamed path can read it: a selector, or a float range
+    /// function without scalar arguments of a range selector; either with one metric name for
+    /// every series (so dropping it cannot make two alike).
+    fn of(e: &'e Expr) -> Option<StreamInput<'e>> {
+        let input = match unparen(e) {
+            Expr::Vector(vs) => StreamInput::Latest(vs),
+            Expr::Call { func, args, .. } if args.len() == 1 => {
+                let f = RangeFn::from_name(func.name);
+                let Expr::Matrix { vs, range, .. } = unparen(&args[0]) else {
+                    return None;
+                };
+                if matches!(
+                    f,
+                    RangeFn::Unsupported | RangeFn::PredictLinear | RangeFn::Quantile
+                ) {
+                    return None;
+                }
+                StreamInput::Range(vs, *range, f, func.name)
+            }
+            _ => return None,
+        };
+        let one_name = input
+            .selector()
+            .matchers
+            .iter()
+            .any(|m| m.name == METRIC_NAME && m.op == crate::model::MatchOp::Equal);
+        one_name.then_some(input)
+    }
+
     fn selector(&self) -> &'e VectorSelector {
         match *self {
             StreamInput::Latest(vs) | StreamInput::Range(vs, ..) => vs,
@@ -465,6 +494,48 @@ enum StreamFail {
     General,
 }
 
+/// An instant streamed aggregation's state: the groups so far and, per group, the members'
+/// values in input order or topk's winners.
+struct StreamAcc<'s> {
+    shape: &'s StreamShape<'s>,
+    groups: GroupIndex,
+    vals: Vec<Vec<f64>>,
+    tops: Vec<Vec<(f64, Labels)>>,
+    deadline: Instant,
+    seen: usize,
+}
+
+impl StreamAcc<'_> {
+    /// Adds one series' value to its group.
+    fn add(&mut self, pairs: &[(&str, &str)], v: f64) -> Result<(), StreamFail> {
+        self.seen += 1;
+        if self.seen % 256 == 0 && Instant::now() > self.deadline {
+            return Err(StreamFail::Eval(EvalError::Timeout));
+        }
+        if has_type_labels(pairs.iter().copied()) {
+            return Err(StreamFail::General);
+        }
+        let shape = self.shape;
+        let gi = self.groups.find_or_add(shape, pairs.iter().copied());
+        if gi == self.vals.len() {
+            self.vals.push(Vec::new());
+            self.tops.push(Vec::new());
+        }
+        if shape.k == 0 {
+            self.vals[gi].push(v);
+        } else {
+            place_winner(
+                &mut self.tops[gi],
+                shape.k,
+                shape.op == AggOp::Topk,
+                v,
+                || Labels::from_sorted_pairs(pairs.iter().copied()),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// An instant aggregation over a selector, or over a float range function of a range
 /// selector, evaluated as the store yields each series (`sum by (job) (rate(x[5m]))`): the
 /// group is found from the series' borrowed label pairs, so no label set, sample buffer or
@@ -489,36 +560,16 @@ fn streamed_aggregate(
         _ => t,
     };
     let ref_t = at.saturating_sub(vs.offset);
-    let mut groups = GroupIndex::default();
-    // Per group: the members' values in input order, or topk's winners.
-    let mut vals: Vec<Vec<f64>> = Vec::new();
-    let mut tops: Vec<Vec<(f64, Labels)>> = Vec::new();
-    let deadline = Instant::now() + opts.timeout;
-    let (mut seen, mut loaded) = (0usize, 0usize);
-    let mut failed: Option<StreamFail> = None;
-    // Adds one series' value to its group.
-    let mut add = |pairs: &[(&str, &str)], v: f64| -> Result<(), StreamFail> {
-        seen += 1;
-        if seen % 256 == 0 && Instant::now() > deadline {
-            return Err(StreamFail::Eval(EvalError::Timeout));
-        }
-        if has_type_labels(pairs.iter().copied()) {
-            return Err(StreamFail::General);
-        }
-        let gi = groups.find_or_add(&shape, pairs.iter().copied());
-        if gi == vals.len() {
-            vals.push(Vec::new());
-            tops.push(Vec::new());
-        }
-        if shape.k == 0 {
-            vals[gi].push(v);
-        } else {
-            place_winner(&mut tops[gi], shape.k, shape.op == AggOp::Topk, v, || {
-                Labels::from_sorted_pairs(pairs.iter().copied())
-            });
-        }
-        Ok(())
+    let mut acc = StreamAcc {
+        shape: &shape,
+        groups: GroupIndex::default(),
+        vals: Vec::new(),
+        tops: Vec::new(),
+        deadline: Instant::now() + opts.timeout,
+        seen: 0,
     };
+    let mut loaded = 0usize;
+    let mut failed: Option<StreamFail> = None;
     let answered = match shape.input {
         StreamInput::Latest(vs) => {
             // The lookback window is left-open: (ref_t - delta, ref_t].
@@ -531,7 +582,7 @@ fn streamed_aggregate(
                 let r = if loaded > opts.max_samples {
                     Err(StreamFail::Eval(EvalError::TooManySamples))
                 } else {
-                    add(pairs, s.v)
+                    acc.add(pairs, s.v)
                 };
                 r.map_err(|e| failed = Some(e)).is_ok()
             })
@@ -549,7 +600,7 @@ fn streamed_aggregate(
                     let metric = pairs.iter().find(|(n, _)| *n == METRIC_NAME).map(|p| p.1);
                     let w = (range_start, ref_t, t);
                     match streamed_range_value(func, name, metric, samples, &mut clean, w) {
-                        Ok(Some(v)) => add(pairs, v),
+                        Ok(Some(v)) => acc.add(pairs, v),
                         Ok(None) => Ok(()),
                         Err(e) => Err(e),
                     }
@@ -567,6 +618,9 @@ fn streamed_aggregate(
         None => {}
     }
     let drop_name = shape.drop_name();
+    let StreamAcc {
+        groups, vals, tops, ..
+    } = acc;
     let mut out = Vec::with_capacity(groups.labels.len());
     for ((labels, vals), top) in groups.labels.into_iter().zip(vals).zip(tops) {
         if shape.k > 0 {
@@ -578,7 +632,7 @@ fn streamed_aggregate(
             }));
             continue;
         }
-        let v = float_aggregate(shape.op, 0.0, || vals.iter().copied());
+        let v = float_aggregate(shape.op, 0.0, &vals);
         out.push(VecSample {
             labels: Rc::new(labels),
             v,
@@ -592,10 +646,11 @@ fn streamed_aggregate(
     }))
 }
 
-/// A range query of an aggregation [`StreamShape::of`] accepts, topk/bottomk excepted: each
-/// series' group is found once, from its label set, and every step adds each series' value
-/// straight to its group's values, with no input vector, group lookup or label set per step
-/// and series. The same answer as the general path (unit tests check it); `None` as for
+/// A range query of an aggregation [`StreamShape::of`] accepts, topk/bottomk excepted, or of
+/// a bare float range function ([`StreamShape::bare`]): each series' group is found once,
+/// from its label set, and every step adds each series' value straight to its group's values
+/// (or, bare, its own points), with no input vector, group lookup or label set per step and
+/// series. The same answer as the general path (unit tests check it); `None` as for
 /// [`streamed_aggregate`], or when the querier holds native histograms for the selector.
 fn streamed_range_aggregate(
     q: &dyn Querier,
@@ -605,7 +660,7 @@ fn streamed_range_aggregate(
     step: i64,
     opts: &EngineOpts,
 ) -> Option<Result<QueryResult, EvalError>> {
-    let shape = StreamShape::of(expr)?;
+    let shape = StreamShape::of(expr).or_else(|| StreamShape::bare(expr))?;
     if shape.k > 0 {
         return None;
     }
@@ -652,8 +707,13 @@ fn streamed_range_aggregate(
             }
             s.samples.retain(|p| !is_stale_nan(p.v));
         }
-        let pairs: Vec<(&str, &str)> = s.labels.iter().collect();
-        let gi = groups.find_or_add(&shape, pairs.iter().copied());
+        let gi = if shape.bare {
+            groups.labels.push(s.labels);
+            groups.labels.len() - 1
+        } else {
+            let pairs: Vec<(&str, &str)> = s.labels.iter().collect();
+            groups.find_or_add(&shape, pairs.iter().copied())
+        };
         series.push((gi, s.samples));
     }
     let n_groups = groups.labels.len();
@@ -688,6 +748,10 @@ fn streamed_range_aggregate(
                     }
                     in_windows += hi - lo;
                     match float_range_value(func, name, &p[lo..hi], None, range_start, ref_t, t) {
+                        Ok(Some(v)) if shape.bare => {
+                            points[*gi].push(Sample { t, v });
+                            total += 1;
+                        }
                         Ok(Some(v)) => vals[*gi].push(v),
                         Ok(None) => {}
                         Err(e) => return Some(Err(e)),
@@ -712,7 +776,7 @@ fn streamed_range_aggregate(
         }
         for (v, pts) in vals.iter_mut().zip(points.iter_mut()) {
             if !v.is_empty() {
-                let x = float_aggregate(shape.op, 0.0, || v.iter().copied());
+                let x = float_aggregate(shape.op, 0.0, v);
                 pts.push(Sample { t, v: x });
                 total += 1;
                 v.clear();
@@ -1687,7 +1751,10 @@ impl<'a> Evaluator<'a> {
                 | AggOp::Max
                 | AggOp::Stdvar
                 | AggOp::Stddev
-                | AggOp::Quantile => float_aggregate(op, k_param, vals),
+                | AggOp::Quantile => {
+                    let vals: Vec<f64> = vals().collect();
+                    float_aggregate(op, k_param, &vals)
+                }
                 AggOp::Topk | AggOp::Bottomk => {
                     let k = k_param as i64;
                     if k < 1 {
@@ -2288,21 +2355,22 @@ impl<'a> Evaluator<'a> {
 }
 
 /// The value of a float aggregation (not topk/bottomk/count_values) over one group's values,
-/// in input order; `vals` yields them afresh at each call.
-fn float_aggregate<I: Iterator<Item = f64>>(op: AggOp, k_param: f64, vals: impl Fn() -> I) -> f64 {
+/// in input order.
+fn float_aggregate(op: AggOp, k_param: f64, vals: &[f64]) -> f64 {
+    let it = || vals.iter().copied();
     match op {
         AggOp::Sum => {
-            let (s, c) = vals().fold((0.0, 0.0), |(s, c), v| fx::kahan_inc(v, s, c));
+            let (s, c) = it().fold((0.0, 0.0), |(s, c), v| fx::kahan_inc(v, s, c));
             s + c
         }
-        AggOp::Avg => fx::mean(vals()),
-        AggOp::Count => vals().count() as f64,
+        AggOp::Avg => fx::mean(it()),
+        AggOp::Count => vals.len() as f64,
         AggOp::Group => 1.0,
-        AggOp::Min => vals().fold(f64::NAN, |m, v| if m > v || m.is_nan() { v } else { m }),
-        AggOp::Max => vals().fold(f64::NAN, |m, v| if m < v || m.is_nan() { v } else { m }),
-        AggOp::Stdvar => welford(vals()),
-        AggOp::Stddev => welford(vals()).sqrt(),
-        AggOp::Quantile => fx::quantile(k_param, &mut vals().collect::<Vec<_>>()),
+        AggOp::Min => it().fold(f64::NAN, |m, v| if m > v || m.is_nan() { v } else { m }),
+        AggOp::Max => it().fold(f64::NAN, |m, v| if m < v || m.is_nan() { v } else { m }),
+        AggOp::Stdvar => welford(it()),
+        AggOp::Stddev => welford(it()).sqrt(),
+        AggOp::Quantile => fx::quantile(k_param, &mut vals.to_vec()),
         AggOp::Topk | AggOp::Bottomk | AggOp::CountValues => f64::NAN,
     }
 }
@@ -3771,10 +3839,18 @@ mod tests {
             }
             // Only the times past the data (1,200,000 and later) answer nothing.
             assert!(nonempty >= queries.len() * 4, "{nonempty}");
-            for q in queries
+            let bare = [
+                "rate(req_total[2m])",
+                "rate(req_total{job=\"j1\"}[5m] offset 1m)",
+                "last_over_time(req_total[1m])",
+                "max_over_time((req_total[3m]))",
+                "changes(req_total{env=\"prod\"}[5m])",
+                "idelta(req_total[1m] @ 300)",
+            ];
+            let aggregations = queries
                 .iter()
-                .filter(|q| !q.contains("topk") && !q.contains("bottomk"))
-            {
+                .filter(|q| !q.contains("topk") && !q.contains("bottomk"));
+            for q in aggregations.chain(&bare) {
                 for step in [15_000, 60_000, 420_000] {
                     let e = crate::promql::parse(q).unwrap();
                     let streamed = streamed_range_aggregate(&st, &e, 0, 1_200_000, step, &opts);
