@@ -253,15 +253,11 @@ fn eval_error(e: &EvalError) -> ApiResponse {
 }
 
 fn write_labels(j: &mut Json, l: &Labels) {
-    j.begin_object();
-    for (n, v) in l.iter() {
-        j.key(n).string(v);
-    }
-    j.end_object();
+    j.string_object(l.iter());
 }
 
 fn write_point(j: &mut Json, t: i64, v: f64) {
-    j.begin_array().ts(t).value(v).end_array();
+    j.point(t, v);
 }
 
 /// `[<ts>, {"count":"c","sum":"s","buckets":[[<boundary rule>,"lo","hi","n"],…]}]`: populated
@@ -438,13 +434,8 @@ fn query_plain_selector(
         }
         written += 1;
         j.begin_object();
-        j.key("metric").begin_object();
-        for &(n, val) in pairs {
-            j.key(n).string(val);
-        }
-        j.end_object();
-        j.key("value");
-        write_point(&mut j, t, v);
+        j.key("metric").string_object(pairs.iter().copied());
+        j.key("value").point(t, v);
         j.end_object();
     })?;
     let n = match streamed {

@@ -4,9 +4,13 @@
 //! delayed `__name__` removal, query limits. Must not touch: storage internals, HTTP.
 //!
 //! Every selector's samples are fetched once per query (for the whole time window the query
-//! needs), then each step is evaluated against those in-memory samples. One exception: an
-//! instant query that is a plain selector can stream from the store without any of that
-//! ([`instant_selector_each`], which the HTTP API tries first).
+//! needs), then each step is evaluated against those in-memory samples. Exceptions, each
+//! giving the general path's answer: an instant query that is a plain selector can stream
+//! from the store without any of that ([`instant_selector_each`], which the HTTP API tries
+//! first); an aggregation of a selector or of a float range function of one
+//! (`sum by (job) (rate(x[5m]))`) is evaluated from the store's borrowed label pairs
+//! (instant: `streamed_aggregate`) or with each series' group found once (range:
+//! `streamed_range_aggregate`), with no label set or input vector per series and step.
 
 use super::ast::*;
 use super::functions::{self as fx, Bucket};
@@ -125,6 +129,20 @@ pub fn instant_query(
     t: i64,
     opts: &EngineOpts,
 ) -> Result<QueryResult, EvalError> {
+    if let Some(r) = streamed_aggregate(q, expr, t, opts) {
+        return r;
+    }
+    instant_query_engine(q, query, expr, t, opts)
+}
+
+/// [`instant_query`] by the general path: fetch, then evaluate the tree.
+fn instant_query_engine(
+    q: &dyn Querier,
+    query: &str,
+    expr: &Expr,
+    t: i64,
+    opts: &EngineOpts,
+) -> Result<QueryResult, EvalError> {
     let mut ev = Evaluator::new(q, query, expr, t, t, 0, opts)?;
     let v = ev.eval(expr, t)?;
     let value = match v {
@@ -198,6 +216,602 @@ pub fn instant_selector_each(
     Some(err.map_or(Ok(n), Err))
 }
 
+/// `e` without the parentheses around it.
+fn unparen(mut e: &Expr) -> &Expr {
+    while let Expr::Paren(inner, _) = e {
+        e = inner;
+    }
+    e
+}
+
+/// Most winners a streamed `topk`/`bottomk` keeps per group (each newcomer is placed by a
+/// walk over them); a larger `k` goes through the engine.
+const STREAMED_TOPK_MAX: i64 = 64;
+
+/// What a streamed aggregation reads per series.
+#[derive(Clone, Copy)]
+enum StreamInput<'e> {
+    /// `agg(sel)`: the newest sample in the lookback window.
+    Latest(&'e VectorSelector),
+    /// `agg(f(sel[range]))`, `f` a float range function without scalar arguments.
+    Range(&'e VectorSelector, i64, RangeFn, &'static str),
+}
+
+/// An aggregation the streamed paths ([`streamed_aggregate`], [`streamed_range_aggregate`])
+/// answer: its operator, topk/bottomk's `k` (0 for the others), grouping and input.
+struct StreamShape<'e> {
+    op: AggOp,
+    k: usize,
+    grouping: &'e [String],
+    without: bool,
+    input: StreamInput<'e>,
+    /// No aggregation: every series is its own group, with its whole label set.
+    bare: bool,
+}
+
+impl<'e> StreamShape<'e> {
+    /// The shape of `expr` if a streamed path can answer it: a value aggregation (or topk/
+    /// bottomk with a literal `k` of 1..=64) over a selector, or over a float range function
+    /// without scalar arguments of a range selector; one metric name for every series (so
+    /// dropping it cannot make two alike); not grouped by the name.
+    fn of(expr: &'e Expr) -> Option<StreamShape<'e>> {
+        let Expr::Aggregate {
+            op,
+            expr: arg,
+            param,
+            grouping,
+            without,
+            ..
+        } = unparen(expr)
+        else {
+            return None;
+        };
+        let k = match op {
+            AggOp::Sum
+            | AggOp::Avg
+            | AggOp::Count
+            | AggOp::Group
+            | AggOp::Min
+            | AggOp::Max
+            | AggOp::Stddev
+            | AggOp::Stdvar => 0,
+            AggOp::Topk | AggOp::Bottomk => match param.as_deref().map(unparen) {
+                // NaN, overflow and k < 1 are the general path's to answer.
+                Some(Expr::Number(k, _)) if *k >= 1.0 && *k <= STREAMED_TOPK_MAX as f64 => {
+                    *k as usize
+                }
+                _ => return None,
+            },
+            _ => return None,
+        };
+        if !without
+            && grouping
+                .iter()
+                .any(|g| g == METRIC_NAME || g == "__type__" || g == "__unit__")
+        {
+            return None;
+        }
+        let input = StreamInput::of(arg)?;
+        Some(StreamShape {
+            op: *op,
+            k,
+            grouping,
+            without: *without,
+            input,
+            bare: false,
+        })
+    }
+
+    /// A float range function of a range selector with no aggregation around it
+    /// (`rate(x{instance="a"}[5m])`): each series is its own group, as [`StreamShape::bare`].
+    fn bare(expr: &'e Expr) -> Option<StreamShape<'e>> {
+        let input = StreamInput::of(expr)?;
+        matches!(input, StreamInput::Range(..)).then_some(StreamShape {
+            op: AggOp::Sum,
+            k: 0,
+            grouping: &[],
+            without: false,
+            input,
+            bare: true,
+        })
+    }
+
+    /// Whether label `n` is part of the group key.
+    fn in_group(&self, n: &str) -> bool {
+        let listed = self.grouping.iter().any(|g| g == n);
+        if self.without {
+            n != METRIC_NAME && !listed
+        } else {
+            listed
+        }
+    }
+
+    /// Whether the output drops `__name__` (every range function but last_over_time).
+    fn drop_name(&self) -> bool {
+        match self.input {
+            StreamInput::Latest(_) => false,
+            StreamInput::Range(_, _, func, _) => func != RangeFn::Last,
+        }
+    }
+}
+
+impl<'e> StreamInput<'e> {
+    /// The input `e` is, if a streamed path can read it: a selector, or a float range
+    /// function without scalar arguments of a range selector; either with one metric name for
+    /// every series (so dropping it cannot make two alike).
+    fn of(e: &'e Expr) -> Option<StreamInput<'e>> {
+        let input = match unparen(e) {
+            Expr::Vector(vs) => StreamInput::Latest(vs),
+            Expr::Call { func, args, .. } if args.len() == 1 => {
+                let f = RangeFn::from_name(func.name);
+                let Expr::Matrix { vs, range, .. } = unparen(&args[0]) else {
+                    return None;
+                };
+                if matches!(
+                    f,
+                    RangeFn::Unsupported | RangeFn::PredictLinear | RangeFn::Quantile
+                ) {
+                    return None;
+                }
+                StreamInput::Range(vs, *range, f, func.name)
+            }
+            _ => return None,
+        };
+        let one_name = input
+            .selector()
+            .matchers
+            .iter()
+            .any(|m| m.name == METRIC_NAME && m.op == crate::model::MatchOp::Equal);
+        one_name.then_some(input)
+    }
+
+    fn selector(&self) -> &'e VectorSelector {
+        match *self {
+            StreamInput::Latest(vs) | StreamInput::Range(vs, ..) => vs,
+        }
+    }
+}
+
+/// A label set the streamed paths leave to the general one: Prometheus's type-and-unit
+/// labels go with the name, which the general path's name handling covers.
+fn has_type_labels<'a>(mut pairs: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
+    pairs.any(|(n, _)| n == "__type__" || n == "__unit__")
+}
+
+/// The groups of a streamed aggregation, in first-appearance order, found by a hash of a
+/// series' group pairs (candidates compared pair by pair), so a known group costs no label
+/// set built.
+#[derive(Default)]
+struct GroupIndex {
+    labels: Vec<Labels>,
+    by_hash: HashMap<u64, Vec<usize>, AddrHash>,
+}
+
+impl GroupIndex {
+    /// The group of a series with these sorted label pairs, added if new.
+    fn find_or_add<'a>(
+        &mut self,
+        shape: &StreamShape<'_>,
+        pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+    ) -> usize {
+        let key = pairs.filter(|(n, _)| shape.in_group(n));
+        let mut h = AddrHasher::default();
+        for (n, v) in key.clone() {
+            std::hash::Hasher::write(&mut h, n.as_bytes());
+            std::hash::Hasher::write_u8(&mut h, 0xff);
+            std::hash::Hasher::write(&mut h, v.as_bytes());
+            std::hash::Hasher::write_u8(&mut h, 0xff);
+        }
+        let same = self
+            .by_hash
+            .entry(std::hash::Hasher::finish(&h))
+            .or_default();
+        let labels = &mut self.labels;
+        if let Some(&gi) = same
+            .iter()
+            .find(|&&gi| same_pairs(labels[gi].iter(), key.clone()))
+        {
+            return gi;
+        }
+        let pairs: Vec<(&str, &str)> = key.collect();
+        labels.push(Labels::from_sorted_pairs(pairs.into_iter()));
+        same.push(labels.len() - 1);
+        labels.len() - 1
+    }
+}
+
+/// Whether two sequences of label pairs are equal (`Iterator::eq` would tie their lifetimes).
+fn same_pairs<'x, 'y>(
+    mut a: impl Iterator<Item = (&'x str, &'x str)>,
+    mut b: impl Iterator<Item = (&'y str, &'y str)>,
+) -> bool {
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some(x), Some(y)) if x == y => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Places a value among a group's topk/bottomk winners (best first) where a stable sort by
+/// value would put it, after every member not worse; NaN last. `make` builds the winner's
+/// labels, only when it gets in.
+fn place_winner<L>(
+    top: &mut Vec<(f64, L)>,
+    k: usize,
+    is_topk: bool,
+    v: f64,
+    make: impl FnOnce() -> L,
+) {
+    let pos = top
+        .iter()
+        .take_while(|(w, _)| match (w.is_nan(), v.is_nan()) {
+            (true, false) => false,
+            (false, true) | (true, true) => true,
+            _ if is_topk => *w >= v,
+            _ => *w <= v,
+        })
+        .count();
+    if pos < k {
+        top.insert(pos, (v, make()));
+        top.truncate(k);
+    }
+}
+
+/// The value of a float range function for a series in a streamed aggregation; None when it
+/// has none, or when the series is one only the general path answers (see [`StreamFail`]).
+fn streamed_range_value(
+    func: RangeFn,
+    name: &str,
+    metric: Option<&str>,
+    samples: &[Sample],
+    clean: &mut Vec<Sample>,
+    (range_start, range_end, t): (i64, i64, i64),
+) -> Result<Option<f64>, StreamFail> {
+    let p: &[Sample] = if samples.iter().any(|s| is_stale_nan(s.v)) {
+        clean.clear();
+        clean.extend(samples.iter().filter(|s| !is_stale_nan(s.v)));
+        clean
+    } else {
+        samples
+    };
+    if p.is_empty() {
+        return Ok(None);
+    }
+    if matches!(func, RangeFn::Rate | RangeFn::Increase) && metric.is_some_and(not_counter_metric) {
+        // The general path adds the info annotation.
+        return Err(StreamFail::General);
+    }
+    float_range_value(func, name, p, None, range_start, range_end, t).map_err(StreamFail::Eval)
+}
+
+/// Why a streamed aggregation stopped.
+enum StreamFail {
+    /// The query fails (limits, timeout).
+    Eval(EvalError),
+    /// Only the general path answers it exactly.
+    General,
+}
+
+/// An instant streamed aggregation's state: the groups so far and, per group, the members'
+/// values in input order or topk's winners.
+struct StreamAcc<'s> {
+    shape: &'s StreamShape<'s>,
+    groups: GroupIndex,
+    vals: Vec<Vec<f64>>,
+    tops: Vec<Vec<(f64, Labels)>>,
+    deadline: Instant,
+    seen: usize,
+}
+
+impl StreamAcc<'_> {
+    /// Adds one series' value to its group.
+    fn add(&mut self, pairs: &[(&str, &str)], v: f64) -> Result<(), StreamFail> {
+        self.seen += 1;
+        if self.seen % 256 == 0 && Instant::now() > self.deadline {
+            return Err(StreamFail::Eval(EvalError::Timeout));
+        }
+        if has_type_labels(pairs.iter().copied()) {
+            return Err(StreamFail::General);
+        }
+        let shape = self.shape;
+        let gi = self.groups.find_or_add(shape, pairs.iter().copied());
+        if gi == self.vals.len() {
+            self.vals.push(Vec::new());
+            self.tops.push(Vec::new());
+        }
+        if shape.k == 0 {
+            self.vals[gi].push(v);
+        } else {
+            place_winner(
+                &mut self.tops[gi],
+                shape.k,
+                shape.op == AggOp::Topk,
+                v,
+                || Labels::from_sorted_pairs(pairs.iter().copied()),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// An instant aggregation over a selector, or over a float range function of a range
+/// selector, evaluated as the store yields each series (`sum by (job) (rate(x[5m]))`): the
+/// group is found from the series' borrowed label pairs, so no label set, sample buffer or
+/// input vector is built per series; only each group's labels (and topk's winners') are.
+/// The same answer as the engine's general path, which the unit tests check.
+///
+/// `None` (nothing evaluated, or an evaluation abandoned) when the query has another shape
+/// ([`StreamShape::of`]) or the stream meets what only the general path handles: native
+/// histograms (the querier declines), `__type__`/`__unit__` labels, a series that draws
+/// rate()'s "not a counter" info.
+fn streamed_aggregate(
+    q: &dyn Querier,
+    expr: &Expr,
+    t: i64,
+    opts: &EngineOpts,
+) -> Option<Result<QueryResult, EvalError>> {
+    let shape = StreamShape::of(expr)?;
+    let vs = shape.input.selector();
+    // An instant query's start and end are both `t`.
+    let at = match vs.at {
+        Some(AtModifier::Time(x)) => x,
+        _ => t,
+    };
+    let ref_t = at.saturating_sub(vs.offset);
+    let mut acc = StreamAcc {
+        shape: &shape,
+        groups: GroupIndex::default(),
+        vals: Vec::new(),
+        tops: Vec::new(),
+        deadline: Instant::now() + opts.timeout,
+        seen: 0,
+    };
+    let mut loaded = 0usize;
+    let mut failed: Option<StreamFail> = None;
+    let answered = match shape.input {
+        StreamInput::Latest(vs) => {
+            // The lookback window is left-open: (ref_t - delta, ref_t].
+            let mint = ref_t.saturating_sub(opts.lookback_delta).saturating_add(1);
+            q.select_latest(&vs.matchers, mint, ref_t, &mut |pairs, s| {
+                if is_stale_nan(s.v) {
+                    return true;
+                }
+                loaded += 1;
+                let r = if loaded > opts.max_samples {
+                    Err(StreamFail::Eval(EvalError::TooManySamples))
+                } else {
+                    acc.add(pairs, s.v)
+                };
+                r.map_err(|e| failed = Some(e)).is_ok()
+            })
+        }
+        StreamInput::Range(vs, range, func, name) => {
+            let range_start = ref_t.saturating_sub(range);
+            let mut clean: Vec<Sample> = Vec::new();
+            // The window is left-open: (ref_t - range, ref_t], as the general path fetches.
+            let mint = range_start.saturating_add(1);
+            q.select_pairs_each(&vs.matchers, mint, ref_t, &mut |pairs, samples| {
+                loaded += samples.len();
+                let r = if loaded > opts.max_samples {
+                    Err(StreamFail::Eval(EvalError::TooManySamples))
+                } else {
+                    let metric = pairs.iter().find(|(n, _)| *n == METRIC_NAME).map(|p| p.1);
+                    let w = (range_start, ref_t, t);
+                    match streamed_range_value(func, name, metric, samples, &mut clean, w) {
+                        Ok(Some(v)) => acc.add(pairs, v),
+                        Ok(None) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                };
+                r.map_err(|e| failed = Some(e)).is_ok()
+            })
+        }
+    };
+    if !answered {
+        return None;
+    }
+    match failed {
+        Some(StreamFail::General) => return None,
+        Some(StreamFail::Eval(e)) => return Some(Err(e)),
+        None => {}
+    }
+    let drop_name = shape.drop_name();
+    let StreamAcc {
+        groups, vals, tops, ..
+    } = acc;
+    let mut out = Vec::with_capacity(groups.labels.len());
+    for ((labels, vals), top) in groups.labels.into_iter().zip(vals).zip(tops) {
+        if shape.k > 0 {
+            out.extend(top.into_iter().map(|(v, labels)| VecSample {
+                labels: Rc::new(labels),
+                v,
+                h: None,
+                drop_name,
+            }));
+            continue;
+        }
+        let v = float_aggregate(shape.op, 0.0, &vals);
+        out.push(VecSample {
+            labels: Rc::new(labels),
+            v,
+            h: None,
+            drop_name,
+        });
+    }
+    Some(finish_vector(out).map(|v| QueryResult {
+        value: Value::Vector(v),
+        annotations: Annotations::default(),
+    }))
+}
+
+/// A range query of an aggregation [`StreamShape::of`] accepts, topk/bottomk excepted, or of
+/// a bare float range function ([`StreamShape::bare`]): each series' group is found once,
+/// from its label set, and every step adds each series' value straight to its group's values
+/// (or, bare, its own points), with no input vector, group lookup or label set per step and
+/// series. The same answer as the general path (unit tests check it); `None` as for
+/// [`streamed_aggregate`], or when the querier holds native histograms for the selector.
+fn streamed_range_aggregate(
+    q: &dyn Querier,
+    expr: &Expr,
+    start: i64,
+    end: i64,
+    step: i64,
+    opts: &EngineOpts,
+) -> Option<Result<QueryResult, EvalError>> {
+    let shape = StreamShape::of(expr).or_else(|| StreamShape::bare(expr))?;
+    if shape.k > 0 {
+        return None;
+    }
+    let vs = shape.input.selector();
+    let at_of = |t: i64| match vs.at {
+        None => t,
+        Some(AtModifier::Time(x)) => x,
+        Some(AtModifier::Start) => start,
+        Some(AtModifier::End) => end,
+    };
+    // The fetch window, as collect_windows computes it for the general path.
+    let before = match shape.input {
+        StreamInput::Latest(_) => opts.lookback_delta,
+        StreamInput::Range(_, range, ..) => range,
+    };
+    let (a, b) = match vs.at {
+        None => (start, end),
+        Some(_) => (at_of(start), at_of(start)),
+    };
+    let mint = a
+        .saturating_sub(vs.offset)
+        .saturating_sub(before)
+        .saturating_add(1);
+    let maxt = b.saturating_sub(vs.offset);
+    if !q.select_histograms(&vs.matchers, mint, maxt).is_empty() {
+        return None;
+    }
+    let fetched = q.select(&vs.matchers, mint, maxt);
+    let loaded: usize = fetched.iter().map(|s| s.samples.len()).sum();
+    if loaded > opts.max_samples {
+        return Some(Err(EvalError::TooManySamples));
+    }
+    let mut groups = GroupIndex::default();
+    // Per series: its group and samples (without stale markers for a range function).
+    let mut series: Vec<(usize, Vec<Sample>)> = Vec::with_capacity(fetched.len());
+    for mut s in fetched {
+        if has_type_labels(s.labels.iter()) {
+            return None;
+        }
+        if let StreamInput::Range(_, _, func, _) = shape.input {
+            if matches!(func, RangeFn::Rate | RangeFn::Increase) && not_counter_name(&s.labels) {
+                // The general path adds the info annotation.
+                return None;
+            }
+            s.samples.retain(|p| !is_stale_nan(p.v));
+        }
+        let gi = if shape.bare {
+            groups.labels.push(s.labels);
+            groups.labels.len() - 1
+        } else {
+            let pairs: Vec<(&str, &str)> = s.labels.iter().collect();
+            groups.find_or_add(&shape, pairs.iter().copied())
+        };
+        series.push((gi, s.samples));
+    }
+    let n_groups = groups.labels.len();
+    let mut vals: Vec<Vec<f64>> = vec![Vec::new(); n_groups];
+    let mut points: Vec<Vec<Sample>> = vec![Vec::new(); n_groups];
+    // Per series: the first sample after the window's start and after its end. Steps only
+    // move forward, so each walks over a series' samples once.
+    let mut cursors = vec![(0usize, 0usize); series.len()];
+    let after = |p: &[Sample], i: &mut usize, x: i64| {
+        while *i < p.len() && p[*i].t <= x {
+            *i += 1;
+        }
+        *i
+    };
+    let deadline = Instant::now() + opts.timeout;
+    let mut total = 0usize;
+    let mut t = start;
+    while t <= end {
+        if Instant::now() > deadline {
+            return Some(Err(EvalError::Timeout));
+        }
+        let ref_t = at_of(t).saturating_sub(vs.offset);
+        match shape.input {
+            StreamInput::Range(_, range, func, name) => {
+                let range_start = ref_t.saturating_sub(range);
+                let mut in_windows = 0;
+                for ((gi, p), cur) in series.iter().zip(cursors.iter_mut()) {
+                    let lo = after(p, &mut cur.0, range_start);
+                    let hi = after(p, &mut cur.1, ref_t);
+                    if lo >= hi {
+                        continue;
+                    }
+                    in_windows += hi - lo;
+                    match float_range_value(func, name, &p[lo..hi], None, range_start, ref_t, t) {
+                        Ok(Some(v)) if shape.bare => {
+                            points[*gi].push(Sample { t, v });
+                            total += 1;
+                        }
+                        Ok(Some(v)) => vals[*gi].push(v),
+                        Ok(None) => {}
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
+                if in_windows > opts.max_samples {
+                    return Some(Err(EvalError::TooManySamples));
+                }
+            }
+            StreamInput::Latest(_) => {
+                let mint = ref_t.saturating_sub(opts.lookback_delta);
+                for ((gi, p), cur) in series.iter().zip(cursors.iter_mut()) {
+                    let i = after(p, &mut cur.1, ref_t);
+                    let Some(s) = i.checked_sub(1).map(|j| p[j]) else {
+                        continue;
+                    };
+                    if s.t > mint && !is_stale_nan(s.v) {
+                        vals[*gi].push(s.v);
+                    }
+                }
+            }
+        }
+        for (v, pts) in vals.iter_mut().zip(points.iter_mut()) {
+            if !v.is_empty() {
+                let x = float_aggregate(shape.op, 0.0, v);
+                pts.push(Sample { t, v: x });
+                total += 1;
+                v.clear();
+            }
+        }
+        if total > opts.max_samples {
+            return Some(Err(EvalError::TooManySamples));
+        }
+        let Some(next) = t.checked_add(step) else {
+            break;
+        };
+        t = next;
+    }
+    let drop_name = shape.drop_name();
+    let out: Vec<Series> = groups
+        .labels
+        .into_iter()
+        .zip(points)
+        .filter(|(_, p)| !p.is_empty())
+        .map(|(labels, points)| Series {
+            labels: Rc::new(labels),
+            points,
+            hpoints: Vec::new(),
+            drop_name,
+        })
+        .collect();
+    Some(finish_matrix(out).map(|mut m| {
+        crate::sort::sort_by(&mut m, |a, b| a.labels.cmp(&b.labels));
+        QueryResult {
+            value: Value::Matrix(m),
+            annotations: Annotations::default(),
+        }
+    }))
+}
+
 /// Evaluates `expr` at every step from `start` to `end` (ms); the result is always a matrix.
 pub fn range_query(
     q: &dyn Querier,
@@ -220,6 +834,22 @@ pub fn range_query(
             ))
         }
     }
+    if let Some(r) = streamed_range_aggregate(q, expr, start, end, step, opts) {
+        return r;
+    }
+    range_query_engine(q, query, expr, start, end, step, opts)
+}
+
+/// [`range_query`] by the general path, for a checked step and type.
+fn range_query_engine(
+    q: &dyn Querier,
+    query: &str,
+    expr: &Expr,
+    start: i64,
+    end: i64,
+    step: i64,
+    opts: &EngineOpts,
+) -> Result<QueryResult, EvalError> {
     let mut ev = Evaluator::new(q, query, expr, start, end, step, opts)?;
     // Series are keyed by their (shared) label sets and whether the name is to be dropped: no
     // label copies per step. Label sets that come straight from storage are the same allocation
@@ -1113,18 +1743,18 @@ impl<'a> Evaluator<'a> {
             }
             let vals = || members.iter().map(|&i| input[i].v);
             let v = match op {
-                AggOp::Sum => {
-                    let (s, c) = vals().fold((0.0, 0.0), |(s, c), v| fx::kahan_inc(v, s, c));
-                    s + c
+                AggOp::Sum
+                | AggOp::Avg
+                | AggOp::Count
+                | AggOp::Group
+                | AggOp::Min
+                | AggOp::Max
+                | AggOp::Stdvar
+                | AggOp::Stddev
+                | AggOp::Quantile => {
+                    let vals: Vec<f64> = vals().collect();
+                    float_aggregate(op, k_param, &vals)
                 }
-                AggOp::Avg => fx::mean(vals()),
-                AggOp::Count => members.len() as f64,
-                AggOp::Group => 1.0,
-                AggOp::Min => vals().fold(f64::NAN, |m, v| if m > v || m.is_nan() { v } else { m }),
-                AggOp::Max => vals().fold(f64::NAN, |m, v| if m < v || m.is_nan() { v } else { m }),
-                AggOp::Stdvar => welford(vals()),
-                AggOp::Stddev => welford(vals()).sqrt(),
-                AggOp::Quantile => fx::quantile(k_param, &mut vals().collect::<Vec<_>>()),
                 AggOp::Topk | AggOp::Bottomk => {
                     let k = k_param as i64;
                     if k < 1 {
@@ -1724,6 +2354,27 @@ impl<'a> Evaluator<'a> {
     }
 }
 
+/// The value of a float aggregation (not topk/bottomk/count_values) over one group's values,
+/// in input order.
+fn float_aggregate(op: AggOp, k_param: f64, vals: &[f64]) -> f64 {
+    let it = || vals.iter().copied();
+    match op {
+        AggOp::Sum => {
+            let (s, c) = it().fold((0.0, 0.0), |(s, c), v| fx::kahan_inc(v, s, c));
+            s + c
+        }
+        AggOp::Avg => fx::mean(it()),
+        AggOp::Count => vals.len() as f64,
+        AggOp::Group => 1.0,
+        AggOp::Min => it().fold(f64::NAN, |m, v| if m > v || m.is_nan() { v } else { m }),
+        AggOp::Max => it().fold(f64::NAN, |m, v| if m < v || m.is_nan() { v } else { m }),
+        AggOp::Stdvar => welford(it()),
+        AggOp::Stddev => welford(it()).sqrt(),
+        AggOp::Quantile => fx::quantile(k_param, &mut vals.to_vec()),
+        AggOp::Topk | AggOp::Bottomk | AggOp::CountValues => f64::NAN,
+    }
+}
+
 /// The range-vector functions [`apply_range_fn`] evaluates on floats.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum RangeFn {
@@ -1815,80 +2466,13 @@ fn apply_range_fn(
         if p.is_empty() {
             continue;
         }
-        let vals = || p.iter().map(|x| x.v);
-        let v = match func {
-            RangeFn::Rate | RangeFn::Increase => {
-                if s.not_counter && non_counter.is_none() {
-                    non_counter = metric_name(s.labels).map(str::to_string);
-                }
-                fx::extrapolated_rate(p, range_start, range_end, true, func == RangeFn::Rate)
-            }
-            RangeFn::Delta => fx::extrapolated_rate(p, range_start, range_end, false, false),
-            RangeFn::Irate | RangeFn::Idelta => {
-                if p.len() < 2 {
-                    None
-                } else {
-                    let (a, b) = (p[p.len() - 2], p[p.len() - 1]);
-                    let mut d = b.v - a.v;
-                    if func == RangeFn::Irate {
-                        if b.v < a.v {
-                            d = b.v;
-                        }
-                        let dt = (b.t - a.t) as f64 / 1000.0;
-                        if dt == 0.0 {
-                            None
-                        } else {
-                            Some(d / dt)
-                        }
-                    } else {
-                        Some(d)
-                    }
-                }
-            }
-            RangeFn::Deriv => {
-                if p.len() < 2 {
-                    None
-                } else {
-                    Some(fx::linear_regression(p, p[0].t).0)
-                }
-            }
-            RangeFn::PredictLinear => {
-                if p.len() < 2 {
-                    None
-                } else {
-                    // The intercept is at the evaluation time, even under `@`.
-                    let (slope, icpt) = fx::linear_regression(p, t);
-                    Some(slope * scalar.unwrap_or(0.0) + icpt)
-                }
-            }
-            RangeFn::Avg => Some(fx::mean(vals())),
-            RangeFn::Sum => {
-                let (s, c) = vals().fold((0.0, 0.0), |(s, c), v| fx::kahan_inc(v, s, c));
-                Some(s + c)
-            }
-            RangeFn::Count => Some(p.len() as f64),
-            RangeFn::Min => {
-                Some(vals().fold(f64::NAN, |m, v| if m > v || m.is_nan() { v } else { m }))
-            }
-            RangeFn::Max => {
-                Some(vals().fold(f64::NAN, |m, v| if m < v || m.is_nan() { v } else { m }))
-            }
-            RangeFn::Stddev => Some(fx::variance(vals()).sqrt()),
-            RangeFn::Stdvar => Some(fx::variance(vals())),
-            RangeFn::Last => Some(p[p.len() - 1].v),
-            RangeFn::Present => Some(1.0),
-            RangeFn::Quantile => Some(fx::quantile(
-                scalar.unwrap_or(f64::NAN),
-                &mut vals().collect::<Vec<_>>(),
-            )),
-            RangeFn::Changes => Some(
-                p.windows(2)
-                    .filter(|w| !(w[0].v == w[1].v || (w[0].v.is_nan() && w[1].v.is_nan())))
-                    .count() as f64,
-            ),
-            RangeFn::Resets => Some(p.windows(2).filter(|w| w[1].v < w[0].v).count() as f64),
-            RangeFn::Unsupported => return exec_err(format!("function {name} is not supported")),
-        };
+        if matches!(func, RangeFn::Rate | RangeFn::Increase)
+            && s.not_counter
+            && non_counter.is_none()
+        {
+            non_counter = metric_name(s.labels).map(str::to_string);
+        }
+        let v = float_range_value(func, name, p, scalar, range_start, range_end, t)?;
         if let Some(v) = v {
             out.push(VecSample {
                 labels: s.labels.clone(),
@@ -1899,6 +2483,86 @@ fn apply_range_fn(
         }
     }
     Ok((out, non_counter))
+}
+
+/// A range-vector function's value for one series' float samples in the window (not empty,
+/// stale markers left out); None when it has no value (too few points).
+fn float_range_value(
+    func: RangeFn,
+    name: &str,
+    p: &[Sample],
+    scalar: Option<f64>,
+    range_start: i64,
+    range_end: i64,
+    t: i64,
+) -> Result<Option<f64>, EvalError> {
+    let vals = || p.iter().map(|x| x.v);
+    Ok(match func {
+        RangeFn::Rate | RangeFn::Increase => {
+            fx::extrapolated_rate(p, range_start, range_end, true, func == RangeFn::Rate)
+        }
+        RangeFn::Delta => fx::extrapolated_rate(p, range_start, range_end, false, false),
+        RangeFn::Irate | RangeFn::Idelta => {
+            if p.len() < 2 {
+                None
+            } else {
+                let (a, b) = (p[p.len() - 2], p[p.len() - 1]);
+                let mut d = b.v - a.v;
+                if func == RangeFn::Irate {
+                    if b.v < a.v {
+                        d = b.v;
+                    }
+                    let dt = (b.t - a.t) as f64 / 1000.0;
+                    if dt == 0.0 {
+                        None
+                    } else {
+                        Some(d / dt)
+                    }
+                } else {
+                    Some(d)
+                }
+            }
+        }
+        RangeFn::Deriv => {
+            if p.len() < 2 {
+                None
+            } else {
+                Some(fx::linear_regression(p, p[0].t).0)
+            }
+        }
+        RangeFn::PredictLinear => {
+            if p.len() < 2 {
+                None
+            } else {
+                // The intercept is at the evaluation time, even under `@`.
+                let (slope, icpt) = fx::linear_regression(p, t);
+                Some(slope * scalar.unwrap_or(0.0) + icpt)
+            }
+        }
+        RangeFn::Avg => Some(fx::mean(vals())),
+        RangeFn::Sum => {
+            let (s, c) = vals().fold((0.0, 0.0), |(s, c), v| fx::kahan_inc(v, s, c));
+            Some(s + c)
+        }
+        RangeFn::Count => Some(p.len() as f64),
+        RangeFn::Min => Some(vals().fold(f64::NAN, |m, v| if m > v || m.is_nan() { v } else { m })),
+        RangeFn::Max => Some(vals().fold(f64::NAN, |m, v| if m < v || m.is_nan() { v } else { m })),
+        RangeFn::Stddev => Some(fx::variance(vals()).sqrt()),
+        RangeFn::Stdvar => Some(fx::variance(vals())),
+        RangeFn::Last => Some(p[p.len() - 1].v),
+        RangeFn::Present => Some(1.0),
+        RangeFn::Quantile => Some(fx::quantile(
+            scalar.unwrap_or(f64::NAN),
+            &mut vals().collect::<Vec<_>>(),
+        )),
+        RangeFn::Changes => Some(
+            p.windows(2)
+                .filter(|w| !(w[0].v == w[1].v || (w[0].v.is_nan() && w[1].v.is_nan())))
+                .count() as f64,
+        ),
+        RangeFn::Resets => Some(p.windows(2).filter(|w| w[1].v < w[0].v).count() as f64),
+        RangeFn::Unsupported => return exec_err(format!("function {name} is not supported")),
+    })
 }
 
 /// What a range function gives for a series holding native histograms.
@@ -2177,11 +2841,14 @@ fn histogram_rate(
 
 /// The series has a metric name that does not end like a counter's.
 fn not_counter_name(l: &Labels) -> bool {
-    metric_name(l).is_some_and(|n| {
-        !["_total", "_sum", "_count", "_bucket"]
-            .iter()
-            .any(|suf| n.ends_with(suf))
-    })
+    metric_name(l).is_some_and(not_counter_metric)
+}
+
+/// A metric name without a counter's suffix (rate()/increase()'s info annotation).
+fn not_counter_metric(n: &str) -> bool {
+    !["_total", "_sum", "_count", "_bucket"]
+        .iter()
+        .any(|suf| n.ends_with(suf))
 }
 
 /// The metric name; `__name__` is almost always the first label, so look there first.
@@ -3038,6 +3705,247 @@ mod tests {
             panic!("called")
         });
         assert!(r.is_none());
+    }
+
+    /// Series for the streamed-aggregation tests in the ring store: counters with resets,
+    /// series without `job` or `env`, one going stale, one with a stale marker mid-window,
+    /// one that stops early, values that tie (for topk's order) and a NaN.
+    fn ring_store() -> crate::tsdb::Store {
+        let mut st = crate::tsdb::Store::new(crate::tsdb::Options::default());
+        for i in 0..40i64 {
+            let job = format!("j{}", i % 3);
+            let inst = format!("h{i:02}");
+            let mut pairs = vec![("__name__", "req_total"), ("instance", inst.as_str())];
+            if i % 5 != 0 {
+                pairs.push(("job", job.as_str()));
+            }
+            if i % 7 == 0 {
+                pairs.push(("env", "prod"));
+            }
+            let l = Labels::from_pairs(pairs);
+            let last = if i == 11 { 20 } else { 60 };
+            let mut v = 0.0;
+            for k in 0..last {
+                v += ((i * 3 + k * 5) % 4) as f64;
+                let val = if i == 13 && k == 57 {
+                    stale_nan()
+                } else if i == 17 && k == 59 {
+                    f64::NAN
+                } else if i % 9 == 0 && k == 40 {
+                    // A counter reset.
+                    v = 1.0;
+                    v
+                } else {
+                    v
+                };
+                st.append(&l, k * 15_000, val).unwrap();
+            }
+            if i == 23 {
+                st.append(&l, 60 * 15_000, stale_nan()).unwrap();
+            }
+        }
+        st
+    }
+
+    /// An instant query's answer, by [`instant_query`] or (`general`) the general path only.
+    fn debug_answer(
+        q: &dyn Querier,
+        query: &str,
+        t: i64,
+        opts: &EngineOpts,
+        general: bool,
+    ) -> String {
+        let e = crate::promql::parse(query).unwrap();
+        let r = if general {
+            instant_query_engine(q, query, &e, t, opts)
+        } else {
+            instant_query(q, query, &e, t, opts)
+        };
+        match r {
+            Ok(r) => format!("{:?} {:?}", r.value, r.annotations),
+            Err(e) => format!("error {e:?}"),
+        }
+    }
+
+    /// A range query's answer over 0..=20 min, as [`debug_answer`].
+    fn debug_range(
+        q: &dyn Querier,
+        query: &str,
+        step: i64,
+        opts: &EngineOpts,
+        general: bool,
+    ) -> String {
+        let e = crate::promql::parse(query).unwrap();
+        let r = if general {
+            range_query_engine(q, query, &e, 0, 1_200_000, step, opts)
+        } else {
+            range_query(q, query, &e, 0, 1_200_000, step, opts)
+        };
+        match r {
+            Ok(r) => format!("{:?} {:?}", r.value, r.annotations),
+            Err(e) => format!("error {e:?}"),
+        }
+    }
+
+    #[test]
+    fn streamed_aggregations_answer_as_the_engine_does() {
+        let st = ring_store();
+        let queries = [
+            "sum by (job) (rate(req_total[2m]))",
+            "sum(rate(req_total[5m]))",
+            "sum by (job, env) (increase(req_total[2m]))",
+            "sum without (instance) (rate(req_total[2m]))",
+            "avg without (instance, job) (irate(req_total[1m]))",
+            "count by (env) (req_total)",
+            "max by (job) (req_total)",
+            "min by (nope) (req_total offset 1m)",
+            "group by (job) (req_total)",
+            "stddev by (job) (delta(req_total[3m]))",
+            "stdvar (deriv(req_total[3m]))",
+            "sum by (job) (max_over_time(req_total[1m]))",
+            "sum by (job) (last_over_time(req_total[1m]))",
+            "count without () (last_over_time(req_total[1m]))",
+            "sum by (job) (changes(req_total[5m])) ",
+            "sum by (job) (resets(req_total[5m]))",
+            "topk(3, rate(req_total[2m]))",
+            "topk by (job) (2, req_total)",
+            "bottomk without (instance) (2, (rate(req_total[2m])))",
+            "topk(5, changes(req_total[10m]))",
+            "bottomk(4, last_over_time(req_total[1m]))",
+            "sum(rate(req_total[2m] @ 600))",
+            "(sum by (job) (count_over_time(req_total[30s])))",
+        ];
+        for delayed in [true, false] {
+            let opts = EngineOpts {
+                delayed_name_removal: delayed,
+                ..EngineOpts::default()
+            };
+            let mut nonempty = 0;
+            for t in [0, 600_000, 855_000, 885_000, 900_000, 1_200_000, 1_300_000] {
+                for q in queries {
+                    let e = crate::promql::parse(q).unwrap();
+                    assert!(
+                        streamed_aggregate(&st, &e, t, &opts).is_some(),
+                        "{q} not streamed"
+                    );
+                    let got = debug_answer(&st, q, t, &opts, false);
+                    assert_eq!(
+                        got,
+                        debug_answer(&st, q, t, &opts, true),
+                        "{q} at {t}, delayed name removal {delayed}"
+                    );
+                    nonempty += got.contains("VecSample") as usize;
+                }
+            }
+            // Only the times past the data (1,200,000 and later) answer nothing.
+            assert!(nonempty >= queries.len() * 4, "{nonempty}");
+            let bare = [
+                "rate(req_total[2m])",
+                "rate(req_total{job=\"j1\"}[5m] offset 1m)",
+                "last_over_time(req_total[1m])",
+                "max_over_time((req_total[3m]))",
+                "changes(req_total{env=\"prod\"}[5m])",
+                "idelta(req_total[1m] @ 300)",
+            ];
+            let aggregations = queries
+                .iter()
+                .filter(|q| !q.contains("topk") && !q.contains("bottomk"));
+            for q in aggregations.chain(&bare) {
+                for step in [15_000, 60_000, 420_000] {
+                    let e = crate::promql::parse(q).unwrap();
+                    let streamed = streamed_range_aggregate(&st, &e, 0, 1_200_000, step, &opts);
+                    assert!(streamed.is_some(), "{q} not streamed");
+                    let got = debug_range(&st, q, step, &opts, false);
+                    assert_eq!(
+                        got,
+                        debug_range(&st, q, step, &opts, true),
+                        "{q} step {step}"
+                    );
+                    assert!(got.contains("Series"), "{q}: {got}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn aggregations_the_stream_cannot_answer_go_through_the_engine() {
+        let mut st = ring_store();
+        let l = Labels::from_pairs([("__name__", "temp"), ("job", "a")]);
+        st.append(&l, 0, 1.0).unwrap();
+        let opts = EngineOpts::default();
+        for q in [
+            // Not a counter's name: the engine adds its info annotation.
+            "sum(rate(temp[5m]))",
+            // No single metric name; grouping by the name; parameters the engine checks.
+            "sum by (job) ({__name__=~\"req_total|temp\"})",
+            "sum by (__name__) (rate(req_total[5m]))",
+            "topk(0, req_total)",
+            "topk(65, req_total)",
+            "quantile(0.5, req_total)",
+            "sum(predict_linear(req_total[5m], 60))",
+            "sum(rate(req_total[5m])) by (job) + 1",
+        ] {
+            let e = crate::promql::parse(q).unwrap();
+            let streamed = streamed_aggregate(&st, &e, 60_000, &opts);
+            assert!(
+                streamed.is_none() || q == "sum(rate(temp[5m]))",
+                "{q} streamed"
+            );
+            assert_eq!(
+                debug_answer(&st, q, 60_000, &opts, false),
+                debug_answer(&st, q, 60_000, &opts, true),
+                "{q}"
+            );
+            assert_eq!(
+                debug_range(&st, q, 60_000, &opts, false),
+                debug_range(&st, q, 60_000, &opts, true),
+                "{q}"
+            );
+        }
+        let e = crate::promql::parse("sum(rate(temp[5m]))").unwrap();
+        assert!(streamed_aggregate(&st, &e, 60_000, &opts).is_none());
+        // Histograms possible: the querier declines.
+        let s = store(&[(0, 1.0)]);
+        let e = crate::promql::parse("sum(x_total)").unwrap();
+        assert!(streamed_aggregate(&s, &e, 0, &opts).is_none());
+    }
+
+    #[test]
+    fn streamed_aggregations_keep_the_sample_limit() {
+        let st = ring_store();
+        let opts = EngineOpts {
+            max_samples: 100,
+            ..EngineOpts::default()
+        };
+        let q = "sum(rate(req_total[5m]))";
+        assert_eq!(
+            debug_answer(&st, q, 900_000, &opts, false),
+            "error TooManySamples"
+        );
+        assert_eq!(
+            debug_answer(&st, q, 900_000, &opts, false),
+            debug_answer(&st, q, 900_000, &opts, true)
+        );
+        // A range query's output points count too: 5 groups x 21 steps.
+        let opts = EngineOpts {
+            max_samples: 104,
+            ..EngineOpts::default()
+        };
+        let q = "count by (job, env) (req_total)";
+        for general in [false, true] {
+            assert_eq!(
+                debug_range(&st, q, 60_000, &opts, general),
+                "error TooManySamples"
+            );
+        }
+        let opts = EngineOpts {
+            max_samples: 105,
+            ..EngineOpts::default()
+        };
+        assert_eq!(
+            debug_range(&st, q, 60_000, &opts, false),
+            debug_range(&st, q, 60_000, &opts, true)
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use crate::histogram::{CounterResetHint, FloatHistogram, HistogramSample};
 use crate::model::{Labels, Matcher, Sample, Timestamp};
-use crate::tsdb::{AppendError, Appender, HistogramSeries, Querier, SeriesSamples};
+use crate::tsdb::{AppendError, Appender, HistogramSeries, PairsSink, Querier, SeriesSamples};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -127,6 +127,27 @@ impl Querier for MemStorage {
         select_in(&self.series, matchers, (mint, maxt), |p| p.t)
             .map(|(labels, samples)| SeriesSamples { labels, samples })
             .collect()
+    }
+
+    /// Answers only while the storage holds no native histograms (a series' samples could
+    /// then be histograms, which the caller handles through `select_histograms`).
+    fn select_pairs_each(
+        &self,
+        matchers: &[Matcher],
+        mint: Timestamp,
+        maxt: Timestamp,
+        f: &mut PairsSink<'_>,
+    ) -> bool {
+        if !self.histograms.is_empty() {
+            return false;
+        }
+        for (labels, samples) in select_in(&self.series, matchers, (mint, maxt), |p| p.t) {
+            let pairs: Vec<(&str, &str)> = labels.iter().collect();
+            if !f(&pairs, &samples) {
+                break;
+            }
+        }
+        true
     }
 
     fn select_histograms(

@@ -23,7 +23,8 @@
 //!
 //! The query engine reads through [`Querier::select`]; an instant query of a plain selector
 //! through [`Querier::select_latest`], which decodes only each series' newest sample and lends
-//! the index's label strings instead of building label sets.
+//! the index's label strings instead of building label sets; an instant aggregation through
+//! [`Querier::select_pairs_each`], which lends the label strings with each series' samples.
 //!
 //! Readers that must see every sample exactly once (remote_write) use
 //! [`Store::for_each_series`]: a [`SeriesView`] per series gives its labels, the samples after
@@ -152,6 +153,11 @@ pub struct HistogramSeries {
 /// and its newest sample; false stops the selection.
 pub type LatestSink<'f> = dyn FnMut(&[(&str, &str)], Sample) -> bool + 'f;
 
+/// What [`Querier::select_pairs_each`] calls per series: its labels as sorted (name, value)
+/// pairs and its samples in the range (stale markers included), both borrowed; false stops
+/// the selection.
+pub type PairsSink<'f> = dyn FnMut(&[(&str, &str)], &[Sample]) -> bool + 'f;
+
 /// Read access for the query engine and the exporters.
 pub trait Querier {
     /// Series matching every matcher that have samples in `[mint, maxt]` (both inclusive), with
@@ -185,6 +191,21 @@ pub trait Querier {
         _mint: Timestamp,
         _maxt: Timestamp,
         _f: &mut LatestSink<'_>,
+    ) -> bool {
+        false
+    }
+    /// [`Querier::select_each`] with the labels as sorted (name, value) pairs borrowed from
+    /// the querier, so an aggregation can group series without a `Labels` per series. Series
+    /// without samples in `[mint, maxt]` are left out; `f` returns false to stop early.
+    ///
+    /// Returns false, having called nothing, when this querier cannot answer so (it may hold
+    /// native histograms): the caller then uses [`Querier::select`].
+    fn select_pairs_each(
+        &self,
+        _matchers: &[Matcher],
+        _mint: Timestamp,
+        _maxt: Timestamp,
+        _f: &mut PairsSink<'_>,
     ) -> bool {
         false
     }

@@ -5,7 +5,7 @@
 //! [`Appender`] and [`Querier`], so each user holds only the seam it needs. Must not touch:
 //! anything across threads (it is `!Send` on purpose).
 
-use super::{AppendError, Appender, LatestSink, Querier, SeriesSamples, Store};
+use super::{AppendError, Appender, LatestSink, PairsSink, Querier, SeriesSamples, Store};
 use crate::model::{Labels, Matcher, Sample, Timestamp};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -56,6 +56,16 @@ impl Querier for SharedStore {
     ) -> bool {
         // The store stays borrowed while `f` runs: it must not append through this handle.
         self.0.borrow().select_latest(matchers, mint, maxt, f)
+    }
+    fn select_pairs_each(
+        &self,
+        matchers: &[Matcher],
+        mint: Timestamp,
+        maxt: Timestamp,
+        f: &mut PairsSink<'_>,
+    ) -> bool {
+        // As select_latest: the store stays borrowed while `f` runs.
+        self.0.borrow().select_pairs_each(matchers, mint, maxt, f)
     }
     fn label_names(&self, matchers: &[Matcher], mint: Timestamp, maxt: Timestamp) -> Vec<String> {
         self.0.borrow().label_names(matchers, mint, maxt)

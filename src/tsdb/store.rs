@@ -35,7 +35,7 @@ use super::chunk::{
 use super::format::{self, ChunkEntry, Record, SeriesDef, Start};
 use super::fs::Fs;
 use super::index::{alloc_size, hash_labels, Index, SeriesId};
-use super::{AppendError, Appender, LatestSink, Querier, SeriesSamples};
+use super::{AppendError, Appender, LatestSink, PairsSink, Querier, SeriesSamples};
 use crate::model::{Labels, Matcher, Sample, Timestamp};
 use std::collections::VecDeque;
 use std::mem::size_of;
@@ -1678,6 +1678,32 @@ impl Querier for Store {
             pairs.clear();
             pairs.extend(self.index.pairs_of(id));
             if !f(&pairs, s) {
+                break;
+            }
+        }
+        true
+    }
+
+    fn select_pairs_each(
+        &self,
+        matchers: &[Matcher],
+        mint: Timestamp,
+        maxt: Timestamp,
+        f: &mut PairsSink<'_>,
+    ) -> bool {
+        let mut ids = self.index.select(matchers);
+        self.index.sort_by_labels(&mut ids);
+        // One pairs buffer and one sample buffer for every series.
+        let (mut pairs, mut buf) = (Vec::new(), Vec::new());
+        for id in ids {
+            buf.clear();
+            self.samples_into(id, mint, maxt, &mut buf);
+            if buf.is_empty() {
+                continue;
+            }
+            pairs.clear();
+            pairs.extend(self.index.pairs_of(id));
+            if !f(&pairs, &buf) {
                 break;
             }
         }
