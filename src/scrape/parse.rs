@@ -179,11 +179,24 @@ impl Options {
     }
 }
 
-/// A malformed body: the 1-based line and what is wrong there.
+/// A malformed body: the 1-based line and what is wrong there. One pointer wide (fields read
+/// through `Deref`), so the parser's many `Result`s stay small (smaller code; the error path
+/// alone allocates).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ParseError {
+pub struct ParseError(Box<ParseErrorAt>);
+
+/// The fields of a [`ParseError`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseErrorAt {
     pub line: usize,
     pub msg: String,
+}
+
+impl std::ops::Deref for ParseError {
+    type Target = ParseErrorAt;
+    fn deref(&self) -> &ParseErrorAt {
+        &self.0
+    }
 }
 
 impl fmt::Display for ParseError {
@@ -665,10 +678,10 @@ type R<T> = Result<T, ParseError>;
 
 impl Run<'_> {
     fn err<T>(&self, msg: impl Into<String>) -> R<T> {
-        Err(ParseError {
+        Err(ParseError(Box::new(ParseErrorAt {
             line: self.line,
             msg: msg.into(),
-        })
+        })))
     }
 
     fn lines<'b>(
