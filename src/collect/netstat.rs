@@ -4,7 +4,7 @@
 //! netstat and snmp come in line pairs (`Proto: names…` then `Proto: values…`); snmp6 has one
 //! `Proto6Field value` per line and may be absent (IPv6 disabled).
 
-use super::util::{num, option_regex, FieldSelection, KeptFile};
+use super::util::{num, option_regex, split_at_byte, FieldSelection, KeptFile};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::Path;
@@ -86,7 +86,12 @@ impl Parser {
         path: &Path,
         out: &mut MetricSet,
     ) -> Result<(), CollectError> {
-        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let mut lines = split_at_byte(text, b'\n')
+            .map(|l| match l.as_bytes().last() {
+                Some(b'\r') => &l[..l.len() - 1],
+                _ => l,
+            })
+            .filter(|l| !l.trim().is_empty());
         let mut pairs = 0;
         while let Some(names) = lines.next() {
             let values = lines
@@ -104,7 +109,8 @@ impl Parser {
                     format!("{proto} header, {vproto} values"),
                 ));
             }
-            if names.split(' ').count() != values.split(' ').count() {
+            let spaces = |s: &str| s.bytes().filter(|&b| b == b' ').count();
+            if spaces(names) != spaces(values) {
                 return Err(CollectError::parse(
                     path,
                     format!("field count mismatch in {proto}"),
@@ -127,7 +133,7 @@ impl Parser {
                     None => self.headers.push(entry),
                 }
             }
-            for (v, sel) in values.split(' ').zip(&self.headers[slot].1) {
+            for (v, sel) in split_at_byte(values, b' ').zip(&self.headers[slot].1) {
                 let v = num(v, path)?;
                 if let Some(idx) = *sel {
                     let (name, help) = self.fields.selected(idx);
@@ -146,7 +152,7 @@ impl Parser {
     fn snmp6(&mut self, path: &Path, out: &mut MetricSet) -> Result<(), CollectError> {
         let buf = std::mem::take(&mut self.buf);
         let mut result = Ok(());
-        for line in buf.lines() {
+        for line in split_at_byte(&buf, b'\n') {
             let mut toks = line.split_ascii_whitespace();
             let (Some(stat), Some(value)) = (toks.next(), toks.next()) else {
                 continue;

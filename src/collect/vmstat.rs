@@ -36,9 +36,8 @@ impl Collector for Vmstat {
         let path = self.file.path();
         self.fields.restart();
         let mut lines = 0;
-        for line in self.buf.lines() {
-            let mut toks = line.split_ascii_whitespace();
-            let (Some(field), Some(value), None) = (toks.next(), toks.next(), toks.next()) else {
+        for line in self.buf.split('\n') {
+            let Some((field, value)) = field_and_value(line) else {
                 if line.trim().is_empty() {
                     continue;
                 }
@@ -63,6 +62,27 @@ impl Collector for Vmstat {
     }
 }
 
+/// The two whitespace-separated tokens of `line`, `None` unless there are exactly two. The
+/// kernel's `field value` (one space) is taken in one pass over the bytes; anything else goes
+/// through the general tokenizer.
+fn field_and_value(line: &str) -> Option<(&str, &str)> {
+    let b = line.as_bytes();
+    if let Some(sp) = b.iter().position(|c| c.is_ascii_whitespace()) {
+        if sp > 0
+            && b[sp] == b' '
+            && sp + 1 < b.len()
+            && !b[sp + 1..].iter().any(|c| c.is_ascii_whitespace())
+        {
+            return Some((&line[..sp], &line[sp + 1..]));
+        }
+    }
+    let mut toks = line.split_ascii_whitespace();
+    match (toks.next(), toks.next(), toks.next()) {
+        (Some(field), Some(value), None) => Some((field, value)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +101,25 @@ mod tests {
         }
         assert!(!text.contains("nr_free_pages") && !text.contains("workingset"));
         assert!(text.contains("# HELP node_vmstat_pgfault /proc/vmstat information field pgfault.\n# TYPE node_vmstat_pgfault untyped\n"));
+    }
+
+    #[test]
+    fn field_and_value_takes_exactly_two_tokens_however_spaced() {
+        assert_eq!(field_and_value("pgfault 5"), Some(("pgfault", "5")));
+        assert_eq!(field_and_value(" pgfault\t5 \r"), Some(("pgfault", "5")));
+        assert_eq!(field_and_value("pgfault  5"), Some(("pgfault", "5")));
+        assert_eq!(field_and_value("pgfault 5 6"), None);
+        assert_eq!(field_and_value("pgfault"), None);
+        assert_eq!(field_and_value("pgfault "), None);
+        assert_eq!(field_and_value(""), None);
+    }
+
+    #[test]
+    fn vmstat_malformed_line_is_an_error() {
+        let (r, _) = run(
+            &mut *new(&CollectorOptions::default()).unwrap(),
+            &[("proc/vmstat", "pgfault 5\npgmajfault 1 2\n")],
+        );
+        assert!(r.is_err());
     }
 }

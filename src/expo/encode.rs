@@ -134,22 +134,41 @@ struct Layout {
     order: Vec<u32>,
 }
 
+thread_local! {
+    /// The family order (declaration indices sorted by name) of the last set laid out on this
+    /// thread. A scrape declares the same families in the same order as the one before, so the
+    /// next call checks this order with one pass of neighbour comparisons instead of sorting
+    /// again (the sort's name comparisons were most of `layout`'s time). Another set (e.g.
+    /// /federate's) fails the check, is sorted and replaces it.
+    static LAST_FAMILY_ORDER: std::cell::Cell<Vec<u32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// Builds the [`Layout`] with a handful of allocations per call, none per sample or family
 /// (a counting sort of the samples by group).
 fn layout(set: &MetricSet) -> Layout {
-    // (name, declaration index): sorting the slices directly, not indices that look their
-    // names up on every comparison.
-    let mut fam_order: Vec<(&str, u32)> = set
-        .families
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (set.str(&f.name), i as u32))
-        .collect();
-    fam_order.sort_unstable();
+    let name = |f: u32| set.str(&set.families[f as usize].name);
+    // Strictly increasing (name, declaration index) pairs: exactly what sorting them gives.
+    let ascending = |a: u32, b: u32| (name(a), a) < (name(b), b);
+    let mut fam_order = LAST_FAMILY_ORDER.take();
+    let reusable = fam_order.len() == set.families.len()
+        && fam_order.windows(2).all(|w| ascending(w[0], w[1]));
+    if !reusable {
+        fam_order.clear();
+        fam_order.extend(0..set.families.len() as u32);
+        fam_order.sort_unstable_by(|&a, &b| (name(a), a).cmp(&(name(b), b)));
+    }
+    let layout = layout_in(set, &fam_order);
+    LAST_FAMILY_ORDER.set(fam_order);
+    layout
+}
+
+/// The [`Layout`] for `fam_order`, the set's family indices sorted by (name, index).
+fn layout_in(set: &MetricSet, fam_order: &[u32]) -> Layout {
     let mut group_of = vec![0u32; set.families.len()];
     let mut groups: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
     let mut last_name = None;
-    for &(name, f) in &fam_order {
+    for &f in fam_order {
+        let name = set.str(&set.families[f as usize].name);
         if last_name != Some(name) {
             groups.push((f as usize, 0..0));
             last_name = Some(name);
@@ -428,5 +447,33 @@ mod tests {
         set.single("x", "h", MetricType::Gauge, 1.0);
         set.clear();
         assert!(set.is_empty());
+    }
+
+    #[test]
+    fn family_order_of_a_previous_set_is_reused_only_while_it_still_sorts() {
+        let build = |names: &[&str]| {
+            let mut set = MetricSet::new();
+            for n in names {
+                set.single(n, "", MetricType::Gauge, 1.0);
+            }
+            let mut out = Vec::new();
+            encode_text(&set, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let names = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(|l| l.split(' ').next().unwrap().to_string())
+                .collect()
+        };
+        // Same family count each time; the names and their declaration order change.
+        assert_eq!(names(&build(&["c", "a", "b"])), ["a", "b", "c"]);
+        assert_eq!(names(&build(&["c", "a", "b"])), ["a", "b", "c"]);
+        assert_eq!(names(&build(&["a", "c", "b"])), ["a", "b", "c"]);
+        assert_eq!(names(&build(&["z", "a", "b"])), ["a", "b", "z"]);
+        // Two declarations of one name stay one group, HELP/TYPE once.
+        let text = build(&["b", "a", "b"]);
+        assert_eq!(names(&text), ["a", "b", "b"]);
+        assert_eq!(text.matches("# TYPE b gauge").count(), 1);
     }
 }
