@@ -33,122 +33,30 @@ pub const OPTIONS: &[CollectorOption] = &[
     },
 ];
 
-/// How netlink mode gets a numeric attribute from a link dump entry (and whether the device
-/// is running); `None`: read from sysfs even then (see [`Link`] for what rtnetlink carries).
-type NumericFromLink = Option<fn(&Link, bool) -> Option<i64>>;
-
-/// (sysfs file, metric suffix, is a counter, netlink source), in node_exporter's emission
-/// order. Read from sysfs in netlink mode too: ethtool's `speed`, what rtnetlink does not carry,
-/// and `flags`: sysfs shows `dev->flags`, netlink `dev_get_flags()` (PROMISC/ALLMULTI as the
-/// user asked, RUNNING/LOWER_UP/DORMANT computed), which cannot be turned back into it exactly.
-/// `carrier` and `dormant` exist only while the device runs (sysfs refuses them otherwise).
-const NUMERIC: [(&str, &str, bool, NumericFromLink); 17] = [
-    ("addr_assign_type", "address_assign_type", false, None),
-    (
-        "carrier",
-        "carrier",
-        false,
-        Some(|l, running| l.carrier.filter(|_| running).map(|c| i64::from(c != 0))),
-    ),
-    (
-        "carrier_changes",
-        "carrier_changes_total",
-        true,
-        Some(|l, _| l.carrier_changes.map(i64::from)),
-    ),
-    (
-        "carrier_up_count",
-        "carrier_up_changes_total",
-        true,
-        Some(|l, _| l.carrier_up.map(i64::from)),
-    ),
-    (
-        "carrier_down_count",
-        "carrier_down_changes_total",
-        true,
-        Some(|l, _| l.carrier_down.map(i64::from)),
-    ),
-    ("dev_id", "device_id", false, None),
-    (
-        "dormant",
-        "dormant",
-        false,
-        Some(|l, running| running.then(|| i64::from(l.flags & IFF_DORMANT != 0))),
-    ),
-    ("flags", "flags", false, None),
-    (
-        "ifindex",
-        "iface_id",
-        false,
-        Some(|l, _| Some(i64::from(l.index))),
-    ),
-    (
-        "iflink",
-        "iface_link",
-        false,
-        // The kernel omits IFLA_LINK when it equals the device's own index.
-        Some(|l, _| Some(l.link.map_or(i64::from(l.index), i64::from))),
-    ),
-    (
-        "link_mode",
-        "iface_link_mode",
-        false,
-        Some(|l, _| l.link_mode.map(i64::from)),
-    ),
-    ("mtu", "mtu_bytes", false, Some(|l, _| l.mtu.map(i64::from))),
-    ("name_assign_type", "name_assign_type", false, None),
-    (
-        "netdev_group",
-        "net_dev_group",
-        false,
-        Some(|l, _| l.group.map(i64::from)),
-    ),
-    ("speed", "speed_bytes", false, None),
-    (
-        "tx_queue_len",
-        "transmit_queue_length",
-        false,
-        Some(|l, _| l.txqlen.map(i64::from)),
-    ),
-    (
-        "type",
-        "protocol_type",
-        false,
-        Some(|l, _| Some(i64::from(l.kind))),
-    ),
+/// (sysfs file, metric suffix, is a counter), in node_exporter's emission order.
+const NUMERIC: [(&str, &str, bool); 17] = [
+    ("addr_assign_type", "address_assign_type", false),
+    ("carrier", "carrier", false),
+    ("carrier_changes", "carrier_changes_total", true),
+    ("carrier_up_count", "carrier_up_changes_total", true),
+    ("carrier_down_count", "carrier_down_changes_total", true),
+    ("dev_id", "device_id", false),
+    ("dormant", "dormant", false),
+    ("flags", "flags", false),
+    ("ifindex", "iface_id", false),
+    ("iflink", "iface_link", false),
+    ("link_mode", "iface_link_mode", false),
+    ("mtu", "mtu_bytes", false),
+    ("name_assign_type", "name_assign_type", false),
+    ("netdev_group", "net_dev_group", false),
+    ("speed", "speed_bytes", false),
+    ("tx_queue_len", "transmit_queue_length", false),
+    ("type", "protocol_type", false),
 ];
 
-/// How netlink mode gets a string attribute from a link dump entry; `None`: from sysfs.
-type StringFromLink = Option<fn(&Link) -> &str>;
+/// String attributes that become labels of `node_network_info`, in label order.
+const STRINGS: [&str; 5] = ["address", "broadcast", "duplex", "ifalias", "operstate"];
 
-/// String attributes that become labels of `node_network_info`, in label order, with their
-/// netlink source (`duplex` is ethtool's, from sysfs).
-const STRINGS: [(&str, StringFromLink); 5] = [
-    ("address", Some(|l| &l.address)),
-    ("broadcast", Some(|l| &l.broadcast)),
-    ("duplex", None),
-    ("ifalias", Some(|l| &l.alias)),
-    (
-        "operstate",
-        Some(|l| {
-            let state = l.operstate.and_then(|o| OPERSTATES.get(o as usize));
-            state.copied().unwrap_or("")
-        }),
-    ),
-];
-
-/// sysfs `operstate` names, indexed by the kernel's IF_OPER_* value (what netlink sends).
-const OPERSTATES: [&str; 7] = [
-    "unknown",
-    "notpresent",
-    "down",
-    "lowerlayerdown",
-    "testing",
-    "dormant",
-    "up",
-];
-
-const IFF_DORMANT: u32 = 0x20000;
 const IFF_UP: i64 = 0x1;
 
 pub struct NetClass {
@@ -223,6 +131,30 @@ pub fn parse_int_base0(s: &str) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
+/// sysfs `operstate` names, indexed by the kernel's IF_OPER_* value (what netlink sends).
+const OPERSTATES: [&str; 7] = [
+    "unknown",
+    "notpresent",
+    "down",
+    "lowerlayerdown",
+    "testing",
+    "dormant",
+    "up",
+];
+
+/// Attributes still read from sysfs when netlink gives the rest: ethtool's `speed` and
+/// `duplex`, attributes rtnetlink does not carry, and `flags`, whose sysfs value is
+/// `dev->flags` while netlink sends `dev_get_flags()` (PROMISC/ALLMULTI from user requests only
+/// and RUNNING/LOWER_UP/DORMANT computed), which cannot be turned back into it exactly.
+fn sysfs_only(file: &str) -> bool {
+    matches!(
+        file,
+        "duplex" | "addr_assign_type" | "dev_id" | "flags" | "name_assign_type" | "speed"
+    )
+}
+
+const IFF_DORMANT: u32 = 0x20000;
+
 impl NetClass {
     /// Reads attribute `slot` (`file`) of `dev` from sysfs into `value`; a value that is not an
     /// integer is remembered in `first_err`.
@@ -251,7 +183,7 @@ impl NetClass {
     /// Reads string attribute `i` of `dev` from sysfs into `self.strings[i]`.
     fn read_string(&mut self, dev: &str, i: usize) {
         self.strings[i].clear();
-        self.path.push(STRINGS[i].0);
+        self.path.push(STRINGS[i]);
         if let Some(v) = self.kept.read(dev, i, &self.path, &mut self.buf) {
             self.strings[i].push_str(&v);
         }
@@ -263,7 +195,7 @@ impl NetClass {
         for i in 0..STRINGS.len() {
             self.read_string(dev, i);
         }
-        for (i, (file, ..)) in NUMERIC.iter().enumerate() {
+        for (i, (file, _, _)) in NUMERIC.iter().enumerate() {
             self.values[i] = self.read_numeric(dev, STRINGS.len() + i, file, first_err);
         }
     }
@@ -274,24 +206,53 @@ impl NetClass {
     fn read_from_link(&mut self, link: &Link, first_err: &mut Option<CollectError>) {
         let running = link.flags & IFF_UP as u32 != 0;
         let dev = link.name.as_str();
-        for (i, (file, from_link)) in STRINGS.iter().enumerate() {
-            match from_link {
-                Some(get) => {
-                    self.strings[i].clear();
-                    self.strings[i].push_str(get(link));
-                }
+        for (i, file) in STRINGS.iter().enumerate() {
+            if *file == "duplex" && !running {
                 // sysfs refuses ethtool attributes of a device that is not running (EINVAL).
-                None if running || *file != "duplex" => self.read_string(dev, i),
-                None => self.strings[i].clear(),
+                self.strings[i].clear();
+                continue;
+            }
+            if sysfs_only(file) {
+                self.read_string(dev, i);
+                continue;
+            }
+            let s = &mut self.strings[i];
+            s.clear();
+            match *file {
+                "address" => s.push_str(&link.address),
+                "broadcast" => s.push_str(&link.broadcast),
+                "ifalias" => s.push_str(&link.alias),
+                "operstate" => {
+                    let state = link.operstate.and_then(|o| OPERSTATES.get(o as usize));
+                    s.push_str(state.copied().unwrap_or(""));
+                }
+                other => unreachable!("string attribute {other} has no netlink source"),
             }
         }
-        for (i, (file, _, _, from_link)) in NUMERIC.iter().enumerate() {
-            self.values[i] = match from_link {
-                Some(get) => get(link, running),
-                None if running || *file != "speed" => {
-                    self.read_numeric(dev, STRINGS.len() + i, file, first_err)
-                }
-                None => None,
+        for (i, (file, _, _)) in NUMERIC.iter().enumerate() {
+            if *file == "speed" && !running {
+                self.values[i] = None;
+                continue;
+            }
+            if sysfs_only(file) {
+                self.values[i] = self.read_numeric(dev, STRINGS.len() + i, file, first_err);
+                continue;
+            }
+            let word = |w: Option<u32>| w.map(i64::from);
+            self.values[i] = match *file {
+                "carrier" => link.carrier.filter(|_| running).map(|c| i64::from(c != 0)),
+                "carrier_changes" => word(link.carrier_changes),
+                "carrier_up_count" => word(link.carrier_up),
+                "carrier_down_count" => word(link.carrier_down),
+                "dormant" => running.then(|| i64::from(link.flags & IFF_DORMANT != 0)),
+                "ifindex" => Some(i64::from(link.index)),
+                "iflink" => Some(link.link.map_or(i64::from(link.index), i64::from)),
+                "link_mode" => link.link_mode.map(i64::from),
+                "mtu" => word(link.mtu),
+                "netdev_group" => word(link.group),
+                "tx_queue_len" => word(link.txqlen),
+                "type" => Some(i64::from(link.kind)),
+                other => unreachable!("attribute {other} has no netlink source"),
             };
         }
     }
@@ -302,7 +263,7 @@ impl NetClass {
         let [address, broadcast, duplex, ifalias, operstate] = &self.strings;
         let up = if operstate == "up" { 1.0 } else { 0.0 };
         out.sample(up_f, &labels, up);
-        let flags = NUMERIC.iter().position(|(f, ..)| *f == "flags");
+        let flags = NUMERIC.iter().position(|(f, _, _)| *f == "flags");
         let admin = match flags.and_then(|i| self.values[i]) {
             Some(f) if f & IFF_UP != 0 => "up",
             _ => "down",
@@ -320,7 +281,7 @@ impl NetClass {
             ],
             1.0,
         );
-        for ((v, (file, ..)), fam) in self.values.iter().zip(NUMERIC).zip(&self.families) {
+        for ((v, (file, _, _)), fam) in self.values.iter().zip(NUMERIC).zip(&self.families) {
             let Some(v) = *v else { continue };
             let v = if file == "speed" {
                 // Mbit/s → bytes/s; drivers report -1 when the speed is unknown.
@@ -372,7 +333,7 @@ impl Collector for NetClass {
             MetricType::Gauge,
         );
         self.families.clear();
-        for (_, suffix, counter, _) in NUMERIC {
+        for (_, suffix, counter) in NUMERIC {
             self.name_buf.clear();
             self.name_buf.push_str("node_network_");
             self.name_buf.push_str(suffix);
@@ -392,13 +353,9 @@ impl Collector for NetClass {
         if let Some(links) = links {
             // sysfs lists devices by name; keep that order.
             self.order.clear();
-            for i in 0..links.len() {
-                // Insertion sort: a handful of interfaces, and no sort instantiation (size).
-                let at = self
-                    .order
-                    .partition_point(|&j| links[j].name <= links[i].name);
-                self.order.insert(at, i);
-            }
+            self.order.extend(0..links.len());
+            self.order
+                .sort_unstable_by(|&x, &y| links[x].name.cmp(&links[y].name));
             let order = std::mem::take(&mut self.order);
             for &i in &order {
                 let link = &links[i];

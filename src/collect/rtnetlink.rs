@@ -13,6 +13,7 @@
 
 use rustix::fd::OwnedFd;
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+use std::fmt::Write as _;
 
 const NLMSG_HDR: usize = 16;
 const IFINFOMSG: usize = 16;
@@ -285,14 +286,12 @@ fn set_c_string(out: &mut String, v: &[u8]) {
 
 /// `aa:bb:cc`, lower-case hex, as sysfs formats `address` and `broadcast`.
 fn format_hw_address(out: &mut String, v: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.clear();
     for (i, byte) in v.iter().enumerate() {
         if i > 0 {
             out.push(':');
         }
-        out.push(HEX[usize::from(byte >> 4)] as char);
-        out.push(HEX[usize::from(byte & 0xf)] as char);
+        let _ = write!(out, "{byte:02x}");
     }
 }
 
