@@ -44,7 +44,6 @@ pub mod os;
 pub mod powersupplyclass;
 pub mod pressure;
 pub mod rapl;
-pub mod rtnetlink;
 pub mod schedstat;
 pub mod sockstat;
 pub mod softnet;
