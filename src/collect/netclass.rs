@@ -1,17 +1,23 @@
 //! The `netclass` collector (node_exporter's default sysfs mode): link properties of every
 //! interface from `/sys/class/net/<iface>/`: operstate, carrier, MTU, speed, flags, ...
 //!
-//! Must not touch: traffic counters (the `netdev` collector), netlink (not used by promlet).
+//! Must not touch: traffic counters (the `netdev` collector).
+//!
+//! Source: when `--path.sysfs` is the host's `/sys`, one rtnetlink link dump per scrape
+//! (src/collect/rtnetlink.rs) gives 16 of the 22 attributes of every interface and only the
+//! other 6 are read from sysfs; the values are those sysfs shows (a test compares both on this
+//! machine). Any other sysfs root (recorded trees), or a netlink error, reads all from sysfs.
 //!
 //! Attributes a driver refuses to read right now (EINVAL for `speed` on a link that is down)
 //! are skipped; an attribute that reads but is not an integer is a parse error, reported after
 //! the other interfaces were exported. Integers use Go's base-0 syntax (`flags` is `0x1003`).
 
+use super::rtnetlink::{Link, LinkDump};
 use super::sysfs::{list_dir, opt_bool, short, KeptAttrs};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{FamilyId, MetricSet, MetricType};
 use regex_lite::Regex;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub const OPTIONS: &[CollectorOption] = &[
     CollectorOption {
@@ -64,17 +70,28 @@ pub struct NetClass {
     name_buf: String,
     help_buf: String,
     kept: KeptAttrs,
+    /// The current device's attribute values, in [`NUMERIC`] order.
+    values: [Option<i64>; NUMERIC.len()],
+    /// Link attributes from one rtnetlink dump per scrape, when sysfs is the host's `/sys`.
+    netlink: LinkDump,
+    use_netlink: bool,
+    /// Indexes of the dumped links in name order.
+    order: Vec<usize>,
 }
 
 /// Attribute files netclass keeps open at most (22 per interface; see [`KeptAttrs`]).
 const KEPT_FILES: usize = 256;
 
 pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
+    Ok(Box::new(build(opts)?))
+}
+
+fn build(opts: &CollectorOptions) -> Result<NetClass, String> {
     let pat = opts.get("netclass.ignored-devices");
     let ignored = Regex::new(pat).map_err(|e| {
         format!("--collector.netclass.ignored-devices: invalid regular expression {pat:?}: {e}")
     })?;
-    Ok(Box::new(NetClass {
+    Ok(NetClass {
         ignored,
         ignore_invalid_speed: opt_bool(opts, "netclass.ignore-invalid-speed"),
         names: Vec::new(),
@@ -85,7 +102,11 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
         name_buf: String::new(),
         help_buf: String::new(),
         kept: KeptAttrs::new(STRINGS.len() + NUMERIC.len(), KEPT_FILES),
-    }))
+        values: [None; NUMERIC.len()],
+        netlink: LinkDump::default(),
+        use_netlink: true,
+        order: Vec::new(),
+    })
 }
 
 /// Go's `strconv.ParseInt(s, 0, 64)`: optional sign, then `0x`/`0o`/`0b`/leading-`0` prefixes.
@@ -110,6 +131,172 @@ pub fn parse_int_base0(s: &str) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
+/// sysfs `operstate` names, indexed by the kernel's IF_OPER_* value (what netlink sends).
+const OPERSTATES: [&str; 7] = [
+    "unknown",
+    "notpresent",
+    "down",
+    "lowerlayerdown",
+    "testing",
+    "dormant",
+    "up",
+];
+
+/// Attributes still read from sysfs when netlink gives the rest: ethtool's `speed` and
+/// `duplex`, attributes rtnetlink does not carry, and `flags`, whose sysfs value is
+/// `dev->flags` while netlink sends `dev_get_flags()` (PROMISC/ALLMULTI from user requests only
+/// and RUNNING/LOWER_UP/DORMANT computed), which cannot be turned back into it exactly.
+fn sysfs_only(file: &str) -> bool {
+    matches!(
+        file,
+        "duplex" | "addr_assign_type" | "dev_id" | "flags" | "name_assign_type" | "speed"
+    )
+}
+
+const IFF_DORMANT: u32 = 0x20000;
+
+impl NetClass {
+    /// Reads attribute `slot` (`file`) of `dev` from sysfs into `value`; a value that is not an
+    /// integer is remembered in `first_err`.
+    fn read_numeric(
+        &mut self,
+        dev: &str,
+        slot: usize,
+        file: &str,
+        first_err: &mut Option<CollectError>,
+    ) -> Option<i64> {
+        self.path.push(file);
+        let v = self.kept.read(dev, slot, &self.path, &mut self.buf);
+        let parsed = v.and_then(|v| match parse_int_base0(&v) {
+            Some(n) => Some(n),
+            None => {
+                first_err.get_or_insert_with(|| {
+                    CollectError::parse(&self.path, format!("not an integer: {:?}", short(&v)))
+                });
+                None
+            }
+        });
+        self.path.pop();
+        parsed
+    }
+
+    /// Reads string attribute `i` of `dev` from sysfs into `self.strings[i]`.
+    fn read_string(&mut self, dev: &str, i: usize) {
+        self.strings[i].clear();
+        self.path.push(STRINGS[i]);
+        if let Some(v) = self.kept.read(dev, i, &self.path, &mut self.buf) {
+            self.strings[i].push_str(&v);
+        }
+        self.path.pop();
+    }
+
+    /// Every attribute of `dev` from its sysfs directory (`self.path`).
+    fn read_from_sysfs(&mut self, dev: &str, first_err: &mut Option<CollectError>) {
+        for i in 0..STRINGS.len() {
+            self.read_string(dev, i);
+        }
+        for (i, (file, _, _)) in NUMERIC.iter().enumerate() {
+            self.values[i] = self.read_numeric(dev, STRINGS.len() + i, file, first_err);
+        }
+    }
+
+    /// `link`'s attributes from the netlink dump, the few netlink lacks from sysfs
+    /// (`self.path` is the device's directory). Values are what sysfs would show: an attribute
+    /// sysfs refuses on a device that is not running (carrier, dormant) is absent here too.
+    fn read_from_link(&mut self, link: &Link, first_err: &mut Option<CollectError>) {
+        let running = link.flags & IFF_UP as u32 != 0;
+        let dev = link.name.as_str();
+        for (i, file) in STRINGS.iter().enumerate() {
+            if *file == "duplex" && !running {
+                // sysfs refuses ethtool attributes of a device that is not running (EINVAL).
+                self.strings[i].clear();
+                continue;
+            }
+            if sysfs_only(file) {
+                self.read_string(dev, i);
+                continue;
+            }
+            let s = &mut self.strings[i];
+            s.clear();
+            match *file {
+                "address" => s.push_str(&link.address),
+                "broadcast" => s.push_str(&link.broadcast),
+                "ifalias" => s.push_str(&link.alias),
+                "operstate" => {
+                    let state = link.operstate.and_then(|o| OPERSTATES.get(o as usize));
+                    s.push_str(state.copied().unwrap_or(""));
+                }
+                other => unreachable!("string attribute {other} has no netlink source"),
+            }
+        }
+        for (i, (file, _, _)) in NUMERIC.iter().enumerate() {
+            if *file == "speed" && !running {
+                self.values[i] = None;
+                continue;
+            }
+            if sysfs_only(file) {
+                self.values[i] = self.read_numeric(dev, STRINGS.len() + i, file, first_err);
+                continue;
+            }
+            let word = |w: Option<u32>| w.map(i64::from);
+            self.values[i] = match *file {
+                "carrier" => link.carrier.filter(|_| running).map(|c| i64::from(c != 0)),
+                "carrier_changes" => word(link.carrier_changes),
+                "carrier_up_count" => word(link.carrier_up),
+                "carrier_down_count" => word(link.carrier_down),
+                "dormant" => running.then(|| i64::from(link.flags & IFF_DORMANT != 0)),
+                "ifindex" => Some(i64::from(link.index)),
+                "iflink" => Some(link.link.map_or(i64::from(link.index), i64::from)),
+                "link_mode" => link.link_mode.map(i64::from),
+                "mtu" => word(link.mtu),
+                "netdev_group" => word(link.group),
+                "tx_queue_len" => word(link.txqlen),
+                "type" => Some(i64::from(link.kind)),
+                other => unreachable!("attribute {other} has no netlink source"),
+            };
+        }
+    }
+
+    /// The samples of one device from `self.strings` and `self.values`.
+    fn emit(&self, dev: &str, up_f: FamilyId, info_f: FamilyId, out: &mut MetricSet) {
+        let labels: [(&str, &dyn std::fmt::Display); 1] = [("device", &dev)];
+        let [address, broadcast, duplex, ifalias, operstate] = &self.strings;
+        let up = if operstate == "up" { 1.0 } else { 0.0 };
+        out.sample(up_f, &labels, up);
+        let flags = NUMERIC.iter().position(|(f, _, _)| *f == "flags");
+        let admin = match flags.and_then(|i| self.values[i]) {
+            Some(f) if f & IFF_UP != 0 => "up",
+            _ => "down",
+        };
+        out.sample(
+            info_f,
+            &[
+                ("address", address),
+                ("adminstate", &admin),
+                ("broadcast", broadcast),
+                ("device", &dev),
+                ("duplex", duplex),
+                ("ifalias", ifalias),
+                ("operstate", operstate),
+            ],
+            1.0,
+        );
+        for ((v, (file, _, _)), fam) in self.values.iter().zip(NUMERIC).zip(&self.families) {
+            let Some(v) = *v else { continue };
+            let v = if file == "speed" {
+                // Mbit/s → bytes/s; drivers report -1 when the speed is unknown.
+                if v < 0 && self.ignore_invalid_speed {
+                    continue;
+                }
+                v.saturating_mul(1000 * 1000 / 8)
+            } else {
+                v
+            };
+            out.sample(*fam, &labels, v as f64);
+        }
+    }
+}
+
 impl Collector for NetClass {
     fn name(&self) -> &'static str {
         "netclass"
@@ -117,7 +304,24 @@ impl Collector for NetClass {
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
         let class = ctx.roots.sys("class/net");
-        list_dir(&class, &mut self.names)?;
+        // The dump is taken out of `self` while its links are read (the readers borrow `self`).
+        let mut netlink = std::mem::take(&mut self.netlink);
+        // netlink describes this process's own kernel, so only when sysfs is the host's own.
+        let links = if self.use_netlink && ctx.roots.sysfs == Path::new("/sys") {
+            if !class.is_dir() {
+                self.netlink = netlink;
+                return Err(CollectError::not_found(class));
+            }
+            netlink.dump().ok()
+        } else {
+            None
+        };
+        if links.is_none() {
+            if let Err(e) = list_dir(&class, &mut self.names) {
+                self.netlink = netlink;
+                return Err(e);
+            }
+        }
         let up_f = out.family(
             "node_network_up",
             "Value is 1 if operstate is 'up', 0 otherwise.",
@@ -146,88 +350,46 @@ impl Collector for NetClass {
         }
         let mut first_err = None;
         self.kept.begin_cycle(ctx.now_ms);
-        for dev in &self.names {
-            if self.ignored.is_match(dev) {
-                continue;
-            }
-            self.path.clear();
-            self.path.push(&class);
-            self.path.push(dev);
-            // Interfaces are directories (or links to them); `bonding_masters` is a file. An
-            // interface with attribute files kept open is known to be one (saves a `stat`
-            // through the class symlink per interface and scrape).
-            if !self.kept.has_open_files(dev) && !self.path.is_dir() {
-                continue;
-            }
-            let labels: [(&str, &dyn std::fmt::Display); 1] = [("device", dev)];
-            for (i, (s, file)) in self.strings.iter_mut().zip(STRINGS).enumerate() {
-                s.clear();
-                self.path.push(file);
-                if let Some(v) = self.kept.read(dev, i, &self.path, &mut self.buf) {
-                    s.push_str(&v);
+        if let Some(links) = links {
+            // sysfs lists devices by name; keep that order.
+            self.order.clear();
+            self.order.extend(0..links.len());
+            self.order
+                .sort_unstable_by(|&x, &y| links[x].name.cmp(&links[y].name));
+            let order = std::mem::take(&mut self.order);
+            for &i in &order {
+                let link = &links[i];
+                if self.ignored.is_match(&link.name) {
+                    continue;
                 }
-                self.path.pop();
+                self.path.clear();
+                self.path.push(&class);
+                self.path.push(&link.name);
+                self.read_from_link(link, &mut first_err);
+                self.emit(&link.name, up_f, info_f, out);
             }
-            let mut flags = None;
-            let mut values = [None; 17];
-            for (i, (slot, (file, _, _))) in values.iter_mut().zip(NUMERIC).enumerate() {
-                self.path.push(file);
-                let kept = self
-                    .kept
-                    .read(dev, STRINGS.len() + i, &self.path, &mut self.buf);
-                if let Some(v) = kept {
-                    match parse_int_base0(&v) {
-                        Some(n) => *slot = Some(n),
-                        None => {
-                            first_err.get_or_insert_with(|| {
-                                CollectError::parse(
-                                    &self.path,
-                                    format!("not an integer: {:?}", short(&v)),
-                                )
-                            });
-                        }
-                    }
+            self.order = order;
+        } else {
+            let names = std::mem::take(&mut self.names);
+            for dev in &names {
+                if self.ignored.is_match(dev) {
+                    continue;
                 }
-                self.path.pop();
-                if file == "flags" {
-                    flags = *slot;
+                self.path.clear();
+                self.path.push(&class);
+                self.path.push(dev);
+                // Interfaces are directories (or links to them); `bonding_masters` is a file.
+                // An interface with attribute files kept open is known to be one (saves a
+                // `stat` through the class symlink per interface and scrape).
+                if !self.kept.has_open_files(dev) && !self.path.is_dir() {
+                    continue;
                 }
+                self.read_from_sysfs(dev, &mut first_err);
+                self.emit(dev, up_f, info_f, out);
             }
-            let operstate = &self.strings[4];
-            let up = if operstate == "up" { 1.0 } else { 0.0 };
-            out.sample(up_f, &labels, up);
-            let admin = match flags {
-                Some(f) if f & IFF_UP != 0 => "up",
-                _ => "down",
-            };
-            let [address, broadcast, duplex, ifalias, operstate] = &self.strings;
-            out.sample(
-                info_f,
-                &[
-                    ("address", address),
-                    ("adminstate", &admin),
-                    ("broadcast", broadcast),
-                    ("device", dev),
-                    ("duplex", duplex),
-                    ("ifalias", ifalias),
-                    ("operstate", operstate),
-                ],
-                1.0,
-            );
-            for ((v, (file, _, _)), fam) in values.iter().zip(NUMERIC).zip(&self.families) {
-                let Some(v) = *v else { continue };
-                let v = if file == "speed" {
-                    // Mbit/s → bytes/s; drivers report -1 when the speed is unknown.
-                    if v < 0 && self.ignore_invalid_speed {
-                        continue;
-                    }
-                    v.saturating_mul(1000 * 1000 / 8)
-                } else {
-                    v
-                };
-                out.sample(*fam, &labels, v as f64);
-            }
+            self.names = names;
         }
+        self.netlink = netlink;
         self.kept.end_cycle();
         first_err.map_or(Ok(()), Err)
     }
@@ -265,6 +427,39 @@ mod tests {
         let text = run(c.as_mut(), &roots_at(&dir)).unwrap();
         assert!(text.contains("node_network_speed_bytes{device=\"bond0\"} -125000\n"));
         assert!(text.contains("device=\"dmz\""));
+    }
+
+    /// The netlink path must show exactly what sysfs shows for this machine's interfaces.
+    #[test]
+    fn netclass_from_netlink_matches_sysfs_on_this_machine() {
+        let roots = crate::collect::Roots::default();
+        if !roots.sys("class/net").is_dir() {
+            eprintln!("no /sys/class/net here: nothing to compare");
+            return;
+        }
+        let mut via_sysfs = build(&CollectorOptions::default()).unwrap();
+        via_sysfs.use_netlink = false;
+        let mut via_netlink = build(&CollectorOptions::default()).unwrap();
+        // Twice each, interleaved: the second netlink collection reuses the dump's buffers
+        // and the kept sysfs files.
+        let mut texts = Vec::new();
+        for _ in 0..2 {
+            texts.push((
+                run(&mut via_sysfs, &roots).unwrap(),
+                run(&mut via_netlink, &roots).unwrap(),
+            ));
+        }
+        let used_netlink = via_netlink.netlink.dump().is_ok();
+        if cfg!(target_arch = "x86_64") {
+            assert!(used_netlink, "rtnetlink dump failed on x86_64");
+        }
+        for (sysfs, netlink) in texts {
+            assert!(
+                sysfs.contains("node_network_mtu_bytes{device=\"lo\"}"),
+                "{sysfs}"
+            );
+            assert_eq!(netlink, sysfs);
+        }
     }
 
     #[test]
