@@ -4,15 +4,17 @@
 //! Must not touch: traffic counters (the `netdev` collector).
 //!
 //! Source: when `--path.sysfs` is the host's `/sys`, one rtnetlink link dump per scrape
-//! (src/collect/rtnetlink.rs) gives 16 of the 22 attributes of every interface and only the
-//! other 6 are read from sysfs; the values are those sysfs shows (a test compares both on this
-//! machine). Any other sysfs root (recorded trees), or a netlink error, reads all from sysfs.
+//! (src/collect/rtnetlink.rs) gives the interface list and 16 of the 22 attributes of every
+//! interface; sysfs is read only for the other 6, and of those `speed`/`duplex` only on a device
+//! that is up (the kernel refuses them otherwise). The values are those sysfs shows (a test
+//! compares both on this machine). Any other sysfs root (recorded trees), or a netlink error,
+//! lists `/sys/class/net` and reads every attribute from sysfs.
 //!
 //! Attributes a driver refuses to read right now (EINVAL for `speed` on a link that is down)
 //! are skipped; an attribute that reads but is not an integer is a parse error, reported after
 //! the other interfaces were exported. Integers use Go's base-0 syntax (`flags` is `0x1003`).
 
-use super::rtnetlink::{Link, LinkDump};
+use super::rtnetlink::{self as nl, Link, LinkDump};
 use super::sysfs::{list_dir, opt_bool, short, KeptAttrs};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{FamilyId, MetricSet, MetricType};
@@ -33,26 +35,113 @@ pub const OPTIONS: &[CollectorOption] = &[
     },
 ];
 
-/// (sysfs file, metric suffix, is a counter), in node_exporter's emission order.
-const NUMERIC: [(&str, &str, bool); 17] = [
-    ("addr_assign_type", "address_assign_type", false),
-    ("carrier", "carrier", false),
-    ("carrier_changes", "carrier_changes_total", true),
-    ("carrier_up_count", "carrier_up_changes_total", true),
-    ("carrier_down_count", "carrier_down_changes_total", true),
-    ("dev_id", "device_id", false),
-    ("dormant", "dormant", false),
-    ("flags", "flags", false),
-    ("ifindex", "iface_id", false),
-    ("iflink", "iface_link", false),
-    ("link_mode", "iface_link_mode", false),
-    ("mtu", "mtu_bytes", false),
-    ("name_assign_type", "name_assign_type", false),
-    ("netdev_group", "net_dev_group", false),
-    ("speed", "speed_bytes", false),
-    ("tx_queue_len", "transmit_queue_length", false),
-    ("type", "protocol_type", false),
+/// Where a numeric attribute comes from when the link dump is used.
+#[derive(Clone, Copy)]
+enum FromLink {
+    /// sysfs: rtnetlink does not carry it (`addr_assign_type`, `dev_id`, `name_assign_type`),
+    /// or not as sysfs shows it: sysfs `flags` is `dev->flags`, netlink sends
+    /// `dev_get_flags()` (PROMISC/ALLMULTI as user space asked, RUNNING/LOWER_UP/DORMANT
+    /// computed), and some vendor drivers keep IFF_RUNNING in `dev->flags` themselves.
+    Sysfs,
+    /// sysfs while the device is up; absent otherwise (ethtool's `speed`: the kernel refuses
+    /// it with EINVAL unless `netif_running`).
+    SysfsIfUp,
+    /// A `u32` attribute.
+    Word(u16),
+    /// A `u8` attribute.
+    Byte(u16),
+    /// `IFLA_CARRIER`, which sysfs shows only while the device is up.
+    Carrier,
+    /// IFF_DORMANT of the dump flags (set only while up, when sysfs shows `dormant` at all).
+    Dormant,
+    Index,
+    /// `IFLA_LINK`, which the kernel omits when it is the device's own index.
+    Iflink,
+    Kind,
+}
+
+/// (sysfs file, metric suffix, is a counter, netlink source), in node_exporter's emission order.
+const NUMERIC: [(&str, &str, bool, FromLink); 17] = [
+    (
+        "addr_assign_type",
+        "address_assign_type",
+        false,
+        FromLink::Sysfs,
+    ),
+    ("carrier", "carrier", false, FromLink::Carrier),
+    (
+        "carrier_changes",
+        "carrier_changes_total",
+        true,
+        FromLink::Word(nl::IFLA_CARRIER_CHANGES),
+    ),
+    (
+        "carrier_up_count",
+        "carrier_up_changes_total",
+        true,
+        FromLink::Word(nl::IFLA_CARRIER_UP_COUNT),
+    ),
+    (
+        "carrier_down_count",
+        "carrier_down_changes_total",
+        true,
+        FromLink::Word(nl::IFLA_CARRIER_DOWN_COUNT),
+    ),
+    ("dev_id", "device_id", false, FromLink::Sysfs),
+    ("dormant", "dormant", false, FromLink::Dormant),
+    ("flags", "flags", false, FromLink::Sysfs),
+    ("ifindex", "iface_id", false, FromLink::Index),
+    ("iflink", "iface_link", false, FromLink::Iflink),
+    (
+        "link_mode",
+        "iface_link_mode",
+        false,
+        FromLink::Byte(nl::IFLA_LINKMODE),
+    ),
+    ("mtu", "mtu_bytes", false, FromLink::Word(nl::IFLA_MTU)),
+    (
+        "name_assign_type",
+        "name_assign_type",
+        false,
+        FromLink::Sysfs,
+    ),
+    (
+        "netdev_group",
+        "net_dev_group",
+        false,
+        FromLink::Word(nl::IFLA_GROUP),
+    ),
+    ("speed", "speed_bytes", false, FromLink::SysfsIfUp),
+    (
+        "tx_queue_len",
+        "transmit_queue_length",
+        false,
+        FromLink::Word(nl::IFLA_TXQLEN),
+    ),
+    ("type", "protocol_type", false, FromLink::Kind),
 ];
+
+/// `src`'s value of `link` (`up`: IFF_UP in the dump flags); `None`: read it from sysfs.
+fn link_value(src: FromLink, link: &Link<'_>, up: bool) -> Option<Option<i64>> {
+    Some(match src {
+        FromLink::Sysfs => return None,
+        FromLink::SysfsIfUp if up => return None,
+        FromLink::SysfsIfUp => None,
+        FromLink::Word(kind) => link.word(kind).map(i64::from),
+        FromLink::Byte(kind) => link.byte(kind).map(i64::from),
+        FromLink::Carrier => link
+            .byte(nl::IFLA_CARRIER)
+            .filter(|_| up)
+            .map(|c| i64::from(c != 0)),
+        FromLink::Dormant => up.then(|| i64::from(link.flags() & IFF_DORMANT != 0)),
+        FromLink::Index => Some(i64::from(link.index())),
+        FromLink::Iflink => Some(
+            link.word(nl::IFLA_LINK)
+                .map_or(i64::from(link.index()), i64::from),
+        ),
+        FromLink::Kind => Some(i64::from(link.kind())),
+    })
+}
 
 /// String attributes that become labels of `node_network_info`, in label order.
 const STRINGS: [&str; 5] = ["address", "broadcast", "duplex", "ifalias", "operstate"];
@@ -77,6 +166,8 @@ pub struct NetClass {
     use_netlink: bool,
     /// Indexes of the dumped links in name order.
     order: Vec<usize>,
+    /// `/sys/class/net` was found once: netlink mode does not look again on every scrape.
+    class_seen: bool,
 }
 
 /// Attribute files netclass keeps open at most (22 per interface; see [`KeptAttrs`]).
@@ -106,6 +197,7 @@ fn build(opts: &CollectorOptions) -> Result<NetClass, String> {
         netlink: LinkDump::default(),
         use_netlink: true,
         order: Vec::new(),
+        class_seen: false,
     })
 }
 
@@ -142,15 +234,18 @@ const OPERSTATES: [&str; 7] = [
     "up",
 ];
 
-/// Attributes still read from sysfs when netlink gives the rest: ethtool's `speed` and
-/// `duplex`, attributes rtnetlink does not carry, and `flags`, whose sysfs value is
-/// `dev->flags` while netlink sends `dev_get_flags()` (PROMISC/ALLMULTI from user requests only
-/// and RUNNING/LOWER_UP/DORMANT computed), which cannot be turned back into it exactly.
-fn sysfs_only(file: &str) -> bool {
-    matches!(
-        file,
-        "duplex" | "addr_assign_type" | "dev_id" | "flags" | "name_assign_type" | "speed"
-    )
+/// `aa:bb:cc`, lower-case hex, as sysfs shows `address` and `broadcast` (empty when the
+/// device has no hardware address: the kernel then sends neither attribute).
+fn format_hw_address(out: &mut String, v: Option<&[u8]>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.clear();
+    for (i, byte) in v.unwrap_or_default().iter().enumerate() {
+        if i > 0 {
+            out.push(':');
+        }
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
 }
 
 const IFF_DORMANT: u32 = 0x20000;
@@ -195,64 +290,44 @@ impl NetClass {
         for i in 0..STRINGS.len() {
             self.read_string(dev, i);
         }
-        for (i, (file, _, _)) in NUMERIC.iter().enumerate() {
+        for (i, (file, ..)) in NUMERIC.iter().enumerate() {
             self.values[i] = self.read_numeric(dev, STRINGS.len() + i, file, first_err);
         }
     }
 
     /// `link`'s attributes from the netlink dump, the few netlink lacks from sysfs
     /// (`self.path` is the device's directory). Values are what sysfs would show: an attribute
-    /// sysfs refuses on a device that is not running (carrier, dormant) is absent here too.
-    fn read_from_link(&mut self, link: &Link, first_err: &mut Option<CollectError>) {
-        let running = link.flags & IFF_UP as u32 != 0;
-        let dev = link.name.as_str();
-        for (i, file) in STRINGS.iter().enumerate() {
-            if *file == "duplex" && !running {
-                // sysfs refuses ethtool attributes of a device that is not running (EINVAL).
-                self.strings[i].clear();
-                continue;
-            }
-            if sysfs_only(file) {
-                self.read_string(dev, i);
-                continue;
-            }
-            let s = &mut self.strings[i];
-            s.clear();
-            match *file {
-                "address" => s.push_str(&link.address),
-                "broadcast" => s.push_str(&link.broadcast),
-                "ifalias" => s.push_str(&link.alias),
-                "operstate" => {
-                    let state = link.operstate.and_then(|o| OPERSTATES.get(o as usize));
-                    s.push_str(state.copied().unwrap_or(""));
-                }
-                other => unreachable!("string attribute {other} has no netlink source"),
-            }
+    /// sysfs refuses on a device that is not up (carrier, dormant, speed, duplex) is absent
+    /// here too, and not asked for.
+    fn read_from_link(&mut self, link: &Link<'_>, first_err: &mut Option<CollectError>) {
+        // IFF_UP is set once a device is opened (netif_running) and cleared as it is closed.
+        let up = link.flags() & IFF_UP as u32 != 0;
+        let dev = link.name();
+        let [address, broadcast, _, ifalias, operstate] = &mut self.strings;
+        format_hw_address(address, link.attr(nl::IFLA_ADDRESS));
+        format_hw_address(broadcast, link.attr(nl::IFLA_BROADCAST));
+        ifalias.clear();
+        if let Some(alias) = link.c_bytes(nl::IFLA_IFALIAS) {
+            // As read from sysfs: lossy UTF-8, trimmed.
+            ifalias.push_str(String::from_utf8_lossy(alias).trim());
         }
-        for (i, (file, _, _)) in NUMERIC.iter().enumerate() {
-            if *file == "speed" && !running {
-                self.values[i] = None;
-                continue;
-            }
-            if sysfs_only(file) {
-                self.values[i] = self.read_numeric(dev, STRINGS.len() + i, file, first_err);
-                continue;
-            }
-            let word = |w: Option<u32>| w.map(i64::from);
-            self.values[i] = match *file {
-                "carrier" => link.carrier.filter(|_| running).map(|c| i64::from(c != 0)),
-                "carrier_changes" => word(link.carrier_changes),
-                "carrier_up_count" => word(link.carrier_up),
-                "carrier_down_count" => word(link.carrier_down),
-                "dormant" => running.then(|| i64::from(link.flags & IFF_DORMANT != 0)),
-                "ifindex" => Some(i64::from(link.index)),
-                "iflink" => Some(link.link.map_or(i64::from(link.index), i64::from)),
-                "link_mode" => link.link_mode.map(i64::from),
-                "mtu" => word(link.mtu),
-                "netdev_group" => word(link.group),
-                "tx_queue_len" => word(link.txqlen),
-                "type" => Some(i64::from(link.kind)),
-                other => unreachable!("attribute {other} has no netlink source"),
+        operstate.clear();
+        let state = link.byte(nl::IFLA_OPERSTATE);
+        operstate.push_str(
+            state
+                .and_then(|o| OPERSTATES.get(usize::from(o)))
+                .map_or("", |s| s),
+        );
+        const DUPLEX: usize = 2;
+        if up {
+            self.read_string(dev, DUPLEX);
+        } else {
+            self.strings[DUPLEX].clear();
+        }
+        for (i, (file, _, _, src)) in NUMERIC.iter().enumerate() {
+            self.values[i] = match link_value(*src, link, up) {
+                Some(v) => v,
+                None => self.read_numeric(dev, STRINGS.len() + i, file, first_err),
             };
         }
     }
@@ -263,7 +338,7 @@ impl NetClass {
         let [address, broadcast, duplex, ifalias, operstate] = &self.strings;
         let up = if operstate == "up" { 1.0 } else { 0.0 };
         out.sample(up_f, &labels, up);
-        let flags = NUMERIC.iter().position(|(f, _, _)| *f == "flags");
+        let flags = NUMERIC.iter().position(|(f, ..)| *f == "flags");
         let admin = match flags.and_then(|i| self.values[i]) {
             Some(f) if f & IFF_UP != 0 => "up",
             _ => "down",
@@ -281,7 +356,7 @@ impl NetClass {
             ],
             1.0,
         );
-        for ((v, (file, _, _)), fam) in self.values.iter().zip(NUMERIC).zip(&self.families) {
+        for ((v, (file, ..)), fam) in self.values.iter().zip(NUMERIC).zip(&self.families) {
             let Some(v) = *v else { continue };
             let v = if file == "speed" {
                 // Mbit/s → bytes/s; drivers report -1 when the speed is unknown.
@@ -308,10 +383,11 @@ impl Collector for NetClass {
         let mut netlink = std::mem::take(&mut self.netlink);
         // netlink describes this process's own kernel, so only when sysfs is the host's own.
         let links = if self.use_netlink && ctx.roots.sysfs == Path::new("/sys") {
-            if !class.is_dir() {
+            if !self.class_seen && !class.is_dir() {
                 self.netlink = netlink;
                 return Err(CollectError::not_found(class));
             }
+            self.class_seen = true;
             netlink.dump().ok()
         } else {
             None
@@ -333,7 +409,7 @@ impl Collector for NetClass {
             MetricType::Gauge,
         );
         self.families.clear();
-        for (_, suffix, counter) in NUMERIC {
+        for (_, suffix, counter, _) in NUMERIC {
             self.name_buf.clear();
             self.name_buf.push_str("node_network_");
             self.name_buf.push_str(suffix);
@@ -350,23 +426,28 @@ impl Collector for NetClass {
         }
         let mut first_err = None;
         self.kept.begin_cycle(ctx.now_ms);
-        if let Some(links) = links {
-            // sysfs lists devices by name; keep that order.
+        if let Some(count) = links {
+            // sysfs lists devices by name; keep that order. (Insertion: a handful of
+            // interfaces, and no sort instantiation, for size.)
             self.order.clear();
-            self.order.extend(0..links.len());
-            self.order
-                .sort_unstable_by(|&x, &y| links[x].name.cmp(&links[y].name));
+            for i in 0..count {
+                let name = netlink.link(i).name();
+                let at = self
+                    .order
+                    .partition_point(|&j| netlink.link(j).name() <= name);
+                self.order.insert(at, i);
+            }
             let order = std::mem::take(&mut self.order);
             for &i in &order {
-                let link = &links[i];
-                if self.ignored.is_match(&link.name) {
+                let link = netlink.link(i);
+                if self.ignored.is_match(link.name()) {
                     continue;
                 }
                 self.path.clear();
                 self.path.push(&class);
-                self.path.push(&link.name);
-                self.read_from_link(link, &mut first_err);
-                self.emit(&link.name, up_f, info_f, out);
+                self.path.push(link.name());
+                self.read_from_link(&link, &mut first_err);
+                self.emit(link.name(), up_f, info_f, out);
             }
             self.order = order;
         } else {
@@ -449,7 +530,7 @@ mod tests {
                 run(&mut via_netlink, &roots).unwrap(),
             ));
         }
-        let used_netlink = via_netlink.netlink.dump().is_ok();
+        let used_netlink = via_netlink.netlink.dump().is_ok_and(|n| n > 0);
         if cfg!(target_arch = "x86_64") {
             assert!(used_netlink, "rtnetlink dump failed on x86_64");
         }
@@ -460,6 +541,74 @@ mod tests {
             );
             assert_eq!(netlink, sysfs);
         }
+    }
+
+    /// On a device that is down, carrier, dormant, speed and duplex are neither shown nor
+    /// asked of sysfs (the kernel refuses them); on one that is up they are. The sysfs files
+    /// here hold values for both, so a read would show.
+    #[test]
+    fn netclass_does_not_read_what_the_kernel_refuses_on_a_down_link() {
+        use crate::collect::rtnetlink::testing::{attr, dump_of, newlink};
+        let s = Scratch::new("netclass-down");
+        for (dev, flags) in [("dn0", "0x1002"), ("up0", "0x1003")] {
+            for (file, v) in [
+                ("speed", "1000"),
+                ("duplex", "full"),
+                ("carrier", "1"),
+                ("dormant", "0"),
+                ("flags", flags),
+                ("dev_id", "0x0"),
+            ] {
+                s.write(&format!("sys/class/net/{dev}/{file}"), v.as_bytes());
+            }
+        }
+        let link = |index, name: &[u8], flags, state| {
+            newlink(
+                index,
+                1,
+                flags,
+                &[
+                    attr(nl::IFLA_IFNAME, name),
+                    attr(nl::IFLA_CARRIER, &[1]),
+                    attr(nl::IFLA_OPERSTATE, &[state]),
+                    attr(nl::IFLA_IFALIAS, b" spaced \0"),
+                    attr(nl::IFLA_ADDRESS, &[0x0a, 0xff]),
+                ],
+            )
+        };
+        let dump = dump_of(
+            9,
+            &[link(5, b"dn0\0", 0x1002, 2), link(6, b"up0\0", 0x11043, 6)],
+        );
+        let mut c = build(&CollectorOptions::default()).unwrap();
+        let value = |c: &NetClass, file: &str| {
+            let i = NUMERIC.iter().position(|(f, ..)| *f == file).unwrap();
+            c.values[i]
+        };
+        let mut err = None;
+        for (i, up) in [(0, false), (1, true)] {
+            let l = dump.link(i);
+            c.path = s.dir.join("sys/class/net").join(l.name());
+            c.read_from_link(&l, &mut err);
+            let refused = |v: Option<i64>| if up { v } else { None };
+            assert_eq!(value(&c, "speed"), refused(Some(1000)), "{}", l.name());
+            assert_eq!(value(&c, "carrier"), refused(Some(1)));
+            assert_eq!(value(&c, "dormant"), refused(Some(0)));
+            let duplex = if up { "full" } else { "" };
+            assert_eq!(c.strings[2], duplex);
+            // From sysfs either way, and from the dump.
+            assert_eq!(value(&c, "flags"), Some(if up { 0x1003 } else { 0x1002 }));
+            assert_eq!(value(&c, "dev_id"), Some(0));
+            assert_eq!(value(&c, "ifindex"), Some(5 + i as i64));
+            assert_eq!(value(&c, "iflink"), Some(5 + i as i64));
+            assert_eq!(value(&c, "mtu"), None);
+            let state = if up { "up" } else { "down" };
+            assert_eq!(
+                [&c.strings[0], &c.strings[1], &c.strings[3], &c.strings[4]],
+                ["0a:ff", "", "spaced", state]
+            );
+        }
+        assert!(err.is_none());
     }
 
     #[test]
