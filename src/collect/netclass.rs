@@ -121,8 +121,9 @@ const NUMERIC: [(&str, &str, bool, FromLink); 17] = [
     ("type", "protocol_type", false, FromLink::Kind),
 ];
 
-/// `src`'s value of `link` (`up`: IFF_UP in the dump flags); `None`: read it from sysfs.
-fn link_value(src: FromLink, link: &Link<'_>, up: bool) -> Option<Option<i64>> {
+/// `src`'s value of `link`; `None`: read it from sysfs.
+fn link_value(src: FromLink, link: &Link<'_>) -> Option<Option<i64>> {
+    let up = link.flags() & IFF_UP as u32 != 0;
     Some(match src {
         FromLink::Sysfs => return None,
         FromLink::SysfsIfUp if up => return None,
@@ -150,8 +151,21 @@ const IFF_UP: i64 = 0x1;
 
 pub struct NetClass {
     ignored: Regex,
-    ignore_invalid_speed: bool,
     names: Vec<String>,
+    /// Link attributes from one rtnetlink dump per scrape, when sysfs is the host's `/sys`.
+    netlink: LinkDump,
+    use_netlink: bool,
+    /// Indexes of the dumped links in name order.
+    order: Vec<usize>,
+    /// `/sys/class/net` was found once: netlink mode does not look again on every scrape.
+    class_seen: bool,
+    /// Kept apart from the device list and the dump, so a dumped link can be read into it.
+    attrs: Attrs,
+}
+
+/// One device's attributes as they are read, and the sysfs files and buffers that read them.
+struct Attrs {
+    ignore_invalid_speed: bool,
     path: PathBuf,
     buf: Vec<u8>,
     strings: [String; 5],
@@ -161,13 +175,6 @@ pub struct NetClass {
     kept: KeptAttrs,
     /// The current device's attribute values, in [`NUMERIC`] order.
     values: [Option<i64>; NUMERIC.len()],
-    /// Link attributes from one rtnetlink dump per scrape, when sysfs is the host's `/sys`.
-    netlink: LinkDump,
-    use_netlink: bool,
-    /// Indexes of the dumped links in name order.
-    order: Vec<usize>,
-    /// `/sys/class/net` was found once: netlink mode does not look again on every scrape.
-    class_seen: bool,
 }
 
 /// Attribute files netclass keeps open at most (22 per interface; see [`KeptAttrs`]).
@@ -184,20 +191,22 @@ fn build(opts: &CollectorOptions) -> Result<NetClass, String> {
     })?;
     Ok(NetClass {
         ignored,
-        ignore_invalid_speed: opt_bool(opts, "netclass.ignore-invalid-speed"),
         names: Vec::new(),
-        path: PathBuf::new(),
-        buf: Vec::new(),
-        strings: Default::default(),
-        families: Vec::new(),
-        name_buf: String::new(),
-        help_buf: String::new(),
-        kept: KeptAttrs::new(STRINGS.len() + NUMERIC.len(), KEPT_FILES),
-        values: [None; NUMERIC.len()],
         netlink: LinkDump::default(),
         use_netlink: true,
         order: Vec::new(),
         class_seen: false,
+        attrs: Attrs {
+            ignore_invalid_speed: opt_bool(opts, "netclass.ignore-invalid-speed"),
+            path: PathBuf::new(),
+            buf: Vec::new(),
+            strings: Default::default(),
+            families: Vec::new(),
+            name_buf: String::new(),
+            help_buf: String::new(),
+            kept: KeptAttrs::new(STRINGS.len() + NUMERIC.len(), KEPT_FILES),
+            values: [None; NUMERIC.len()],
+        },
     })
 }
 
@@ -249,8 +258,11 @@ fn format_hw_address(out: &mut String, v: Option<&[u8]>) {
 }
 
 const IFF_DORMANT: u32 = 0x20000;
+/// Indexes of `flags` and `speed` in [`NUMERIC`].
+const FLAGS: usize = 7;
+const SPEED: usize = 14;
 
-impl NetClass {
+impl Attrs {
     /// Reads attribute `slot` (`file`) of `dev` from sysfs into `value`; a value that is not an
     /// integer is remembered in `first_err`.
     fn read_numeric(
@@ -285,47 +297,46 @@ impl NetClass {
         self.path.pop();
     }
 
-    /// Every attribute of `dev` from its sysfs directory (`self.path`).
-    fn read_from_sysfs(&mut self, dev: &str, first_err: &mut Option<CollectError>) {
-        for i in 0..STRINGS.len() {
-            self.read_string(dev, i);
+    /// The attributes of `dev` (its sysfs directory is `self.path`): from its link dump
+    /// entry `link` where netlink has them, else from sysfs. Values are what sysfs would show:
+    /// an attribute sysfs refuses on a device that is not up (carrier, dormant, speed, duplex)
+    /// is absent from the link values too, and not asked of sysfs.
+    fn read_device(
+        &mut self,
+        dev: &str,
+        link: Option<&Link<'_>>,
+        first_err: &mut Option<CollectError>,
+    ) {
+        let mut from_sysfs = [true; STRINGS.len()];
+        if let Some(link) = link {
+            // IFF_UP is set once a device is opened (netif_running), cleared as it is closed.
+            let up = link.flags() & IFF_UP as u32 != 0;
+            let [address, broadcast, duplex, ifalias, operstate] = &mut self.strings;
+            format_hw_address(address, link.attr(nl::IFLA_ADDRESS));
+            format_hw_address(broadcast, link.attr(nl::IFLA_BROADCAST));
+            ifalias.clear();
+            if let Some(alias) = link.c_bytes(nl::IFLA_IFALIAS) {
+                // As read from sysfs: lossy UTF-8, trimmed.
+                ifalias.push_str(String::from_utf8_lossy(alias).trim());
+            }
+            let state = link.byte(nl::IFLA_OPERSTATE);
+            operstate.clear();
+            operstate.push_str(
+                state
+                    .and_then(|o| OPERSTATES.get(usize::from(o)))
+                    .map_or("", |s| s),
+            );
+            duplex.clear();
+            // Only ethtool's duplex is read, and only while the device is up.
+            from_sysfs = [false, false, up, false, false];
         }
-        for (i, (file, ..)) in NUMERIC.iter().enumerate() {
-            self.values[i] = self.read_numeric(dev, STRINGS.len() + i, file, first_err);
-        }
-    }
-
-    /// `link`'s attributes from the netlink dump, the few netlink lacks from sysfs
-    /// (`self.path` is the device's directory). Values are what sysfs would show: an attribute
-    /// sysfs refuses on a device that is not up (carrier, dormant, speed, duplex) is absent
-    /// here too, and not asked for.
-    fn read_from_link(&mut self, link: &Link<'_>, first_err: &mut Option<CollectError>) {
-        // IFF_UP is set once a device is opened (netif_running) and cleared as it is closed.
-        let up = link.flags() & IFF_UP as u32 != 0;
-        let dev = link.name();
-        let [address, broadcast, _, ifalias, operstate] = &mut self.strings;
-        format_hw_address(address, link.attr(nl::IFLA_ADDRESS));
-        format_hw_address(broadcast, link.attr(nl::IFLA_BROADCAST));
-        ifalias.clear();
-        if let Some(alias) = link.c_bytes(nl::IFLA_IFALIAS) {
-            // As read from sysfs: lossy UTF-8, trimmed.
-            ifalias.push_str(String::from_utf8_lossy(alias).trim());
-        }
-        operstate.clear();
-        let state = link.byte(nl::IFLA_OPERSTATE);
-        operstate.push_str(
-            state
-                .and_then(|o| OPERSTATES.get(usize::from(o)))
-                .map_or("", |s| s),
-        );
-        const DUPLEX: usize = 2;
-        if up {
-            self.read_string(dev, DUPLEX);
-        } else {
-            self.strings[DUPLEX].clear();
+        for (i, read) in from_sysfs.into_iter().enumerate() {
+            if read {
+                self.read_string(dev, i);
+            }
         }
         for (i, (file, _, _, src)) in NUMERIC.iter().enumerate() {
-            self.values[i] = match link_value(*src, link, up) {
+            self.values[i] = match link.and_then(|l| link_value(*src, l)) {
                 Some(v) => v,
                 None => self.read_numeric(dev, STRINGS.len() + i, file, first_err),
             };
@@ -338,8 +349,7 @@ impl NetClass {
         let [address, broadcast, duplex, ifalias, operstate] = &self.strings;
         let up = if operstate == "up" { 1.0 } else { 0.0 };
         out.sample(up_f, &labels, up);
-        let flags = NUMERIC.iter().position(|(f, ..)| *f == "flags");
-        let admin = match flags.and_then(|i| self.values[i]) {
+        let admin = match self.values[FLAGS] {
             Some(f) if f & IFF_UP != 0 => "up",
             _ => "down",
         };
@@ -356,9 +366,9 @@ impl NetClass {
             ],
             1.0,
         );
-        for ((v, (file, ..)), fam) in self.values.iter().zip(NUMERIC).zip(&self.families) {
+        for (i, (v, fam)) in self.values.iter().zip(&self.families).enumerate() {
             let Some(v) = *v else { continue };
-            let v = if file == "speed" {
+            let v = if i == SPEED {
                 // Mbit/s → bytes/s; drivers report -1 when the speed is unknown.
                 if v < 0 && self.ignore_invalid_speed {
                     continue;
@@ -378,25 +388,28 @@ impl Collector for NetClass {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
+        let NetClass {
+            ignored,
+            names,
+            netlink,
+            use_netlink,
+            order,
+            class_seen,
+            attrs: a,
+        } = self;
         let class = ctx.roots.sys("class/net");
-        // The dump is taken out of `self` while its links are read (the readers borrow `self`).
-        let mut netlink = std::mem::take(&mut self.netlink);
         // netlink describes this process's own kernel, so only when sysfs is the host's own.
-        let links = if self.use_netlink && ctx.roots.sysfs == Path::new("/sys") {
-            if !self.class_seen && !class.is_dir() {
-                self.netlink = netlink;
+        let links = if *use_netlink && ctx.roots.sysfs == Path::new("/sys") {
+            if !*class_seen && !class.is_dir() {
                 return Err(CollectError::not_found(class));
             }
-            self.class_seen = true;
+            *class_seen = true;
             netlink.dump().ok()
         } else {
             None
         };
         if links.is_none() {
-            if let Err(e) = list_dir(&class, &mut self.names) {
-                self.netlink = netlink;
-                return Err(e);
-            }
+            list_dir(&class, names)?;
         }
         let up_f = out.family(
             "node_network_up",
@@ -408,70 +421,56 @@ impl Collector for NetClass {
             "Non-numeric data from /sys/class/net/<iface>, value is always 1.",
             MetricType::Gauge,
         );
-        self.families.clear();
+        a.families.clear();
         for (_, suffix, counter, _) in NUMERIC {
-            self.name_buf.clear();
-            self.name_buf.push_str("node_network_");
-            self.name_buf.push_str(suffix);
-            self.help_buf.clear();
-            self.help_buf.push_str("Network device property: ");
-            self.help_buf.push_str(suffix);
+            a.name_buf.clear();
+            a.name_buf.push_str("node_network_");
+            a.name_buf.push_str(suffix);
+            a.help_buf.clear();
+            a.help_buf.push_str("Network device property: ");
+            a.help_buf.push_str(suffix);
             let t = if counter {
                 MetricType::Counter
             } else {
                 MetricType::Gauge
             };
-            self.families
-                .push(out.family(&self.name_buf, &self.help_buf, t));
+            a.families.push(out.family(&a.name_buf, &a.help_buf, t));
         }
         let mut first_err = None;
-        self.kept.begin_cycle(ctx.now_ms);
+        a.kept.begin_cycle(ctx.now_ms);
         if let Some(count) = links {
             // sysfs lists devices by name; keep that order. (Insertion: a handful of
             // interfaces, and no sort instantiation, for size.)
-            self.order.clear();
+            order.clear();
             for i in 0..count {
                 let name = netlink.link(i).name();
-                let at = self
-                    .order
-                    .partition_point(|&j| netlink.link(j).name() <= name);
-                self.order.insert(at, i);
+                let at = order.partition_point(|&j| netlink.link(j).name() <= name);
+                order.insert(at, i);
             }
-            let order = std::mem::take(&mut self.order);
-            for &i in &order {
-                let link = netlink.link(i);
-                if self.ignored.is_match(link.name()) {
-                    continue;
-                }
-                self.path.clear();
-                self.path.push(&class);
-                self.path.push(link.name());
-                self.read_from_link(&link, &mut first_err);
-                self.emit(link.name(), up_f, info_f, out);
-            }
-            self.order = order;
-        } else {
-            let names = std::mem::take(&mut self.names);
-            for dev in &names {
-                if self.ignored.is_match(dev) {
-                    continue;
-                }
-                self.path.clear();
-                self.path.push(&class);
-                self.path.push(dev);
-                // Interfaces are directories (or links to them); `bonding_masters` is a file.
-                // An interface with attribute files kept open is known to be one (saves a
-                // `stat` through the class symlink per interface and scrape).
-                if !self.kept.has_open_files(dev) && !self.path.is_dir() {
-                    continue;
-                }
-                self.read_from_sysfs(dev, &mut first_err);
-                self.emit(dev, up_f, info_f, out);
-            }
-            self.names = names;
         }
-        self.netlink = netlink;
-        self.kept.end_cycle();
+        for k in 0..links.unwrap_or(names.len()) {
+            let link = links.map(|_| netlink.link(order[k]));
+            let dev = match &link {
+                Some(l) => l.name(),
+                None => &names[k],
+            };
+            if ignored.is_match(dev) {
+                continue;
+            }
+            a.path.clear();
+            a.path.push(&class);
+            a.path.push(dev);
+            // Interfaces are directories (or links to them); `bonding_masters` is a file.
+            // An interface with attribute files kept open is known to be one (saves a `stat`
+            // through the class symlink per interface and scrape); netlink lists only
+            // interfaces.
+            if link.is_none() && !a.kept.has_open_files(dev) && !a.path.is_dir() {
+                continue;
+            }
+            a.read_device(dev, link.as_ref(), &mut first_err);
+            a.emit(dev, up_f, info_f, out);
+        }
+        a.kept.end_cycle();
         first_err.map_or(Ok(()), Err)
     }
 }
@@ -583,19 +582,19 @@ mod tests {
         let mut c = build(&CollectorOptions::default()).unwrap();
         let value = |c: &NetClass, file: &str| {
             let i = NUMERIC.iter().position(|(f, ..)| *f == file).unwrap();
-            c.values[i]
+            c.attrs.values[i]
         };
         let mut err = None;
         for (i, up) in [(0, false), (1, true)] {
             let l = dump.link(i);
-            c.path = s.dir.join("sys/class/net").join(l.name());
-            c.read_from_link(&l, &mut err);
+            c.attrs.path = s.dir.join("sys/class/net").join(l.name());
+            c.attrs.read_device(l.name(), Some(&l), &mut err);
             let refused = |v: Option<i64>| if up { v } else { None };
             assert_eq!(value(&c, "speed"), refused(Some(1000)), "{}", l.name());
             assert_eq!(value(&c, "carrier"), refused(Some(1)));
             assert_eq!(value(&c, "dormant"), refused(Some(0)));
             let duplex = if up { "full" } else { "" };
-            assert_eq!(c.strings[2], duplex);
+            assert_eq!(c.attrs.strings[2], duplex);
             // From sysfs either way, and from the dump.
             assert_eq!(value(&c, "flags"), Some(if up { 0x1003 } else { 0x1002 }));
             assert_eq!(value(&c, "dev_id"), Some(0));
@@ -604,7 +603,12 @@ mod tests {
             assert_eq!(value(&c, "mtu"), None);
             let state = if up { "up" } else { "down" };
             assert_eq!(
-                [&c.strings[0], &c.strings[1], &c.strings[3], &c.strings[4]],
+                [
+                    &c.attrs.strings[0],
+                    &c.attrs.strings[1],
+                    &c.attrs.strings[3],
+                    &c.attrs.strings[4]
+                ],
                 ["0a:ff", "", "spaced", state]
             );
         }

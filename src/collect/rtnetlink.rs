@@ -214,12 +214,21 @@ fn dump_request(seq: u32) -> [u8; NLMSG_HDR + IFINFOMSG] {
     req
 }
 
+/// The `N` bytes at `at`, zeros past the end (callers check lengths first; no panic path).
+fn bytes_at<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+    let mut v = [0; N];
+    if let Some(s) = b.get(at..at.saturating_add(N)) {
+        v.copy_from_slice(s);
+    }
+    v
+}
+
 fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_ne_bytes([b[at], b[at + 1]])
+    u16::from_ne_bytes(bytes_at(b, at))
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    u32::from_ne_bytes(bytes_at(b, at))
 }
 
 const fn align4(n: usize) -> usize {
