@@ -43,9 +43,8 @@ enum FromLink {
     /// `dev_get_flags()` (PROMISC/ALLMULTI as user space asked, RUNNING/LOWER_UP/DORMANT
     /// computed), and some vendor drivers keep IFF_RUNNING in `dev->flags` themselves.
     Sysfs,
-    /// sysfs while the device is up; absent otherwise (ethtool's `speed`: the kernel refuses
-    /// it with EINVAL unless `netif_running`).
-    SysfsIfUp,
+    /// sysfs when [`ethtool_readable`], else absent (ethtool's `speed`).
+    SysfsEthtool,
     /// A `u32` attribute.
     Word(u16),
     /// A `u8` attribute.
@@ -111,7 +110,7 @@ const NUMERIC: [(&str, &str, bool, FromLink); 17] = [
         false,
         FromLink::Word(nl::IFLA_GROUP),
     ),
-    ("speed", "speed_bytes", false, FromLink::SysfsIfUp),
+    ("speed", "speed_bytes", false, FromLink::SysfsEthtool),
     (
         "tx_queue_len",
         "transmit_queue_length",
@@ -121,13 +120,21 @@ const NUMERIC: [(&str, &str, bool, FromLink); 17] = [
     ("type", "protocol_type", false, FromLink::Kind),
 ];
 
+/// Whether sysfs shows ethtool's `speed` and `duplex` of `link`: the kernel refuses them
+/// (EINVAL) unless the device runs (`netif_running`; IFF_UP is set once a device is opened and
+/// cleared as it is closed) and its driver reports link settings, which the loopback driver
+/// (the only one of type ARPHRD_LOOPBACK) does not.
+fn ethtool_readable(link: &Link<'_>) -> bool {
+    link.flags() & IFF_UP as u32 != 0 && link.kind() != ARPHRD_LOOPBACK
+}
+
 /// `src`'s value of `link`; `None`: read it from sysfs.
 fn link_value(src: FromLink, link: &Link<'_>) -> Option<Option<i64>> {
     let up = link.flags() & IFF_UP as u32 != 0;
     Some(match src {
         FromLink::Sysfs => return None,
-        FromLink::SysfsIfUp if up => return None,
-        FromLink::SysfsIfUp => None,
+        FromLink::SysfsEthtool if ethtool_readable(link) => return None,
+        FromLink::SysfsEthtool => None,
         FromLink::Word(kind) => link.word(kind).map(i64::from),
         FromLink::Byte(kind) => link.byte(kind).map(i64::from),
         FromLink::Carrier => link
@@ -181,15 +188,16 @@ struct Attrs {
 const KEPT_FILES: usize = 256;
 
 pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
-    Ok(Box::new(build(opts)?))
+    Ok(build(opts)?)
 }
 
-fn build(opts: &CollectorOptions) -> Result<NetClass, String> {
+/// The collector, built in its box (moving a built one into a box costs code per field).
+fn build(opts: &CollectorOptions) -> Result<Box<NetClass>, String> {
     let pat = opts.get("netclass.ignored-devices");
     let ignored = Regex::new(pat).map_err(|e| {
         format!("--collector.netclass.ignored-devices: invalid regular expression {pat:?}: {e}")
     })?;
-    Ok(NetClass {
+    Ok(Box::new(NetClass {
         ignored,
         names: Vec::new(),
         netlink: LinkDump::default(),
@@ -207,7 +215,7 @@ fn build(opts: &CollectorOptions) -> Result<NetClass, String> {
             kept: KeptAttrs::new(STRINGS.len() + NUMERIC.len(), KEPT_FILES),
             values: [None; NUMERIC.len()],
         },
-    })
+    }))
 }
 
 /// Go's `strconv.ParseInt(s, 0, 64)`: optional sign, then `0x`/`0o`/`0b`/leading-`0` prefixes.
@@ -258,6 +266,7 @@ fn format_hw_address(out: &mut String, v: Option<&[u8]>) {
 }
 
 const IFF_DORMANT: u32 = 0x20000;
+const ARPHRD_LOOPBACK: u16 = 772;
 /// Indexes of `flags` and `speed` in [`NUMERIC`].
 const FLAGS: usize = 7;
 const SPEED: usize = 14;
@@ -299,8 +308,8 @@ impl Attrs {
 
     /// The attributes of `dev` (its sysfs directory is `self.path`): from its link dump
     /// entry `link` where netlink has them, else from sysfs. Values are what sysfs would show:
-    /// an attribute sysfs refuses on a device that is not up (carrier, dormant, speed, duplex)
-    /// is absent from the link values too, and not asked of sysfs.
+    /// an attribute sysfs refuses (carrier, dormant, speed, duplex on a device that is not up;
+    /// speed and duplex of loopback) is absent from the link values too, and not asked of sysfs.
     fn read_device(
         &mut self,
         dev: &str,
@@ -309,8 +318,6 @@ impl Attrs {
     ) {
         let mut from_sysfs = [true; STRINGS.len()];
         if let Some(link) = link {
-            // IFF_UP is set once a device is opened (netif_running), cleared as it is closed.
-            let up = link.flags() & IFF_UP as u32 != 0;
             let [address, broadcast, duplex, ifalias, operstate] = &mut self.strings;
             format_hw_address(address, link.attr(nl::IFLA_ADDRESS));
             format_hw_address(broadcast, link.attr(nl::IFLA_BROADCAST));
@@ -327,8 +334,8 @@ impl Attrs {
                     .map_or("", |s| s),
             );
             duplex.clear();
-            // Only ethtool's duplex is read, and only while the device is up.
-            from_sysfs = [false, false, up, false, false];
+            // Of the strings only ethtool's duplex is read, and only when sysfs has it.
+            from_sysfs = [false, false, ethtool_readable(link), false, false];
         }
         for (i, read) in from_sysfs.into_iter().enumerate() {
             if read {
@@ -525,8 +532,8 @@ mod tests {
         let mut texts = Vec::new();
         for _ in 0..2 {
             texts.push((
-                run(&mut via_sysfs, &roots).unwrap(),
-                run(&mut via_netlink, &roots).unwrap(),
+                run(via_sysfs.as_mut(), &roots).unwrap(),
+                run(via_netlink.as_mut(), &roots).unwrap(),
             ));
         }
         let used_netlink = via_netlink.netlink.dump().is_ok_and(|n| n > 0);
@@ -543,73 +550,77 @@ mod tests {
     }
 
     /// On a device that is down, carrier, dormant, speed and duplex are neither shown nor
-    /// asked of sysfs (the kernel refuses them); on one that is up they are. The sysfs files
-    /// here hold values for both, so a read would show.
+    /// asked of sysfs (the kernel refuses them), nor speed and duplex of loopback; on a device
+    /// that is up they are. The sysfs files here hold values for all, so a read would show.
     #[test]
     fn netclass_does_not_read_what_the_kernel_refuses_on_a_down_link() {
         use crate::collect::rtnetlink::testing::{attr, dump_of, newlink};
         let s = Scratch::new("netclass-down");
-        for (dev, flags) in [("dn0", "0x1002"), ("up0", "0x1003")] {
+        let devices = [
+            // name, ifindex, ARPHRD, dump flags, IF_OPER_*, sysfs flags
+            ("dn0", 5, 1, 0x1002, 2, "0x1002"),
+            ("up0", 6, 1, 0x11043, 6, "0x1003"),
+            ("lo", 1, ARPHRD_LOOPBACK, 0x10049, 0, "0x9"),
+        ];
+        let mut links = Vec::new();
+        for (dev, index, kind, flags, state, sysfs_flags) in devices {
             for (file, v) in [
                 ("speed", "1000"),
                 ("duplex", "full"),
                 ("carrier", "1"),
                 ("dormant", "0"),
-                ("flags", flags),
+                ("flags", sysfs_flags),
                 ("dev_id", "0x0"),
             ] {
                 s.write(&format!("sys/class/net/{dev}/{file}"), v.as_bytes());
             }
-        }
-        let link = |index, name: &[u8], flags, state| {
-            newlink(
+            let name = format!("{dev}\0");
+            links.push(newlink(
                 index,
-                1,
+                kind,
                 flags,
                 &[
-                    attr(nl::IFLA_IFNAME, name),
+                    attr(nl::IFLA_IFNAME, name.as_bytes()),
                     attr(nl::IFLA_CARRIER, &[1]),
                     attr(nl::IFLA_OPERSTATE, &[state]),
                     attr(nl::IFLA_IFALIAS, b" spaced \0"),
                     attr(nl::IFLA_ADDRESS, &[0x0a, 0xff]),
                 ],
-            )
-        };
-        let dump = dump_of(
-            9,
-            &[link(5, b"dn0\0", 0x1002, 2), link(6, b"up0\0", 0x11043, 6)],
-        );
+            ));
+        }
+        let dump = dump_of(9, &links);
         let mut c = build(&CollectorOptions::default()).unwrap();
         let value = |c: &NetClass, file: &str| {
             let i = NUMERIC.iter().position(|(f, ..)| *f == file).unwrap();
             c.attrs.values[i]
         };
         let mut err = None;
-        for (i, up) in [(0, false), (1, true)] {
+        for (i, (dev, index, kind, _, _, sysfs_flags)) in devices.into_iter().enumerate() {
             let l = dump.link(i);
-            c.attrs.path = s.dir.join("sys/class/net").join(l.name());
-            c.attrs.read_device(l.name(), Some(&l), &mut err);
-            let refused = |v: Option<i64>| if up { v } else { None };
-            assert_eq!(value(&c, "speed"), refused(Some(1000)), "{}", l.name());
-            assert_eq!(value(&c, "carrier"), refused(Some(1)));
-            assert_eq!(value(&c, "dormant"), refused(Some(0)));
-            let duplex = if up { "full" } else { "" };
-            assert_eq!(c.attrs.strings[2], duplex);
+            assert_eq!(l.name(), dev);
+            c.attrs.path = s.dir.join("sys/class/net").join(dev);
+            c.attrs.read_device(dev, Some(&l), &mut err);
+            let up = dev != "dn0";
+            let ethtool = dev == "up0";
+            let only = |yes: bool, v: i64| yes.then_some(v);
+            assert_eq!(value(&c, "speed"), only(ethtool, 1000), "{dev}");
+            assert_eq!(value(&c, "carrier"), only(up, 1), "{dev}");
+            assert_eq!(value(&c, "dormant"), only(up, 0), "{dev}");
+            assert_eq!(c.attrs.strings[2], if ethtool { "full" } else { "" });
             // From sysfs either way, and from the dump.
-            assert_eq!(value(&c, "flags"), Some(if up { 0x1003 } else { 0x1002 }));
+            let flags = parse_int_base0(sysfs_flags);
+            assert_eq!(value(&c, "flags"), flags, "{dev}");
             assert_eq!(value(&c, "dev_id"), Some(0));
-            assert_eq!(value(&c, "ifindex"), Some(5 + i as i64));
-            assert_eq!(value(&c, "iflink"), Some(5 + i as i64));
+            assert_eq!(value(&c, "ifindex"), Some(index.into()));
+            assert_eq!(value(&c, "iflink"), Some(index.into()));
+            assert_eq!(value(&c, "type"), Some(kind.into()));
             assert_eq!(value(&c, "mtu"), None);
-            let state = if up { "up" } else { "down" };
+            let state = ["down", "up", "unknown"][i];
+            let a = &c.attrs.strings;
             assert_eq!(
-                [
-                    &c.attrs.strings[0],
-                    &c.attrs.strings[1],
-                    &c.attrs.strings[3],
-                    &c.attrs.strings[4]
-                ],
-                ["0a:ff", "", "spaced", state]
+                [&a[0], &a[1], &a[3], &a[4]],
+                ["0a:ff", "", "spaced", state],
+                "{dev}"
             );
         }
         assert!(err.is_none());

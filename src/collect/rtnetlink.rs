@@ -205,30 +205,30 @@ impl LinkDump {
 /// `RTM_GETLINK` with `NLM_F_DUMP`, every device. (The kernel has no filter that drops the
 /// link statistics; `RTEXT_FILTER_SKIP_STATS` only concerns SR-IOV VFs.)
 fn dump_request(seq: u32) -> [u8; NLMSG_HDR + IFINFOMSG] {
-    let mut req = [0u8; NLMSG_HDR + IFINFOMSG];
-    req[0] = req.len() as u8;
-    req[4..6].copy_from_slice(&RTM_GETLINK.to_ne_bytes());
-    req[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    req[8..12].copy_from_slice(&seq.to_ne_bytes());
+    let [l0, l1, l2, l3] = ((NLMSG_HDR + IFINFOMSG) as u32).to_ne_bytes();
+    let [t0, t1] = RTM_GETLINK.to_ne_bytes();
+    let [f0, f1] = (NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes();
+    let [s0, s1, s2, s3] = seq.to_ne_bytes();
     // pid 0 (the kernel fills in ours); ifinfomsg all zero (AF_UNSPEC, every device).
+    let mut req = [0; NLMSG_HDR + IFINFOMSG];
+    req[..12].copy_from_slice(&[l0, l1, l2, l3, t0, t1, f0, f1, s0, s1, s2, s3]);
     req
 }
 
-/// The `N` bytes at `at`, zeros past the end (callers check lengths first; no panic path).
-fn bytes_at<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
-    let mut v = [0; N];
-    if let Some(s) = b.get(at..at.saturating_add(N)) {
-        v.copy_from_slice(s);
-    }
-    v
-}
-
+/// The `u16` at `at`; 0 past the end (callers check lengths first; no panic path).
 fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_ne_bytes(bytes_at(b, at))
+    match b.get(at..at.wrapping_add(2)) {
+        Some(&[x, y]) => u16::from_ne_bytes([x, y]),
+        _ => 0,
+    }
 }
 
+/// The `u32` at `at`; 0 past the end.
 fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_ne_bytes(bytes_at(b, at))
+    match b.get(at..at.wrapping_add(4)) {
+        Some(&[w, x, y, z]) => u32::from_ne_bytes([w, x, y, z]),
+        _ => 0,
+    }
 }
 
 const fn align4(n: usize) -> usize {
