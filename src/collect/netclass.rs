@@ -270,6 +270,8 @@ const ARPHRD_LOOPBACK: u16 = 772;
 /// Indexes of `flags` and `speed` in [`NUMERIC`].
 const FLAGS: usize = 7;
 const SPEED: usize = 14;
+/// Index of `duplex` in [`STRINGS`].
+const DUPLEX: usize = 2;
 
 impl Attrs {
     /// Reads attribute `slot` (`file`) of `dev` from sysfs into `value`; a value that is not an
@@ -316,7 +318,6 @@ impl Attrs {
         link: Option<&Link<'_>>,
         first_err: &mut Option<CollectError>,
     ) {
-        let mut from_sysfs = [true; STRINGS.len()];
         if let Some(link) = link {
             let [address, broadcast, duplex, ifalias, operstate] = &mut self.strings;
             format_hw_address(address, link.attr(nl::IFLA_ADDRESS));
@@ -334,11 +335,11 @@ impl Attrs {
                     .map_or("", |s| s),
             );
             duplex.clear();
-            // Of the strings only ethtool's duplex is read, and only when sysfs has it.
-            from_sysfs = [false, false, ethtool_readable(link), false, false];
         }
-        for (i, read) in from_sysfs.into_iter().enumerate() {
-            if read {
+        // With a link, of the strings only ethtool's duplex is read, and only when sysfs has it.
+        let ethtool = link.is_none_or(ethtool_readable);
+        for i in 0..STRINGS.len() {
+            if link.is_none() || (i == DUPLEX && ethtool) {
                 self.read_string(dev, i);
             }
         }
@@ -446,13 +447,17 @@ impl Collector for NetClass {
         let mut first_err = None;
         a.kept.begin_cycle(ctx.now_ms);
         if let Some(count) = links {
-            // sysfs lists devices by name; keep that order. (Insertion: a handful of
-            // interfaces, and no sort instantiation, for size.)
+            // sysfs lists devices by name; keep that order: each link goes where as many
+            // names sort before it as there are (names are unique in a namespace). Quadratic,
+            // but for a handful of interfaces, and no sort instantiation (size).
             order.clear();
+            order.resize(count, 0);
             for i in 0..count {
                 let name = netlink.link(i).name();
-                let at = order.partition_point(|&j| netlink.link(j).name() <= name);
-                order.insert(at, i);
+                let rank = (0..count)
+                    .filter(|&j| netlink.link(j).name() < name)
+                    .count();
+                order[rank] = i;
             }
         }
         for k in 0..links.unwrap_or(names.len()) {
