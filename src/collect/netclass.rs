@@ -406,7 +406,8 @@ impl Collector for NetClass {
             attrs: a,
         } = self;
         let class = ctx.roots.sys("class/net");
-        // netlink describes this process's own kernel, so only when sysfs is the host's own.
+        // netlink describes this process's own kernel and network namespace, so only when
+        // sysfs is the default `/sys` (a root mounted for another namespace is not told apart).
         let links = if *use_netlink && ctx.roots.sysfs == Path::new("/sys") {
             if !*class_seen && !class.is_dir() {
                 return Err(CollectError::not_found(class));

@@ -109,7 +109,7 @@ impl<'a> Link<'a> {
         Some(&v[..v.iter().position(|&c| c == 0).unwrap_or(v.len())])
     }
 
-    /// The interface name (checked to be UTF-8 and non-empty when the dump was read).
+    /// The interface name (a dump keeps only links whose name is UTF-8 and not empty).
     pub fn name(&self) -> &'a str {
         std::str::from_utf8(self.c_bytes(IFLA_IFNAME).unwrap_or_default()).unwrap_or_default()
     }
@@ -271,8 +271,13 @@ fn parse_part(
                 if *count == links.len() {
                     links.push([0; SLOTS]);
                 }
-                index_link(&buf[..end], body, &mut links[*count])?;
-                *count += 1;
+                let slot = &mut links[*count];
+                index_link(&buf[..end], body, slot)?;
+                // A name that is not UTF-8 cannot be a label (`name` is then empty); sysfs
+                // listings skip it too.
+                if !(Link { buf, at: slot }).name().is_empty() {
+                    *count += 1;
+                }
             }
             _ => {}
         }
@@ -301,9 +306,11 @@ fn index_link(buf: &[u8], mut pos: usize, at: &mut Offsets) -> Result<(), DumpEr
         }
         pos += align4(len).min(buf.len() - pos);
     }
-    let link = Link { buf, at };
-    if link.name().is_empty() {
-        return Err(DumpError::Malformed("link without a UTF-8 IFLA_IFNAME"));
+    if (Link { buf, at })
+        .c_bytes(IFLA_IFNAME)
+        .is_none_or(<[u8]>::is_empty)
+    {
+        return Err(DumpError::Malformed("link without IFLA_IFNAME"));
     }
     Ok(())
 }
@@ -512,11 +519,15 @@ mod tests {
             1,
             &newlink(1, 1, 0, &[attr(IFLA_IFNAME, b"\0")])
         )));
-        assert!(malformed(message(
-            NEWLINK,
+        // A name that is not UTF-8 is left out, the rest of the dump kept.
+        let d = dump_of(
             1,
-            &newlink(1, 1, 0, &[attr(IFLA_IFNAME, b"\xff\xfe\0")])
-        )));
+            &[
+                newlink(1, 1, 0, &[attr(IFLA_IFNAME, b"\xff\xfe\0")]),
+                newlink(2, 1, 0, &[attr(IFLA_IFNAME, b"ok\0")]),
+            ],
+        );
+        assert_eq!((d.count, d.link(0).name()), (1, "ok"));
         assert!(malformed(message(NEWLINK, 1, &[0u8; 8])));
         // Random bytes: no panic, and whatever is accepted reads without panicking.
         let mut rng = 0x9e37_79b9_u32;
