@@ -44,6 +44,7 @@ pub mod os;
 pub mod powersupplyclass;
 pub mod pressure;
 pub mod rapl;
+pub mod rtnetlink;
 pub mod schedstat;
 pub mod sockstat;
 pub mod softnet;

@@ -1,17 +1,25 @@
 //! The `netclass` collector (node_exporter's default sysfs mode): link properties of every
 //! interface from `/sys/class/net/<iface>/`: operstate, carrier, MTU, speed, flags, ...
 //!
-//! Must not touch: traffic counters (the `netdev` collector), netlink (not used by promlet).
+//! Must not touch: traffic counters (the `netdev` collector).
+//!
+//! Source: when `--path.sysfs` is the host's `/sys`, one rtnetlink link dump per scrape
+//! (src/collect/rtnetlink.rs) gives the interface list and 16 of the 22 attributes of every
+//! interface; sysfs is read only for the other 6, and of those `speed`/`duplex` only on a device
+//! that is up (the kernel refuses them otherwise). The values are those sysfs shows (a test
+//! compares both on this machine). Any other sysfs root (recorded trees), or a netlink error,
+//! lists `/sys/class/net` and reads every attribute from sysfs.
 //!
 //! Attributes a driver refuses to read right now (EINVAL for `speed` on a link that is down)
 //! are skipped; an attribute that reads but is not an integer is a parse error, reported after
 //! the other interfaces were exported. Integers use Go's base-0 syntax (`flags` is `0x1003`).
 
+use super::rtnetlink::{self as nl, Link, LinkDump};
 use super::sysfs::{list_dir, opt_bool, short, KeptAttrs};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{FamilyId, MetricSet, MetricType};
 use regex_lite::Regex;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub const OPTIONS: &[CollectorOption] = &[
     CollectorOption {
@@ -27,26 +35,121 @@ pub const OPTIONS: &[CollectorOption] = &[
     },
 ];
 
-/// (sysfs file, metric suffix, is a counter), in node_exporter's emission order.
-const NUMERIC: [(&str, &str, bool); 17] = [
-    ("addr_assign_type", "address_assign_type", false),
-    ("carrier", "carrier", false),
-    ("carrier_changes", "carrier_changes_total", true),
-    ("carrier_up_count", "carrier_up_changes_total", true),
-    ("carrier_down_count", "carrier_down_changes_total", true),
-    ("dev_id", "device_id", false),
-    ("dormant", "dormant", false),
-    ("flags", "flags", false),
-    ("ifindex", "iface_id", false),
-    ("iflink", "iface_link", false),
-    ("link_mode", "iface_link_mode", false),
-    ("mtu", "mtu_bytes", false),
-    ("name_assign_type", "name_assign_type", false),
-    ("netdev_group", "net_dev_group", false),
-    ("speed", "speed_bytes", false),
-    ("tx_queue_len", "transmit_queue_length", false),
-    ("type", "protocol_type", false),
+/// Where a numeric attribute comes from when the link dump is used.
+#[derive(Clone, Copy)]
+enum FromLink {
+    /// sysfs: rtnetlink does not carry it (`addr_assign_type`, `dev_id`, `name_assign_type`),
+    /// or not as sysfs shows it: sysfs `flags` is `dev->flags`, netlink sends
+    /// `dev_get_flags()` (PROMISC/ALLMULTI as user space asked, RUNNING/LOWER_UP/DORMANT
+    /// computed), and some vendor drivers keep IFF_RUNNING in `dev->flags` themselves.
+    Sysfs,
+    /// sysfs when [`ethtool_readable`], else absent (ethtool's `speed`).
+    SysfsEthtool,
+    /// A `u32` attribute.
+    Word(u16),
+    /// A `u8` attribute.
+    Byte(u16),
+    /// `IFLA_CARRIER`, which sysfs shows only while the device is up.
+    Carrier,
+    /// IFF_DORMANT of the dump flags (set only while up, when sysfs shows `dormant` at all).
+    Dormant,
+    Index,
+    /// `IFLA_LINK`, which the kernel omits when it is the device's own index.
+    Iflink,
+    Kind,
+}
+
+/// (sysfs file, metric suffix, is a counter, netlink source), in node_exporter's emission order.
+const NUMERIC: [(&str, &str, bool, FromLink); 17] = [
+    (
+        "addr_assign_type",
+        "address_assign_type",
+        false,
+        FromLink::Sysfs,
+    ),
+    ("carrier", "carrier", false, FromLink::Carrier),
+    (
+        "carrier_changes",
+        "carrier_changes_total",
+        true,
+        FromLink::Word(nl::IFLA_CARRIER_CHANGES),
+    ),
+    (
+        "carrier_up_count",
+        "carrier_up_changes_total",
+        true,
+        FromLink::Word(nl::IFLA_CARRIER_UP_COUNT),
+    ),
+    (
+        "carrier_down_count",
+        "carrier_down_changes_total",
+        true,
+        FromLink::Word(nl::IFLA_CARRIER_DOWN_COUNT),
+    ),
+    ("dev_id", "device_id", false, FromLink::Sysfs),
+    ("dormant", "dormant", false, FromLink::Dormant),
+    ("flags", "flags", false, FromLink::Sysfs),
+    ("ifindex", "iface_id", false, FromLink::Index),
+    ("iflink", "iface_link", false, FromLink::Iflink),
+    (
+        "link_mode",
+        "iface_link_mode",
+        false,
+        FromLink::Byte(nl::IFLA_LINKMODE),
+    ),
+    ("mtu", "mtu_bytes", false, FromLink::Word(nl::IFLA_MTU)),
+    (
+        "name_assign_type",
+        "name_assign_type",
+        false,
+        FromLink::Sysfs,
+    ),
+    (
+        "netdev_group",
+        "net_dev_group",
+        false,
+        FromLink::Word(nl::IFLA_GROUP),
+    ),
+    ("speed", "speed_bytes", false, FromLink::SysfsEthtool),
+    (
+        "tx_queue_len",
+        "transmit_queue_length",
+        false,
+        FromLink::Word(nl::IFLA_TXQLEN),
+    ),
+    ("type", "protocol_type", false, FromLink::Kind),
 ];
+
+/// Whether sysfs shows ethtool's `speed` and `duplex` of `link`: the kernel refuses them
+/// (EINVAL) unless the device runs (`netif_running`; IFF_UP is set once a device is opened and
+/// cleared as it is closed) and its driver reports link settings, which the loopback driver
+/// (the only one of type ARPHRD_LOOPBACK) does not.
+fn ethtool_readable(link: &Link<'_>) -> bool {
+    link.flags() & IFF_UP as u32 != 0 && link.kind() != ARPHRD_LOOPBACK
+}
+
+/// `src`'s value of `link`; `None`: read it from sysfs.
+fn link_value(src: FromLink, link: &Link<'_>) -> Option<Option<i64>> {
+    let up = link.flags() & IFF_UP as u32 != 0;
+    Some(match src {
+        FromLink::Sysfs => return None,
+        FromLink::SysfsEthtool if ethtool_readable(link) => return None,
+        FromLink::SysfsEthtool => None,
+        FromLink::Word(kind) => link.word(kind).map(i64::from),
+        FromLink::Byte(kind) => link.byte(kind).map(i64::from),
+        FromLink::Carrier => link
+            .byte(nl::IFLA_CARRIER)
+            .filter(|_| up)
+            .map(|c| i64::from(c != 0)),
+        FromLink::Dormant => up.then(|| i64::from(link.flags() & IFF_DORMANT != 0)),
+        FromLink::Index => Some(i64::from(link.index())),
+        FromLink::Iflink => Some(
+            link.word(nl::IFLA_LINK)
+                .map_or(i64::from(link.index()), i64::from),
+        ),
+        FromLink::Kind => Some(i64::from(link.kind())),
+    })
+}
 
 /// String attributes that become labels of `node_network_info`, in label order.
 const STRINGS: [&str; 5] = ["address", "broadcast", "duplex", "ifalias", "operstate"];
@@ -55,8 +158,21 @@ const IFF_UP: i64 = 0x1;
 
 pub struct NetClass {
     ignored: Regex,
-    ignore_invalid_speed: bool,
     names: Vec<String>,
+    /// Link attributes from one rtnetlink dump per scrape, when sysfs is the host's `/sys`.
+    netlink: LinkDump,
+    use_netlink: bool,
+    /// Indexes of the dumped links in name order.
+    order: Vec<usize>,
+    /// `/sys/class/net` was found once: netlink mode does not look again on every scrape.
+    class_seen: bool,
+    /// Kept apart from the device list and the dump, so a dumped link can be read into it.
+    attrs: Attrs,
+}
+
+/// One device's attributes as they are read, and the sysfs files and buffers that read them.
+struct Attrs {
+    ignore_invalid_speed: bool,
     path: PathBuf,
     buf: Vec<u8>,
     strings: [String; 5],
@@ -64,27 +180,41 @@ pub struct NetClass {
     name_buf: String,
     help_buf: String,
     kept: KeptAttrs,
+    /// The current device's attribute values, in [`NUMERIC`] order.
+    values: [Option<i64>; NUMERIC.len()],
 }
 
 /// Attribute files netclass keeps open at most (22 per interface; see [`KeptAttrs`]).
 const KEPT_FILES: usize = 256;
 
 pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
+    Ok(build(opts)?)
+}
+
+/// The collector, built in its box (moving a built one into a box costs code per field).
+fn build(opts: &CollectorOptions) -> Result<Box<NetClass>, String> {
     let pat = opts.get("netclass.ignored-devices");
     let ignored = Regex::new(pat).map_err(|e| {
         format!("--collector.netclass.ignored-devices: invalid regular expression {pat:?}: {e}")
     })?;
     Ok(Box::new(NetClass {
         ignored,
-        ignore_invalid_speed: opt_bool(opts, "netclass.ignore-invalid-speed"),
         names: Vec::new(),
-        path: PathBuf::new(),
-        buf: Vec::new(),
-        strings: Default::default(),
-        families: Vec::new(),
-        name_buf: String::new(),
-        help_buf: String::new(),
-        kept: KeptAttrs::new(STRINGS.len() + NUMERIC.len(), KEPT_FILES),
+        netlink: LinkDump::default(),
+        use_netlink: true,
+        order: Vec::new(),
+        class_seen: false,
+        attrs: Attrs {
+            ignore_invalid_speed: opt_bool(opts, "netclass.ignore-invalid-speed"),
+            path: PathBuf::new(),
+            buf: Vec::new(),
+            strings: Default::default(),
+            families: Vec::new(),
+            name_buf: String::new(),
+            help_buf: String::new(),
+            kept: KeptAttrs::new(STRINGS.len() + NUMERIC.len(), KEPT_FILES),
+            values: [None; NUMERIC.len()],
+        },
     }))
 }
 
@@ -110,14 +240,186 @@ pub fn parse_int_base0(s: &str) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
+/// sysfs `operstate` names, indexed by the kernel's IF_OPER_* value (what netlink sends).
+const OPERSTATES: [&str; 7] = [
+    "unknown",
+    "notpresent",
+    "down",
+    "lowerlayerdown",
+    "testing",
+    "dormant",
+    "up",
+];
+
+/// `aa:bb:cc`, lower-case hex, as sysfs shows `address` and `broadcast` (empty when the
+/// device has no hardware address: the kernel then sends neither attribute).
+fn format_hw_address(out: &mut String, v: Option<&[u8]>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.clear();
+    for (i, byte) in v.unwrap_or_default().iter().enumerate() {
+        if i > 0 {
+            out.push(':');
+        }
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+}
+
+const IFF_DORMANT: u32 = 0x20000;
+const ARPHRD_LOOPBACK: u16 = 772;
+/// Indexes of `flags` and `speed` in [`NUMERIC`].
+const FLAGS: usize = 7;
+const SPEED: usize = 14;
+/// Index of `duplex` in [`STRINGS`].
+const DUPLEX: usize = 2;
+
+impl Attrs {
+    /// Reads attribute `slot` (`file`) of `dev` from sysfs into `value`; a value that is not an
+    /// integer is remembered in `first_err`.
+    fn read_numeric(
+        &mut self,
+        dev: &str,
+        slot: usize,
+        file: &str,
+        first_err: &mut Option<CollectError>,
+    ) -> Option<i64> {
+        self.path.push(file);
+        let v = self.kept.read(dev, slot, &self.path, &mut self.buf);
+        let parsed = v.and_then(|v| match parse_int_base0(&v) {
+            Some(n) => Some(n),
+            None => {
+                first_err.get_or_insert_with(|| {
+                    CollectError::parse(&self.path, format!("not an integer: {:?}", short(&v)))
+                });
+                None
+            }
+        });
+        self.path.pop();
+        parsed
+    }
+
+    /// Reads string attribute `i` of `dev` from sysfs into `self.strings[i]`.
+    fn read_string(&mut self, dev: &str, i: usize) {
+        self.strings[i].clear();
+        self.path.push(STRINGS[i]);
+        if let Some(v) = self.kept.read(dev, i, &self.path, &mut self.buf) {
+            self.strings[i].push_str(&v);
+        }
+        self.path.pop();
+    }
+
+    /// The attributes of `dev` (its sysfs directory is `self.path`): from its link dump
+    /// entry `link` where netlink has them, else from sysfs. Values are what sysfs would show:
+    /// an attribute sysfs refuses (carrier, dormant, speed, duplex on a device that is not up;
+    /// speed and duplex of loopback) is absent from the link values too, and not asked of sysfs.
+    fn read_device(
+        &mut self,
+        dev: &str,
+        link: Option<&Link<'_>>,
+        first_err: &mut Option<CollectError>,
+    ) {
+        if let Some(link) = link {
+            let [address, broadcast, duplex, ifalias, operstate] = &mut self.strings;
+            format_hw_address(address, link.attr(nl::IFLA_ADDRESS));
+            format_hw_address(broadcast, link.attr(nl::IFLA_BROADCAST));
+            ifalias.clear();
+            if let Some(alias) = link.c_bytes(nl::IFLA_IFALIAS) {
+                // As read from sysfs: lossy UTF-8, trimmed.
+                ifalias.push_str(String::from_utf8_lossy(alias).trim());
+            }
+            let state = link.byte(nl::IFLA_OPERSTATE);
+            operstate.clear();
+            operstate.push_str(
+                state
+                    .and_then(|o| OPERSTATES.get(usize::from(o)))
+                    .map_or("", |s| s),
+            );
+            duplex.clear();
+        }
+        // With a link, of the strings only ethtool's duplex is read, and only when sysfs has it.
+        let ethtool = link.is_none_or(ethtool_readable);
+        for i in 0..STRINGS.len() {
+            if link.is_none() || (i == DUPLEX && ethtool) {
+                self.read_string(dev, i);
+            }
+        }
+        for (i, (file, _, _, src)) in NUMERIC.iter().enumerate() {
+            self.values[i] = match link.and_then(|l| link_value(*src, l)) {
+                Some(v) => v,
+                None => self.read_numeric(dev, STRINGS.len() + i, file, first_err),
+            };
+        }
+    }
+
+    /// The samples of one device from `self.strings` and `self.values`.
+    fn emit(&self, dev: &str, up_f: FamilyId, info_f: FamilyId, out: &mut MetricSet) {
+        let labels: [(&str, &dyn std::fmt::Display); 1] = [("device", &dev)];
+        let [address, broadcast, duplex, ifalias, operstate] = &self.strings;
+        let up = if operstate == "up" { 1.0 } else { 0.0 };
+        out.sample(up_f, &labels, up);
+        let admin = match self.values[FLAGS] {
+            Some(f) if f & IFF_UP != 0 => "up",
+            _ => "down",
+        };
+        out.sample(
+            info_f,
+            &[
+                ("address", address),
+                ("adminstate", &admin),
+                ("broadcast", broadcast),
+                ("device", &dev),
+                ("duplex", duplex),
+                ("ifalias", ifalias),
+                ("operstate", operstate),
+            ],
+            1.0,
+        );
+        for (i, (v, fam)) in self.values.iter().zip(&self.families).enumerate() {
+            let Some(v) = *v else { continue };
+            let v = if i == SPEED {
+                // Mbit/s → bytes/s; drivers report -1 when the speed is unknown.
+                if v < 0 && self.ignore_invalid_speed {
+                    continue;
+                }
+                v.saturating_mul(1000 * 1000 / 8)
+            } else {
+                v
+            };
+            out.sample(*fam, &labels, v as f64);
+        }
+    }
+}
+
 impl Collector for NetClass {
     fn name(&self) -> &'static str {
         "netclass"
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
+        let NetClass {
+            ignored,
+            names,
+            netlink,
+            use_netlink,
+            order,
+            class_seen,
+            attrs: a,
+        } = self;
         let class = ctx.roots.sys("class/net");
-        list_dir(&class, &mut self.names)?;
+        // netlink describes this process's own kernel and network namespace, so only when
+        // sysfs is the default `/sys` (a root mounted for another namespace is not told apart).
+        let links = if *use_netlink && ctx.roots.sysfs == Path::new("/sys") {
+            if !*class_seen && !class.is_dir() {
+                return Err(CollectError::not_found(class));
+            }
+            *class_seen = true;
+            netlink.dump().ok()
+        } else {
+            None
+        };
+        if links.is_none() {
+            list_dir(&class, names)?;
+        }
         let up_f = out.family(
             "node_network_up",
             "Value is 1 if operstate is 'up', 0 otherwise.",
@@ -128,107 +430,60 @@ impl Collector for NetClass {
             "Non-numeric data from /sys/class/net/<iface>, value is always 1.",
             MetricType::Gauge,
         );
-        self.families.clear();
-        for (_, suffix, counter) in NUMERIC {
-            self.name_buf.clear();
-            self.name_buf.push_str("node_network_");
-            self.name_buf.push_str(suffix);
-            self.help_buf.clear();
-            self.help_buf.push_str("Network device property: ");
-            self.help_buf.push_str(suffix);
+        a.families.clear();
+        for (_, suffix, counter, _) in NUMERIC {
+            a.name_buf.clear();
+            a.name_buf.push_str("node_network_");
+            a.name_buf.push_str(suffix);
+            a.help_buf.clear();
+            a.help_buf.push_str("Network device property: ");
+            a.help_buf.push_str(suffix);
             let t = if counter {
                 MetricType::Counter
             } else {
                 MetricType::Gauge
             };
-            self.families
-                .push(out.family(&self.name_buf, &self.help_buf, t));
+            a.families.push(out.family(&a.name_buf, &a.help_buf, t));
         }
         let mut first_err = None;
-        self.kept.begin_cycle(ctx.now_ms);
-        for dev in &self.names {
-            if self.ignored.is_match(dev) {
-                continue;
-            }
-            self.path.clear();
-            self.path.push(&class);
-            self.path.push(dev);
-            // Interfaces are directories (or links to them); `bonding_masters` is a file. An
-            // interface with attribute files kept open is known to be one (saves a `stat`
-            // through the class symlink per interface and scrape).
-            if !self.kept.has_open_files(dev) && !self.path.is_dir() {
-                continue;
-            }
-            let labels: [(&str, &dyn std::fmt::Display); 1] = [("device", dev)];
-            for (i, (s, file)) in self.strings.iter_mut().zip(STRINGS).enumerate() {
-                s.clear();
-                self.path.push(file);
-                if let Some(v) = self.kept.read(dev, i, &self.path, &mut self.buf) {
-                    s.push_str(&v);
-                }
-                self.path.pop();
-            }
-            let mut flags = None;
-            let mut values = [None; 17];
-            for (i, (slot, (file, _, _))) in values.iter_mut().zip(NUMERIC).enumerate() {
-                self.path.push(file);
-                let kept = self
-                    .kept
-                    .read(dev, STRINGS.len() + i, &self.path, &mut self.buf);
-                if let Some(v) = kept {
-                    match parse_int_base0(&v) {
-                        Some(n) => *slot = Some(n),
-                        None => {
-                            first_err.get_or_insert_with(|| {
-                                CollectError::parse(
-                                    &self.path,
-                                    format!("not an integer: {:?}", short(&v)),
-                                )
-                            });
-                        }
-                    }
-                }
-                self.path.pop();
-                if file == "flags" {
-                    flags = *slot;
-                }
-            }
-            let operstate = &self.strings[4];
-            let up = if operstate == "up" { 1.0 } else { 0.0 };
-            out.sample(up_f, &labels, up);
-            let admin = match flags {
-                Some(f) if f & IFF_UP != 0 => "up",
-                _ => "down",
-            };
-            let [address, broadcast, duplex, ifalias, operstate] = &self.strings;
-            out.sample(
-                info_f,
-                &[
-                    ("address", address),
-                    ("adminstate", &admin),
-                    ("broadcast", broadcast),
-                    ("device", dev),
-                    ("duplex", duplex),
-                    ("ifalias", ifalias),
-                    ("operstate", operstate),
-                ],
-                1.0,
-            );
-            for ((v, (file, _, _)), fam) in values.iter().zip(NUMERIC).zip(&self.families) {
-                let Some(v) = *v else { continue };
-                let v = if file == "speed" {
-                    // Mbit/s → bytes/s; drivers report -1 when the speed is unknown.
-                    if v < 0 && self.ignore_invalid_speed {
-                        continue;
-                    }
-                    v.saturating_mul(1000 * 1000 / 8)
-                } else {
-                    v
-                };
-                out.sample(*fam, &labels, v as f64);
+        a.kept.begin_cycle(ctx.now_ms);
+        if let Some(count) = links {
+            // sysfs lists devices by name; keep that order: each link goes where as many
+            // names sort before it as there are (names are unique in a namespace). Quadratic,
+            // but for a handful of interfaces, and no sort instantiation (size).
+            order.clear();
+            order.resize(count, 0);
+            for i in 0..count {
+                let name = netlink.link(i).name();
+                let rank = (0..count)
+                    .filter(|&j| netlink.link(j).name() < name)
+                    .count();
+                order[rank] = i;
             }
         }
-        self.kept.end_cycle();
+        for k in 0..links.unwrap_or(names.len()) {
+            let link = links.map(|_| netlink.link(order[k]));
+            let dev = match &link {
+                Some(l) => l.name(),
+                None => &names[k],
+            };
+            if ignored.is_match(dev) {
+                continue;
+            }
+            a.path.clear();
+            a.path.push(&class);
+            a.path.push(dev);
+            // Interfaces are directories (or links to them); `bonding_masters` is a file.
+            // An interface with attribute files kept open is known to be one (saves a `stat`
+            // through the class symlink per interface and scrape); netlink lists only
+            // interfaces.
+            if link.is_none() && !a.kept.has_open_files(dev) && !a.path.is_dir() {
+                continue;
+            }
+            a.read_device(dev, link.as_ref(), &mut first_err);
+            a.emit(dev, up_f, info_f, out);
+        }
+        a.kept.end_cycle();
         first_err.map_or(Ok(()), Err)
     }
 }
@@ -265,6 +520,116 @@ mod tests {
         let text = run(c.as_mut(), &roots_at(&dir)).unwrap();
         assert!(text.contains("node_network_speed_bytes{device=\"bond0\"} -125000\n"));
         assert!(text.contains("device=\"dmz\""));
+    }
+
+    /// The netlink path must show exactly what sysfs shows for this machine's interfaces.
+    #[test]
+    fn netclass_from_netlink_matches_sysfs_on_this_machine() {
+        let roots = crate::collect::Roots::default();
+        if !roots.sys("class/net").is_dir() {
+            eprintln!("no /sys/class/net here: nothing to compare");
+            return;
+        }
+        let mut via_sysfs = build(&CollectorOptions::default()).unwrap();
+        via_sysfs.use_netlink = false;
+        let mut via_netlink = build(&CollectorOptions::default()).unwrap();
+        // Twice each, interleaved: the second netlink collection reuses the dump's buffers
+        // and the kept sysfs files.
+        let mut texts = Vec::new();
+        for _ in 0..2 {
+            texts.push((
+                run(via_sysfs.as_mut(), &roots).unwrap(),
+                run(via_netlink.as_mut(), &roots).unwrap(),
+            ));
+        }
+        let used_netlink = via_netlink.netlink.dump().is_ok_and(|n| n > 0);
+        if cfg!(target_arch = "x86_64") {
+            assert!(used_netlink, "rtnetlink dump failed on x86_64");
+        }
+        for (sysfs, netlink) in texts {
+            assert!(
+                sysfs.contains("node_network_mtu_bytes{device=\"lo\"}"),
+                "{sysfs}"
+            );
+            assert_eq!(netlink, sysfs);
+        }
+    }
+
+    /// On a device that is down, carrier, dormant, speed and duplex are neither shown nor
+    /// asked of sysfs (the kernel refuses them), nor speed and duplex of loopback; on a device
+    /// that is up they are. The sysfs files here hold values for all, so a read would show.
+    #[test]
+    fn netclass_does_not_read_what_the_kernel_refuses_on_a_down_link() {
+        use crate::collect::rtnetlink::testing::{attr, dump_of, newlink};
+        let s = Scratch::new("netclass-down");
+        let devices = [
+            // name, ifindex, ARPHRD, dump flags, IF_OPER_*, sysfs flags
+            ("dn0", 5, 1, 0x1002, 2, "0x1002"),
+            ("up0", 6, 1, 0x11043, 6, "0x1003"),
+            ("lo", 1, ARPHRD_LOOPBACK, 0x10049, 0, "0x9"),
+        ];
+        let mut links = Vec::new();
+        for (dev, index, kind, flags, state, sysfs_flags) in devices {
+            for (file, v) in [
+                ("speed", "1000"),
+                ("duplex", "full"),
+                ("carrier", "1"),
+                ("dormant", "0"),
+                ("flags", sysfs_flags),
+                ("dev_id", "0x0"),
+            ] {
+                s.write(&format!("sys/class/net/{dev}/{file}"), v.as_bytes());
+            }
+            let name = format!("{dev}\0");
+            links.push(newlink(
+                index,
+                kind,
+                flags,
+                &[
+                    attr(nl::IFLA_IFNAME, name.as_bytes()),
+                    attr(nl::IFLA_CARRIER, &[1]),
+                    attr(nl::IFLA_OPERSTATE, &[state]),
+                    attr(nl::IFLA_IFALIAS, b" spaced \0"),
+                    attr(nl::IFLA_ADDRESS, &[0x0a, 0xff]),
+                ],
+            ));
+        }
+        let dump = dump_of(9, &links);
+        let mut c = build(&CollectorOptions::default()).unwrap();
+        let value = |c: &NetClass, file: &str| {
+            let i = NUMERIC.iter().position(|(f, ..)| *f == file).unwrap();
+            c.attrs.values[i]
+        };
+        let mut err = None;
+        for (i, (dev, index, kind, _, _, sysfs_flags)) in devices.into_iter().enumerate() {
+            let l = dump.link(i);
+            assert_eq!(l.name(), dev);
+            c.attrs.path = s.dir.join("sys/class/net").join(dev);
+            c.attrs.read_device(dev, Some(&l), &mut err);
+            let up = dev != "dn0";
+            let ethtool = dev == "up0";
+            let only = |yes: bool, v: i64| yes.then_some(v);
+            assert_eq!(value(&c, "speed"), only(ethtool, 1000), "{dev}");
+            assert_eq!(value(&c, "carrier"), only(up, 1), "{dev}");
+            assert_eq!(value(&c, "dormant"), only(up, 0), "{dev}");
+            assert_eq!(c.attrs.strings[2], if ethtool { "full" } else { "" });
+            // From sysfs either way, and from the dump.
+            let flags = parse_int_base0(sysfs_flags);
+            assert_eq!(value(&c, "flags"), flags, "{dev}");
+            assert_eq!(value(&c, "dev_id"), Some(0));
+            assert_eq!(value(&c, "ifindex"), Some(index.into()));
+            assert_eq!(value(&c, "iflink"), Some(index.into()));
+            assert_eq!(value(&c, "type"), Some(kind.into()));
+            assert_eq!(value(&c, "mtu"), None);
+            let state = ["down", "up", "unknown"][i];
+            let a = &c.attrs.strings;
+            assert_eq!(
+                [&a[0], &a[1], &a[3], &a[4]],
+                ["0a:ff", "", "spaced", state],
+                "{dev}"
+            );
+        }
+        assert!(err.is_none());
     }
 
     #[test]
