@@ -139,14 +139,10 @@ impl KeptListing {
     /// The sorted entry names of `dir`, like [`list_dir`], from the last listing while the
     /// directory's stamp is unchanged.
     pub fn list(&mut self, dir: &Path, now_ms: i64) -> Result<&[String], CollectError> {
-        let st = rustix::fs::stat(dir).map_err(|e| CollectError::io(dir, e.into()))?;
-        let stamp = (
-            st.st_dev as u64,
-            st.st_ino as u64,
-            st.st_nlink as u64,
-            st.st_mtime as i64,
-            st.st_mtime_nsec as u64,
-        );
+        use std::os::unix::fs::MetadataExt;
+        // std's stat, not rustix's: std's is linked anyway, so this adds no code.
+        let m = std::fs::metadata(dir).map_err(|e| CollectError::io(dir, e))?;
+        let stamp = (m.dev(), m.ino(), m.nlink(), m.mtime(), m.mtime_nsec() as u64);
         if self.stamp != Some(stamp) || !still_absent(self.listed_at, now_ms) {
             self.stamp = None;
             list_dir(dir, &mut self.names)?;
