@@ -46,12 +46,12 @@ pub struct Cpu {
     isolated: Vec<u32>,
     /// (cpu, contents of `cpuN/online` == "1", or None when unreadable).
     online: Vec<(u32, Option<bool>)>,
-    /// (online, physical_package_id, core_id) per CPU number as last read. The topology of a
+    /// (cpu, online, physical_package_id, core_id) as last read. The topology of a
     /// CPU cannot change while it stays online (its `topology/` files exist only while it is
     /// online, and come back with the same values for the same CPU), so they are read again
     /// only when `cpuN/online` reads differently from last time: 2 reads per CPU per scrape
-    /// saved.
-    topology: Vec<Option<(Option<bool>, u64, u64)>>,
+    /// saved. One entry per CPU number, so this never outgrows the CPU directories.
+    topology: Vec<(u32, Option<bool>, u64, u64)>,
     /// `cpuN/online`, topology and throttle files, kept open between cycles (3 per CPU here:
     /// 42 syscalls per scrape on 2 CPUs became 6).
     kept: KeptAttrs,
@@ -139,7 +139,7 @@ impl Collector for Cpu {
 impl Cpu {
     fn collect_stat(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
         self.stat_file
-            .read_shared(&ctx.roots.procfs, &mut self.text, ctx.now_ms)?;
+            .read_and_share(&ctx.roots.procfs, &mut self.text, ctx.now_ms)?;
         let path = self.stat_file.path();
         self.seen.iter_mut().for_each(|s| *s = false);
         let mut any = false;
@@ -383,16 +383,12 @@ impl Cpu {
                 online = read(0)?.map(|v| v == 1);
                 self.online.push((n, online));
             }
-            let cached = number
-                .and_then(|n| self.topology.get(n as usize).copied().flatten())
-                .filter(|t| t.0 == online);
-            let (package, core) = match cached {
-                Some((_, package, core)) => (package, core),
-                None => {
-                    // Bounded like /proc/stat's CPU numbers: a name is not a reason to allocate.
-                    let slot = number.map(|n| n as usize).filter(|&n| n <= 65_535);
-                    if let Some(t) = slot.and_then(|n| self.topology.get_mut(n)) {
-                        *t = None;
+            let known = number.and_then(|n| self.topology.iter().position(|t| t.0 == n));
+            let (package, core) = match known.map(|i| self.topology[i]) {
+                Some((_, was_online, package, core)) if was_online == online => (package, core),
+                _ => {
+                    if let Some(i) = known {
+                        self.topology.swap_remove(i);
                     }
                     let Some(package) = read(1)? else {
                         continue;
@@ -400,11 +396,8 @@ impl Cpu {
                     let Some(core) = read(2)? else {
                         continue;
                     };
-                    if let Some(n) = slot {
-                        if self.topology.len() <= n {
-                            self.topology.resize(n + 1, None);
-                        }
-                        self.topology[n] = Some((online, package, core));
+                    if let Some(n) = number {
+                        self.topology.push((n, online, package, core));
                     }
                     (package, core)
                 }

@@ -142,7 +142,13 @@ impl KeptListing {
         use std::os::unix::fs::MetadataExt;
         // std's stat, not rustix's: std's is linked anyway, so this adds no code.
         let m = std::fs::metadata(dir).map_err(|e| CollectError::io(dir, e))?;
-        let stamp = (m.dev(), m.ino(), m.nlink(), m.mtime(), m.mtime_nsec() as u64);
+        let stamp = (
+            m.dev(),
+            m.ino(),
+            m.nlink(),
+            m.mtime(),
+            m.mtime_nsec() as u64,
+        );
         if self.stamp != Some(stamp) || !still_absent(self.listed_at, now_ms) {
             self.stamp = None;
             list_dir(dir, &mut self.names)?;

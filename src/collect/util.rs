@@ -33,8 +33,6 @@ pub struct KeptFile {
     absent_since: Option<i64>,
     /// Set by [`Self::short_read_ends`]: the longest record of this file.
     max_record: Option<usize>,
-    /// This file's id for [`Self::read_shared`] (0 until its first shared read).
-    reader: u32,
 }
 
 impl KeptFile {
@@ -47,7 +45,6 @@ impl KeptFile {
             file: None,
             absent_since: None,
             max_record: None,
-            reader: 0,
         }
     }
 
@@ -99,57 +96,55 @@ impl KeptFile {
         Ok(())
     }
 
-    /// Like [`Self::read`], but within one collection (same `now_ms`) a file that another
-    /// `KeptFile` of the same path already read on this thread is copied from that read
-    /// instead of read again: the `cpu` and `stat` collectors both parse /proc/stat, whose
-    /// every read sums all CPUs' and all interrupts' counters in the kernel (8 µs here).
-    ///
-    /// A reader never reuses its own read, so a collector run twice at the same `now_ms`
-    /// (tests) reads afresh each time, and so does the first reader of each collection;
-    /// only the later readers of one collection share its first reader's text.
-    pub fn read_shared(
+    /// Like [`Self::read`], and leaves a copy of the text for one [`Self::take_shared`] of the
+    /// same collection (`now_ms`) and path on this thread: the `cpu` collector reads
+    /// /proc/stat and the `stat` collector, which runs after it, parses the same text instead
+    /// of reading it again (each read sums all CPUs' and interrupts' counters in the kernel:
+    /// 8 µs here).
+    pub fn read_and_share(
         &mut self,
         root: &Path,
         buf: &mut String,
         now_ms: i64,
     ) -> Result<(), CollectError> {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static NEXT_READER: AtomicU32 = AtomicU32::new(1);
-        thread_local! {
-            /// (path, now_ms, reader, text) of the last shared read on this (the work) thread.
-            static LAST: std::cell::RefCell<(std::path::PathBuf, i64, u32, String)> =
-                Default::default();
-        }
-        if self.reader == 0 {
-            self.reader = NEXT_READER.fetch_add(1, Ordering::Relaxed);
-        }
-        self.set_root(root);
-        let me = self.reader;
-        let reused = LAST.with(|l| {
-            let l = l.borrow();
-            let fresh = l.1 == now_ms && l.2 != 0 && l.2 != me && l.0 == self.path;
-            if fresh {
-                buf.clear();
-                buf.push_str(&l.3);
-            }
-            fresh
-        });
-        if reused {
-            return Ok(());
-        }
         let result = self.read(root, buf);
-        LAST.with(|l| {
-            let mut l = l.borrow_mut();
-            l.2 = 0;
+        SHARED.with(|sh| {
+            let mut sh = sh.borrow_mut();
+            sh.0 = None;
             if result.is_ok() {
-                l.0.clone_from(&self.path);
-                l.1 = now_ms;
-                l.2 = me;
-                l.3.clear();
-                l.3.push_str(buf);
+                sh.1.clear();
+                sh.1.extend_from_slice(self.path.as_os_str().as_encoded_bytes());
+                sh.2.clear();
+                sh.2.push_str(buf);
+                sh.0 = Some(now_ms);
             }
         });
         result
+    }
+
+    /// Like [`Self::read`], but takes the text another `KeptFile` of the same path left with
+    /// [`Self::read_and_share`] in this collection, if any. Taken once: a second call in the
+    /// same collection reads the file.
+    pub fn take_shared(
+        &mut self,
+        root: &Path,
+        buf: &mut String,
+        now_ms: i64,
+    ) -> Result<(), CollectError> {
+        self.set_root(root);
+        let taken = SHARED.with(|sh| {
+            let mut sh = sh.borrow_mut();
+            let fresh = sh.0 == Some(now_ms) && sh.1 == self.path.as_os_str().as_encoded_bytes();
+            if fresh {
+                sh.0 = None;
+                std::mem::swap(buf, &mut sh.2);
+            }
+            fresh
+        });
+        if taken {
+            return Ok(());
+        }
+        self.read(root, buf)
     }
 
     /// Reads an optional file: `Ok(false)` when it does not exist. An absent file is not
@@ -184,6 +179,14 @@ impl KeptFile {
             .parse()
             .map_err(|_| CollectError::parse(&self.path, "expected one unsigned number"))
     }
+}
+
+thread_local! {
+    /// (collection `now_ms`, path, text) left by [`KeptFile::read_and_share`] on this (the
+    /// work) thread, until [`KeptFile::take_shared`] takes it.
+    /// (The path as bytes: `PathBuf::new` is not const before Rust 1.91.)
+    static SHARED: std::cell::RefCell<(Option<i64>, Vec<u8>, String)> =
+        const { std::cell::RefCell::new((None, Vec::new(), String::new())) };
 }
 
 /// Reads all of `f` from offset 0 into `buf`, reusing its capacity; invalid UTF-8 is an error.
