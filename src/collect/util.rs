@@ -74,7 +74,8 @@ impl KeptFile {
 
     /// Points this file at `root` (closing the file kept under another root).
     fn set_root(&mut self, root: &Path) {
-        if self.root != root || self.path.as_os_str().is_empty() {
+        // Compared as bytes: `Path`'s `==` walks components (a visible share of a scrape).
+        if self.root.as_os_str() != root.as_os_str() || self.path.as_os_str().is_empty() {
             self.root = root.to_path_buf();
             self.path = root.join(self.rel);
             self.file = None;

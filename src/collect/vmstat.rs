@@ -1,7 +1,7 @@
 //! `vmstat`: the /proc/vmstat fields selected by `vmstat.fields`, as untyped
 //! `node_vmstat_<field>` (node_exporter's names and HELP).
 
-use super::util::{num, option_regex, FieldSelection, KeptFile};
+use super::util::{num, option_regex, split_at_byte, FieldSelection, KeptFile};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -36,7 +36,7 @@ impl Collector for Vmstat {
         let path = self.file.path();
         self.fields.restart();
         let mut lines = 0;
-        for line in self.buf.split('\n') {
+        for line in split_at_byte(&self.buf, b'\n') {
             let Some((field, value)) = field_and_value(line) else {
                 if line.trim().is_empty() {
                     continue;
