@@ -8,7 +8,7 @@
 //! one, and an idle counter that drops by 3 s or more means a hot-plugged CPU, whose cache is
 //! reset. `/proc/stat` counts in USER_HZ, which Linux fixes at 100 on every architecture.
 
-use super::sysfs::{list_dir, opt_bool, opt_regex, parse_cpu_list, short, KeptAttrs};
+use super::sysfs::{opt_bool, opt_regex, parse_cpu_list, short, KeptAttrs, KeptListing};
 use super::util::KeptFile;
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
@@ -34,7 +34,8 @@ pub struct Cpu {
     cpuinfo_file: KeptFile,
     isolated_file: KeptFile,
     attr: Vec<u8>,
-    names: Vec<String>,
+    /// `/sys/devices/system/cpu`, listed again only when a CPU directory came or went.
+    cpu_dirs: KeptListing,
     path: PathBuf,
     /// Last exported counters per CPU index, and whether the CPU was seen in this cycle.
     cache: Vec<Option<[f64; FIELDS]>>,
@@ -45,6 +46,12 @@ pub struct Cpu {
     isolated: Vec<u32>,
     /// (cpu, contents of `cpuN/online` == "1", or None when unreadable).
     online: Vec<(u32, Option<bool>)>,
+    /// (cpu, online, physical_package_id, core_id) as last read. The topology of a
+    /// CPU cannot change while it stays online (its `topology/` files exist only while it is
+    /// online, and come back with the same values for the same CPU), so they are read again
+    /// only when `cpuN/online` reads differently from last time: 2 reads per CPU per scrape
+    /// saved. One entry per CPU number, so this never outgrows the CPU directories.
+    topology: Vec<(u32, Option<bool>, u64, u64)>,
     /// `cpuN/online`, topology and throttle files, kept open between cycles (3 per CPU here:
     /// 42 syscalls per scrape on 2 CPUs became 6).
     kept: KeptAttrs,
@@ -99,10 +106,10 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
         text: String::new(),
         stat_file: KeptFile::new("stat").short_read_ends(0),
         cpuinfo_file: KeptFile::new("cpuinfo"),
-        isolated_file: KeptFile::new("devices/system/cpu/isolated"),
+        isolated_file: KeptFile::new("devices/system/cpu/isolated").short_read_ends(0),
         kept: KeptAttrs::new(CPU_FILES.len(), KEPT_CPU_FILES),
         attr: Vec::new(),
-        names: Vec::new(),
+        cpu_dirs: KeptListing::default(),
         path: PathBuf::new(),
         cache: Vec::new(),
         seen: Vec::new(),
@@ -110,6 +117,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
         packages: Vec::new(),
         isolated: Vec::new(),
         online: Vec::new(),
+        topology: Vec::new(),
     }))
 }
 
@@ -334,16 +342,16 @@ impl Cpu {
         out: &mut MetricSet,
     ) -> Result<(), CollectError> {
         let dir = ctx.roots.sys("devices/system/cpu");
-        match list_dir(&dir, &mut self.names) {
-            Ok(()) => {}
+        let names = match self.cpu_dirs.list(&dir, ctx.now_ms) {
+            Ok(names) => names,
             Err(ref e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e),
-        }
+        };
         self.cores.clear();
         self.packages.clear();
         self.online.clear();
         self.kept.begin_cycle(ctx.now_ms);
-        for name in &self.names {
+        for name in names {
             let is_cpu = name
                 .strip_prefix("cpu")
                 .is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit()));
@@ -368,15 +376,30 @@ impl Cpu {
                 });
                 r
             };
-            if let Some(n) = name.strip_prefix("cpu").and_then(|n| n.parse::<u32>().ok()) {
-                let online = read(0)?.map(|v| v == 1);
+            let number = name.strip_prefix("cpu").and_then(|n| n.parse::<u32>().ok());
+            let mut online = None;
+            if let Some(n) = number {
+                online = read(0)?.map(|v| v == 1);
                 self.online.push((n, online));
             }
-            let Some(package) = read(1)? else {
-                continue;
-            };
-            let Some(core) = read(2)? else {
-                continue;
+            let known = number.and_then(|n| self.topology.iter().position(|t| t.0 == n));
+            let (package, core) = match known.map(|i| self.topology[i]) {
+                Some((_, was_online, package, core)) if was_online == online => (package, core),
+                _ => {
+                    if let Some(i) = known {
+                        self.topology.swap_remove(i);
+                    }
+                    let Some(package) = read(1)? else {
+                        continue;
+                    };
+                    let Some(core) = read(2)? else {
+                        continue;
+                    };
+                    if let Some(n) = number {
+                        self.topology.push((n, online, package, core));
+                    }
+                    (package, core)
+                }
             };
             if !self.cores.iter().any(|c| c.0 == package && c.1 == core) {
                 let n = read(3)?;
@@ -573,6 +596,59 @@ mod tests {
         let t = crate::collect::fixtures::run_at(c.as_mut(), &s.roots(), later).unwrap();
         assert!(t.contains("node_cpu_online{cpu=\"0\"} 1\n"), "{t}");
         assert!(t.contains("node_cpu_online{cpu=\"1\"} 0\n"), "{t}");
+    }
+
+    #[test]
+    fn cpu_directory_added_between_collections_is_picked_up() {
+        let s = Scratch::new("cpu-hotadd");
+        s.write("proc/stat", b"cpu  1 1 1 1\ncpu0 1 1 1 1\n");
+        s.write("sys/devices/system/cpu/cpu0/online", b"1\n");
+        let mut c = new(&CollectorOptions::default()).unwrap();
+        let run_at = crate::collect::fixtures::run_at;
+        let t = run_at(c.as_mut(), &s.roots(), 1000).unwrap();
+        assert!(!t.contains("cpu=\"1\""), "{t}");
+        // A hot-added CPU, still offline: its directory is the only trace of it.
+        s.write("sys/devices/system/cpu/cpu1/online", b"0\n");
+        let t = run_at(c.as_mut(), &s.roots(), 1001).unwrap();
+        assert!(t.contains("node_cpu_online{cpu=\"1\"} 0\n"), "{t}");
+        std::fs::remove_dir_all(s.dir.join("sys/devices/system/cpu/cpu1")).unwrap();
+        let t = run_at(c.as_mut(), &s.roots(), 1002).unwrap();
+        assert!(!t.contains("cpu=\"1\""), "{t}");
+    }
+
+    #[test]
+    fn cpu_topology_is_read_again_when_a_cpu_goes_offline_or_online() {
+        let s = Scratch::new("cpu-topo");
+        s.write("proc/stat", b"cpu  1 1 1 1\ncpu0 1 1 1 1\ncpu1 1 1 1 1\n");
+        for (cpu, core) in [("cpu0", "0"), ("cpu1", "1")] {
+            let base = format!("sys/devices/system/cpu/{cpu}");
+            s.write(&format!("{base}/online"), b"1\n");
+            s.write(&format!("{base}/topology/physical_package_id"), b"0\n");
+            s.write(&format!("{base}/topology/core_id"), core.as_bytes());
+            s.write(
+                &format!("{base}/thermal_throttle/core_throttle_count"),
+                b"5\n",
+            );
+        }
+        let mut c = new(&CollectorOptions::default()).unwrap();
+        let run_at = crate::collect::fixtures::run_at;
+        let core1 = "node_cpu_core_throttles_total{core=\"1\",package=\"0\"} 5\n";
+        let t = run_at(c.as_mut(), &s.roots(), 1000).unwrap();
+        assert!(t.contains(core1), "{t}");
+        // While cpu1 stays online its topology is not read again...
+        let core1_file = "sys/devices/system/cpu/cpu1/topology/core_id";
+        s.write(core1_file, b"7\n");
+        let t = run_at(c.as_mut(), &s.roots(), 1001).unwrap();
+        assert!(t.contains(core1), "{t}");
+        // ...but is once `online` reads differently (offline: x86 removes topology/, other
+        // architectures may keep it), and again when it comes back.
+        s.write("sys/devices/system/cpu/cpu1/online", b"0\n");
+        let t = run_at(c.as_mut(), &s.roots(), 1002).unwrap();
+        assert!(t.contains("{core=\"7\",package=\"0\"} 5\n"), "{t}");
+        s.write(core1_file, b"3\n");
+        s.write("sys/devices/system/cpu/cpu1/online", b"1\n");
+        let t = run_at(c.as_mut(), &s.roots(), 1003).unwrap();
+        assert!(t.contains("{core=\"3\",package=\"0\"} 5\n"), "{t}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! does; only a missing `/sys/devices/system/cpu` is "not present". A missing cpufreq directory
 //! is looked for again only every [`REPROBE_ABSENT_MS`](super::util::REPROBE_ABSENT_MS).
 
-use super::sysfs::{list_dir, read_attr, read_num};
+use super::sysfs::{read_attr, read_num, KeptListing};
 use super::util::AbsentPaths;
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
@@ -47,7 +47,8 @@ const FREQS: [(&str, &str, &str); 6] = [
 ];
 
 pub struct CpuFreq {
-    names: Vec<String>,
+    /// `/sys/devices/system/cpu`, listed again only when a CPU directory came or went.
+    cpu_dirs: KeptListing,
     path: PathBuf,
     attr: Vec<u8>,
     governors: String,
@@ -57,7 +58,7 @@ pub struct CpuFreq {
 
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     Ok(Box::new(CpuFreq {
-        names: Vec::new(),
+        cpu_dirs: KeptListing::default(),
         path: PathBuf::new(),
         attr: Vec::new(),
         governors: String::new(),
@@ -72,14 +73,14 @@ impl Collector for CpuFreq {
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
         let dir = ctx.roots.sys("devices/system/cpu");
-        list_dir(&dir, &mut self.names)?;
+        let names = self.cpu_dirs.list(&dir, ctx.now_ms)?;
         let fams = FREQS.map(|(_, name, help)| out.family(name, help, MetricType::Gauge));
         let gov_f = out.family(
             "node_cpu_scaling_governor",
             "Current enabled CPU frequency governor.",
             MetricType::Gauge,
         );
-        for name in &self.names {
+        for name in names {
             let Some(cpu) = name
                 .strip_prefix("cpu")
                 .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))

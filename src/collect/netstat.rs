@@ -62,14 +62,23 @@ fn describe(key: &str) -> (String, String) {
 }
 
 impl Parser {
-    fn emit(&mut self, proto: &str, field: &str, value: f64, out: &mut MetricSet) {
+    /// Emits `proto_field` if selected; its value is parsed only then.
+    fn emit(
+        &mut self,
+        proto: &str,
+        field: &str,
+        value: &str,
+        path: &Path,
+        out: &mut MetricSet,
+    ) -> Result<(), CollectError> {
         self.key.clear();
         self.key.push_str(proto);
         self.key.push('_');
         self.key.push_str(field);
         if let Some((name, help)) = self.fields.get(&self.key, describe) {
-            out.single(name, help, MetricType::Untyped, value);
+            out.single(name, help, MetricType::Untyped, num(value, path)?);
         }
+        Ok(())
     }
 
     /// The buffer holds a file of `Proto: names` / `Proto: values` line pairs.
@@ -133,11 +142,11 @@ impl Parser {
                     None => self.headers.push(entry),
                 }
             }
+            // Only selected values are parsed (~30 of ~300 by default).
             for (v, sel) in split_at_byte(values, b' ').zip(&self.headers[slot].1) {
-                let v = num(v, path)?;
                 if let Some(idx) = *sel {
                     let (name, help) = self.fields.selected(idx);
-                    out.single(name, help, MetricType::Untyped, v);
+                    out.single(name, help, MetricType::Untyped, num(v, path)?);
                 }
             }
             pairs += 1;
@@ -158,13 +167,12 @@ impl Parser {
                 continue;
             };
             // "Ip6InReceives" -> protocol "Ip6", field "InReceives"; lines without a 6 are skipped.
-            let Some(six) = stat.find('6') else { continue };
-            match num(value, path) {
-                Ok(v) => self.emit(&stat[..=six], &stat[six + 1..], v, out),
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
+            let Some(six) = stat.bytes().position(|c| c == b'6') else {
+                continue;
+            };
+            if let Err(e) = self.emit(&stat[..=six], &stat[six + 1..], value, path, out) {
+                result = Err(e);
+                break;
             }
         }
         self.buf = buf;
@@ -244,6 +252,23 @@ mod tests {
         assert!(run(&mut *collector(), &base).0.is_ok());
         let bad = [("proc/net/netstat", "TcpExt: A B\nTcpExt: 1\n"), base[1]];
         assert!(run(&mut *collector(), &bad).0.is_err());
+    }
+
+    #[test]
+    fn garbage_is_an_error_in_a_selected_value_only() {
+        let collect = |netstat: &str, snmp6: &str| {
+            let files = [
+                ("proc/net/netstat", netstat),
+                ("proc/net/snmp", "Tcp: ActiveOpens\nTcp: 5\n"),
+                ("proc/net/snmp6", snmp6),
+            ];
+            run(&mut *collector(), &files).0
+        };
+        let ok6 = "Ip6InOctets 7\nIp6Unselected x\n";
+        assert!(collect("TcpExt: TW SyncookiesSent\nTcpExt: x 1\n", ok6).is_ok());
+        assert!(collect("TcpExt: TW SyncookiesSent\nTcpExt: 1 x\n", ok6).is_err());
+        let ok = "TcpExt: TW\nTcpExt: 1\n";
+        assert!(collect(ok, "Ip6InOctets  x\n").is_err());
     }
 
     /// The per-line selection cache follows a header line that changes between reads (a

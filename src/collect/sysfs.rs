@@ -116,6 +116,49 @@ pub fn list_dir(dir: &Path, out: &mut Vec<String>) -> Result<(), CollectError> {
     Ok(())
 }
 
+/// A directory listing kept between collections and redone only when the directory may have
+/// changed: one `stat` per collection instead of `open`, two `getdents64` and `close`.
+///
+/// Why that sees every change that matters: sysfs (kernfs) reports a directory's link count
+/// as its number of subdirectories plus two, refreshed on every `stat`, so a device directory
+/// (`cpuN`, `clocksourceN`) that is registered or removed changes it; on a regular file system
+/// (a recorded tree) creating or removing any entry changes the directory's mtime. The stamp
+/// compared is (device, inode, link count, mtime). A swap that keeps all of them (one CPU
+/// removed and another added between two collections, on sysfs, whose directory mtime is not
+/// kept up to date) is still seen: the listing is redone at least every
+/// [`REPROBE_ABSENT_MS`](super::util::REPROBE_ABSENT_MS). A CPU going offline or online does
+/// not change the listing (its `cpuN` directory stays); callers read `cpuN/online` each time.
+#[derive(Debug, Default)]
+pub struct KeptListing {
+    names: Vec<String>,
+    stamp: Option<(u64, u64, u64, i64, u64)>,
+    listed_at: i64,
+}
+
+impl KeptListing {
+    /// The sorted entry names of `dir`, like [`list_dir`], from the last listing while the
+    /// directory's stamp is unchanged.
+    pub fn list(&mut self, dir: &Path, now_ms: i64) -> Result<&[String], CollectError> {
+        use std::os::unix::fs::MetadataExt;
+        // std's stat, not rustix's: std's is linked anyway, so this adds no code.
+        let m = std::fs::metadata(dir).map_err(|e| CollectError::io(dir, e))?;
+        let stamp = (
+            m.dev(),
+            m.ino(),
+            m.nlink(),
+            m.mtime(),
+            m.mtime_nsec() as u64,
+        );
+        if self.stamp != Some(stamp) || !still_absent(self.listed_at, now_ms) {
+            self.stamp = None;
+            list_dir(dir, &mut self.names)?;
+            self.stamp = Some(stamp);
+            self.listed_at = now_ms;
+        }
+        Ok(&self.names)
+    }
+}
+
 /// A sysfs class directory (`/sys/class/thermal`, `/sys/class/watchdog`, ...) that is listed
 /// at most every [`REPROBE_ABSENT_MS`](super::util::REPROBE_ABSENT_MS) while it is empty: a device without such hardware
 /// (most VMs, many boards) then makes no `open`/`getdents`/`close` for it per scrape, and a
@@ -403,6 +446,31 @@ mod tests {
         assert!(v.is_empty());
         assert!(parse_cpu_list("1,x-3", &mut v).is_err());
         assert!(parse_cpu_list("5-1", &mut v).is_err());
+    }
+
+    #[test]
+    fn kept_listing_sees_added_and_removed_entries_and_relists_after_the_reprobe_time() {
+        let s = crate::collect::fixtures::Scratch::new("listing");
+        s.write("d/cpu0/online", b"1\n");
+        let dir = s.dir.join("d");
+        let mut l = KeptListing::default();
+        assert_eq!(l.list(&dir, 0).unwrap(), ["cpu0"]);
+        std::fs::create_dir(dir.join("cpu1")).unwrap();
+        assert_eq!(l.list(&dir, 1).unwrap(), ["cpu0", "cpu1"]);
+        s.write("d/isolated", b"\n");
+        assert_eq!(l.list(&dir, 2).unwrap(), ["cpu0", "cpu1", "isolated"]);
+        std::fs::remove_dir(dir.join("cpu1")).unwrap();
+        assert_eq!(l.list(&dir, 3).unwrap(), ["cpu0", "isolated"]);
+        // A change the stamp cannot show (here: forged by editing the kept names) lasts at
+        // most until the re-probe time.
+        l.names.push("ghost".into());
+        assert_eq!(l.list(&dir, 4).unwrap().len(), 3);
+        let later = 3 + crate::collect::util::REPROBE_ABSENT_MS;
+        assert_eq!(l.list(&dir, later).unwrap(), ["cpu0", "isolated"]);
+        assert!(l
+            .list(&s.dir.join("missing"), later)
+            .unwrap_err()
+            .is_not_found());
     }
 
     #[test]

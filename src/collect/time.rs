@@ -6,13 +6,14 @@
 //! The time zone is the process's local zone (`TZ`, else `/etc/localtime`), as in
 //! node_exporter; it is not read under `--path.rootfs`.
 
-use super::sysfs::{list_dir, KeptAttrs};
+use super::sysfs::{KeptAttrs, KeptListing};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::PathBuf;
 
 pub struct Time {
-    names: Vec<String>,
+    /// `/sys/devices/system/clocksource`, listed again only when a device came or went.
+    devices: KeptListing,
     path: PathBuf,
     buf: Vec<u8>,
     zone: String,
@@ -24,7 +25,7 @@ pub struct Time {
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     Ok(Box::new(Time {
         kept: KeptAttrs::new(2, 8),
-        names: Vec::new(),
+        devices: KeptListing::default(),
         path: PathBuf::new(),
         buf: Vec::new(),
         zone: String::new(),
@@ -92,12 +93,12 @@ impl Collector for Time {
         out.sample(f, &[("time_zone", &self.zone)], offset as f64);
 
         let dir = ctx.roots.sys("devices/system/clocksource");
-        match list_dir(&dir, &mut self.names) {
-            Ok(()) => {}
+        let names = match self.devices.list(&dir, ctx.now_ms) {
+            Ok(names) => names,
             // No clocksource directory (some containers): the clock metrics still stand.
             Err(ref e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e),
-        }
+        };
         let avail_f = out.family(
             "node_time_clocksource_available_info",
             "Available clocksources read from '/sys/devices/system/clocksource'.",
@@ -109,7 +110,7 @@ impl Collector for Time {
             MetricType::Gauge,
         );
         self.kept.begin_cycle(ctx.now_ms);
-        for name in &self.names {
+        for name in names {
             let Some(device) = name
                 .strip_prefix("clocksource")
                 .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
@@ -183,6 +184,30 @@ mod tests {
         let off = local_zone(0, &mut name);
         assert!(!name.is_empty());
         assert!((-14 * 3600..=14 * 3600).contains(&off));
+    }
+
+    #[test]
+    fn time_sees_a_changed_and_an_added_clocksource() {
+        let s = Scratch::new("time-cs");
+        let cs0 = "sys/devices/system/clocksource/clocksource0";
+        s.write(&format!("{cs0}/available_clocksource"), b"tsc hpet\n");
+        s.write(&format!("{cs0}/current_clocksource"), b"tsc\n");
+        let mut c = new(&CollectorOptions::default()).unwrap();
+        let t = run_at(c.as_mut(), &s.roots(), 1000).unwrap();
+        let cur = |cs: &str, dev: &str| {
+            format!(
+                "node_time_clocksource_current_info{{clocksource=\"{cs}\",device=\"{dev}\"}} 1\n"
+            )
+        };
+        assert!(t.contains(&cur("tsc", "0")), "{t}");
+        s.write(&format!("{cs0}/current_clocksource"), b"hpet\n");
+        s.write(
+            "sys/devices/system/clocksource/clocksource1/current_clocksource",
+            b"acpi_pm\n",
+        );
+        let t = run_at(c.as_mut(), &s.roots(), 1001).unwrap();
+        assert!(t.contains(&cur("hpet", "0")), "{t}");
+        assert!(t.contains(&cur("acpi_pm", "1")), "{t}");
     }
 
     #[test]

@@ -58,6 +58,10 @@ impl KeptFile {
     /// (0 for files printed as one record: `single_open` files such as meminfo, and
     /// /proc/sys values, which are never split), a short read below that bound is the end.
     /// A regular file (a recorded tree) reads short only at its end.
+    ///
+    /// `max_record` 0 (one record) also covers files longer than a page (/proc/net/netstat is
+    /// ~4.2 KB): seq_file grows its buffer until the single record fits, and hands it out
+    /// from there, so any read shorter than asked got the rest of it.
     pub fn short_read_ends(mut self, max_record: usize) -> Self {
         self.max_record = Some(max_record);
         self
@@ -68,13 +72,19 @@ impl KeptFile {
         &self.path
     }
 
-    /// Reads the whole file under `root` into `buf` (cleared first).
-    pub fn read(&mut self, root: &Path, buf: &mut String) -> Result<(), CollectError> {
-        if self.root != root || self.path.as_os_str().is_empty() {
+    /// Points this file at `root` (closing the file kept under another root).
+    fn set_root(&mut self, root: &Path) {
+        // Compared as bytes: `Path`'s `==` walks components (a visible share of a scrape).
+        if self.root.as_os_str() != root.as_os_str() || self.path.as_os_str().is_empty() {
             self.root = root.to_path_buf();
             self.path = root.join(self.rel);
             self.file = None;
         }
+    }
+
+    /// Reads the whole file under `root` into `buf` (cleared first).
+    pub fn read(&mut self, root: &Path, buf: &mut String) -> Result<(), CollectError> {
+        self.set_root(root);
         if let Some(f) = &self.file {
             if pread_string(f, buf, self.max_record).is_ok() {
                 return Ok(());
@@ -145,7 +155,9 @@ fn pread_string(
         let offset = bytes.len() as u64;
         match rustix::io::pread(f, rustix::buffer::spare_capacity(&mut bytes), offset) {
             Ok(0) => break Ok(()),
-            Ok(n) if n < asked && max_record.is_some_and(|m| n + m < SEQ_BUF) => break Ok(()),
+            Ok(n) if n < asked && max_record.is_some_and(|m| m == 0 || n + m < SEQ_BUF) => {
+                break Ok(())
+            }
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => {}
             Err(e) => break Err(std::io::Error::from(e)),

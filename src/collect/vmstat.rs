@@ -1,7 +1,7 @@
 //! `vmstat`: the /proc/vmstat fields selected by `vmstat.fields`, as untyped
 //! `node_vmstat_<field>` (node_exporter's names and HELP).
 
-use super::util::{num, option_regex, FieldSelection, KeptFile};
+use super::util::{num, option_regex, split_at_byte, FieldSelection, KeptFile};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -36,14 +36,13 @@ impl Collector for Vmstat {
         let path = self.file.path();
         self.fields.restart();
         let mut lines = 0;
-        for line in self.buf.split('\n') {
+        for line in split_at_byte(&self.buf, b'\n') {
             let Some((field, value)) = field_and_value(line) else {
                 if line.trim().is_empty() {
                     continue;
                 }
                 return Err(CollectError::parse(path, format!("bad line {line:?}")));
             };
-            let value = num(value, path)?;
             lines += 1;
             let describe = |f: &str| {
                 (
@@ -51,8 +50,9 @@ impl Collector for Vmstat {
                     format!("/proc/vmstat information field {f}."),
                 )
             };
+            // Only selected values are parsed (~10 of ~170 lines by default).
             if let Some((name, help)) = self.fields.get(field, describe) {
-                out.single(name, help, MetricType::Untyped, value);
+                out.single(name, help, MetricType::Untyped, num(value, path)?);
             }
         }
         if lines == 0 {
@@ -112,6 +112,19 @@ mod tests {
         assert_eq!(field_and_value("pgfault"), None);
         assert_eq!(field_and_value("pgfault "), None);
         assert_eq!(field_and_value(""), None);
+    }
+
+    #[test]
+    fn garbage_is_an_error_in_a_selected_value_only() {
+        let collect = |text: &str| {
+            run(
+                &mut *new(&CollectorOptions::default()).unwrap(),
+                &[("proc/vmstat", text)],
+            )
+            .0
+        };
+        assert!(collect("pgfault 5\nnr_free_pages x\n").is_ok());
+        assert!(collect("pgfault x\nnr_free_pages 1\n").is_err());
     }
 
     #[test]
