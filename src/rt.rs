@@ -271,9 +271,9 @@ impl Reactor {
         }
     }
 
-    /// One round: waits (unless `notify` is set) for events or the next deadline,
-    /// dispatches what epoll reports, fires due timers.
-    fn react(&self, notify: &Notify) -> io::Result<()> {
+    /// One round: waits for events or the next deadline (not at all without `notify` or
+    /// when it is set), dispatches what epoll reports, fires due timers.
+    fn react(&self, notify: Option<&Notify>) -> io::Result<()> {
         let timeout_ms = match self.timers.borrow().first_key_value() {
             None => -1,
             Some((&(at, _), _)) => {
@@ -284,7 +284,7 @@ impl Reactor {
             }
         };
         self.shared.sleeping.store(true, SeqCst);
-        let mut wait = !notify.notified.load(SeqCst);
+        let mut wait = notify.is_some_and(|n| !n.notified.load(SeqCst));
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS];
         let n = loop {
             // SAFETY: the buffer holds MAX_EVENTS events and outlives the call.
@@ -347,6 +347,12 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
     }
 }
 
+/// Dispatches the I/O events and timers that are due, without waiting: for code that drives
+/// futures by polling (`try_tick`) instead of running [`block_on`].
+pub fn poll_io() -> io::Result<()> {
+    REACTOR.with(|r| r.react(None))
+}
+
 /// The loop of [`block_on`], not generic (one copy in the binary).
 #[inline(never)]
 fn run_until(poll: &mut dyn FnMut(&mut Context<'_>) -> bool) {
@@ -372,7 +378,7 @@ fn run_until(poll: &mut dyn FnMut(&mut Context<'_>) -> bool) {
             continue;
         }
         polls_without_io = 0;
-        if let Err(e) = REACTOR.with(|r| r.react(&notify)) {
+        if let Err(e) = REACTOR.with(|r| r.react(Some(&notify))) {
             // epoll_wait fails only on a bad fd or buffer: a bug, not a runtime condition.
             panic!("epoll_wait failed: {e}");
         }
