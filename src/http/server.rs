@@ -233,6 +233,10 @@ impl Server {
         let table = Rc::new(ConnTable::default());
         let mut shutdown = pin!(shutdown);
         let mut last_accept_error: Option<Instant> = None;
+        // Responses go out in one write each: no Nagle delay. Set once on the listener, as
+        // Linux copies TCP options into every accepted socket (one setsockopt per connection
+        // saved; `accepted_sockets_inherit_nodelay_from_the_listener` checks it).
+        let _ = rustix::net::sockopt::set_tcp_nodelay(listener.get_ref(), true);
         ex.run(async {
             // One sweeper for the server's lifetime (its timer and armed deadline persist).
             let mut sweeper = pin!(sweep(&table));
@@ -272,7 +276,6 @@ impl Server {
                     }
                 };
                 bump(&self.stats.accepted);
-                let _ = stream.get_ref().set_nodelay(true);
                 let Some(state) = table.admit(self.limits.max_connections, &self.stats) else {
                     bump(&self.stats.rejected);
                     #[cfg(feature = "tls")]
@@ -1032,6 +1035,16 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accepted_sockets_inherit_nodelay_from_the_listener() {
+        // `serve` sets TCP_NODELAY on the listener only; this is the kernel behaviour it uses.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        rustix::net::sockopt::set_tcp_nodelay(&l, true).unwrap();
+        let _c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        assert!(s.nodelay().unwrap());
+    }
 
     #[test]
     fn parse_head_reports_partial_complete_and_limits() {
