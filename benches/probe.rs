@@ -11,9 +11,9 @@
 //! ICMP needs a raw socket (root) or ping_group_range; it is skipped with a note otherwise.
 
 use async_executor::LocalExecutor;
-use async_io::Timer;
 use promlet::config::Config;
 use promlet::probe::{self, config::Module, Report};
+use promlet::rt::Timer;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{Read, Write};
@@ -171,7 +171,7 @@ fn per_probe(c: &Case, secs: f64) {
         let before = LIVE.with(|l| l.get());
         PEAK.with(|p| p.set(before));
         let mut r = Report::new(false);
-        let ok = async_io::block_on(probe::run(&c.module, &c.target, TIMEOUT, &mut r));
+        let ok = promlet::rt::block_on(probe::run(&c.module, &c.target, TIMEOUT, &mut r));
         assert!(ok, "{} failed", c.name);
         drop(r);
         max_peak.set(max_peak.get().max(PEAK.with(|p| p.get()) - before));
@@ -210,7 +210,7 @@ fn under_load(c: &Case, rate: u32, secs: f64) -> (f64, f64, Duration, Duration) 
     let stop = Instant::now() + Duration::from_secs_f64(secs);
     let cpu0 = thread_cpu();
     let start = Instant::now();
-    async_io::block_on(ex.run(async {
+    promlet::rt::block_on(ex.run(async {
         let tick = {
             let lateness = lateness.clone();
             ex.spawn(async move {

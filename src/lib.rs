@@ -21,6 +21,7 @@
 //! | [`collect`] | node_exporter-compatible readers of /proc and /sys, driven by `Roots` |
 //! | [`config`] | the YAML config: parsing, validation, positioned errors               |
 //! | [`cli`]   | the flag table (source of `--help`), argument parsing, subcommands      |
+//! | [`rt`]    | the single-threaded epoll reactor: `block_on`, `Async`, `Timer`, signals |
 //! | [`http`]  | the HTTP/1.1 server (limits, timeouts) and routing                      |
 //! | [`agent`] | the main loop: wiring, schedules, self-metrics, reload, shutdown        |
 //! | [`tsdb`]  | the fixed-size ring-buffer store and its on-disk format                 |
@@ -58,6 +59,7 @@ pub mod promql;
 pub mod push;
 pub mod relabel;
 pub mod remote;
+pub mod rt;
 pub mod rules;
 pub mod scrape;
 pub mod sort;

@@ -61,7 +61,8 @@ mod no_unwind {
 
 /// musl's `pthread_setname_np` formats `/proc/self/task/%d/comm` with snprintf for other
 /// threads, which alone keeps printf (~8 KB) in release builds. std names a thread only from
-/// inside it (async-io's reactor thread), which is a plain `prctl(PR_SET_NAME)`.
+/// inside it (the filesystem collector's `promlet-statfs` helper), which is a plain
+/// `prctl(PR_SET_NAME)`.
 #[cfg(promlet_no_unwind_tables)]
 #[no_mangle]
 extern "C" fn pthread_setname_np(

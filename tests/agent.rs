@@ -68,7 +68,7 @@ fn metrics_pass_promtool_in_text_and_openmetrics() {
     }
     assert!(text.contains("# TYPE process_cpu_seconds_total counter\n"));
     assert!(text.contains("promlet_build_info{revision=\""));
-    assert_eq!(agent.metric("promlet_threads"), Some(2.0));
+    assert_eq!(agent.metric("promlet_threads"), Some(1.0));
 
     let om = openmetrics_body(&agent);
     let om_text = String::from_utf8(om.clone()).unwrap();
@@ -157,7 +157,7 @@ fn metrics_are_gzipped_when_asked() {
     assert_eq!(&body[..2], &[0x1f, 0x8b]);
     let inflated = miniz_oxide::inflate::decompress_to_vec(&body[10..body.len() - 8]).unwrap();
     let text = String::from_utf8(inflated).unwrap();
-    assert!(text.contains("\npromlet_threads 2\n"), "{text}");
+    assert!(text.contains("\npromlet_threads 1\n"), "{text}");
     let (_, head, _) = agent.get("/metrics", "");
     assert!(!head.contains("Content-Encoding"), "{head}");
 }
@@ -225,7 +225,7 @@ fn reload_by_http_and_sighup_with_good_and_bad_config() {
         a.metric("promlet_config_last_reload_successful") == Some(0.0)
     });
     assert_eq!(agent.get("/-/healthy", "").0, 200);
-    assert_eq!(agent.metric("promlet_threads"), Some(2.0));
+    assert_eq!(agent.metric("promlet_threads"), Some(1.0));
 }
 
 #[test]
@@ -321,7 +321,7 @@ fn garbage_and_header_bomb_are_refused_and_service_continues() {
         out.is_empty() || out.starts_with("HTTP/1.1 431 "),
         "expected 431 or a close, got {out}"
     );
-    assert!(agent.metrics().contains("promlet_threads 2"));
+    assert!(agent.metrics().contains("promlet_threads 1"));
     assert!(
         agent.status_field("VmHWM") < 32 * 1024,
         "peak RSS above 32 MiB"
@@ -329,7 +329,7 @@ fn garbage_and_header_bomb_are_refused_and_service_continues() {
 }
 
 /// 1,000 slow connections held open: /metrics keeps being served to others, the thread count
-/// stays 2 and RSS stays bounded.
+/// stays 1 and RSS stays bounded.
 #[test]
 fn thousand_slow_connections_do_not_starve_metrics() {
     let agent = Agent::start(&[]);
@@ -347,14 +347,14 @@ fn thousand_slow_connections_do_not_starve_metrics() {
     for _ in 0..5 {
         let t0 = Instant::now();
         let body = agent.metrics();
-        assert!(body.contains("promlet_threads 2"), "{body}");
+        assert!(body.contains("promlet_threads 1"), "{body}");
         assert!(
             t0.elapsed() < Duration::from_secs(2),
             "slow /metrics: {:?}",
             t0.elapsed()
         );
     }
-    assert_eq!(agent.status_field("Threads"), 2);
+    assert_eq!(agent.status_field("Threads"), 1);
     let rss = agent.status_field("VmRSS");
     let open = agent.metric("promlet_http_connections").unwrap();
     assert!(open <= 512.0, "connection cap exceeded: {open}");
@@ -397,7 +397,7 @@ fn low_fd_limit_shrinks_the_cap_instead_of_running_out() {
     assert_eq!(status, 200);
     let body = String::from_utf8(body).unwrap();
     assert!(body.contains("\nprocess_max_fds 512\n"), "{body}");
-    assert!(body.contains("\npromlet_threads 2\n"));
+    assert!(body.contains("\npromlet_threads 1\n"));
     let log = std::fs::read_to_string(dir.0.join("stderr.log")).unwrap();
     assert!(log.contains("allows only 256 connections"), "{log}");
     drop(idle);
@@ -415,7 +415,7 @@ fn real_prometheus_scrapes_promlet() {
     let targets = prom.get("/api/v1/targets");
     assert!(targets.contains("\"lastError\":\"\""), "{targets}");
     let threads = prom.query("promlet_threads");
-    assert!(threads.contains(",\"2\"]"), "{threads}");
+    assert!(threads.contains(",\"1\"]"), "{threads}");
     // OpenMetrics counters arrive under their _total name.
     let steps = prom.query("promlet_clock_steps_total");
     assert!(steps.contains(",\"0\"]"), "{steps}");

@@ -360,7 +360,7 @@ fn api_answers_from_the_store_in_prometheus_shape() {
     // The store reports itself on /metrics, and the API did not disturb the thread count.
     assert!(agent.metric("promlet_tsdb_series").unwrap() > 100.0);
     assert_eq!(agent.metric("promlet_append_errors_total"), Some(0.0));
-    assert_eq!(agent.metric("promlet_threads"), Some(2.0));
+    assert_eq!(agent.metric("promlet_threads"), Some(1.0));
 }
 
 /// `--query.timeout` stops a query that would run for a long time: 503 "timeout" soon after

@@ -448,7 +448,7 @@ fn chaos_remote_write_receiver_unreachable_for_a_simulated_hour() {
     let ex = async_executor::LocalExecutor::new();
     let _task = ex.spawn(run(queue.clone(), store.clone()));
     let run_for = |d: Duration| {
-        async_io::block_on(ex.run(async_io::Timer::after(d)));
+        promlet::rt::block_on(ex.run(promlet::rt::Timer::after(d)));
     };
     // The outage: nothing listens on the port.
     run_for(Duration::from_secs(3));

@@ -44,10 +44,10 @@ fn start(limits: Limits) -> TestServer {
     let shutdown = Shutdown::new();
     let sd = shutdown.clone();
     let thread = std::thread::spawn(move || {
-        let listener = async_io::Async::new(listener).unwrap();
+        let listener = promlet::rt::Async::new(listener).unwrap();
         let r = router();
         let server = Server::new(limits);
-        async_io::block_on(server.serve(listener, move |q| r.handle(q), sd.wait())).unwrap();
+        promlet::rt::block_on(server.serve(listener, move |q| r.handle(q), sd.wait())).unwrap();
     });
     TestServer {
         port,

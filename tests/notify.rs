@@ -785,7 +785,7 @@ fn promlet_metric(port: u16, series: &str) -> Option<f64> {
 /// The whole path for a resolution: a rule in the real promlet stops firing while Alertmanager
 /// is down; promlet is SIGKILLed and restarted (its rule state no longer knows the alert, so only
 /// the persisted queue does); Alertmanager comes back empty and receives the resolved alert,
-/// never a firing one. While deliveries fail and retry, promlet runs on its 2 threads.
+/// never a firing one. While deliveries fail and retry, promlet runs on its 1 thread.
 #[test]
 fn rule_resolution_from_the_real_binary_survives_outage_and_restart() {
     let dir = TempDir::new("e2e-resolved");
@@ -836,7 +836,7 @@ fn rule_resolution_from_the_real_binary_survives_outage_and_restart() {
         Some(1.0)
     );
     assert!(promlet_metric(port, "promlet_notifications_errors_total").unwrap() >= 1.0);
-    assert_eq!(promlet_metric(port, "promlet_threads"), Some(2.0));
+    assert_eq!(promlet_metric(port, "promlet_threads"), Some(1.0));
     drop(promlet);
     let _promlet = start_promlet(port, &data, &extra);
     std::thread::sleep(Duration::from_secs(2));
@@ -856,7 +856,7 @@ fn rule_resolution_from_the_real_binary_survives_outage_and_restart() {
 
 /// Alertmanagers are posted to at once, as tasks on the work thread: one that accepts
 /// connections and never answers (until its 20 s timeout) does not hold up the real one, and
-/// the process stays at 2 threads.
+/// the process stays at 1 thread.
 #[test]
 fn a_silent_alertmanager_does_not_delay_the_real_one_and_adds_no_thread() {
     let dir = TempDir::new("parallel");
@@ -893,7 +893,7 @@ fn a_silent_alertmanager_does_not_delay_the_real_one_and_adds_no_thread() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // The POST to the silent one is still open (20 s timeout): delivery is under way.
-    assert_eq!(promlet_metric(port, "promlet_threads"), Some(2.0));
+    assert_eq!(promlet_metric(port, "promlet_threads"), Some(1.0));
     assert_eq!(
         promlet_metric(port, "promlet_notifications_alertmanagers_discovered"),
         Some(2.0)

@@ -108,7 +108,7 @@ fn modules(yaml: &str) -> Config {
 
 fn run(module: &Module, target: &str, timeout: Duration) -> (bool, Report) {
     let mut r = Report::new(true);
-    let ok = async_io::block_on(probe::run(module, target, timeout, &mut r));
+    let ok = promlet::rt::block_on(probe::run(module, target, timeout, &mut r));
     (ok, r)
 }
 

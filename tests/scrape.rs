@@ -42,7 +42,7 @@ impl Rig {
 
     /// Runs the work thread's executor for `d`.
     fn run_for(&self, d: Duration) {
-        async_io::block_on(self.ex.run(async_io::Timer::after(d)));
+        promlet::rt::block_on(self.ex.run(promlet::rt::Timer::after(d)));
     }
 
     /// Runs until `cond` holds or `limit` passes.
@@ -806,7 +806,7 @@ fn hostile_responses_are_errors() {
             gzip: true,
         };
         let (mut raw, mut body) = (Vec::new(), Vec::new());
-        let r = async_io::block_on(send(&req, &mut raw, &mut body));
+        let r = promlet::rt::block_on(send(&req, &mut raw, &mut body));
         let e = r.expect_err(want);
         assert!(e.contains(want), "want {want:?}, got {e:?}");
     }

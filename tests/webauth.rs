@@ -414,7 +414,7 @@ mod tls {
             return;
         };
         prom.wait_for("up", "1");
-        prom.wait_for("promlet_threads", "2");
+        prom.wait_for("promlet_threads", "1");
         let targets = prom.get("/api/v1/targets");
         assert!(
             targets.contains("\"scrapeUrl\":\"https://127.0.0.1:"),

@@ -335,7 +335,7 @@ fn post_form(server: &str, path: &str, body: &str) -> Result<(u16, Vec<u8>), Str
     // The agent's own resolver (localhost, /etc/hosts, then DNS), as for every other outbound
     // connection: std's `ToSocketAddrs` would link musl's getaddrinfo and its resolver
     // (~20 KB of the static binary) for this one call.
-    let addr = async_io::block_on(crate::net::dns::resolve_host(host, port, CONNECT_TIMEOUT))
+    let addr = crate::rt::block_on(crate::net::dns::resolve_host(host, port, CONNECT_TIMEOUT))
         .map_err(|e| format!("cannot reach {server}: {e}"))?;
     let cannot = |e: std::io::Error| format!("cannot reach {server}: {e}");
     let mut s = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(cannot)?;

@@ -19,13 +19,13 @@
 //! plain and TLS connections run the same code over [`Stream`].
 
 use super::{reason, Request, Response};
+use crate::rt::{Async, Timer};
 use async_executor::LocalExecutor;
-use async_io::{Async, Timer};
 use futures_lite::{future, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::pin::{pin, Pin};
 use std::rc::{Rc, Weak};
 use std::sync::{Arc, Mutex};
@@ -233,6 +233,10 @@ impl Server {
         let table = Rc::new(ConnTable::default());
         let mut shutdown = pin!(shutdown);
         let mut last_accept_error: Option<Instant> = None;
+        // Responses go out in one write each: no Nagle delay. Set once on the listener, as
+        // Linux copies TCP options into every accepted socket (one setsockopt per connection
+        // saved; `accepted_sockets_inherit_nodelay_from_the_listener` checks it).
+        let _ = rustix::net::sockopt::set_tcp_nodelay(listener.get_ref(), true);
         ex.run(async {
             // One sweeper for the server's lifetime (its timer and armed deadline persist).
             let mut sweeper = pin!(sweep(&table));
@@ -250,7 +254,7 @@ impl Server {
                 .await;
                 let stream = match accepted {
                     None => break,
-                    Some(Ok((stream, _))) => stream,
+                    Some(Ok(stream)) => stream,
                     Some(Err(e)) => {
                         // Out of file descriptors (the collectors and the store hold some too):
                         // free one by evicting the longest-waiting idle reader, as at the cap,
@@ -272,7 +276,6 @@ impl Server {
                     }
                 };
                 bump(&self.stats.accepted);
-                let _ = stream.get_ref().set_nodelay(true);
                 let Some(state) = table.admit(self.limits.max_connections, &self.stats) else {
                     bump(&self.stats.rejected);
                     #[cfg(feature = "tls")]
@@ -354,19 +357,19 @@ async fn sweep(table: &ConnTable) {
     }
 }
 
-/// The next connection on `listener`. Not `Async::accept`: that one treats any wake-up of
-/// the task as readiness and tries `accept4` again, and this loop runs in the executor's main
-/// future, which is polled whenever any connection task is woken: two failed `accept4` plus
-/// two `epoll_ctl` re-arms per connection. `readable()` resolves only when the reactor has
-/// reported the listener ready.
-async fn accept(listener: &Async<TcpListener>) -> io::Result<(Async<TcpStream>, SocketAddr)> {
-    loop {
-        match listener.get_ref().accept() {
-            Ok((stream, addr)) => return Ok((Async::new(stream)?, addr)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => listener.readable().await?,
-            Err(e) => return Err(e),
-        }
-    }
+/// The next connection on `listener`: `accept4` with `SOCK_NONBLOCK`, so the stream is
+/// registered without another `ioctl`. `read_with` retries only after the reactor reports the
+/// listener ready again (this loop runs in the executor's main future, which is polled
+/// whenever any connection task is woken: those polls cost no syscall).
+async fn accept(listener: &Async<TcpListener>) -> io::Result<Async<TcpStream>> {
+    use rustix::net::SocketFlags;
+    let fd = listener
+        .read_with(|l| {
+            rustix::net::accept_with(l, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC)
+                .map_err(io::Error::from)
+        })
+        .await?;
+    Async::new_nonblocking(TcpStream::from(fd))
 }
 
 /// Completes the TLS handshake within the read timeout (evictable meanwhile); None if it
@@ -484,10 +487,11 @@ impl ConnState {
 /// when the task ends.
 ///
 /// Read deadlines are enforced by one sweeper ([`sweep`]) for all connections instead of a
-/// timer per read: every async-io timer a read registers is a wake-up of the reactor thread
-/// (eventfd write, timerfd re-arm), and a scrape over a fresh connection waited once per
-/// connection. The sweeper sleeps until the earliest deadline it knows of and is nudged only
-/// when a read needs an earlier one, which in steady state (equal timeouts) never happens.
+/// timer per read: with async-io (used before src/rt.rs) every timer a read registered was a
+/// wake-up of its reactor thread (eventfd write, timerfd re-arm). `rt::Timer` costs no syscall,
+/// but one timer still beats a map insert and removal per read. The sweeper sleeps until the
+/// earliest deadline it knows of and is nudged only when a read needs an earlier one, which in
+/// steady state (equal timeouts) never happens.
 #[derive(Default)]
 struct ConnTable {
     conns: RefCell<Vec<Weak<ConnState>>>,
@@ -1031,6 +1035,16 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accepted_sockets_inherit_nodelay_from_the_listener() {
+        // `serve` sets TCP_NODELAY on the listener only; this is the kernel behaviour it uses.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        rustix::net::sockopt::set_tcp_nodelay(&l, true).unwrap();
+        let _c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        assert!(s.nodelay().unwrap());
+    }
 
     #[test]
     fn parse_head_reports_partial_complete_and_limits() {

@@ -11,7 +11,7 @@
 //!
 //! Not done: the `search`/`ndots` rules (names are used as written), EDNS0, DNSSEC.
 
-use async_io::{Async, Timer};
+use crate::rt::{Async, Timer};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
@@ -724,8 +724,8 @@ mod tests {
             s.write_all(&framed).unwrap();
         });
         let server_addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let m =
-            async_io::block_on(query(server_addr, "big.lan", T_A, Duration::from_secs(5))).unwrap();
+        let m = crate::rt::block_on(query(server_addr, "big.lan", T_A, Duration::from_secs(5)))
+            .unwrap();
         server.join().unwrap();
         assert!(!m.truncated);
         assert_eq!(m.answer[0].data, RData::A(Ipv4Addr::new(10, 1, 2, 3)));

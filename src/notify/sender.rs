@@ -13,9 +13,9 @@
 //! https (feature `tls`): a target carries its [`client::ClientTls`] (from `tls_config`, or
 //! the system's CA bundle); without the feature https configs are refused at load.
 
+use crate::rt::Timer;
 use crate::scrape::{client, dns};
 use async_executor::LocalExecutor;
-use async_io::Timer;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::task::{Poll, Waker};
@@ -250,6 +250,10 @@ impl SharedSender {
 
     fn run_own_executor(&self) {
         if self.runs_own_executor {
+            // Nothing else runs this thread's reactor: collect its readiness first.
+            if let Err(e) = crate::rt::poll_io() {
+                crate::log::warn(&format!("notify: polling sockets failed: {e}"));
+            }
             for _ in 0..SELF_TICKS {
                 if !self.ex.try_tick() {
                     break;
@@ -564,7 +568,7 @@ mod tests {
         let timer = async {
             Timer::after(Duration::from_secs(10)).await;
         };
-        async_io::block_on(ex.run(futures_lite::future::or(done, timer)));
+        crate::rt::block_on(ex.run(futures_lite::future::or(done, timer)));
         assert!(
             start.elapsed() < Duration::from_secs(3),
             "{:?}",

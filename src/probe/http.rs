@@ -17,8 +17,8 @@
 
 use super::config::HttpModule;
 use super::{resolve, split_host_port, Report};
+use crate::rt::Async;
 use crate::scrape::client::{chunked_complete, dechunk, gunzip};
-use async_io::Async;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;

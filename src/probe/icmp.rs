@@ -13,7 +13,7 @@
 
 use super::config::IcmpModule;
 use super::{resolve, Report};
-use async_io::Async;
+use crate::rt::Async;
 use rustix::net::{ipproto, AddressFamily, SendFlags, SocketType};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};

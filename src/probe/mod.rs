@@ -29,9 +29,9 @@ pub mod tcp;
 use crate::expo::{MetricSet, MetricType};
 use crate::model::{Clock, Timestamp};
 pub use crate::net::split_host_port;
+use crate::rt::Timer;
 use crate::tsdb::Appender;
 use async_executor::{LocalExecutor, Task};
-use async_io::Timer;
 use config::{IpChoice, Module, ProbeJob, Prober, ProbesConfig};
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr};
@@ -626,11 +626,11 @@ probe_x_seconds{instance=\"h\",phase=\"resolve\",target=\"h\"} 0.5\n"
             prefer_v4: true,
             fallback: false,
         };
-        let got = async_io::block_on(resolve("127.0.0.1", v4, &mut r)).unwrap();
+        let got = crate::rt::block_on(resolve("127.0.0.1", v4, &mut r)).unwrap();
         assert_eq!(got.0, IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(r.value("probe_ip_protocol"), Some(4.0));
         let mut r = Report::new(false);
-        assert!(async_io::block_on(resolve("::1", v4, &mut r)).is_err());
+        assert!(crate::rt::block_on(resolve("::1", v4, &mut r)).is_err());
         assert_eq!(r.value("probe_ip_protocol"), Some(0.0));
     }
 }

@@ -8,7 +8,7 @@
 
 use super::config::TcpModule;
 use super::{resolve, split_host_port, Report};
-use async_io::Async;
+use crate::rt::Async;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use std::net::{SocketAddr, TcpStream};
 

@@ -21,9 +21,9 @@ use super::config::RemoteWriteConfig;
 use super::cursor::{self, series_key, Position};
 use super::proto;
 use crate::model::{Labels, Sample, Timestamp};
+use crate::rt::Timer;
 use crate::scrape::client;
 use crate::tsdb::{SharedStore, Store};
-use async_io::Timer;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -845,7 +845,7 @@ mod tests {
         let shared = SharedStore::new(store);
         let q = Rc::new(RefCell::new(Queue::new(c, vec![], None, 0)));
         let ex = async_executor::LocalExecutor::new();
-        async_io::block_on(ex.run(async {
+        crate::rt::block_on(ex.run(async {
             let _task = ex.spawn(run(q.clone(), shared.clone()));
             let t0 = Instant::now();
             while q.borrow().stats.samples < 2 && t0.elapsed() < Duration::from_secs(10) {

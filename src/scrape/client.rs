@@ -1,5 +1,5 @@
 //! A tiny HTTP/1.1 client for scrapes and other outbound requests (GET, or POST with a body),
-//! on `async_io::Async<TcpStream>` (no thread, no pool): one connection per request,
+//! on `crate::rt::Async<TcpStream>` (no thread, no pool): one connection per request,
 //! `Connection: close`, the whole exchange under a deadline.
 //!
 //! Owns: the request bytes, response parsing (status line and headers via httparse; body by
@@ -12,7 +12,7 @@
 //! https: [`send_with_tls`] with a [`ClientTls`] (feature `tls`; src/tls.rs builds it) runs
 //! the same exchange over a rustls stream on the same thread.
 
-use async_io::{Async, Timer};
+use crate::rt::{Async, Timer};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -590,7 +590,7 @@ mod tests {
             gzip: false,
         };
         let (mut raw, mut body) = (Vec::new(), Vec::new());
-        let resp = async_io::block_on(send(&req, &mut raw, &mut body)).unwrap();
+        let resp = crate::rt::block_on(send(&req, &mut raw, &mut body)).unwrap();
         assert_eq!(resp.status, 204);
         let sent = String::from_utf8(server.join().unwrap()).unwrap();
         let want = format!(

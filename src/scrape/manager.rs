@@ -21,9 +21,9 @@ use crate::config::yaml::{self, Node, Value};
 use crate::http::json::Json;
 use crate::log;
 use crate::model::{Clock, Labels};
+use crate::rt::Timer;
 use crate::tsdb::Appender;
 use async_executor::{LocalExecutor, Task};
-use async_io::Timer;
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -753,7 +753,7 @@ mod tests {
     #[test]
     fn addresses_without_a_port_use_the_scheme_port() {
         let r = |a: &str, https: bool| {
-            async_io::block_on(resolve(a, https, Duration::from_secs(1))).map(|s| s.to_string())
+            crate::rt::block_on(resolve(a, https, Duration::from_secs(1))).map(|s| s.to_string())
         };
         assert_eq!(r("127.0.0.1", false).unwrap(), "127.0.0.1:80");
         assert_eq!(r("127.0.0.1", true).unwrap(), "127.0.0.1:443");
