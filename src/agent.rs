@@ -1118,9 +1118,9 @@ thread_local! {
     /// per scrape with std's growing reads they (and status, whose values stat has too) took
     /// 25 syscalls; now 2. A descriptor of /proc/self/... keeps naming this process, the only
     /// one it is read for.
-    static SELF_FILES: RefCell<(String, [crate::collect::util::KeptFile; 2])> = RefCell::new((
+    static SELF_FILES: RefCell<(String, [crate::collect::util::KeptFile; 1])> = RefCell::new((
         String::new(),
-        ["stat", "limits"].map(|f| crate::collect::util::KeptFile::new(f).short_read_ends(0)),
+        ["stat"].map(|f| crate::collect::util::KeptFile::new(f).short_read_ends(0)),
     ));
 }
 
@@ -1128,16 +1128,20 @@ impl ProcessStats {
     pub fn read_self(boot_time_s: Option<f64>) -> ProcessStats {
         let mut p = ProcessStats::default();
         SELF_FILES.with(|cell| {
-            let (buf, [stat, limits]) = &mut *cell.borrow_mut();
+            let (buf, [stat]) = &mut *cell.borrow_mut();
             let root = std::path::Path::new("/proc/self");
             if stat.read(root, buf).is_ok() {
                 p.parse_stat(buf, boot_time_s, rustix::param::page_size() as f64);
             }
-            if limits.read(root, buf).is_ok() {
-                p.max_fds = parse_limit(buf, "Max open files");
-                p.virtual_max_bytes = parse_limit(buf, "Max address space");
-            }
         });
+        // The soft limits /proc/self/limits prints, from getrlimit(2): the kernel formats all 16
+        // lines of that file for a read (6 us against 0.9 us for both calls, measured hot).
+        let soft = |r| {
+            let lim = rustix::process::getrlimit(r);
+            Some(lim.current.unwrap_or(u64::MAX) as f64)
+        };
+        p.max_fds = soft(rustix::process::Resource::Nofile);
+        p.virtual_max_bytes = soft(rustix::process::Resource::As);
         // A kernel never reports 0 resident pages for a running process, but qemu-user's
         // emulated /proc/self/stat does (it fills in only some fields); status has the truth.
         if p.resident_bytes.is_none_or(|v| v == 0.0) || p.virtual_bytes.is_none_or(|v| v == 0.0) {
@@ -1207,17 +1211,6 @@ fn count_open_fds() -> Option<usize> {
     }
     let listed = std::fs::read_dir("/proc/self/fd").ok()?.count();
     Some(listed.saturating_sub(1))
-}
-
-/// The soft limit named `name` in /proc/self/limits; "unlimited" is u64::MAX, as Go's procfs
-/// reports it (so the values match client_golang's).
-fn parse_limit(limits: &str, name: &str) -> Option<f64> {
-    let line = limits.lines().find(|l| l.starts_with(name))?;
-    let soft = line[name.len()..].split_whitespace().next()?;
-    if soft == "unlimited" {
-        return Some(u64::MAX as f64);
-    }
-    soft.parse().ok()
 }
 
 fn read_boot_time() -> Option<f64> {
@@ -2147,14 +2140,29 @@ mod tests {
         assert_eq!(p.virtual_bytes, Some(2048.0 * 1024.0));
         assert_eq!(p.resident_bytes, Some(512.0 * 1024.0));
         assert_eq!(p.threads, Some(2.0));
-        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
-                      Max open files            1024                 524288               files\n";
-        assert_eq!(parse_limit(limits, "Max open files"), Some(1024.0));
-        let limits = "Max address space         unlimited            unlimited            bytes\n";
+    }
+
+    /// The soft limit of `name` in /proc/self/limits; "unlimited" is u64::MAX, as Go's procfs
+    /// reports it (client_golang's values) and as the getrlimit path does.
+    fn parse_limit(limits: &str, name: &str) -> Option<f64> {
+        let line = limits.lines().find(|l| l.starts_with(name))?;
+        let soft = line[name.len()..].split_whitespace().next()?;
+        if soft == "unlimited" {
+            return Some(u64::MAX as f64);
+        }
+        soft.parse().ok()
+    }
+
+    #[test]
+    fn process_limits_are_the_soft_limits_proc_self_limits_shows() {
+        let p = ProcessStats::read_self(None);
+        let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+        assert_eq!(p.max_fds, parse_limit(&limits, "Max open files"));
         assert_eq!(
-            parse_limit(limits, "Max address space"),
-            Some(1.8446744073709552e19)
+            p.virtual_max_bytes,
+            parse_limit(&limits, "Max address space")
         );
+        assert!(p.max_fds.unwrap() >= 3.0);
     }
 
     /// Under qemu-user /proc/self/stat reports 0 resident pages; status fills them in.
