@@ -138,7 +138,8 @@ impl Collector for Cpu {
 
 impl Cpu {
     fn collect_stat(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        self.stat_file.read(&ctx.roots.procfs, &mut self.text)?;
+        self.stat_file
+            .read_and_share(&ctx.roots.procfs, &mut self.text, ctx.now_ms)?;
         let path = self.stat_file.path();
         self.seen.iter_mut().for_each(|s| *s = false);
         let mut any = false;

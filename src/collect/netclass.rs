@@ -38,8 +38,12 @@ pub const OPTIONS: &[CollectorOption] = &[
 /// Where a numeric attribute comes from when the link dump is used.
 #[derive(Clone, Copy)]
 enum FromLink {
-    /// sysfs: rtnetlink does not carry it (`addr_assign_type`, `dev_id`, `name_assign_type`),
-    /// or not as sysfs shows it: sysfs `flags` is `dev->flags`, netlink sends
+    /// sysfs, read again only when [`Steady::still_valid`] says it may have changed: rtnetlink
+    /// does not carry `addr_assign_type`, `dev_id` and `name_assign_type`. The value is this
+    /// attribute's slot in [`Steady::values`].
+    SysfsSteady(usize),
+    /// sysfs on every collection: rtnetlink does not carry it as sysfs shows it
+    /// (`flags`): sysfs `flags` is `dev->flags`, netlink sends
     /// `dev_get_flags()` (PROMISC/ALLMULTI as user space asked, RUNNING/LOWER_UP/DORMANT
     /// computed), and some vendor drivers keep IFF_RUNNING in `dev->flags` themselves.
     Sysfs,
@@ -65,7 +69,7 @@ const NUMERIC: [(&str, &str, bool, FromLink); 17] = [
         "addr_assign_type",
         "address_assign_type",
         false,
-        FromLink::Sysfs,
+        FromLink::SysfsSteady(0),
     ),
     ("carrier", "carrier", false, FromLink::Carrier),
     (
@@ -86,7 +90,7 @@ const NUMERIC: [(&str, &str, bool, FromLink); 17] = [
         true,
         FromLink::Word(nl::IFLA_CARRIER_DOWN_COUNT),
     ),
-    ("dev_id", "device_id", false, FromLink::Sysfs),
+    ("dev_id", "device_id", false, FromLink::SysfsSteady(1)),
     ("dormant", "dormant", false, FromLink::Dormant),
     ("flags", "flags", false, FromLink::Sysfs),
     ("ifindex", "iface_id", false, FromLink::Index),
@@ -102,7 +106,7 @@ const NUMERIC: [(&str, &str, bool, FromLink); 17] = [
         "name_assign_type",
         "name_assign_type",
         false,
-        FromLink::Sysfs,
+        FromLink::SysfsSteady(2),
     ),
     (
         "netdev_group",
@@ -132,7 +136,7 @@ fn ethtool_readable(link: &Link<'_>) -> bool {
 fn link_value(src: FromLink, link: &Link<'_>) -> Option<Option<i64>> {
     let up = link.flags() & IFF_UP as u32 != 0;
     Some(match src {
-        FromLink::Sysfs => return None,
+        FromLink::Sysfs | FromLink::SysfsSteady(_) => return None,
         FromLink::SysfsEthtool if ethtool_readable(link) => return None,
         FromLink::SysfsEthtool => None,
         FromLink::Word(kind) => link.word(kind).map(i64::from),
@@ -182,6 +186,49 @@ struct Attrs {
     kept: KeptAttrs,
     /// The current device's attribute values, in [`NUMERIC`] order.
     values: [Option<i64>; NUMERIC.len()],
+    /// The [`FromLink::SysfsSteady`] attributes of the dumped interfaces, as last read.
+    steady: Vec<Steady>,
+    /// Wall-clock ms of the current collection.
+    now_ms: i64,
+}
+
+/// `addr_assign_type`, `dev_id` and `name_assign_type` of one interface as last read from
+/// sysfs (`None`: unreadable, like `name_assign_type` of a device named without one, which
+/// the kernel refuses with EINVAL), and the link state they were read under. Reading them
+/// on every scrape cost 3 sysfs reads per interface (9 µs each here, cold).
+///
+/// What changes them (net/core/dev.c, net-sysfs.c):
+/// - `name_assign_type`: fixed at allocation, except that `dev_change_name` sets
+///   NET_NAME_RENAMED: a rename shows as a new name for the same ifindex.
+/// - `addr_assign_type`: set by the driver with the address (`eth_hw_addr_random` →
+///   NET_ADDR_RANDOM), and by `dev_set_mac_address` (SIOCSIFHWADDR, `ip link set address`)
+///   to NET_ADDR_SET, which comes with a new `IFLA_ADDRESS` in the dump, except when the
+///   same address is set again (newer kernels skip the driver call but still mark it SET).
+/// - `dev_id`: set by the driver before it registers the device.
+///
+/// A deleted and re-created device gets a new ifindex. What the dump cannot show (the same
+/// address set again, a driver changing `dev_id` later) is seen within [`STEADY_REREAD_MS`].
+struct Steady {
+    index: i32,
+    name: String,
+    address: Vec<u8>,
+    read_ms: i64,
+    values: [Option<i64>; 3],
+    /// Met in the current collection (entries of interfaces that went away are dropped).
+    seen: bool,
+}
+
+/// The longest a [`Steady`] value is shown without reading it again.
+const STEADY_REREAD_MS: i64 = 5 * 60 * 1000;
+
+impl Steady {
+    /// Whether these values still hold for `link` (named `dev`) at `now_ms`.
+    fn still_valid(&self, dev: &str, link: &Link<'_>, now_ms: i64) -> bool {
+        self.index == link.index()
+            && self.name == dev
+            && self.address == link.attr(nl::IFLA_ADDRESS).unwrap_or_default()
+            && (0..STEADY_REREAD_MS).contains(&now_ms.saturating_sub(self.read_ms))
+    }
 }
 
 /// Attribute files netclass keeps open at most (22 per interface; see [`KeptAttrs`]).
@@ -214,6 +261,8 @@ fn build(opts: &CollectorOptions) -> Result<Box<NetClass>, String> {
             help_buf: String::new(),
             kept: KeptAttrs::new(STRINGS.len() + NUMERIC.len(), KEPT_FILES),
             values: [None; NUMERIC.len()],
+            steady: Vec::new(),
+            now_ms: 0,
         },
     }))
 }
@@ -343,12 +392,48 @@ impl Attrs {
                 self.read_string(dev, i);
             }
         }
+        let entry = link.and_then(|l| self.steady.iter().position(|s| s.index == l.index()));
+        let valid = entry
+            .zip(link)
+            .and_then(|(e, l)| self.steady[e].still_valid(dev, l, self.now_ms).then_some(e));
+        // A value that does not parse is not kept, so it is reported on every collection.
+        let mut steady_err = None;
         for (i, (file, _, _, src)) in NUMERIC.iter().enumerate() {
-            self.values[i] = match link.and_then(|l| link_value(*src, l)) {
-                Some(v) => v,
-                None => self.read_numeric(dev, STRINGS.len() + i, file, first_err),
+            self.values[i] = match (link.and_then(|l| link_value(*src, l)), *src) {
+                (Some(v), _) => v,
+                (None, FromLink::SysfsSteady(k)) => match valid {
+                    Some(e) => self.steady[e].values[k],
+                    None => self.read_numeric(dev, STRINGS.len() + i, file, &mut steady_err),
+                },
+                (None, _) => self.read_numeric(dev, STRINGS.len() + i, file, first_err),
             };
         }
+        let Some(link) = link else { return };
+        if let Some(e) = valid {
+            self.steady[e].seen = true;
+            return;
+        }
+        if let Some(e) = entry {
+            self.steady.swap_remove(e);
+        }
+        if let Some(err) = steady_err {
+            first_err.get_or_insert(err);
+            return;
+        }
+        let mut values = [None; 3];
+        for (i, (_, _, _, src)) in NUMERIC.iter().enumerate() {
+            if let FromLink::SysfsSteady(k) = src {
+                values[*k] = self.values[i];
+            }
+        }
+        self.steady.push(Steady {
+            index: link.index(),
+            name: dev.to_owned(),
+            address: link.attr(nl::IFLA_ADDRESS).unwrap_or_default().to_vec(),
+            read_ms: self.now_ms,
+            values,
+            seen: true,
+        });
     }
 
     /// The samples of one device from `self.strings` and `self.values`.
@@ -447,6 +532,8 @@ impl Collector for NetClass {
         }
         let mut first_err = None;
         a.kept.begin_cycle(ctx.now_ms);
+        a.now_ms = ctx.now_ms;
+        a.steady.iter_mut().for_each(|s| s.seen = false);
         if let Some(count) = links {
             // sysfs lists devices by name; keep that order: each link goes where as many
             // names sort before it as there are (names are unique in a namespace). Quadratic,
@@ -484,6 +571,7 @@ impl Collector for NetClass {
             a.emit(dev, up_f, info_f, out);
         }
         a.kept.end_cycle();
+        a.steady.retain(|s| s.seen);
         first_err.map_or(Ok(()), Err)
     }
 }
@@ -630,6 +718,105 @@ mod tests {
             );
         }
         assert!(err.is_none());
+    }
+
+    /// addr_assign_type, dev_id and name_assign_type are read from sysfs once per interface and
+    /// read again only after what can change them changed in the dump (address, name, ifindex)
+    /// or after [`STEADY_REREAD_MS`]; flags is read on every collection.
+    #[test]
+    fn netclass_rereads_steady_attributes_only_when_the_link_changed_or_in_time() {
+        use crate::collect::rtnetlink::testing::{attr, dump_of, newlink};
+        let s = Scratch::new("netclass-steady");
+        let set = |addr: &str, id: &str, name: &str, flags: &str| {
+            for (file, v) in [
+                ("addr_assign_type", addr),
+                ("dev_id", id),
+                ("name_assign_type", name),
+                ("flags", flags),
+            ] {
+                s.write(&format!("sys/class/net/e0/{file}"), v.as_bytes());
+            }
+        };
+        let dump = |index: i32, name: &str, mac: u8| {
+            let name = format!("{name}\0");
+            dump_of(
+                1,
+                &[newlink(
+                    index,
+                    1,
+                    0x1002,
+                    &[
+                        attr(nl::IFLA_IFNAME, name.as_bytes()),
+                        attr(nl::IFLA_ADDRESS, &[2, 0, 0, 0, 0, mac]),
+                    ],
+                )],
+            )
+        };
+        let mut c = build(&CollectorOptions::default()).unwrap();
+        // (addr_assign_type, dev_id, name_assign_type, flags) as shown at `now_ms`.
+        let mut shown = |d: &LinkDump, now_ms: i64| {
+            let l = d.link(0);
+            c.attrs.now_ms = now_ms;
+            c.attrs.path = s.dir.join("sys/class/net/e0");
+            let mut err = None;
+            c.attrs.read_device(l.name(), Some(&l), &mut err);
+            assert!(err.is_none());
+            let v = |file: &str| {
+                let i = NUMERIC.iter().position(|(f, ..)| *f == file).unwrap();
+                c.attrs.values[i].unwrap()
+            };
+            [
+                v("addr_assign_type"),
+                v("dev_id"),
+                v("name_assign_type"),
+                v("flags"),
+            ]
+        };
+        let first = dump(5, "e0", 1);
+        set("0", "0x0", "1", "0x1002");
+        assert_eq!(shown(&first, 0), [0, 0, 1, 0x1002]);
+        // Files changed, the link did not: kept (flags is read anyway).
+        set("3", "0x1", "4", "0x1003");
+        assert_eq!(shown(&first, 1000), [0, 0, 1, 0x1003]);
+        assert_eq!(shown(&first, STEADY_REREAD_MS - 1), [0, 0, 1, 0x1003]);
+        // A bounded time later: read again.
+        assert_eq!(shown(&first, STEADY_REREAD_MS), [3, 1, 4, 0x1003]);
+        // A new address (dev_set_mac_address marks NET_ADDR_SET).
+        set("1", "0x0", "2", "0x1003");
+        let t = STEADY_REREAD_MS + 1;
+        assert_eq!(shown(&first, t), [3, 1, 4, 0x1003]);
+        assert_eq!(shown(&dump(5, "e0", 2), t), [1, 0, 2, 0x1003]);
+        // A rename (dev_change_name marks NET_NAME_RENAMED).
+        set("0", "0x0", "4", "0x1003");
+        assert_eq!(shown(&dump(5, "e0", 2), t), [1, 0, 2, 0x1003]);
+        assert_eq!(shown(&dump(5, "e1", 2), t), [0, 0, 4, 0x1003]);
+        // A new ifindex (deleted and created again).
+        set("1", "0x2", "3", "0x1003");
+        assert_eq!(shown(&dump(5, "e1", 2), t), [0, 0, 4, 0x1003]);
+        assert_eq!(shown(&dump(9, "e1", 2), t), [1, 2, 3, 0x1003]);
+        // A clock that went back reads again too.
+        set("0", "0x0", "1", "0x1003");
+        assert_eq!(shown(&dump(9, "e1", 2), t - 1), [0, 0, 1, 0x1003]);
+    }
+
+    /// A steady attribute that does not parse is not kept: reported on every collection.
+    #[test]
+    fn netclass_steady_attribute_that_does_not_parse_is_reported_every_time() {
+        use crate::collect::rtnetlink::testing::{attr, dump_of, newlink};
+        let s = Scratch::new("netclass-steady-garbage");
+        s.write("sys/class/net/e0/dev_id", b"0xzz");
+        let d = dump_of(
+            1,
+            &[newlink(5, 1, 0x1002, &[attr(nl::IFLA_IFNAME, b"e0\0")])],
+        );
+        let mut c = build(&CollectorOptions::default()).unwrap();
+        c.attrs.path = s.dir.join("sys/class/net/e0");
+        for now_ms in [0, 1] {
+            c.attrs.now_ms = now_ms;
+            let mut err = None;
+            c.attrs.read_device("e0", Some(&d.link(0)), &mut err);
+            assert!(err.is_some_and(|e| e.is_parse()), "{now_ms}");
+        }
     }
 
     #[test]

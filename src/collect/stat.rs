@@ -87,7 +87,8 @@ impl Collector for Stat {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        self.file.read(&ctx.roots.procfs, &mut self.buf)?;
+        self.file
+            .take_shared(&ctx.roots.procfs, &mut self.buf, ctx.now_ms)?;
         let path = self.file.path();
         let mut values = [None; SINGLES.len()];
         let mut softirqs = None;
@@ -138,6 +139,41 @@ mod tests {
     use crate::collect::util::testing::run;
 
     const STAT: &str = "cpu 1 2 3\nintr 100 1 2\nctxt 5\nbtime 1418183276\nprocesses 7\nprocs_running 2\nprocs_blocked 0\nsoftirq 30 1 2 3 4 5 6 7 8 9 10\n";
+
+    #[test]
+    fn stat_takes_the_text_cpu_read_in_the_same_collection_once() {
+        use crate::collect::fixtures::{run_at, Scratch};
+        let s = Scratch::new("stat-shared");
+        let stat = |ctxt: u32| {
+            format!("cpu 1 1 1 1\ncpu0 1 1 1 1\nintr 1\nctxt {ctxt}\nbtime 1\nprocesses 7\n")
+        };
+        let opts = CollectorOptions::default();
+        let (mut cpu, mut st) = (
+            crate::collect::cpu::new(&opts).unwrap(),
+            new(&opts).unwrap(),
+        );
+        let switches = |n: u32| format!("node_context_switches_total {n}\n");
+        s.write("proc/stat", stat(5).as_bytes());
+        run_at(cpu.as_mut(), &s.roots(), 1000).unwrap();
+        // Rewritten between the two readers of one collection: stat gets cpu's text...
+        s.write("proc/stat", stat(6).as_bytes());
+        let t = run_at(st.as_mut(), &s.roots(), 1000).unwrap();
+        assert!(t.contains(&switches(5)), "{t}");
+        // ...once: run again (same ms), it reads the file.
+        let t = run_at(st.as_mut(), &s.roots(), 1000).unwrap();
+        assert!(t.contains(&switches(6)), "{t}");
+        // cpu's text of another collection is not taken.
+        run_at(cpu.as_mut(), &s.roots(), 1000).unwrap();
+        s.write("proc/stat", stat(7).as_bytes());
+        let t = run_at(st.as_mut(), &s.roots(), 2000).unwrap();
+        assert!(t.contains(&switches(7)), "{t}");
+        // Nor cpu's text of another tree.
+        let other = Scratch::new("stat-shared-other");
+        other.write("proc/stat", stat(8).as_bytes());
+        run_at(cpu.as_mut(), &other.roots(), 3000).unwrap();
+        let t = run_at(st.as_mut(), &s.roots(), 3000).unwrap();
+        assert!(t.contains(&switches(7)), "{t}");
+    }
 
     #[test]
     fn singles_and_optional_softirqs() {
