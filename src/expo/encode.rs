@@ -146,7 +146,7 @@ thread_local! {
 /// Builds the [`Layout`] with a handful of allocations per call, none per sample or family
 /// (a counting sort of the samples by group).
 fn layout(set: &MetricSet) -> Layout {
-    let name = |f: u32| set.str(&set.families[f as usize].name);
+    let name = |f: u32| set.family_name(f);
     // Strictly increasing (name, declaration index) pairs: exactly what sorting them gives.
     let ascending = |a: u32, b: u32| (name(a), a) < (name(b), b);
     let mut fam_order = LAST_FAMILY_ORDER.take();
@@ -169,7 +169,7 @@ fn layout_in(set: &MetricSet, fam_order: &[u32]) -> Layout {
     let mut groups: Vec<(usize, std::ops::Range<usize>)> = Vec::with_capacity(fam_order.len());
     let mut last_name = None;
     for &f in fam_order {
-        let name = set.str(&set.families[f as usize].name);
+        let name = set.family_name(f);
         if last_name != Some(name) {
             groups.push((f as usize, 0..0));
             last_name = Some(name);
