@@ -663,13 +663,13 @@ impl State {
         self.push.write_metrics(set);
         if let Some(p) = &self.probes {
             let st = *p.stats.borrow();
-            set.single(
+            set.single_static(
                 "promlet_probes_total",
                 "Scheduled probes run (probes.jobs).",
                 MetricType::Counter,
                 st.probes as f64,
             );
-            set.single(
+            set.single_static(
                 "promlet_probe_failures_total",
                 "Scheduled probes whose probe_success was 0.",
                 MetricType::Counter,
@@ -679,7 +679,7 @@ impl State {
         let p = ProcessStats::read_self(self.boot_time_s);
         let g = MetricType::Gauge;
         if let Some(v) = p.cpu_seconds {
-            set.single(
+            set.single_static(
                 "process_cpu_seconds_total",
                 "Total user and system CPU time spent in seconds.",
                 MetricType::Counter,
@@ -687,7 +687,7 @@ impl State {
             );
         }
         if let Some(v) = p.max_fds {
-            set.single(
+            set.single_static(
                 "process_max_fds",
                 "Maximum number of open file descriptors.",
                 g,
@@ -695,10 +695,10 @@ impl State {
             );
         }
         if let Some(v) = p.open_fds {
-            set.single("process_open_fds", "Number of open file descriptors.", g, v);
+            set.single_static("process_open_fds", "Number of open file descriptors.", g, v);
         }
         if let Some(v) = p.resident_bytes {
-            set.single(
+            set.single_static(
                 "process_resident_memory_bytes",
                 "Resident memory size in bytes.",
                 g,
@@ -706,7 +706,7 @@ impl State {
             );
         }
         if let Some(v) = p.start_time_s {
-            set.single(
+            set.single_static(
                 "process_start_time_seconds",
                 "Start time of the process since unix epoch in seconds.",
                 g,
@@ -714,7 +714,7 @@ impl State {
             );
         }
         if let Some(v) = p.virtual_bytes {
-            set.single(
+            set.single_static(
                 "process_virtual_memory_bytes",
                 "Virtual memory size in bytes.",
                 g,
@@ -722,7 +722,7 @@ impl State {
             );
         }
         if let Some(v) = p.virtual_max_bytes {
-            set.single(
+            set.single_static(
                 "process_virtual_memory_max_bytes",
                 "Maximum amount of virtual memory available in bytes.",
                 g,
@@ -730,14 +730,14 @@ impl State {
             );
         }
         if let Some(v) = p.threads {
-            set.single(
+            set.single_static(
                 "promlet_threads",
                 "Number of OS threads in the promlet process (the goal is 1: the work thread).",
                 g,
                 v,
             );
         }
-        let f = set.family(
+        let f = set.family_static(
             "promlet_build_info",
             "A metric with a constant '1' value labeled by version, revision, and rustc with \
              which promlet was built.",
@@ -753,76 +753,76 @@ impl State {
             1.0,
         );
         let s = &self.stats;
-        set.single(
+        set.single_static(
             "promlet_append_errors_total",
             "Samples of collection cycles the store refused (reasons in \
              promlet_tsdb_samples_rejected_total).",
             MetricType::Counter,
             s.append_errors as f64,
         );
-        set.single(
+        set.single_static(
             "promlet_collection_cycles_total",
             "Collection cycles run (each appends to the store).",
             MetricType::Counter,
             s.cycles as f64,
         );
-        set.single(
+        set.single_static(
             "promlet_clock_steps_total",
             "Wall-clock steps detected between collection cycles (e.g. NTP setting the clock \
              of a device without RTC).",
             MetricType::Counter,
             s.clock_steps as f64,
         );
-        set.single(
+        set.single_static(
             "promlet_rule_evaluations_total",
             "Rule evaluations (each rule of each group evaluation).",
             MetricType::Counter,
             s.rule_evaluations as f64,
         );
-        set.single(
+        set.single_static(
             "promlet_rule_evaluation_failures_total",
             "Rule evaluations that failed.",
             MetricType::Counter,
             s.rule_evaluation_failures as f64,
         );
-        set.single(
+        set.single_static(
             "promlet_rule_group_count",
             "Rule groups loaded from rule_files.",
             g,
             self.rules.groups().len() as f64,
         );
-        set.single(
+        set.single_static(
             "promlet_alerts_sent_total",
             "Alerts handed to notification delivery.",
             MetricType::Counter,
             s.alerts_sent as f64,
         );
-        set.single(
+        set.single_static(
             "promlet_alerts_dropped_total",
             "Alerts due for sending while no notification delivery is configured.",
             MetricType::Counter,
             s.alerts_dropped as f64,
         );
-        set.single(
+        set.single_static(
             "promlet_config_last_reload_successful",
             "Whether the last configuration reload attempt was successful.",
             g,
             if s.last_reload_ok { 1.0 } else { 0.0 },
         );
-        set.single(
+        set.single_static(
             "promlet_config_last_reload_success_timestamp_seconds",
             "Timestamp of the last successful configuration reload.",
             g,
             s.last_reload_success_s,
         );
         if let Some(gate) = &self.web_gate {
-            set.single(
+            set.single_static(
                 "promlet_web_auth_bcrypt_checks_total",
                 "bcrypt password checks run for basic auth (cached successes are not counted).",
                 MetricType::Counter,
                 gate.bcrypt_checks() as f64,
             );
-            let f = set.family(
+            let f = set.family_static(
                 "promlet_web_auth_refused_unchecked_total",
                 "Basic-auth requests refused without a bcrypt check: a recently failed \
                  user/password pair (401) or too many failing checks (429).",
@@ -832,7 +832,7 @@ impl State {
             set.sample(f, &[("reason", &"remembered_failure")], remembered as f64);
             set.sample(f, &[("reason", &"throttled")], throttled as f64);
         }
-        let f = set.family(
+        let f = set.family_static(
             "promlet_http_requests_total",
             "Counter of HTTP requests by route and status code.",
             MetricType::Counter,
@@ -841,40 +841,40 @@ impl State {
             let route = if route.is_empty() { "other" } else { route };
             set.sample(f, &[("code", code), ("handler", &route)], *n as f64);
         }
-        set.single(
+        set.single_static(
             "promlet_http_connections",
             "Open HTTP connections.",
             g,
             server.open.get() as f64,
         );
-        set.single(
+        set.single_static(
             "promlet_http_connections_rejected_total",
             "Connections refused with 503 at --web.max-connections (all busy answering).",
             MetricType::Counter,
             server.rejected.get() as f64,
         );
-        set.single(
+        set.single_static(
             "promlet_http_connections_evicted_total",
             "Connections closed at --web.max-connections to make room (they were waiting \
              longest for request bytes).",
             MetricType::Counter,
             server.evicted.get() as f64,
         );
-        set.single(
+        set.single_static(
             "promlet_http_protocol_errors_total",
             "Requests refused by the HTTP layer (400 malformed, 411, 413 body too large, \
              431 header too large).",
             MetricType::Counter,
             server.protocol_errors.get() as f64,
         );
-        set.single(
+        set.single_static(
             "promlet_http_timeouts_total",
             "Connections closed by the read, idle or write timeout.",
             MetricType::Counter,
             server.timeouts.get() as f64,
         );
         if self.web_gate.is_some() {
-            set.single(
+            set.single_static(
                 "promlet_http_tls_handshake_errors_total",
                 "TLS handshakes that failed (bad or missing client certificate, protocol \
                  mismatch, plain HTTP on the TLS port, timeout).",
@@ -2254,11 +2254,11 @@ mod tests {
         }
         let cycle = |mounts: &[&str]| {
             let mut set = MetricSet::new();
-            let f = set.family("node_filesystem_size_bytes", "h", MetricType::Gauge);
+            let f = set.family_static("node_filesystem_size_bytes", "h", MetricType::Gauge);
             for m in mounts {
                 set.sample(f, &[("mountpoint", m)], 1.0);
             }
-            let t = set.family("textfile_stamped", "h", MetricType::Gauge);
+            let t = set.family_static("textfile_stamped", "h", MetricType::Gauge);
             if mounts.len() == 2 {
                 set.sample_full(t, "", &[], 1.0, Some(5));
             }
@@ -2290,10 +2290,10 @@ mod tests {
     #[test]
     fn append_all_names_series_and_counts_refusals() {
         let mut set = MetricSet::new();
-        let f = set.family("node_x", "h", MetricType::Gauge);
+        let f = set.family_static("node_x", "h", MetricType::Gauge);
         set.sample(f, &[("cpu", &0)], 1.5);
         set.sample(f, &[("cpu", &1)], 2.5);
-        let h = set.family("h", "h", MetricType::Summary);
+        let h = set.family_static("h", "h", MetricType::Summary);
         set.sample_full(h, "_sum", &[], 3.0, Some(77));
         let mut rec = Recorder::default();
         assert_eq!(append_all(&set, 1000, &mut rec), 1);

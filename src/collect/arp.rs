@@ -74,7 +74,7 @@ impl Collector for Arp {
                 None => self.counts.push((range, 1)),
             }
         }
-        let f = out.family(
+        let f = out.family_static(
             "node_arp_entries",
             "ARP entries by device",
             MetricType::Gauge,

@@ -48,13 +48,13 @@ impl Collector for Conntrack {
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
         let count = self.count.read_u64(&ctx.roots.procfs, &mut self.buf)?;
         let max = self.max.read_u64(&ctx.roots.procfs, &mut self.buf)?;
-        out.single(
+        out.single_static(
             "node_nf_conntrack_entries",
             "Number of currently allocated flow entries for connection tracking.",
             MetricType::Gauge,
             count as f64,
         );
-        out.single(
+        out.single_static(
             "node_nf_conntrack_entries_limit",
             "Maximum size of connection tracking table.",
             MetricType::Gauge,
@@ -97,7 +97,7 @@ impl Collector for Conntrack {
             }
         }
         for ((_, name, help), v) in STATS.iter().zip(sums) {
-            out.single(name, help, MetricType::Gauge, v as f64);
+            out.single_static(name, help, MetricType::Gauge, v as f64);
         }
         Ok(())
     }

@@ -189,12 +189,12 @@ impl Cpu {
         if !any {
             return Err(CollectError::parse(path, "no per-CPU lines"));
         }
-        let secs = out.family(
+        let secs = out.family_static(
             "node_cpu_seconds_total",
             "Seconds the CPUs spent in each mode.",
             MetricType::Counter,
         );
-        let guest = out.family(
+        let guest = out.family_static(
             "node_cpu_guest_seconds_total",
             "Seconds the CPUs spent in guests (VMs) for each mode.",
             MetricType::Counter,
@@ -219,22 +219,22 @@ impl Cpu {
     fn collect_info(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
         self.cpuinfo_file.read(&ctx.roots.procfs, &mut self.text)?;
         let path = self.cpuinfo_file.path();
-        let info = out.family(
+        let info = out.family_static(
             "node_cpu_info",
             "CPU information from /proc/cpuinfo.",
             MetricType::Gauge,
         );
-        let freq = out.family(
+        let freq = out.family_static(
             "node_cpu_frequency_hertz",
             "CPU frequency in hertz from /proc/cpuinfo.",
             MetricType::Gauge,
         );
-        let flag_f = out.family(
+        let flag_f = out.family_static(
             "node_cpu_flag_info",
             "The `flags` field of CPU information from /proc/cpuinfo taken from the first core.",
             MetricType::Gauge,
         );
-        let bug_f = out.family(
+        let bug_f = out.family_static(
             "node_cpu_bug_info",
             "The `bugs` field of CPU information from /proc/cpuinfo taken from the first core.",
             MetricType::Gauge,
@@ -325,7 +325,7 @@ impl Cpu {
         }
         parse_cpu_list(&self.text, &mut self.isolated)
             .map_err(|e| CollectError::parse(self.isolated_file.path(), e))?;
-        let f = out.family(
+        let f = out.family_static(
             "node_cpu_isolated",
             "Whether each core is isolated, information from /sys/devices/system/cpu/isolated.",
             MetricType::Gauge,
@@ -416,7 +416,7 @@ impl Cpu {
         // the system does not report it; otherwise a CPU without a readable "1" is offline.
         self.online.sort_unstable_by_key(|o| o.0);
         if self.online.first().is_some_and(|o| o.1.is_some()) {
-            let f = out.family(
+            let f = out.family_static(
                 "node_cpu_online",
                 "CPUs that are online and being scheduled.",
                 MetricType::Gauge,
@@ -426,7 +426,7 @@ impl Cpu {
                 out.sample(f, &[("cpu", cpu)], v);
             }
         }
-        let pf = out.family(
+        let pf = out.family_static(
             "node_cpu_package_throttles_total",
             "Number of times this CPU package has been throttled.",
             MetricType::Counter,
@@ -436,7 +436,7 @@ impl Cpu {
                 out.sample(pf, &[("package", package)], *n as f64);
             }
         }
-        let cf = out.family(
+        let cf = out.family_static(
             "node_cpu_core_throttles_total",
             "Number of times this CPU core has been throttled.",
             MetricType::Counter,

@@ -74,8 +74,8 @@ impl Collector for CpuFreq {
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
         let dir = ctx.roots.sys("devices/system/cpu");
         let names = self.cpu_dirs.list(&dir, ctx.now_ms)?;
-        let fams = FREQS.map(|(_, name, help)| out.family(name, help, MetricType::Gauge));
-        let gov_f = out.family(
+        let fams = FREQS.map(|(_, name, help)| out.family_static(name, help, MetricType::Gauge));
+        let gov_f = out.family_static(
             "node_cpu_scaling_governor",
             "Current enabled CPU frequency governor.",
             MetricType::Gauge,

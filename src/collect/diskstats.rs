@@ -252,23 +252,23 @@ struct Families {
 impl Families {
     fn declare(out: &mut MetricSet) -> Self {
         Families {
-            info: out.family(
+            info: out.family_static(
                 "node_disk_info",
                 "Info of /sys/block/<block_device>.",
                 MetricType::Gauge,
             ),
-            stats: STATS.map(|(n, h, t, _)| out.family(n, h, t)),
-            fs: out.family(
+            stats: STATS.map(|(n, h, t, _)| out.family_static(n, h, t)),
+            fs: out.family_static(
                 "node_disk_filesystem_info",
                 "Info about disk filesystem.",
                 MetricType::Gauge,
             ),
-            dm: out.family(
+            dm: out.family_static(
                 "node_disk_device_mapper_info",
                 "Info about disk device mapper.",
                 MetricType::Gauge,
             ),
-            ata: ATA.map(|(_, n, h)| out.family(n, h, MetricType::Gauge)),
+            ata: ATA.map(|(_, n, h)| out.family_static(n, h, MetricType::Gauge)),
         }
     }
 }

@@ -58,22 +58,22 @@ impl Collector for Edac {
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
         let dir = ctx.roots.sys("devices/system/edac/mc");
         list_dir(&dir, &mut self.controllers)?;
-        let ce_f = out.family(
+        let ce_f = out.family_static(
             "node_edac_correctable_errors_total",
             "Total correctable memory errors.",
             MetricType::Counter,
         );
-        let ue_f = out.family(
+        let ue_f = out.family_static(
             "node_edac_uncorrectable_errors_total",
             "Total uncorrectable memory errors.",
             MetricType::Counter,
         );
-        let row_ce_f = out.family(
+        let row_ce_f = out.family_static(
             "node_edac_csrow_correctable_errors_total",
             "Total correctable memory errors for this csrow.",
             MetricType::Counter,
         );
-        let row_ue_f = out.family(
+        let row_ue_f = out.family_static(
             "node_edac_csrow_uncorrectable_errors_total",
             "Total uncorrectable memory errors for this csrow.",
             MetricType::Counter,

@@ -32,13 +32,13 @@ impl Collector for Entropy {
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
         let avail = self.avail.read_u64(&ctx.roots.procfs, &mut self.buf)?;
         let pool = self.pool.read_u64(&ctx.roots.procfs, &mut self.buf)?;
-        out.single(
+        out.single_static(
             "node_entropy_available_bits",
             "Bits of available entropy.",
             MetricType::Gauge,
             avail as f64,
         );
-        out.single(
+        out.single_static(
             "node_entropy_pool_size_bits",
             "Bits of entropy pool.",
             MetricType::Gauge,

@@ -37,13 +37,13 @@ impl Collector for Filefd {
             return Err(CollectError::parse(path, "expected three numbers"));
         };
         let (allocated, maximum) = (num(allocated, path)?, num(maximum, path)?);
-        out.single(
+        out.single_static(
             "node_filefd_allocated",
             "File descriptor statistics: allocated.",
             MetricType::Gauge,
             allocated,
         );
-        out.single(
+        out.single_static(
             "node_filefd_maximum",
             "File descriptor statistics: maximum.",
             MetricType::Gauge,

@@ -203,31 +203,31 @@ impl Collector for Ipvs {
             *v = hex(toks.next().unwrap_or(""), path)?;
         }
         let c = MetricType::Counter;
-        out.single(
+        out.single_static(
             "node_ipvs_connections_total",
             "The total number of connections made.",
             c,
             t[0] as f64,
         );
-        out.single(
+        out.single_static(
             "node_ipvs_incoming_packets_total",
             "The total number of incoming packets.",
             c,
             t[1] as f64,
         );
-        out.single(
+        out.single_static(
             "node_ipvs_outgoing_packets_total",
             "The total number of outgoing packets.",
             c,
             t[2] as f64,
         );
-        out.single(
+        out.single_static(
             "node_ipvs_incoming_bytes_total",
             "The total amount of incoming data.",
             c,
             t[3] as f64,
         );
-        out.single(
+        out.single_static(
             "node_ipvs_outgoing_bytes_total",
             "The total amount of outgoing data.",
             c,
@@ -246,17 +246,17 @@ impl Collector for Ipvs {
         };
         crate::sort::sort_by(&mut backends, key_cmp);
         let g = MetricType::Gauge;
-        let active = out.family(
+        let active = out.family_static(
             "node_ipvs_backend_connections_active",
             "The current active connections by local and remote address.",
             g,
         );
-        let inactive = out.family(
+        let inactive = out.family_static(
             "node_ipvs_backend_connections_inactive",
             "The current inactive connections by local and remote address.",
             g,
         );
-        let weight = out.family(
+        let weight = out.family_static(
             "node_ipvs_backend_weight",
             "The current backend weight by local and remote address.",
             g,

@@ -30,7 +30,7 @@ impl Collector for KernelHung {
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
         let n = self.file.read_u64(&ctx.roots.procfs, &mut self.buf)?;
-        out.single(
+        out.single_static(
             "node_kernel_hung_tasks_total",
             "Total number of tasks that have been detected as hung since the system booted.",
             MetricType::Counter,

@@ -42,9 +42,9 @@ impl Collector for Loadavg {
         let path = self.file.path();
         let [l1, l5, l15] =
             parse(&self.buf).ok_or_else(|| CollectError::parse(path, "expected three numbers"))?;
-        out.single("node_load1", "1m load average.", MetricType::Gauge, l1);
-        out.single("node_load5", "5m load average.", MetricType::Gauge, l5);
-        out.single("node_load15", "15m load average.", MetricType::Gauge, l15);
+        out.single_static("node_load1", "1m load average.", MetricType::Gauge, l1);
+        out.single_static("node_load5", "5m load average.", MetricType::Gauge, l5);
+        out.single_static("node_load15", "15m load average.", MetricType::Gauge, l15);
         Ok(())
     }
 }

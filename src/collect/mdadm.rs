@@ -157,27 +157,27 @@ impl Mdadm {
         if !self.buf.starts_with("Personalities") {
             return Err(bad(path, "no Personalities line".into()));
         }
-        let state = out.family(
+        let state = out.family_static(
             "node_md_state",
             "Indicates the state of md-device.",
             MetricType::Gauge,
         );
-        let disks = out.family(
+        let disks = out.family_static(
             "node_md_disks",
             "Number of active/failed/spare disks of device.",
             MetricType::Gauge,
         );
-        let required = out.family(
+        let required = out.family_static(
             "node_md_disks_required",
             "Total number of disks of device.",
             MetricType::Gauge,
         );
-        let blocks = out.family(
+        let blocks = out.family_static(
             "node_md_blocks",
             "Total number of blocks on device.",
             MetricType::Gauge,
         );
-        let synced = out.family(
+        let synced = out.family_static(
             "node_md_blocks_synced",
             "Number of blocks synced on device.",
             MetricType::Gauge,
@@ -213,12 +213,12 @@ impl Mdadm {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Ok(());
         };
-        let degraded = out.family(
+        let degraded = out.family_static(
             "node_md_degraded",
             "Number of degraded disks on device.",
             MetricType::Gauge,
         );
-        let raid_disks = out.family(
+        let raid_disks = out.family_static(
             "node_md_raid_disks",
             "Number of raid disks on device.",
             MetricType::Gauge,

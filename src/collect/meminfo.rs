@@ -125,7 +125,7 @@ impl Collector for Meminfo {
             };
             saw_total |= key == "MemTotal";
             if let Some(f) = FIELDS.iter().find(|f| f.key == key) {
-                out.single(f.name, f.help, MetricType::Gauge, value);
+                out.single_static(f.name, f.help, MetricType::Gauge, value);
             }
         }
         if !saw_total {

@@ -510,12 +510,12 @@ impl Driver {
 
     /// One full collection cycle into `out`.
     pub fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) {
-        let dur = out.family(
+        let dur = out.family_static(
             "node_scrape_collector_duration_seconds",
             "node_exporter: Duration of a collector scrape.",
             MetricType::Gauge,
         );
-        let ok = out.family(
+        let ok = out.family_static(
             "node_scrape_collector_success",
             "node_exporter: Whether a collector succeeded.",
             MetricType::Gauge,

@@ -217,38 +217,38 @@ impl Collector for Nfs {
             return Err(CollectError::parse(path, "no net or rpc line"));
         };
         let v = |values: &str, n: usize| value(values, n, "", path).map(|x| x as f64);
-        let packets = out.family(
+        let packets = out.family_static(
             "node_nfs_packets_total",
             "Total NFSd network packets (sent+received) by protocol type.",
             MetricType::Counter,
         );
         out.sample(packets, &[("protocol", &"udp")], v(net, 1)?);
         out.sample(packets, &[("protocol", &"tcp")], v(net, 2)?);
-        out.single(
+        out.single_static(
             "node_nfs_connections_total",
             "Total number of NFSd TCP connections.",
             MetricType::Counter,
             v(net, 3)?,
         );
-        out.single(
+        out.single_static(
             "node_nfs_rpcs_total",
             "Total number of RPCs performed.",
             MetricType::Counter,
             v(rpc, 0)?,
         );
-        out.single(
+        out.single_static(
             "node_nfs_rpc_retransmissions_total",
             "Number of RPC transmissions performed.",
             MetricType::Counter,
             v(rpc, 1)?,
         );
-        out.single(
+        out.single_static(
             "node_nfs_rpc_authentication_refreshes_total",
             "Number of RPC authentication refreshes performed.",
             MetricType::Counter,
             v(rpc, 2)?,
         );
-        let requests = out.family(
+        let requests = out.family_static(
             "node_nfs_requests_total",
             "Number of NFS procedures invoked.",
             MetricType::Counter,

@@ -164,74 +164,74 @@ impl Collector for Nfsd {
                 .unwrap_or(0) as f64
         };
         let c = MetricType::Counter;
-        out.single(
+        out.single_static(
             "node_nfsd_reply_cache_hits_total",
             "Total number of NFSd Reply Cache hits (client lost server response).",
             c,
             v(l.rc, 0),
         );
-        out.single(
+        out.single_static(
             "node_nfsd_reply_cache_misses_total",
             "Total number of NFSd Reply Cache an operation that requires caching (idempotent).",
             c,
             v(l.rc, 1),
         );
-        out.single(
+        out.single_static(
             "node_nfsd_reply_cache_nocache_total",
             "Total number of NFSd Reply Cache non-idempotent operations (rename/delete/…).",
             c,
             v(l.rc, 2),
         );
-        out.single(
+        out.single_static(
             "node_nfsd_file_handles_stale_total",
             "Total number of NFSd stale file handles",
             c,
             v(l.fh, 0),
         );
-        out.single(
+        out.single_static(
             "node_nfsd_disk_bytes_read_total",
             "Total NFSd bytes read.",
             c,
             v(l.io, 0),
         );
-        out.single(
+        out.single_static(
             "node_nfsd_disk_bytes_written_total",
             "Total NFSd bytes written.",
             c,
             v(l.io, 1),
         );
-        out.single(
+        out.single_static(
             "node_nfsd_server_threads",
             "Total number of NFSd kernel threads that are running.",
             MetricType::Gauge,
             v(l.th, 0),
         );
-        out.single(
+        out.single_static(
             "node_nfsd_read_ahead_cache_size_blocks",
             "How large the read ahead cache is in blocks.",
             MetricType::Gauge,
             v(l.ra, 0),
         );
-        out.single(
+        out.single_static(
             "node_nfsd_read_ahead_cache_not_found_total",
             "Total number of NFSd read ahead cache not found.",
             c,
             v(l.ra, 11),
         );
-        let packets = out.family(
+        let packets = out.family_static(
             "node_nfsd_packets_total",
             "Total NFSd network packets (sent+received) by protocol type.",
             c,
         );
         out.sample(packets, &[("proto", &"udp")], v(l.net, 1));
         out.sample(packets, &[("proto", &"tcp")], v(l.net, 2));
-        out.single(
+        out.single_static(
             "node_nfsd_connections_total",
             "Total number of NFSd TCP connections.",
             c,
             v(l.net, 3),
         );
-        let errors = out.family(
+        let errors = out.family_static(
             "node_nfsd_rpc_errors_total",
             "Total number of NFSd RPC errors by error type.",
             c,
@@ -239,13 +239,13 @@ impl Collector for Nfsd {
         out.sample(errors, &[("error", &"fmt")], v(Some(rpc), 2));
         out.sample(errors, &[("error", &"auth")], v(Some(rpc), 3));
         out.sample(errors, &[("error", &"cInt")], v(Some(rpc), 4));
-        out.single(
+        out.single_static(
             "node_nfsd_server_rpcs_total",
             "Total number of NFSd RPCs.",
             c,
             v(Some(rpc), 0),
         );
-        let requests = out.family(
+        let requests = out.family_static(
             "node_nfsd_requests_total",
             "Total number NFSd Requests by method and protocol.",
             c,

@@ -62,32 +62,32 @@ impl Collector for Nvme {
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
         let class = ctx.roots.sys("class/nvme");
         self.class_dir.list(&class, &mut self.names, ctx.now_ms)?;
-        let info_f = out.family(
+        let info_f = out.family_static(
             "node_nvme_info",
             "Non-numeric data from /sys/class/nvme/<device>, value is always 1.",
             MetricType::Gauge,
         );
-        let ns_info_f = out.family(
+        let ns_info_f = out.family_static(
             "node_nvme_namespace_info",
             "Information about NVMe namespaces. Value is always 1",
             MetricType::Gauge,
         );
-        let cap_f = out.family(
+        let cap_f = out.family_static(
             "node_nvme_namespace_capacity_bytes",
             "Capacity of the NVMe namespace in bytes. Computed as namespace_size * namespace_logical_block_size",
             MetricType::Gauge,
         );
-        let size_f = out.family(
+        let size_f = out.family_static(
             "node_nvme_namespace_size_bytes",
             "Size of the NVMe namespace in bytes. Available in /sys/class/nvme/<device>/<namespace>/size",
             MetricType::Gauge,
         );
-        let used_f = out.family(
+        let used_f = out.family_static(
             "node_nvme_namespace_used_bytes",
             "Used space of the NVMe namespace in bytes. Available in /sys/class/nvme/<device>/<namespace>/nuse",
             MetricType::Gauge,
         );
-        let lbs_f = out.family(
+        let lbs_f = out.family_static(
             "node_nvme_namespace_logical_block_size_bytes",
             "Logical block size of the NVMe namespace in bytes. Usually 4Kb. Available in /sys/class/nvme/<device>/<namespace>/queue/logical_block_size",
             MetricType::Gauge,

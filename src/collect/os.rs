@@ -176,7 +176,7 @@ impl Collector for Os {
                 CollectError::parse(&path, format!("bad SUPPORT_END {:?}", self.support_end))
             })?)
         };
-        let f = out.family(
+        let f = out.family_static(
             "node_os_info",
             "A metric with a constant '1' value labeled by build_id, id, id_like, image_id, image_version, name, pretty_name, variant, variant_id, version, version_codename, version_id.",
             MetricType::Gauge,
@@ -188,7 +188,7 @@ impl Collector for Os {
         out.sample(f, &labels, 1.0);
         let [_, id, id_like, _, _, name, .., version_id] = &self.values;
         if let Some(v) = major_minor(version_id).filter(|v| *v > 0.0) {
-            let f = out.family(
+            let f = out.family_static(
                 "node_os_version",
                 "Metric containing the major.minor part of the OS version.",
                 MetricType::Gauge,
@@ -196,7 +196,7 @@ impl Collector for Os {
             out.sample(f, &[("id", id), ("id_like", id_like), ("name", name)], v);
         }
         if let Some(t) = support_end {
-            out.single(
+            out.single_static(
                 "node_os_support_end_timestamp_seconds",
                 "Metric containing the end-of-life date timestamp of the OS.",
                 MetricType::Gauge,

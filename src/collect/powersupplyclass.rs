@@ -190,7 +190,7 @@ impl Collector for PowerSupplyClass {
                     n += 1;
                 }
             }
-            let f = out.family(
+            let f = out.family_static(
                 "node_power_supply_info",
                 "info of /sys/class/power_supply/<power_supply>.",
                 MetricType::Gauge,

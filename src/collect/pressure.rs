@@ -99,20 +99,20 @@ impl Collector for Pressure {
                 v.ok_or_else(|| CollectError::parse(path, format!("no {what} line")))
             };
             match res {
-                "cpu" => out.single(
+                "cpu" => out.single_static(
                     "node_pressure_cpu_waiting_seconds_total",
                     "Total time in seconds that processes have waited for CPU time",
                     MetricType::Counter,
                     seconds(need(some, "some")?),
                 ),
                 "io" => {
-                    out.single(
+                    out.single_static(
                         "node_pressure_io_waiting_seconds_total",
                         "Total time in seconds that processes have waited due to IO congestion",
                         MetricType::Counter,
                         seconds(need(some, "some")?),
                     );
-                    out.single(
+                    out.single_static(
                         "node_pressure_io_stalled_seconds_total",
                         "Total time in seconds no process could make progress due to IO congestion",
                         MetricType::Counter,
@@ -120,20 +120,20 @@ impl Collector for Pressure {
                     );
                 }
                 "memory" => {
-                    out.single(
+                    out.single_static(
                         "node_pressure_memory_waiting_seconds_total",
                         "Total time in seconds that processes have waited for memory",
                         MetricType::Counter,
                         seconds(need(some, "some")?),
                     );
-                    out.single(
+                    out.single_static(
                         "node_pressure_memory_stalled_seconds_total",
                         "Total time in seconds no process could make progress due to memory congestion",
                         MetricType::Counter,
                         seconds(need(full, "full")?),
                     );
                 }
-                _ => out.single(
+                _ => out.single_static(
                     "node_pressure_irq_stalled_seconds_total",
                     "Total time in seconds no process could make progress due to IRQ congestion",
                     MetricType::Counter,

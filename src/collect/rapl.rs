@@ -120,7 +120,7 @@ impl Collector for Rapl {
             self.path.pop();
             let zone_path = self.path.to_string_lossy();
             if self.zone_label {
-                let f = out.family(
+                let f = out.family_static(
                     "node_rapl_joules_total",
                     "Current RAPL value in joules",
                     MetricType::Counter,

@@ -31,17 +31,17 @@ impl Collector for Schedstat {
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
         self.file.read(&ctx.roots.procfs, &mut self.buf)?;
         let path = self.file.path();
-        let running = out.family(
+        let running = out.family_static(
             "node_schedstat_running_seconds_total",
             "Number of seconds CPU spent running a process.",
             MetricType::Counter,
         );
-        let waiting = out.family(
+        let waiting = out.family_static(
             "node_schedstat_waiting_seconds_total",
             "Number of seconds spent by processing waiting for this CPU.",
             MetricType::Counter,
         );
-        let slices = out.family(
+        let slices = out.family_static(
             "node_schedstat_timeslices_total",
             "Number of timeslices executed by CPU.",
             MetricType::Counter,

@@ -99,7 +99,7 @@ impl Collector for Softnet {
         if rows == 0 {
             return Err(CollectError::parse(path, "empty"));
         }
-        let fams = COLUMNS.map(|(_, name, help, typ)| out.family(name, help, typ));
+        let fams = COLUMNS.map(|(_, name, help, typ)| out.family_static(name, help, typ));
         for (row, line) in self
             .buf
             .lines()

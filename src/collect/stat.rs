@@ -113,12 +113,12 @@ impl Collector for Stat {
         }
         for (s, v) in SINGLES.iter().zip(values) {
             if let Some(v) = v {
-                out.single(s.1, s.2, s.3, v);
+                out.single_static(s.1, s.2, s.3, v);
             }
         }
         if self.softirq {
             let line = softirqs.ok_or_else(|| CollectError::parse(path, "no softirq line"))?;
-            let fam = out.family(
+            let fam = out.family_static(
                 "node_softirqs_total",
                 "Number of softirq calls.",
                 MetricType::Counter,

@@ -616,7 +616,7 @@ impl Collector for Textfile {
 
         if !mtimes.is_empty() {
             crate::sort::sort_by(&mut mtimes, |a, b| a.0.cmp(&b.0));
-            let f = out.family(
+            let f = out.family_static(
                 "node_textfile_mtime_seconds",
                 "Unixtime mtime of textfiles successfully read.",
                 MetricType::Gauge,
@@ -625,7 +625,7 @@ impl Collector for Textfile {
                 out.sample(f, &[("file", path)], *mtime);
             }
         }
-        out.single(
+        out.single_static(
             "node_textfile_scrape_error",
             "1 if there was an error opening or reading a file, 0 otherwise",
             MetricType::Gauge,

@@ -36,17 +36,17 @@ impl Collector for ThermalZone {
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
         let class = ctx.roots.sys("class/thermal");
         self.class_dir.list(&class, &mut self.names, ctx.now_ms)?;
-        let zone_f = out.family(
+        let zone_f = out.family_static(
             "node_thermal_zone_temp",
             "Zone temperature in Celsius",
             MetricType::Gauge,
         );
-        let cur_f = out.family(
+        let cur_f = out.family_static(
             "node_cooling_device_cur_state",
             "Current throttle state of the cooling device",
             MetricType::Gauge,
         );
-        let max_f = out.family(
+        let max_f = out.family_static(
             "node_cooling_device_max_state",
             "Maximum throttle state of the cooling device",
             MetricType::Gauge,

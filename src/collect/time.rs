@@ -78,14 +78,14 @@ impl Collector for Time {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        out.single(
+        out.single_static(
             "node_time_seconds",
             "System time in seconds since epoch (1970).",
             MetricType::Gauge,
             ctx.now_ms as f64 / 1000.0,
         );
         let offset = local_zone(ctx.now_ms.div_euclid(1000), &mut self.zone);
-        let f = out.family(
+        let f = out.family_static(
             "node_time_zone_offset_seconds",
             "System time zone offset in seconds.",
             MetricType::Gauge,
@@ -99,12 +99,12 @@ impl Collector for Time {
             Err(ref e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e),
         };
-        let avail_f = out.family(
+        let avail_f = out.family_static(
             "node_time_clocksource_available_info",
             "Available clocksources read from '/sys/devices/system/clocksource'.",
             MetricType::Gauge,
         );
-        let cur_f = out.family(
+        let cur_f = out.family_static(
             "node_time_clocksource_current_info",
             "Current clocksource read from '/sys/devices/system/clocksource'.",
             MetricType::Gauge,

@@ -220,7 +220,7 @@ pub fn emit(r: &Reading, out: &mut MetricSet) {
         ),
     ];
     for (name, help, typ, v) in rows {
-        out.single(name, help, typ, v);
+        out.single_static(name, help, typ, v);
     }
 }
 

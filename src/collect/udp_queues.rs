@@ -64,7 +64,7 @@ impl Collector for UdpQueues {
                 Some(sum(&self.buf, self.udp6.path())?)
             }
         };
-        let fam = out.family(
+        let fam = out.family_static(
             "node_udp_queues",
             "Number of allocated memory in the kernel for UDP datagrams in bytes.",
             MetricType::Gauge,

@@ -19,7 +19,7 @@ impl Collector for Uname {
 
     fn collect(&mut self, _ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
         let u = rustix::system::uname();
-        let f = out.family(
+        let f = out.family_static(
             "node_uname_info",
             "Labeled system information as provided by the uname system call.",
             MetricType::Gauge,

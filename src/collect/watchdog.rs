@@ -83,8 +83,8 @@ impl Collector for Watchdog {
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
         let class = ctx.roots.sys("class/watchdog");
         self.class_dir.list(&class, &mut self.names, ctx.now_ms)?;
-        let fams = NUMERIC.map(|(_, name, help)| out.family(name, help, MetricType::Gauge));
-        let info_f = out.family(
+        let fams = NUMERIC.map(|(_, name, help)| out.family_static(name, help, MetricType::Gauge));
+        let info_f = out.family_static(
             "node_watchdog_info",
             "Info of /sys/class/watchdog/<watchdog>",
             MetricType::Gauge,

@@ -212,7 +212,7 @@ impl Zfs {
     ) -> Result<(), CollectError> {
         read_into(path, &mut self.buf)?;
         let state = self.buf.lines().next().unwrap_or("").trim();
-        let f = out.family(
+        let f = out.family_static(
             "node_zfs_zpool_state",
             "kstat.zfs.misc.state",
             MetricType::Gauge,

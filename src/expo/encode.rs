@@ -146,7 +146,7 @@ thread_local! {
 /// Builds the [`Layout`] with a handful of allocations per call, none per sample or family
 /// (a counting sort of the samples by group).
 fn layout(set: &MetricSet) -> Layout {
-    let name = |f: u32| set.str(&set.families[f as usize].name);
+    let name = |f: u32| set.family_name(f);
     // Strictly increasing (name, declaration index) pairs: exactly what sorting them gives.
     let ascending = |a: u32, b: u32| (name(a), a) < (name(b), b);
     let mut fam_order = LAST_FAMILY_ORDER.take();
@@ -169,7 +169,7 @@ fn layout_in(set: &MetricSet, fam_order: &[u32]) -> Layout {
     let mut groups: Vec<(usize, std::ops::Range<usize>)> = Vec::with_capacity(fam_order.len());
     let mut last_name = None;
     for &f in fam_order {
-        let name = set.str(&set.families[f as usize].name);
+        let name = set.family_name(f);
         if last_name != Some(name) {
             groups.push((f as usize, 0..0));
             last_name = Some(name);
@@ -476,5 +476,49 @@ mod tests {
         let text = build(&["b", "a", "b"]);
         assert_eq!(names(&text), ["a", "b", "b"]);
         assert_eq!(text.matches("# TYPE b gauge").count(), 1);
+    }
+
+    #[test]
+    fn static_families_encode_like_copied_ones_through_merge_and_rollback() {
+        let fill = |set: &mut MetricSet, literal: bool| {
+            let (name, help) = ("node_a_total", "Help with \\ and \n.");
+            let f = if literal {
+                set.family_static(name, help, MetricType::Counter)
+            } else {
+                set.family(name, help, MetricType::Counter)
+            };
+            set.sample(f, &[("cpu", &3)], 1.5);
+            let mark = set.mark();
+            set.family("node_dropped", "gone", MetricType::Gauge);
+            set.rollback(mark);
+            if literal {
+                set.single_static("node_b", "B.", MetricType::Gauge, 2.0);
+            } else {
+                set.single("node_b", "B.", MetricType::Gauge, 2.0);
+            }
+        };
+        let encode = |literal: bool| {
+            let mut part = MetricSet::new();
+            fill(&mut part, literal);
+            let mut set = MetricSet::new();
+            set.single("node_0", "First.", MetricType::Untyped, 0.0);
+            set.extend_from(&part);
+            let (mut text, mut om) = (Vec::new(), Vec::new());
+            encode_text(&set, &mut text);
+            encode_openmetrics(&set, &mut om);
+            (
+                String::from_utf8(text).unwrap(),
+                String::from_utf8(om).unwrap(),
+            )
+        };
+        let (copied, literal) = (encode(false), encode(true));
+        assert_eq!(copied, literal);
+        assert!(copied
+            .0
+            .contains("# HELP node_a_total Help with \\\\ and \\n.\n"));
+        assert!(copied
+            .0
+            .contains("node_a_total{cpu=\"3\"} 1.5\n# HELP node_b B.\n"));
+        assert!(!copied.0.contains("node_dropped"));
     }
 }

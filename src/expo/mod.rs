@@ -50,10 +50,18 @@ impl FamilyId {
     }
 }
 
+/// A family's name or help: in the arena, or a `&'static str` kept as a pointer (almost every
+/// collector's are literals; copying them into the arena each scrape was 2 % of promlet's CPU).
+#[derive(Clone, Debug)]
+enum Text {
+    Arena(Range<u32>),
+    Static(&'static str),
+}
+
 #[derive(Clone, Debug)]
 struct Family {
-    name: Range<u32>,
-    help: Range<u32>,
+    name: Text,
+    help: Text,
     typ: MetricType,
 }
 
@@ -83,7 +91,7 @@ impl<'a> SampleRef<'a> {
     }
     pub fn family_name(&self) -> &'a str {
         self.set
-            .str(&self.set.families[self.rec.family as usize].name)
+            .text_of(&self.set.families[self.rec.family as usize].name)
     }
     /// The suffix after the family name (`""`, `"_sum"`, `"_count"`, `"_bucket"`, ...).
     pub fn suffix(&self) -> &'a str {
@@ -160,15 +168,50 @@ impl MetricSet {
     }
 
     fn str(&self, r: &Range<u32>) -> &str {
-        &self.text[r.start as usize..r.end as usize]
+        let (start, end) = (r.start as usize, r.end as usize);
+        // Checked once here, not per byte boundary: the arena is cold between scrapes and
+        // `str` slicing touched it twice (char-boundary checks at both ends).
+        assert!(start <= end && end <= self.text.len());
+        // SAFETY: every range in this set was made by `push_str`/`push_display` (or shifted
+        // with the whole arena by `extend_from`) around whole `&str`s, and `rollback` only
+        // truncates at a `Mark` taken between pushes, so both ends are char boundaries of
+        // `self.text` and the bytes between them are valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(self.text.as_bytes().get_unchecked(start..end)) }
+    }
+
+    fn text_of<'s>(&'s self, t: &Text) -> &'s str {
+        match t {
+            Text::Arena(r) => self.str(r),
+            Text::Static(s) => s,
+        }
+    }
+
+    /// The name of the family at declaration index `f`.
+    fn family_name(&self, f: u32) -> &str {
+        self.text_of(&self.families[f as usize].name)
     }
 
     /// Declares a family. Declaring the same name again (e.g. once per collector) is allowed:
     /// the encoders merge families of equal name, keeping the first HELP and TYPE.
     pub fn family(&mut self, name: &str, help: &str, typ: MetricType) -> FamilyId {
-        let name = self.push_str(name);
-        let help = self.push_str(help);
+        let name = Text::Arena(self.push_str(name));
+        let help = Text::Arena(self.push_str(help));
         self.families.push(Family { name, help, typ });
+        FamilyId(self.families.len() as u32 - 1)
+    }
+
+    /// [`MetricSet::family`] for literal name and help: kept as pointers, nothing copied.
+    pub fn family_static(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        typ: MetricType,
+    ) -> FamilyId {
+        self.families.push(Family {
+            name: Text::Static(name),
+            help: Text::Static(help),
+            typ,
+        });
         FamilyId(self.families.len() as u32 - 1)
     }
 
@@ -221,11 +264,23 @@ impl MetricSet {
         self.sample(f, &[], value);
     }
 
+    /// [`MetricSet::single`] for literal name and help (nothing copied).
+    pub fn single_static(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        typ: MetricType,
+        value: f64,
+    ) {
+        let f = self.family_static(name, help, typ);
+        self.sample(f, &[], value);
+    }
+
     pub fn family_ref(&self, id: FamilyId) -> FamilyRef<'_> {
         let f = &self.families[id.0 as usize];
         FamilyRef {
-            name: self.str(&f.name),
-            help: self.str(&f.help),
+            name: self.text_of(&f.name),
+            help: self.text_of(&f.help),
             typ: f.typ,
         }
     }
@@ -282,7 +337,7 @@ impl MetricSet {
 
     /// Replaces the HELP of a family (parsers learn it after the family is created).
     pub fn set_help(&mut self, id: FamilyId, help: &str) {
-        let help = self.push_str(help);
+        let help = Text::Arena(self.push_str(help));
         self.families[id.0 as usize].help = help;
     }
 
@@ -338,9 +393,13 @@ impl MetricSet {
         let base_lab = self.labels.len() as u32;
         self.text.push_str(&other.text);
         let shift = |r: &Range<u32>| r.start + off..r.end + off;
+        let shift_text = |t: &Text| match t {
+            Text::Arena(r) => Text::Arena(shift(r)),
+            Text::Static(s) => Text::Static(s),
+        };
         self.families.extend(other.families.iter().map(|f| Family {
-            name: shift(&f.name),
-            help: shift(&f.help),
+            name: shift_text(&f.name),
+            help: shift_text(&f.help),
             typ: f.typ,
         }));
         self.labels

@@ -188,7 +188,7 @@ impl Hub {
             ),
         ];
         for (name, help, typ, v) in rows {
-            set.single(name, help, typ, v as f64);
+            set.single_static(name, help, typ, v as f64);
         }
     }
 }

@@ -176,7 +176,7 @@ impl Report {
             let fam = match last {
                 Some((n, id)) if n == g.name => id,
                 _ => {
-                    let id = set.family(g.name, g.help, MetricType::Gauge);
+                    let id = set.family_static(g.name, g.help, MetricType::Gauge);
                     last = Some((g.name, id));
                     id
                 }

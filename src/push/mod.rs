@@ -314,7 +314,7 @@ impl Store {
         for g in self.groups.values() {
             out.extend_from(&g.set);
         }
-        let ok = out.family(
+        let ok = out.family_static(
             "push_time_seconds",
             "Last Unix time when changing this group in the Pushgateway succeeded.",
             MetricType::Gauge,
@@ -322,7 +322,7 @@ impl Store {
         for (k, g) in self.groups.iter() {
             push_group_sample(out, ok, k, g.push_time_s);
         }
-        let failed = out.family(
+        let failed = out.family_static(
             "push_failure_time_seconds",
             "Last Unix time when changing this group in the Pushgateway failed.",
             MetricType::Gauge,

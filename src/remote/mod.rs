@@ -146,7 +146,7 @@ impl Manager {
             ("promlet_remote_write_cursor_write_errors_total", "Cursor file writes that failed.", c, |s| s.cursor_write_errors as f64),
         ];
         for (name, help, typ, get) in rows {
-            let f = set.family(name, help, typ);
+            let f = set.family_static(name, help, typ);
             for r in &self.running {
                 let q = r.queue.borrow();
                 let rn = queue_name(&q.cfg);
@@ -158,7 +158,7 @@ impl Manager {
             }
         }
         let newest = self.store.0.borrow().max_t();
-        set.single(
+        set.single_static(
             "prometheus_remote_storage_highest_timestamp_in_seconds",
             "Newest sample timestamp in the TSDB (what remote storage could have).",
             g,

@@ -2006,7 +2006,7 @@ mod tests {
     #[test]
     fn limits_fail_the_parse_and_leave_the_set_unchanged() {
         let mut set = MetricSet::new();
-        set.single("before", "kept", MetricType::Gauge, 1.0);
+        set.single_static("before", "kept", MetricType::Gauge, 1.0);
         let mut opts = Options::text();
         opts.limits.max_samples = 2;
         let e = parse(b"a 1\nb 2\nc 3\n", &opts, &mut set).unwrap_err();

@@ -11,43 +11,43 @@ impl Store {
         let s = self.stats();
         let g = MetricType::Gauge;
         let c = MetricType::Counter;
-        set.single(
+        set.single_static(
             "promlet_tsdb_bytes_used",
             "Bytes held by the TSDB (index and chunks, from allocation sizes).",
             g,
             self.bytes_used() as f64,
         );
-        set.single(
+        set.single_static(
             "promlet_tsdb_bytes_budget",
             "The TSDB's memory budget in bytes (--storage.tsdb.retention.size).",
             g,
             self.options().retention_bytes as f64,
         );
-        set.single(
+        set.single_static(
             "promlet_tsdb_series",
             "Series currently in the TSDB.",
             g,
             self.series_count() as f64,
         );
-        set.single(
+        set.single_static(
             "promlet_tsdb_oldest_sample_timestamp_seconds",
             "Timestamp of the oldest sample held (0 when empty).",
             g,
             self.oldest_t().map_or(0.0, |t| t as f64 / 1000.0),
         );
-        set.single(
+        set.single_static(
             "promlet_tsdb_persisted_until_timestamp_seconds",
             "Newest sample timestamp made durable by the last successful flush (0: none).",
             g,
             s.persisted_until.map_or(0.0, |t| t as f64 / 1000.0),
         );
-        set.single(
+        set.single_static(
             "promlet_tsdb_samples_appended_total",
             "Samples accepted into the TSDB.",
             c,
             s.samples_appended as f64,
         );
-        let f = set.family(
+        let f = set.family_static(
             "promlet_tsdb_samples_rejected_total",
             "Samples refused by the TSDB, by reason.",
             c,
@@ -60,44 +60,44 @@ impl Store {
         ] {
             set.sample(f, &[("reason", &reason)], n as f64);
         }
-        set.single(
+        set.single_static(
             "promlet_tsdb_clock_step_resets_total",
             "Series cut back because the wall clock was found behind their newest samples.",
             c,
             s.clock_step_resets as f64,
         );
-        set.single(
+        set.single_static(
             "promlet_tsdb_clock_step_discarded_samples_total",
             "Samples dropped because the wall clock was found behind them (stamped by a clock \
              that was ahead).",
             c,
             s.clock_step_discarded as f64,
         );
-        set.single(
+        set.single_static(
             "promlet_tsdb_chunks_evicted_total",
             "Sealed chunks evicted to stay within the budget or retention time.",
             c,
             s.chunks_evicted as f64,
         );
-        set.single(
+        set.single_static(
             "promlet_tsdb_corrupt_records_total",
             "Damaged or inconsistent on-disk records detected and skipped.",
             c,
             s.corrupt_records as f64,
         );
-        set.single(
+        set.single_static(
             "promlet_tsdb_persist_writes_total",
             "Successful flushes to the data directory.",
             c,
             s.persist_writes as f64,
         );
-        set.single(
+        set.single_static(
             "promlet_tsdb_persist_errors_total",
             "Failed writes to the data directory (data stays in memory and is retried).",
             c,
             s.persist_errors as f64,
         );
-        set.single(
+        set.single_static(
             "promlet_tsdb_bytes_written_total",
             "Bytes written to the data directory.",
             c,
