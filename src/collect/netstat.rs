@@ -26,10 +26,11 @@ struct Parser {
     buf: String,
     key: String,
     fields: FieldSelection,
-    /// Per header line of a pass over netstat and snmp: the line as last read and the
-    /// selection of each of its fields. The kernel prints the same header lines on every
-    /// read, so one comparison of the line replaces a lookup per field (~300 per scrape).
-    headers: Vec<(String, Vec<Option<u32>>)>,
+    /// Per header line of a pass over netstat and snmp: the fingerprint of the line as last
+    /// read ([`header_fingerprint`]) and the selection of each of its fields. The kernel
+    /// prints the same header lines on every read, so one check of the line replaces a
+    /// lookup per field (~300 per scrape).
+    headers: Vec<(HeaderFingerprint, Vec<Option<u32>>)>,
     /// Header lines seen so far in this pass.
     header_no: usize,
 }
@@ -59,6 +60,36 @@ fn describe(key: &str) -> (String, String) {
         format!("node_netstat_{key}"),
         format!("Statistic {proto}{field}."),
     )
+}
+
+/// Length and 64-bit hash of a header line.
+type HeaderFingerprint = (usize, u64);
+
+/// Identifies a header line without keeping it: comparing the fresh line with a kept copy
+/// read that ~2 KB copy from memory gone cold between scrapes (a quarter of this collector's
+/// user-space CPU), while the fresh line is in cache anyway (it was just read and scanned).
+///
+/// Why a hash is safe here: the lines are the kernel's own field lists (or a recorded
+/// tree's), not chosen to collide; they change only with another kernel or tree. A wrong
+/// match needs a changed line of the same length whose multiply-xorshift hash, mixed per
+/// 8-byte word, equals the old one's: about 2^-64 per change. The effect even then is
+/// values under the old field names, no crash (values are zipped with the selection).
+fn header_fingerprint(line: &str) -> HeaderFingerprint {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mix = |h: u64, w: u64| {
+        let x = (h ^ w).wrapping_mul(K);
+        x ^ (x >> 29)
+    };
+    let bytes = line.as_bytes();
+    let mut words = bytes.chunks_exact(8);
+    let mut h = bytes.len() as u64;
+    for w in &mut words {
+        h = mix(h, u64::from_le_bytes(w.try_into().unwrap_or_default()));
+    }
+    let mut tail = [0u8; 8];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    h = mix(h, u64::from_le_bytes(tail));
+    (bytes.len(), h)
 }
 
 impl Parser {
@@ -127,7 +158,8 @@ impl Parser {
             }
             let slot = self.header_no;
             self.header_no += 1;
-            if self.headers.get(slot).is_none_or(|(line, _)| line != names) {
+            let print = header_fingerprint(names);
+            if self.headers.get(slot).is_none_or(|(p, _)| *p != print) {
                 let mut selection = Vec::new();
                 for n in names.split(' ') {
                     self.key.clear();
@@ -136,7 +168,7 @@ impl Parser {
                     self.key.push_str(n);
                     selection.push(self.fields.lookup(&self.key, describe));
                 }
-                let entry = (names.to_string(), selection);
+                let entry = (print, selection);
                 match self.headers.get_mut(slot) {
                     Some(e) => *e = entry,
                     None => self.headers.push(entry),
