@@ -4,7 +4,7 @@
 //! netstat and snmp come in line pairs (`Proto: names…` then `Proto: values…`); snmp6 has one
 //! `Proto6Field value` per line and may be absent (IPv6 disabled).
 
-use super::util::{num, option_regex, split_at_byte, FieldSelection, KeptFile};
+use super::util::{fingerprint, num, option_regex, split_at_byte, FieldSelection, KeptFile};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::Path;
@@ -62,34 +62,15 @@ fn describe(key: &str) -> (String, String) {
     )
 }
 
-/// Length and 64-bit hash of a header line.
+/// Length and 64-bit hash of a header line ([`fingerprint`]).
 type HeaderFingerprint = (usize, u64);
 
 /// Identifies a header line without keeping it: comparing the fresh line with a kept copy
 /// read that ~2 KB copy from memory gone cold between scrapes (a quarter of this collector's
 /// user-space CPU), while the fresh line is in cache anyway (it was just read and scanned).
-///
-/// Why a hash is safe here: the lines are the kernel's own field lists (or a recorded
-/// tree's), not chosen to collide; they change only with another kernel or tree. A wrong
-/// match needs a changed line of the same length whose multiply-xorshift hash, mixed per
-/// 8-byte word, equals the old one's: about 2^-64 per change. The effect even then is
-/// values under the old field names, no crash (values are zipped with the selection).
+/// See [`fingerprint`] for why a hash is safe here.
 fn header_fingerprint(line: &str) -> HeaderFingerprint {
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mix = |h: u64, w: u64| {
-        let x = (h ^ w).wrapping_mul(K);
-        x ^ (x >> 29)
-    };
-    let bytes = line.as_bytes();
-    let mut words = bytes.chunks_exact(8);
-    let mut h = bytes.len() as u64;
-    for w in &mut words {
-        h = mix(h, u64::from_le_bytes(w.try_into().unwrap_or_default()));
-    }
-    let mut tail = [0u8; 8];
-    tail[..words.remainder().len()].copy_from_slice(words.remainder());
-    h = mix(h, u64::from_le_bytes(tail));
-    (bytes.len(), h)
+    (line.len(), fingerprint(line.as_bytes()))
 }
 
 impl Parser {
