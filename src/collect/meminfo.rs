@@ -4,7 +4,7 @@
 //! Not procfs's `Meminfo`: that builds a HashMap per read (DESIGN.md §4). This reads into a
 //! reused buffer and looks each line's key up in a static table.
 
-use super::util::{fingerprint, num, KeptFile};
+use super::util::{num, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -80,16 +80,9 @@ const FIELDS: &[Field] = fields![
     ("HugePages_Total", "HugePages_Total"),
 ];
 
-/// Index of "MemTotal" in [`FIELDS`] (checked by a test).
-const MEM_TOTAL: u8 = 25;
-
 pub struct Meminfo {
     buf: String,
     file: KeptFile,
-    /// Per line of the last read: length and [`fingerprint`] of its key and its index in
-    /// [`FIELDS`]. The kernel prints the same keys in the same order on every read, so a
-    /// matching key skips the search of the table (~50 string comparisons per line).
-    by_line: Vec<(u32, u64, Option<u8>)>,
 }
 
 impl Default for Meminfo {
@@ -97,7 +90,6 @@ impl Default for Meminfo {
         Meminfo {
             buf: String::new(),
             file: KeptFile::new("meminfo").short_read_ends(0),
-            by_line: Vec::new(),
         }
     }
 }
@@ -115,7 +107,6 @@ impl Collector for Meminfo {
         self.file.read(&ctx.roots.procfs, &mut self.buf)?;
         let path = self.file.path();
         let mut saw_total = false;
-        let mut line_no = 0;
         for line in self.buf.lines() {
             if line.trim().is_empty() {
                 continue;
@@ -132,23 +123,8 @@ impl Collector for Meminfo {
                     return Err(CollectError::parse(path, format!("unknown unit {unit:?}")))
                 }
             };
-            let print = (key.len() as u32, fingerprint(key.as_bytes()));
-            let field = match self.by_line.get(line_no) {
-                Some(&(len, hash, field)) if (len, hash) == print => field,
-                _ => {
-                    let field = FIELDS.iter().position(|f| f.key == key).map(|i| i as u8);
-                    // Bounded by the lines of one read.
-                    if line_no < self.by_line.len() {
-                        self.by_line[line_no] = (print.0, print.1, field);
-                    } else {
-                        self.by_line.push((print.0, print.1, field));
-                    }
-                    field
-                }
-            };
-            line_no += 1;
-            saw_total |= field == Some(MEM_TOTAL);
-            if let Some(f) = field.map(|i| &FIELDS[i as usize]) {
+            saw_total |= key == "MemTotal";
+            if let Some(f) = FIELDS.iter().find(|f| f.key == key) {
                 out.single(f.name, f.help, MetricType::Gauge, value);
             }
         }
@@ -179,32 +155,6 @@ mod tests {
         assert!(text.contains("node_memory_HugePages_Total 3\n"));
         // Fields node_exporter 1.11 does not map are not exported.
         assert!(!text.contains("KReclaimable"));
-    }
-
-    #[test]
-    fn mem_total_index_names_mem_total_and_the_table_fits_u8() {
-        assert_eq!(FIELDS[MEM_TOTAL as usize].key, "MemTotal");
-        assert!(FIELDS.len() <= u8::MAX as usize);
-    }
-
-    /// The per-line cache follows keys that move between reads.
-    #[test]
-    fn reordered_lines_are_matched_by_key() {
-        let mut c = Meminfo::default();
-        let (r, _) = run(
-            &mut c,
-            &[("proc/meminfo", "MemTotal: 2 kB\nMemFree: 1 kB\n")],
-        );
-        r.unwrap();
-        let (r, text) = run(
-            &mut c,
-            &[("proc/meminfo", "MemFree: 3 kB\nMemTotal: 4 kB\n")],
-        );
-        r.unwrap();
-        assert!(text.contains("node_memory_MemFree_bytes 3072\n"), "{text}");
-        assert!(text.contains("node_memory_MemTotal_bytes 4096\n"), "{text}");
-        let (r, _) = run(&mut c, &[("proc/meminfo", "MemFree: 3 kB\nCached: 4 kB\n")]);
-        assert!(r.is_err(), "MemTotal gone");
     }
 
     #[test]
