@@ -376,15 +376,17 @@ pub fn option_bool(option: &str, value: &str) -> Result<bool, String> {
 /// metric name and HELP of each selected field. The regex runs once per new field name.
 ///
 /// Later reads are matched by position first: these files list the same fields in the same
-/// order on every read, so the field at visit position `i` is compared (one memcmp) with the
-/// name seen there last time, and only a mismatch (a kernel that added a field, a module
+/// order on every read, so the field at visit position `i` is checked (length and
+/// [`fingerprint`]) against the name seen there last time, and only a mismatch (a kernel that added a field, a module
 /// loaded) falls back to the hash map. Call [`Self::restart`] before each read pass.
 pub struct FieldSelection {
     pattern: regex_lite::Regex,
     seen: std::collections::HashMap<Box<str>, Option<u32>>,
     selected: Vec<(Box<str>, Box<str>)>,
-    /// Field names in the order the last pass visited them, with their selection.
-    by_position: Vec<(Box<str>, Option<u32>)>,
+    /// Fields in the order the last pass visited them: length and [`fingerprint`] of the
+    /// name (not the name: the kept names, one allocation each, are cold memory at the next
+    /// scrape, and comparing with them was most of the remaining parse CPU), and selection.
+    by_position: Vec<(u32, u64, Option<u32>)>,
     position: usize,
 }
 
@@ -413,16 +415,17 @@ impl FieldSelection {
     ) -> Option<(&str, &str)> {
         let pos = self.position;
         self.position += 1;
+        let print = (field.len() as u32, fingerprint(field.as_bytes()));
         let idx = match self.by_position.get(pos) {
-            Some((name, idx)) if **name == *field => *idx,
+            Some(&(len, hash, idx)) if (len, hash) == print => idx,
             _ => {
                 let idx = self.lookup(field, describe);
                 // Bounded by the number of fields in the file(s) (position grows by one per
                 // field of a pass and restarts at 0).
                 if pos < self.by_position.len() {
-                    self.by_position[pos] = (field.into(), idx);
+                    self.by_position[pos] = (print.0, print.1, idx);
                 } else {
-                    self.by_position.push((field.into(), idx));
+                    self.by_position.push((print.0, print.1, idx));
                 }
                 idx
             }
@@ -456,6 +459,32 @@ impl FieldSelection {
         let (n, h) = &self.selected[idx as usize];
         (n, h)
     }
+}
+
+/// A 64-bit hash of `bytes` (multiply-xorshift per 8-byte word), for recognizing a field name
+/// or header line seen at the same place in the last read without keeping (and reading
+/// back) the text itself.
+///
+/// Why a hash is safe here: the texts are the kernel's own field names (or a recorded
+/// tree's), not chosen to collide, and they change only with another kernel, module or
+/// tree. Callers also compare the length, so a wrong match needs a changed name of the same
+/// length with an equal hash: about 2^-64 per change. Even then the effect is a value under
+/// the previous name, never a crash.
+pub fn fingerprint(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mix = |h: u64, w: u64| {
+        let x = (h ^ w).wrapping_mul(K);
+        x ^ (x >> 29)
+    };
+    let mut words = bytes.chunks_exact(8);
+    let mut h = bytes.len() as u64;
+    for w in &mut words {
+        h = mix(h, u64::from_le_bytes(w.try_into().unwrap_or_default()));
+    }
+    // Byte by byte, not `copy_from_slice` into a word: that is a memcpy call per short name.
+    let tail =
+        (words.remainder().iter().enumerate()).fold(0u64, |t, (i, &b)| t | u64::from(b) << (8 * i));
+    mix(h, tail)
 }
 
 /// Test helper: runs a collector over a temp procfs/sysfs tree built from `(path, content)`
@@ -538,6 +567,25 @@ mod tests {
             Some("node_xpgmajfault")
         );
         assert_eq!(sel.get("nr_free", |_| unreachable!()), None);
+    }
+
+    /// Same-length names that differ in one byte, in any word or in the tail, or only in
+    /// trailing zero bytes, get different fingerprints; so does a swapped word order.
+    #[test]
+    fn fingerprint_tells_apart_same_length_names() {
+        let base = b"pgmajfault_abcdefghijklmnopq".to_vec();
+        let f0 = fingerprint(&base);
+        for i in 0..base.len() {
+            let mut other = base.clone();
+            other[i] ^= 1;
+            assert_ne!(fingerprint(&other), f0, "byte {i}");
+        }
+        assert_ne!(fingerprint(b"ab"), fingerprint(b"ab\0"));
+        assert_ne!(
+            fingerprint(b"aaaaaaaabbbbbbbb"),
+            fingerprint(b"bbbbbbbbaaaaaaaa")
+        );
+        assert_eq!(fingerprint(&base), f0);
     }
 
     #[test]
