@@ -499,7 +499,11 @@ impl Collector for NetClass {
                 return Err(CollectError::not_found(class));
             }
             *class_seen = true;
-            netlink.dump().ok()
+            let dumped = netlink.dump().ok();
+            if let Some(n) = dumped {
+                nl::share_rx_nohandler(netlink, n, ctx.now_ms);
+            }
+            dumped
         } else {
             None
         };
