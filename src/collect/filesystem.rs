@@ -592,6 +592,11 @@ impl Filesystem {
             self.ignored_lines.clear();
         }
         for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+            // While the mount table is unchanged, lines already found ignored are not parsed
+            // again (cgroup, proc, sysfs...: most of a typical table).
+            if self.ignored_valid && self.ignored_lines.get(i) == Some(&true) {
+                continue;
+            }
             let m = parse_mountinfo_line(line).ok_or_else(|| {
                 CollectError::parse(path, format!("bad mountinfo line {:?}", short(line)))
             })?;

@@ -16,6 +16,7 @@
 
 use super::rtnetlink::{self as nl, Link, LinkDump};
 use super::sysfs::{list_dir, opt_bool, short, KeptAttrs};
+use super::util::RememberedRegex;
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{FamilyId, MetricSet, MetricType};
 use regex_lite::Regex;
@@ -161,7 +162,7 @@ const STRINGS: [&str; 5] = ["address", "broadcast", "duplex", "ifalias", "operst
 const IFF_UP: i64 = 0x1;
 
 pub struct NetClass {
-    ignored: Regex,
+    ignored: RememberedRegex,
     names: Vec<String>,
     /// Link attributes from one rtnetlink dump per scrape, when sysfs is the host's `/sys`.
     netlink: LinkDump,
@@ -245,7 +246,7 @@ fn build(opts: &CollectorOptions) -> Result<Box<NetClass>, String> {
         format!("--collector.netclass.ignored-devices: invalid regular expression {pat:?}: {e}")
     })?;
     Ok(Box::new(NetClass {
-        ignored,
+        ignored: RememberedRegex::new(ignored),
         names: Vec::new(),
         netlink: LinkDump::default(),
         use_netlink: true,
@@ -498,7 +499,11 @@ impl Collector for NetClass {
                 return Err(CollectError::not_found(class));
             }
             *class_seen = true;
-            netlink.dump().ok()
+            let dumped = netlink.dump().ok();
+            if let Some(n) = dumped {
+                nl::share_rx_nohandler(netlink, n, ctx.now_ms);
+            }
+            dumped
         } else {
             None
         };

@@ -1,11 +1,12 @@
 //! The `netdev` collector: per-interface traffic counters from `/proc/net/dev`.
 //!
-//! Must not touch: link properties (the `netclass` collector), netlink.
+//! Must not touch: link properties (the `netclass` collector), the netlink socket.
 //!
 //! node_exporter 1.11 reads these counters over rtnetlink by default; the counters are the
 //! same kernel `rtnl_link_stats64` fields that `/proc/net/dev` prints, so the names and values
 //! agree. The one field netlink has and the file lacks, `rx_nohandler`, is read from
-//! `/sys/class/net/<iface>/statistics/rx_nohandler` when the kernel has it.
+//! `/sys/class/net/<iface>/statistics/rx_nohandler` when the kernel has it, or taken from the
+//! link dump the `netclass` collector made in the same collection (same counter, no read).
 //! Column names come from the file's header, so a kernel that adds columns still parses.
 
 use super::sysfs::{DeviceFilter, KeptAttrs};
@@ -148,6 +149,15 @@ impl NetDev {
             for (i, fam) in self.families.iter().enumerate() {
                 out.sample(*fam, &labels, values[i]);
                 if i + 1 == n_rx {
+                    // From netclass's link dump of this collection when it made one (it
+                    // describes the same `/sys`), else from sysfs.
+                    let shared = (ctx.roots.sysfs == std::path::Path::new("/sys"))
+                        .then(|| super::rtnetlink::rx_nohandler_of(dev, ctx.now_ms))
+                        .flatten();
+                    if let Some(v) = shared {
+                        out.sample(nohandler, &labels, v as f64);
+                        continue;
+                    }
                     self.path.clear();
                     self.path.push(&ctx.roots.sysfs);
                     self.path.push("class/net");

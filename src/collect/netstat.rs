@@ -130,13 +130,6 @@ impl Parser {
                     format!("{proto} header, {vproto} values"),
                 ));
             }
-            let spaces = |s: &str| s.bytes().filter(|&b| b == b' ').count();
-            if spaces(names) != spaces(values) {
-                return Err(CollectError::parse(
-                    path,
-                    format!("field count mismatch in {proto}"),
-                ));
-            }
             let slot = self.header_no;
             self.header_no += 1;
             let print = header_fingerprint(names);
@@ -155,12 +148,30 @@ impl Parser {
                     None => self.headers.push(entry),
                 }
             }
-            // Only selected values are parsed (~30 of ~300 by default).
-            for (v, sel) in split_at_byte(values, b' ').zip(&self.headers[slot].1) {
-                if let Some(idx) = *sel {
-                    let (name, help) = self.fields.selected(idx);
-                    out.single(name, help, MetricType::Untyped, num(v, path)?);
+            // Only selected values are parsed (~30 of ~300 by default). The selection has one
+            // entry per header field, so counting values against it checks the line's length
+            // without scanning both lines for spaces first.
+            let selection = &self.headers[slot].1;
+            let mut count = 0;
+            for v in split_at_byte(values, b' ') {
+                match selection.get(count) {
+                    Some(Some(idx)) => {
+                        let (name, help) = self.fields.selected(*idx);
+                        out.single(name, help, MetricType::Untyped, num(v, path)?);
+                    }
+                    Some(None) => {}
+                    None => {
+                        count += 1; // One value too many.
+                        break;
+                    }
                 }
+                count += 1;
+            }
+            if count != selection.len() {
+                return Err(CollectError::parse(
+                    path,
+                    format!("field count mismatch in {proto}"),
+                ));
             }
             pairs += 1;
         }
@@ -265,6 +276,14 @@ mod tests {
         assert!(run(&mut *collector(), &base).0.is_ok());
         let bad = [("proc/net/netstat", "TcpExt: A B\nTcpExt: 1\n"), base[1]];
         assert!(run(&mut *collector(), &bad).0.is_err());
+        // More values than names, on a fresh collector and on one that knows the header.
+        let extra = [("proc/net/netstat", "TcpExt: A\nTcpExt: 1 2\n"), base[1]];
+        assert!(run(&mut *collector(), &extra).0.is_err());
+        let mut warm = collector();
+        assert!(run(&mut *warm, &base).0.is_ok());
+        assert!(run(&mut *warm, &extra).0.is_err());
+        assert!(run(&mut *warm, &bad).0.is_err());
+        assert!(run(&mut *warm, &base).0.is_ok());
     }
 
     #[test]

@@ -44,6 +44,10 @@ pub const IFLA_CARRIER_UP_COUNT: u16 = 47;
 pub const IFLA_CARRIER_DOWN_COUNT: u16 = 48;
 /// Linux 6.1+.
 pub const IFLA_ALLMULTI: u16 = 61;
+/// `struct rtnl_link_stats64`: the device counters /proc/net/dev prints, and more.
+pub const IFLA_STATS64: u16 = 23;
+/// Byte offset of `rx_nohandler` in `rtnl_link_stats64` (its 24th u64, Linux 4.6+).
+const STATS64_RX_NOHANDLER: usize = 23 * 8;
 
 /// Attribute types below this are indexed (the highest one read is [`IFLA_ALLMULTI`]).
 const SLOTS: usize = 64;
@@ -81,6 +85,13 @@ pub struct Link<'a> {
 }
 
 impl<'a> Link<'a> {
+    /// `rx_nohandler` from `IFLA_STATS64` (what sysfs `statistics/rx_nohandler` prints).
+    pub fn rx_nohandler(&self) -> Option<u64> {
+        let v = self.attr(IFLA_STATS64)?;
+        let w = v.get(STATS64_RX_NOHANDLER..STATS64_RX_NOHANDLER + 8)?;
+        Some(u64::from_ne_bytes(w.try_into().ok()?))
+    }
+
     /// The value bytes of attribute `kind`, if the kernel sent it.
     pub fn attr(&self, kind: u16) -> Option<&'a [u8]> {
         let at = *self.at.get(usize::from(kind)).filter(|_| kind != 0)? as usize;
@@ -202,16 +213,70 @@ impl LinkDump {
     }
 }
 
-/// `RTM_GETLINK` with `NLM_F_DUMP`, every device. (The kernel has no filter that drops the
-/// link statistics; `RTEXT_FILTER_SKIP_STATS` only concerns SR-IOV VFs.)
-fn dump_request(seq: u32) -> [u8; NLMSG_HDR + IFINFOMSG] {
-    let [l0, l1, l2, l3] = ((NLMSG_HDR + IFINFOMSG) as u32).to_ne_bytes();
+/// `rx_nohandler` per interface from this collection's link dump, left by `netclass` for
+/// `netdev` (which runs after it): the dump carries the counter that netdev otherwise reads
+/// from sysfs, one `pread` per interface and scrape. (collection time, names, values)
+type SharedNohandler = (Option<i64>, String, Vec<(std::ops::Range<usize>, u64)>);
+
+thread_local! {
+    static RX_NOHANDLER: std::cell::RefCell<SharedNohandler> =
+        const { std::cell::RefCell::new((None, String::new(), Vec::new())) };
+}
+
+/// Leaves the `rx_nohandler` of the first `count` links of `dump` for [`rx_nohandler_of`]
+/// in the collection at `now_ms`.
+pub fn share_rx_nohandler(dump: &LinkDump, count: usize, now_ms: i64) {
+    RX_NOHANDLER.with(|cell| {
+        let (at, names, values) = &mut *cell.borrow_mut();
+        names.clear();
+        values.clear();
+        for i in 0..count {
+            let link = dump.link(i);
+            if let Some(v) = link.rx_nohandler() {
+                let start = names.len();
+                names.push_str(link.name());
+                values.push((start..names.len(), v));
+            }
+        }
+        *at = Some(now_ms);
+    });
+}
+
+/// `dev`'s `rx_nohandler` as shared by [`share_rx_nohandler`] in the collection at `now_ms`;
+/// `None` when nothing was shared then or the interface was not in the dump.
+pub fn rx_nohandler_of(dev: &str, now_ms: i64) -> Option<u64> {
+    RX_NOHANDLER.with(|cell| {
+        let (at, names, values) = &*cell.borrow();
+        if *at != Some(now_ms) {
+            return None;
+        }
+        let found = values
+            .iter()
+            .find(|(r, _)| names.get(r.clone()) == Some(dev));
+        found.map(|&(_, v)| v)
+    })
+}
+
+/// `IFLA_EXT_MASK`: a `u32` of `RTEXT_FILTER_*` bits in a link request.
+const IFLA_EXT_MASK: u16 = 29;
+/// Leaves out each device's IPv6 statistics (`IFLA_INET6_STATS`, `IFLA_INET6_ICMP6STATS`:
+/// 368 bytes per link, each summed over all CPUs) and SR-IOV VF statistics; netclass reads none.
+const RTEXT_FILTER_SKIP_STATS: u32 = 1 << 3;
+const DUMP_REQUEST_LEN: usize = NLMSG_HDR + IFINFOMSG + 8;
+
+/// `RTM_GETLINK` with `NLM_F_DUMP`, every device, without the statistics we do not read.
+fn dump_request(seq: u32) -> [u8; DUMP_REQUEST_LEN] {
+    let [l0, l1, l2, l3] = (DUMP_REQUEST_LEN as u32).to_ne_bytes();
     let [t0, t1] = RTM_GETLINK.to_ne_bytes();
     let [f0, f1] = (NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes();
     let [s0, s1, s2, s3] = seq.to_ne_bytes();
+    let [a0, a1] = 8u16.to_ne_bytes();
+    let [x0, x1] = IFLA_EXT_MASK.to_ne_bytes();
+    let [m0, m1, m2, m3] = RTEXT_FILTER_SKIP_STATS.to_ne_bytes();
     // pid 0 (the kernel fills in ours); ifinfomsg all zero (AF_UNSPEC, every device).
-    let mut req = [0; NLMSG_HDR + IFINFOMSG];
+    let mut req = [0; DUMP_REQUEST_LEN];
     req[..12].copy_from_slice(&[l0, l1, l2, l3, t0, t1, f0, f1, s0, s1, s2, s3]);
+    req[NLMSG_HDR + IFINFOMSG..].copy_from_slice(&[a0, a1, x0, x1, m0, m1, m2, m3]);
     req
 }
 
@@ -554,6 +619,39 @@ mod tests {
     }
 
     #[test]
+    fn rx_nohandler_is_shared_for_one_collection_only() {
+        let stats = |fields: u64| -> Vec<u8> {
+            (0..fields).flat_map(|i| (100 + i).to_ne_bytes()).collect()
+        };
+        let link = |index: i32, name: &[u8], fields: u64| {
+            newlink(
+                index,
+                1,
+                0,
+                &[attr(IFLA_IFNAME, name), attr(IFLA_STATS64, &stats(fields))],
+            )
+        };
+        // A kernel older than 4.6 sends 23 counters: no rx_nohandler.
+        let dump = dump_of(
+            9,
+            &[
+                link(2, b"eth0\0", 24),
+                link(3, b"old0\0", 23),
+                link(4, b"new0\0", 25),
+            ],
+        );
+        assert_eq!(dump.link(0).rx_nohandler(), Some(123));
+        assert_eq!(dump.link(1).rx_nohandler(), None);
+        share_rx_nohandler(&dump, 3, 1_000);
+        assert_eq!(rx_nohandler_of("eth0", 1_000), Some(123));
+        assert_eq!(rx_nohandler_of("new0", 1_000), Some(123));
+        assert_eq!(rx_nohandler_of("old0", 1_000), None);
+        assert_eq!(rx_nohandler_of("eth", 1_000), None);
+        // Another collection does not see it.
+        assert_eq!(rx_nohandler_of("eth0", 1_001), None);
+    }
+
+    #[test]
     fn rtnetlink_dumps_this_machines_loopback() {
         let mut dump = LinkDump::default();
         let names = |d: &LinkDump, n: usize| -> Vec<String> {
@@ -574,10 +672,44 @@ mod tests {
             .find(|l| l.name() == "lo")
             .expect("lo in the dump");
         assert_eq!(lo.kind(), 772, "ARPHRD_LOOPBACK");
+        // The stats64 layout as sysfs reads it (loopback never drops for want of a handler).
+        if let Ok(v) = std::fs::read_to_string("/sys/class/net/lo/statistics/rx_nohandler") {
+            assert_eq!(lo.rx_nohandler(), v.trim().parse().ok());
+        }
         assert_eq!(lo.attr(IFLA_ADDRESS), Some(&[0u8; 6][..]));
         assert!(lo.word(IFLA_MTU).is_some_and(|m| m > 0));
         // The socket is kept: a second dump gives the same interfaces.
         let again = dump.dump().unwrap();
         assert_eq!(names(&dump, again), first);
+        // RTEXT_FILTER_SKIP_STATS took effect: no per-device IPv6 statistics in any link.
+        const IFLA_AF_SPEC: u16 = 26;
+        const IFLA_INET6_STATS: u16 = 3;
+        let nested = |b: &[u8]| -> Vec<(u16, Vec<u8>)> {
+            let mut out = Vec::new();
+            let mut at = 0;
+            while at + 4 <= b.len() {
+                let len = u16_at(b, at) as usize;
+                if len < 4 || at + len > b.len() {
+                    break;
+                }
+                out.push((u16_at(b, at + 2) & 0x3fff, b[at + 4..at + len].to_vec()));
+                at += align4(len);
+            }
+            out
+        };
+        for i in 0..again {
+            let Some(spec) = dump.link(i).attr(IFLA_AF_SPEC) else {
+                continue;
+            };
+            for (family, body) in nested(spec) {
+                if family == 10 {
+                    assert!(
+                        nested(&body).iter().all(|(t, _)| *t != IFLA_INET6_STATS),
+                        "IPv6 stats sent for {}",
+                        dump.link(i).name()
+                    );
+                }
+            }
+        }
     }
 }

@@ -461,6 +461,39 @@ impl FieldSelection {
     }
 }
 
+/// A regex with its verdicts on the names it was last asked about: device names repeat every
+/// scrape, and regex_lite runs its NFA for each call (even for the default `^$`, 0.2 % of a
+/// scrape for four interfaces).
+pub struct RememberedRegex {
+    re: regex_lite::Regex,
+    verdicts: Vec<(Box<str>, bool)>,
+}
+
+impl RememberedRegex {
+    /// Names remembered at most: past this the list starts over (a host with that many
+    /// devices pays one regex run per device, as without the list).
+    const MAX: usize = 64;
+
+    pub fn new(re: regex_lite::Regex) -> Self {
+        RememberedRegex {
+            re,
+            verdicts: Vec::new(),
+        }
+    }
+
+    pub fn is_match(&mut self, name: &str) -> bool {
+        if let Some(&(_, v)) = self.verdicts.iter().find(|(n, _)| &**n == name) {
+            return v;
+        }
+        let v = self.re.is_match(name);
+        if self.verdicts.len() >= Self::MAX {
+            self.verdicts.clear();
+        }
+        self.verdicts.push((name.into(), v));
+        v
+    }
+}
+
 /// A 64-bit hash of `bytes` (multiply-xorshift per 8-byte word), for recognizing a field name
 /// or header line seen at the same place in the last read without keeping (and reading
 /// back) the text itself.
@@ -696,5 +729,23 @@ mod tests {
                 assert_eq!(ours, std, "{s:?} at {sep}");
             }
         }
+    }
+
+    #[test]
+    fn remembered_regex_gives_the_regex_verdict_and_survives_many_names() {
+        let mut r = RememberedRegex::new(regex_lite::Regex::new("^(veth|docker)").unwrap());
+        for round in 0..3 {
+            assert!(r.is_match("veth12"), "round {round}");
+            assert!(!r.is_match("eth0"), "round {round}");
+            assert!(r.is_match("docker0"), "round {round}");
+        }
+        // More names than it remembers: verdicts stay right after it starts over.
+        for i in 0..200 {
+            let name = format!("veth{i}");
+            assert!(r.is_match(&name));
+            assert!(!r.is_match(&format!("x{i}")));
+        }
+        assert!(r.verdicts.len() <= RememberedRegex::MAX);
+        assert!(!r.is_match("eth0"));
     }
 }

@@ -21,7 +21,9 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
     let re = option_regex("vmstat.fields", opts.get("vmstat.fields"))?;
     Ok(Box::new(Vmstat {
         buf: String::new(),
-        file: KeptFile::new("vmstat").short_read_ends(128),
+        // One "name value\n" line per record: names stay under 40 bytes, values under 21, so
+        // 64 bounds a record and lets the ~3.9 KB file end at its first read.
+        file: KeptFile::new("vmstat").short_read_ends(64),
         fields: FieldSelection::new(re),
     }))
 }
