@@ -181,6 +181,16 @@ impl MetricSet {
         }
     }
 
+    /// The address and length of the name of family `f` when it is a `&'static str`, whose
+    /// bytes can never change (so an equal key means an equal name, without comparing bytes);
+    /// `(0, 0)` for a name in the arena, whose bytes a later set may have overwritten.
+    fn static_name_key(&self, f: u32) -> (usize, usize) {
+        match self.families[f as usize].name {
+            Text::Static(s) => (s.as_ptr() as usize, s.len()),
+            Text::Arena(_) => (0, 0),
+        }
+    }
+
     /// The name of the family at declaration index `f`.
     fn family_name(&self, f: u32) -> &str {
         self.text_of(&self.families[f as usize].name)
