@@ -1,6 +1,6 @@
 //! Text 0.0.4 and OpenMetrics 1.0 encoders for a [`MetricSet`].
 
-use super::{MetricSet, MetricType, SampleRef};
+use super::{MetricSet, MetricType, SampleRec};
 use std::io::Write;
 
 pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -31,22 +31,11 @@ pub fn format_float(v: f64, out: &mut Vec<u8>) {
     // to a software `trunc`.
     let int = v as i64;
     if v.abs() < 9_007_199_254_740_992.0 && int as f64 == v {
-        let mut digits = [0u8; 20];
-        let mut n = int.unsigned_abs();
-        let mut start = digits.len();
-        while n > 0 {
-            // n / 10 as a multiply by 2^67 / 10 (rounded up), exact for every u64: at
-            // opt-level "z" the compiler emits a 64-bit `div` here otherwise (~40 cycles a
-            // digit, most of this function's time).
-            let q = ((n as u128 * 0xCCCC_CCCC_CCCC_CCCD) >> 67) as u64;
-            start -= 1;
-            digits[start] = b'0' + (n - q * 10) as u8;
-            n = q;
-        }
+        let mut buf = [0u8; 20];
+        let digits = decimal_digits(int.unsigned_abs(), &mut buf);
         if v < 0.0 {
             out.push(b'-');
         }
-        let digits = &digits[start..];
         let exp = digits.len() as i32 - 1;
         if exp < 6 {
             out.extend_from_slice(digits);
@@ -55,6 +44,40 @@ pub fn format_float(v: f64, out: &mut Vec<u8>) {
             write_exp(&digits[..end], exp, out);
         }
         return;
+    }
+    // Most of the rest have a few decimals (seconds to 1/100, load averages). For |v| < 1e6
+    // (printed plain) and up to 4 decimals, the shortest round-trip digits are those of the
+    // first scale 10^d at which m = round(|v| 10^d) divides back to v exactly: the division
+    // of two exact doubles rounds as parsing "m e-d" does, so m/10^d round-trips; no
+    // fewer decimals did; and as a double's spacing below 1e6 is far finer than 10^-d, no
+    // other m of d decimals lies in v's rounding interval, so the shortest-digit search
+    // has no closer candidate to choose. Saves the float formatter (most of this
+    // function's time on such values).
+    let a = v.abs();
+    if a < 1e6 {
+        for (decimals, scale) in [10.0, 100.0, 1000.0, 10000.0].into_iter().enumerate() {
+            // +0.5 and truncate: `round()` is a software call without SSE4.1.
+            let m = (a * scale + 0.5) as u64;
+            if m as f64 / scale == a {
+                let mut buf = [0u8; 20];
+                let digits = decimal_digits(m, &mut buf);
+                if v < 0.0 {
+                    out.push(b'-');
+                }
+                let decimals = decimals + 1;
+                if digits.len() > decimals {
+                    let (int_part, frac) = digits.split_at(digits.len() - decimals);
+                    out.extend_from_slice(int_part);
+                    out.push(b'.');
+                    out.extend_from_slice(frac);
+                } else {
+                    out.extend_from_slice(b"0.");
+                    out.extend(std::iter::repeat_n(b'0', decimals - digits.len()));
+                    out.extend_from_slice(digits);
+                }
+                return;
+            }
+        }
     }
     // Rust's `{:e}` gives the shortest round-trip digits as `d.ddde<exp>`; the plain form is
     // built from the same digits rather than formatting the float a second time.
@@ -99,6 +122,21 @@ pub fn format_float(v: f64, out: &mut Vec<u8>) {
     }
 }
 
+/// The decimal digits of `n` (none for 0), at the end of `buf`.
+fn decimal_digits(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut start = buf.len();
+    while n > 0 {
+        // n / 10 as a multiply by 2^67 / 10 (rounded up), exact for every u64: at opt-level
+        // "z" the compiler emits a 64-bit `div` here otherwise (~40 cycles a digit, most of
+        // format_float's time).
+        let q = ((n as u128 * 0xCCCC_CCCC_CCCC_CCCD) >> 67) as u64;
+        start -= 1;
+        buf[start] = b'0' + (n - q * 10) as u8;
+        n = q;
+    }
+    &buf[start..]
+}
+
 /// `d.ddde±XX` from significant digits (no trailing zeros) and the decimal exponent.
 fn write_exp(digits: &[u8], exp: i32, out: &mut Vec<u8>) {
     out.push(digits[0]);
@@ -115,14 +153,33 @@ fn write_exp(digits: &[u8], exp: i32, out: &mut Vec<u8>) {
     out.push(b'0' + (e % 10) as u8);
 }
 
-fn escape_into(s: &str, quote: bool, out: &mut Vec<u8>) {
-    let special = |b: &u8| *b == b'\\' || *b == b'\n' || (quote && *b == b'"');
+/// Whether `s` holds a byte that [`escape_into`] must escape: `\\`, a newline, and with `quote`
+/// a `"`. Eight bytes at a time (HELP texts are ~50 bytes; byte by byte this was 1 % of a
+/// scrape).
+fn needs_escape(s: &[u8], quote: bool) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
+    // Non-zero iff some byte of `x` is zero (the classic SWAR test: exact as a yes/no).
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+    let has = |x: u64, b: u8| has_zero(x ^ (ONES * b as u64));
+    let special = |b: u8| b == b'\\' || b == b'\n' || (quote && b == b'"');
+    let mut chunks = s.chunks_exact(8);
+    for chunk in &mut chunks {
+        let x = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
+        if has(x, b'\\') || has(x, b'\n') || (quote && has(x, b'"')) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| special(b))
+}
+
+fn escape_into(s: &[u8], quote: bool, out: &mut Vec<u8>) {
     // Almost every label value and HELP text has nothing to escape: copy it whole.
-    if !s.as_bytes().iter().any(special) {
-        out.extend_from_slice(s.as_bytes());
+    if !needs_escape(s, quote) {
+        out.extend_from_slice(s);
         return;
     }
-    for b in s.bytes() {
+    for &b in s {
         match b {
             b'\\' => out.extend_from_slice(b"\\\\"),
             b'\n' => out.extend_from_slice(b"\\n"),
@@ -130,6 +187,28 @@ fn escape_into(s: &str, quote: bool, out: &mut Vec<u8>) {
             _ => out.push(b),
         }
     }
+}
+
+/// Lexicographic byte order (that of `str`), 8 bytes at a time and inline: `<[u8]>::cmp` calls
+/// `memcmp`, which the static musl build takes from compiler_rt as a byte loop, and family
+/// names share long prefixes (`node_memory_Active_anon_bytes`, `node_memory_Active_bytes`).
+fn cmp_bytes(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let common = a.len().min(b.len());
+    let whole = common / 8 * 8;
+    for (x, y) in a[..whole].chunks_exact(8).zip(b[..whole].chunks_exact(8)) {
+        // A fixed-size load (`copy_from_slice` of a chunk became a `memcpy` call).
+        let word = |w: &[u8]| u64::from_be_bytes(w.try_into().unwrap_or([0; 8]));
+        let (x, y) = (word(x), word(y));
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+    for (x, y) in a[whole..common].iter().zip(&b[whole..common]) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 /// The output order of a set: families grouped by name (sorted; the first declaration of a
@@ -189,7 +268,7 @@ impl FamilyOrder {
             if self.unchanged[a as usize] && self.unchanged[b as usize] {
                 continue;
             }
-            match set.family_name(a).cmp(set.family_name(b)) {
+            match cmp_bytes(set.family_name_bytes(a), set.family_name_bytes(b)) {
                 std::cmp::Ordering::Less => self.starts_group[i] = true,
                 std::cmp::Ordering::Equal if a < b => self.starts_group[i] = false,
                 _ => return false,
@@ -201,11 +280,11 @@ impl FamilyOrder {
     /// Sorts `set`'s families from scratch.
     fn sort(&mut self, set: &MetricSet) {
         let n = set.families.len() as u32;
-        let name = |f: u32| set.family_name(f);
+        let name = |f: u32| set.family_name_bytes(f);
         self.order.clear();
         self.order.extend(0..n);
         self.order
-            .sort_unstable_by(|&a, &b| (name(a), a).cmp(&(name(b), b)));
+            .sort_unstable_by(|&a, &b| cmp_bytes(name(a), name(b)).then(a.cmp(&b)));
         self.starts_group.clear();
         self.starts_group.extend(
             self.order
@@ -219,74 +298,115 @@ impl FamilyOrder {
     }
 }
 
+/// Everything `layout` keeps between calls on one thread: the family order of the last set
+/// and the buffers of the last [`Layout`] (allocating and zeroing them per scrape was ~0.3 %).
+struct LayoutCache {
+    families: FamilyOrder,
+    layout: Layout,
+    /// Per declaration index: its group.
+    group_of: Vec<u32>,
+    /// Per group: the next free place in `layout.order` (after a count, then prefix sums).
+    next: Vec<usize>,
+}
+
 thread_local! {
-    static LAST_FAMILY_ORDER: std::cell::Cell<FamilyOrder> =
-        const { std::cell::Cell::new(FamilyOrder::EMPTY) };
+    static LAYOUT_CACHE: std::cell::Cell<LayoutCache> =
+        const { std::cell::Cell::new(LayoutCache::EMPTY) };
 }
 
-/// Builds the [`Layout`] with a handful of allocations per call, none per sample or family
-/// (a counting sort of the samples by group).
-fn layout(set: &MetricSet) -> Layout {
-    let mut last = LAST_FAMILY_ORDER.replace(FamilyOrder::EMPTY);
-    if !last.still_sorts(set) {
-        last.sort(set);
+/// Lays `set` out and runs `encode` over the [`Layout`]: no allocation once the buffers have
+/// grown to the set's size (a counting sort of the samples by group).
+fn with_layout(set: &MetricSet, encode: impl FnOnce(&Layout)) {
+    let mut cache = LAYOUT_CACHE.replace(LayoutCache::EMPTY);
+    if !cache.families.still_sorts(set) {
+        cache.families.sort(set);
     }
-    let layout = layout_in(set, &last.order, &last.starts_group);
-    LAST_FAMILY_ORDER.set(last);
-    layout
+    cache.place_samples(set);
+    encode(&cache.layout);
+    LAYOUT_CACHE.set(cache);
 }
 
-/// The [`Layout`] for `fam_order`, the set's family indices sorted by (name, index), and
-/// `starts_group`, where in it the name changes.
-fn layout_in(set: &MetricSet, fam_order: &[u32], starts_group: &[bool]) -> Layout {
-    let mut group_of = vec![0u32; set.families.len()];
-    // Sized up front: grown by push it reallocated ~9 times per /metrics (0.5 % of a scrape).
-    let mut groups: Vec<(usize, std::ops::Range<usize>)> = Vec::with_capacity(fam_order.len());
-    for (&f, &starts) in fam_order.iter().zip(starts_group) {
-        if starts {
-            groups.push((f as usize, 0..0));
+impl LayoutCache {
+    const EMPTY: Self = LayoutCache {
+        families: FamilyOrder::EMPTY,
+        layout: Layout {
+            groups: Vec::new(),
+            order: Vec::new(),
+        },
+        group_of: Vec::new(),
+        next: Vec::new(),
+    };
+
+    /// Fills `layout` from `families` (sorted and grouped already) and the set's samples.
+    fn place_samples(&mut self, set: &MetricSet) {
+        let FamilyOrder {
+            order: fam_order,
+            starts_group,
+            ..
+        } = &self.families;
+        let Layout { groups, order } = &mut self.layout;
+        self.group_of.clear();
+        self.group_of.resize(set.families.len(), 0);
+        groups.clear();
+        for (&f, &starts) in fam_order.iter().zip(starts_group) {
+            if starts {
+                groups.push((f as usize, 0..0));
+            }
+            self.group_of[f as usize] = groups.len() as u32 - 1;
         }
-        group_of[f as usize] = groups.len() as u32 - 1;
+        // Count per group, turn counts into start offsets, then place samples stably.
+        let next = &mut self.next;
+        next.clear();
+        next.resize(groups.len() + 1, 0);
+        for s in &set.samples {
+            next[self.group_of[s.family as usize] as usize + 1] += 1;
+        }
+        for i in 1..next.len() {
+            next[i] += next[i - 1];
+        }
+        for (g, (_, range)) in groups.iter_mut().enumerate() {
+            *range = next[g]..next[g + 1];
+        }
+        order.clear();
+        order.resize(set.samples.len(), 0);
+        for (i, s) in set.samples.iter().enumerate() {
+            let g = self.group_of[s.family as usize] as usize;
+            order[next[g]] = i as u32;
+            next[g] += 1;
+        }
     }
-    // Count per group, turn counts into start offsets, then place samples stably.
-    let mut next = vec![0usize; groups.len() + 1];
-    for s in &set.samples {
-        next[group_of[s.family as usize] as usize + 1] += 1;
-    }
-    for i in 1..next.len() {
-        next[i] += next[i - 1];
-    }
-    for (g, (_, range)) in groups.iter_mut().enumerate() {
-        *range = next[g]..next[g + 1];
-    }
-    let mut order = vec![0u32; set.samples.len()];
-    for (i, s) in set.samples.iter().enumerate() {
-        let g = group_of[s.family as usize] as usize;
-        order[next[g]] = i as u32;
-        next[g] += 1;
-    }
-    Layout { groups, order }
 }
 
-fn write_sample(s: SampleRef<'_>, name_suffix: &str, openmetrics: bool, out: &mut Vec<u8>) {
-    out.extend_from_slice(s.family_name().as_bytes());
-    out.extend_from_slice(s.suffix().as_bytes());
-    out.extend_from_slice(name_suffix.as_bytes());
-    let mut first = true;
-    for (n, v) in s.labels() {
-        out.push(if first { b'{' } else { b',' });
-        first = false;
-        out.extend_from_slice(n.as_bytes());
+/// One sample line. `name` is its group's name, taken once per group rather than looked up
+/// per sample; `name_suffix` comes after the sample's own suffix (OpenMetrics' `_total`).
+fn write_sample(
+    set: &MetricSet,
+    rec: &SampleRec,
+    name: &str,
+    name_suffix: &str,
+    openmetrics: bool,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(name.as_bytes());
+    if !rec.suffix.is_empty() {
+        out.extend_from_slice(set.bytes(&rec.suffix));
+    }
+    if !name_suffix.is_empty() {
+        out.extend_from_slice(name_suffix.as_bytes());
+    }
+    let labels = &set.labels[rec.labels.start as usize..rec.labels.end as usize];
+    let mut sep = b'{';
+    for (n, v) in labels {
+        out.push(sep);
+        sep = b',';
+        out.extend_from_slice(set.bytes(n));
         out.extend_from_slice(b"=\"");
-        escape_into(v, true, out);
+        escape_into(set.bytes(v), true, out);
         out.push(b'"');
     }
-    if !first {
-        out.push(b'}');
-    }
-    out.push(b' ');
-    format_float(s.value(), out);
-    if let Some(ts) = s.timestamp() {
+    out.extend_from_slice(if labels.is_empty() { b" " } else { b"} " });
+    format_float(rec.value, out);
+    if let Some(ts) = rec.timestamp {
         if openmetrics {
             let _ = write!(out, " {}.{:03}", ts.div_euclid(1000), ts.rem_euclid(1000));
         } else {
@@ -298,7 +418,10 @@ fn write_sample(s: SampleRef<'_>, name_suffix: &str, openmetrics: bool, out: &mu
 
 /// Text format 0.0.4: families sorted by name, each contiguous with HELP and TYPE first.
 pub fn encode_text(set: &MetricSet, out: &mut Vec<u8>) {
-    let layout = layout(set);
+    with_layout(set, |layout| encode_text_in(set, layout, out));
+}
+
+fn encode_text_in(set: &MetricSet, layout: &Layout, out: &mut Vec<u8>) {
     for (fam, samples) in &layout.groups {
         let f = set.family_ref(super::FamilyId(*fam as u32));
         if samples.is_empty() {
@@ -309,7 +432,7 @@ pub fn encode_text(set: &MetricSet, out: &mut Vec<u8>) {
             out.extend_from_slice(b"# HELP ");
             out.extend_from_slice(f.name.as_bytes());
             out.push(b' ');
-            escape_into(f.help, false, out);
+            escape_into(f.help.as_bytes(), false, out);
             out.push(b'\n');
         }
         out.extend_from_slice(b"# TYPE ");
@@ -318,15 +441,7 @@ pub fn encode_text(set: &MetricSet, out: &mut Vec<u8>) {
         out.extend_from_slice(f.typ.as_text().as_bytes());
         out.push(b'\n');
         for &i in &layout.order[samples.clone()] {
-            write_sample(
-                SampleRef {
-                    set,
-                    rec: &set.samples[i as usize],
-                },
-                "",
-                false,
-                out,
-            );
+            write_sample(set, &set.samples[i as usize], f.name, "", false, out);
         }
     }
 }
@@ -334,7 +449,11 @@ pub fn encode_text(set: &MetricSet, out: &mut Vec<u8>) {
 /// OpenMetrics 1.0: `unknown` for untyped, counters named without `_total` in metadata and with
 /// it on samples, seconds timestamps, `# EOF` at the end.
 pub fn encode_openmetrics(set: &MetricSet, out: &mut Vec<u8>) {
-    let layout = layout(set);
+    with_layout(set, |layout| encode_openmetrics_in(set, layout, out));
+    out.extend_from_slice(b"# EOF\n");
+}
+
+fn encode_openmetrics_in(set: &MetricSet, layout: &Layout, out: &mut Vec<u8>) {
     for (fam, samples) in &layout.groups {
         let f = set.family_ref(super::FamilyId(*fam as u32));
         if samples.is_empty() {
@@ -363,23 +482,19 @@ pub fn encode_openmetrics(set: &MetricSet, out: &mut Vec<u8>) {
             out.extend_from_slice(b"\n# HELP ");
             out.extend_from_slice(meta_name.as_bytes());
             out.push(b' ');
-            escape_into(f.help, true, out);
+            escape_into(f.help.as_bytes(), true, out);
         }
         out.push(b'\n');
         for &i in &layout.order[samples.clone()] {
-            let s = SampleRef {
-                set,
-                rec: &set.samples[i as usize],
-            };
-            let suffix = if s.suffix().is_empty() {
+            let rec = &set.samples[i as usize];
+            let suffix = if rec.suffix.is_empty() {
                 sample_suffix
             } else {
                 ""
             };
-            write_sample(s, suffix, true, out);
+            write_sample(set, rec, f.name, suffix, true, out);
         }
     }
-    out.extend_from_slice(b"# EOF\n");
 }
 
 #[cfg(test)]
@@ -488,6 +603,52 @@ mod tests {
             for p in 0..16 {
                 let v = (d * 10u64.pow(p) + 10u64.pow(p) - 1) as f64;
                 assert_eq!(fmt(v), reference(v), "{v}");
+            }
+        }
+    }
+
+    #[test]
+    fn few_decimal_values_print_like_the_float_formatter() {
+        for v in [
+            0.1,
+            0.2,
+            0.1 + 0.2,
+            0.3,
+            908.38,
+            -908.38,
+            480.555,
+            72435.792,
+            81.57900000000001,
+            2273.2000000000003,
+            0.05,
+            0.001,
+            0.0005,
+            0.00051,
+            -0.0001,
+            0.00015,
+            999999.9,
+            999999.99999,
+            999999.999999,
+            123456.7891,
+            0.9999,
+            0.99995,
+            1.0000001,
+            5e-324,
+        ] {
+            assert_eq!(fmt(v), reference(v), "{v:e}");
+        }
+        // Every m / 10^d below 1e6 and some neighbours one or two ulps away.
+        let mut x = 0x1234_5678_9abc_def1u64;
+        for _ in 0..50_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let d = (x % 6) as i32;
+            let m = (x >> 8) % [10, 1_000, 1_000_000, 10_000_000_000][(x >> 4) as usize % 4];
+            let v = m as f64 / 10f64.powi(d);
+            let next = f64::from_bits(v.to_bits() + 1 + (x >> 62));
+            for v in [v, -v, next] {
+                assert_eq!(fmt(v), reference(v), "{v:e}");
             }
         }
     }
@@ -722,5 +883,60 @@ mod tests {
             encode(&["m", "m", "a"]),
             "# HELP a H\n# TYPE a gauge\na 2\n# HELP m H\n# TYPE m gauge\nm 0\nm 1\n"
         );
+    }
+
+    #[test]
+    fn escape_check_finds_each_special_byte_at_every_offset() {
+        let plain = "abcdefghijklmnopqrstuvwxyz0123456789 ABCDEFGHIJ";
+        for len in 0..plain.len() {
+            for at in 0..len {
+                for (special, quoted_only) in [('\\', false), ('\n', false), ('"', true)] {
+                    let mut s: Vec<u8> = plain.as_bytes()[..len].to_vec();
+                    s[at] = special as u8;
+                    assert!(needs_escape(&s, true), "{special:?} at {at} of {len}");
+                    assert_eq!(needs_escape(&s, false), !quoted_only, "{special:?} at {at}");
+                }
+            }
+            assert!(!needs_escape(&plain.as_bytes()[..len], true));
+        }
+        // Bytes next to the special ones (and high bytes, UTF-8) are no false alarm.
+        assert!(!needs_escape(
+            "[]!#\x0b\x0c\x1b]\u{e9}\u{5c5c}\u{2022}é".as_bytes(),
+            true
+        ));
+        let mut out = Vec::new();
+        escape_into(b"0123456789\\x\ny\"z", true, &mut out);
+        assert_eq!(out, b"0123456789\\\\x\\ny\\\"z");
+    }
+
+    #[test]
+    fn byte_order_is_str_order() {
+        let words = [
+            "",
+            "a",
+            "ab",
+            "abcdefgh",
+            "abcdefgh0",
+            "abcdefgi",
+            "abcdefg",
+            "node_memory_Active_bytes",
+            "node_memory_Active_anon_bytes",
+            "node_memory_Active_anon_bytez",
+            "\u{e9}",
+            "z",
+            "\x7f",
+            "node_memory_Active_bytes_",
+            "abcdefghabcdefgh",
+            "abcdefghabcdefgg",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(
+                    cmp_bytes(a.as_bytes(), b.as_bytes()),
+                    a.cmp(b),
+                    "{a:?} {b:?}"
+                );
+            }
+        }
     }
 }
