@@ -227,9 +227,10 @@ struct Layout {
 /// checks the order instead of sorting again (the sort's name comparisons were most of
 /// `layout`'s time). The check itself compares no bytes for a pair of families whose names
 /// are the same literals as last time (same address and length): their order cannot have
-/// changed. Only pairs with a name in the arena are compared (with the static musl build every
-/// such comparison is a call to a byte-loop `memcmp`; comparing all ~300 pairs was 1 % of a
-/// scrape). Another set (e.g. /federate's) fails the check, is sorted and replaces it.
+/// changed. Only pairs with a name in the arena (names built at run time: vmstat, netstat, ...)
+/// are compared, with [`cmp_bytes`] (comparing all ~300 pairs through the static musl build's
+/// byte-loop `memcmp` was 1 % of a scrape). Another set (e.g. /federate's) fails the check, is
+/// sorted and replaces it.
 struct FamilyOrder {
     /// Declaration indices sorted by (name, index).
     order: Vec<u32>,
@@ -323,7 +324,12 @@ fn with_layout(set: &MetricSet, encode: impl FnOnce(&Layout)) {
     }
     cache.place_samples(set);
     encode(&cache.layout);
-    LAYOUT_CACHE.set(cache);
+    // Kept only while sized for a node's /metrics (~500 samples, ~300 families: ~20 KB): a
+    // large set (a /federate of many series) would otherwise pin its peak for good.
+    const KEEP_MAX: usize = 4096;
+    if set.samples.len() <= KEEP_MAX && set.families.len() <= KEEP_MAX {
+        LAYOUT_CACHE.set(cache);
+    }
 }
 
 impl LayoutCache {
@@ -938,5 +944,24 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_large_set_is_laid_out_right_and_not_kept() {
+        let mut set = MetricSet::new();
+        for i in (0..5000).rev() {
+            let f = set.family(&format!("m{i:05}"), "", MetricType::Gauge);
+            set.sample(f, &[], i as f64);
+        }
+        let mut out = Vec::new();
+        encode_text(&set, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("# TYPE m00000 gauge\nm00000 0\n# TYPE m00001 gauge\n"));
+        assert!(text.ends_with("# TYPE m04999 gauge\nm04999 4999\n"));
+        LAYOUT_CACHE.with(|c| {
+            let cache = c.replace(LayoutCache::EMPTY);
+            assert_eq!(cache.families.order.capacity(), 0);
+            assert_eq!(cache.layout.order.capacity(), 0);
+        });
     }
 }
