@@ -1,6 +1,6 @@
 //! Text 0.0.4 and OpenMetrics 1.0 encoders for a [`MetricSet`].
 
-use super::{MetricSet, MetricType, SampleRef};
+use super::{MetricSet, MetricType, SampleRec};
 use std::io::Write;
 
 pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -27,19 +27,15 @@ pub fn format_float(v: f64, out: &mut Vec<u8>) {
     // double, so the shortest round-trip digits of an integral value are its own decimal
     // digits without trailing zeros: printed directly, without the float formatter (a third
     // of the text encoder's time went there).
-    if v.fract() == 0.0 && v.abs() < 9_007_199_254_740_992.0 {
-        let mut digits = [0u8; 20];
-        let mut n = (v as i64).unsigned_abs();
-        let mut start = digits.len();
-        while n > 0 {
-            start -= 1;
-            digits[start] = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
+    // Integral is tested with a cast round trip, not `fract()`: without SSE4.1 that is a call
+    // to a software `trunc`.
+    let int = v as i64;
+    if v.abs() < 9_007_199_254_740_992.0 && int as f64 == v {
+        let mut buf = [0u8; 20];
+        let digits = decimal_digits(int.unsigned_abs(), &mut buf);
         if v < 0.0 {
             out.push(b'-');
         }
-        let digits = &digits[start..];
         let exp = digits.len() as i32 - 1;
         if exp < 6 {
             out.extend_from_slice(digits);
@@ -48,6 +44,40 @@ pub fn format_float(v: f64, out: &mut Vec<u8>) {
             write_exp(&digits[..end], exp, out);
         }
         return;
+    }
+    // Most of the rest have a few decimals (seconds to 1/100, load averages). For |v| < 1e6
+    // (printed plain) and up to 4 decimals, the shortest round-trip digits are those of the
+    // first scale 10^d at which m = round(|v| 10^d) divides back to v exactly: the division
+    // of two exact doubles rounds as parsing "m e-d" does, so m/10^d round-trips; no
+    // fewer decimals did; and as a double's spacing below 1e6 is far finer than 10^-d, no
+    // other m of d decimals lies in v's rounding interval, so the shortest-digit search
+    // has no closer candidate to choose. Saves the float formatter (most of this
+    // function's time on such values).
+    let a = v.abs();
+    if a < 1e6 {
+        for (decimals, scale) in [10.0, 100.0, 1000.0, 10000.0].into_iter().enumerate() {
+            // +0.5 and truncate: `round()` is a software call without SSE4.1.
+            let m = (a * scale + 0.5) as u64;
+            if m as f64 / scale == a {
+                let mut buf = [0u8; 20];
+                let digits = decimal_digits(m, &mut buf);
+                if v < 0.0 {
+                    out.push(b'-');
+                }
+                let decimals = decimals + 1;
+                if digits.len() > decimals {
+                    let (int_part, frac) = digits.split_at(digits.len() - decimals);
+                    out.extend_from_slice(int_part);
+                    out.push(b'.');
+                    out.extend_from_slice(frac);
+                } else {
+                    out.extend_from_slice(b"0.");
+                    out.extend(std::iter::repeat_n(b'0', decimals - digits.len()));
+                    out.extend_from_slice(digits);
+                }
+                return;
+            }
+        }
     }
     // Rust's `{:e}` gives the shortest round-trip digits as `d.ddde<exp>`; the plain form is
     // built from the same digits rather than formatting the float a second time.
@@ -92,6 +122,21 @@ pub fn format_float(v: f64, out: &mut Vec<u8>) {
     }
 }
 
+/// The decimal digits of `n` (none for 0), at the end of `buf`.
+fn decimal_digits(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut start = buf.len();
+    while n > 0 {
+        // n / 10 as a multiply by 2^67 / 10 (rounded up), exact for every u64: at opt-level
+        // "z" the compiler emits a 64-bit `div` here otherwise (~40 cycles a digit, most of
+        // format_float's time).
+        let q = ((n as u128 * 0xCCCC_CCCC_CCCC_CCCD) >> 67) as u64;
+        start -= 1;
+        buf[start] = b'0' + (n - q * 10) as u8;
+        n = q;
+    }
+    &buf[start..]
+}
+
 /// `d.ddde±XX` from significant digits (no trailing zeros) and the decimal exponent.
 fn write_exp(digits: &[u8], exp: i32, out: &mut Vec<u8>) {
     out.push(digits[0]);
@@ -108,14 +153,33 @@ fn write_exp(digits: &[u8], exp: i32, out: &mut Vec<u8>) {
     out.push(b'0' + (e % 10) as u8);
 }
 
-fn escape_into(s: &str, quote: bool, out: &mut Vec<u8>) {
-    let special = |b: &u8| *b == b'\\' || *b == b'\n' || (quote && *b == b'"');
+/// Whether `s` holds a byte that [`escape_into`] must escape: `\\`, a newline, and with `quote`
+/// a `"`. Eight bytes at a time (HELP texts are ~50 bytes; byte by byte this was 1 % of a
+/// scrape).
+fn needs_escape(s: &[u8], quote: bool) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
+    // Non-zero iff some byte of `x` is zero (the classic SWAR test: exact as a yes/no).
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+    let has = |x: u64, b: u8| has_zero(x ^ (ONES * b as u64));
+    let special = |b: u8| b == b'\\' || b == b'\n' || (quote && b == b'"');
+    let mut chunks = s.chunks_exact(8);
+    for chunk in &mut chunks {
+        let x = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
+        if has(x, b'\\') || has(x, b'\n') || (quote && has(x, b'"')) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| special(b))
+}
+
+fn escape_into(s: &[u8], quote: bool, out: &mut Vec<u8>) {
     // Almost every label value and HELP text has nothing to escape: copy it whole.
-    if !s.as_bytes().iter().any(special) {
-        out.extend_from_slice(s.as_bytes());
+    if !needs_escape(s, quote) {
+        out.extend_from_slice(s);
         return;
     }
-    for b in s.bytes() {
+    for &b in s {
         match b {
             b'\\' => out.extend_from_slice(b"\\\\"),
             b'\n' => out.extend_from_slice(b"\\n"),
@@ -123,6 +187,28 @@ fn escape_into(s: &str, quote: bool, out: &mut Vec<u8>) {
             _ => out.push(b),
         }
     }
+}
+
+/// Lexicographic byte order (that of `str`), 8 bytes at a time and inline: `<[u8]>::cmp` calls
+/// `memcmp`, which the static musl build takes from compiler_rt as a byte loop, and family
+/// names share long prefixes (`node_memory_Active_anon_bytes`, `node_memory_Active_bytes`).
+fn cmp_bytes(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let common = a.len().min(b.len());
+    let whole = common / 8 * 8;
+    for (x, y) in a[..whole].chunks_exact(8).zip(b[..whole].chunks_exact(8)) {
+        // A fixed-size load (`copy_from_slice` of a chunk became a `memcpy` call).
+        let word = |w: &[u8]| u64::from_be_bytes(w.try_into().unwrap_or([0; 8]));
+        let (x, y) = (word(x), word(y));
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+    for (x, y) in a[whole..common].iter().zip(&b[whole..common]) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 /// The output order of a set: families grouped by name (sorted; the first declaration of a
@@ -134,87 +220,199 @@ struct Layout {
     order: Vec<u32>,
 }
 
-thread_local! {
-    /// The family order (declaration indices sorted by name) of the last set laid out on this
-    /// thread. A scrape declares the same families in the same order as the one before, so the
-    /// next call checks this order with one pass of neighbour comparisons instead of sorting
-    /// again (the sort's name comparisons were most of `layout`'s time). Another set (e.g.
-    /// /federate's) fails the check, is sorted and replaces it.
-    static LAST_FAMILY_ORDER: std::cell::Cell<Vec<u32>> = const { std::cell::Cell::new(Vec::new()) };
+/// The family order of the last set laid out on this thread, and what is needed to tell
+/// whether the next set still sorts the same way.
+///
+/// A scrape declares the same families in the same order as the one before, so the next call
+/// checks the order instead of sorting again (the sort's name comparisons were most of
+/// `layout`'s time). The check itself compares no bytes for a pair of families whose names
+/// are the same literals as last time (same address and length): their order cannot have
+/// changed. Only pairs with a name in the arena (names built at run time: vmstat, netstat, ...)
+/// are compared, with [`cmp_bytes`] (comparing all ~300 pairs through the static musl build's
+/// byte-loop `memcmp` was 1 % of a scrape). Another set (e.g. /federate's) fails the check, is
+/// sorted and replaces it.
+struct FamilyOrder {
+    /// Declaration indices sorted by (name, index).
+    order: Vec<u32>,
+    /// Per position in `order`: its name differs from the previous position's (a new group).
+    starts_group: Vec<bool>,
+    /// Per declaration index: [`MetricSet::static_name_key`] of its name.
+    name_keys: Vec<(usize, usize)>,
+    /// Scratch, per declaration index: the name is the same literal as in the last set.
+    unchanged: Vec<bool>,
 }
 
-/// Builds the [`Layout`] with a handful of allocations per call, none per sample or family
-/// (a counting sort of the samples by group).
-fn layout(set: &MetricSet) -> Layout {
-    let name = |f: u32| set.family_name(f);
-    // Strictly increasing (name, declaration index) pairs: exactly what sorting them gives.
-    let ascending = |a: u32, b: u32| (name(a), a) < (name(b), b);
-    let mut fam_order = LAST_FAMILY_ORDER.take();
-    let reusable = fam_order.len() == set.families.len()
-        && fam_order.windows(2).all(|w| ascending(w[0], w[1]));
-    if !reusable {
-        fam_order.clear();
-        fam_order.extend(0..set.families.len() as u32);
-        fam_order.sort_unstable_by(|&a, &b| (name(a), a).cmp(&(name(b), b)));
-    }
-    let layout = layout_in(set, &fam_order);
-    LAST_FAMILY_ORDER.set(fam_order);
-    layout
-}
+impl FamilyOrder {
+    const EMPTY: Self = FamilyOrder {
+        order: Vec::new(),
+        starts_group: Vec::new(),
+        name_keys: Vec::new(),
+        unchanged: Vec::new(),
+    };
 
-/// The [`Layout`] for `fam_order`, the set's family indices sorted by (name, index).
-fn layout_in(set: &MetricSet, fam_order: &[u32]) -> Layout {
-    let mut group_of = vec![0u32; set.families.len()];
-    // Sized up front: grown by push it reallocated ~9 times per /metrics (0.5 % of a scrape).
-    let mut groups: Vec<(usize, std::ops::Range<usize>)> = Vec::with_capacity(fam_order.len());
-    let mut last_name = None;
-    for &f in fam_order {
-        let name = set.family_name(f);
-        if last_name != Some(name) {
-            groups.push((f as usize, 0..0));
-            last_name = Some(name);
+    /// Whether `order` still sorts `set`'s families (same count, strictly increasing (name,
+    /// index) pairs: exactly what sorting gives); refreshes the keys and group starts on the way.
+    fn still_sorts(&mut self, set: &MetricSet) -> bool {
+        let n = set.families.len();
+        if self.order.len() != n || self.name_keys.len() != n {
+            return false;
         }
-        group_of[f as usize] = groups.len() as u32 - 1;
+        self.unchanged.clear();
+        for f in 0..n as u32 {
+            let key = set.static_name_key(f);
+            let slot = &mut self.name_keys[f as usize];
+            self.unchanged.push(key.0 != 0 && key == *slot);
+            *slot = key;
+        }
+        for i in 1..n {
+            let (a, b) = (self.order[i - 1], self.order[i]);
+            if self.unchanged[a as usize] && self.unchanged[b as usize] {
+                continue;
+            }
+            match cmp_bytes(set.family_name_bytes(a), set.family_name_bytes(b)) {
+                std::cmp::Ordering::Less => self.starts_group[i] = true,
+                std::cmp::Ordering::Equal if a < b => self.starts_group[i] = false,
+                _ => return false,
+            }
+        }
+        true
     }
-    // Count per group, turn counts into start offsets, then place samples stably.
-    let mut next = vec![0usize; groups.len() + 1];
-    for s in &set.samples {
-        next[group_of[s.family as usize] as usize + 1] += 1;
+
+    /// Sorts `set`'s families from scratch.
+    fn sort(&mut self, set: &MetricSet) {
+        let n = set.families.len() as u32;
+        let name = |f: u32| set.family_name_bytes(f);
+        self.order.clear();
+        self.order.extend(0..n);
+        self.order
+            .sort_unstable_by(|&a, &b| cmp_bytes(name(a), name(b)).then(a.cmp(&b)));
+        self.starts_group.clear();
+        self.starts_group.extend(
+            self.order
+                .iter()
+                .enumerate()
+                .map(|(i, &f)| i == 0 || name(self.order[i - 1]) != name(f)),
+        );
+        self.name_keys.clear();
+        self.name_keys
+            .extend((0..n).map(|f| set.static_name_key(f)));
     }
-    for i in 1..next.len() {
-        next[i] += next[i - 1];
-    }
-    for (g, (_, range)) in groups.iter_mut().enumerate() {
-        *range = next[g]..next[g + 1];
-    }
-    let mut order = vec![0u32; set.samples.len()];
-    for (i, s) in set.samples.iter().enumerate() {
-        let g = group_of[s.family as usize] as usize;
-        order[next[g]] = i as u32;
-        next[g] += 1;
-    }
-    Layout { groups, order }
 }
 
-fn write_sample(s: SampleRef<'_>, name_suffix: &str, openmetrics: bool, out: &mut Vec<u8>) {
-    out.extend_from_slice(s.family_name().as_bytes());
-    out.extend_from_slice(s.suffix().as_bytes());
-    out.extend_from_slice(name_suffix.as_bytes());
-    let mut first = true;
-    for (n, v) in s.labels() {
-        out.push(if first { b'{' } else { b',' });
-        first = false;
-        out.extend_from_slice(n.as_bytes());
+/// Everything `layout` keeps between calls on one thread: the family order of the last set
+/// and the buffers of the last [`Layout`] (allocating and zeroing them per scrape was ~0.3 %).
+struct LayoutCache {
+    families: FamilyOrder,
+    layout: Layout,
+    /// Per declaration index: its group.
+    group_of: Vec<u32>,
+    /// Per group: the next free place in `layout.order` (after a count, then prefix sums).
+    next: Vec<usize>,
+}
+
+thread_local! {
+    static LAYOUT_CACHE: std::cell::Cell<LayoutCache> =
+        const { std::cell::Cell::new(LayoutCache::EMPTY) };
+}
+
+/// Lays `set` out and runs `encode` over the [`Layout`]: no allocation once the buffers have
+/// grown to the set's size (a counting sort of the samples by group).
+fn with_layout(set: &MetricSet, encode: impl FnOnce(&Layout)) {
+    let mut cache = LAYOUT_CACHE.replace(LayoutCache::EMPTY);
+    if !cache.families.still_sorts(set) {
+        cache.families.sort(set);
+    }
+    cache.place_samples(set);
+    encode(&cache.layout);
+    // Kept only while sized for a node's /metrics (~500 samples, ~300 families: ~20 KB): a
+    // large set (a /federate of many series) would otherwise pin its peak for good.
+    const KEEP_MAX: usize = 4096;
+    if set.samples.len() <= KEEP_MAX && set.families.len() <= KEEP_MAX {
+        LAYOUT_CACHE.set(cache);
+    }
+}
+
+impl LayoutCache {
+    const EMPTY: Self = LayoutCache {
+        families: FamilyOrder::EMPTY,
+        layout: Layout {
+            groups: Vec::new(),
+            order: Vec::new(),
+        },
+        group_of: Vec::new(),
+        next: Vec::new(),
+    };
+
+    /// Fills `layout` from `families` (sorted and grouped already) and the set's samples.
+    fn place_samples(&mut self, set: &MetricSet) {
+        let FamilyOrder {
+            order: fam_order,
+            starts_group,
+            ..
+        } = &self.families;
+        let Layout { groups, order } = &mut self.layout;
+        self.group_of.clear();
+        self.group_of.resize(set.families.len(), 0);
+        groups.clear();
+        for (&f, &starts) in fam_order.iter().zip(starts_group) {
+            if starts {
+                groups.push((f as usize, 0..0));
+            }
+            self.group_of[f as usize] = groups.len() as u32 - 1;
+        }
+        // Count per group, turn counts into start offsets, then place samples stably.
+        let next = &mut self.next;
+        next.clear();
+        next.resize(groups.len() + 1, 0);
+        for s in &set.samples {
+            next[self.group_of[s.family as usize] as usize + 1] += 1;
+        }
+        for i in 1..next.len() {
+            next[i] += next[i - 1];
+        }
+        for (g, (_, range)) in groups.iter_mut().enumerate() {
+            *range = next[g]..next[g + 1];
+        }
+        order.clear();
+        order.resize(set.samples.len(), 0);
+        for (i, s) in set.samples.iter().enumerate() {
+            let g = self.group_of[s.family as usize] as usize;
+            order[next[g]] = i as u32;
+            next[g] += 1;
+        }
+    }
+}
+
+/// One sample line. `name` is its group's name, taken once per group rather than looked up
+/// per sample; `name_suffix` comes after the sample's own suffix (OpenMetrics' `_total`).
+fn write_sample(
+    set: &MetricSet,
+    rec: &SampleRec,
+    name: &str,
+    name_suffix: &str,
+    openmetrics: bool,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(name.as_bytes());
+    if !rec.suffix.is_empty() {
+        out.extend_from_slice(set.bytes(&rec.suffix));
+    }
+    if !name_suffix.is_empty() {
+        out.extend_from_slice(name_suffix.as_bytes());
+    }
+    let labels = &set.labels[rec.labels.start as usize..rec.labels.end as usize];
+    let mut sep = b'{';
+    for (n, v) in labels {
+        out.push(sep);
+        sep = b',';
+        out.extend_from_slice(set.bytes(n));
         out.extend_from_slice(b"=\"");
-        escape_into(v, true, out);
+        escape_into(set.bytes(v), true, out);
         out.push(b'"');
     }
-    if !first {
-        out.push(b'}');
-    }
-    out.push(b' ');
-    format_float(s.value(), out);
-    if let Some(ts) = s.timestamp() {
+    out.extend_from_slice(if labels.is_empty() { b" " } else { b"} " });
+    format_float(rec.value, out);
+    if let Some(ts) = rec.timestamp {
         if openmetrics {
             let _ = write!(out, " {}.{:03}", ts.div_euclid(1000), ts.rem_euclid(1000));
         } else {
@@ -226,7 +424,10 @@ fn write_sample(s: SampleRef<'_>, name_suffix: &str, openmetrics: bool, out: &mu
 
 /// Text format 0.0.4: families sorted by name, each contiguous with HELP and TYPE first.
 pub fn encode_text(set: &MetricSet, out: &mut Vec<u8>) {
-    let layout = layout(set);
+    with_layout(set, |layout| encode_text_in(set, layout, out));
+}
+
+fn encode_text_in(set: &MetricSet, layout: &Layout, out: &mut Vec<u8>) {
     for (fam, samples) in &layout.groups {
         let f = set.family_ref(super::FamilyId(*fam as u32));
         if samples.is_empty() {
@@ -237,7 +438,7 @@ pub fn encode_text(set: &MetricSet, out: &mut Vec<u8>) {
             out.extend_from_slice(b"# HELP ");
             out.extend_from_slice(f.name.as_bytes());
             out.push(b' ');
-            escape_into(f.help, false, out);
+            escape_into(f.help.as_bytes(), false, out);
             out.push(b'\n');
         }
         out.extend_from_slice(b"# TYPE ");
@@ -246,15 +447,7 @@ pub fn encode_text(set: &MetricSet, out: &mut Vec<u8>) {
         out.extend_from_slice(f.typ.as_text().as_bytes());
         out.push(b'\n');
         for &i in &layout.order[samples.clone()] {
-            write_sample(
-                SampleRef {
-                    set,
-                    rec: &set.samples[i as usize],
-                },
-                "",
-                false,
-                out,
-            );
+            write_sample(set, &set.samples[i as usize], f.name, "", false, out);
         }
     }
 }
@@ -262,7 +455,11 @@ pub fn encode_text(set: &MetricSet, out: &mut Vec<u8>) {
 /// OpenMetrics 1.0: `unknown` for untyped, counters named without `_total` in metadata and with
 /// it on samples, seconds timestamps, `# EOF` at the end.
 pub fn encode_openmetrics(set: &MetricSet, out: &mut Vec<u8>) {
-    let layout = layout(set);
+    with_layout(set, |layout| encode_openmetrics_in(set, layout, out));
+    out.extend_from_slice(b"# EOF\n");
+}
+
+fn encode_openmetrics_in(set: &MetricSet, layout: &Layout, out: &mut Vec<u8>) {
     for (fam, samples) in &layout.groups {
         let f = set.family_ref(super::FamilyId(*fam as u32));
         if samples.is_empty() {
@@ -291,23 +488,19 @@ pub fn encode_openmetrics(set: &MetricSet, out: &mut Vec<u8>) {
             out.extend_from_slice(b"\n# HELP ");
             out.extend_from_slice(meta_name.as_bytes());
             out.push(b' ');
-            escape_into(f.help, true, out);
+            escape_into(f.help.as_bytes(), true, out);
         }
         out.push(b'\n');
         for &i in &layout.order[samples.clone()] {
-            let s = SampleRef {
-                set,
-                rec: &set.samples[i as usize],
-            };
-            let suffix = if s.suffix().is_empty() {
+            let rec = &set.samples[i as usize];
+            let suffix = if rec.suffix.is_empty() {
                 sample_suffix
             } else {
                 ""
             };
-            write_sample(s, suffix, true, out);
+            write_sample(set, rec, f.name, suffix, true, out);
         }
     }
-    out.extend_from_slice(b"# EOF\n");
 }
 
 #[cfg(test)]
@@ -391,6 +584,76 @@ mod tests {
             let bits = f64::from_bits(x);
             let int = (x >> 11) as f64 / [1.0, 1e3, 1e9, 1.0][(x & 3) as usize];
             for v in [bits, int.trunc(), -int.trunc(), int] {
+                assert_eq!(fmt(v), reference(v), "{v:e}");
+            }
+        }
+    }
+
+    #[test]
+    fn integral_values_print_every_digit_and_sign() {
+        assert_eq!(fmt(-0.0), "-0");
+        assert_eq!(fmt(7.0), "7");
+        assert_eq!(fmt(-42.0), "-42");
+        assert_eq!(fmt(999_999.0), "999999");
+        assert_eq!(fmt(1_000_000.0), "1e+06");
+        assert_eq!(fmt(-1_000_001.0), "-1.000001e+06");
+        assert_eq!(fmt(9_007_199_254_740_991.0), "9.007199254740991e+15");
+        assert_eq!(fmt(9_007_199_254_740_993.0), "9.007199254740992e+15");
+        assert_eq!(fmt(-9_223_372_036_854_775_808.0), "-9.223372036854776e+18");
+        assert_eq!(fmt(1.0e19), "1e+19");
+        assert_eq!(fmt(0.5), "0.5");
+        assert_eq!(fmt(-1.5), "-1.5");
+        assert_eq!(fmt(f64::NAN), "NaN");
+        // Every digit value in every position, against the float formatter.
+        for d in 0..10u64 {
+            for p in 0..16 {
+                let v = (d * 10u64.pow(p) + 10u64.pow(p) - 1) as f64;
+                assert_eq!(fmt(v), reference(v), "{v}");
+            }
+        }
+    }
+
+    #[test]
+    fn few_decimal_values_print_like_the_float_formatter() {
+        for v in [
+            0.1,
+            0.2,
+            0.1 + 0.2,
+            0.3,
+            908.38,
+            -908.38,
+            480.555,
+            72435.792,
+            81.57900000000001,
+            2273.2000000000003,
+            0.05,
+            0.001,
+            0.0005,
+            0.00051,
+            -0.0001,
+            0.00015,
+            999999.9,
+            999999.99999,
+            999999.999999,
+            123456.7891,
+            0.9999,
+            0.99995,
+            1.0000001,
+            5e-324,
+        ] {
+            assert_eq!(fmt(v), reference(v), "{v:e}");
+        }
+        // Every m / 10^d below 1e6 and some neighbours one or two ulps away.
+        let mut x = 0x1234_5678_9abc_def1u64;
+        for _ in 0..50_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let d = (x % 6) as i32;
+            let m = (x >> 8) % [10, 1_000, 1_000_000, 10_000_000_000][(x >> 4) as usize % 4];
+            let v = m as f64 / 10f64.powi(d);
+            let next = f64::from_bits(v.to_bits() + 1 + (x >> 62));
+            for v in [v, -v, next] {
                 assert_eq!(fmt(v), reference(v), "{v:e}");
             }
         }
@@ -520,5 +783,185 @@ mod tests {
             .0
             .contains("node_a_total{cpu=\"3\"} 1.5\n# HELP node_b B.\n"));
         assert!(!copied.0.contains("node_dropped"));
+    }
+
+    /// What `encode_text` must print for `decls` (name, help, value per family, one unlabelled
+    /// sample each), built without `layout`: names sorted, declaration order within a name,
+    /// HELP and TYPE of the first declaration.
+    fn expected_text(decls: &[(&str, &str, f64)]) -> String {
+        let mut by_name: std::collections::BTreeMap<&str, Vec<(&str, f64)>> = Default::default();
+        for &(n, h, v) in decls {
+            by_name.entry(n).or_default().push((h, v));
+        }
+        let mut out = String::new();
+        for (n, fams) in by_name {
+            if !fams[0].0.is_empty() {
+                out += &format!("# HELP {n} {}\n", fams[0].0);
+            }
+            out += &format!("# TYPE {n} gauge\n");
+            for (_, v) in fams {
+                out += &format!("{n} {v}\n");
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn layout_reuse_follows_changing_static_and_arena_names_between_scrapes() {
+        // Literals (shared by address between declarations) and arena copies of the same and
+        // other names; one set reused across scrapes (as the agent does), so arena names of a
+        // new scrape sit at the addresses of the last one's.
+        const LITERALS: [&str; 6] = ["node_a", "node_b", "node_c", "node_b", "x", ""];
+        const ARENA: [&str; 5] = ["node_a", "node_bb", "node_b", "a", "zz"];
+        let mut set = MetricSet::new();
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |m: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % m
+        };
+        let mut decls: Vec<(bool, usize)> = (0..8).map(|i| (i % 2 == 0, i % 5)).collect();
+        for scrape in 0..400 {
+            // Mostly the same families as last time (the reuse path), sometimes one changes,
+            // swaps places, is added or dropped.
+            match next(6) {
+                0 => {
+                    let i = next(decls.len() as u64) as usize;
+                    decls[i] = (next(2) == 0, next(6) as usize);
+                }
+                1 if decls.len() > 1 => {
+                    let (i, j) = (next(decls.len() as u64), next(decls.len() as u64));
+                    decls.swap(i as usize, j as usize);
+                }
+                2 if decls.len() < 12 => decls.push((next(2) == 0, next(6) as usize)),
+                3 if decls.len() > 1 => {
+                    decls.pop();
+                }
+                _ => {}
+            }
+            set.clear();
+            let mut want = Vec::new();
+            for (k, &(literal, i)) in decls.iter().enumerate() {
+                let v = (scrape * 100 + k) as f64;
+                let name = if literal {
+                    let f = set.family_static(LITERALS[i], "H", MetricType::Gauge);
+                    set.sample(f, &[], v);
+                    LITERALS[i]
+                } else {
+                    let name = ARENA[i % ARENA.len()];
+                    set.single(name, "", MetricType::Gauge, v);
+                    name
+                };
+                want.push((name, if literal { "H" } else { "" }, v));
+            }
+            let mut out = Vec::new();
+            encode_text(&set, &mut out);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                expected_text(&want),
+                "scrape {scrape}: {decls:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_literal_declared_by_several_families_stays_one_group_when_reused() {
+        let encode = |names: &[&'static str]| {
+            let mut set = MetricSet::new();
+            for (i, n) in names.iter().enumerate() {
+                let f = set.family_static(n, "H", MetricType::Gauge);
+                set.sample(f, &[], i as f64);
+            }
+            let mut out = Vec::new();
+            encode_text(&set, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let first = encode(&["m", "a", "m"]);
+        assert_eq!(
+            first,
+            "# HELP a H\n# TYPE a gauge\na 1\n# HELP m H\n# TYPE m gauge\nm 0\nm 2\n"
+        );
+        // Same literals at the same places: the order is reused, still one group per name.
+        assert_eq!(encode(&["m", "a", "m"]), first);
+        // Same count, the literal moved: not reusable.
+        assert_eq!(
+            encode(&["m", "m", "a"]),
+            "# HELP a H\n# TYPE a gauge\na 2\n# HELP m H\n# TYPE m gauge\nm 0\nm 1\n"
+        );
+    }
+
+    #[test]
+    fn escape_check_finds_each_special_byte_at_every_offset() {
+        let plain = "abcdefghijklmnopqrstuvwxyz0123456789 ABCDEFGHIJ";
+        for len in 0..plain.len() {
+            for at in 0..len {
+                for (special, quoted_only) in [('\\', false), ('\n', false), ('"', true)] {
+                    let mut s: Vec<u8> = plain.as_bytes()[..len].to_vec();
+                    s[at] = special as u8;
+                    assert!(needs_escape(&s, true), "{special:?} at {at} of {len}");
+                    assert_eq!(needs_escape(&s, false), !quoted_only, "{special:?} at {at}");
+                }
+            }
+            assert!(!needs_escape(&plain.as_bytes()[..len], true));
+        }
+        // Bytes next to the special ones (and high bytes, UTF-8) are no false alarm.
+        assert!(!needs_escape(
+            "[]!#\x0b\x0c\x1b]\u{e9}\u{5c5c}\u{2022}é".as_bytes(),
+            true
+        ));
+        let mut out = Vec::new();
+        escape_into(b"0123456789\\x\ny\"z", true, &mut out);
+        assert_eq!(out, b"0123456789\\\\x\\ny\\\"z");
+    }
+
+    #[test]
+    fn byte_order_is_str_order() {
+        let words = [
+            "",
+            "a",
+            "ab",
+            "abcdefgh",
+            "abcdefgh0",
+            "abcdefgi",
+            "abcdefg",
+            "node_memory_Active_bytes",
+            "node_memory_Active_anon_bytes",
+            "node_memory_Active_anon_bytez",
+            "\u{e9}",
+            "z",
+            "\x7f",
+            "node_memory_Active_bytes_",
+            "abcdefghabcdefgh",
+            "abcdefghabcdefgg",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(
+                    cmp_bytes(a.as_bytes(), b.as_bytes()),
+                    a.cmp(b),
+                    "{a:?} {b:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_large_set_is_laid_out_right_and_not_kept() {
+        let mut set = MetricSet::new();
+        for i in (0..5000).rev() {
+            let f = set.family(&format!("m{i:05}"), "", MetricType::Gauge);
+            set.sample(f, &[], i as f64);
+        }
+        let mut out = Vec::new();
+        encode_text(&set, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("# TYPE m00000 gauge\nm00000 0\n# TYPE m00001 gauge\n"));
+        assert!(text.ends_with("# TYPE m04999 gauge\nm04999 4999\n"));
+        LAYOUT_CACHE.with(|c| {
+            let cache = c.replace(LayoutCache::EMPTY);
+            assert_eq!(cache.families.order.capacity(), 0);
+            assert_eq!(cache.layout.order.capacity(), 0);
+        });
     }
 }

@@ -157,6 +157,10 @@ impl MetricSet {
 
     fn push_str(&mut self, s: &str) -> Range<u32> {
         let start = self.text.len() as u32;
+        // Most samples have no suffix: no call to copy nothing.
+        if s.is_empty() {
+            return start..start;
+        }
         self.text.push_str(s);
         start..self.text.len() as u32
     }
@@ -174,6 +178,20 @@ impl MetricSet {
         &self.text[r.start as usize..r.end as usize]
     }
 
+    /// The bytes of a kept range: for the encoders, which copy bytes and need no `str` (slicing
+    /// a `str` checks both ends for char boundaries, out of line; that was ~1 % of a scrape).
+    fn bytes(&self, r: &Range<u32>) -> &[u8] {
+        &self.text.as_bytes()[r.start as usize..r.end as usize]
+    }
+
+    /// The bytes of the name of the family at declaration index `f`.
+    fn family_name_bytes(&self, f: u32) -> &[u8] {
+        match &self.families[f as usize].name {
+            Text::Arena(r) => self.bytes(r),
+            Text::Static(s) => s.as_bytes(),
+        }
+    }
+
     fn text_of<'s>(&'s self, t: &Text) -> &'s str {
         match t {
             Text::Arena(r) => self.str(r),
@@ -181,9 +199,14 @@ impl MetricSet {
         }
     }
 
-    /// The name of the family at declaration index `f`.
-    fn family_name(&self, f: u32) -> &str {
-        self.text_of(&self.families[f as usize].name)
+    /// The address and length of the name of family `f` when it is a `&'static str`, whose
+    /// bytes can never change (so an equal key means an equal name, without comparing bytes);
+    /// `(0, 0)` for a name in the arena, whose bytes a later set may have overwritten.
+    fn static_name_key(&self, f: u32) -> (usize, usize) {
+        match self.families[f as usize].name {
+            Text::Static(s) => (s.as_ptr() as usize, s.len()),
+            Text::Arena(_) => (0, 0),
+        }
     }
 
     /// Declares a family. Declaring the same name again (e.g. once per collector) is allowed:
