@@ -75,7 +75,7 @@ fn length_symbol(len: usize) -> usize {
 }
 
 /// Distance symbol of a distance 1..=32768, with its extra-bit count and value.
-#[inline(always)]
+#[cfg(test)]
 fn distance_symbol(dist: usize) -> (usize, u32, u32) {
     let s = distance_symbol_of(dist);
     let extra = (s.max(2) / 2 - 1) as u32;
@@ -160,8 +160,7 @@ impl Deflater {
     }
 
     /// Tokenises `data` from `pos` until the block is full or the input ends; returns where
-    /// it stopped and the number of tokens. A token is a literal byte (< 256) or
-    /// `length << 16 | distance`.
+    /// it stopped and the number of tokens (layout: [`token`]).
     fn find_matches(
         &mut self,
         data: &[u8],
@@ -183,6 +182,7 @@ impl Deflater {
             let here = (pos as u32).wrapping_add(base);
             let dist = here.wrapping_sub(head[h]) as usize;
             head[h] = here;
+            let t;
             if dist.wrapping_sub(1) < WINDOW && dist <= pos && read_u32(data, pos - dist) == cur {
                 let max = (end - pos).min(MAX_MATCH);
                 let len = MIN_MATCH
@@ -192,30 +192,47 @@ impl Deflater {
                         pos + MIN_MATCH,
                         max - MIN_MATCH,
                     );
-                tokens[n] = (len as u32) << 16 | dist as u32;
-                n += 1;
-                freq.lit[257 + length_symbol(len)] += 1;
-                freq.dist[distance_symbol(dist).0] += 1;
+                let ds = distance_symbol_of(dist);
+                freq.dist[ds] += 1;
+                t = match_token(len, dist, ds);
                 pos += len;
             } else {
-                let b = data[pos];
-                tokens[n] = b as u32;
-                n += 1;
-                freq.lit[b as usize] += 1;
+                t = literal_token(cur as u8);
                 pos += 1;
             }
+            // Literals and lengths counted by token symbol: no length symbol in this loop.
+            freq.sym[(t & SYM_MASK) as usize] += 1;
+            tokens[n] = t;
+            n += 1;
         }
         if pos >= hash_end {
             // The last 1-3 bytes: too short to hash, sent as literals.
             for &b in &data[pos..] {
-                tokens[n] = b as u32;
+                let t = literal_token(b);
+                freq.sym[(t & SYM_MASK) as usize] += 1;
+                tokens[n] = t;
                 n += 1;
-                freq.lit[b as usize] += 1;
             }
             pos = end;
         }
         (pos, n)
     }
+}
+
+// A token is one u32: bits 0..9 its symbol (a literal byte 0..=255, or 256 + length - 3 for a
+// match), bits 9..14 the distance symbol (NO_DISTANCE for a literal), bits 14..29 distance - 1.
+// Literals and matches then take the same table lookups in `write_tokens`: no branch there.
+const SYM_MASK: u32 = 511;
+const NO_DISTANCE: u32 = 30;
+
+#[inline(always)]
+fn literal_token(b: u8) -> u32 {
+    NO_DISTANCE << 9 | b as u32
+}
+
+#[inline(always)]
+fn match_token(len: usize, dist: usize, ds: usize) -> u32 {
+    ((dist - 1) as u32) << 14 | (ds as u32) << 9 | (256 + len - 3) as u32
 }
 
 #[inline(always)]
@@ -256,6 +273,8 @@ fn read_u64(data: &[u8], i: usize) -> u64 {
 /// Symbol counts of one block. Literal/length symbols 286 and 287 never occur but are part of
 /// the fixed code, whose canonical codes count them.
 struct Histogram {
+    /// Per token symbol (see [`literal_token`]), folded into `lit` by [`Histogram::fold`].
+    sym: [u32; 512],
     lit: [u32; 288],
     dist: [u32; 30],
 }
@@ -263,8 +282,17 @@ struct Histogram {
 impl Histogram {
     fn new() -> Histogram {
         Histogram {
+            sym: [0; 512],
             lit: [0; 288],
             dist: [0; 30],
+        }
+    }
+
+    /// `lit` from `sym`: literals as they are, match lengths summed per length symbol.
+    fn fold(&mut self) {
+        self.lit[..256].copy_from_slice(&self.sym[..256]);
+        for len in 3..=MAX_MATCH {
+            self.lit[257 + length_symbol(len)] += self.sym[256 + len - 3];
         }
     }
 }
@@ -506,6 +534,7 @@ fn cl_extra_bits(sym: u8) -> u32 {
 
 /// Writes one block of `tokens` (covering `input`) as the smallest of stored, fixed or dynamic.
 fn write_block(w: &mut BitWriter, input: &[u8], tokens: &[u32], freq: &mut Histogram, last: bool) {
+    freq.fold();
     freq.lit[256] = 1; // end of block
     let extra: u64 = (0..29)
         .map(|s| freq.lit[257 + s] as u64 * LEN_EXTRA[s] as u64)
@@ -541,10 +570,9 @@ fn write_block(w: &mut BitWriter, input: &[u8], tokens: &[u32], freq: &mut Histo
             .sum::<u64>();
     let dynamic = header_bits + lit.cost(&freq.lit) + dist.cost(&freq.dist) + extra;
 
+    // The fixed code's cost needs only its lengths; its codes are built only if it is chosen.
     let (fixed_lit_len, fixed_dist_len) = fixed_lengths();
-    let fixed_lit = Code::from_lengths(fixed_lit_len);
-    let fixed_dist = Code::from_lengths(fixed_dist_len);
-    let fixed = fixed_lit.cost(&freq.lit) + fixed_dist.cost(&freq.dist) + extra;
+    let fixed = cost(&freq.lit, &fixed_lit_len) + cost(&freq.dist, &fixed_dist_len) + extra;
 
     let chunks = input.len().div_ceil(0xffff).max(1) as u64;
     // Per stored chunk: header bits padded to a byte, LEN and NLEN.
@@ -565,6 +593,8 @@ fn write_block(w: &mut BitWriter, input: &[u8], tokens: &[u32], freq: &mut Histo
     } else if fixed <= dynamic {
         w.reserve((3 + fixed).div_ceil(8) as usize);
         w.put(last as u64 | 1 << 1, 3);
+        let fixed_lit = Code::from_lengths(fixed_lit_len);
+        let fixed_dist = Code::from_lengths(fixed_dist_len);
         write_tokens(w, tokens, &fixed_lit, &fixed_dist);
     } else {
         w.reserve((3 + dynamic).div_ceil(8) as usize);
@@ -587,35 +617,51 @@ fn write_block(w: &mut BitWriter, input: &[u8], tokens: &[u32], freq: &mut Histo
     }
 }
 
-/// The coded tokens and the end-of-block symbol.
+/// The coded tokens and the end-of-block symbol. `w` must have room for them (reserved from
+/// the block's exact cost).
 fn write_tokens(w: &mut BitWriter, tokens: &[u32], lit: &Code<288>, dist: &Code<30>) {
-    // Per literal and per match length, the whole code (Huffman code, then extra bits) as
-    // `bits << 8 | bit count`, so a token costs one table load per part.
-    let mut lit_code = [0u32; 256];
-    for (b, c) in lit_code.iter_mut().enumerate() {
+    // Per token symbol, the whole code (Huffman code, then a length's extra bits) as
+    // `bits << 8 | bit count`; per distance symbol its code as `bits << 16 | extra-bit count
+    // << 8 | code length`, all zero for NO_DISTANCE. A token costs two table loads, no branch.
+    let mut sym_code = [0u32; 512];
+    for (b, c) in sym_code[..256].iter_mut().enumerate() {
         *c = (lit.bits[b] as u32) << 8 | lit.len[b] as u32;
     }
-    let mut len_code = [0u32; MAX_MATCH + 1];
-    for (len, c) in len_code.iter_mut().enumerate().skip(3) {
-        let ls = length_symbol(len);
+    for (i, c) in sym_code[256..].iter_mut().enumerate() {
+        let len = i + 3;
+        let ls = length_symbol(len.min(MAX_MATCH));
         let n = lit.len[257 + ls] as u32;
         let bits = lit.bits[257 + ls] as u32 | ((len - LEN_BASE[ls] as usize) as u32) << n;
         *c = bits << 8 | (n + LEN_EXTRA[ls] as u32);
     }
-    for &t in tokens {
-        let len = (t >> 16) as usize;
-        if len == 0 {
-            let c = lit_code[(t & 0xff) as usize];
-            w.put((c >> 8) as u64, c & 0xff);
-        } else {
-            let c = len_code[len.min(MAX_MATCH)];
-            let (ds, d_extra, d_value) = distance_symbol((t & 0xffff) as usize);
-            let d_n = dist.len[ds] as u32;
-            let n = c & 0xff;
-            let bits = (c >> 8) as u64 | (dist.bits[ds] as u64 | (d_value as u64) << d_n) << n;
-            w.put(bits, n + d_n + d_extra);
-        }
+    let mut dist_code = [0u32; 32];
+    for (ds, c) in dist_code[..30].iter_mut().enumerate() {
+        let extra = (ds.max(2) / 2 - 1) as u32;
+        *c = (dist.bits[ds] as u32) << 16 | extra << 8 | dist.len[ds] as u32;
     }
+    // The bit writer's state in locals (the output as a plain slice), so the loop keeps it in
+    // registers instead of going through the Vec after every store.
+    let (mut bits, mut nbits, mut pos) = (w.bits, w.nbits, w.pos);
+    let out = &mut w.out[..];
+    for &t in tokens {
+        let c = sym_code[(t & SYM_MASK) as usize];
+        let d = dist_code[((t >> 9) & 31) as usize];
+        let (c_n, d_n, d_extra) = (c & 0xff, d & 0xff, (d >> 8) & 0xff);
+        let d_value = (t >> 14) & ((1 << d_extra) - 1);
+        let v = (c >> 8) as u64 | ((d >> 16) as u64 | (d_value as u64) << d_n) << c_n;
+        // At most 7 pending + 20 (length) + 28 (distance) bits: below 64.
+        bits |= v << nbits;
+        nbits += c_n + d_n + d_extra;
+        debug_assert!(pos + 8 <= out.len(), "write_tokens: room was reserved");
+        if let Some(dst) = out.get_mut(pos..pos + 8) {
+            dst.copy_from_slice(&bits.to_le_bytes());
+        }
+        let bytes = nbits / 8;
+        pos += bytes as usize;
+        nbits -= bytes * 8;
+        bits >>= bytes * 8;
+    }
+    (w.bits, w.nbits, w.pos) = (bits, nbits, pos);
     w.put(lit.bits[256] as u64, lit.len[256] as u32);
 }
 
