@@ -16,8 +16,6 @@
 /// Hash table size (log2): 2^13 buckets of u32 positions = 32 KiB, reused between calls
 /// (2^12 and 2^14 measured within noise of it on /metrics text and JSON).
 const HASH_BITS: u32 = 13;
-/// `Deflater::base` after clearing: zeroed entries are then more than a window back.
-const FRESH_BASE: u32 = WINDOW as u32 + 1;
 /// Longest match DEFLATE can express.
 const MAX_MATCH: usize = 258;
 /// Shortest match we look for: the hash covers 4 bytes, and a 3-byte match rarely pays.
@@ -85,12 +83,10 @@ fn distance_symbol(dist: usize) -> (usize, u32, u32) {
 /// The compressor state kept between calls: the hash table and the token buffer (96 KiB).
 /// Fixed-size arrays, so indexing with a hash or a token count needs no bounds check.
 pub struct Deflater {
-    /// Per hash bucket, the newest position seen plus `base` at the time.
-    head: Box<[u32; 1 << HASH_BITS]>,
-    /// Added to positions stored in `head`. Each call starts more than a window past the
-    /// previous one, so entries left from earlier inputs are too far back to be candidates
-    /// and the table needs no clearing (a 32 KiB memset per call) until this nears overflow.
-    base: u32,
+    /// Per hash bucket, the newest position seen, modulo 2^16: half the cache lines of u32
+    /// positions. A candidate is only a guess (its bytes are compared before use), so entries
+    /// aliased from 64 KiB back only cost a failed comparison, never a wrong match.
+    head: Box<[u16; 1 << HASH_BITS]>,
     tokens: Box<[u32; BLOCK_TOKENS + MIN_MATCH]>,
 }
 
@@ -101,8 +97,8 @@ impl Default for Deflater {
 }
 
 /// A zeroed boxed array, built on the heap (not on the stack first).
-fn boxed_zeros<const N: usize>() -> Box<[u32; N]> {
-    match vec![0u32; N].into_boxed_slice().try_into() {
+fn boxed_zeros<T: Copy + Default, const N: usize>() -> Box<[T; N]> {
+    match vec![T::default(); N].into_boxed_slice().try_into() {
         Ok(b) => b,
         Err(_) => unreachable!("the length is N"),
     }
@@ -112,26 +108,16 @@ impl Deflater {
     pub fn new() -> Deflater {
         Deflater {
             head: boxed_zeros(),
-            base: FRESH_BASE,
             tokens: boxed_zeros(),
         }
     }
 
     /// Appends the raw DEFLATE stream (final block included) of `data` to `out`.
     pub fn compress(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        if self.base > u32::MAX / 2 || data.len() > (u32::MAX / 4) as usize {
-            // Past 4 GiB of positions within one input, stored positions wrap: that can only
-            // turn up candidates that fail the byte comparison, never a wrong match.
-            self.head.fill(0);
-            self.base = FRESH_BASE;
-        }
-        // Touch the hash table front to back first: between scrapes other processes evict it,
-        // and 512 sequential cache-line loads cost less than the same misses in random order.
-        let mut touch = 0u32;
-        for line in self.head.chunks_exact(16) {
-            touch ^= line[0];
-        }
-        std::hint::black_box(touch);
+        // Cleared per call, front to back: the output depends on `data` alone, and between
+        // scrapes other processes evict the table, so 256 sequential line writes first cost
+        // less than the same misses in hash order.
+        self.head.fill(0);
         let mut w = BitWriter::new(out);
         let mut pos = 0;
         loop {
@@ -152,15 +138,14 @@ impl Deflater {
             }
         }
         w.finish();
-        // A saturated base makes the next call clear the table.
-        self.base = self
-            .base
-            .saturating_add(u32::try_from(data.len()).unwrap_or(u32::MAX))
-            .saturating_add(FRESH_BASE);
     }
 
     /// Tokenises `data` from `pos` until the block is full or the input ends; returns where
-    /// it stopped and the number of tokens (layout: [`token`]).
+    /// it stopped and the number of tokens (layout: [`literal_token`]).
+    ///
+    /// Not inlined: in its own function the loop keeps its state in registers (inlined into
+    /// `gzip` it spilled the token count and the input pointer to the stack every token).
+    #[inline(never)]
     fn find_matches(
         &mut self,
         data: &[u8],
@@ -171,15 +156,14 @@ impl Deflater {
         // Positions whose 4-byte prefix can be read.
         let hash_end = end.saturating_sub(MIN_MATCH - 1);
         let head = &mut *self.head;
-        let base = self.base;
         let tokens = &mut *self.tokens;
         let mut n = 0;
         while pos < hash_end && n < BLOCK_TOKENS {
             let cur = read_u32(data, pos);
             let h = hash(cur);
-            // Positions are stored as u32 and compared with wrapping arithmetic, so inputs
-            // over 4 GiB only lose candidates, never correctness: the bytes are compared.
-            let here = (pos as u32).wrapping_add(base);
+            // Positions modulo 2^16: an entry from 64 KiB or more back aliases to a nearer
+            // position whose bytes are then compared like any candidate's.
+            let here = pos as u16;
             let dist = here.wrapping_sub(head[h]) as usize;
             head[h] = here;
             let t;
@@ -220,7 +204,8 @@ impl Deflater {
 }
 
 // A token is one u32: bits 0..9 its symbol (a literal byte 0..=255, or 256 + length - 3 for a
-// match), bits 9..14 the distance symbol (NO_DISTANCE for a literal), bits 14..29 distance - 1.
+// match), bits 9..14 the distance symbol (NO_DISTANCE for a literal), bits 14..27 the
+// distance's extra-bit value.
 // Literals and matches then take the same table lookups in `write_tokens`: no branch there.
 const SYM_MASK: u32 = 511;
 const NO_DISTANCE: u32 = 30;
@@ -232,7 +217,8 @@ fn literal_token(b: u8) -> u32 {
 
 #[inline(always)]
 fn match_token(len: usize, dist: usize, ds: usize) -> u32 {
-    ((dist - 1) as u32) << 14 | (ds as u32) << 9 | (256 + len - 3) as u32
+    let extra = ds.max(2) / 2 - 1;
+    (((dist - 1) & ((1 << extra) - 1)) as u32) << 14 | (ds as u32) << 9 | (256 + len - 3) as u32
 }
 
 #[inline(always)]
@@ -621,8 +607,9 @@ fn write_block(w: &mut BitWriter, input: &[u8], tokens: &[u32], freq: &mut Histo
 /// the block's exact cost).
 fn write_tokens(w: &mut BitWriter, tokens: &[u32], lit: &Code<288>, dist: &Code<30>) {
     // Per token symbol, the whole code (Huffman code, then a length's extra bits) as
-    // `bits << 8 | bit count`; per distance symbol its code as `bits << 16 | extra-bit count
-    // << 8 | code length`, all zero for NO_DISTANCE. A token costs two table loads, no branch.
+    // `bits << 8 | bit count`; per distance symbol its code as `bits << 16 | code length << 8
+    // | code length + extra-bit count`, all zero for NO_DISTANCE. A token costs two table
+    // loads, no branch.
     let mut sym_code = [0u32; 512];
     for (b, c) in sym_code[..256].iter_mut().enumerate() {
         *c = (lit.bits[b] as u32) << 8 | lit.len[b] as u32;
@@ -637,7 +624,8 @@ fn write_tokens(w: &mut BitWriter, tokens: &[u32], lit: &Code<288>, dist: &Code<
     let mut dist_code = [0u32; 32];
     for (ds, c) in dist_code[..30].iter_mut().enumerate() {
         let extra = (ds.max(2) / 2 - 1) as u32;
-        *c = (dist.bits[ds] as u32) << 16 | extra << 8 | dist.len[ds] as u32;
+        let n = dist.len[ds] as u32;
+        *c = (dist.bits[ds] as u32) << 16 | n << 8 | (n + extra);
     }
     // The bit writer's state in locals (the output as a plain slice), so the loop keeps it in
     // registers instead of going through the Vec after every store.
@@ -646,12 +634,12 @@ fn write_tokens(w: &mut BitWriter, tokens: &[u32], lit: &Code<288>, dist: &Code<
     for &t in tokens {
         let c = sym_code[(t & SYM_MASK) as usize];
         let d = dist_code[((t >> 9) & 31) as usize];
-        let (c_n, d_n, d_extra) = (c & 0xff, d & 0xff, (d >> 8) & 0xff);
-        let d_value = (t >> 14) & ((1 << d_extra) - 1);
-        let v = (c >> 8) as u64 | ((d >> 16) as u64 | (d_value as u64) << d_n) << c_n;
+        let (c_n, d_n) = (c & 0xff, (d >> 8) & 0xff);
+        let v = (c >> 8) as u64 | ((d >> 16) as u64 | ((t >> 14) as u64) << d_n) << c_n;
         // At most 7 pending + 20 (length) + 28 (distance) bits: below 64.
         bits |= v << nbits;
-        nbits += c_n + d_n + d_extra;
+        // Both counts in one add off the `nbits` chain (each low byte is below 128).
+        nbits += (c + d) & 0xff;
         debug_assert!(pos + 8 <= out.len(), "write_tokens: room was reserved");
         if let Some(dst) = out.get_mut(pos..pos + 8) {
             dst.copy_from_slice(&bits.to_le_bytes());
