@@ -223,7 +223,10 @@ fn match_token(len: usize, dist: usize, ds: usize) -> u32 {
 
 #[inline(always)]
 fn read_u32(data: &[u8], i: usize) -> u32 {
-    u32::from_le_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]])
+    // One bounds check for the four bytes (indexing each byte checked each).
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&data[i..i + 4]);
+    u32::from_le_bytes(w)
 }
 
 #[inline(always)]
