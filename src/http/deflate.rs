@@ -238,15 +238,19 @@ fn hash(v: u32) -> usize {
 /// LZ77 match may).
 #[inline(always)]
 fn common_prefix(data: &[u8], a: usize, b: usize, max: usize) -> usize {
+    // Both ranges checked once here, not per 8-byte read.
+    let (Some(x), Some(y)) = (data.get(a..a + max), data.get(b..b + max)) else {
+        return 0;
+    };
     let mut n = 0;
     while n + 8 <= max {
-        let diff = read_u64(data, a + n) ^ read_u64(data, b + n);
+        let diff = read_u64(x, n) ^ read_u64(y, n);
         if diff != 0 {
             return n + (diff.trailing_zeros() / 8) as usize;
         }
         n += 8;
     }
-    while n < max && data[a + n] == data[b + n] {
+    while n < max && x[n] == y[n] {
         n += 1;
     }
     n
