@@ -542,7 +542,7 @@ impl Filesystem {
         out: &mut MetricSet,
     ) -> Result<(), CollectError> {
         let fam =
-            |out: &mut MetricSet, name: &str, help: &str| out.family(name, help, MetricType::Gauge);
+            |out: &mut MetricSet, name, help| out.family_static(name, help, MetricType::Gauge);
         let size_f = fam(
             out,
             "node_filesystem_size_bytes",

@@ -16,7 +16,7 @@
 
 use super::rtnetlink::{self as nl, Link, LinkDump};
 use super::sysfs::{list_dir, opt_bool, short, KeptAttrs};
-use super::util::RememberedRegex;
+use super::util::{intern, RememberedRegex};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{FamilyId, MetricSet, MetricType};
 use regex_lite::Regex;
@@ -182,8 +182,8 @@ struct Attrs {
     buf: Vec<u8>,
     strings: [String; 5],
     families: Vec<FamilyId>,
-    name_buf: String,
-    help_buf: String,
+    /// Name and HELP of each [`NUMERIC`] family, built and interned once.
+    numeric_texts: Vec<(&'static str, &'static str)>,
     kept: KeptAttrs,
     /// The current device's attribute values, in [`NUMERIC`] order.
     values: [Option<i64>; NUMERIC.len()],
@@ -258,8 +258,7 @@ fn build(opts: &CollectorOptions) -> Result<Box<NetClass>, String> {
             buf: Vec::new(),
             strings: Default::default(),
             families: Vec::new(),
-            name_buf: String::new(),
-            help_buf: String::new(),
+            numeric_texts: Vec::new(),
             kept: KeptAttrs::new(STRINGS.len() + NUMERIC.len(), KEPT_FILES),
             values: [None; NUMERIC.len()],
             steady: Vec::new(),
@@ -510,30 +509,35 @@ impl Collector for NetClass {
         if links.is_none() {
             list_dir(&class, names)?;
         }
-        let up_f = out.family(
+        let up_f = out.family_static(
             "node_network_up",
             "Value is 1 if operstate is 'up', 0 otherwise.",
             MetricType::Gauge,
         );
-        let info_f = out.family(
+        let info_f = out.family_static(
             "node_network_info",
             "Non-numeric data from /sys/class/net/<iface>, value is always 1.",
             MetricType::Gauge,
         );
+        if a.numeric_texts.is_empty() {
+            a.numeric_texts = NUMERIC
+                .iter()
+                .map(|(_, suffix, _, _)| {
+                    (
+                        intern(format!("node_network_{suffix}")),
+                        intern(format!("Network device property: {suffix}")),
+                    )
+                })
+                .collect();
+        }
         a.families.clear();
-        for (_, suffix, counter, _) in NUMERIC {
-            a.name_buf.clear();
-            a.name_buf.push_str("node_network_");
-            a.name_buf.push_str(suffix);
-            a.help_buf.clear();
-            a.help_buf.push_str("Network device property: ");
-            a.help_buf.push_str(suffix);
-            let t = if counter {
+        for ((_, _, counter, _), &(name, help)) in NUMERIC.iter().zip(&a.numeric_texts) {
+            let t = if *counter {
                 MetricType::Counter
             } else {
                 MetricType::Gauge
             };
-            a.families.push(out.family(&a.name_buf, &a.help_buf, t));
+            a.families.push(out.family_static(name, help, t));
         }
         let mut first_err = None;
         a.kept.begin_cycle(ctx.now_ms);

@@ -10,7 +10,7 @@
 //! Column names come from the file's header, so a kernel that adds columns still parses.
 
 use super::sysfs::{DeviceFilter, KeptAttrs};
-use super::util::KeptFile;
+use super::util::{intern, KeptFile};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{FamilyId, MetricSet, MetricType};
 use std::path::PathBuf;
@@ -38,6 +38,8 @@ pub struct NetDev {
     families: Vec<FamilyId>,
     name_buf: String,
     help_buf: String,
+    /// (direction, column, metric name, HELP) of each column declared so far.
+    texts: Vec<(&'static str, &'static str, &'static str, &'static str)>,
     path: PathBuf,
     buf: Vec<u8>,
     /// `statistics/rx_nohandler` per interface, kept open (see [`KeptAttrs`]).
@@ -52,6 +54,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
         families: Vec::new(),
         name_buf: String::new(),
         help_buf: String::new(),
+        texts: Vec::new(),
         path: PathBuf::new(),
         buf: Vec::new(),
         kept: KeptAttrs::new(1, 64),
@@ -59,7 +62,11 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
 }
 
 impl NetDev {
-    fn declare(&mut self, out: &mut MetricSet, dir: &str, field: &str) -> FamilyId {
+    fn declare(&mut self, out: &mut MetricSet, dir: &'static str, field: &str) -> FamilyId {
+        // The same ~17 columns every scrape: their texts are built and interned once.
+        if let Some(&(_, _, name, help)) = self.texts.iter().find(|t| t.0 == dir && t.1 == field) {
+            return out.family_static(name, help, MetricType::Counter);
+        }
         self.name_buf.clear();
         self.name_buf.push_str("node_network_");
         self.name_buf.push_str(dir);
@@ -72,7 +79,13 @@ impl NetDev {
         self.help_buf.push('_');
         self.help_buf.push_str(field);
         self.help_buf.push('.');
-        out.family(&self.name_buf, &self.help_buf, MetricType::Counter)
+        let name = intern(std::mem::take(&mut self.name_buf));
+        let help = intern(std::mem::take(&mut self.help_buf));
+        // Bounded by the kernel's columns (2 × 16); a stranger file is served, just not kept.
+        if self.texts.len() < 2 * MAX_COLUMNS {
+            self.texts.push((dir, intern(field.into()), name, help));
+        }
+        out.family_static(name, help, MetricType::Counter)
     }
 }
 

@@ -88,7 +88,7 @@ impl Parser {
         self.key.push('_');
         self.key.push_str(field);
         if let Some((name, help)) = self.fields.get(&self.key, describe) {
-            out.single(name, help, MetricType::Untyped, num(value, path)?);
+            out.single_static(name, help, MetricType::Untyped, num(value, path)?);
         }
         Ok(())
     }
@@ -157,7 +157,7 @@ impl Parser {
                 match selection.get(count) {
                     Some(Some(idx)) => {
                         let (name, help) = self.fields.selected(*idx);
-                        out.single(name, help, MetricType::Untyped, num(v, path)?);
+                        out.single_static(name, help, MetricType::Untyped, num(v, path)?);
                     }
                     Some(None) => {}
                     None => {

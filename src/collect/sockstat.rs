@@ -1,10 +1,9 @@
 //! `sockstat`: /proc/net/sockstat and /proc/net/sockstat6 as `node_sockstat_<PROTO>_<state>`
 //! gauges, plus `<PROTO>_mem_bytes` (pages × this host's page size, as node_exporter does).
 
-use super::util::{num, KeptFile};
+use super::util::{intern, num, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
-use std::fmt::Write;
 use std::path::Path;
 
 /// The per-protocol keys node_exporter exports, in its order.
@@ -14,8 +13,9 @@ pub struct Sockstat {
     /// /proc/net/sockstat and /proc/net/sockstat6.
     files: [KeptFile; 2],
     buf: String,
-    name: String,
-    help: String,
+    /// (protocol, key, metric name, HELP) of every gauge so far, the texts interned: the same
+    /// ~20 each scrape, found here instead of formatted and copied again.
+    texts: Vec<(&'static str, &'static str, &'static str, &'static str)>,
 }
 
 impl Default for Sockstat {
@@ -26,8 +26,7 @@ impl Default for Sockstat {
                 KeptFile::new("net/sockstat6").short_read_ends(0),
             ],
             buf: String::new(),
-            name: String::new(),
-            help: String::new(),
+            texts: Vec::new(),
         }
     }
 }
@@ -38,11 +37,21 @@ pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
 
 impl Sockstat {
     fn gauge(&mut self, out: &mut MetricSet, proto: &str, key: &str, v: f64) {
-        self.name.clear();
-        self.help.clear();
-        let _ = write!(self.name, "node_sockstat_{proto}_{key}");
-        let _ = write!(self.help, "Number of {proto} sockets in state {key}.");
-        out.single(&self.name, &self.help, MetricType::Gauge, v);
+        let known = self.texts.iter().find(|t| t.0 == proto && t.1 == key);
+        let (name, help) = match known {
+            Some(&(_, _, name, help)) => (name, help),
+            None => {
+                let name = intern(format!("node_sockstat_{proto}_{key}"));
+                let help = intern(format!("Number of {proto} sockets in state {key}."));
+                // Bounded: a few protocols times KEYS (a kernel's own lines).
+                if self.texts.len() < 256 {
+                    self.texts
+                        .push((intern(proto.into()), intern(key.into()), name, help));
+                }
+                (name, help)
+            }
+        };
+        out.single_static(name, help, MetricType::Gauge, v);
     }
 
     /// One sockstat file; `ipv6` files have no `sockets: used` line.

@@ -54,7 +54,7 @@ impl Collector for Vmstat {
             };
             // Only selected values are parsed (~10 of ~170 lines by default).
             if let Some((name, help)) = self.fields.get(field, describe) {
-                out.single(name, help, MetricType::Untyped, num(value, path)?);
+                out.single_static(name, help, MetricType::Untyped, num(value, path)?);
             }
         }
         if lines == 0 {
