@@ -319,22 +319,105 @@ pub fn parse_f64(s: &str) -> Option<f64> {
 /// `s` split at every `sep` (an ASCII byte), as `s.split(sep as char)` gives it, by a plain
 /// byte scan: at opt-level "z" str's char searcher calls libc `memcmp` for every separator it
 /// finds, which made the splitting of /proc/net/* and /proc/vmstat a visible share of a scrape.
-pub fn split_at_byte(s: &str, sep: u8) -> impl Iterator<Item = &str> {
+pub fn split_at_byte(s: &str, sep: u8) -> SplitAtByte<'_> {
     debug_assert!(sep.is_ascii());
-    let mut rest = Some(s);
-    std::iter::from_fn(move || {
-        let r = rest?;
-        match r.bytes().position(|b| b == sep) {
-            Some(i) => {
-                rest = Some(&r[i + 1..]);
-                Some(&r[..i])
-            }
-            None => {
-                rest = None;
-                Some(r)
-            }
+    SplitAtByte {
+        s,
+        pos: 0,
+        sep,
+        done: false,
+    }
+}
+
+/// The iterator of [`split_at_byte`]: a struct with an index loop rather than an iterator
+/// adapter chain, which opt-level "z" leaves as calls per byte.
+pub struct SplitAtByte<'a> {
+    s: &'a str,
+    pos: usize,
+    sep: u8,
+    done: bool,
+}
+
+impl<'a> Iterator for SplitAtByte<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.done {
+            return None;
         }
-    })
+        let bytes = self.s.as_bytes();
+        let start = self.pos;
+        let mut i = start;
+        while i < bytes.len() && bytes[i] != self.sep {
+            i += 1;
+        }
+        if i == bytes.len() {
+            self.done = true;
+        }
+        self.pos = i + 1;
+        // Both ends sit at an ASCII byte or the end: char boundaries.
+        Some(&self.s[start..i])
+    }
+}
+
+/// `s` split at runs of ASCII whitespace, exactly as `s.split_ascii_whitespace()` gives it,
+/// by a byte loop: std's version yields (and filters out) an empty piece per extra space,
+/// and /proc aligns its columns with long runs of spaces (/proc/net/snmp6: ~25 per line).
+pub fn words(s: &str) -> Words<'_> {
+    Words { s, pos: 0 }
+}
+
+/// The iterator of [`words`].
+pub struct Words<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+impl<'a> Iterator for Words<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let bytes = self.s.as_bytes();
+        let mut i = self.pos;
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i == bytes.len() {
+            self.pos = i;
+            return None;
+        }
+        let start = i;
+        while i < bytes.len() && !bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        self.pos = i;
+        // Both ends sit at an ASCII byte or the end: char boundaries.
+        Some(&self.s[start..i])
+    }
+}
+
+/// Parses a decimal u64 as `str::parse::<u64>` does (an optional `+`, then digits; empty,
+/// anything else or overflow is `None`), by a byte loop: std's radix-generic parser goes
+/// through `char::to_digit` calls at opt-level "z".
+pub fn parse_u64(tok: &str) -> Option<u64> {
+    let digits = match tok.as_bytes() {
+        [b'+', rest @ ..] => rest,
+        all => all,
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: u64 = 0;
+    let mut i = 0;
+    while i < digits.len() {
+        let d = digits[i].wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(d))?;
+        i += 1;
+    }
+    Some(n)
 }
 
 /// Parses a decimal token as f64 the way Go's `ParseFloat` accepts /proc numbers.
@@ -342,7 +425,7 @@ pub fn num(tok: &str, path: &Path) -> Result<f64, CollectError> {
     // /proc counters are non-negative integers: the integer parser is several times cheaper
     // than the float one, and `as f64` rounds to the same nearest double ("-0" and anything
     // else that is not a plain u64 takes the float parser).
-    if let Ok(n) = tok.parse::<u64>() {
+    if let Some(n) = parse_u64(tok) {
         return Ok(n as f64);
     }
     tok.parse()
@@ -569,6 +652,58 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn words_split_like_split_ascii_whitespace() {
+        for s in [
+            "",
+            " ",
+            "a",
+            "a b",
+            "  a   b  ",
+            "a\tb\n",
+            "Ip6InReceives                   \t3795\n",
+            "\r\n\x0c x\x0by \u{a0}z\t",
+            "ä ö\tü",
+        ] {
+            let want: Vec<&str> = s.split_ascii_whitespace().collect();
+            assert_eq!(words(s).collect::<Vec<_>>(), want, "{s:?}");
+            assert_eq!(words(s).count(), want.len(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn split_at_byte_splits_like_str_split() {
+        for s in ["", "\n", "a", "a\nb", "a\n\nb\n", "\nä\n"] {
+            let want: Vec<&str> = s.split('\n').collect();
+            assert_eq!(split_at_byte(s, b'\n').collect::<Vec<_>>(), want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn parse_u64_accepts_and_rejects_like_str_parse() {
+        for s in [
+            "",
+            "0",
+            "+",
+            "+7",
+            "-7",
+            "-0",
+            "12345",
+            " 1",
+            "1 ",
+            "1\n",
+            "0x10",
+            "1.0",
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999999",
+            "00000000000000000000001",
+            "１",
+        ] {
+            assert_eq!(parse_u64(s), s.parse::<u64>().ok(), "{s:?}");
+        }
+    }
 
     #[test]
     fn field_selection_matches_unanchored_like_go() {
