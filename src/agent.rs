@@ -2252,7 +2252,10 @@ mod tests {
         let (sa, sb) = (a.start_time_s.unwrap(), b.start_time_s.unwrap());
         assert!((sa - sb).abs() < 1.0, "{sa} vs {sb}");
         assert!(sa > 1_000.0);
-        assert_eq!(ProcessStats::read_self(Some(1_000.0)).start_time_s, Some(sa));
+        assert_eq!(
+            ProcessStats::read_self(Some(1_000.0)).start_time_s,
+            Some(sa)
+        );
     }
 
     /// Under qemu-user /proc/self/stat reports 0 resident pages; status fills them in.

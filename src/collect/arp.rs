@@ -5,7 +5,7 @@
 //! The netlink-only `node_arp_states` family is therefore not produced.
 
 use super::sysfs::DeviceFilter;
-use super::util::KeptFile;
+use super::util::{words, KeptFile};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::ops::Range;
@@ -55,8 +55,8 @@ impl Collector for Arp {
                 continue;
             }
             // IP address, HW type, Flags, HW address, Mask, Device
-            let fields = line.split_ascii_whitespace().count();
-            let dev = line.split_ascii_whitespace().last().unwrap_or("");
+            let fields = words(line).count();
+            let dev = words(line).last().unwrap_or("");
             if fields != 6 {
                 return Err(CollectError::parse(
                     path,

@@ -9,7 +9,7 @@
 //! reset. `/proc/stat` counts in USER_HZ, which Linux fixes at 100 on every architecture.
 
 use super::sysfs::{opt_bool, opt_regex, parse_cpu_list, short, KeptAttrs, KeptListing};
-use super::util::KeptFile;
+use super::util::{words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use regex_lite::Regex;
@@ -150,7 +150,7 @@ impl Cpu {
             if !rest.starts_with(|c: char| c.is_ascii_digit()) {
                 continue; // the aggregate "cpu " line
             }
-            let mut it = rest.split_ascii_whitespace();
+            let mut it = words(rest);
             let bad = || CollectError::parse(path, format!("bad cpu line {:?}", short(line)));
             let idx: usize = it.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
             if idx > 65_535 {
@@ -304,7 +304,7 @@ impl Cpu {
                     (&self.bugs_include, b.bugs, bug_f, "bug"),
                 ] {
                     let Some(re) = filter else { continue };
-                    for item in list.split_ascii_whitespace().filter(|i| re.is_match(i)) {
+                    for item in words(list).filter(|i| re.is_match(i)) {
                         out.sample(fam, &[(label, &item)], 1.0);
                     }
                 }

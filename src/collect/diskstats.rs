@@ -13,7 +13,7 @@
 //! partitions, ram, loop and floppy devices) or `diskstats.device-include`.
 
 use super::sysfs::KeptAttrs;
-use super::util::{num, option_regex, AbsentPaths, KeptFile};
+use super::util::{num, option_regex, words, AbsentPaths, KeptFile};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{FamilyId, MetricSet, MetricType};
 use std::fmt::Write;
@@ -319,7 +319,7 @@ impl Collector for Diskstats {
         // The counters of devices the filter skips are counted, not parsed (not exported).
         let mut devices = 0;
         for line in self.buf.lines().filter(|l| !l.trim().is_empty()) {
-            let mut toks = line.split_ascii_whitespace();
+            let mut toks = words(line);
             let (Some(maj), Some(min), Some(dev)) = (toks.next(), toks.next(), toks.next()) else {
                 return Err(CollectError::parse(path, format!("short line {line:?}")));
             };
@@ -365,7 +365,7 @@ impl Collector for Diskstats {
         kept.begin_cycle(ctx.now_ms);
         let lines = buf.lines().filter(|l| !l.trim().is_empty());
         for (line_no, line) in lines.enumerate() {
-            let mut toks = line.split_ascii_whitespace();
+            let mut toks = words(line);
             let (maj, min, dev) = (
                 toks.next().unwrap_or(""),
                 toks.next().unwrap_or(""),

@@ -7,7 +7,7 @@
 //! indented status line (`N blocks … [total/active] [UU]`), and optionally a bitmap line and a
 //! sync line (`recovery = 8.5% (16775552/195310144)`, `resync=PENDING`).
 
-use super::util::{num, read_into, KeptFile};
+use super::util::{num, read_into, words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::Path;
@@ -61,7 +61,7 @@ fn parse_array<'a>(
     mut rest: std::str::Lines<'a>,
     path: &Path,
 ) -> Result<Array<'a>, CollectError> {
-    let mut toks = header.split_ascii_whitespace();
+    let mut toks = words(header);
     let name = toks.next().unwrap_or("");
     if toks.next() != Some(":") {
         return Err(bad(path, format!("bad array line {header:?}")));
@@ -85,7 +85,7 @@ fn parse_array<'a>(
         .next()
         .filter(|l| l.starts_with([' ', '\t']))
         .ok_or_else(|| bad(path, format!("{name}: no status line")))?;
-    let mut stoks = status.split_ascii_whitespace();
+    let mut stoks = words(status);
     let blocks = match (stoks.next(), stoks.next()) {
         (Some(n), Some("blocks")) => n
             .parse::<u64>()

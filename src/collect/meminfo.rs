@@ -4,7 +4,7 @@
 //! Not procfs's `Meminfo`: that builds a HashMap per read (DESIGN.md §4). This reads into a
 //! reused buffer and looks each line's key up in a static table.
 
-use super::util::{num, KeptFile};
+use super::util::{num, words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -114,7 +114,7 @@ impl Collector for Meminfo {
             let (key, rest) = line
                 .split_once(':')
                 .ok_or_else(|| CollectError::parse(path, format!("no ':' in {line:?}")))?;
-            let mut toks = rest.split_ascii_whitespace();
+            let mut toks = words(rest);
             let value = num(toks.next().unwrap_or(""), path)?;
             let value = match toks.next() {
                 None => value,

@@ -10,7 +10,7 @@
 //! Column names come from the file's header, so a kernel that adds columns still parses.
 
 use super::sysfs::{DeviceFilter, KeptAttrs};
-use super::util::KeptFile;
+use super::util::{words, KeptFile};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{FamilyId, MetricSet, MetricType};
 use std::path::PathBuf;
@@ -111,12 +111,12 @@ impl NetDev {
             _ => return Err(CollectError::parse(path, "bad column header")),
         };
         self.families.clear();
-        for f in rx.split_ascii_whitespace() {
+        for f in words(rx) {
             let id = self.declare(out, "receive", f);
             self.families.push(id);
         }
         let n_rx = self.families.len();
-        for f in tx.split_ascii_whitespace() {
+        for f in words(tx) {
             let id = self.declare(out, "transmit", f);
             self.families.push(id);
         }
@@ -132,7 +132,7 @@ impl NetDev {
             let (dev, rest) = line.split_once(':').ok_or_else(bad)?;
             let dev = dev.trim();
             let mut n = 0;
-            for tok in rest.split_ascii_whitespace() {
+            for tok in words(rest) {
                 if n == self.families.len() {
                     return Err(bad());
                 }

@@ -4,7 +4,7 @@
 //! netstat and snmp come in line pairs (`Proto: names…` then `Proto: values…`); snmp6 has one
 //! `Proto6Field value` per line and may be absent (IPv6 disabled).
 
-use super::util::{fingerprint, num, option_regex, split_at_byte, FieldSelection, KeptFile};
+use super::util::{fingerprint, num, option_regex, split_at_byte, words, FieldSelection, KeptFile};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::Path;
@@ -186,7 +186,7 @@ impl Parser {
         let buf = std::mem::take(&mut self.buf);
         let mut result = Ok(());
         for line in split_at_byte(&buf, b'\n') {
-            let mut toks = line.split_ascii_whitespace();
+            let mut toks = words(line);
             let (Some(stat), Some(value)) = (toks.next(), toks.next()) else {
                 continue;
             };

@@ -6,7 +6,7 @@
 //! operations, `wdeleg_getattr` (kernel 6.x). Unknown lines from newer kernels are skipped.
 
 use super::nfs::{check_fixed, check_proc, value, V2, V3};
-use super::util::KeptFile;
+use super::util::{words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -159,7 +159,7 @@ impl Collector for Nfsd {
         // Absent lines read as zeros, as in node_exporter (its parser leaves the struct zeroed).
         let v = |values: Option<&str>, n: usize| -> f64 {
             values
-                .and_then(|s| s.split_ascii_whitespace().nth(n))
+                .and_then(|s| words(s).nth(n))
                 .and_then(|t| t.parse::<u64>().ok())
                 .unwrap_or(0) as f64
         };

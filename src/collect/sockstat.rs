@@ -1,7 +1,7 @@
 //! `sockstat`: /proc/net/sockstat and /proc/net/sockstat6 as `node_sockstat_<PROTO>_<state>`
 //! gauges, plus `<PROTO>_mem_bytes` (pages × this host's page size, as node_exporter does).
 
-use super::util::{num, KeptFile};
+use super::util::{num, words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::fmt::Write;
@@ -76,7 +76,7 @@ impl Sockstat {
                 .split_once(':')
                 .ok_or_else(|| CollectError::parse(path, format!("no ':' in {line:?}")))?;
             let toks: [Option<&str>; 12] = {
-                let mut it = rest.split_ascii_whitespace();
+                let mut it = words(rest);
                 std::array::from_fn(|_| it.next())
             };
             let pairs = toks.chunks(2).map_while(|c| Some((c[0]?, c[1])));
