@@ -396,6 +396,56 @@ impl<'a> Iterator for Words<'a> {
     }
 }
 
+/// `s` split into lines exactly as `s.lines()` gives them (at `\n`, a `\r` before it
+/// dropped, no empty last line after a final `\n`), by a byte loop: std's goes through the
+/// char searcher and a naive `memchr` at opt-level "z".
+pub fn lines(s: &str) -> Lines<'_> {
+    Lines { s, pos: 0 }
+}
+
+/// The iterator of [`lines`].
+pub struct Lines<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let bytes = self.s.as_bytes();
+        let start = self.pos;
+        if start >= bytes.len() {
+            return None;
+        }
+        let mut i = start;
+        while i < bytes.len() && bytes[i] != b'\n' {
+            i += 1;
+        }
+        self.pos = i + 1;
+        let mut end = i;
+        if i < bytes.len() && end > start && bytes[end - 1] == b'\r' {
+            end -= 1;
+        }
+        // The ends sit at ASCII bytes or the end: char boundaries.
+        Some(&self.s[start..end])
+    }
+}
+
+/// `s.split_once(sep as char)` for an ASCII `sep`, by a byte loop (see [`lines`]).
+pub fn split_once_byte(s: &str, sep: u8) -> Option<(&str, &str)> {
+    debug_assert!(sep.is_ascii());
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == sep {
+            return Some((&s[..i], &s[i + 1..]));
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Parses a decimal u64 as `str::parse::<u64>` does (an optional `+`, then digits; empty,
 /// anything else or overflow is `None`), by a byte loop: std's radix-generic parser goes
 /// through `char::to_digit` calls at opt-level "z".
@@ -670,6 +720,30 @@ mod tests {
             assert_eq!(words(s).collect::<Vec<_>>(), want, "{s:?}");
             assert_eq!(words(s).count(), want.len(), "{s:?}");
         }
+    }
+
+    #[test]
+    fn lines_and_split_once_byte_match_std() {
+        for s in [
+            "",
+            "\n",
+            "\n\n",
+            "a",
+            "a\n",
+            "a\r\nb\r\n",
+            "a\rb\n\r",
+            "\r\n",
+            "x\r",
+            "MemTotal: 1 kB\nä: ö\n\nlast",
+        ] {
+            let want: Vec<&str> = s.lines().collect();
+            assert_eq!(lines(s).collect::<Vec<_>>(), want, "{s:?}");
+            for line in want {
+                assert_eq!(split_once_byte(line, b':'), line.split_once(':'), "{line:?}");
+            }
+        }
+        assert_eq!(split_once_byte("a:b:c", b':'), Some(("a", "b:c")));
+        assert_eq!(split_once_byte(":", b':'), Some(("", "")));
     }
 
     #[test]
