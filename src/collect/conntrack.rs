@@ -2,7 +2,7 @@
 //! and the per-CPU /proc/net/stat/nf_conntrack table (summed over CPUs), as `node_nf_conntrack_*`.
 //! No nf_conntrack module loaded (no such files) is `NotFound`.
 
-use super::util::{hex, words, KeptFile};
+use super::util::{hex, lines, words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -63,7 +63,7 @@ impl Collector for Conntrack {
 
         self.stat.read(&ctx.roots.procfs, &mut self.buf)?;
         let path = self.stat.path();
-        let mut lines = self.buf.lines().filter(|l| !l.trim().is_empty());
+        let mut lines = lines(&self.buf).filter(|l| !l.trim().is_empty());
         let header = lines
             .next()
             .ok_or_else(|| CollectError::parse(path, "empty"))?;

@@ -9,7 +9,7 @@
 //! reset. `/proc/stat` counts in USER_HZ, which Linux fixes at 100 on every architecture.
 
 use super::sysfs::{opt_bool, opt_regex, parse_cpu_list, short, KeptAttrs, KeptListing};
-use super::util::{words, KeptFile};
+use super::util::{lines, split_once_byte, words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use regex_lite::Regex;
@@ -143,7 +143,7 @@ impl Cpu {
         let path = self.stat_file.path();
         self.seen.iter_mut().for_each(|s| *s = false);
         let mut any = false;
-        for line in self.text.lines() {
+        for line in lines(&self.text) {
             let Some(rest) = line.strip_prefix("cpu") else {
                 continue;
             };
@@ -242,8 +242,8 @@ impl Cpu {
         let mut first = true;
         for block in self.text.split("\n\n") {
             let mut b = CpuInfoBlock::default();
-            for line in block.lines() {
-                let Some((k, v)) = line.split_once(':') else {
+            for line in lines(block) {
+                let Some((k, v)) = split_once_byte(line, b':') else {
                     continue;
                 };
                 let v = v.trim();

@@ -5,7 +5,7 @@
 //! `ipvs.backend-labels` picks the backend labels; backends that agree on the picked labels are
 //! summed, as node_exporter does.
 
-use super::util::{hex, words, KeptFile};
+use super::util::{hex, lines, words, KeptFile};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::cmp::Ordering;
@@ -134,7 +134,7 @@ fn parse_addr_port(s: &str, path: &Path) -> Result<(Addr, u16), CollectError> {
 
 fn parse_backends<'a>(text: &'a str, path: &Path) -> Result<Vec<Backend<'a>>, CollectError> {
     let mut out = Vec::new();
-    let mut lines = text.lines();
+    let mut lines = lines(text);
     if !lines.next().unwrap_or("").starts_with("IP Virtual Server") {
         return Err(CollectError::parse(path, "no 'IP Virtual Server' header"));
     }

@@ -4,7 +4,7 @@
 //! Not procfs's `Meminfo`: that builds a HashMap per read (DESIGN.md §4). This reads into a
 //! reused buffer and looks each line's key up in a static table.
 
-use super::util::{num, words, KeptFile};
+use super::util::{lines, num, words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -107,7 +107,7 @@ impl Collector for Meminfo {
         self.file.read(&ctx.roots.procfs, &mut self.buf)?;
         let path = self.file.path();
         let mut saw_total = false;
-        for line in self.buf.lines() {
+        for line in lines(&self.buf) {
             if line.trim().is_empty() {
                 continue;
             }

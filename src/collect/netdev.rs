@@ -10,7 +10,7 @@
 //! Column names come from the file's header, so a kernel that adds columns still parses.
 
 use super::sysfs::{DeviceFilter, KeptAttrs};
-use super::util::{words, KeptFile};
+use super::util::{lines, split_once_byte, words, KeptFile};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{FamilyId, MetricSet, MetricType};
 use std::path::PathBuf;
@@ -99,7 +99,7 @@ impl NetDev {
         text: &str,
         out: &mut MetricSet,
     ) -> Result<(), CollectError> {
-        let mut lines = text.lines();
+        let mut lines = lines(text);
         let _title = lines.next();
         let header = lines
             .next()
@@ -129,7 +129,7 @@ impl NetDev {
         for line in lines {
             let bad =
                 || CollectError::parse(path, format!("bad line {:?}", super::sysfs::short(line)));
-            let (dev, rest) = line.split_once(':').ok_or_else(bad)?;
+            let (dev, rest) = split_once_byte(line, b':').ok_or_else(bad)?;
             let dev = dev.trim();
             let mut n = 0;
             for tok in words(rest) {

@@ -5,7 +5,7 @@
 //! (calls, retransmissions, auth refreshes) and `procN` (a count, then one counter per
 //! procedure of protocol version N, in the order of the `V2`, `V3` and `V4_CLIENT` tables).
 
-use super::util::{words, KeptFile};
+use super::util::{lines, split_once_byte, words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::Path;
@@ -187,8 +187,8 @@ impl Collector for Nfs {
         // Validate every line before emitting anything.
         let (mut net, mut rpc) = (None, None);
         let mut procs: [Option<&str>; 3] = [None; 3];
-        for line in self.buf.lines().filter(|l| !l.trim().is_empty()) {
-            let (key, values) = line.split_once(' ').unwrap_or((line, ""));
+        for line in lines(&self.buf).filter(|l| !l.trim().is_empty()) {
+            let (key, values) = split_once_byte(line, b' ').unwrap_or((line, ""));
             match key {
                 "net" => {
                     check_fixed(values, 4, key, path)?;

@@ -1,7 +1,7 @@
 //! `schedstat`: per-CPU scheduler statistics from /proc/schedstat (`cpuN` lines, fields 7-9:
 //! running ns, waiting ns, timeslices) as `node_schedstat_*{cpu}`.
 
-use super::util::{num, words, KeptFile};
+use super::util::{lines, num, words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -47,7 +47,7 @@ impl Collector for Schedstat {
             MetricType::Counter,
         );
         let mut cpus = 0;
-        for line in self.buf.lines() {
+        for line in lines(&self.buf) {
             let Some(rest) = line.strip_prefix("cpu") else {
                 continue;
             };

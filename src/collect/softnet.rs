@@ -5,7 +5,7 @@
 //! 8 cpu_collision, 9 received_rps, 10 flow_limit_count, 11 backlog length, 12 CPU id. Older
 //! kernels print fewer columns; then the CPU is the row number and missing values are 0.
 
-use super::util::{hex, words, KeptFile};
+use super::util::{hex, lines, words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -83,7 +83,7 @@ impl Collector for Softnet {
         let path = self.file.path();
         // Parse every row first so garbage yields an error, not half a family set.
         let mut rows = 0;
-        for line in self.buf.lines().filter(|l| !l.trim().is_empty()) {
+        for line in lines(&self.buf).filter(|l| !l.trim().is_empty()) {
             let n = words(line).count();
             if n < 9 {
                 return Err(CollectError::parse(

@@ -331,6 +331,7 @@ pub fn split_at_byte(s: &str, sep: u8) -> SplitAtByte<'_> {
 
 /// The iterator of [`split_at_byte`]: a struct with an index loop rather than an iterator
 /// adapter chain, which opt-level "z" leaves as calls per byte.
+#[derive(Clone)]
 pub struct SplitAtByte<'a> {
     s: &'a str,
     pos: usize,
@@ -368,6 +369,7 @@ pub fn words(s: &str) -> Words<'_> {
 }
 
 /// The iterator of [`words`].
+#[derive(Clone)]
 pub struct Words<'a> {
     s: &'a str,
     pos: usize,
@@ -404,6 +406,7 @@ pub fn lines(s: &str) -> Lines<'_> {
 }
 
 /// The iterator of [`lines`].
+#[derive(Clone)]
 pub struct Lines<'a> {
     s: &'a str,
     pos: usize,
@@ -739,7 +742,11 @@ mod tests {
             let want: Vec<&str> = s.lines().collect();
             assert_eq!(lines(s).collect::<Vec<_>>(), want, "{s:?}");
             for line in want {
-                assert_eq!(split_once_byte(line, b':'), line.split_once(':'), "{line:?}");
+                assert_eq!(
+                    split_once_byte(line, b':'),
+                    line.split_once(':'),
+                    "{line:?}"
+                );
             }
         }
         assert_eq!(split_once_byte("a:b:c", b':'), Some(("a", "b:c")));

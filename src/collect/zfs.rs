@@ -6,7 +6,7 @@
 //!
 //! HELP is the kstat path (`kstat.zfs.misc.arcstats.hits`), as in node_exporter.
 
-use super::util::{read_into, words, KeptFile};
+use super::util::{lines, read_into, words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::fmt::Write;
@@ -78,7 +78,7 @@ pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
 
 /// `name type data` lines after the `name type data` header: (name, type, rest of the line).
 fn kstat_lines(text: &str) -> Option<impl Iterator<Item = (&str, &str, &str)>> {
-    let mut lines = text.lines();
+    let mut lines = lines(text);
     lines.by_ref().find(|l| {
         let mut t = words(l);
         (t.next(), t.next(), t.next(), t.next()) == (Some("name"), Some("type"), Some("data"), None)
@@ -149,7 +149,7 @@ impl Zfs {
         out: &mut MetricSet,
     ) -> Result<(), CollectError> {
         read_into(path, &mut self.buf)?;
-        let mut lines = self.buf.lines();
+        let mut lines = lines(&self.buf);
         let Some(header) = lines
             .by_ref()
             .find(|l| words(l).next() == Some("nread") && words(l).count() >= 12)
@@ -208,7 +208,7 @@ impl Zfs {
         out: &mut MetricSet,
     ) -> Result<(), CollectError> {
         read_into(path, &mut self.buf)?;
-        let state = self.buf.lines().next().unwrap_or("").trim();
+        let state = lines(&self.buf).next().unwrap_or("").trim();
         let f = out.family_static(
             "node_zfs_zpool_state",
             "kstat.zfs.misc.state",
