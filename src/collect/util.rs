@@ -394,13 +394,6 @@ impl<'a> Iterator for Words<'a> {
     fn next(&mut self) -> Option<&'a str> {
         let bytes = self.s.as_bytes();
         let mut i = self.pos;
-        // Column padding (/proc/net/snmp6 pads names to 32 columns) eight spaces at a time.
-        while let Some(&[a, b, c, d, e, f, g, h]) = bytes.get(i..i + 8) {
-            if u64::from_le_bytes([a, b, c, d, e, f, g, h]) != u64::from_le_bytes([b' '; 8]) {
-                break;
-            }
-            i += 8;
-        }
         while i < bytes.len() && bytes[i].is_ascii_whitespace() {
             i += 1;
         }
@@ -734,9 +727,6 @@ mod tests {
             "  a   b  ",
             "a\tb\n",
             "Ip6InReceives                   \t3795\n",
-            "a                \t        b       ",
-            "        ",
-            "x       ",
             "\r\n\x0c x\x0by \u{a0}z\t",
             "ä ö\tü",
         ] {
