@@ -9,7 +9,7 @@
 //! reset. `/proc/stat` counts in USER_HZ, which Linux fixes at 100 on every architecture.
 
 use super::sysfs::{opt_bool, opt_regex, parse_cpu_list, short, KeptAttrs, KeptListing};
-use super::util::{lines, split_once_byte, words, KeptFile};
+use super::util::{lines, parse_u64, split_once_byte, words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use regex_lite::Regex;
@@ -159,7 +159,7 @@ impl Cpu {
             let mut v = [0f64; FIELDS];
             let mut n = 0;
             for (slot, tok) in v.iter_mut().zip(&mut it) {
-                *slot = tok.parse::<u64>().map_err(|_| bad())? as f64 / USER_HZ;
+                *slot = parse_u64(tok).ok_or_else(bad)? as f64 / USER_HZ;
                 n += 1;
             }
             // Kernels older than 2.6.11 had fewer fields; fewer than idle is truncation.

@@ -10,7 +10,7 @@
 //! Column names come from the file's header, so a kernel that adds columns still parses.
 
 use super::sysfs::{DeviceFilter, KeptAttrs};
-use super::util::{lines, split_once_byte, words, KeptFile};
+use super::util::{lines, parse_u64, split_once_byte, words, KeptFile};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{FamilyId, MetricSet, MetricType};
 use std::path::PathBuf;
@@ -136,7 +136,7 @@ impl NetDev {
                 if n == self.families.len() {
                     return Err(bad());
                 }
-                values[n] = tok.parse::<u64>().map_err(|_| bad())? as f64;
+                values[n] = parse_u64(tok).ok_or_else(bad)? as f64;
                 n += 1;
             }
             if n != self.families.len() || dev.is_empty() {

@@ -4,7 +4,7 @@
 //! No /proc/pressure (kernel < 4.20 or CONFIG_PSI off, common on routers) is `NotFound`;
 //! a missing `irq` file alone (kernels before 6.1) just drops the irq family.
 
-use super::util::{lines, words, KeptFile};
+use super::util::{lines, parse_u64, words, KeptFile};
 use super::{CollectError, CollectErrorKind, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::Path;
@@ -41,7 +41,7 @@ fn parse(text: &str, path: &Path) -> Result<(Option<u64>, Option<u64>), CollectE
         let kind = toks.next().unwrap_or("");
         let total = toks
             .find_map(|t| t.strip_prefix("total="))
-            .and_then(|t| t.parse::<u64>().ok())
+            .and_then(parse_u64)
             .ok_or_else(|| CollectError::parse(path, format!("no total= in {line:?}")))?;
         match kind {
             "some" => some = Some(total),
