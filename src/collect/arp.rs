@@ -5,7 +5,7 @@
 //! The netlink-only `node_arp_states` family is therefore not produced.
 
 use super::sysfs::DeviceFilter;
-use super::util::KeptFile;
+use super::util::{lines, words, KeptFile};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::ops::Range;
@@ -50,13 +50,13 @@ impl Collector for Arp {
         let path = self.file.path();
         self.counts.clear();
         let base = self.text.as_ptr() as usize;
-        for line in self.text.lines().skip(1) {
+        for line in lines(&self.text).skip(1) {
             if line.trim().is_empty() {
                 continue;
             }
             // IP address, HW type, Flags, HW address, Mask, Device
-            let fields = line.split_ascii_whitespace().count();
-            let dev = line.split_ascii_whitespace().last().unwrap_or("");
+            let fields = words(line).count();
+            let dev = words(line).last().unwrap_or("");
             if fields != 6 {
                 return Err(CollectError::parse(
                     path,

@@ -2,7 +2,7 @@
 //! and the per-CPU /proc/net/stat/nf_conntrack table (summed over CPUs), as `node_nf_conntrack_*`.
 //! No nf_conntrack module loaded (no such files) is `NotFound`.
 
-use super::util::{hex, KeptFile};
+use super::util::{hex, lines, words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -63,14 +63,14 @@ impl Collector for Conntrack {
 
         self.stat.read(&ctx.roots.procfs, &mut self.buf)?;
         let path = self.stat.path();
-        let mut lines = self.buf.lines().filter(|l| !l.trim().is_empty());
+        let mut lines = lines(&self.buf).filter(|l| !l.trim().is_empty());
         let header = lines
             .next()
             .ok_or_else(|| CollectError::parse(path, "empty"))?;
-        let columns = header.split_ascii_whitespace().count();
+        let columns = words(header).count();
         // Column index of each exported stat; kernels name the columns in the header.
         let mut index = [usize::MAX; STATS.len()];
-        for (i, col) in header.split_ascii_whitespace().enumerate() {
+        for (i, col) in words(header).enumerate() {
             if let Some(s) = STATS.iter().position(|(c, ..)| *c == col) {
                 index[s] = i;
             }
@@ -83,13 +83,13 @@ impl Collector for Conntrack {
         }
         let mut sums = [0u64; STATS.len()];
         for line in lines {
-            if line.split_ascii_whitespace().count() != columns {
+            if words(line).count() != columns {
                 return Err(CollectError::parse(
                     path,
                     format!("row has not {columns} columns"),
                 ));
             }
-            for (i, tok) in line.split_ascii_whitespace().enumerate() {
+            for (i, tok) in words(line).enumerate() {
                 let v = hex(tok, path)?;
                 if let Some(s) = index.iter().position(|&x| x == i) {
                     sums[s] = sums[s].wrapping_add(v);

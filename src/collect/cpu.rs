@@ -9,7 +9,7 @@
 //! reset. `/proc/stat` counts in USER_HZ, which Linux fixes at 100 on every architecture.
 
 use super::sysfs::{opt_bool, opt_regex, parse_cpu_list, short, KeptAttrs, KeptListing};
-use super::util::KeptFile;
+use super::util::{lines, parse_u64, split_once_byte, words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use regex_lite::Regex;
@@ -143,14 +143,14 @@ impl Cpu {
         let path = self.stat_file.path();
         self.seen.iter_mut().for_each(|s| *s = false);
         let mut any = false;
-        for line in self.text.lines() {
+        for line in lines(&self.text) {
             let Some(rest) = line.strip_prefix("cpu") else {
                 continue;
             };
             if !rest.starts_with(|c: char| c.is_ascii_digit()) {
                 continue; // the aggregate "cpu " line
             }
-            let mut it = rest.split_ascii_whitespace();
+            let mut it = words(rest);
             let bad = || CollectError::parse(path, format!("bad cpu line {:?}", short(line)));
             let idx: usize = it.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
             if idx > 65_535 {
@@ -159,7 +159,7 @@ impl Cpu {
             let mut v = [0f64; FIELDS];
             let mut n = 0;
             for (slot, tok) in v.iter_mut().zip(&mut it) {
-                *slot = tok.parse::<u64>().map_err(|_| bad())? as f64 / USER_HZ;
+                *slot = parse_u64(tok).ok_or_else(bad)? as f64 / USER_HZ;
                 n += 1;
             }
             // Kernels older than 2.6.11 had fewer fields; fewer than idle is truncation.
@@ -242,8 +242,8 @@ impl Cpu {
         let mut first = true;
         for block in self.text.split("\n\n") {
             let mut b = CpuInfoBlock::default();
-            for line in block.lines() {
-                let Some((k, v)) = line.split_once(':') else {
+            for line in lines(block) {
+                let Some((k, v)) = split_once_byte(line, b':') else {
                     continue;
                 };
                 let v = v.trim();
@@ -304,7 +304,7 @@ impl Cpu {
                     (&self.bugs_include, b.bugs, bug_f, "bug"),
                 ] {
                     let Some(re) = filter else { continue };
-                    for item in list.split_ascii_whitespace().filter(|i| re.is_match(i)) {
+                    for item in words(list).filter(|i| re.is_match(i)) {
                         out.sample(fam, &[(label, &item)], 1.0);
                     }
                 }

@@ -13,7 +13,7 @@
 //! partitions, ram, loop and floppy devices) or `diskstats.device-include`.
 
 use super::sysfs::KeptAttrs;
-use super::util::{num, option_regex, AbsentPaths, KeptFile};
+use super::util::{lines, num, option_regex, split_once_byte, words, AbsentPaths, KeptFile};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{FamilyId, MetricSet, MetricType};
 use std::fmt::Write;
@@ -232,10 +232,10 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
 
 /// The value of `E:<key>=` in a udev database file, or "".
 fn udev_prop<'a>(db: &'a str, key: &str) -> &'a str {
-    db.lines()
+    lines(db)
         .filter_map(|l| l.strip_prefix("E:"))
         .find_map(|l| {
-            let (k, v) = l.split_once('=')?;
+            let (k, v) = split_once_byte(l, b'=')?;
             (k == key).then_some(v)
         })
         .unwrap_or("")
@@ -318,8 +318,8 @@ impl Collector for Diskstats {
         // Validate the whole file first: garbage gives an error, not a partial device list.
         // The counters of devices the filter skips are counted, not parsed (not exported).
         let mut devices = 0;
-        for line in self.buf.lines().filter(|l| !l.trim().is_empty()) {
-            let mut toks = line.split_ascii_whitespace();
+        for line in lines(&self.buf).filter(|l| !l.trim().is_empty()) {
+            let mut toks = words(line);
             let (Some(maj), Some(min), Some(dev)) = (toks.next(), toks.next(), toks.next()) else {
                 return Err(CollectError::parse(path, format!("short line {line:?}")));
             };
@@ -363,9 +363,9 @@ impl Collector for Diskstats {
             ..
         } = self;
         kept.begin_cycle(ctx.now_ms);
-        let lines = buf.lines().filter(|l| !l.trim().is_empty());
+        let lines = lines(buf).filter(|l| !l.trim().is_empty());
         for (line_no, line) in lines.enumerate() {
-            let mut toks = line.split_ascii_whitespace();
+            let mut toks = words(line);
             let (maj, min, dev) = (
                 toks.next().unwrap_or(""),
                 toks.next().unwrap_or(""),

@@ -1,6 +1,6 @@
 //! `filefd`: /proc/sys/fs/file-nr (allocated, unused, maximum) as `node_filefd_*`.
 
-use super::util::{num, KeptFile};
+use super::util::{num, words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -30,7 +30,7 @@ impl Collector for Filefd {
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
         self.file.read(&ctx.roots.procfs, &mut self.buf)?;
         let path = self.file.path();
-        let mut toks = self.buf.split_ascii_whitespace();
+        let mut toks = words(&self.buf);
         let (Some(allocated), Some(_unused), Some(maximum), None) =
             (toks.next(), toks.next(), toks.next(), toks.next())
         else {

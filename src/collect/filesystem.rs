@@ -19,6 +19,7 @@
 //! reports 1 for a mount whose sole option is `ro`.
 
 use super::sysfs::{opt_regex, short};
+use super::util::lines;
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use regex_lite::Regex;
@@ -591,7 +592,7 @@ impl Filesystem {
         if !self.ignored_valid {
             self.ignored_lines.clear();
         }
-        for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+        for (i, line) in lines(text).filter(|l| !l.trim().is_empty()).enumerate() {
             // While the mount table is unchanged, lines already found ignored are not parsed
             // again (cgroup, proc, sysfs...: most of a typical table).
             if self.ignored_valid && self.ignored_lines.get(i) == Some(&true) {

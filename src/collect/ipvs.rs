@@ -5,7 +5,7 @@
 //! `ipvs.backend-labels` picks the backend labels; backends that agree on the picked labels are
 //! summed, as node_exporter does.
 
-use super::util::{hex, KeptFile};
+use super::util::{hex, lines, words, KeptFile};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::cmp::Ordering;
@@ -134,7 +134,7 @@ fn parse_addr_port(s: &str, path: &Path) -> Result<(Addr, u16), CollectError> {
 
 fn parse_backends<'a>(text: &'a str, path: &Path) -> Result<Vec<Backend<'a>>, CollectError> {
     let mut out = Vec::new();
-    let mut lines = text.lines();
+    let mut lines = lines(text);
     if !lines.next().unwrap_or("").starts_with("IP Virtual Server") {
         return Err(CollectError::parse(path, "no 'IP Virtual Server' header"));
     }
@@ -144,7 +144,7 @@ fn parse_backends<'a>(text: &'a str, path: &Path) -> Result<Vec<Backend<'a>>, Co
     let mut service: Option<(Addr, u16, &str, &str)> = None;
     for line in lines.filter(|l| !l.trim().is_empty()) {
         let f: [Option<&str>; 6] = {
-            let mut it = line.split_ascii_whitespace();
+            let mut it = words(line);
             std::array::from_fn(|_| it.next())
         };
         match f[0] {
@@ -198,7 +198,7 @@ impl Collector for Ipvs {
             .nth(2)
             .ok_or_else(|| CollectError::parse(path, "no totals line"))?;
         let mut t = [0u64; 5];
-        let mut toks = totals.split_ascii_whitespace();
+        let mut toks = words(totals);
         for v in &mut t {
             *v = hex(toks.next().unwrap_or(""), path)?;
         }

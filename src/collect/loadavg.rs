@@ -1,6 +1,6 @@
 //! `loadavg`: node_load1, node_load5, node_load15 from /proc/loadavg.
 
-use super::util::KeptFile;
+use super::util::{words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -24,7 +24,7 @@ pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
 
 /// The three load averages, the first three fields of /proc/loadavg.
 fn parse(text: &str) -> Option<[f64; 3]> {
-    let mut f = text.split_ascii_whitespace();
+    let mut f = words(text);
     let mut out = [0.0; 3];
     for v in &mut out {
         *v = f.next()?.parse().ok()?;

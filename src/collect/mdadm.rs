@@ -7,7 +7,7 @@
 //! indented status line (`N blocks … [total/active] [UU]`), and optionally a bitmap line and a
 //! sync line (`recovery = 8.5% (16775552/195310144)`, `resync=PENDING`).
 
-use super::util::{num, read_into, KeptFile};
+use super::util::{lines, num, read_into, split_once_byte, words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::Path;
@@ -58,10 +58,10 @@ fn bad(path: &Path, what: String) -> CollectError {
 /// Parses one array given its header line and the lines after it.
 fn parse_array<'a>(
     header: &'a str,
-    mut rest: std::str::Lines<'a>,
+    mut rest: super::util::Lines<'a>,
     path: &Path,
 ) -> Result<Array<'a>, CollectError> {
-    let mut toks = header.split_ascii_whitespace();
+    let mut toks = words(header);
     let name = toks.next().unwrap_or("");
     if toks.next() != Some(":") {
         return Err(bad(path, format!("bad array line {header:?}")));
@@ -85,7 +85,7 @@ fn parse_array<'a>(
         .next()
         .filter(|l| l.starts_with([' ', '\t']))
         .ok_or_else(|| bad(path, format!("{name}: no status line")))?;
-    let mut stoks = status.split_ascii_whitespace();
+    let mut stoks = words(status);
     let blocks = match (stoks.next(), stoks.next()) {
         (Some(n), Some("blocks")) => n
             .parse::<u64>()
@@ -129,7 +129,7 @@ fn parse_array<'a>(
         // `(16775552/195310144)`
         sync.split('(')
             .nth(1)
-            .and_then(|s| s.split_once('/'))
+            .and_then(|s| split_once_byte(s, b'/'))
             .and_then(|(done, _)| done.parse::<u64>().ok())
             .ok_or_else(|| bad(path, format!("{name}: bad sync line {sync:?}")))?
     };
@@ -182,7 +182,7 @@ impl Mdadm {
             "Number of blocks synced on device.",
             MetricType::Gauge,
         );
-        let mut lines = self.buf.lines();
+        let mut lines = lines(&self.buf);
         while let Some(line) = lines.next() {
             if line.trim().is_empty()
                 || line.starts_with([' ', '\t'])
@@ -276,7 +276,7 @@ mod tests {
     use super::*;
 
     fn array(text: &str) -> Result<Array<'_>, CollectError> {
-        let mut lines = text.lines();
+        let mut lines = lines(text);
         let header = lines.next().unwrap();
         parse_array(header, lines, Path::new("mdstat"))
     }

@@ -10,7 +10,7 @@
 //! Column names come from the file's header, so a kernel that adds columns still parses.
 
 use super::sysfs::{DeviceFilter, KeptAttrs};
-use super::util::{intern, KeptFile};
+use super::util::{intern, lines, parse_u64, split_once_byte, words, KeptFile};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{FamilyId, MetricSet, MetricType};
 use std::path::PathBuf;
@@ -112,7 +112,7 @@ impl NetDev {
         text: &str,
         out: &mut MetricSet,
     ) -> Result<(), CollectError> {
-        let mut lines = text.lines();
+        let mut lines = lines(text);
         let _title = lines.next();
         let header = lines
             .next()
@@ -124,12 +124,12 @@ impl NetDev {
             _ => return Err(CollectError::parse(path, "bad column header")),
         };
         self.families.clear();
-        for f in rx.split_ascii_whitespace() {
+        for f in words(rx) {
             let id = self.declare(out, "receive", f);
             self.families.push(id);
         }
         let n_rx = self.families.len();
-        for f in tx.split_ascii_whitespace() {
+        for f in words(tx) {
             let id = self.declare(out, "transmit", f);
             self.families.push(id);
         }
@@ -142,14 +142,14 @@ impl NetDev {
         for line in lines {
             let bad =
                 || CollectError::parse(path, format!("bad line {:?}", super::sysfs::short(line)));
-            let (dev, rest) = line.split_once(':').ok_or_else(bad)?;
+            let (dev, rest) = split_once_byte(line, b':').ok_or_else(bad)?;
             let dev = dev.trim();
             let mut n = 0;
-            for tok in rest.split_ascii_whitespace() {
+            for tok in words(rest) {
                 if n == self.families.len() {
                     return Err(bad());
                 }
-                values[n] = tok.parse::<u64>().map_err(|_| bad())? as f64;
+                values[n] = parse_u64(tok).ok_or_else(bad)? as f64;
                 n += 1;
             }
             if n != self.families.len() || dev.is_empty() {

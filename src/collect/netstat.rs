@@ -4,7 +4,9 @@
 //! netstat and snmp come in line pairs (`Proto: names…` then `Proto: values…`); snmp6 has one
 //! `Proto6Field value` per line and may be absent (IPv6 disabled).
 
-use super::util::{fingerprint, num, option_regex, split_at_byte, FieldSelection, KeptFile};
+use super::util::{
+    fingerprint, num, option_regex, split_at_byte, split_once_byte, words, FieldSelection, KeptFile,
+};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::Path;
@@ -55,7 +57,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
 
 fn describe(key: &str) -> (String, String) {
     // HELP spells the field without the underscore: "Statistic TcpActiveOpens."
-    let (proto, field) = key.split_once('_').unwrap_or((key, ""));
+    let (proto, field) = split_once_byte(key, b'_').unwrap_or((key, ""));
     (
         format!("node_netstat_{key}"),
         format!("Statistic {proto}{field}."),
@@ -186,7 +188,7 @@ impl Parser {
         let buf = std::mem::take(&mut self.buf);
         let mut result = Ok(());
         for line in split_at_byte(&buf, b'\n') {
-            let mut toks = line.split_ascii_whitespace();
+            let mut toks = words(line);
             let (Some(stat), Some(value)) = (toks.next(), toks.next()) else {
                 continue;
             };

@@ -5,7 +5,7 @@
 //! (calls, retransmissions, auth refreshes) and `procN` (a count, then one counter per
 //! procedure of protocol version N, in the order of the `V2`, `V3` and `V4_CLIENT` tables).
 
-use super::util::KeptFile;
+use super::util::{lines, split_once_byte, words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::Path;
@@ -124,14 +124,14 @@ pub(crate) fn check_proc(
     path: &Path,
 ) -> Result<usize, CollectError> {
     let count = value(values, 0, key, path)? as usize;
-    let n = values.split_ascii_whitespace().count() - 1;
+    let n = words(values).count() - 1;
     if count != n || count < min {
         return Err(CollectError::parse(
             path,
             format!("{key}: count {count}, {n} values"),
         ));
     }
-    for tok in values.split_ascii_whitespace() {
+    for tok in words(values) {
         tok.parse::<u64>()
             .map_err(|_| CollectError::parse(path, format!("{key}: bad number {tok:?}")))?;
     }
@@ -145,7 +145,7 @@ pub(crate) fn check_fixed(
     key: &str,
     path: &Path,
 ) -> Result<(), CollectError> {
-    let got = values.split_ascii_whitespace().count();
+    let got = words(values).count();
     if got != n {
         return Err(CollectError::parse(
             path,
@@ -187,8 +187,8 @@ impl Collector for Nfs {
         // Validate every line before emitting anything.
         let (mut net, mut rpc) = (None, None);
         let mut procs: [Option<&str>; 3] = [None; 3];
-        for line in self.buf.lines().filter(|l| !l.trim().is_empty()) {
-            let (key, values) = line.split_once(' ').unwrap_or((line, ""));
+        for line in lines(&self.buf).filter(|l| !l.trim().is_empty()) {
+            let (key, values) = split_once_byte(line, b' ').unwrap_or((line, ""));
             match key {
                 "net" => {
                     check_fixed(values, 4, key, path)?;
@@ -257,7 +257,7 @@ impl Collector for Nfs {
         for ((proto, names), values) in tables.into_iter().zip(procs) {
             // node_exporter reports every procedure of every version, 0 when the line is absent.
             let values = values.unwrap_or("0");
-            let mut toks = values.split_ascii_whitespace().skip(1);
+            let mut toks = words(values).skip(1);
             for name in names {
                 let n: f64 = toks.next().and_then(|t| t.parse().ok()).unwrap_or(0.0);
                 out.sample(requests, &[("method", name), ("proto", &proto)], n);

@@ -6,7 +6,7 @@
 //! operations, `wdeleg_getattr` (kernel 6.x). Unknown lines from newer kernels are skipped.
 
 use super::nfs::{check_fixed, check_proc, value, V2, V3};
-use super::util::KeptFile;
+use super::util::{lines, split_once_byte, words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -94,8 +94,8 @@ impl Collector for Nfsd {
         self.file.read(&ctx.roots.procfs, &mut self.buf)?;
         let path = self.file.path();
         let mut l = Lines::default();
-        for line in self.buf.lines().filter(|l| !l.trim().is_empty()) {
-            let (key, values) = line.split_once(' ').unwrap_or((line, ""));
+        for line in lines(&self.buf).filter(|l| !l.trim().is_empty()) {
+            let (key, values) = split_once_byte(line, b' ').unwrap_or((line, ""));
             let slot = match key {
                 "rc" => {
                     check_fixed(values, 3, key, path)?;
@@ -159,7 +159,7 @@ impl Collector for Nfsd {
         // Absent lines read as zeros, as in node_exporter (its parser leaves the struct zeroed).
         let v = |values: Option<&str>, n: usize| -> f64 {
             values
-                .and_then(|s| s.split_ascii_whitespace().nth(n))
+                .and_then(|s| words(s).nth(n))
                 .and_then(|t| t.parse::<u64>().ok())
                 .unwrap_or(0) as f64
         };

@@ -4,7 +4,7 @@
 //!
 //! Must not touch: anything but those two files.
 
-use super::util::read_into;
+use super::util::{lines, read_into, split_once_byte};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -147,12 +147,12 @@ impl Collector for Os {
         };
         self.values.iter_mut().for_each(String::clear);
         self.support_end.clear();
-        for line in self.text.lines() {
+        for line in lines(&self.text) {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let Some((k, v)) = line.split_once('=') else {
+            let Some((k, v)) = split_once_byte(line, b'=') else {
                 return Err(CollectError::parse(
                     &path,
                     format!("not KEY=value: {:?}", super::sysfs::short(line)),

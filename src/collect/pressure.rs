@@ -4,7 +4,7 @@
 //! No /proc/pressure (kernel < 4.20 or CONFIG_PSI off, common on routers) is `NotFound`;
 //! a missing `irq` file alone (kernels before 6.1) just drops the irq family.
 
-use super::util::KeptFile;
+use super::util::{lines, parse_u64, words, KeptFile};
 use super::{CollectError, CollectErrorKind, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::Path;
@@ -36,12 +36,12 @@ pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
 /// The `total=` values of the `some` and `full` lines, in µs.
 fn parse(text: &str, path: &Path) -> Result<(Option<u64>, Option<u64>), CollectError> {
     let (mut some, mut full) = (None, None);
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let mut toks = line.split_ascii_whitespace();
+    for line in lines(text).filter(|l| !l.trim().is_empty()) {
+        let mut toks = words(line);
         let kind = toks.next().unwrap_or("");
         let total = toks
             .find_map(|t| t.strip_prefix("total="))
-            .and_then(|t| t.parse::<u64>().ok())
+            .and_then(parse_u64)
             .ok_or_else(|| CollectError::parse(path, format!("no total= in {line:?}")))?;
         match kind {
             "some" => some = Some(total),

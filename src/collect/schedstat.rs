@@ -1,7 +1,7 @@
 //! `schedstat`: per-CPU scheduler statistics from /proc/schedstat (`cpuN` lines, fields 7-9:
 //! running ns, waiting ns, timeslices) as `node_schedstat_*{cpu}`.
 
-use super::util::{num, KeptFile};
+use super::util::{lines, num, words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -47,11 +47,11 @@ impl Collector for Schedstat {
             MetricType::Counter,
         );
         let mut cpus = 0;
-        for line in self.buf.lines() {
+        for line in lines(&self.buf) {
             let Some(rest) = line.strip_prefix("cpu") else {
                 continue;
             };
-            let mut toks = rest.split_ascii_whitespace();
+            let mut toks = words(rest);
             let cpu = toks.next().unwrap_or("");
             if cpu.parse::<u32>().is_err() {
                 return Err(CollectError::parse(path, format!("bad cpu line {line:?}")));

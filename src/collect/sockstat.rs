@@ -1,7 +1,7 @@
 //! `sockstat`: /proc/net/sockstat and /proc/net/sockstat6 as `node_sockstat_<PROTO>_<state>`
 //! gauges, plus `<PROTO>_mem_bytes` (pages × this host's page size, as node_exporter does).
 
-use super::util::{intern, num, KeptFile};
+use super::util::{intern, lines, num, words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::Path;
@@ -80,12 +80,12 @@ impl Sockstat {
     ) -> Result<(), CollectError> {
         let page_size = rustix::param::page_size() as f64;
         let mut any = false;
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        for line in lines(text).filter(|l| !l.trim().is_empty()) {
             let (proto, rest) = line
                 .split_once(':')
                 .ok_or_else(|| CollectError::parse(path, format!("no ':' in {line:?}")))?;
             let toks: [Option<&str>; 12] = {
-                let mut it = rest.split_ascii_whitespace();
+                let mut it = words(rest);
                 std::array::from_fn(|_| it.next())
             };
             let pairs = toks.chunks(2).map_while(|c| Some((c[0]?, c[1])));

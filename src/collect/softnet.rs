@@ -5,7 +5,7 @@
 //! 8 cpu_collision, 9 received_rps, 10 flow_limit_count, 11 backlog length, 12 CPU id. Older
 //! kernels print fewer columns; then the CPU is the row number and missing values are 0.
 
-use super::util::{hex, KeptFile};
+use super::util::{hex, lines, words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -83,15 +83,15 @@ impl Collector for Softnet {
         let path = self.file.path();
         // Parse every row first so garbage yields an error, not half a family set.
         let mut rows = 0;
-        for line in self.buf.lines().filter(|l| !l.trim().is_empty()) {
-            let n = line.split_ascii_whitespace().count();
+        for line in lines(&self.buf).filter(|l| !l.trim().is_empty()) {
+            let n = words(line).count();
             if n < 9 {
                 return Err(CollectError::parse(
                     path,
                     format!("{n} columns, want at least 9"),
                 ));
             }
-            for tok in line.split_ascii_whitespace() {
+            for tok in words(line) {
                 hex(tok, path)?;
             }
             rows += 1;
@@ -107,7 +107,7 @@ impl Collector for Softnet {
             .enumerate()
         {
             let col = |i: usize| {
-                line.split_ascii_whitespace()
+                words(line)
                     .nth(i)
                     .and_then(|t| u64::from_str_radix(t, 16).ok())
             };

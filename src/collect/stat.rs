@@ -2,7 +2,7 @@
 //! interrupts, running/blocked processes, and per-vector softirqs with `stat.softirq`.
 //! (The per-CPU `cpu` lines belong to the `cpu` collector.)
 
-use super::util::{num, KeptFile};
+use super::util::{lines, num, words, KeptFile};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -92,8 +92,8 @@ impl Collector for Stat {
         let path = self.file.path();
         let mut values = [None; SINGLES.len()];
         let mut softirqs = None;
-        for line in self.buf.lines() {
-            let mut toks = line.split_ascii_whitespace();
+        for line in lines(&self.buf) {
+            let mut toks = words(line);
             let key = toks.next().unwrap_or("");
             if let Some(i) = SINGLES.iter().position(|s| s.0 == key) {
                 let v = toks
@@ -124,7 +124,7 @@ impl Collector for Stat {
                 MetricType::Counter,
             );
             // Skip the key and the total.
-            for (vector, tok) in VECTORS.iter().zip(line.split_ascii_whitespace().skip(2)) {
+            for (vector, tok) in VECTORS.iter().zip(words(line).skip(2)) {
                 let v = num(tok, path)?;
                 out.sample(fam, &[("vector", vector)], v);
             }

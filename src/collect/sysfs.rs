@@ -9,7 +9,7 @@
 //! not hold a number where one is required is a [`CollectErrorKind::Parse`], so garbage is reported
 //! instead of silently exported.
 
-use super::util::{still_absent, AbsentPaths};
+use super::util::{split_once_byte, still_absent, AbsentPaths};
 use super::{CollectError, CollectorOptions};
 use regex_lite::Regex;
 use std::borrow::Cow;
@@ -254,7 +254,7 @@ pub fn parse_cpu_list(s: &str, out: &mut Vec<u32>) -> Result<(), String> {
     out.clear();
     for part in s.trim().split(',').filter(|p| !p.is_empty()) {
         let bad = || format!("bad CPU list entry {:?}", short(part));
-        match part.split_once('-') {
+        match split_once_byte(part, b'-') {
             Some((a, b)) => {
                 let a: u32 = a.trim().parse().map_err(|_| bad())?;
                 let b: u32 = b.trim().parse().map_err(|_| bad())?;

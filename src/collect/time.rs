@@ -7,6 +7,7 @@
 //! node_exporter; it is not read under `--path.rootfs`.
 
 use super::sysfs::{KeptAttrs, KeptListing};
+use super::util::words;
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::PathBuf;
@@ -122,7 +123,7 @@ impl Collector for Time {
             self.path.push(name);
             self.path.push("available_clocksource");
             if let Some(list) = self.kept.read(name, 0, &self.path, &mut self.buf) {
-                for cs in list.split_ascii_whitespace() {
+                for cs in words(&list) {
                     out.sample(avail_f, &[("clocksource", &cs), ("device", &device)], 1.0);
                 }
             }

@@ -2,7 +2,7 @@
 //! (`tx_queue:rx_queue` column, hex), as `node_udp_queues{ip,queue}`. No udp6 (IPv6 off) drops
 //! the v6 samples; no udp at all is `NotFound`.
 
-use super::util::{hex, KeptFile};
+use super::util::{hex, lines, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::Path;
@@ -29,7 +29,7 @@ pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
 
 /// Sums (tx, rx) over the socket lines after the header.
 fn sum(text: &str, path: &Path) -> Result<(u64, u64), CollectError> {
-    let mut lines = text.lines();
+    let mut lines = lines(text);
     let header = lines.next().unwrap_or("");
     if !header.trim_start().starts_with("sl") {
         return Err(CollectError::parse(path, "missing header line"));

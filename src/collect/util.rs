@@ -319,22 +319,169 @@ pub fn parse_f64(s: &str) -> Option<f64> {
 /// `s` split at every `sep` (an ASCII byte), as `s.split(sep as char)` gives it, by a plain
 /// byte scan: at opt-level "z" str's char searcher calls libc `memcmp` for every separator it
 /// finds, which made the splitting of /proc/net/* and /proc/vmstat a visible share of a scrape.
-pub fn split_at_byte(s: &str, sep: u8) -> impl Iterator<Item = &str> {
+pub fn split_at_byte(s: &str, sep: u8) -> SplitAtByte<'_> {
     debug_assert!(sep.is_ascii());
-    let mut rest = Some(s);
-    std::iter::from_fn(move || {
-        let r = rest?;
-        match r.bytes().position(|b| b == sep) {
-            Some(i) => {
-                rest = Some(&r[i + 1..]);
-                Some(&r[..i])
-            }
-            None => {
-                rest = None;
-                Some(r)
-            }
+    SplitAtByte {
+        s,
+        pos: 0,
+        sep,
+        done: false,
+    }
+}
+
+/// The iterator of [`split_at_byte`]: a struct with an index loop rather than an iterator
+/// adapter chain, which opt-level "z" leaves as calls per byte.
+#[derive(Clone)]
+pub struct SplitAtByte<'a> {
+    s: &'a str,
+    pos: usize,
+    sep: u8,
+    done: bool,
+}
+
+impl<'a> Iterator for SplitAtByte<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.done {
+            return None;
         }
-    })
+        let bytes = self.s.as_bytes();
+        let start = self.pos;
+        let mut i = start;
+        while i < bytes.len() && bytes[i] != self.sep {
+            i += 1;
+        }
+        if i == bytes.len() {
+            self.done = true;
+        }
+        self.pos = i + 1;
+        Some(ascii_bounded(self.s, start, i))
+    }
+}
+
+/// `s[start..end]` where both ends are known to be char boundaries (0, `s.len()`, or next to
+/// an ASCII byte), without the boundary checks of `&s[start..end]`: at opt-level "z" those
+/// are an out-of-line call per piece (~0.5 % of a scrape across the splitters here).
+fn ascii_bounded(s: &str, start: usize, end: usize) -> &str {
+    let bytes = s.as_bytes();
+    debug_assert!(s.is_char_boundary(start) && s.is_char_boundary(end));
+    match bytes.get(start..end) {
+        // SAFETY: `bytes` is valid UTF-8 and both ends are char boundaries (callers cut only
+        // at ASCII bytes or the ends), so the piece is valid UTF-8 too.
+        Some(piece) => unsafe { std::str::from_utf8_unchecked(piece) },
+        None => "",
+    }
+}
+
+/// `s` split at runs of ASCII whitespace, exactly as `s.split_ascii_whitespace()` gives it,
+/// by a byte loop: std's version yields (and filters out) an empty piece per extra space,
+/// and /proc aligns its columns with long runs of spaces (/proc/net/snmp6: ~25 per line).
+pub fn words(s: &str) -> Words<'_> {
+    Words { s, pos: 0 }
+}
+
+/// The iterator of [`words`].
+#[derive(Clone)]
+pub struct Words<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+impl<'a> Iterator for Words<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let bytes = self.s.as_bytes();
+        let mut i = self.pos;
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i == bytes.len() {
+            self.pos = i;
+            return None;
+        }
+        let start = i;
+        while i < bytes.len() && !bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        self.pos = i;
+        Some(ascii_bounded(self.s, start, i))
+    }
+}
+
+/// `s` split into lines exactly as `s.lines()` gives them (at `\n`, a `\r` before it
+/// dropped, no empty last line after a final `\n`), by a byte loop: std's goes through the
+/// char searcher and a naive `memchr` at opt-level "z".
+pub fn lines(s: &str) -> Lines<'_> {
+    Lines { s, pos: 0 }
+}
+
+/// The iterator of [`lines`].
+#[derive(Clone)]
+pub struct Lines<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let bytes = self.s.as_bytes();
+        let start = self.pos;
+        if start >= bytes.len() {
+            return None;
+        }
+        let mut i = start;
+        while i < bytes.len() && bytes[i] != b'\n' {
+            i += 1;
+        }
+        self.pos = i + 1;
+        let mut end = i;
+        if i < bytes.len() && end > start && bytes[end - 1] == b'\r' {
+            end -= 1;
+        }
+        Some(ascii_bounded(self.s, start, end))
+    }
+}
+
+/// `s.split_once(sep as char)` for an ASCII `sep`, by a byte loop (see [`lines`]).
+pub fn split_once_byte(s: &str, sep: u8) -> Option<(&str, &str)> {
+    debug_assert!(sep.is_ascii());
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == sep {
+            return Some((ascii_bounded(s, 0, i), ascii_bounded(s, i + 1, bytes.len())));
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Parses a decimal u64 as `str::parse::<u64>` does (an optional `+`, then digits; empty,
+/// anything else or overflow is `None`), by a byte loop: std's radix-generic parser goes
+/// through `char::to_digit` calls at opt-level "z".
+pub fn parse_u64(tok: &str) -> Option<u64> {
+    let digits = match tok.as_bytes() {
+        [b'+', rest @ ..] => rest,
+        all => all,
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: u64 = 0;
+    let mut i = 0;
+    while i < digits.len() {
+        let d = digits[i].wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(d))?;
+        i += 1;
+    }
+    Some(n)
 }
 
 /// Parses a decimal token as f64 the way Go's `ParseFloat` accepts /proc numbers.
@@ -342,7 +489,7 @@ pub fn num(tok: &str, path: &Path) -> Result<f64, CollectError> {
     // /proc counters are non-negative integers: the integer parser is several times cheaper
     // than the float one, and `as f64` rounds to the same nearest double ("-0" and anything
     // else that is not a plain u64 takes the float parser).
-    if let Ok(n) = tok.parse::<u64>() {
+    if let Some(n) = parse_u64(tok) {
         return Ok(n as f64);
     }
     tok.parse()
@@ -587,6 +734,86 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn words_split_like_split_ascii_whitespace() {
+        for s in [
+            "",
+            " ",
+            "a",
+            "a b",
+            "  a   b  ",
+            "a\tb\n",
+            "Ip6InReceives                   \t3795\n",
+            "\r\n\x0c x\x0by \u{a0}z\t",
+            "ä ö\tü",
+        ] {
+            let want: Vec<&str> = s.split_ascii_whitespace().collect();
+            assert_eq!(words(s).collect::<Vec<_>>(), want, "{s:?}");
+            assert_eq!(words(s).count(), want.len(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn lines_and_split_once_byte_match_std() {
+        for s in [
+            "",
+            "\n",
+            "\n\n",
+            "a",
+            "a\n",
+            "a\r\nb\r\n",
+            "a\rb\n\r",
+            "\r\n",
+            "x\r",
+            "MemTotal: 1 kB\nä: ö\n\nlast",
+        ] {
+            let want: Vec<&str> = s.lines().collect();
+            assert_eq!(lines(s).collect::<Vec<_>>(), want, "{s:?}");
+            for line in want {
+                assert_eq!(
+                    split_once_byte(line, b':'),
+                    line.split_once(':'),
+                    "{line:?}"
+                );
+            }
+        }
+        assert_eq!(split_once_byte("a:b:c", b':'), Some(("a", "b:c")));
+        assert_eq!(split_once_byte(":", b':'), Some(("", "")));
+    }
+
+    #[test]
+    fn split_at_byte_splits_like_str_split() {
+        for s in ["", "\n", "a", "a\nb", "a\n\nb\n", "\nä\n"] {
+            let want: Vec<&str> = s.split('\n').collect();
+            assert_eq!(split_at_byte(s, b'\n').collect::<Vec<_>>(), want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn parse_u64_accepts_and_rejects_like_str_parse() {
+        for s in [
+            "",
+            "0",
+            "+",
+            "+7",
+            "-7",
+            "-0",
+            "12345",
+            " 1",
+            "1 ",
+            "1\n",
+            "0x10",
+            "1.0",
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999999",
+            "00000000000000000000001",
+            "１",
+        ] {
+            assert_eq!(parse_u64(s), s.parse::<u64>().ok(), "{s:?}");
+        }
+    }
 
     #[test]
     fn field_selection_matches_unanchored_like_go() {

@@ -1,7 +1,7 @@
 //! `vmstat`: the /proc/vmstat fields selected by `vmstat.fields`, as untyped
 //! `node_vmstat_<field>` (node_exporter's names and HELP).
 
-use super::util::{num, option_regex, split_at_byte, FieldSelection, KeptFile};
+use super::util::{num, option_regex, split_at_byte, words, FieldSelection, KeptFile};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -78,7 +78,7 @@ fn field_and_value(line: &str) -> Option<(&str, &str)> {
             return Some((&line[..sp], &line[sp + 1..]));
         }
     }
-    let mut toks = line.split_ascii_whitespace();
+    let mut toks = words(line);
     match (toks.next(), toks.next(), toks.next()) {
         (Some(field), Some(value), None) => Some((field, value)),
         _ => None,

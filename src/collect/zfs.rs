@@ -6,7 +6,7 @@
 //!
 //! HELP is the kstat path (`kstat.zfs.misc.arcstats.hits`), as in node_exporter.
 
-use super::util::{read_into, KeptFile};
+use super::util::{lines, read_into, words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::fmt::Write;
@@ -78,9 +78,9 @@ pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
 
 /// `name type data` lines after the `name type data` header: (name, type, rest of the line).
 fn kstat_lines(text: &str) -> Option<impl Iterator<Item = (&str, &str, &str)>> {
-    let mut lines = text.lines();
+    let mut lines = lines(text);
     lines.by_ref().find(|l| {
-        let mut t = l.split_ascii_whitespace();
+        let mut t = words(l);
         (t.next(), t.next(), t.next(), t.next()) == (Some("name"), Some("type"), Some("data"), None)
     })?;
     Some(lines.filter_map(|l| {
@@ -149,21 +149,18 @@ impl Zfs {
         out: &mut MetricSet,
     ) -> Result<(), CollectError> {
         read_into(path, &mut self.buf)?;
-        let mut lines = self.buf.lines();
-        let Some(header) = lines.by_ref().find(|l| {
-            l.split_ascii_whitespace().next() == Some("nread")
-                && l.split_ascii_whitespace().count() >= 12
-        }) else {
+        let mut lines = lines(&self.buf);
+        let Some(header) = lines
+            .by_ref()
+            .find(|l| words(l).next() == Some("nread") && words(l).count() >= 12)
+        else {
             return Ok(());
         };
         for line in lines.filter(|l| !l.trim().is_empty()) {
-            if line.split_ascii_whitespace().count() != header.split_ascii_whitespace().count() {
+            if words(line).count() != words(header).count() {
                 return Err(CollectError::parse(path, "value count differs from header"));
             }
-            for (field, v) in header
-                .split_ascii_whitespace()
-                .zip(line.split_ascii_whitespace())
-            {
+            for (field, v) in header.split_ascii_whitespace().zip(words(line)) {
                 metric_name(&mut self.name, "node_zfs_zpool_", field);
                 self.help.clear();
                 let _ = write!(self.help, "kstat.zfs.misc.io.{field}");
@@ -211,7 +208,7 @@ impl Zfs {
         out: &mut MetricSet,
     ) -> Result<(), CollectError> {
         read_into(path, &mut self.buf)?;
-        let state = self.buf.lines().next().unwrap_or("").trim();
+        let state = lines(&self.buf).next().unwrap_or("").trim();
         let f = out.family_static(
             "node_zfs_zpool_state",
             "kstat.zfs.misc.state",
