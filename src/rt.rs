@@ -104,9 +104,6 @@ struct Source {
     key: u64,
     /// Whether EPOLLOUT is in the registration (see [`Source::poll_ready`]).
     write_interest: Cell<bool>,
-    /// A TCP stream: a read shorter than asked emptied the receive queue (see
-    /// [`Async::<TcpStream>::new_stream`]).
-    short_read_drains: Cell<bool>,
 }
 
 impl Source {
@@ -531,17 +528,6 @@ impl<T: AsFd + std::fmt::Debug> std::fmt::Debug for Async<T> {
 }
 
 impl Async<TcpStream> {
-    /// Registers a non-blocking TCP stream (e.g. from `accept4(SOCK_NONBLOCK)`) whose short
-    /// reads count as draining it: TCP's recvmsg returns less than asked only once its receive
-    /// queue and backlog are empty, and data arriving later is a new edge, so the next read
-    /// waits for the reactor instead of first trying a read that returns `WouldBlock` (one
-    /// syscall per request on a keep-alive or closing connection).
-    pub fn new_stream(stream: TcpStream) -> io::Result<Async<TcpStream>> {
-        let s = Async::register(stream, false)?;
-        s.source.short_read_drains.set(true);
-        Ok(s)
-    }
-
     /// Connects without blocking: `connect(2)` on a non-blocking socket, then waits for
     /// writability and reads `SO_ERROR`.
     pub async fn connect<A: Into<SocketAddr>>(addr: A) -> io::Result<Async<TcpStream>> {
@@ -612,14 +598,7 @@ impl<T: AsFd + Read> futures_lite::AsyncRead for Async<T> {
         let this = self.get_mut();
         let source = this.source.clone();
         let io = this.get_mut();
-        let wanted = buf.len();
-        let r = poll_source(&source, READ, cx, || io.read(buf));
-        if let Poll::Ready(Ok(n)) = r {
-            if n > 0 && n < wanted && source.short_read_drains.get() {
-                source.clear(READ);
-            }
-        }
-        r
+        poll_source(&source, READ, cx, || io.read(buf))
     }
 }
 
@@ -885,42 +864,6 @@ mod tests {
             buf[..n].to_vec()
         });
         assert_eq!(got, b"hello");
-    }
-
-    #[test]
-    fn a_short_tcp_read_waits_for_the_next_edge_without_losing_data() {
-        use futures_lite::AsyncReadExt;
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut peer = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (s, _) = l.accept().unwrap();
-        s.set_nonblocking(true).unwrap();
-        let mut s = Async::new_stream(s).unwrap();
-        peer.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
-        let got = block_on(async {
-            let mut buf = [0u8; 64];
-            let n = s.read(&mut buf).await.unwrap();
-            assert_eq!(&buf[..n], b"GET / HTTP/1.1\r\n\r\n");
-            // Short: the bit is cleared without a WouldBlock read.
-            assert_eq!(s.source.ready.get() & READ, 0);
-            assert!(futures_lite::future::poll_once(s.read(&mut buf))
-                .await
-                .is_none());
-            peer.write_all(b"more").unwrap();
-            let n = s.read(&mut buf).await.unwrap();
-            let mut got = buf[..n].to_vec();
-            // A full-buffer read keeps the bit: more may be queued.
-            peer.write_all(&[7u8; 100]).unwrap();
-            let mut small = [0u8; 10];
-            while got.len() < 4 + 100 {
-                let n = s.read(&mut small).await.unwrap();
-                got.extend_from_slice(&small[..n]);
-            }
-            drop(peer);
-            assert_eq!(s.read(&mut buf).await.unwrap(), 0, "EOF still seen");
-            got
-        });
-        assert_eq!(&got[..4], b"more");
-        assert!(got[4..].iter().all(|&b| b == 7));
     }
 
     #[test]

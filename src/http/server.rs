@@ -369,7 +369,7 @@ async fn accept(listener: &Async<TcpListener>) -> io::Result<Async<TcpStream>> {
                 .map_err(io::Error::from)
         })
         .await?;
-    Async::new_stream(TcpStream::from(fd))
+    Async::new_nonblocking(TcpStream::from(fd))
 }
 
 /// Completes the TLS handshake within the read timeout (evictable meanwhile); None if it
