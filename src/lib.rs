@@ -37,7 +37,6 @@
 //! | [`sort`]  | the one stable sort instantiation every module shares (binary size)    |
 //! | [`task`]  | the one spawned-task type every module shares (binary size)            |
 //! | [`vecmap`] | a sorted-`Vec` map for small ordered maps instead of `BTreeMap` (binary size) |
-//! | [`mem`]   | word-at-a-time `memcmp`/`bcmp` replacing the static build's byte loops  |
 //! | `tls` | (feature `tls`) rustls configs for the web server and outbound HTTP |
 //!
 //! Dependencies point one way: toward `model`, `expo` and `tsdb`. Only `agent` and `main`
@@ -52,7 +51,6 @@ pub mod expo;
 pub mod histogram;
 pub mod http;
 pub mod log;
-pub mod mem;
 pub mod model;
 pub mod net;
 pub mod notify;
