@@ -98,7 +98,7 @@ wants_tests() { case $1 in x86_64-*) return 1 ;; *) return 0 ;; esac; }
 # Plain `cargo build --release` on stable still works and gives a bigger binary.
 # Not panic_immediate_abort: users need the panic message in their logs.
 RELEASE_STD_FEATURES=optimize_for_size
-RELEASE_RUSTFLAGS='"-C","force-unwind-tables=no","-C","link-self-contained=no","--cfg","promlet_no_unwind_tables","-C","link-arg=-fno-unwind-tables","-C","link-arg=-fno-asynchronous-unwind-tables"'
+RELEASE_RUSTFLAGS='"-C","force-unwind-tables=no","-C","link-self-contained=no","--cfg","promlet_no_unwind_tables","--cfg","promlet_speed","-C","link-arg=-fno-unwind-tables","-C","link-arg=-fno-asynchronous-unwind-tables"'
 # Every ARMv7 core runs Thumb-2, whose code is 27% smaller than ARM's (armv7 release binary:
 # 1,627,592 -> 1,182,920 bytes). rustc calls the feature unstable (a warning; we are on nightly
 # here anyway). ARMv6's ARM1176 has only Thumb-1, so it stays in ARM mode. The unit tests build

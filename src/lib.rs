@@ -42,6 +42,16 @@
 //! Dependencies point one way: toward `model`, `expo` and `tsdb`. Only `agent` and `main`
 //! know every module. Time is passed in; no module below `agent` reads the clock for
 //! scheduling.
+//!
+//! # Speed where it pays
+//!
+//! The crate is built for size (`opt-level = "z"`), which also makes LLVM divide by constants
+//! with `div` and inline little. The few functions every scrape spends its time in carry
+//! `#[cfg_attr(promlet_speed, optimize(speed))]`: the release recipe (nightly, see
+//! `scripts/cross-test.sh`) sets `--cfg promlet_speed`, other builds ignore the attribute.
+
+// Nightly-only attribute, enabled only where the release recipe builds with nightly.
+#![cfg_attr(promlet_speed, feature(optimize_attribute))]
 
 pub mod agent;
 pub mod cli;

@@ -342,6 +342,7 @@ pub struct SplitAtByte<'a> {
 impl<'a> Iterator for SplitAtByte<'a> {
     type Item = &'a str;
 
+    #[cfg_attr(promlet_speed, optimize(speed))]
     fn next(&mut self) -> Option<&'a str> {
         if self.done {
             return None;
@@ -391,6 +392,7 @@ pub struct Words<'a> {
 impl<'a> Iterator for Words<'a> {
     type Item = &'a str;
 
+    #[cfg_attr(promlet_speed, optimize(speed))]
     fn next(&mut self) -> Option<&'a str> {
         let bytes = self.s.as_bytes();
         let mut i = self.pos;
@@ -427,6 +429,7 @@ pub struct Lines<'a> {
 impl<'a> Iterator for Lines<'a> {
     type Item = &'a str;
 
+    #[cfg_attr(promlet_speed, optimize(speed))]
     fn next(&mut self) -> Option<&'a str> {
         let bytes = self.s.as_bytes();
         let start = self.pos;
@@ -463,6 +466,7 @@ pub fn split_once_byte(s: &str, sep: u8) -> Option<(&str, &str)> {
 /// Parses a decimal u64 as `str::parse::<u64>` does (an optional `+`, then digits; empty,
 /// anything else or overflow is `None`), by a byte loop: std's radix-generic parser goes
 /// through `char::to_digit` calls at opt-level "z".
+#[cfg_attr(promlet_speed, optimize(speed))]
 pub fn parse_u64(tok: &str) -> Option<u64> {
     let digits = match tok.as_bytes() {
         [b'+', rest @ ..] => rest,
@@ -668,6 +672,7 @@ impl RememberedRegex {
 /// tree. Callers also compare the length, so a wrong match needs a changed name of the same
 /// length with an equal hash: about 2^-64 per change. Even then the effect is a value under
 /// the previous name, never a crash.
+#[cfg_attr(promlet_speed, optimize(speed))]
 pub fn fingerprint(bytes: &[u8]) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
     let mix = |h: u64, w: u64| {

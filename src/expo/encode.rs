@@ -10,6 +10,7 @@ pub const CONTENT_TYPE_OPENMETRICS: &str =
 /// Formats a float the way Go's `strconv.FormatFloat(v, 'g', -1, 64)` does, which is what
 /// node_exporter and Prometheus print: shortest round-trip digits, exponent form when the
 /// decimal exponent is < -4 or >= 6 (Go's `%g` decides with precision 6 for shortest output).
+#[cfg_attr(promlet_speed, optimize(speed))]
 pub fn format_float(v: f64, out: &mut Vec<u8>) {
     if v.is_nan() {
         out.extend_from_slice(b"NaN");
@@ -173,6 +174,7 @@ fn needs_escape(s: &[u8], quote: bool) -> bool {
     chunks.remainder().iter().any(|&b| special(b))
 }
 
+#[cfg_attr(promlet_speed, optimize(speed))]
 fn escape_into(s: &[u8], quote: bool, out: &mut Vec<u8>) {
     // Almost every label value and HELP text has nothing to escape: copy it whole.
     if !needs_escape(s, quote) {
@@ -344,6 +346,7 @@ impl LayoutCache {
     };
 
     /// Fills `layout` from `families` (sorted and grouped already) and the set's samples.
+    #[cfg_attr(promlet_speed, optimize(speed))]
     fn place_samples(&mut self, set: &MetricSet) {
         let FamilyOrder {
             order: fam_order,
@@ -385,6 +388,7 @@ impl LayoutCache {
 
 /// One sample line. `name` is its group's name, taken once per group rather than looked up
 /// per sample; `name_suffix` comes after the sample's own suffix (OpenMetrics' `_total`).
+#[cfg_attr(promlet_speed, optimize(speed))]
 fn write_sample(
     set: &MetricSet,
     rec: &SampleRec,
@@ -427,6 +431,7 @@ pub fn encode_text(set: &MetricSet, out: &mut Vec<u8>) {
     with_layout(set, |layout| encode_text_in(set, layout, out));
 }
 
+#[cfg_attr(promlet_speed, optimize(speed))]
 fn encode_text_in(set: &MetricSet, layout: &Layout, out: &mut Vec<u8>) {
     for (fam, samples) in &layout.groups {
         let f = set.family_ref(super::FamilyId(*fam as u32));

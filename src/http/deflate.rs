@@ -149,6 +149,7 @@ impl Deflater {
     /// Not inlined: in its own function the loop keeps its state in registers (inlined into
     /// `gzip` it spilled the token count and the input pointer to the stack every token).
     #[inline(never)]
+    #[cfg_attr(promlet_speed, optimize(speed))]
     fn find_matches(
         &mut self,
         data: &[u8],
@@ -370,6 +371,7 @@ fn huffman_lengths<const N: usize>(freq: &[u32; N], max_bits: u8) -> [u8; N] {
 /// construction over the symbols sorted by frequency, then the overflow moved down and Kraft's
 /// sum repaired, as zlib and miniz do).
 /// `freq` and `lens` have the same length, at most 288.
+#[cfg_attr(promlet_speed, optimize(speed))]
 fn huffman_lengths_into(freq: &[u32], max_bits: u8, lens: &mut [u8]) {
     const MAX: usize = 288;
     // Sort keys: frequency above, symbol below (symbols < 2^9; frequencies < 2^23 since a
@@ -622,6 +624,7 @@ fn write_block(w: &mut BitWriter, input: &[u8], tokens: &[u32], freq: &mut Histo
 
 /// The coded tokens and the end-of-block symbol. `w` must have room for them (reserved from
 /// the block's exact cost).
+#[cfg_attr(promlet_speed, optimize(speed))]
 fn write_tokens(w: &mut BitWriter, tokens: &[u32], lit: &Code<288>, dist: &Code<30>) {
     // Per token symbol, the whole code (Huffman code, then a length's extra bits) as
     // `bits << 8 | bit count`; per distance symbol its code as `bits << 16 | code length << 8
