@@ -24,8 +24,10 @@
 # needs a systemd bus, and promlet has no equivalent). promlet runs with no config file:
 # `promlet --web.listen-address=127.0.0.1:PORT`.
 #
-# Env: PROMLET_BIN (default: build the static x86_64-musl release binary if cargo-zigbuild is
-#      installed, else `cargo build --release`), PROMLET_STACK_DIR (default <repo>/.stack),
+# Env: PROMLET_BIN (default: build the shipped static x86_64-musl release binary with
+#      scripts/cross-test.sh's recipe if cargo-zigbuild and nightly are installed, else
+#      `cargo build --release`, which is bigger and slower: no -Zbuild-std, no promlet_speed),
+#      PROMLET_STACK_DIR (default <repo>/.stack),
 #      NODE_EXPORTER_ARGS (extra flags).
 set -euo pipefail
 export LC_ALL=C
@@ -44,8 +46,9 @@ command -v curl >/dev/null || die "curl missing"
 
 if [ -n "${PROMLET_BIN:-}" ]; then
   PL=$PROMLET_BIN
-elif command -v cargo-zigbuild >/dev/null; then
-  cargo zigbuild -q --release --target x86_64-unknown-linux-musl --bin promlet
+elif command -v cargo-zigbuild >/dev/null && rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  bash scripts/cross-test.sh --no-tests --keep-build x86_64-unknown-linux-musl >/dev/null ||
+    die "scripts/cross-test.sh could not build the x86_64 release binary"
   PL=target/x86_64-unknown-linux-musl/release/promlet
 else
   cargo build -q --release --bin promlet
