@@ -4,7 +4,7 @@
 //!
 //! Must not touch: anything but those two files.
 
-use super::util::{lines, read_into, split_once_byte};
+use super::util::{fingerprint, lines, split_once_byte, still_absent};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -28,11 +28,34 @@ const KEYS: [(&str, &str); 12] = [
 
 pub struct Os {
     text: String,
-    /// The file `text` holds and its modification time: as node_exporter does, the file is
-    /// read again only when either changes (one `stat` per scrape instead of six syscalls).
-    read_from: Option<(std::path::PathBuf, std::time::SystemTime)>,
+    /// The file `text` was read from, kept open: as node_exporter does, the file is read again
+    /// only when it (or its mtime) changes, and that is checked with one `fstat` per scrape
+    /// (a `stat` by path walks the path: several times the cost).
+    read_from: Option<Kept>,
+    /// The labels parsed from `text`, in [`KEYS`] order (parsed when `text` is read).
     values: [String; 12],
     support_end: String,
+    support_end_ts: Option<i64>,
+}
+
+/// An os-release file kept open, and what [`Os`] compares to see whether it changed.
+///
+/// Why the kept descriptor sees the changes that matter: an edit in place changes its mtime,
+/// and a replacement by rename (how packages install it) drops the old file's link count to
+/// 0. What it cannot see (a symlink pointed elsewhere, `etc/os-release` created while
+/// `usr/lib/os-release` is used) is seen when the files are looked up by path again, at
+/// least every [`REPROBE_ABSENT_MS`](super::util::REPROBE_ABSENT_MS), and at once under
+/// another `--path.rootfs`.
+struct Kept {
+    file: std::fs::File,
+    /// Index in [`FILES`].
+    which: usize,
+    /// Length and [`fingerprint`] of the rootfs path it was found under.
+    root: (usize, u64),
+    /// (device, inode, link count, mtime).
+    stamp: (u64, u64, u64, i64, i64),
+    /// When it was looked up by path (wall ms).
+    found_at: i64,
 }
 
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -41,7 +64,93 @@ pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
         read_from: None,
         values: Default::default(),
         support_end: String::new(),
+        support_end_ts: None,
     }))
+}
+
+fn stamp(m: &std::fs::Metadata) -> (u64, u64, u64, i64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino(), m.nlink(), m.mtime(), m.mtime_nsec())
+}
+
+impl Os {
+    /// Makes `text` the content of the first os-release file under `ctx`'s rootfs, reading it
+    /// only when it changed: `Some(index in FILES)` when it was read now.
+    fn refresh(&mut self, ctx: &Context<'_>) -> Result<Option<usize>, CollectError> {
+        use std::io::Read;
+        let rootfs = ctx.roots.rootfs.as_os_str().as_encoded_bytes();
+        let root = (rootfs.len(), fingerprint(rootfs));
+        if let Some(k) = &self.read_from {
+            if k.root == root
+                && still_absent(k.found_at, ctx.now_ms)
+                && k.file.metadata().is_ok_and(|m| stamp(&m) == k.stamp)
+            {
+                return Ok(None);
+            }
+        }
+        for (which, f) in FILES.iter().enumerate() {
+            let p = ctx.roots.root(f);
+            let io = |e| CollectError::io(&p, e);
+            let mut file = match std::fs::File::open(&p) {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(e)),
+            };
+            let stamp = stamp(&file.metadata().map_err(io)?);
+            let unchanged = self
+                .read_from
+                .as_ref()
+                .is_some_and(|k| (k.which, k.root, k.stamp) == (which, root, stamp));
+            if !unchanged {
+                self.read_from = None;
+                self.text.clear();
+                file.read_to_string(&mut self.text).map_err(io)?;
+            }
+            self.read_from = Some(Kept {
+                file,
+                which,
+                root,
+                stamp,
+                found_at: ctx.now_ms,
+            });
+            return Ok((!unchanged).then_some(which));
+        }
+        self.read_from = None;
+        Err(CollectError::not_found(ctx.roots.root(FILES[1])))
+    }
+
+    /// Parses `text` into `values` and `support_end_ts`.
+    fn parse(&mut self) -> Result<(), String> {
+        self.values.iter_mut().for_each(String::clear);
+        self.support_end.clear();
+        self.support_end_ts = None;
+        for line in lines(&self.text) {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((k, v)) = split_once_byte(line, b'=') else {
+                return Err(format!("not KEY=value: {:?}", super::sysfs::short(line)));
+            };
+            let slot = if k == "SUPPORT_END" {
+                Some(&mut self.support_end)
+            } else {
+                KEYS.iter()
+                    .position(|(key, _)| *key == k)
+                    .map(|i| &mut self.values[i])
+            };
+            if let Some(slot) = slot {
+                unquote(v, slot)?;
+            }
+        }
+        if !self.support_end.is_empty() {
+            self.support_end_ts = Some(
+                date_to_unix(&self.support_end)
+                    .ok_or_else(|| format!("bad SUPPORT_END {:?}", self.support_end))?,
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Decodes an os-release value: double or single quotes, backslash escapes in double quotes.
@@ -115,67 +224,13 @@ impl Collector for Os {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
-        let mut found = None;
-        for f in FILES {
-            let p = ctx.roots.root(f);
-            let mtime = match std::fs::metadata(&p).and_then(|m| m.modified()) {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(CollectError::io(&p, e)),
-            };
-            if self
-                .read_from
-                .as_ref()
-                .is_some_and(|(path, t)| *path == p && *t == mtime)
-            {
-                found = Some(p);
-                break;
-            }
-            self.read_from = None;
-            match read_into(&p, &mut self.text) {
-                Ok(()) => {
-                    self.read_from = Some((p.clone(), mtime));
-                    found = Some(p);
-                    break;
-                }
-                Err(ref e) if e.is_not_found() => continue,
-                Err(e) => return Err(e),
+        if let Some(which) = self.refresh(ctx)? {
+            if let Err(e) = self.parse() {
+                // Read (and fail) again next time, so the error is reported on every scrape.
+                self.read_from = None;
+                return Err(CollectError::parse(&ctx.roots.root(FILES[which]), e));
             }
         }
-        let Some(path) = found else {
-            return Err(CollectError::not_found(ctx.roots.root(FILES[1])));
-        };
-        self.values.iter_mut().for_each(String::clear);
-        self.support_end.clear();
-        for line in lines(&self.text) {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let Some((k, v)) = split_once_byte(line, b'=') else {
-                return Err(CollectError::parse(
-                    &path,
-                    format!("not KEY=value: {:?}", super::sysfs::short(line)),
-                ));
-            };
-            let slot = if k == "SUPPORT_END" {
-                Some(&mut self.support_end)
-            } else {
-                KEYS.iter()
-                    .position(|(key, _)| *key == k)
-                    .map(|i| &mut self.values[i])
-            };
-            if let Some(slot) = slot {
-                unquote(v, slot).map_err(|e| CollectError::parse(&path, e))?;
-            }
-        }
-        let support_end = if self.support_end.is_empty() {
-            None
-        } else {
-            Some(date_to_unix(&self.support_end).ok_or_else(|| {
-                CollectError::parse(&path, format!("bad SUPPORT_END {:?}", self.support_end))
-            })?)
-        };
         let f = out.family_static(
             "node_os_info",
             "A metric with a constant '1' value labeled by build_id, id, id_like, image_id, image_version, name, pretty_name, variant, variant_id, version, version_codename, version_id.",
@@ -195,7 +250,7 @@ impl Collector for Os {
             );
             out.sample(f, &[("id", id), ("id_like", id_like), ("name", name)], v);
         }
-        if let Some(t) = support_end {
+        if let Some(t) = self.support_end_ts {
             out.single_static(
                 "node_os_support_end_timestamp_seconds",
                 "Metric containing the end-of-life date timestamp of the OS.",
@@ -236,6 +291,49 @@ mod tests {
         assert!(run(c.as_mut(), &roots).unwrap().contains("id=\"first\""));
         set_mtime(2_000);
         assert!(run(c.as_mut(), &roots).unwrap().contains("id=\"second\""));
+    }
+
+    /// The file is kept open between scrapes: a replacement by rename is seen at once (same
+    /// mtime and size), a newly created `etc/os-release` after the re-probe time, and another
+    /// rootfs at once.
+    #[test]
+    fn os_release_kept_open_sees_renames_at_once_and_new_files_after_the_reprobe_time() {
+        use crate::collect::fixtures::run_at;
+        use crate::collect::util::REPROBE_ABSENT_MS;
+        let s = Scratch::new("os-kept");
+        let roots = s.roots();
+        let mut c = new(&CollectorOptions::default()).unwrap();
+        s.write("usr/lib/os-release", b"ID=one\n");
+        let t0 = 7_000_000;
+        assert!(run_at(c.as_mut(), &roots, t0)
+            .unwrap()
+            .contains("id=\"one\""));
+        let lib = s.dir.join("usr/lib/os-release");
+        let mtime = std::fs::metadata(&lib).unwrap().modified().unwrap();
+        s.write("usr/lib/new", b"ID=two\n");
+        let new_file = std::fs::File::options()
+            .write(true)
+            .open(s.dir.join("usr/lib/new"))
+            .unwrap();
+        new_file.set_modified(mtime).unwrap();
+        std::fs::rename(s.dir.join("usr/lib/new"), &lib).unwrap();
+        assert!(run_at(c.as_mut(), &roots, t0 + 1)
+            .unwrap()
+            .contains("id=\"two\""));
+        s.write("etc/os-release", b"ID=three\n");
+        let before = t0 + 1 + REPROBE_ABSENT_MS - 1;
+        assert!(run_at(c.as_mut(), &roots, before)
+            .unwrap()
+            .contains("id=\"two\""));
+        let after = t0 + 1 + REPROBE_ABSENT_MS;
+        assert!(run_at(c.as_mut(), &roots, after)
+            .unwrap()
+            .contains("id=\"three\""));
+        let other = Scratch::new("os-kept-other");
+        other.write("etc/os-release", b"ID=four\n");
+        assert!(run_at(c.as_mut(), &other.roots(), after)
+            .unwrap()
+            .contains("id=\"four\""));
     }
 
     #[test]

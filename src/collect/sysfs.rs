@@ -9,7 +9,7 @@
 //! not hold a number where one is required is a [`CollectErrorKind::Parse`], so garbage is reported
 //! instead of silently exported.
 
-use super::util::{split_once_byte, still_absent, AbsentPaths};
+use super::util::{fingerprint, split_once_byte, still_absent, AbsentPaths};
 use super::{CollectError, CollectorOptions};
 use regex_lite::Regex;
 use std::borrow::Cow;
@@ -67,25 +67,41 @@ pub fn short(s: &str) -> &str {
 /// [`CollectErrorKind::NotFound`]; entries are not followed, so dangling symlinks are listed, not
 /// errors.
 pub fn list_dir(dir: &Path, out: &mut Vec<String>) -> Result<(), CollectError> {
-    use rustix::fs::{Mode, OFlags, RawDir};
+    list_open_dir(&open_dir(dir)?, dir, out)
+}
+
+/// `dir` opened for listing (`O_DIRECTORY`); a missing directory is `NotFound`.
+fn open_dir(dir: &Path) -> Result<std::fs::File, CollectError> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| CollectError::io(dir, e.into()))?;
+    Ok(std::fs::File::from(fd))
+}
+
+/// The sorted entry names of the directory `fd` (which is `dir`, for errors), freshly opened
+/// (read from its start), into `out`.
+fn list_open_dir(
+    fd: &std::fs::File,
+    dir: &Path,
+    out: &mut Vec<String>,
+) -> Result<(), CollectError> {
+    use rustix::fs::RawDir;
     use std::cell::RefCell;
     thread_local! {
         /// getdents64 buffer, reused by every listing on this (the work) thread.
         static BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(8192));
     }
     let io_err = |e: rustix::io::Errno| CollectError::io(dir, e.into());
-    let fd = rustix::fs::open(
-        dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(io_err)?;
     // Reuse the Strings of the previous listing: a warmed-up walk allocates nothing here
     // (std's read_dir would allocate twice per entry).
     let mut n = 0;
     BUF.with(|b| {
         let mut buf = b.borrow_mut();
-        let mut it = RawDir::new(&fd, buf.spare_capacity_mut());
+        let mut it = RawDir::new(fd, buf.spare_capacity_mut());
         while let Some(e) = it.next() {
             let e = e.map_err(io_err)?;
             let Ok(name) = e.file_name().to_str() else {
@@ -117,21 +133,30 @@ pub fn list_dir(dir: &Path, out: &mut Vec<String>) -> Result<(), CollectError> {
 }
 
 /// A directory listing kept between collections and redone only when the directory may have
-/// changed: one `stat` per collection instead of `open`, two `getdents64` and `close`.
+/// changed: one `fstat` of the directory, kept open since the last listing, per collection
+/// instead of `open`, two `getdents64` and `close` (and instead of a `stat` by path, whose
+/// path walk costs several times the `fstat`).
 ///
 /// Why that sees every change that matters: sysfs (kernfs) reports a directory's link count
-/// as its number of subdirectories plus two, refreshed on every `stat`, so a device directory
+/// as its number of subdirectories plus two, refreshed on every `fstat`, so a device directory
 /// (`cpuN`, `clocksourceN`) that is registered or removed changes it; on a regular file system
-/// (a recorded tree) creating or removing any entry changes the directory's mtime. The stamp
-/// compared is (device, inode, link count, mtime). A swap that keeps all of them (one CPU
-/// removed and another added between two collections, on sysfs, whose directory mtime is not
-/// kept up to date) is still seen: the listing is redone at least every
-/// [`REPROBE_ABSENT_MS`](super::util::REPROBE_ABSENT_MS). A CPU going offline or online does
-/// not change the listing (its `cpuN` directory stays); callers read `cpuN/online` each time.
+/// (a recorded tree) creating or removing any entry changes the directory's mtime, and
+/// removing the directory itself drops its link count to 0. The stamp compared is (device,
+/// inode, link count, mtime). A swap that keeps all of them (one CPU removed and another
+/// added between two collections, on sysfs, whose directory mtime is not kept up to date), or
+/// another directory put in place of a removed one on sysfs, is still seen: the directory is
+/// opened by path and listed again at least every
+/// [`REPROBE_ABSENT_MS`](super::util::REPROBE_ABSENT_MS), and whenever the caller asks for
+/// another path. A CPU going offline or online does not change the listing (its `cpuN`
+/// directory stays); callers read `cpuN/online` each time.
 #[derive(Debug, Default)]
 pub struct KeptListing {
     names: Vec<String>,
-    stamp: Option<(u64, u64, u64, i64, u64)>,
+    /// The directory listed last, kept open, and the length and
+    /// [`fingerprint`](super::util::fingerprint) of its path (compared instead of the path
+    /// itself, whose bytes are cold memory at the next collection).
+    dir: Option<(std::fs::File, usize, u64)>,
+    stamp: (u64, u64, u64, i64, i64),
     listed_at: i64,
 }
 
@@ -139,24 +164,31 @@ impl KeptListing {
     /// The sorted entry names of `dir`, like [`list_dir`], from the last listing while the
     /// directory's stamp is unchanged.
     pub fn list(&mut self, dir: &Path, now_ms: i64) -> Result<&[String], CollectError> {
-        use std::os::unix::fs::MetadataExt;
-        // std's stat, not rustix's: std's is linked anyway, so this adds no code.
-        let m = std::fs::metadata(dir).map_err(|e| CollectError::io(dir, e))?;
-        let stamp = (
-            m.dev(),
-            m.ino(),
-            m.nlink(),
-            m.mtime(),
-            m.mtime_nsec() as u64,
-        );
-        if self.stamp != Some(stamp) || !still_absent(self.listed_at, now_ms) {
-            self.stamp = None;
-            list_dir(dir, &mut self.names)?;
-            self.stamp = Some(stamp);
-            self.listed_at = now_ms;
+        let bytes = dir.as_os_str().as_encoded_bytes();
+        let print = (bytes.len(), fingerprint(bytes));
+        if let Some((fd, len, hash)) = &self.dir {
+            if (*len, *hash) == print && still_absent(self.listed_at, now_ms) {
+                // std's fstat, not rustix's: std's is linked anyway, so this adds no code.
+                if fd.metadata().is_ok_and(|m| dir_stamp(&m) == self.stamp) {
+                    return Ok(&self.names);
+                }
+            }
         }
+        self.dir = None;
+        let fd = open_dir(dir)?;
+        let m = fd.metadata().map_err(|e| CollectError::io(dir, e))?;
+        list_open_dir(&fd, dir, &mut self.names)?;
+        self.stamp = dir_stamp(&m);
+        self.dir = Some((fd, print.0, print.1));
+        self.listed_at = now_ms;
         Ok(&self.names)
     }
+}
+
+/// What [`KeptListing`] compares to see whether a directory may have changed.
+fn dir_stamp(m: &std::fs::Metadata) -> (u64, u64, u64, i64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino(), m.nlink(), m.mtime(), m.mtime_nsec())
 }
 
 /// A sysfs class directory (`/sys/class/thermal`, `/sys/class/watchdog`, ...) that is listed
@@ -471,6 +503,17 @@ mod tests {
             .list(&s.dir.join("missing"), later)
             .unwrap_err()
             .is_not_found());
+        // The directory is kept open between listings: one removed and another put in its
+        // place (same names, same mtime second) is seen at once, since the kept one's link
+        // count drops to 0; another path is listed at once too.
+        assert_eq!(l.list(&dir, later).unwrap(), ["cpu0", "isolated"]);
+        std::fs::rename(&dir, s.dir.join("old")).unwrap();
+        std::fs::remove_dir_all(s.dir.join("old")).unwrap();
+        s.write("d/cpu0/online", b"1\n")
+            .write("d/cpu7/online", b"1\n");
+        assert_eq!(l.list(&dir, later + 1).unwrap(), ["cpu0", "cpu7"]);
+        s.write("e/x", b"\n");
+        assert_eq!(l.list(&s.dir.join("e"), later + 2).unwrap(), ["x"]);
     }
 
     #[test]
