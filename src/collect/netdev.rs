@@ -10,7 +10,7 @@
 //! Column names come from the file's header, so a kernel that adds columns still parses.
 
 use super::sysfs::{DeviceFilter, KeptAttrs};
-use super::util::{intern, lines, parse_u64, split_once_byte, words, KeptFile};
+use super::util::{lines, parse_u64, split_once_byte, words, KeptFile, KnownTexts};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{FamilyId, MetricSet, MetricType};
 use std::path::PathBuf;
@@ -36,10 +36,8 @@ pub struct NetDev {
     text: String,
     file: KeptFile,
     families: Vec<FamilyId>,
-    name_buf: String,
-    help_buf: String,
-    /// (direction, column, metric name, HELP) of each column declared so far.
-    texts: Vec<(&'static str, &'static str, &'static str, &'static str)>,
+    /// Metric name and HELP per (direction, column).
+    texts: KnownTexts,
     path: PathBuf,
     buf: Vec<u8>,
     /// `statistics/rx_nohandler` per interface, kept open (see [`KeptAttrs`]).
@@ -52,9 +50,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
         text: String::new(),
         file: KeptFile::new("net/dev").short_read_ends(512),
         families: Vec::new(),
-        name_buf: String::new(),
-        help_buf: String::new(),
-        texts: Vec::new(),
+        texts: KnownTexts::default(),
         path: PathBuf::new(),
         buf: Vec::new(),
         kept: KeptAttrs::new(1, 64),
@@ -64,27 +60,12 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
 impl NetDev {
     fn declare(&mut self, out: &mut MetricSet, dir: &'static str, field: &str) -> FamilyId {
         // The same ~17 columns every scrape: their texts are built and interned once.
-        if let Some(&(_, _, name, help)) = self.texts.iter().find(|t| t.0 == dir && t.1 == field) {
-            return out.family_static(name, help, MetricType::Counter);
-        }
-        self.name_buf.clear();
-        self.name_buf.push_str("node_network_");
-        self.name_buf.push_str(dir);
-        self.name_buf.push('_');
-        self.name_buf.push_str(field);
-        self.name_buf.push_str("_total");
-        self.help_buf.clear();
-        self.help_buf.push_str("Network device statistic ");
-        self.help_buf.push_str(dir);
-        self.help_buf.push('_');
-        self.help_buf.push_str(field);
-        self.help_buf.push('.');
-        let name = intern(std::mem::take(&mut self.name_buf));
-        let help = intern(std::mem::take(&mut self.help_buf));
-        // Bounded by the kernel's columns (2 × 16); a stranger file is served, just not kept.
-        if self.texts.len() < 2 * MAX_COLUMNS {
-            self.texts.push((dir, intern(field.into()), name, help));
-        }
+        let (name, help) = self.texts.get(dir, field, |dir, field| {
+            (
+                format!("node_network_{dir}_{field}_total"),
+                format!("Network device statistic {dir}_{field}."),
+            )
+        });
         out.family_static(name, help, MetricType::Counter)
     }
 }
@@ -124,6 +105,7 @@ impl NetDev {
             _ => return Err(CollectError::parse(path, "bad column header")),
         };
         self.families.clear();
+        self.texts.restart();
         for f in words(rx) {
             let id = self.declare(out, "receive", f);
             self.families.push(id);
@@ -138,6 +120,7 @@ impl NetDev {
         }
         let nohandler = self.declare(out, "receive", "nohandler");
         let mut values = [0f64; MAX_COLUMNS];
+        let host_sysfs = ctx.roots.sysfs == std::path::Path::new("/sys");
         self.kept.begin_cycle(ctx.now_ms);
         for line in lines {
             let bad =
@@ -164,7 +147,7 @@ impl NetDev {
                 if i + 1 == n_rx {
                     // From netclass's link dump of this collection when it made one (it
                     // describes the same `/sys`), else from sysfs.
-                    let shared = (ctx.roots.sysfs == std::path::Path::new("/sys"))
+                    let shared = host_sysfs
                         .then(|| super::rtnetlink::rx_nohandler_of(dev, ctx.now_ms))
                         .flatten();
                     if let Some(v) = shared {

@@ -1,7 +1,7 @@
 //! `sockstat`: /proc/net/sockstat and /proc/net/sockstat6 as `node_sockstat_<PROTO>_<state>`
 //! gauges, plus `<PROTO>_mem_bytes` (pages × this host's page size, as node_exporter does).
 
-use super::util::{intern, lines, num, words, KeptFile};
+use super::util::{lines, num, words, KeptFile, KnownTexts};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::Path;
@@ -13,9 +13,9 @@ pub struct Sockstat {
     /// /proc/net/sockstat and /proc/net/sockstat6.
     files: [KeptFile; 2],
     buf: String,
-    /// (protocol, key, metric name, HELP) of every gauge so far, the texts interned: the same
-    /// ~20 each scrape, found here instead of formatted and copied again.
-    texts: Vec<(&'static str, &'static str, &'static str, &'static str)>,
+    /// Metric name and HELP per (protocol, key): the same ~20 each scrape, found here
+    /// instead of formatted and copied again.
+    texts: KnownTexts,
 }
 
 impl Default for Sockstat {
@@ -26,7 +26,7 @@ impl Default for Sockstat {
                 KeptFile::new("net/sockstat6").short_read_ends(0),
             ],
             buf: String::new(),
-            texts: Vec::new(),
+            texts: KnownTexts::default(),
         }
     }
 }
@@ -37,20 +37,12 @@ pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
 
 impl Sockstat {
     fn gauge(&mut self, out: &mut MetricSet, proto: &str, key: &str, v: f64) {
-        let known = self.texts.iter().find(|t| t.0 == proto && t.1 == key);
-        let (name, help) = match known {
-            Some(&(_, _, name, help)) => (name, help),
-            None => {
-                let name = intern(format!("node_sockstat_{proto}_{key}"));
-                let help = intern(format!("Number of {proto} sockets in state {key}."));
-                // Bounded: a few protocols times KEYS (a kernel's own lines).
-                if self.texts.len() < 256 {
-                    self.texts
-                        .push((intern(proto.into()), intern(key.into()), name, help));
-                }
-                (name, help)
-            }
-        };
+        let (name, help) = self.texts.get(proto, key, |proto, key| {
+            (
+                format!("node_sockstat_{proto}_{key}"),
+                format!("Number of {proto} sockets in state {key}."),
+            )
+        });
         out.single_static(name, help, MetricType::Gauge, v);
     }
 
@@ -134,6 +126,7 @@ impl Collector for Sockstat {
     }
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
+        self.texts.restart();
         self.file(&ctx.roots.procfs, false, out)?;
         self.file(&ctx.roots.procfs, true, out)
     }

@@ -324,7 +324,10 @@ pub struct KeptAttrs {
 }
 
 struct KeptDevice {
-    name: String,
+    /// Length and [`fingerprint`] of the device name, compared instead of the name: a kept
+    /// copy of each name was cold memory at the next scrape (see [`fingerprint`] for why a
+    /// hash is safe here).
+    name: (usize, u64),
     seen: bool,
     files: Vec<Option<std::fs::File>>,
 }
@@ -364,9 +367,10 @@ impl KeptAttrs {
     /// Whether `device` has attribute files kept open from earlier cycles: it was a directory
     /// with attributes then, so a caller can skip checking that again.
     pub fn has_open_files(&self, device: &str) -> bool {
+        let name = device_print(device);
         self.devices
             .iter()
-            .any(|d| d.name == device && d.files.iter().any(Option::is_some))
+            .any(|d| d.name == name && d.files.iter().any(Option::is_some))
     }
 
     /// Reads attribute `slot` of `device` (its file is `path`) like [`read_attr`]: trimmed,
@@ -378,11 +382,12 @@ impl KeptAttrs {
         path: &Path,
         buf: &'b mut Vec<u8>,
     ) -> Option<Cow<'b, str>> {
-        let di = match self.devices.iter().position(|d| d.name == device) {
+        let name = device_print(device);
+        let di = match self.devices.iter().position(|d| d.name == name) {
             Some(i) => i,
             None => {
                 self.devices.push(KeptDevice {
-                    name: device.to_string(),
+                    name,
                     seen: false,
                     files: (0..self.attrs).map(|_| None).collect(),
                 });
@@ -437,6 +442,10 @@ impl KeptAttrs {
             Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
         })
     }
+}
+
+fn device_print(device: &str) -> (usize, u64) {
+    (device.len(), fingerprint(device.as_bytes()))
 }
 
 /// What the kernel answers reads of an attribute whose device was unregistered.
