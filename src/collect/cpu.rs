@@ -8,7 +8,9 @@
 //! one, and an idle counter that drops by 3 s or more means a hot-plugged CPU, whose cache is
 //! reset. `/proc/stat` counts in USER_HZ, which Linux fixes at 100 on every architecture.
 
-use super::sysfs::{opt_bool, opt_regex, parse_cpu_list, short, KeptAttrs, KeptListing};
+use super::sysfs::{
+    opt_bool, opt_regex, parse_cpu_list, short, KeptAttrs, KeptListing, ListingEntries,
+};
 use super::util::{lines, parse_u64, split_once_byte, words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
@@ -36,6 +38,8 @@ pub struct Cpu {
     attr: Vec<u8>,
     /// `/sys/devices/system/cpu`, listed again only when a CPU directory came or went.
     cpu_dirs: KeptListing,
+    /// The `cpuN` entries of `cpu_dirs`.
+    cpu_entries: ListingEntries<()>,
     path: PathBuf,
     /// Last exported counters per CPU index, and whether the CPU was seen in this cycle.
     cache: Vec<Option<[f64; FIELDS]>>,
@@ -110,6 +114,7 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
         kept: KeptAttrs::new(CPU_FILES.len(), KEPT_CPU_FILES),
         attr: Vec::new(),
         cpu_dirs: KeptListing::default(),
+        cpu_entries: ListingEntries::default(),
         path: PathBuf::new(),
         cache: Vec::new(),
         seen: Vec::new(),
@@ -343,22 +348,22 @@ impl Cpu {
         out: &mut MetricSet,
     ) -> Result<(), CollectError> {
         let dir = ctx.roots.sys("devices/system/cpu");
-        let names = match self.cpu_dirs.list(&dir, ctx.now_ms) {
-            Ok(names) => names,
+        let (names, listing) = match self.cpu_dirs.list_numbered(&dir, ctx.now_ms) {
+            Ok(listed) => listed,
             Err(ref e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e),
         };
+        let is_cpu = |n: &str| {
+            n.strip_prefix("cpu")
+                .is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit()))
+        };
+        self.cpu_entries.update(listing, names, is_cpu);
         self.cores.clear();
         self.packages.clear();
         self.online.clear();
         self.kept.begin_cycle(ctx.now_ms);
-        for name in names {
-            let is_cpu = name
-                .strip_prefix("cpu")
-                .is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit()));
-            if !is_cpu {
-                continue;
-            }
+        for &(at, ()) in &self.cpu_entries.entries {
+            let name = &names[at];
             self.path.clear();
             self.path.push(&dir);
             self.path.push(name);

@@ -6,8 +6,8 @@
 //! does; only a missing `/sys/devices/system/cpu` is "not present". A missing cpufreq directory
 //! is looked for again only every [`REPROBE_ABSENT_MS`](super::util::REPROBE_ABSENT_MS).
 
-use super::sysfs::{read_attr, read_num, KeptListing};
-use super::util::AbsentPaths;
+use super::sysfs::{read_attr, read_num, KeptListing, ListingEntries};
+use super::util::still_absent;
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::PathBuf;
@@ -52,8 +52,9 @@ pub struct CpuFreq {
     path: PathBuf,
     attr: Vec<u8>,
     governors: String,
-    /// cpufreq directories found missing (no driver on a VM).
-    absent: AbsentPaths,
+    /// The `cpuN` entries of `cpu_dirs`, each with when its cpufreq directory was found
+    /// missing (no driver on a VM).
+    cpus: ListingEntries<Option<i64>>,
 }
 
 pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
@@ -62,7 +63,7 @@ pub fn new(_: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
         path: PathBuf::new(),
         attr: Vec::new(),
         governors: String::new(),
-        absent: AbsentPaths::default(),
+        cpus: ListingEntries::default(),
     }))
 }
 
@@ -73,39 +74,41 @@ impl Collector for CpuFreq {
 
     fn collect(&mut self, ctx: &Context<'_>, out: &mut MetricSet) -> Result<(), CollectError> {
         let dir = ctx.roots.sys("devices/system/cpu");
-        let names = self.cpu_dirs.list(&dir, ctx.now_ms)?;
+        let (names, listing) = self.cpu_dirs.list_numbered(&dir, ctx.now_ms)?;
         let fams = FREQS.map(|(_, name, help)| out.family_static(name, help, MetricType::Gauge));
         let gov_f = out.family_static(
             "node_cpu_scaling_governor",
             "Current enabled CPU frequency governor.",
             MetricType::Gauge,
         );
-        for name in names {
-            let Some(cpu) = name
-                .strip_prefix("cpu")
-                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-            else {
+        let is_cpu = |n: &str| {
+            n.strip_prefix("cpu")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        };
+        self.cpus.update(listing, names, is_cpu);
+        for (at, absent_since) in &mut self.cpus.entries {
+            if absent_since.is_some_and(|t| still_absent(t, ctx.now_ms)) {
                 continue;
-            };
+            }
+            let name = &names[*at];
+            let cpu = &name[3..];
             self.path.clear();
             self.path.push(&dir);
             self.path.push(name);
             self.path.push("cpufreq");
-            if self.absent.skip(&self.path, ctx.now_ms) {
-                continue;
-            }
             let is_dir = match std::fs::metadata(&self.path) {
                 Ok(m) => m.is_dir(),
                 Err(e) => {
-                    let absent = e.kind() == std::io::ErrorKind::NotFound;
-                    self.absent.record(&self.path, !absent, ctx.now_ms);
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        *absent_since = Some(ctx.now_ms);
+                    }
                     false
                 }
             };
             if !is_dir {
                 continue;
             }
-            self.absent.record(&self.path, true, ctx.now_ms);
+            *absent_since = None;
             for ((file, _, _), fam) in FREQS.iter().zip(fams) {
                 self.path.push(file);
                 let v = read_num::<u64>(&self.path, &mut self.attr);

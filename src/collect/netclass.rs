@@ -16,7 +16,7 @@
 
 use super::rtnetlink::{self as nl, Link, LinkDump};
 use super::sysfs::{list_dir, opt_bool, short, KeptAttrs};
-use super::util::{intern, RememberedRegex};
+use super::util::{fingerprint, intern, RememberedRegex};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{FamilyId, MetricSet, MetricType};
 use regex_lite::Regex;
@@ -211,12 +211,19 @@ struct Attrs {
 /// address set again, a driver changing `dev_id` later) is seen within [`STEADY_REREAD_MS`].
 struct Steady {
     index: i32,
-    name: String,
-    address: Vec<u8>,
+    /// Length and [`fingerprint`] of the name and of the hardware address they were read
+    /// under (kept copies were cold memory at the next scrape; see [`fingerprint`] for why a
+    /// hash is safe here).
+    name: (usize, u64),
+    address: (usize, u64),
     read_ms: i64,
     values: [Option<i64>; 3],
     /// Met in the current collection (entries of interfaces that went away are dropped).
     seen: bool,
+}
+
+fn print(bytes: &[u8]) -> (usize, u64) {
+    (bytes.len(), fingerprint(bytes))
 }
 
 /// The longest a [`Steady`] value is shown without reading it again.
@@ -226,8 +233,8 @@ impl Steady {
     /// Whether these values still hold for `link` (named `dev`) at `now_ms`.
     fn still_valid(&self, dev: &str, link: &Link<'_>, now_ms: i64) -> bool {
         self.index == link.index()
-            && self.name == dev
-            && self.address == link.attr(nl::IFLA_ADDRESS).unwrap_or_default()
+            && self.name == print(dev.as_bytes())
+            && self.address == print(link.attr(nl::IFLA_ADDRESS).unwrap_or_default())
             && (0..STEADY_REREAD_MS).contains(&now_ms.saturating_sub(self.read_ms))
     }
 }
@@ -428,8 +435,8 @@ impl Attrs {
         }
         self.steady.push(Steady {
             index: link.index(),
-            name: dev.to_owned(),
-            address: link.attr(nl::IFLA_ADDRESS).unwrap_or_default().to_vec(),
+            name: print(dev.as_bytes()),
+            address: print(link.attr(nl::IFLA_ADDRESS).unwrap_or_default()),
             read_ms: self.now_ms,
             values,
             seen: true,

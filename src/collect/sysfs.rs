@@ -158,6 +158,9 @@ pub struct KeptListing {
     dir: Option<(std::fs::File, usize, u64)>,
     stamp: (u64, u64, u64, i64, i64),
     listed_at: i64,
+    /// Counts the listings made, so callers can keep what they derive from the names (which
+    /// entries are CPUs) until the next one.
+    listings: u64,
 }
 
 impl KeptListing {
@@ -181,7 +184,46 @@ impl KeptListing {
         self.stamp = dir_stamp(&m);
         self.dir = Some((fd, print.0, print.1));
         self.listed_at = now_ms;
+        self.listings += 1;
         Ok(&self.names)
+    }
+
+    /// Like [`Self::list`], with the number of the listing the names are from: while it is
+    /// unchanged, the names are the same.
+    pub fn list_numbered(
+        &mut self,
+        dir: &Path,
+        now_ms: i64,
+    ) -> Result<(&[String], u64), CollectError> {
+        self.list(dir, now_ms)?;
+        Ok((&self.names, self.listings))
+    }
+}
+
+/// The indexes of the entries of a [`KeptListing`] that a collector wants (the `cpuN` of
+/// `/sys/devices/system/cpu`), each with what the collector keeps for it; picked again only
+/// when the directory was listed again (checking ~20 names every scrape read them from
+/// memory gone cold since the last).
+#[derive(Debug, Default)]
+pub struct ListingEntries<T> {
+    listing: Option<u64>,
+    pub entries: Vec<(usize, T)>,
+}
+
+impl<T: Default> ListingEntries<T> {
+    /// Brings the entries up to date with `names` of listing number `listing`, keeping the
+    /// names `wanted` says yes to.
+    pub fn update(&mut self, listing: u64, names: &[String], wanted: impl Fn(&str) -> bool) {
+        if self.listing == Some(listing) {
+            return;
+        }
+        self.listing = Some(listing);
+        self.entries.clear();
+        for (i, name) in names.iter().enumerate() {
+            if wanted(name) {
+                self.entries.push((i, T::default()));
+            }
+        }
     }
 }
 

@@ -760,7 +760,9 @@ impl KnownTexts {
 /// scrape for four interfaces).
 pub struct RememberedRegex {
     re: regex_lite::Regex,
-    verdicts: Vec<(Box<str>, bool)>,
+    /// Length and [`fingerprint`] of each name, and the verdict (kept copies of the names
+    /// were cold memory at the next scrape; see [`fingerprint`] for why a hash is safe here).
+    verdicts: Vec<((usize, u64), bool)>,
 }
 
 impl RememberedRegex {
@@ -776,14 +778,15 @@ impl RememberedRegex {
     }
 
     pub fn is_match(&mut self, name: &str) -> bool {
-        if let Some(&(_, v)) = self.verdicts.iter().find(|(n, _)| &**n == name) {
+        let print = (name.len(), fingerprint(name.as_bytes()));
+        if let Some(&(_, v)) = self.verdicts.iter().find(|(n, _)| *n == print) {
             return v;
         }
         let v = self.re.is_match(name);
         if self.verdicts.len() >= Self::MAX {
             self.verdicts.clear();
         }
-        self.verdicts.push((name.into(), v));
+        self.verdicts.push((print, v));
         v
     }
 }
