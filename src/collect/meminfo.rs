@@ -4,7 +4,7 @@
 //! Not procfs's `Meminfo`: that builds a HashMap per read (DESIGN.md §4). This reads into a
 //! reused buffer and looks each line's key up in a static table.
 
-use super::util::{fingerprint, lines, num, words, KeptFile};
+use super::util::{fingerprint, lines, num, split_once_byte, words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -118,8 +118,7 @@ impl Collector for Meminfo {
             if line.trim().is_empty() {
                 continue;
             }
-            let (key, rest) = line
-                .split_once(':')
+            let (key, rest) = split_once_byte(line, b':')
                 .ok_or_else(|| CollectError::parse(path, format!("no ':' in {line:?}")))?;
             let mut toks = words(rest);
             let value = num(toks.next().unwrap_or(""), path)?;

@@ -75,6 +75,15 @@ fn header_fingerprint(line: &str) -> HeaderFingerprint {
     (line.len(), fingerprint(line.as_bytes()))
 }
 
+/// `line.split_once(": ")`, by a byte scan for the kernel's `Proto: ...` (std's substring
+/// searcher sets up a two-way search per line).
+fn proto_and_rest(line: &str) -> Option<(&str, &str)> {
+    match split_once_byte(line, b':') {
+        Some((proto, rest)) if rest.starts_with(' ') => Some((proto, &rest[1..])),
+        _ => line.split_once(": "),
+    }
+}
+
 impl Parser {
     /// Emits `proto_field` if selected; its value is parsed only then.
     fn emit(
@@ -120,11 +129,9 @@ impl Parser {
             let values = lines
                 .next()
                 .ok_or_else(|| CollectError::parse(path, "header line without values"))?;
-            let (proto, names) = names
-                .split_once(": ")
+            let (proto, names) = proto_and_rest(names)
                 .ok_or_else(|| CollectError::parse(path, format!("bad header {names:?}")))?;
-            let (vproto, values) = values
-                .split_once(": ")
+            let (vproto, values) = proto_and_rest(values)
                 .ok_or_else(|| CollectError::parse(path, format!("bad values {values:?}")))?;
             if proto != vproto {
                 return Err(CollectError::parse(
@@ -236,6 +243,15 @@ impl Collector for Netstat {
 mod tests {
     use super::*;
     use crate::collect::util::testing::run;
+
+    #[test]
+    fn proto_and_rest_splits_like_split_once_colon_space() {
+        for line in [
+            "Tcp: 1 2", "Tcp:1: 2", "Tcp:", "Tcp: ", "a:b:c: d", "none", ": x", "::  ",
+        ] {
+            assert_eq!(proto_and_rest(line), line.split_once(": "), "{line:?}");
+        }
+    }
 
     fn collector() -> Box<dyn Collector> {
         new(&CollectorOptions::default()).unwrap()

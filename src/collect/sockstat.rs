@@ -1,7 +1,7 @@
 //! `sockstat`: /proc/net/sockstat and /proc/net/sockstat6 as `node_sockstat_<PROTO>_<state>`
 //! gauges, plus `<PROTO>_mem_bytes` (pages × this host's page size, as node_exporter does).
 
-use super::util::{lines, num, words, KeptFile, KnownTexts};
+use super::util::{lines, num, split_once_byte, words, KeptFile, KnownTexts};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 use std::path::Path;
@@ -73,8 +73,7 @@ impl Sockstat {
         let page_size = rustix::param::page_size() as f64;
         let mut any = false;
         for line in lines(text).filter(|l| !l.trim().is_empty()) {
-            let (proto, rest) = line
-                .split_once(':')
+            let (proto, rest) = split_once_byte(line, b':')
                 .ok_or_else(|| CollectError::parse(path, format!("no ':' in {line:?}")))?;
             let toks: [Option<&str>; 12] = {
                 let mut it = words(rest);

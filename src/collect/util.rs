@@ -405,6 +405,24 @@ fn find_byte(bytes: &[u8], mut i: usize, sep: u8) -> usize {
     i
 }
 
+/// The index of the first byte below 0x21 (space, ASCII whitespace, control bytes) in
+/// `bytes` at or after `i`, or `bytes.len()`; 8 bytes at a time as [`find_byte`] (`x - 0x21`
+/// borrows out of exactly the lanes below 0x21 that do not have their top bit set).
+#[inline(always)]
+pub fn find_below_0x21(bytes: &[u8], mut i: usize) -> usize {
+    while let Some(w) = word_at(bytes, i) {
+        let low = w.wrapping_sub(ONES * 0x21) & !w & HIGHS;
+        if low != 0 {
+            return i + (low.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < bytes.len() && bytes[i] >= 0x21 {
+        i += 1;
+    }
+    i
+}
+
 /// `s[start..end]` where both ends are known to be char boundaries (0, `s.len()`, or next to
 /// an ASCII byte), without the boundary checks of `&s[start..end]`: at opt-level "z" those
 /// are an out-of-line call per piece (~0.5 % of a scrape across the splitters here).
@@ -461,17 +479,10 @@ impl<'a> Iterator for Words<'a> {
             return None;
         }
         let start = i;
-        // The word: up to the first byte below 0x21 (all ASCII whitespace is), 8 bytes at a
-        // time; such a byte that is not whitespace (a control byte) is part of the word.
+        // The word: up to the first byte below 0x21 (all ASCII whitespace is); such a byte
+        // that is not whitespace (a control byte) is part of the word.
         loop {
-            if let Some(w) = word_at(bytes, i) {
-                let low = w.wrapping_sub(ONES * 0x21) & !w & HIGHS;
-                if low == 0 {
-                    i += 8;
-                    continue;
-                }
-                i += (low.trailing_zeros() / 8) as usize;
-            }
+            i = find_below_0x21(bytes, i);
             if i < bytes.len() && !bytes[i].is_ascii_whitespace() {
                 i += 1;
                 continue;

@@ -1,7 +1,9 @@
 //! `vmstat`: the /proc/vmstat fields selected by `vmstat.fields`, as untyped
 //! `node_vmstat_<field>` (node_exporter's names and HELP).
 
-use super::util::{num, option_regex, split_at_byte, words, FieldSelection, KeptFile};
+use super::util::{
+    find_below_0x21, num, option_regex, split_at_byte, words, FieldSelection, KeptFile,
+};
 use super::{CollectError, Collector, CollectorOption, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -69,14 +71,11 @@ impl Collector for Vmstat {
 /// through the general tokenizer.
 fn field_and_value(line: &str) -> Option<(&str, &str)> {
     let b = line.as_bytes();
-    if let Some(sp) = b.iter().position(|c| c.is_ascii_whitespace()) {
-        if sp > 0
-            && b[sp] == b' '
-            && sp + 1 < b.len()
-            && !b[sp + 1..].iter().any(|c| c.is_ascii_whitespace())
-        {
-            return Some((&line[..sp], &line[sp + 1..]));
-        }
+    // Bytes below 0x21 include all ASCII whitespace: one space and no other such byte is
+    // the kernel's layout (anything else, control bytes too, takes the general way).
+    let sp = find_below_0x21(b, 0);
+    if sp > 0 && sp + 1 < b.len() && b[sp] == b' ' && find_below_0x21(b, sp + 1) == b.len() {
+        return Some((&line[..sp], &line[sp + 1..]));
     }
     let mut toks = words(line);
     match (toks.next(), toks.next(), toks.next()) {
@@ -114,6 +113,13 @@ mod tests {
         assert_eq!(field_and_value("pgfault"), None);
         assert_eq!(field_and_value("pgfault "), None);
         assert_eq!(field_and_value(""), None);
+        assert_eq!(
+            field_and_value("nr_zone_write_pending 1234567890123"),
+            Some(("nr_zone_write_pending", "1234567890123"))
+        );
+        assert_eq!(field_and_value("a\x01b 5"), Some(("a\x01b", "5")));
+        assert_eq!(field_and_value("ab 5\x01"), Some(("ab", "5\x01")));
+        assert_eq!(field_and_value("a\x0bb 5"), Some(("a\x0bb", "5")));
     }
 
     #[test]
