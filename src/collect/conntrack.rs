@@ -2,7 +2,7 @@
 //! and the per-CPU /proc/net/stat/nf_conntrack table (summed over CPUs), as `node_nf_conntrack_*`.
 //! No nf_conntrack module loaded (no such files) is `NotFound`.
 
-use super::util::{hex, lines, words, KeptFile};
+use super::util::{fingerprint, hex, lines, words, KeptFile};
 use super::{CollectError, Collector, CollectorOptions, Context};
 use crate::expo::{MetricSet, MetricType};
 
@@ -11,6 +11,9 @@ pub struct Conntrack {
     count: KeptFile,
     max: KeptFile,
     stat: KeptFile,
+    /// The stat file's header line as last read (length and fingerprint), its number of
+    /// columns and the column of each of [`STATS`].
+    header: Option<((usize, u64), usize, [usize; STATS.len()])>,
 }
 
 impl Default for Conntrack {
@@ -20,6 +23,7 @@ impl Default for Conntrack {
             count: KeptFile::new("sys/net/netfilter/nf_conntrack_count").short_read_ends(0),
             max: KeptFile::new("sys/net/netfilter/nf_conntrack_max").short_read_ends(0),
             stat: KeptFile::new("net/stat/nf_conntrack").short_read_ends(512),
+            header: None,
         }
     }
 }
@@ -67,14 +71,24 @@ impl Collector for Conntrack {
         let header = lines
             .next()
             .ok_or_else(|| CollectError::parse(path, "empty"))?;
-        let columns = words(header).count();
-        // Column index of each exported stat; kernels name the columns in the header.
-        let mut index = [usize::MAX; STATS.len()];
-        for (i, col) in words(header).enumerate() {
-            if let Some(s) = STATS.iter().position(|(c, ..)| *c == col) {
-                index[s] = i;
+        // Column index of each exported stat; kernels name the columns in the header. The
+        // kernel prints the same header every time: its columns are matched only when the
+        // line (length and fingerprint) differs from the last one.
+        let print = (header.len(), fingerprint(header.as_bytes()));
+        let (columns, index) = match self.header {
+            Some((p, columns, index)) if p == print => (columns, index),
+            _ => {
+                let columns = words(header).count();
+                let mut index = [usize::MAX; STATS.len()];
+                for (i, col) in words(header).enumerate() {
+                    if let Some(s) = STATS.iter().position(|(c, ..)| *c == col) {
+                        index[s] = i;
+                    }
+                }
+                self.header = Some((print, columns, index));
+                (columns, index)
             }
-        }
+        };
         if index.contains(&usize::MAX) {
             return Err(CollectError::parse(
                 path,

@@ -424,7 +424,8 @@ impl Collector for Diskstats {
                 1.0,
             );
             for ((tok, (.., scale)), fam) in toks.zip(STATS).zip(fams.stats) {
-                let v: f64 = tok.parse().unwrap_or(0.0);
+                // Validated above; `num` takes the integer parser first (same value).
+                let v = num(tok, path).unwrap_or(0.0);
                 out.sample(fam, &[("device", &dev)], v * scale);
             }
             let fs_type = udev_prop(db, "ID_FS_TYPE");
