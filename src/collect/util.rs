@@ -275,11 +275,10 @@ impl AbsentPaths {
     /// Most paths remembered; past it the set starts over (everything is re-probed once).
     const MAX: usize = 1024;
 
+    /// The path's [`fingerprint`] (its bytes, length included): SipHash over the path's
+    /// components cost several times as much, per device and scrape.
     fn key(path: &Path) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        path.hash(&mut h);
-        h.finish()
+        fingerprint(path.as_os_str().as_encoded_bytes())
     }
 
     /// True while `path` counts as absent at `now_ms`: skip probing it.
