@@ -71,7 +71,7 @@ impl Collector for Dmi {
                 None => *slot = None,
             }
         }
-        let mut labels: [(&str, &dyn std::fmt::Display); 20] = [("", &""); 20];
+        let mut labels: [(&str, &dyn crate::expo::LabelValue); 20] = [("", &""); 20];
         let mut n = 0;
         for (v, (_, label)) in self.values.iter().zip(FIELDS) {
             if let Some(v) = v {

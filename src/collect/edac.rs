@@ -87,11 +87,11 @@ impl Collector for Edac {
                 self.path.clear();
                 self.path.push(&dir);
                 self.path.push(mc);
-                let c: [(&str, &dyn std::fmt::Display); 1] = [("controller", &n)];
+                let c: [(&str, &dyn crate::expo::LabelValue); 1] = [("controller", &n)];
                 out.sample(ce_f, &c, self.count("ce_count")?);
                 out.sample(ue_f, &c, self.count("ue_count")?);
                 let unknown = [
-                    ("controller", &n as &dyn std::fmt::Display),
+                    ("controller", &n as &dyn crate::expo::LabelValue),
                     ("csrow", &"unknown"),
                 ];
                 out.sample(row_ce_f, &unknown, self.count("ce_noinfo_count")?);
@@ -103,7 +103,7 @@ impl Collector for Edac {
                         continue;
                     };
                     self.path.push(row);
-                    let l: [(&str, &dyn std::fmt::Display); 2] =
+                    let l: [(&str, &dyn crate::expo::LabelValue); 2] =
                         [("controller", &n), ("csrow", &r)];
                     let ce = self.count("ce_count");
                     let ue = self.count("ue_count");

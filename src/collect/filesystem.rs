@@ -645,7 +645,7 @@ impl Filesystem {
                 continue;
             }
             self.seen.push(key);
-            let labels: [(&str, &dyn std::fmt::Display); 4] = [
+            let labels: [(&str, &dyn crate::expo::LabelValue); 4] = [
                 ("device", &m.source),
                 ("device_error", &device_error),
                 ("fstype", &m.fstype),

@@ -342,7 +342,8 @@ impl Hwmon {
         let find = |p: &str| attrs.iter().find(|a| prop(a) == p).map(value);
         let chip: &str = &self.chip;
         let sensor: &str = &self.sensor;
-        let labels: [(&str, &dyn std::fmt::Display); 2] = [("chip", &chip), ("sensor", &sensor)];
+        let labels: [(&str, &dyn crate::expo::LabelValue); 2] =
+            [("chip", &chip), ("sensor", &sensor)];
 
         let label = find("label");
         if let Some(l) = label {

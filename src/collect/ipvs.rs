@@ -66,6 +66,13 @@ pub fn new(opts: &CollectorOptions) -> Result<Box<dyn Collector>, String> {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Addr(Option<IpAddr>);
 
+impl crate::expo::LabelValue for Addr {
+    fn append_to(&self, out: &mut String) {
+        use fmt::Write;
+        let _ = write!(out, "{self}");
+    }
+}
+
 impl fmt::Display for Addr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
@@ -92,7 +99,7 @@ struct Backend<'a> {
 }
 
 impl Backend<'_> {
-    fn label(&self, i: usize) -> &dyn fmt::Display {
+    fn label(&self, i: usize) -> &dyn crate::expo::LabelValue {
         match i {
             0 => &self.local,
             1 => &self.local_port,
@@ -263,7 +270,7 @@ impl Collector for Ipvs {
         );
         for group in backends.chunk_by(|a, b| key_cmp(a, b).is_eq()) {
             let first = &group[0];
-            let mut labels: [(&str, &dyn fmt::Display); 6] = [("", &""); 6];
+            let mut labels: [(&str, &dyn crate::expo::LabelValue); 6] = [("", &""); 6];
             for (slot, &i) in labels.iter_mut().zip(picked) {
                 *slot = (LABELS[i], first.label(i));
             }

@@ -192,7 +192,7 @@ impl Mdadm {
                 continue;
             }
             let a = parse_array(line, lines.clone(), path)?;
-            let dev = ("device", &a.name as &dyn std::fmt::Display);
+            let dev = ("device", &a.name as &dyn crate::expo::LabelValue);
             for (i, s) in STATES.iter().enumerate() {
                 let on = if a.state == Some(i) { 1.0 } else { 0.0 };
                 out.sample(state, &[dev, ("state", s)], on);

@@ -445,7 +445,7 @@ impl Attrs {
 
     /// The samples of one device from `self.strings` and `self.values`.
     fn emit(&self, dev: &str, up_f: FamilyId, info_f: FamilyId, out: &mut MetricSet) {
-        let labels: [(&str, &dyn std::fmt::Display); 1] = [("device", &dev)];
+        let labels: [(&str, &dyn crate::expo::LabelValue); 1] = [("device", &dev)];
         let [address, broadcast, duplex, ifalias, operstate] = &self.strings;
         let up = if operstate == "up" { 1.0 } else { 0.0 };
         out.sample(up_f, &labels, up);

@@ -141,7 +141,7 @@ impl NetDev {
             if self.filter.ignored(dev) {
                 continue;
             }
-            let labels: [(&str, &dyn std::fmt::Display); 1] = [("device", &dev)];
+            let labels: [(&str, &dyn crate::expo::LabelValue); 1] = [("device", &dev)];
             for (i, fam) in self.families.iter().enumerate() {
                 out.sample(*fam, &labels, values[i]);
                 if i + 1 == n_rx {

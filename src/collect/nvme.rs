@@ -149,7 +149,8 @@ impl Collector for Nvme {
                 }
                 self.path.pop();
                 self.path.pop();
-                let labels: [(&str, &dyn std::fmt::Display); 2] = [("device", ctrl), ("nsid", &ns)];
+                let labels: [(&str, &dyn crate::expo::LabelValue); 2] =
+                    [("device", ctrl), ("nsid", &ns)];
                 out.sample(
                     ns_info_f,
                     &[("ana_state", &self.ana), ("device", ctrl), ("nsid", &ns)],

@@ -236,7 +236,7 @@ impl Collector for Os {
             "A metric with a constant '1' value labeled by build_id, id, id_like, image_id, image_version, name, pretty_name, variant, variant_id, version, version_codename, version_id.",
             MetricType::Gauge,
         );
-        let mut labels: [(&str, &dyn std::fmt::Display); 12] = [("", &""); 12];
+        let mut labels: [(&str, &dyn crate::expo::LabelValue); 12] = [("", &""); 12];
         for (slot, ((_, label), v)) in labels.iter_mut().zip(KEYS.iter().zip(&self.values)) {
             *slot = (label, v);
         }

@@ -141,7 +141,7 @@ impl Collector for PowerSupplyClass {
             if !self.path.is_dir() {
                 continue;
             }
-            let labels: [(&str, &dyn std::fmt::Display); 1] = [("power_supply", supply)];
+            let labels: [(&str, &dyn crate::expo::LabelValue); 1] = [("power_supply", supply)];
             for (file, suffix, div) in NUMERIC {
                 self.path.push(file);
                 let v = read_attr(&self.path, &mut self.buf).map(|s| (s.parse::<i64>(), s));
@@ -178,7 +178,7 @@ impl Collector for PowerSupplyClass {
                 self.path.pop();
             }
             // Only non-empty strings become labels, plus the supply's name (sorted position 6).
-            let mut info: [(&str, &dyn std::fmt::Display); 12] = [("", &""); 12];
+            let mut info: [(&str, &dyn crate::expo::LabelValue); 12] = [("", &""); 12];
             let mut n = 0;
             for (i, (s, label)) in self.strings.iter().zip(STRINGS).enumerate() {
                 if i == 5 {

@@ -69,7 +69,7 @@ impl Collector for ThermalZone {
                 Some(t) => self.typ.push_str(&t),
                 None => continue, // dangling link or vanished device
             }
-            let labels: [(&str, &dyn std::fmt::Display); 2] = if cooling {
+            let labels: [(&str, &dyn crate::expo::LabelValue); 2] = if cooling {
                 [("name", &zone), ("type", &self.typ)]
             } else {
                 [("type", &self.typ), ("zone", &zone)]

@@ -13,8 +13,81 @@ pub use encode::{
     encode_openmetrics, encode_text, format_float, CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT,
 };
 
-use std::fmt::{Display, Write};
+use std::fmt::Write;
 use std::ops::Range;
+
+/// A label value a [`MetricSet`] copies into its arena. Text is appended as is and integers
+/// by a digit loop: going through `Display` cost ~170 instructions per label in `core::fmt`
+/// (Formatter setup and `pad`), ~2 % of a scrape's user time for node metrics.
+pub trait LabelValue {
+    fn append_to(&self, out: &mut String);
+}
+
+impl LabelValue for str {
+    fn append_to(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+
+impl LabelValue for String {
+    fn append_to(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+
+impl LabelValue for std::borrow::Cow<'_, str> {
+    fn append_to(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+
+impl<T: LabelValue + ?Sized> LabelValue for &T {
+    fn append_to(&self, out: &mut String) {
+        (**self).append_to(out);
+    }
+}
+
+/// Appends the decimal digits of `n`.
+fn append_decimal(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        buf[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &buf[start..] {
+        out.push(d as char);
+    }
+}
+
+macro_rules! unsigned_label_values {
+    ($($t:ty),*) => {$(
+        impl LabelValue for $t {
+            fn append_to(&self, out: &mut String) {
+                append_decimal(out, *self as u64);
+            }
+        }
+    )*};
+}
+unsigned_label_values!(u8, u16, u32, u64, usize);
+
+macro_rules! signed_label_values {
+    ($($t:ty),*) => {$(
+        impl LabelValue for $t {
+            fn append_to(&self, out: &mut String) {
+                if *self < 0 {
+                    out.push('-');
+                }
+                append_decimal(out, self.unsigned_abs() as u64);
+            }
+        }
+    )*};
+}
+signed_label_values!(i32, i64);
 
 /// The metric types of the exposition formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -165,9 +238,9 @@ impl MetricSet {
         start..self.text.len() as u32
     }
 
-    fn push_display(&mut self, d: &dyn Display) -> Range<u32> {
+    fn push_label_value(&mut self, v: &dyn LabelValue) -> Range<u32> {
         let start = self.text.len() as u32;
-        let _ = write!(self.text, "{d}");
+        v.append_to(&mut self.text);
         start..self.text.len() as u32
     }
 
@@ -235,7 +308,7 @@ impl MetricSet {
 
     /// Adds a sample to `family`. Label values are written straight into the arena, so numbers
     /// (`&cpu_index`) need no temporary `String`.
-    pub fn sample(&mut self, family: FamilyId, labels: &[(&str, &dyn Display)], value: f64) {
+    pub fn sample(&mut self, family: FamilyId, labels: &[(&str, &dyn LabelValue)], value: f64) {
         self.sample_full(family, "", labels, value, None);
     }
 
@@ -244,7 +317,7 @@ impl MetricSet {
         &mut self,
         family: FamilyId,
         suffix: &str,
-        labels: &[(&str, &dyn Display)],
+        labels: &[(&str, &dyn LabelValue)],
         value: f64,
     ) {
         self.sample_full(family, suffix, labels, value, None);
@@ -255,7 +328,7 @@ impl MetricSet {
         &mut self,
         family: FamilyId,
         suffix: &str,
-        labels: &[(&str, &dyn Display)],
+        labels: &[(&str, &dyn LabelValue)],
         value: f64,
         timestamp: Option<i64>,
     ) {
@@ -263,7 +336,7 @@ impl MetricSet {
         let first = self.labels.len() as u32;
         for (n, v) in labels {
             let n = self.push_str(n);
-            let v = self.push_display(*v);
+            let v = self.push_label_value(*v);
             self.labels.push((n, v));
         }
         let labels = first..self.labels.len() as u32;
@@ -429,5 +502,55 @@ impl MetricSet {
             value: s.value,
             timestamp: s.timestamp,
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_append_what_display_prints() {
+        fn check(v: &dyn LabelValue, want: &str) {
+            let mut out = String::from("x");
+            v.append_to(&mut out);
+            assert_eq!(out, format!("x{want}"));
+        }
+        for n in [0u64, 7, 10, 99, 1234567890, u64::MAX] {
+            check(&n, &n.to_string());
+            check(&(n as usize), &(n as usize).to_string());
+        }
+        for n in [0i64, -1, 42, i64::MIN, i64::MAX] {
+            check(&n, &n.to_string());
+        }
+        for n in [i32::MIN, -7, 0, i32::MAX] {
+            check(&n, &n.to_string());
+        }
+        check(&255u8, "255");
+        check(&65535u16, "65535");
+        check(&u32::MAX, "4294967295");
+        check(&"eth0", "eth0");
+        check(&String::from("cpu\"1\""), "cpu\"1\"");
+        check(&std::borrow::Cow::Borrowed("lo"), "lo");
+    }
+
+    #[test]
+    fn samples_keep_integer_and_text_label_values() {
+        let mut set = MetricSet::new();
+        let f = set.family_static("m", "help", MetricType::Gauge);
+        set.sample(f, &[("cpu", &3usize), ("mode", &"idle")], 1.0);
+        set.sample(f, &[("cpu", &-2i32), ("mode", &String::from("user"))], 2.0);
+        let got: Vec<Vec<(String, String)>> = set
+            .samples()
+            .map(|s| s.labels().map(|(n, v)| (n.into(), v.into())).collect())
+            .collect();
+        let pair = |n: &str, v: &str| (n.to_string(), v.to_string());
+        assert_eq!(
+            got,
+            vec![
+                vec![pair("cpu", "3"), pair("mode", "idle")],
+                vec![pair("cpu", "-2"), pair("mode", "user")],
+            ]
+        );
     }
 }

@@ -73,7 +73,8 @@ pub fn collect(
         };
         // Series labels first (sorted, as stored), then the missing extras, as Prometheus does.
         let own: Vec<(&str, &str)> = labels.iter().filter(|(n, _)| *n != METRIC_NAME).collect();
-        let mut pairs: Vec<(&str, &dyn std::fmt::Display)> = Vec::with_capacity(own.len() + 2);
+        let mut pairs: Vec<(&str, &dyn crate::expo::LabelValue)> =
+            Vec::with_capacity(own.len() + 2);
         for (n, v) in &own {
             pairs.push((n, v));
         }
