@@ -13,7 +13,6 @@ pub use encode::{
     encode_openmetrics, encode_text, format_float, CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT,
 };
 
-use std::fmt::Write;
 use std::ops::Range;
 
 /// A label value a [`MetricSet`] copies into its arena. Text is appended as is and integers
