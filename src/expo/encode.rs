@@ -1,7 +1,8 @@
 //! Text 0.0.4 and OpenMetrics 1.0 encoders for a [`MetricSet`].
 
-use super::{MetricSet, MetricType, SampleRec};
+use super::{HeaderKey, MetricSet, MetricType, SampleRec};
 use std::io::Write;
+use std::ops::Range;
 
 pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub const CONTENT_TYPE_OPENMETRICS: &str =
@@ -217,7 +218,7 @@ fn cmp_bytes(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
 /// name gives HELP and TYPE) and, within a group, samples in declaration order.
 struct Layout {
     /// Per group: its first family and its range in `order`.
-    groups: Vec<(usize, std::ops::Range<usize>)>,
+    groups: Vec<(usize, Range<usize>)>,
     /// Sample indices in output order.
     order: Vec<u32>,
 }
@@ -301,8 +302,9 @@ impl FamilyOrder {
     }
 }
 
-/// Everything `layout` keeps between calls on one thread: the family order of the last set
-/// and the buffers of the last [`Layout`] (allocating and zeroing them per scrape was ~0.3 %).
+/// Everything `layout` keeps between calls on one thread: the family order of the last set,
+/// the buffers of the last [`Layout`] (allocating and zeroing them per scrape was ~0.3 %) and
+/// the rendered family headers.
 struct LayoutCache {
     families: FamilyOrder,
     layout: Layout,
@@ -310,6 +312,7 @@ struct LayoutCache {
     group_of: Vec<u32>,
     /// Per group: the next free place in `layout.order` (after a count, then prefix sums).
     next: Vec<usize>,
+    headers: Headers,
 }
 
 thread_local! {
@@ -317,21 +320,138 @@ thread_local! {
         const { std::cell::Cell::new(LayoutCache::EMPTY) };
 }
 
-/// Lays `set` out and runs `encode` over the [`Layout`]: no allocation once the buffers have
-/// grown to the set's size (a counting sort of the samples by group).
-fn with_layout(set: &MetricSet, encode: impl FnOnce(&Layout)) {
+/// Lays `set` out and encodes it in text 0.0.4 or OpenMetrics: no allocation once the buffers
+/// have grown to the set's size (a counting sort of the samples by group).
+fn encode_with_cache(set: &MetricSet, openmetrics: bool, out: &mut Vec<u8>) {
     let mut cache = LAYOUT_CACHE.replace(LayoutCache::EMPTY);
     if !cache.families.still_sorts(set) {
         cache.families.sort(set);
     }
     cache.place_samples(set);
-    encode(&cache.layout);
-    // Kept only while sized for a node's /metrics (~500 samples, ~300 families: ~20 KB): a
-    // large set (a /federate of many series) would otherwise pin its peak for good.
+    cache
+        .headers
+        .refresh(set, &cache.layout.groups, openmetrics);
+    if openmetrics {
+        encode_openmetrics_in(set, &cache.layout, &cache.headers, out);
+    } else {
+        encode_text_in(set, &cache.layout, &cache.headers, out);
+    }
+    // Kept only while sized for a node's /metrics (~500 samples, ~300 families: ~60 KB with
+    // the headers): a large set (a /federate of many series) would otherwise pin its peak for
+    // good.
     const KEEP_MAX: usize = 4096;
     if set.samples.len() <= KEEP_MAX && set.families.len() <= KEEP_MAX {
         LAYOUT_CACHE.set(cache);
     }
+}
+
+/// The rendered headers (`# HELP …` and `# TYPE …` lines) of the last set's groups, so a
+/// scrape copies each family's header whole instead of assembling it from five pieces and
+/// escaping its HELP text again (~300 families, ~37 KB of headers a scrape). Only headers of a
+/// literal name and help are kept ([`MetricSet::static_header_key`]): their bytes cannot
+/// change behind an equal key. Others are rendered each time.
+struct Headers {
+    /// The format `text` is in.
+    openmetrics: bool,
+    /// Per group: the key its header was rendered from; `None`: not kept.
+    keys: Vec<Option<HeaderKey>>,
+    /// Per group: the end of its header in `text` (it starts at the previous group's end).
+    ends: Vec<u32>,
+    text: Vec<u8>,
+}
+
+impl Headers {
+    const EMPTY: Self = Headers {
+        openmetrics: false,
+        keys: Vec::new(),
+        ends: Vec::new(),
+        text: Vec::new(),
+    };
+
+    /// Renders the headers again unless every group's first family has the key it had.
+    fn refresh(&mut self, set: &MetricSet, groups: &[(usize, Range<usize>)], openmetrics: bool) {
+        if self.openmetrics == openmetrics
+            && self.keys.len() == groups.len()
+            && groups
+                .iter()
+                .zip(&self.keys)
+                .all(|((f, _), key)| set.static_header_key(*f as u32) == *key)
+        {
+            return;
+        }
+        self.openmetrics = openmetrics;
+        self.keys.clear();
+        self.ends.clear();
+        self.text.clear();
+        for (f, _) in groups {
+            let key = set.static_header_key(*f as u32);
+            if key.is_some() {
+                write_header(set, *f, openmetrics, &mut self.text);
+            }
+            self.keys.push(key);
+            self.ends.push(self.text.len() as u32);
+        }
+    }
+
+    /// Writes group `g`'s header (of family `f`), from `text` when kept.
+    fn write(&self, set: &MetricSet, g: usize, f: usize, out: &mut Vec<u8>) {
+        if self.keys[g].is_some() {
+            let start = if g == 0 { 0 } else { self.ends[g - 1] };
+            out.extend_from_slice(&self.text[start as usize..self.ends[g] as usize]);
+        } else {
+            write_header(set, f, self.openmetrics, out);
+        }
+    }
+}
+
+/// The name OpenMetrics gives family `name` of type `typ` in its metadata lines, and the suffix
+/// its samples without one get: counters are named without `_total` in metadata and with it on
+/// samples.
+fn openmetrics_names(name: &str, typ: MetricType) -> (&str, &'static str) {
+    match typ {
+        MetricType::Counter => match name.strip_suffix("_total") {
+            Some(meta) => (meta, ""),
+            None => (name, "_total"),
+        },
+        _ => (name, ""),
+    }
+}
+
+/// The metadata lines of family `f` (by declaration index) that precede its group's samples.
+fn write_header(set: &MetricSet, f: usize, openmetrics: bool, out: &mut Vec<u8>) {
+    let f = set.family_ref(super::FamilyId(f as u32));
+    if openmetrics {
+        let (meta_name, _) = openmetrics_names(f.name, f.typ);
+        let typ = match f.typ {
+            MetricType::Untyped => "unknown",
+            t => t.as_text(),
+        };
+        out.extend_from_slice(b"# TYPE ");
+        out.extend_from_slice(meta_name.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(typ.as_bytes());
+        if !f.help.is_empty() {
+            out.extend_from_slice(b"\n# HELP ");
+            out.extend_from_slice(meta_name.as_bytes());
+            out.push(b' ');
+            escape_into(f.help.as_bytes(), true, out);
+        }
+        out.push(b'\n');
+        return;
+    }
+    // No help, no HELP line (as expfmt writes a family without one, e.g. /federate's).
+    if !f.help.is_empty() {
+        out.extend_from_slice(b"# HELP ");
+        out.extend_from_slice(f.name.as_bytes());
+        out.push(b' ');
+        escape_into(f.help.as_bytes(), false, out);
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"# TYPE ");
+    out.extend_from_slice(f.name.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(f.typ.as_text().as_bytes());
+    out.push(b'\n');
 }
 
 impl LayoutCache {
@@ -343,6 +463,7 @@ impl LayoutCache {
         },
         group_of: Vec::new(),
         next: Vec::new(),
+        headers: Headers::EMPTY,
     };
 
     /// Fills `layout` from `families` (sorted and grouped already) and the set's samples.
@@ -428,31 +549,19 @@ fn write_sample(
 
 /// Text format 0.0.4: families sorted by name, each contiguous with HELP and TYPE first.
 pub fn encode_text(set: &MetricSet, out: &mut Vec<u8>) {
-    with_layout(set, |layout| encode_text_in(set, layout, out));
+    encode_with_cache(set, false, out);
 }
 
 #[cfg_attr(promlet_speed, optimize(speed))]
-fn encode_text_in(set: &MetricSet, layout: &Layout, out: &mut Vec<u8>) {
-    for (fam, samples) in &layout.groups {
-        let f = set.family_ref(super::FamilyId(*fam as u32));
+fn encode_text_in(set: &MetricSet, layout: &Layout, headers: &Headers, out: &mut Vec<u8>) {
+    for (g, (fam, samples)) in layout.groups.iter().enumerate() {
         if samples.is_empty() {
             continue;
         }
-        // No help, no HELP line (as expfmt writes a family without one, e.g. /federate's).
-        if !f.help.is_empty() {
-            out.extend_from_slice(b"# HELP ");
-            out.extend_from_slice(f.name.as_bytes());
-            out.push(b' ');
-            escape_into(f.help.as_bytes(), false, out);
-            out.push(b'\n');
-        }
-        out.extend_from_slice(b"# TYPE ");
-        out.extend_from_slice(f.name.as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(f.typ.as_text().as_bytes());
-        out.push(b'\n');
+        headers.write(set, g, *fam, out);
+        let name = set.family_ref(super::FamilyId(*fam as u32)).name;
         for &i in &layout.order[samples.clone()] {
-            write_sample(set, &set.samples[i as usize], f.name, "", false, out);
+            write_sample(set, &set.samples[i as usize], name, "", false, out);
         }
     }
 }
@@ -460,42 +569,18 @@ fn encode_text_in(set: &MetricSet, layout: &Layout, out: &mut Vec<u8>) {
 /// OpenMetrics 1.0: `unknown` for untyped, counters named without `_total` in metadata and with
 /// it on samples, seconds timestamps, `# EOF` at the end.
 pub fn encode_openmetrics(set: &MetricSet, out: &mut Vec<u8>) {
-    with_layout(set, |layout| encode_openmetrics_in(set, layout, out));
+    encode_with_cache(set, true, out);
     out.extend_from_slice(b"# EOF\n");
 }
 
-fn encode_openmetrics_in(set: &MetricSet, layout: &Layout, out: &mut Vec<u8>) {
-    for (fam, samples) in &layout.groups {
-        let f = set.family_ref(super::FamilyId(*fam as u32));
+fn encode_openmetrics_in(set: &MetricSet, layout: &Layout, headers: &Headers, out: &mut Vec<u8>) {
+    for (g, (fam, samples)) in layout.groups.iter().enumerate() {
         if samples.is_empty() {
             continue;
         }
-        let (meta_name, sample_suffix) = match f.typ {
-            MetricType::Counter => (
-                f.name.strip_suffix("_total").unwrap_or(f.name),
-                if f.name.ends_with("_total") {
-                    ""
-                } else {
-                    "_total"
-                },
-            ),
-            _ => (f.name, ""),
-        };
-        let typ = match f.typ {
-            MetricType::Untyped => "unknown",
-            t => t.as_text(),
-        };
-        out.extend_from_slice(b"# TYPE ");
-        out.extend_from_slice(meta_name.as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(typ.as_bytes());
-        if !f.help.is_empty() {
-            out.extend_from_slice(b"\n# HELP ");
-            out.extend_from_slice(meta_name.as_bytes());
-            out.push(b' ');
-            escape_into(f.help.as_bytes(), true, out);
-        }
-        out.push(b'\n');
+        headers.write(set, g, *fam, out);
+        let f = set.family_ref(super::FamilyId(*fam as u32));
+        let (_, sample_suffix) = openmetrics_names(f.name, f.typ);
         for &i in &layout.order[samples.clone()] {
             let rec = &set.samples[i as usize];
             let suffix = if rec.suffix.is_empty() {
@@ -894,6 +979,82 @@ mod tests {
             encode(&["m", "m", "a"]),
             "# HELP a H\n# TYPE a gauge\na 2\n# HELP m H\n# TYPE m gauge\nm 0\nm 1\n"
         );
+    }
+
+    #[test]
+    fn kept_headers_print_what_a_fresh_encode_prints_as_help_and_type_change() {
+        let build = |help: &'static str, typ: MetricType| {
+            let mut set = MetricSet::new();
+            let a = set.family_static("node_a_total", help, typ);
+            set.sample(a, &[("cpu", &0)], 1.0);
+            set.single_static("node_b", "B \\ with \"quotes\"\n.", MetricType::Gauge, 2.0);
+            set.single("node_c", "Arena \\ help.", MetricType::Counter, 3.0);
+            let a2 = set.family_static("node_a_total", "Second declaration.", MetricType::Gauge);
+            set.sample(a2, &[("cpu", &1)], 4.0);
+            set
+        };
+        // One format at a time: a kept header is in the format of the last encode.
+        let encode = |set: &MetricSet, openmetrics: bool| {
+            let mut out = Vec::new();
+            if openmetrics {
+                encode_openmetrics(set, &mut out);
+            } else {
+                encode_text(set, &mut out);
+            }
+            String::from_utf8(out).unwrap()
+        };
+        // An encode with an empty cache, leaving the kept one (of the previous set) in place.
+        let fresh_encode = |set: &MetricSet, openmetrics: bool| {
+            let kept = LAYOUT_CACHE.replace(LayoutCache::EMPTY);
+            let fresh = encode(set, openmetrics);
+            LAYOUT_CACHE.set(kept);
+            fresh
+        };
+        let kept_count = || {
+            let cache = LAYOUT_CACHE.replace(LayoutCache::EMPTY);
+            let kept = cache.headers.keys.iter().filter(|k| k.is_some()).count();
+            LAYOUT_CACHE.set(cache);
+            kept
+        };
+        let changes = [
+            ("A.", MetricType::Counter),
+            ("A.", MetricType::Counter),
+            ("Other \\ \"A\"\n.", MetricType::Counter),
+            ("Other \\ \"A\"\n.", MetricType::Gauge),
+            ("", MetricType::Gauge),
+            ("A.", MetricType::Counter),
+        ];
+        for openmetrics in [false, true, false] {
+            for (help, typ) in changes {
+                let set = build(help, typ);
+                let fresh = fresh_encode(&set, openmetrics);
+                // The first encode starts from the previous set's headers (same layout, maybe
+                // another HELP or TYPE), the second copies this set's.
+                assert_eq!(encode(&set, openmetrics), fresh, "{help:?} {typ:?}");
+                assert_eq!(kept_count(), 2, "node_a_total and node_b kept, node_c not");
+                assert_eq!(encode(&set, openmetrics), fresh, "{help:?} {typ:?}");
+                if openmetrics {
+                    assert!(fresh.contains(
+                        "# TYPE node_b gauge\n# HELP node_b B \\\\ with \\\"quotes\\\"\\n.\n"
+                    ));
+                    continue;
+                }
+                let help_line = if help.is_empty() {
+                    String::new()
+                } else {
+                    let escaped = help.replace('\\', "\\\\").replace('\n', "\\n");
+                    format!("# HELP node_a_total {escaped}\n")
+                };
+                let want = format!(
+                    "{help_line}# TYPE node_a_total {}\n\
+                     node_a_total{{cpu=\"0\"}} 1\nnode_a_total{{cpu=\"1\"}} 4\n\
+                     # HELP node_b B \\\\ with \"quotes\"\\n.\n# TYPE node_b gauge\nnode_b 2\n\
+                     # HELP node_c Arena \\\\ help.\n# TYPE node_c counter\nnode_c 3\n",
+                    typ.as_text()
+                );
+                assert_eq!(fresh, want);
+            }
+        }
     }
 
     #[test]

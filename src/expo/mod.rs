@@ -137,6 +137,14 @@ struct Family {
     typ: MetricType,
 }
 
+/// See [`MetricSet::static_header_key`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct HeaderKey {
+    name: (usize, usize),
+    help: (usize, usize),
+    typ: MetricType,
+}
+
 #[derive(Clone, Debug)]
 struct SampleRec {
     family: u32,
@@ -278,6 +286,24 @@ impl MetricSet {
         match self.families[f as usize].name {
             Text::Static(s) => (s.as_ptr() as usize, s.len()),
             Text::Arena(_) => (0, 0),
+        }
+    }
+
+    /// What the header (HELP and TYPE lines) of family `f` is rendered from, when name and help
+    /// are both `&'static str` (addresses and lengths: equal keys mean equal bytes, as with
+    /// [`MetricSet::static_name_key`]); `None` when either is in the arena.
+    fn static_header_key(&self, f: u32) -> Option<HeaderKey> {
+        match &self.families[f as usize] {
+            Family {
+                name: Text::Static(name),
+                help: Text::Static(help),
+                typ,
+            } => Some(HeaderKey {
+                name: (name.as_ptr() as usize, name.len()),
+                help: (help.as_ptr() as usize, help.len()),
+                typ: *typ,
+            }),
+            _ => None,
         }
     }
 
