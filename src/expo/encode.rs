@@ -313,6 +313,7 @@ struct LayoutCache {
     /// Per group: the next free place in `layout.order` (after a count, then prefix sums).
     next: Vec<usize>,
     headers: Headers,
+    prefixes: Prefixes,
 }
 
 thread_local! {
@@ -331,10 +332,17 @@ fn encode_with_cache(set: &MetricSet, openmetrics: bool, out: &mut Vec<u8>) {
     cache
         .headers
         .refresh(set, &cache.layout.groups, openmetrics);
+    cache.prefixes.begin(set.samples.len());
+    let LayoutCache {
+        layout,
+        headers,
+        prefixes,
+        ..
+    } = &mut cache;
     if openmetrics {
-        encode_openmetrics_in(set, &cache.layout, &cache.headers, out);
+        encode_openmetrics_in(set, layout, headers, prefixes, out);
     } else {
-        encode_text_in(set, &cache.layout, &cache.headers, out);
+        encode_text_in(set, layout, headers, prefixes, out);
     }
     // Kept only while sized for a node's /metrics (~500 samples, ~300 families: ~60 KB with
     // the headers): a large set (a /federate of many series) would otherwise pin its peak for
@@ -464,6 +472,7 @@ impl LayoutCache {
         group_of: Vec::new(),
         next: Vec::new(),
         headers: Headers::EMPTY,
+        prefixes: Prefixes::EMPTY,
     };
 
     /// Fills `layout` from `families` (sorted and grouped already) and the set's samples.
@@ -507,35 +516,258 @@ impl LayoutCache {
     }
 }
 
-/// One sample line. `name` is its group's name, taken once per group rather than looked up
-/// per sample; `name_suffix` comes after the sample's own suffix (OpenMetrics' `_total`).
+/// Whether `a` and `b` hold the same bytes: 8 at a time and inline (slice `==` calls the static
+/// build's byte-loop `bcmp`).
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |w: &[u8], i: usize| u64::from_ne_bytes(w[i..i + 8].try_into().unwrap_or([0; 8]));
+    if n < 8 {
+        let mut i = 0;
+        while i < n {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        return true;
+    }
+    let mut i = 0;
+    while i + 8 < n {
+        if word(a, i) != word(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    // The last 8 bytes (overlapping the last whole word): no byte loop for the rest.
+    word(a, n - 8) == word(b, n - 8)
+}
+
+/// The rendered line prefixes (`name{l="v",...} `) of the last set's samples, by place in the
+/// layout, so an unchanged sample's prefix is one copy instead of five pieces per label and an
+/// escape check per value (~500 samples a scrape, nearly all with the same name and labels as
+/// the scrape before).
+///
+/// A kept prefix is valid for a sample with the same name (a literal at the same address, or
+/// equal bytes), the same OpenMetrics name suffix (a literal) and the same source in the arena:
+/// suffix and label pairs as one contiguous run (as `sample_full` writes them) of equal bytes,
+/// split at the same places. Samples whose source is not contiguous are rendered each time.
+struct Prefixes {
+    /// Per layout place.
+    entries: Vec<PrefixEntry>,
+    /// The prefixes, in `entries`' ranges; a replaced one stays here until the next `begin`
+    /// finds too much of `text` unused and starts over.
+    text: Vec<u8>,
+    /// The arena bytes each prefix was rendered from, in `entries`' ranges.
+    src: Vec<u8>,
+    /// Per prefix: the ends of its source's pieces (suffix, then each label name and value)
+    /// relative to the source's start.
+    ends: Vec<u32>,
+    /// Bytes of `text` in use by `entries`.
+    live: usize,
+}
+
+#[derive(Clone, Copy)]
+struct PrefixEntry {
+    text: u32,
+    text_end: u32,
+    src: u32,
+    src_end: u32,
+    ends: u32,
+    /// Number of piece ends (1 + 2 per label); 0: nothing kept.
+    pieces: u32,
+    /// Address and length of the name; `static_name`: a literal (equal address and length mean
+    /// equal bytes); else its bytes are compared with the start of the prefix.
+    name: (usize, usize),
+    static_name: bool,
+    name_suffix: (usize, usize),
+}
+
+impl PrefixEntry {
+    const NONE: Self = PrefixEntry {
+        text: 0,
+        text_end: 0,
+        src: 0,
+        src_end: 0,
+        ends: 0,
+        pieces: 0,
+        name: (0, 0),
+        static_name: false,
+        name_suffix: (0, 0),
+    };
+}
+
+/// The contiguous arena run of a sample's suffix and labels, and where its pieces end.
+fn source_run(rec: &SampleRec, labels: &[(Range<u32>, Range<u32>)]) -> Option<Range<u32>> {
+    let mut end = rec.suffix.end;
+    for (n, v) in labels {
+        if n.start != end || v.start != n.end {
+            return None;
+        }
+        end = v.end;
+    }
+    Some(rec.suffix.start..end)
+}
+
+impl Prefixes {
+    const EMPTY: Self = Prefixes {
+        entries: Vec::new(),
+        text: Vec::new(),
+        src: Vec::new(),
+        ends: Vec::new(),
+        live: 0,
+    };
+
+    /// Sizes `entries` for a set of `samples`; drops everything kept when more than half of
+    /// `text` is no longer used (prefixes replaced as samples changed), bounding memory.
+    fn begin(&mut self, samples: usize) {
+        if self.text.len() > 2 * self.live + 4096 {
+            self.entries.clear();
+            self.text.clear();
+            self.src.clear();
+            self.ends.clear();
+            self.live = 0;
+        }
+        for e in self.entries.iter().skip(samples) {
+            self.live -= (e.text_end - e.text) as usize;
+        }
+        self.entries.resize(samples, PrefixEntry::NONE);
+    }
+
+    /// Whether the kept prefix `e` was rendered from this sample (see the type's docs). `run`:
+    /// the sample's [`source_run`].
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn matches(
+        &self,
+        e: &PrefixEntry,
+        set: &MetricSet,
+        rec: &SampleRec,
+        run: &Range<u32>,
+        labels: &[(Range<u32>, Range<u32>)],
+        name: &str,
+        static_name: bool,
+        name_suffix: &str,
+    ) -> bool {
+        if e.pieces as usize != 1 + 2 * labels.len()
+            || e.name_suffix != (name_suffix.as_ptr() as usize, name_suffix.len())
+            || e.name.1 != name.len()
+        {
+            return false;
+        }
+        let name_same = if static_name && e.static_name {
+            e.name.0 == name.as_ptr() as usize
+        } else {
+            let kept = &self.text[e.text as usize..e.text_end as usize];
+            kept.len() >= name.len() && same_bytes(name.as_bytes(), &kept[..name.len()])
+        };
+        if !name_same {
+            return false;
+        }
+        let ends = &self.ends[e.ends as usize..(e.ends + e.pieces) as usize];
+        let base = run.start;
+        if ends[0] != rec.suffix.end - base {
+            return false;
+        }
+        for (i, (n, v)) in labels.iter().enumerate() {
+            if ends[1 + 2 * i] != n.end - base || ends[2 + 2 * i] != v.end - base {
+                return false;
+            }
+        }
+        let source = set
+            .text
+            .as_bytes()
+            .get(run.start as usize..run.end as usize);
+        let kept = &self.src[e.src as usize..e.src_end as usize];
+        source.is_some_and(|s| same_bytes(s, kept))
+    }
+
+    /// Writes the prefix of the sample at layout place `place`: the kept one when it matches,
+    /// else rendered (and kept for next time when its source is one run). `static_name`: `name`
+    /// is a literal.
+    #[allow(clippy::too_many_arguments)]
+    #[cfg_attr(promlet_speed, optimize(speed))]
+    fn write(
+        &mut self,
+        place: usize,
+        set: &MetricSet,
+        rec: &SampleRec,
+        name: &str,
+        static_name: bool,
+        name_suffix: &str,
+        out: &mut Vec<u8>,
+    ) {
+        let labels = &set.labels[rec.labels.start as usize..rec.labels.end as usize];
+        let run = source_run(rec, labels);
+        let e = self.entries[place];
+        if let Some(run) = &run {
+            if self.matches(&e, set, rec, run, labels, name, static_name, name_suffix) {
+                out.extend_from_slice(&self.text[e.text as usize..e.text_end as usize]);
+                return;
+            }
+        }
+        let start = out.len();
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(set.bytes(&rec.suffix));
+        out.extend_from_slice(name_suffix.as_bytes());
+        let mut sep = b'{';
+        for (n, v) in labels {
+            out.push(sep);
+            sep = b',';
+            out.extend_from_slice(set.bytes(n));
+            out.extend_from_slice(b"=\"");
+            escape_into(set.bytes(v), true, out);
+            out.push(b'"');
+        }
+        out.extend_from_slice(if labels.is_empty() { b" " } else { b"} " });
+        self.live -= (e.text_end - e.text) as usize;
+        self.entries[place] = PrefixEntry::NONE;
+        let Some(run) = run else {
+            return;
+        };
+        let base = run.start;
+        let kept = PrefixEntry {
+            text: self.text.len() as u32,
+            text_end: (self.text.len() + out.len() - start) as u32,
+            src: self.src.len() as u32,
+            src_end: (self.src.len() + run.len()) as u32,
+            ends: self.ends.len() as u32,
+            pieces: 1 + 2 * labels.len() as u32,
+            name: (name.as_ptr() as usize, name.len()),
+            static_name,
+            name_suffix: (name_suffix.as_ptr() as usize, name_suffix.len()),
+        };
+        self.text.extend_from_slice(&out[start..]);
+        self.src.extend_from_slice(set.bytes(&run));
+        self.ends.push(rec.suffix.end - base);
+        for (n, v) in labels {
+            self.ends.extend([n.end - base, v.end - base]);
+        }
+        self.live += out.len() - start;
+        self.entries[place] = kept;
+    }
+}
+
+/// One sample line: its prefix (see [`Prefixes`]) then value and timestamp.
+/// `name` is its group's name, taken once per group rather than looked up per sample;
+/// `name_suffix` comes after the sample's own suffix (OpenMetrics' `_total`).
+#[allow(clippy::too_many_arguments)]
 #[cfg_attr(promlet_speed, optimize(speed))]
 fn write_sample(
     set: &MetricSet,
+    prefixes: &mut Prefixes,
+    place: usize,
     rec: &SampleRec,
     name: &str,
+    static_name: bool,
     name_suffix: &str,
     openmetrics: bool,
     out: &mut Vec<u8>,
 ) {
-    out.extend_from_slice(name.as_bytes());
-    if !rec.suffix.is_empty() {
-        out.extend_from_slice(set.bytes(&rec.suffix));
-    }
-    if !name_suffix.is_empty() {
-        out.extend_from_slice(name_suffix.as_bytes());
-    }
-    let labels = &set.labels[rec.labels.start as usize..rec.labels.end as usize];
-    let mut sep = b'{';
-    for (n, v) in labels {
-        out.push(sep);
-        sep = b',';
-        out.extend_from_slice(set.bytes(n));
-        out.extend_from_slice(b"=\"");
-        escape_into(set.bytes(v), true, out);
-        out.push(b'"');
-    }
-    out.extend_from_slice(if labels.is_empty() { b" " } else { b"} " });
+    prefixes.write(place, set, rec, name, static_name, name_suffix, out);
     format_float(rec.value, out);
     if let Some(ts) = rec.timestamp {
         if openmetrics {
@@ -553,15 +785,23 @@ pub fn encode_text(set: &MetricSet, out: &mut Vec<u8>) {
 }
 
 #[cfg_attr(promlet_speed, optimize(speed))]
-fn encode_text_in(set: &MetricSet, layout: &Layout, headers: &Headers, out: &mut Vec<u8>) {
+fn encode_text_in(
+    set: &MetricSet,
+    layout: &Layout,
+    headers: &Headers,
+    prefixes: &mut Prefixes,
+    out: &mut Vec<u8>,
+) {
     for (g, (fam, samples)) in layout.groups.iter().enumerate() {
         if samples.is_empty() {
             continue;
         }
         headers.write(set, g, *fam, out);
         let name = set.family_ref(super::FamilyId(*fam as u32)).name;
-        for &i in &layout.order[samples.clone()] {
-            write_sample(set, &set.samples[i as usize], name, "", false, out);
+        let static_name = set.static_name_key(*fam as u32).0 != 0;
+        for place in samples.clone() {
+            let rec = &set.samples[layout.order[place] as usize];
+            write_sample(set, prefixes, place, rec, name, static_name, "", false, out);
         }
     }
 }
@@ -573,7 +813,13 @@ pub fn encode_openmetrics(set: &MetricSet, out: &mut Vec<u8>) {
     out.extend_from_slice(b"# EOF\n");
 }
 
-fn encode_openmetrics_in(set: &MetricSet, layout: &Layout, headers: &Headers, out: &mut Vec<u8>) {
+fn encode_openmetrics_in(
+    set: &MetricSet,
+    layout: &Layout,
+    headers: &Headers,
+    prefixes: &mut Prefixes,
+    out: &mut Vec<u8>,
+) {
     for (g, (fam, samples)) in layout.groups.iter().enumerate() {
         if samples.is_empty() {
             continue;
@@ -581,14 +827,25 @@ fn encode_openmetrics_in(set: &MetricSet, layout: &Layout, headers: &Headers, ou
         headers.write(set, g, *fam, out);
         let f = set.family_ref(super::FamilyId(*fam as u32));
         let (_, sample_suffix) = openmetrics_names(f.name, f.typ);
-        for &i in &layout.order[samples.clone()] {
-            let rec = &set.samples[i as usize];
+        let static_name = set.static_name_key(*fam as u32).0 != 0;
+        for place in samples.clone() {
+            let rec = &set.samples[layout.order[place] as usize];
             let suffix = if rec.suffix.is_empty() {
                 sample_suffix
             } else {
                 ""
             };
-            write_sample(set, rec, f.name, suffix, true, out);
+            write_sample(
+                set,
+                prefixes,
+                place,
+                rec,
+                f.name,
+                static_name,
+                suffix,
+                true,
+                out,
+            );
         }
     }
 }
@@ -1055,6 +1312,87 @@ mod tests {
                 assert_eq!(fresh, want);
             }
         }
+    }
+
+    #[test]
+    fn kept_sample_prefixes_print_what_a_fresh_encode_prints_as_samples_change() {
+        // Scrape `k` of a changing set: label values, label sets, sample counts, suffixes,
+        // literal and arena names, escaped values, and a parser-built sample (suffix after its
+        // labels in the arena: not one run) vary with `k`.
+        let build = |k: usize| {
+            let mut set = MetricSet::new();
+            let a = set.family_static("node_a_total", "A.", MetricType::Counter);
+            for cpu in 0..(1 + k % 3) {
+                set.sample(a, &[("cpu", &cpu), ("mode", &["idle", "user"][k % 2])], 1.0);
+            }
+            let dev = ["sda", "sd\"a", "sdb\n", "sdaa", "sd"][k % 5];
+            let b = set.family_static("node_b", "B.", MetricType::Gauge);
+            set.sample(b, &[("device", &dev)], 2.5);
+            if k % 4 != 1 {
+                set.sample(b, &[("device", &"x"), ("extra", &k)], 3.0);
+            }
+            let name = ["node_c", "node_d", "node_cc"][k % 3];
+            let c = set.family(name, "Arena.", MetricType::Histogram);
+            set.sample_suffixed(c, ["_bucket", "_count"][k % 2], &[("le", &"+Inf")], 4.0);
+            set.sample_suffixed(c, "_sum", &[], 5.0);
+            if k % 2 == 0 {
+                set.single_static("node_e", "E.", MetricType::Gauge, 6.0);
+            }
+            // The same bytes in the arena, split at other places.
+            let f = set.family_static("node_f", "F.", MetricType::Gauge);
+            let ([n1, v1], [n2, v2]) =
+                [(["x", "ab"], ["yz", "c"]), (["x", "aby"], ["z", "c"])][k % 2];
+            set.sample(f, &[(n1, &v1), (n2, &v2)], 9.0);
+            let p = set.family("node_p", "Parsed.", MetricType::Summary);
+            let first = set.label_mark();
+            set.push_label("quantile", ["0.5", "0.9"][k % 2]);
+            set.push_sample(p, "", first, 7.0, Some(1000 + k as i64));
+            set.sample(
+                a,
+                &[("cpu", &"last"), ("mode", &k.to_string().repeat(k % 4))],
+                8.0,
+            );
+            set
+        };
+        let encode = |set: &MetricSet, openmetrics: bool| {
+            let mut out = Vec::new();
+            if openmetrics {
+                encode_openmetrics(set, &mut out);
+            } else {
+                encode_text(set, &mut out);
+            }
+            String::from_utf8(out).unwrap()
+        };
+        let fresh_encode = |set: &MetricSet, openmetrics: bool| {
+            let kept = LAYOUT_CACHE.replace(LayoutCache::EMPTY);
+            let fresh = encode(set, openmetrics);
+            LAYOUT_CACHE.set(kept);
+            fresh
+        };
+        let kept_prefixes = || {
+            let cache = LAYOUT_CACHE.replace(LayoutCache::EMPTY);
+            let kept = cache
+                .prefixes
+                .entries
+                .iter()
+                .filter(|e| e.pieces != 0)
+                .count();
+            LAYOUT_CACHE.set(cache);
+            kept
+        };
+        for openmetrics in [false, true, false] {
+            for k in 0..40 {
+                let set = build(k);
+                let fresh = fresh_encode(&set, openmetrics);
+                assert_eq!(encode(&set, openmetrics), fresh, "k={k} om={openmetrics}");
+                assert_eq!(encode(&set, openmetrics), fresh, "k={k} om={openmetrics}");
+                // Every sample but the parser-built one is kept.
+                assert_eq!(kept_prefixes(), set.sample_count() - 1, "k={k}");
+            }
+        }
+        let text = fresh_encode(&build(1), false);
+        assert!(text.contains("node_b{device=\"sd\\\"a\"} 2.5\n"), "{text}");
+        assert!(text.contains("node_p{quantile=\"0.9\"} 7 1001\n"), "{text}");
     }
 
     #[test]
