@@ -518,7 +518,7 @@ impl LayoutCache {
 
 /// Whether `a` and `b` hold the same bytes: 8 at a time and inline (slice `==` calls the static
 /// build's byte-loop `bcmp`).
-#[inline(always)]
+#[cfg_attr(promlet_speed, optimize(speed))]
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
