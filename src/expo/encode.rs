@@ -640,7 +640,6 @@ impl Prefixes {
     /// Whether the kept prefix `e` was rendered from this sample (see the type's docs). `run`:
     /// the sample's [`source_run`].
     #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
     fn matches(
         &self,
         e: &PrefixEntry,
