@@ -47,42 +47,33 @@ pub fn format_float(v: f64, out: &mut Vec<u8>) {
         }
         return;
     }
-    // Most of the rest have a few decimals (seconds to 1/100, load averages). For |v| < 1e6
-    // (printed plain) and up to 4 decimals, the shortest round-trip digits are those of the
-    // first scale 10^d at which m = round(|v| 10^d) divides back to v exactly: the division
-    // of two exact doubles rounds as parsing "m e-d" does, so m/10^d round-trips; no
-    // fewer decimals did; and as a double's spacing below 1e6 is far finer than 10^-d, no
-    // other m of d decimals lies in v's rounding interval, so the shortest-digit search
-    // has no closer candidate to choose. Saves the float formatter (most of this
-    // function's time on such values).
+    // Most of the rest are short decimals: seconds to 1/100, load averages, nanoseconds as
+    // seconds (`1.0636e-05`), millisecond timestamps (`1.795382295712e+09`). Their shortest
+    // round-trip digits are those of the first scale 10^d at which m = round(|v| 10^d)
+    // divides back to v exactly: the division of two exact doubles (m < 2^50, 10^d <= 10^9)
+    // rounds as parsing "m e-d" does, so m e-d round-trips, and no fewer decimals did. With
+    // m < 2^50, v's spacing is below a quarter of 10^-d, so no other m of d decimals lies in
+    // v's rounding interval for the shortest-digit search to prefer; and the product |v| 10^d
+    // is within far less than 0.5 of m, so the truncation of +0.5 finds it. Saves the float
+    // formatter (~3,000 instructions a value).
     let a = v.abs();
-    if a < 1e6 {
-        for (decimals, scale) in [10.0, 100.0, 1000.0, 10000.0].into_iter().enumerate() {
-            // +0.5 and truncate: `round()` is a software call without SSE4.1.
-            let m = (a * scale + 0.5) as u64;
-            if m as f64 / scale == a {
-                let mut buf = [0u8; 20];
-                let digits = decimal_digits(m, &mut buf);
-                if v < 0.0 {
-                    out.push(b'-');
-                }
-                let decimals = decimals + 1;
-                if digits.len() > decimals {
-                    let (int_part, frac) = digits.split_at(digits.len() - decimals);
-                    out.extend_from_slice(int_part);
-                    out.push(b'.');
-                    out.extend_from_slice(frac);
-                } else {
-                    out.extend_from_slice(b"0.");
-                    out.extend(std::iter::repeat_n(b'0', decimals - digits.len()));
-                    out.extend_from_slice(digits);
-                }
-                return;
-            }
+    let mut scale = 1.0;
+    for decimals in 1..=9 {
+        scale *= 10.0;
+        let scaled = a * scale;
+        if scaled >= 1_125_899_906_842_624.0 {
+            break;
+        }
+        // +0.5 and truncate: `round()` is a software call without SSE4.1.
+        let m = (scaled + 0.5) as u64;
+        if m as f64 / scale == a {
+            let mut buf = [0u8; 20];
+            let digits = decimal_digits(m, &mut buf);
+            write_digits(v < 0.0, digits, digits.len() as i32 - 1 - decimals, out);
+            return;
         }
     }
-    // Rust's `{:e}` gives the shortest round-trip digits as `d.ddde<exp>`; the plain form is
-    // built from the same digits rather than formatting the float a second time.
+    // Rust's `{:e}` gives the shortest round-trip digits as `d.ddde<exp>`.
     let mut buf = [0u8; 40];
     let mut cur = std::io::Cursor::new(&mut buf[..]);
     let _ = write!(cur, "{:e}", v.abs());
@@ -101,8 +92,13 @@ pub fn format_float(v: f64, out: &mut Vec<u8>) {
             nd += 1;
         }
     }
-    let digits = &digits[..nd];
-    if v < 0.0 {
+    write_digits(v < 0.0, &digits[..nd], exp, out);
+}
+
+/// Prints significant `digits` (no trailing zeros) with decimal exponent `exp` (of the first
+/// digit) as Go's `%g` does: exponent form when `exp` is < -4 or >= 6, else plain.
+fn write_digits(negative: bool, digits: &[u8], exp: i32, out: &mut Vec<u8>) {
+    if negative {
         out.push(b'-');
     }
     if !(-4..6).contains(&exp) {
@@ -1001,6 +997,47 @@ mod tests {
             let next = f64::from_bits(v.to_bits() + 1 + (x >> 62));
             for v in [v, -v, next] {
                 assert_eq!(fmt(v), reference(v), "{v:e}");
+            }
+        }
+    }
+
+    #[test]
+    fn short_decimals_of_any_magnitude_print_like_the_float_formatter() {
+        // Values from a real /metrics body that the float formatter used to print.
+        for v in [
+            1.0636e-05,
+            4.81e-07,
+            0.000102403,
+            0.082971091,
+            30645.927752,
+            1053.528935,
+            1.795382295712e+09,
+            1.7953822933e+09,
+            560.5840000000001,
+            84950.45300000001,
+            1.8446744073709552e+19,
+            1234567.5,
+            -9.99999999e-5,
+            1e-9,
+            1.5e-10,
+        ] {
+            assert_eq!(fmt(v), reference(v), "{v:e}");
+        }
+        // m / 10^d for up to 12 decimals and m up to 2^53, and neighbours a few ulps away.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let d = (x % 13) as i32;
+            let m = (x >> 8) % [1_000, 1_000_000, 10_000_000_000, 1 << 53][(x >> 4) as usize % 4];
+            let v = m as f64 / 10f64.powi(d);
+            let near = f64::from_bits(v.to_bits().wrapping_add((x >> 61) + 1));
+            let below = f64::from_bits(v.to_bits().wrapping_sub(1));
+            for v in [v, -v, near, below] {
+                if v.is_finite() {
+                    assert_eq!(fmt(v), reference(v), "{v:e}");
+                }
             }
         }
     }
