@@ -343,8 +343,12 @@ fn encode_with_cache(set: &MetricSet, openmetrics: bool, out: &mut Vec<u8>) {
     // Kept only while sized for a node's /metrics (~500 samples, ~300 families: ~60 KB with
     // the headers): a large set (a /federate of many series) would otherwise pin its peak for
     // good.
+    // The kept prefixes too (~25 KB for a node): long label values must not pin much either.
     const KEEP_MAX: usize = 4096;
-    if set.samples.len() <= KEEP_MAX && set.families.len() <= KEEP_MAX {
+    if set.samples.len() <= KEEP_MAX
+        && set.families.len() <= KEEP_MAX
+        && cache.prefixes.text.len() + cache.prefixes.src.len() <= KEEP_MAX * 64
+    {
         LAYOUT_CACHE.set(cache);
     }
 }
@@ -1484,6 +1488,27 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_set_of_long_label_values_is_encoded_but_not_kept() {
+        let long = "v".repeat(100_000);
+        let mut set = MetricSet::new();
+        let f = set.family_static("node_long", "Long.", MetricType::Gauge);
+        for i in 0..3 {
+            set.sample(f, &[("i", &i), ("value", &long)], 1.0);
+        }
+        let mut out = Vec::new();
+        encode_text(&set, &mut out);
+        assert_eq!(
+            out.len(),
+            "# HELP node_long Long.\n# TYPE node_long gauge\n".len() + 3 * (long.len() + 28)
+        );
+        LAYOUT_CACHE.with(|c| {
+            let cache = c.replace(LayoutCache::EMPTY);
+            assert_eq!(cache.prefixes.text.capacity(), 0);
+            assert_eq!(cache.prefixes.entries.capacity(), 0);
+        });
     }
 
     #[test]
