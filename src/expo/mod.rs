@@ -317,6 +317,7 @@ impl MetricSet {
     }
 
     /// [`MetricSet::family`] for literal name and help: kept as pointers, nothing copied.
+    #[cfg_attr(promlet_speed, optimize(speed))]
     pub fn family_static(
         &mut self,
         name: &'static str,
@@ -349,6 +350,7 @@ impl MetricSet {
     }
 
     /// The general form: suffix and optional explicit timestamp (ms).
+    #[cfg_attr(promlet_speed, optimize(speed))]
     pub fn sample_full(
         &mut self,
         family: FamilyId,
@@ -381,6 +383,7 @@ impl MetricSet {
     }
 
     /// [`MetricSet::single`] for literal name and help (nothing copied).
+    #[cfg_attr(promlet_speed, optimize(speed))]
     pub fn single_static(
         &mut self,
         name: &'static str,
