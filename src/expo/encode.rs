@@ -853,6 +853,25 @@ fn encode_openmetrics_in(
 mod tests {
     use super::*;
 
+    /// Text or OpenMetrics through the kept layout cache.
+    fn encode_as(set: &MetricSet, openmetrics: bool) -> String {
+        let mut out = Vec::new();
+        if openmetrics {
+            encode_openmetrics(set, &mut out);
+        } else {
+            encode_text(set, &mut out);
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    /// [`encode_as`] with an empty cache, leaving the kept one (of the previous set) in place.
+    fn fresh_encode_as(set: &MetricSet, openmetrics: bool) -> String {
+        let kept = LAYOUT_CACHE.replace(LayoutCache::EMPTY);
+        let fresh = encode_as(set, openmetrics);
+        LAYOUT_CACHE.set(kept);
+        fresh
+    }
+
     fn fmt(v: f64) -> String {
         let mut o = Vec::new();
         format_float(v, &mut o);
@@ -1291,22 +1310,6 @@ mod tests {
             set
         };
         // One format at a time: a kept header is in the format of the last encode.
-        let encode = |set: &MetricSet, openmetrics: bool| {
-            let mut out = Vec::new();
-            if openmetrics {
-                encode_openmetrics(set, &mut out);
-            } else {
-                encode_text(set, &mut out);
-            }
-            String::from_utf8(out).unwrap()
-        };
-        // An encode with an empty cache, leaving the kept one (of the previous set) in place.
-        let fresh_encode = |set: &MetricSet, openmetrics: bool| {
-            let kept = LAYOUT_CACHE.replace(LayoutCache::EMPTY);
-            let fresh = encode(set, openmetrics);
-            LAYOUT_CACHE.set(kept);
-            fresh
-        };
         let kept_count = || {
             let cache = LAYOUT_CACHE.replace(LayoutCache::EMPTY);
             let kept = cache.headers.keys.iter().filter(|k| k.is_some()).count();
@@ -1324,12 +1327,12 @@ mod tests {
         for openmetrics in [false, true, false] {
             for (help, typ) in changes {
                 let set = build(help, typ);
-                let fresh = fresh_encode(&set, openmetrics);
+                let fresh = fresh_encode_as(&set, openmetrics);
                 // The first encode starts from the previous set's headers (same layout, maybe
                 // another HELP or TYPE), the second copies this set's.
-                assert_eq!(encode(&set, openmetrics), fresh, "{help:?} {typ:?}");
+                assert_eq!(encode_as(&set, openmetrics), fresh, "{help:?} {typ:?}");
                 assert_eq!(kept_count(), 2, "node_a_total and node_b kept, node_c not");
-                assert_eq!(encode(&set, openmetrics), fresh, "{help:?} {typ:?}");
+                assert_eq!(encode_as(&set, openmetrics), fresh, "{help:?} {typ:?}");
                 if openmetrics {
                     assert!(fresh.contains(
                         "# TYPE node_b gauge\n# HELP node_b B \\\\ with \\\"quotes\\\"\\n.\n"
@@ -1394,21 +1397,6 @@ mod tests {
             );
             set
         };
-        let encode = |set: &MetricSet, openmetrics: bool| {
-            let mut out = Vec::new();
-            if openmetrics {
-                encode_openmetrics(set, &mut out);
-            } else {
-                encode_text(set, &mut out);
-            }
-            String::from_utf8(out).unwrap()
-        };
-        let fresh_encode = |set: &MetricSet, openmetrics: bool| {
-            let kept = LAYOUT_CACHE.replace(LayoutCache::EMPTY);
-            let fresh = encode(set, openmetrics);
-            LAYOUT_CACHE.set(kept);
-            fresh
-        };
         let kept_prefixes = || {
             let cache = LAYOUT_CACHE.replace(LayoutCache::EMPTY);
             let kept = cache
@@ -1423,14 +1411,22 @@ mod tests {
         for openmetrics in [false, true, false] {
             for k in 0..40 {
                 let set = build(k);
-                let fresh = fresh_encode(&set, openmetrics);
-                assert_eq!(encode(&set, openmetrics), fresh, "k={k} om={openmetrics}");
-                assert_eq!(encode(&set, openmetrics), fresh, "k={k} om={openmetrics}");
+                let fresh = fresh_encode_as(&set, openmetrics);
+                assert_eq!(
+                    encode_as(&set, openmetrics),
+                    fresh,
+                    "k={k} om={openmetrics}"
+                );
+                assert_eq!(
+                    encode_as(&set, openmetrics),
+                    fresh,
+                    "k={k} om={openmetrics}"
+                );
                 // Every sample but the parser-built one is kept.
                 assert_eq!(kept_prefixes(), set.sample_count() - 1, "k={k}");
             }
         }
-        let text = fresh_encode(&build(1), false);
+        let text = fresh_encode_as(&build(1), false);
         assert!(text.contains("node_b{device=\"sd\\\"a\"} 2.5\n"), "{text}");
         assert!(text.contains("node_p{quantile=\"0.9\"} 7 1001\n"), "{text}");
     }
